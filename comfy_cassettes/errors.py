@@ -1,0 +1,46 @@
+"""The exceptions comfy-cassettes raises, all rooted at ComfyCassettesError.
+
+    ComfyCassettesError
+    ├── CassetteError            a cassette file cannot be read, parsed or validated
+    │   └── CassetteExistsError  saving would overwrite a cassette without being asked to
+    ├── ImportFormatError        an input file (HAR, session JSON, workflow) is not what we expect
+    ├── ConfigError              a replay/record option is invalid (missing source image, bad port...)
+    └── RecordError              talking to the upstream ComfyUI failed while recording
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ComfyCassettesError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class CassetteError(ComfyCassettesError):
+    """Raised when a cassette cannot be loaded: names the file and the key at fault."""
+
+    def __init__(self, path: Path | str | None, key: str | None, message: str) -> None:
+        self.path = str(path) if path is not None else None
+        self.key = key
+        self.message = message
+        where = self.path or "<cassette>"
+        if key:
+            where += f" at key '{key}'"
+        super().__init__(f"{where}: {message}")
+
+
+class CassetteExistsError(CassetteError):
+    """Raised when saving would overwrite an existing cassette and overwrite was not asked for."""
+
+
+class ImportFormatError(ComfyCassettesError):
+    """Raised when an imported file (HAR, session, workflow) is malformed."""
+
+
+class ConfigError(ComfyCassettesError):
+    """Raised when replay or record options are inconsistent or point at missing files."""
+
+
+class RecordError(ComfyCassettesError):
+    """Raised when recording from an upstream ComfyUI fails."""
