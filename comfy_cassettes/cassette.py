@@ -1,0 +1,336 @@
+"""The cassette file: vcrpy-compatible YAML plus a ``comfy:`` block, validated on load and saved atomically.
+
+Layout on disk::
+
+    cassettes/basic.yaml          version: 1, interactions: [...], comfy: {format: 1, jobs: [...]}
+    cassettes/blobs/<sha256>.png  binary and large bodies, content-addressed, shared by cassettes in the folder
+
+Interactions keep vcrpy's shape so pytest-recording can read them; a body too large or binary for YAML is
+``{file: blobs/<sha>.<ext>}`` instead of ``{string: ...}`` and is resolved by :func:`interaction_body`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CassetteError, CassetteExistsError
+from .templating import is_valid_name, names_in
+
+FORMAT = 1
+BLOB_DIR = "blobs"
+INLINE_LIMIT = 64 * 1024  # bodies above this go to a sidecar blob, keeping YAML diffable
+JOB_STATES = ("success", "error", "interrupted", "rejected", "unfinished")
+
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+@dataclass(frozen=True)
+class BinaryFrame:
+    """A binary WebSocket frame: a preview image with its header (type 1 legacy, type 4 with metadata)."""
+
+    event_type: int
+    file: str
+    image_format: int | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class WsEvent:
+    """One server-to-client WebSocket message of a job, ``t`` seconds after ``execution_start``."""
+
+    t: float
+    type: str | None = None
+    data: Any = None
+    binary: BinaryFrame | None = None
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """One image a job produced: which node, its index, folder kind, size, and the recorded bytes."""
+
+    node: str
+    index: int
+    kind: str  # "output" (SaveImage) or "temp" (PreviewImage)
+    width: int
+    height: int
+    file: str | None = None
+    recorded_name: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One recorded POST /prompt and everything the server did for it."""
+
+    workflow: dict[str, Any]
+    status: str
+    response_status: int = 200
+    response_body: str = ""
+    has_client: bool = True
+    outputs_to_execute: tuple[str, ...] = ()
+    cached: tuple[str, ...] = ()
+    ws: tuple[WsEvent, ...] = ()
+    history: dict[str, Any] | None = None
+    outputs: tuple[OutputImage, ...] = ()
+    queued_for: float = 0.0  # seconds between POST /prompt and execution_start in the recording
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Cassette:
+    """A loaded cassette: raw vcrpy interactions, the jobs, and where its blobs live."""
+
+    path: Path | None
+    interactions: tuple[dict[str, Any], ...] = ()
+    jobs: tuple[Job, ...] = ()
+    recorded: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The folder blob references are relative to."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def blob_path(self, ref: str) -> Path:
+        """Absolute path of a blob reference such as ``blobs/<sha>.png``."""
+        return self.root / ref
+
+    def read_blob(self, ref: str) -> bytes:
+        """The bytes of a blob reference."""
+        return self.blob_path(ref).read_bytes()
+
+
+def interaction_body(cassette: Cassette, body: Any) -> bytes:
+    """The bytes of an interaction body: ``{string: ...}`` inline or ``{file: ...}`` in a sidecar blob."""
+    if not isinstance(body, dict):
+        return b""
+    if "file" in body:
+        return cassette.read_blob(str(body["file"]))
+    value = body.get("string", "")
+    return value.encode() if isinstance(value, str) else bytes(value or b"")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path: str | os.PathLike[str]) -> Cassette:
+    """Read and validate a cassette; every problem names the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CassetteError(path, None, "no such cassette file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CassetteError(path, None, f"cannot read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise CassetteError(path, None, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return from_dict(data, path)
+
+
+def from_dict(data: Any, path: Path | None = None) -> Cassette:
+    """Validate an already parsed cassette document and build the model."""
+    check = _Checker(path)
+    check.type(data, dict, "")
+    if data.get("version") != 1:
+        check.fail("version", f"expected 1 (vcrpy's cassette format), got {data.get('version')!r}")
+    interactions = data.get("interactions", [])
+    check.type(interactions, list, "interactions")
+    for i, item in enumerate(interactions):
+        check.interaction(item, f"interactions[{i}]")
+    comfy = data.get("comfy") or {}
+    check.type(comfy, dict, "comfy")
+    if comfy and comfy.get("format") != FORMAT:
+        check.fail("comfy.format", f"expected {FORMAT}, got {comfy.get('format')!r}")
+    raw_jobs = comfy.get("jobs", [])
+    check.type(raw_jobs, list, "comfy.jobs")
+    jobs = tuple(check.job(job, f"comfy.jobs[{i}]") for i, job in enumerate(raw_jobs))
+    recorded = comfy.get("recorded") or {}
+    check.type(recorded, dict, "comfy.recorded")
+    cassette = Cassette(path=path, interactions=tuple(interactions), jobs=jobs, recorded=recorded)
+    check.placeholders(data, "")
+    check.blobs(cassette)
+    return cassette
+
+
+class _Checker:
+    """Validation helpers that raise CassetteError with the key path."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.refs: list[tuple[str, str]] = []
+
+    def fail(self, key: str, message: str) -> None:
+        raise CassetteError(self.path, key or None, message)
+
+    def type(self, value: Any, expected: type, key: str) -> None:
+        if not isinstance(value, expected):
+            self.fail(key, f"expected {expected.__name__}, got {type(value).__name__}")
+
+    def interaction(self, item: Any, key: str) -> None:
+        self.type(item, dict, key)
+        request, response = item.get("request"), item.get("response")
+        self.type(request, dict, f"{key}.request")
+        self.type(response, dict, f"{key}.response")
+        for name in ("method", "uri"):
+            if not isinstance(request.get(name), str):
+                self.fail(f"{key}.request.{name}", "missing or not a string")
+        status = response.get("status")
+        if not isinstance(status, dict) or not isinstance(status.get("code"), int):
+            self.fail(f"{key}.response.status.code", "missing or not an integer")
+        body = response.get("body", {})
+        if isinstance(body, dict) and "file" in body:
+            self.refs.append((f"{key}.response.body.file", str(body["file"])))
+
+    def job(self, raw: Any, key: str) -> Job:
+        self.type(raw, dict, key)
+        workflow = raw.get("workflow")
+        self.type(workflow, dict, f"{key}.workflow")
+        status = raw.get("status")
+        if status not in JOB_STATES:
+            self.fail(f"{key}.status", f"expected one of {', '.join(JOB_STATES)}, got {status!r}")
+        ws = raw.get("ws", [])
+        self.type(ws, list, f"{key}.ws")
+        events = tuple(self.event(e, f"{key}.ws[{i}]") for i, e in enumerate(ws))
+        outputs = raw.get("outputs", [])
+        self.type(outputs, list, f"{key}.outputs")
+        images = tuple(self.output(o, f"{key}.outputs[{i}]") for i, o in enumerate(outputs))
+        history = raw.get("history")
+        if history is not None:
+            self.type(history, dict, f"{key}.history")
+        response = raw.get("response") or {}
+        self.type(response, dict, f"{key}.response")
+        code = response.get("status", 200)
+        if not isinstance(code, int):
+            self.fail(f"{key}.response.status", "not an integer")
+        return Job(
+            workflow=workflow,
+            status=status,
+            response_status=code,
+            response_body=str(response.get("body", "")),
+            has_client=bool(raw.get("has_client", True)),
+            outputs_to_execute=tuple(str(x) for x in raw.get("outputs_to_execute", [])),
+            cached=tuple(str(x) for x in raw.get("cached", [])),
+            ws=events,
+            history=history,
+            outputs=images,
+            queued_for=float(raw.get("queued_for", 0.0)),
+            name=str(raw.get("name", "")),
+        )
+
+    def event(self, raw: Any, key: str) -> WsEvent:
+        self.type(raw, dict, key)
+        t = raw.get("t", 0.0)
+        if not isinstance(t, (int, float)) or t < 0:
+            self.fail(f"{key}.t", f"expected seconds >= 0, got {t!r}")
+        if "binary" in raw:
+            b = raw["binary"]
+            self.type(b, dict, f"{key}.binary")
+            if not isinstance(b.get("event_type"), int):
+                self.fail(f"{key}.binary.event_type", "missing or not an integer")
+            if not isinstance(b.get("file"), str):
+                self.fail(f"{key}.binary.file", "missing or not a string")
+            self.refs.append((f"{key}.binary.file", b["file"]))
+            frame = BinaryFrame(b["event_type"], b["file"], b.get("image_format"), b.get("metadata"))
+            return WsEvent(t=float(t), binary=frame)
+        if not isinstance(raw.get("type"), str):
+            self.fail(f"{key}.type", "missing or not a string")
+        return WsEvent(t=float(t), type=raw["type"], data=raw.get("data"))
+
+    def output(self, raw: Any, key: str) -> OutputImage:
+        self.type(raw, dict, key)
+        for name in ("node", "kind"):
+            if not isinstance(raw.get(name), str):
+                self.fail(f"{key}.{name}", "missing or not a string")
+        for name in ("index", "width", "height"):
+            if not isinstance(raw.get(name), int):
+                self.fail(f"{key}.{name}", "missing or not an integer")
+        if raw.get("file") is not None:
+            self.refs.append((f"{key}.file", str(raw["file"])))
+        return OutputImage(
+            raw["node"], raw["index"], raw["kind"], raw["width"], raw["height"], raw.get("file"), str(raw.get("recorded_name", ""))
+        )
+
+    def placeholders(self, value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.placeholders(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.placeholders(v, f"{key}[{i}]")
+        elif isinstance(value, str) and "{{" in value:
+            for name in names_in(value):
+                if not is_valid_name(name):
+                    self.fail(key, f"unknown placeholder {{{{{name}}}}} (cassettes allow only the documented names)")
+
+    def blobs(self, cassette: Cassette) -> None:
+        for key, ref in self.refs:
+            if ".." in Path(ref).parts or Path(ref).is_absolute():
+                self.fail(key, f"blob reference {ref!r} must stay inside the cassette folder")
+            if not cassette.blob_path(ref).is_file():
+                self.fail(key, f"blob {ref!r} is missing next to the cassette")
+
+
+# ---------------------------------------------------------------- saving
+
+
+class BlobStore:
+    """Writes content-addressed sidecar files under ``<cassette folder>/blobs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, data: bytes, ext: str) -> str:
+        """Store ``data`` once and return its reference (``blobs/<sha256>.<ext>``)."""
+        name = f"{hashlib.sha256(data).hexdigest()}.{ext.lstrip('.') or 'bin'}"
+        target = self.root / BLOB_DIR / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(target, data, overwrite=True)
+        return f"{BLOB_DIR}/{name}"
+
+
+def dump(document: dict[str, Any]) -> str:
+    """The YAML text of a cassette document (key order kept, long strings unfolded)."""
+    text: str = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30)
+    return text
+
+
+def save(document: dict[str, Any], path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Validate then write a cassette atomically; refuses to replace an existing file unless ``overwrite``."""
+    path = Path(path)
+    from_dict(document, path)  # never write what we could not load back
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, dump(document).encode("utf-8"), overwrite=overwrite)
+    return path
+
+
+def _atomic_write(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Write via a temp file in the same folder; a crash leaves the old file whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the target exists, with no window for a race
+            except FileExistsError:
+                raise CassetteExistsError(path, None, "already exists; pass overwrite (--force) to replace it") from None
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

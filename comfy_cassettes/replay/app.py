@@ -1,0 +1,247 @@
+"""The ASGI app: ComfyUI's routes (at ``/x`` and ``/api/x``) and ``/ws`` in front of a ReplayEngine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .admin import admin_routes
+from .config import ADMIN_PREFIX
+from .engine import FEATURES, Reply, ReplayEngine
+from .files import render_view_body, resolve_view, store_upload
+from .interactions import InteractionIndex
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(engine: ReplayEngine) -> Starlette:
+    """A Starlette app serving ``engine``; starting the app starts the engine's worker."""
+    index = InteractionIndex(engine.cassettes)
+
+    def reply(r: Reply) -> Response:
+        return Response(r.body, r.status, headers=r.headers)
+
+    async def body_json(request: Request) -> Any:
+        raw = await request.body()
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    async def post_prompt(request: Request) -> Response:
+        return reply(engine.submit(await request.body()))
+
+    async def get_prompt(request: Request) -> Response:
+        return JSONResponse({"exec_info": {"queue_remaining": engine.queue_remaining()}})
+
+    async def get_queue(request: Request) -> Response:
+        return reply(Reply.json(engine.queue_view()))
+
+    async def post_queue(request: Request) -> Response:
+        engine.delete_from_queue(await body_json(request))
+        return Response(status_code=200)
+
+    async def get_history(request: Request) -> Response:
+        q = request.query_params
+        max_items = int(q["max_items"]) if q.get("max_items", "").lstrip("-").isdigit() else None
+        offset = int(q["offset"]) if q.get("offset", "").lstrip("-").isdigit() else -1
+        return reply(Reply.json(engine.history_view(max_items, offset)))
+
+    async def get_history_item(request: Request) -> Response:
+        return reply(Reply.json(engine.history_item(request.path_params["prompt_id"])))
+
+    async def post_history(request: Request) -> Response:
+        engine.delete_history(await body_json(request))
+        return Response(status_code=200)
+
+    async def post_interrupt(request: Request) -> Response:
+        engine.interrupt(await body_json(request))
+        return Response(status_code=200)
+
+    async def post_free(request: Request) -> Response:
+        engine.free(await body_json(request))
+        return Response(status_code=200)
+
+    async def get_features(request: Request) -> Response:
+        return recorded_or(request, lambda: Reply.json(FEATURES))
+
+    async def get_object_info_class(request: Request) -> Response:
+        def derive() -> Reply:
+            catalogue = engine.object_info() or {}
+            name = request.path_params["node_class"]
+            return Reply.json({name: catalogue[name]} if name in catalogue else {})
+
+        return recorded_or(request, derive)
+
+    async def get_view(request: Request) -> Response:
+        query = dict(request.query_params)
+        result = resolve_view(engine.roots, query, virtual=engine.view_virtual)
+        if result.status != 200:
+            return Response(status_code=result.status)
+        body, headers = render_view_body(result, query)
+        headers.pop("Content-Length", None)
+        return Response(body, 200, headers=headers)
+
+    async def post_upload(request: Request) -> Response:
+        form = await request.form(max_part_size=FEATURES["max_upload_size"])
+        try:
+            image = form.get("image")
+            filename = getattr(image, "filename", None)
+            data = await image.read() if hasattr(image, "read") else None
+            result = store_upload(
+                engine.roots,
+                filename=filename,
+                data=data,
+                subfolder=str(form.get("subfolder") or ""),
+                type=str(form["type"]) if "type" in form else None,
+                overwrite=str(form.get("overwrite")) if "overwrite" in form else None,
+            )
+        finally:
+            await form.close()
+        if result.status != 200 or result.body is None:
+            return Response(status_code=result.status)
+        return reply(Reply.json(result.body))
+
+    def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
+        rec = index.find(request.method, request.url.path, list(request.query_params.multi_items()))
+        if rec is not None:
+            answer = index.answer(rec)
+            return Response(answer.body, answer.status, headers=answer.headers)
+        return reply(fallback())
+
+    async def recorded(request: Request) -> Response:
+        """Any other route: a recorded interaction, or a 404 that names the closest recordings."""
+        query = list(request.query_params.multi_items())
+        rec = index.find(request.method, request.url.path, query)
+        if rec is not None:
+            answer = index.answer(rec)
+            return Response(answer.body, answer.status, headers=answer.headers)
+        closest = index.closest(request.method, request.url.path, query)
+        body = {
+            "error": "no recorded interaction matches this request",
+            "request": f"{request.method} {request.url.path}{'?' + request.url.query if request.url.query else ''}",
+            "closest": closest,
+            "hint": "record it with `comfy-cassettes record`, or add a cassette that has it",
+        }
+        return JSONResponse(body, 404, headers={"X-Comfy-Cassettes": "unmatched"})
+
+    async def websocket(ws: WebSocket) -> None:
+        await ws.accept()
+
+        async def send(payload: str | bytes) -> None:
+            if isinstance(payload, bytes):
+                await ws.send_bytes(payload)
+            else:
+                await ws.send_text(payload)
+
+        client = await engine.connect(ws.query_params.get("clientId"), send)
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    await engine.on_message(client, message["text"])
+        except WebSocketDisconnect:
+            pass
+        finally:
+            engine.disconnect(client)
+
+    routes: list[BaseRoute] = []
+    comfy: list[tuple[str, Handler, list[str]]] = [
+        ("/prompt", post_prompt, ["POST"]),
+        ("/prompt", get_prompt, ["GET"]),
+        ("/queue", get_queue, ["GET"]),
+        ("/queue", post_queue, ["POST"]),
+        ("/history", get_history, ["GET"]),
+        ("/history", post_history, ["POST"]),
+        ("/history/{prompt_id:path}", get_history_item, ["GET"]),
+        ("/interrupt", post_interrupt, ["POST"]),
+        ("/free", post_free, ["POST"]),
+        ("/features", get_features, ["GET"]),
+        ("/object_info/{node_class:path}", get_object_info_class, ["GET"]),
+        ("/view", get_view, ["GET"]),
+        ("/upload/image", post_upload, ["POST"]),
+        ("/upload/mask", post_upload, ["POST"]),
+    ]
+    for prefix in ("", "/api"):
+        for path, handler, methods in comfy:
+            routes.append(Route(prefix + path, handler, methods=methods))
+        routes.append(WebSocketRoute(prefix + "/ws", websocket))
+    routes.extend(admin_routes(engine, ADMIN_PREFIX))
+    routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(JournalMiddleware, engine=engine)
+    app.add_middleware(OriginCheckMiddleware)
+    return app
+
+
+class OriginCheckMiddleware:
+    """ComfyUI refuses a request whose Origin host differs from Host with an empty 403 (snapshots capture)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+            origin, host = headers.get("origin"), headers.get("host")
+            if origin and host and urlsplit(origin).netloc not in (host, "") and origin != "null":
+                await Response(status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class JournalMiddleware:
+    """Records every HTTP request (method, path, query, body, status) in the engine's journal."""
+
+    def __init__(self, app: ASGIApp, engine: ReplayEngine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        status = 0
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive_and_keep, send_and_note)
+        finally:
+            from urllib.parse import parse_qsl
+
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            client = scope.get("client") or ("", 0)
+            self.engine.journal.add(scope["method"], scope["path"], query, b"".join(chunks), status, client=f"{client[0]}:{client[1]}")

@@ -1,0 +1,596 @@
+"""The simulated ComfyUI: prompt queue, one worker, history, node cache, WebSocket fan-out and output files.
+
+Knows nothing of HTTP frameworks: the ASGI app turns requests into calls here and replies into responses.
+All state lives on one asyncio loop, so handlers need no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import io
+import json
+import random
+import shutil
+import struct
+import tempfile
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ..cassette import Cassette, Job, OutputImage, WsEvent
+from ..templating import render_value
+from . import plan as planning
+from .config import ReplayConfig
+from .files import FileRoots, OutputNamer
+from .journal import Journal
+from .validation import execution_order, validate_prompt
+
+Send = Callable[[str | bytes], Awaitable[None]]
+FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+# Without a client_id ComfyUI only broadcasts these (no_client_id capture); the rest goes to nobody.
+BROADCAST_TYPES = {"status", "progress_state", "execution_interrupted"}
+MALFORMED_JSON_BODY = b"500 Internal Server Error\n\nServer got itself in trouble"
+
+
+class JobState(Enum):
+    """Where a queued prompt is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, body bytes, headers (Content-Type included when the body has one)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> Reply:
+        # aiohttp's json_response: json.dumps defaults, utf-8
+        return cls(status, json.dumps(value).encode(), {"Content-Type": "application/json; charset=utf-8"})
+
+
+@dataclass
+class QueueItem:
+    """One accepted prompt."""
+
+    number: int | float
+    prompt_id: str
+    workflow: dict[str, Any]
+    extra_data: dict[str, Any]
+    outputs_to_execute: list[str]
+    client_id: str | None
+    seq: int
+    state: JobState = JobState.PENDING
+
+    def as_list(self) -> list[Any]:
+        """The 5-element item ComfyUI shows in /queue and history ``prompt``."""
+        return [self.number, self.prompt_id, self.workflow, self.extra_data, self.outputs_to_execute]
+
+
+@dataclass
+class Client:
+    """A connected /ws socket."""
+
+    sid: str
+    send: Send
+    preview_metadata: bool = False
+
+
+class ReplayEngine:
+    """ComfyUI's server state, replayed from cassettes."""
+
+    def __init__(self, config: ReplayConfig, cassettes: Sequence[Cassette]) -> None:
+        self.config = config
+        self.cassettes = list(cassettes)
+        self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
+        self._job_cassette = {id(job): c for c in cassettes for job in c.jobs}
+        self._owned_dirs: list[Path] = []
+        self.roots = FileRoots(
+            output=self._dir(config.output_dir, "output"),
+            input=self._dir(config.input_dir, "input"),
+            temp=self._dir(config.temp_dir, "temp"),
+        )
+        self.journal = Journal(config.journal_limit)
+        self._object_info: dict[str, Any] | None = None
+        self._object_info_loaded = False
+        self.clients: dict[str, Client] = {}
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self.hooks: list[Callable[[str, dict[str, Any]], Awaitable[None] | None]] = []
+        self._init_state()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _dir(self, given: Path | None, kind: str) -> Path:
+        if given is not None:
+            given.mkdir(parents=True, exist_ok=True)
+            return given
+        path = Path(tempfile.mkdtemp(prefix=f"comfy-cassettes-{kind}-"))
+        self._owned_dirs.append(path)
+        return path
+
+    def _init_state(self) -> None:
+        self.counter = 0
+        self.sequence = 0
+        self.queue: list[tuple[float, str, int, QueueItem]] = []
+        self.items: dict[str, QueueItem] = {}
+        self.running: QueueItem | None = None
+        self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.node_cache: dict[str, dict[str, Any] | None] = {}
+        self.virtual: dict[tuple[str, str, str], Path] = {}
+        self.interrupt_requested = False
+        self.last_node: str | None = None
+        self.last_client: str | None = None
+        self._ids = random.Random(self.config.seed)
+        self.namer = OutputNamer(self.roots, rng=random.Random(self.config.seed + 1))
+
+    async def start(self) -> None:
+        """Start the worker that executes queued prompts."""
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name="comfy-cassettes-worker")
+
+    async def stop(self) -> None:
+        """Stop the worker and remove the folders this engine created."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        for path in self._owned_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+    async def reset(self) -> None:
+        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        self._init_state()
+        self.journal.clear()
+        await self.start()
+
+    def new_prompt_id(self) -> str:
+        """A UUID4 drawn from the seeded sequence: same seed, same ids, in the same order."""
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    # ------------------------------------------------------------ object_info
+
+    def object_info(self) -> dict[str, Any] | None:
+        """The recorded /object_info catalogue (parsed on first use, kept)."""
+        if not self._object_info_loaded:
+            self._object_info_loaded = True
+            from ..cassette import interaction_body
+
+            for cassette in self.cassettes:
+                for item in cassette.interactions:
+                    request, response = item["request"], item["response"]
+                    path = request["uri"].split("?")[0].rstrip("/")
+                    if request["method"] == "GET" and path.endswith("/object_info") and response["status"]["code"] == 200:
+                        self._object_info = json.loads(interaction_body(cassette, response.get("body")))
+                        return self._object_info
+        return self._object_info
+
+    # ------------------------------------------------------------ POST /prompt
+
+    def submit(self, raw: bytes) -> Reply:
+        """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt)."""
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return Reply(500, MALFORMED_JSON_BODY, {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+        if not isinstance(body, dict):
+            body = {}
+        # The number is taken before "prompt" is even looked at (error_invalid_prompt: first accepted got 14).
+        number: int | float
+        if "number" in body:
+            number = float(body["number"])
+        else:
+            number = self.counter
+            if body.get("front"):
+                number = -number
+            self.counter += 1
+        if "prompt" not in body:
+            error = {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}
+            return Reply.json({"error": error, "node_errors": {}}, 400)
+        workflow = body["prompt"]
+        partial = body.get("partial_execution_targets")
+        object_info = self.object_info()
+        node_errors: dict[str, Any] = {}
+        if object_info is not None:
+            result = validate_prompt(
+                workflow, object_info, input_file_exists=self._input_exists, partial_execution_targets=partial
+            )
+            if result.status != 200:
+                return Reply.json(result.body, result.status)
+            outputs = list(result.outputs_to_execute)
+            node_errors = result.node_errors
+        else:
+            rejection = planning.choose_rejection(self.jobs, workflow) if isinstance(workflow, dict) else None
+            if rejection is not None:
+                return Reply(rejection.response_status, rejection.response_body.encode(), {"Content-Type": "application/json; charset=utf-8"})
+            if not isinstance(workflow, dict):
+                error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
+                return Reply.json({"error": error, "node_errors": {}}, 400)
+            outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in planning.OUTPUT_CLASSES]
+            if partial:
+                outputs = [n for n in outputs if n in partial]
+        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
+        extra_data = dict(body.get("extra_data") or {})
+        client_id = body.get("client_id")
+        if client_id is not None:
+            extra_data["client_id"] = client_id
+        self.sequence += 1
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.sequence)
+        self.items[prompt_id] = item
+        heapq.heappush(self.queue, (number, prompt_id, self.sequence, item))
+        self._wake.set()
+        self._broadcast_status()
+        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+
+    def _input_exists(self, name: str) -> bool:
+        path = (self.roots.input / name).resolve()
+        return path.is_file() and self.roots.input.resolve() in path.parents
+
+    def _input_size(self, name: str) -> tuple[int, int] | None:
+        from PIL import Image
+
+        path = self.roots.input / name.split(" [")[0]
+        try:
+            with Image.open(path) as img:
+                return int(img.width), int(img.height)
+        except Exception:  # noqa: BLE001 - unreadable input: let the graph's defaults decide
+            return None
+
+    # ------------------------------------------------------------ queue / history
+
+    def queue_remaining(self) -> int:
+        return len(self.queue) + (1 if self.running is not None else 0)
+
+    def queue_view(self) -> dict[str, Any]:
+        running = [self.running.as_list()] if self.running is not None else []
+        return {"queue_running": running, "queue_pending": [entry[3].as_list() for entry in self.queue]}
+
+    def history_view(self, max_items: int | None = None, offset: int = -1) -> dict[str, Any]:
+        """ComfyUI's get_history: ``max_items`` from the end, or from ``offset`` when given."""
+        keys = list(self.history)
+        if offset < 0 and max_items is not None:
+            offset = len(keys) - max_items
+        start = max(offset, 0)
+        chosen = keys[start:] if max_items is None else keys[start : start + max_items]
+        return {k: self.history[k] for k in chosen}
+
+    def history_item(self, prompt_id: str) -> dict[str, Any]:
+        return {prompt_id: self.history[prompt_id]} if prompt_id in self.history else {}
+
+    def delete_from_queue(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        if body.get("clear"):
+            for entry in self.queue:
+                entry[3].state = JobState.DELETED
+            self.queue.clear()
+        for prompt_id in body.get("delete", []) or []:
+            kept = [e for e in self.queue if e[1] != prompt_id]
+            for e in self.queue:
+                if e[1] == prompt_id:
+                    e[3].state = JobState.DELETED
+            self.queue = kept
+            heapq.heapify(self.queue)
+        self._broadcast_status()
+
+    def delete_history(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        if body.get("clear"):
+            self.history.clear()
+        for prompt_id in body.get("delete", []) or []:
+            self.history.pop(prompt_id, None)
+
+    def interrupt(self, body: Any) -> None:
+        """Global interrupt, or only when the named prompt is the running one (queue_and_history_ops)."""
+        target = body.get("prompt_id") if isinstance(body, dict) else None
+        if self.running is None:
+            return
+        if target is None or target == self.running.prompt_id:
+            self.interrupt_requested = True
+
+    def free(self, body: Any) -> None:
+        """POST /free: unloading models also drops the execution cache."""
+        if isinstance(body, dict) and (body.get("free_memory") or body.get("unload_models")):
+            self.node_cache.clear()
+
+    # ------------------------------------------------------------ websocket
+
+    async def connect(self, sid: str | None, send: Send) -> Client:
+        """Register a socket; sends the greeting ``status`` and the reconnect ``executing`` like ComfyUI."""
+        client = Client(sid or uuid.uuid4().hex, send)
+        self.clients[client.sid] = client
+        status = {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}, "sid": client.sid}
+        await send(json.dumps({"type": "status", "data": status}))
+        if self.last_client == client.sid and self.last_node is not None and self.running is not None:
+            await send(json.dumps({"type": "executing", "data": {"node": self.last_node}}))
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        if self.clients.get(client.sid) is client:
+            del self.clients[client.sid]
+
+    async def on_message(self, client: Client, text: str) -> None:
+        """Only the first ``feature_flags`` message means anything (ws_binary_with_metadata)."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "feature_flags":
+            data = message.get("data") or {}
+            client.preview_metadata = bool(data.get("supports_preview_metadata"))
+            await client.send(json.dumps({"type": "feature_flags", "data": FEATURES}))
+
+    def _broadcast_status(self) -> None:
+        text = json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}})
+        for client in list(self.clients.values()):
+            asyncio.ensure_future(self._safe_send(client, text))
+
+    async def _safe_send(self, client: Client, payload: str | bytes) -> None:
+        try:
+            await client.send(payload)
+        except Exception:  # noqa: BLE001 - a socket that went away is the client's problem, not the run's
+            self.disconnect(client)
+
+    async def _emit(self, item: QueueItem, kind: str, data: Any) -> None:
+        text = json.dumps({"type": kind, "data": data})
+        if item.client_id is None:
+            if kind in BROADCAST_TYPES:
+                for client in list(self.clients.values()):
+                    await self._safe_send(client, text)
+            return
+        client = self.clients.get(item.client_id)
+        if client is not None:
+            await self._safe_send(client, text)
+
+    async def _emit_binary(self, item: QueueItem, frame: planning.WsEvent, job: Job | None, bindings: dict[str, Any]) -> None:
+        binary = frame.binary
+        if binary is None or item.client_id is None:
+            return
+        client = self.clients.get(item.client_id)
+        if client is None:
+            return
+        cassette = self._job_cassette.get(id(job)) if job is not None else None
+        image = cassette.read_blob(binary.file) if cassette is not None else b""
+        metadata = render_value(binary.metadata, bindings) if binary.metadata else None
+        if client.preview_metadata:
+            if metadata is None:
+                metadata = {"node_id": self.last_node, "prompt_id": item.prompt_id, "display_node_id": self.last_node,
+                            "parent_node_id": None, "real_node_id": self.last_node,
+                            "image_type": "image/jpeg" if binary.image_format == 1 else "image/png"}
+            meta = json.dumps(metadata).encode()
+            payload = struct.pack(">II", 4, len(meta)) + meta + image
+        else:
+            image_format = binary.image_format or (1 if (metadata or {}).get("image_type") == "image/jpeg" else 2)
+            payload = struct.pack(">II", 1, image_format) + image
+        await self._safe_send(client, payload)
+
+    # ------------------------------------------------------------ the worker
+
+    async def _work(self) -> None:
+        while True:
+            while not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+            _, _, _, item = heapq.heappop(self.queue)
+            try:
+                await self._run(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the queue
+                self.journal.error(f"job {item.prompt_id} failed in the replay engine: {exc!r}")
+                self.running = None
+
+    def _cached_nodes(self, item: QueueItem, order: Sequence[str]) -> list[str]:
+        sigs = planning.signatures(item.workflow)
+        return [node for node in order if sigs.get(node) in self.node_cache]
+
+    def _plan(self, item: QueueItem) -> planning.Plan:
+        order = execution_order(item.workflow, item.outputs_to_execute)
+        cached = self._cached_nodes(item, order)
+        job = planning.choose(self.jobs, item.workflow, has_client=item.client_id is not None, cached=cached)
+        if job is not None:
+            return planning.from_job(job)
+        return planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size)
+
+    def _bind(self, item: QueueItem, plan: planning.Plan) -> dict[str, Any]:
+        """Values for the job's placeholders: ids, number, and output names by ComfyUI's rule."""
+        bindings: dict[str, Any] = {"prompt_id": item.prompt_id, "number": item.number, "client_id": item.client_id or ""}
+        sigs = planning.signatures(item.workflow)
+        by_node: dict[str, list[OutputImage]] = {}
+        for image in plan.outputs:
+            by_node.setdefault(image.node, []).append(image)
+        for node, images in by_node.items():
+            images.sort(key=lambda i: i.index)
+            previous = self.node_cache.get(sigs.get(node, ""))
+            if node in plan.cached and previous:
+                names = [(p["filename"], p["subfolder"]) for p in previous.get("images", [])]
+            else:
+                names = self._allocate(item, node, images)
+            for image, (filename, subfolder) in zip(images, names):
+                bindings[f"out.{node}.{image.index}.filename"] = filename
+                bindings[f"out.{node}.{image.index}.subfolder"] = subfolder
+        return bindings
+
+    def _allocate(self, item: QueueItem, node: str, images: list[OutputImage]) -> list[tuple[str, str]]:
+        first = images[0]
+        width, height = first.width or 512, first.height or 512
+        if first.kind == "temp":
+            names = self.namer.temp_names(width=width, height=height, count=len(images))
+        else:
+            prefix = item.workflow.get(node, {}).get("inputs", {}).get("filename_prefix", "ComfyUI")
+            names = self.namer.save_names(prefix if isinstance(prefix, str) else "ComfyUI", width=width, height=height, count=len(images))
+        return [(n.filename, n.subfolder) for n in names]
+
+    async def _pause(self, seconds: float) -> None:
+        if self.config.timing == "recorded" and seconds > 0:
+            await asyncio.sleep(seconds / self.config.speed)
+        else:
+            await asyncio.sleep(0)
+
+    async def _run(self, item: QueueItem) -> None:
+        plan = self._plan(item)
+        bindings = self._bind(item, plan)
+        await self._pause(plan.queued_for)
+        self.running = item
+        item.state = JobState.RUNNING
+        self.interrupt_requested = False
+        self.last_client = item.client_id
+        self._broadcast_status()
+        messages: list[list[Any]] = []
+        outputs: dict[str, Any] = {}
+        executed: list[str] = []
+        status = "success"
+        previous_t = 0.0
+        current: str | None = None
+        for event in plan.events:
+            await self._pause(event.t - previous_t)
+            previous_t = event.t
+            if event.binary is not None:
+                await self._emit_binary(item, event, plan.job, bindings)
+                continue
+            kind = str(event.type)
+            data = render_value(event.data, {**bindings, "now_ms": int(time.time() * 1000)})
+            if kind == "executing" and isinstance(data, dict) and data.get("node") is not None:
+                if current is not None and current not in executed:
+                    executed.append(current)
+                current = self.last_node = str(data["node"])
+            if kind == "executed" and isinstance(data, dict):
+                node = str(data.get("node"))
+                outputs[node] = data.get("output")
+                self._materialize(item, plan, node, data.get("output"))
+            if kind in ("execution_start", "execution_cached") or kind in planning.TERMINAL:
+                messages.append([kind, data])
+            if kind in planning.TERMINAL:
+                status = kind.removeprefix("execution_")
+            await self._emit(item, kind, data)
+            if kind == "executing" and self.interrupt_requested and data.get("node") is not None:
+                node_type = item.workflow.get(current or "", {}).get("class_type")
+                interrupted = {"prompt_id": item.prompt_id, "node_id": current, "node_type": node_type,
+                               "executed": executed + [n for n in plan.cached if n not in executed],
+                               "timestamp": int(time.time() * 1000)}
+                messages.append(["execution_interrupted", interrupted])
+                await self._emit(item, "execution_interrupted", interrupted)
+                status = "interrupted"
+                break
+        self._finish(item, plan, bindings, status, messages, outputs, executed)
+        self._broadcast_status()
+        await self._emit(item, "executing", {"node": None, "prompt_id": item.prompt_id})
+        for hook in self.hooks:
+            result = hook("job_done", {"prompt_id": item.prompt_id, "status": status})
+            if result is not None:
+                await result
+
+    def _finish(
+        self, item: QueueItem, plan: planning.Plan, bindings: dict[str, Any], status: str,
+        messages: list[list[Any]], outputs: dict[str, Any], executed: list[str],
+    ) -> None:
+        success = status == "success"
+        meta = {}
+        if success:
+            recorded = render_value(plan.job.history, bindings) if plan.job is not None and plan.job.history else None
+            if recorded and isinstance(recorded.get("outputs"), dict) and not outputs:
+                outputs = recorded["outputs"]
+            if recorded and isinstance(recorded.get("meta"), dict):
+                meta = recorded["meta"]
+            else:
+                meta = {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n} for n in outputs}
+        entry = {
+            "prompt": item.as_list(),
+            "outputs": outputs if success else {},
+            "status": {"status_str": "success" if success else "error", "completed": success, "messages": messages},
+            "meta": meta,
+        }
+        self.history[item.prompt_id] = entry
+        item.state = JobState.DONE
+        self.running = None
+        if status in ("success", "error", "interrupted"):
+            sigs = planning.signatures(item.workflow)
+            done = set(executed) | set(plan.cached) | (set(outputs) if success else set())
+            if success:
+                done |= {n for n in item.workflow if n in sigs}
+            self.node_cache = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+
+    # ------------------------------------------------------------ files
+
+    def _materialize(self, item: QueueItem, plan: planning.Plan, node: str, output: Any) -> None:
+        """Make an output's files answerable by /view: written in dynamic mode, virtual in static mode."""
+        images = (output or {}).get("images", []) if isinstance(output, dict) else []
+        recorded = {(o.node, o.index): o for o in plan.outputs}
+        for index, image in enumerate(images):
+            if not isinstance(image, dict) or "filename" not in image:
+                continue
+            kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
+            key = (kind, subfolder, filename)
+            folder = self.roots.temp if kind == "temp" else self.roots.output
+            target = folder / subfolder / filename
+            if target.exists() or key in self.virtual:
+                continue  # a cached re-run reports files that already exist
+            source = self._source_for(plan, recorded.get((node, index)))
+            if self.config.dynamic or kind == "temp":
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(source, Path):
+                    shutil.copyfile(source, target)
+                else:
+                    target.write_bytes(source)
+            else:
+                self.virtual[key] = source if isinstance(source, Path) else self._spill(source)
+
+    def _source_for(self, plan: planning.Plan, image: OutputImage | None) -> Path | bytes:
+        if self.config.source_image is not None:
+            return self.config.source_image
+        if image is not None and image.file and plan.job is not None:
+            cassette = self._job_cassette.get(id(plan.job))
+            if cassette is not None:
+                return cassette.blob_path(image.file)
+        width, height = (image.width or 512, image.height or 512) if image is not None else (512, 512)
+        return solid_png(width, height)
+
+    def _spill(self, data: bytes) -> Path:
+        """Static mode needs a path for generated bytes: keep one file per distinct image in a private folder."""
+        import hashlib
+
+        folder = self._dir(None, "static") if not hasattr(self, "_static_dir") else self._static_dir
+        self._static_dir = folder
+        path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+        if not path.exists():
+            path.write_bytes(data)
+        return path
+
+    def view_virtual(self, kind: str, subfolder: str, filename: str) -> Path | None:
+        return self.virtual.get((kind, subfolder, filename))
+
+    def http_date(self) -> str:
+        return formatdate(usegmt=True)
+
+
+def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 128)) -> bytes:
+    """A plain PNG of the requested size, for outputs no recording has bytes for."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (max(1, width), max(1, height)), color).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,382 @@
+"""The fake server's files: ComfyUI's output names, /view lookups and /upload/image storage, rule for rule."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import mimetypes
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = [
+    "FileRoots",
+    "OutputName",
+    "OutputNamer",
+    "UploadResult",
+    "ViewResult",
+    "render_view_body",
+    "resolve_view",
+    "store_upload",
+]
+
+# PreviewImage's alphabet, typo included: no "w", "p" twice (nodes.py, PreviewImage.__init__).
+_TEMP_ALPHABET = "abcdefghijklmnopqrstupvxyz"
+
+# /view serves these as a download instead of letting the browser render them (server.py view_image).
+_FORCED_DOWNLOAD = frozenset(
+    {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}
+)
+
+# ComfyUI runs image_upload on its event loop, so uploads never interleave; a lock gives us the same.
+_UPLOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class FileRoots:
+    """The three directories ComfyUI exposes through /view and /upload/image (absolute paths)."""
+
+    output: Path
+    input: Path
+    temp: Path
+
+
+@dataclass(frozen=True)
+class OutputName:
+    """One entry of an output node's `images` list, e.g. `OutputName("ComfyUI_00001_.png", "", "output")`."""
+
+    filename: str
+    subfolder: str
+    type: str
+
+
+@dataclass(frozen=True)
+class ViewResult:
+    """What GET /view resolved to: a status and, for 200, the file to serve and the name to show."""
+
+    status: int
+    path: Path | None
+    content_type: str | None
+    filename: str | None
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """POST /upload/image's answer: 200 with `{"name", "subfolder", "type"}`, else an empty-bodied status."""
+
+    status: int
+    body: dict[str, str] | None
+
+
+class OutputNamer:
+    """Allocates output names exactly as ComfyUI's SaveImage and PreviewImage do; thread-safe.
+
+    The counter is 1 + the highest counter among the folder's files named `<basename>_<digits>_...`
+    (folder_paths.get_save_image_path). Names handed out earlier count as if they were on disk,
+    so a server that writes nothing (static mode) still never hands out the same name twice.
+    Creating the folder and writing the file is the caller's job.
+
+    >>> namer = OutputNamer(roots, rng=random.Random(0))
+    >>> namer.save_names("gen/job_7", width=64, height=64, count=1)
+    [OutputName(filename='job_7_00001_.png', subfolder='gen', type='output')]
+    """
+
+    def __init__(self, roots: FileRoots, *, rng: random.Random) -> None:
+        self._roots = roots
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._handed_out: dict[str, set[str]] = {}
+
+    def save_names(
+        self, filename_prefix: str, *, width: int, height: int, count: int
+    ) -> list[OutputName]:
+        """Names for `count` images saved by SaveImage with `filename_prefix`.
+
+        Raises ValueError with ComfyUI's message when the prefix leads outside the output directory.
+        """
+        return self._allocate(self._roots.output, "output", filename_prefix, width, height, count)
+
+    def temp_names(
+        self, *, width: int, height: int, count: int, prefix: str = "ComfyUI"
+    ) -> list[OutputName]:
+        """Names for `count` images of one PreviewImage run: `ComfyUI_temp_<5 letters>_00001_.png`, ..."""
+        with self._lock:
+            letters = "".join(self._rng.choice(_TEMP_ALPHABET) for _ in range(5))
+        return self._allocate(self._roots.temp, "temp", f"{prefix}_temp_{letters}", width, height, count)
+
+    def reset(self) -> None:
+        """Forget the names handed out so far; files on disk still count."""
+        with self._lock:
+            self._handed_out.clear()
+
+    def _allocate(
+        self, root: Path, type_name: str, prefix: str, width: int, height: int, count: int
+    ) -> list[OutputName]:
+        if "%" in prefix:
+            prefix = _compute_vars(prefix, width, height)
+        normalized = os.path.normpath(prefix)
+        subfolder = os.path.dirname(normalized)
+        basename = os.path.basename(normalized)
+        base_dir = os.path.abspath(root)
+        folder = os.path.abspath(os.path.join(base_dir, subfolder))
+        common = os.path.commonpath((base_dir, folder))
+        if common != base_dir:
+            # Same text as folder_paths.get_save_image_path; it becomes execution_error's
+            # exception_message (see the error_execution capture).
+            raise ValueError(
+                "**** ERROR: Saving image outside the output folder is not allowed."
+                f"\n full_output_folder: {folder}"
+                f"\n         output_dir: {base_dir}"
+                f"\n         commonpath: {common}"
+            )
+        with self._lock:
+            handed_out = self._handed_out.setdefault(folder, set())
+            counter = _next_counter(basename, handed_out.union(_list_dir(folder)))
+            names = []
+            for batch_number in range(count):
+                # %batch_num% is replaced after the counter was computed, so such files never match
+                # the basename and the counter restarts at 1 on every run, overwriting (ComfyUI does this).
+                filename = f"{basename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+                handed_out.add(filename)
+                names.append(OutputName(filename, subfolder, type_name))
+                counter += 1
+        return names
+
+
+def resolve_view(
+    roots: FileRoots,
+    query: Mapping[str, str],
+    *,
+    virtual: Callable[[str, str, str], Path | None] | None = None,
+) -> ViewResult:
+    """Resolve a GET /view query to a file, with ComfyUI's status codes (server.py view_image).
+
+    `virtual(type, subfolder, filename)` is asked before the disk, with the subfolder normalised
+    (`""` for the base directory, no trailing slash); returning a path serves that file under
+    the requested name.
+
+    >>> resolve_view(roots, {"filename": "ComfyUI_00001_.png", "type": "output"}).status
+    200
+    """
+    if "filename" not in query:
+        return _status_only(404)
+    filename, type_name = _split_annotation(query["filename"])
+    if not filename:
+        return _status_only(400)
+    if filename[0] == "/" or ".." in filename:
+        return _status_only(400)
+    if type_name is None:
+        type_name = query.get("type", "output")
+    root = _dir_for_type(roots, type_name)
+    if root is None:
+        return _status_only(400)
+    base_dir = os.path.abspath(root)
+    folder = base_dir
+    if "subfolder" in query:
+        folder = os.path.join(base_dir, query["subfolder"])
+        if os.path.commonpath((os.path.abspath(folder), base_dir)) != base_dir:
+            return _status_only(403)
+    # A "/" inside filename does not pick a subfolder: only its last part is looked up
+    # (subfolder_prefix capture: filename=gen/job_7_00001_.png -> 404).
+    name = os.path.basename(filename)
+    content_type = _content_type(name)
+    if virtual is not None:
+        subfolder = os.path.relpath(os.path.abspath(folder), base_dir)
+        source = virtual(type_name, "" if subfolder == "." else subfolder, name)
+        if source is not None:
+            return ViewResult(200, source, content_type, name)
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+        return ViewResult(200, Path(path), content_type, name)
+    return _status_only(404)
+
+
+def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The body and headers ComfyUI sends for a 200 ViewResult, honouring `preview=` and `channel=`.
+
+    Re-encoded answers carry Content-Disposition, Content-Type and Content-Length only.
+    A plain file also gets the Etag, Last-Modified and Accept-Ranges of aiohttp's FileResponse
+    (computed from the served file's stat); that Accept-Ranges is present tells the caller
+    the body is the file itself. Answering If-None-Match / Range requests is left to the caller.
+    A file Pillow cannot read raises PIL.UnidentifiedImageError, where ComfyUI answers 500.
+    """
+    if result.status != 200 or result.path is None or result.filename is None:
+        raise ValueError(f"only a 200 ViewResult has a body, got status {result.status}")
+    disposition = f'filename="{result.filename}"'
+    channel = query.get("channel")
+    if "preview" in query:
+        preview = query["preview"].split(";")
+        image_format = preview[0]
+        if image_format not in ("webp", "jpeg") or "a" in (channel or ""):
+            image_format = "webp"
+        quality = int(preview[-1]) if preview[-1].isdigit() else 90
+        with Image.open(result.path) as opened:
+            image: Image.Image = opened
+            if image_format == "jpeg" or channel == "rgb":
+                image = image.convert("RGB")
+            body = _encode(image, image_format, quality=quality)
+        # The preview keeps the original name in Content-Disposition (preview_image capture).
+        return body, _headers(disposition, f"image/{image_format}", body)
+    if channel == "rgb":
+        with Image.open(result.path) as image:
+            if image.mode == "RGBA":
+                red, green, blue, _ = image.split()
+                rgb = Image.merge("RGB", (red, green, blue))
+            else:
+                rgb = image.convert("RGB")
+            body = _encode(rgb, "PNG")
+        return body, _headers(disposition, "image/png", body)
+    if channel == "a":
+        with Image.open(result.path) as image:
+            alpha = image.split()[3] if image.mode == "RGBA" else Image.new("L", image.size, 255)
+            alpha_image = Image.new("RGBA", image.size)
+            alpha_image.putalpha(alpha)
+            body = _encode(alpha_image, "PNG")
+        return body, _headers(disposition, "image/png", body)
+    # Any other channel value (including "rgba") serves the file untouched.
+    body = result.path.read_bytes()
+    stat = result.path.stat()
+    headers = _headers(disposition, result.content_type or "application/octet-stream", body)
+    headers["Etag"] = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    # aiohttp rounds the mtime up to the next second (view_errors: Etag mtime ...40.83 -> 09:07:41).
+    headers["Last-Modified"] = email.utils.formatdate(math.ceil(stat.st_mtime), usegmt=True)
+    headers["Content-Length"] = headers.pop("Content-Length")
+    headers["Accept-Ranges"] = "bytes"
+    return body, headers
+
+
+def store_upload(
+    roots: FileRoots,
+    *,
+    filename: str | None,
+    data: bytes | None,
+    subfolder: str = "",
+    type: str | None = "input",
+    overwrite: bool | str | None = False,
+) -> UploadResult:
+    """Store an uploaded image like ComfyUI's image_upload (server.py) and say what it answers.
+
+    Identical bytes under an existing name are not written again and keep the name; different
+    bytes get `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values
+    "true"/"1" exactly) replaces the file. Paths leaving the type's directory give 400; a missing
+    image gives 400; an unknown `type` gives 500, because ComfyUI crashes on it.
+
+    >>> store_upload(roots, filename="a.png", data=b"...").body
+    {'name': 'a.png', 'subfolder': '', 'type': 'input'}
+    """
+    type_name = "input" if type is None else type
+    root = _dir_for_type(roots, type_name)
+    if root is None:
+        # get_dir_by_type leaves type_dir unbound for other values: UnboundLocalError -> 500,
+        # and it runs before the image field is even looked at.
+        return UploadResult(500, None)
+    if data is None or not filename:
+        return UploadResult(400, None)
+    upload_dir = os.path.abspath(root)
+    folder = os.path.join(upload_dir, os.path.normpath(subfolder))
+    path = os.path.abspath(os.path.join(folder, filename))
+    if os.path.commonpath((upload_dir, path)) != upload_dir:
+        return UploadResult(400, None)
+    replace = overwrite in ("true", "1") if isinstance(overwrite, str) else bool(overwrite)
+    stem, extension = os.path.splitext(filename)
+    with _UPLOAD_LOCK:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            duplicate = False
+            attempt = 1
+            while not replace and os.path.exists(path):
+                if Path(path).read_bytes() == data:
+                    duplicate = True
+                    break
+                filename = f"{stem} ({attempt}){extension}"
+                path = os.path.join(folder, filename)
+                attempt += 1
+            if not duplicate:
+                Path(path).write_bytes(data)
+        except (OSError, ValueError):
+            # ComfyUI lets these escape (a directory in the way, a missing parent, a NUL byte): 500.
+            return UploadResult(500, None)
+    return UploadResult(200, {"name": filename, "subfolder": subfolder, "type": type_name})
+
+
+def _compute_vars(prefix: str, width: int, height: int) -> str:
+    now = time.localtime()
+    replacements = (
+        ("%width%", str(width)),
+        ("%height%", str(height)),
+        ("%year%", str(now.tm_year)),
+        ("%month%", str(now.tm_mon).zfill(2)),
+        ("%day%", str(now.tm_mday).zfill(2)),
+        ("%hour%", str(now.tm_hour).zfill(2)),
+        ("%minute%", str(now.tm_min).zfill(2)),
+        ("%second%", str(now.tm_sec).zfill(2)),
+    )
+    for variable, value in replacements:
+        prefix = prefix.replace(variable, value)
+    return prefix
+
+
+def _next_counter(basename: str, names: Iterable[str]) -> int:
+    # get_save_image_path's map_filename: the name must start with "<basename>_" and the counter is
+    # int() of what follows up to the next "_"; names that do not parse count as 0.
+    size = len(basename)
+    highest: int | None = None
+    for name in names:
+        head = name[: size + 1]
+        if os.path.normcase(head[:-1]) != os.path.normcase(basename) or head[-1:] != "_":
+            continue
+        try:
+            digits = int(name[size + 1 :].split("_")[0])
+        except ValueError:
+            digits = 0
+        highest = digits if highest is None else max(highest, digits)
+    return 1 if highest is None else highest + 1
+
+
+def _list_dir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _split_annotation(name: str) -> tuple[str, str | None]:
+    # folder_paths.annotated_filepath slices a fixed width, assuming one space before the tag.
+    for tag in ("output", "input", "temp"):
+        if name.endswith(f"[{tag}]"):
+            return name[: -(len(tag) + 3)], tag
+    return name, None
+
+
+def _dir_for_type(roots: FileRoots, type_name: str) -> Path | None:
+    return {"output": roots.output, "input": roots.input, "temp": roots.temp}.get(type_name)
+
+
+def _content_type(filename: str) -> str:
+    guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    return "application/octet-stream" if guessed in _FORCED_DOWNLOAD else guessed
+
+
+def _encode(image: Image.Image, image_format: str, **options: int) -> bytes:
+    buffer = BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _headers(disposition: str, content_type: str, body: bytes) -> dict[str, str]:
+    return {
+        "Content-Disposition": disposition,
+        "Content-Type": content_type,
+        "Content-Length": str(len(body)),
+    }
+
+
+def _status_only(status: int) -> ViewResult:
+    return ViewResult(status, None, None, None)

@@ -1,0 +1,100 @@
+"""Answers the informational routes from recorded interactions, and explains a miss by the closest recordings."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ..cassette import Cassette, interaction_body
+from ..templating import render_text
+
+_SKIP_HEADERS = {"content-length", "date", "server", "transfer-encoding", "connection"}
+
+
+def normalize(path: str) -> str:
+    """``/api/x`` and ``/x`` are the same ComfyUI route."""
+    path = path.rstrip("/") or "/"
+    return path[4:] or "/" if path.startswith("/api/") else path
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded request, indexed for matching."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    cassette: Cassette
+    interaction: dict[str, Any]
+
+    def describe(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in self.query)
+        return f"{self.method} {self.path}{'?' + query if query else ''}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    matched: str
+
+
+class InteractionIndex:
+    """Recorded requests by (method, normalised path, query); the last recording of a request wins."""
+
+    def __init__(self, cassettes: Sequence[Cassette]) -> None:
+        self.recorded: list[Recorded] = []
+        self._exact: dict[tuple[str, str, tuple[tuple[str, str], ...]], Recorded] = {}
+        for cassette in cassettes:
+            for item in cassette.interactions:
+                request = item["request"]
+                parts = urlsplit(request["uri"])
+                query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+                rec = Recorded(request["method"].upper(), normalize(parts.path), query, cassette, item)
+                self.recorded.append(rec)
+                self._exact[(rec.method, rec.path, rec.query)] = rec
+
+    def find(self, method: str, path: str, query: Sequence[tuple[str, str]]) -> Recorded | None:
+        key = (method.upper(), normalize(path), tuple(sorted(query)))
+        found = self._exact.get(key)
+        if found is None and query:
+            # Informational routes ignore unknown query parameters (cache busters from browsers).
+            found = self._exact.get((key[0], key[1], ()))
+        return found
+
+    def answer(self, rec: Recorded) -> Answer:
+        response = rec.interaction["response"]
+        body = interaction_body(rec.cassette, response.get("body"))
+        if b"{{" in body:
+            body = render_text(body.decode("utf-8"), {}).encode("utf-8")
+        headers = {k: v[0] if isinstance(v, list) else str(v) for k, v in (response.get("headers") or {}).items() if k.lower() not in _SKIP_HEADERS}
+        return Answer(int(response["status"]["code"]), body, headers, f"cassette {rec.cassette.path.name if rec.cassette.path else ''}: {rec.describe()}")
+
+    def closest(self, method: str, path: str, query: Sequence[tuple[str, str]], limit: int = 3) -> list[dict[str, Any]]:
+        """The recorded requests most like this one, each with how it differs."""
+        want_path, want_query = normalize(path), dict(query)
+        scored = []
+        seen = set()
+        for rec in self.recorded:
+            key = (rec.method, rec.path, rec.query)
+            if key in seen:
+                continue
+            seen.add(key)
+            score = difflib.SequenceMatcher(None, want_path, rec.path).ratio() + (0.5 if rec.method == method.upper() else 0.0)
+            have_query = dict(rec.query)
+            score += 0.1 * len(set(want_query) & set(have_query))
+            differences = []
+            if rec.method != method.upper():
+                differences.append(f"method {rec.method} != {method.upper()}")
+            if rec.path != want_path:
+                differences.append(f"path {rec.path} != {want_path}")
+            for k in sorted(set(want_query) | set(have_query)):
+                if want_query.get(k) != have_query.get(k):
+                    differences.append(f"query {k}: recorded {have_query.get(k)!r}, got {want_query.get(k)!r}")
+            scored.append((score, {"request": rec.describe(), "differences": differences}))
+        scored.sort(key=lambda s: -s[0])
+        return [item for _, item in scored[:limit]]

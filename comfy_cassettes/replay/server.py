@@ -1,0 +1,98 @@
+"""Runs the replay app on uvicorn: in the foreground for the CLI, or in a thread for tests and the pytest plugin."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+from types import TracebackType
+
+import uvicorn
+
+from .. import cassette as cassette_io
+from ..errors import ConfigError
+from .app import create_app
+from .config import ReplayConfig
+from .engine import ReplayEngine
+
+
+def build_engine(config: ReplayConfig) -> ReplayEngine:
+    """Validate the config and load its cassettes (errors name the file and key)."""
+    config = config.validated()
+    return ReplayEngine(config, [cassette_io.load(path) for path in config.cassettes])
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn so a busy port is a clear error, and port 0 yields the real port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use; pick another with --port") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class ReplayServer:
+    """A replay server on a real socket.
+
+    Usage::
+
+        with ReplayServer(ReplayConfig(port=0)) as server:
+            httpx.get(server.url + "/system_stats")
+    """
+
+    def __init__(self, config: ReplayConfig, *, log_level: str = "warning") -> None:
+        self.engine = build_engine(config)
+        self.config = self.engine.config
+        self.socket = bind_socket(self.config.host, self.config.port)
+        self.port: int = self.socket.getsockname()[1]
+        uv_config = uvicorn.Config(
+            create_app(self.engine), log_level=log_level, lifespan="on", server_header=False,
+            ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(uv_config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}"
+
+    def run(self) -> None:
+        """Serve in the foreground until Ctrl-C."""
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def start(self) -> ReplayServer:
+        """Serve in a background thread; returns once the server accepts connections."""
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, daemon=True, name="comfy-cassettes-server")
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise ConfigError("the replay server stopped while starting; see the log above")
+            self._thread.join(0.002)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and wait for its thread."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self.socket.close()
+
+    def __enter__(self) -> ReplayServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+

@@ -1,0 +1,501 @@
+"""Judge a POST /prompt graph against a recorded /object_info exactly as ComfyUI 0.3.64's validate_prompt does."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ValidationResult", "execution_order", "no_prompt_body", "validate_prompt"]
+
+_Error = dict[str, Any]
+_Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
+
+# The server paths in error_invalid_prompt's exception_during_validation traceback.
+_EXECUTION_PY = "/home/comfy/ComfyUI/execution.py"
+_NODES_PY = "/home/comfy/ComfyUI/nodes.py"
+_FOLDER_PATHS_PY = "/home/comfy/ComfyUI/folder_paths.py"
+
+# Core nodes whose VALIDATE_INPUTS(image) checks the file on disk instead of the option list
+# (error_invalid_prompt: LoadImage -> "image - Invalid image file: does_not_exist.png").
+_FILE_CHECKED_INPUTS = {"LoadImage": "image", "LoadImageMask": "image", "LoadImageOutput": "image"}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """What POST /prompt answers for a prompt.
+
+    ``status`` is 200 when at least one output validates, 400 when ComfyUI rejects the prompt, and 500
+    when ComfyUI itself would crash on the shape (then ``body`` is None and the caller answers with
+    ComfyUI's plain-text 500). ``body`` is the 400 JSON body.
+
+    >>> validate_prompt({"1": {"class_type": "Nope", "inputs": {}}}, {}).body["error"]["type"]
+    'invalid_prompt'
+    """
+
+    status: int
+    body: dict[str, Any] | None
+    node_errors: dict[str, Any]
+    outputs_to_execute: list[str]
+
+
+def no_prompt_body() -> dict[str, Any]:
+    """The 400 body for a POST /prompt whose JSON has no ``"prompt"`` key.
+
+    >>> no_prompt_body()["error"]["type"]
+    'no_prompt'
+    """
+    error = _error("no_prompt", "No prompt provided", "No prompt provided", {})
+    return {"error": error, "node_errors": {}}
+
+
+def validate_prompt(
+    prompt: Any,
+    object_info: Mapping[str, Any],
+    *,
+    input_file_exists: Callable[[str], bool] | None = None,
+    partial_execution_targets: Any = None,
+) -> ValidationResult:
+    """Validate ``prompt`` (the request's ``"prompt"`` value; None when the key is absent).
+
+    ``input_file_exists(name)`` answers LoadImage's file check; without it a name passes when it is in
+    the recorded option list. ``partial_execution_targets`` is the request key of the same name.
+
+    >>> info = {"EmptyImage": {"input": {"required": {"width": ["INT", {"min": 1}]}}, "output": ["IMAGE"]},
+    ...         "SaveImage": {"input": {"required": {"images": ["IMAGE"]}}, "output": [], "output_node": True}}
+    >>> graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 0}},
+    ...          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
+    >>> validate_prompt(graph, info).body["node_errors"]["1"]["errors"][0]["message"]
+    'Value 0 smaller than min of 1'
+    """
+    if prompt is None:
+        return ValidationResult(400, no_prompt_body(), {}, [])
+    try:
+        outputs = _output_nodes(prompt, object_info, partial_execution_targets)
+    except _Rejected as rejected:
+        return ValidationResult(400, {"error": rejected.error, "node_errors": {}}, {}, [])
+    except Exception:
+        # ComfyUI's own loop raises here (prompt not a dict, node not a dict, unhashable class_type...).
+        return ValidationResult(500, None, {}, [])
+    if not outputs:
+        error = _error("prompt_no_outputs", "Prompt has no outputs", "", {})
+        return ValidationResult(400, {"error": error, "node_errors": {}}, {}, [])
+
+    validator = _Validator(prompt, object_info, input_file_exists)
+    good_outputs: list[str] = []
+    failures: list[tuple[str, list[_Error]]] = []
+    node_errors: dict[str, Any] = {}
+    for output in outputs:
+        try:
+            valid, reasons, _ = validator.validate_inputs(output)
+        except _Raised as raised:
+            valid = False
+            extra = {"exception_type": raised.type_name, "traceback": [_VALIDATE_PROMPT_FRAME, *raised.frames]}
+            message = "Exception when validating node"
+            reasons = [_error("exception_during_validation", message, str(raised.error), extra)]
+            validator.validated[output] = (False, reasons, output)
+        if valid:
+            good_outputs.append(output)
+            continue
+        failures.append((output, reasons))
+        # ComfyUI walks every node validated so far, so a failing node is charged to each later failing output.
+        for node_id, (node_valid, node_reasons, _) in validator.validated.items():
+            if node_valid or not node_reasons:
+                continue
+            if node_id not in node_errors:
+                class_type = prompt[node_id]["class_type"]
+                node_errors[node_id] = {"errors": node_reasons, "dependent_outputs": [], "class_type": class_type}
+            node_errors[node_id]["dependent_outputs"].append(output)
+
+    if good_outputs:
+        return ValidationResult(200, None, node_errors, good_outputs)
+    details = "\n".join(f"{e['message']}: {e['details']}" for _, reasons in failures for e in reasons)
+    error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details, {})
+    return ValidationResult(400, {"error": error, "node_errors": node_errors}, node_errors, [])
+
+
+def execution_order(
+    prompt: Mapping[str, Any],
+    outputs: Sequence[str],
+    *,
+    object_info: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Node ids in the order ComfyUI runs a validated prompt with nothing cached.
+
+    Mirrors ComfyUI's ExecutionList: add each output with its ancestors, then repeatedly pick among the
+    ready nodes an output node, else a node feeding an output, else one two links from an output, else
+    the first. Output nodes come from ``object_info`` when given, else are the ids in ``outputs``.
+
+    >>> execution_order({"1": {"class_type": "EmptyImage", "inputs": {}},
+    ...                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}, ["2"])
+    ['1', '2']
+    """
+    wanted = set(outputs)
+
+    def is_output(node_id: str) -> bool:
+        if object_info is None:
+            return node_id in wanted
+        return object_info.get(prompt[node_id]["class_type"], {}).get("output_node") is True
+
+    pending: dict[str, None] = {}
+    blockers: dict[str, set[str]] = {}
+    blocking: dict[str, dict[str, None]] = {}
+
+    def add_node(start: str) -> None:
+        stack, links = [start], []
+        while stack:
+            node_id = stack.pop()
+            if node_id in pending:
+                continue
+            pending[node_id] = None
+            blockers[node_id] = set()
+            blocking[node_id] = {}
+            for value in prompt[node_id]["inputs"].values():
+                if _is_link(value):
+                    stack.append(value[0])
+                    links.append((value[0], node_id))
+        for source, target in links:
+            blocking[source][target] = None
+            blockers[target].add(source)
+
+    def pick(ready: list[str]) -> str:
+        for node_id in ready:
+            if is_output(node_id):
+                return node_id
+        for node_id in ready:
+            if any(is_output(b) for b in blocking[node_id]):
+                return node_id
+        for node_id in ready:
+            if any(is_output(b1) for b in blocking[node_id] for b1 in blocking[b]):
+                return node_id
+        return ready[0]
+
+    for output in outputs:
+        add_node(output)
+    order: list[str] = []
+    while pending:
+        ready = [node_id for node_id in pending if not blockers[node_id]]
+        if not ready:  # a cycle: ComfyUI stops here with a DependencyCycleError
+            break
+        node_id = pick(ready)
+        order.append(node_id)
+        del pending[node_id]
+        for blocked in blocking.pop(node_id):
+            blockers[blocked].discard(node_id)
+    return order
+
+
+class _Rejected(Exception):
+    """A prompt-level 400 from ComfyUI's first pass over the nodes."""
+
+    def __init__(self, error: _Error) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+class _Raised(Exception):
+    """An exception ComfyUI's validate_inputs would raise, with the traceback frames it would print."""
+
+    def __init__(self, error: BaseException, frames: list[str]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.frames = frames
+
+    @property
+    def type_name(self) -> str:
+        # ComfyUI's full_type_name: builtins lose their module prefix.
+        klass = type(self.error)
+        return klass.__qualname__ if klass.__module__ == "builtins" else f"{klass.__module__}.{klass.__qualname__}"
+
+
+def _frame(line: int, function: str, code: str, tilde: str = "", caret: str = "", path: str = _EXECUTION_PY) -> str:
+    """One ``traceback.format_tb`` entry as Python 3.11 prints it, with its ~~^^ marker line."""
+    text = f'  File "{path}", line {line}, in {function}\n    {code}\n'
+    if caret:
+        start = code.index(tilde + caret)
+        text += "    " + " " * start + "~" * len(tilde) + "^" * len(caret) + "\n"
+    return text
+
+
+# Lines 1010 and 788 are those of error_invalid_prompt's traceback; the others are counted from ComfyUI's
+# source around them and the non-execution.py ones are estimates: only the shape is ComfyUI's.
+_VALIDATE_PROMPT_FRAME = _frame(
+    1010, "validate_prompt", "m = await validate_inputs(prompt_id, prompt, o, validated)",
+    caret="await validate_inputs(prompt_id, prompt, o, validated)",
+)
+_RECURSE_FRAME = _frame(
+    808, "validate_inputs", "r = await validate_inputs(prompt_id, prompt, o_id, validated)",
+    caret="await validate_inputs(prompt_id, prompt, o_id, validated)",
+)
+_INPUTS_FRAME = _frame(
+    725, "validate_inputs", "inputs = prompt[unique_id]['inputs']", "prompt[unique_id]", "['inputs']"
+)
+_MEMBERSHIP_FRAME = _frame(756, "validate_inputs", "if x not in inputs:", caret="x not in inputs")
+_VALUE_FRAME = _frame(770, "validate_inputs", "val = inputs[x]", "inputs", "[x]")
+_LINK_SOURCE_FRAME = _frame(788, "validate_inputs", "o_class_type = prompt[o_id]['class_type']", "prompt", "[o_id]")
+_RETURN_TYPE_FRAME = _frame(790, "validate_inputs", "received_type = r[val[1]]", "r", "[val[1]]")
+_MIN_FRAME = _frame(
+    871, "validate_inputs", 'if "min" in extra_info and val < extra_info["min"]:', caret='val < extra_info["min"]'
+)
+_MAX_FRAME = _frame(
+    884, "validate_inputs", 'if "max" in extra_info and val > extra_info["max"]:', caret='val > extra_info["max"]'
+)
+
+
+def _custom_frames(dispatch: str) -> list[str]:
+    """From validate_inputs down to the call of a node's VALIDATE_INPUTS (``dispatch``: how it is reached)."""
+    call = (
+        "await _async_map_node_over_list(prompt_id, unique_id, obj_class, input_filtered, "
+        "validate_function_name, v3_data=v3_data)"
+    )
+    return [
+        _frame(937, "validate_inputs", f"ret = {call}", caret=call),
+        _frame(305, "_async_map_node_over_list", dispatch),
+        _frame(293, "process_inputs", "result = f(**inputs)", caret="f(**inputs)"),
+    ]
+
+
+_ENDSWITH_FRAMES = [
+    _frame(1716, "VALIDATE_INPUTS", "if not folder_paths.exists_annotated_filepath(image):",
+           caret="folder_paths.exists_annotated_filepath(image)", path=_NODES_PY),
+    _frame(345, "exists_annotated_filepath", "name, base_dir = annotated_filepath(name)",
+           caret="annotated_filepath(name)", path=_FOLDER_PATHS_PY),
+    _frame(314, "annotated_filepath", 'if name.endswith("[output]"):', caret="name.endswith",
+           path=_FOLDER_PATHS_PY),
+]
+
+
+@contextmanager
+def _at(*frames: str) -> Iterator[None]:
+    """Turn an exception raised by ComfyUI-equivalent code into a _Raised at that source line."""
+    try:
+        yield
+    except _Raised:
+        raise
+    except Exception as ex:
+        raise _Raised(ex, list(frames)) from ex
+
+
+def _error(kind: str, message: str, details: str, extra_info: dict[str, Any]) -> _Error:
+    return {"type": kind, "message": message, "details": details, "extra_info": extra_info}
+
+
+def _is_link(value: Any) -> bool:
+    """comfy_execution.graph_utils.is_link: ``[str node id, int|float slot]``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], (int, float))
+    )
+
+
+def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any) -> list[str]:
+    """ComfyUI's first pass: every node needs a known class_type; collect the output nodes."""
+    outputs: list[str] = []
+    for x in prompt:
+        if "class_type" not in prompt[x]:
+            message = "Cannot execute because a node is missing the class_type property."
+            raise _Rejected(_error("invalid_prompt", message, f"Node ID '#{x}'", {}))
+        class_type = prompt[x]["class_type"]
+        spec = object_info.get(class_type)
+        if spec is None:
+            message = f"Cannot execute because node {class_type} does not exist."
+            raise _Rejected(_error("invalid_prompt", message, f"Node ID '#{x}'", {}))
+        # ComfyUI collects these in a set (order varies per process); prompt order keeps replay deterministic.
+        if spec.get("output_node") is True and (partial is None or x in partial):
+            outputs.append(x)
+    return outputs
+
+
+def _declared_inputs(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
+    """(name, category, input type, options) for each required then optional input, in declared order."""
+    declared = spec.get("input", {})
+    order = spec.get("input_order", {})
+    seen: set[str] = set()
+    for category in ("required", "optional"):
+        entries = declared.get(category, {})
+        for name in order.get(category, list(entries)):
+            if name in entries and name not in seen:
+                seen.add(name)
+                config = entries[name]
+                yield name, category, config[0], config[1] if len(config) > 1 else {}
+
+
+def _convert(input_type: Any, value: Any) -> Any:
+    if input_type == "INT":
+        return int(value)
+    if input_type == "FLOAT":
+        return float(value)
+    if input_type == "STRING":
+        return str(value)
+    if input_type == "BOOLEAN":
+        return bool(value)
+    return value
+
+
+def _types_compatible(received: Any, expected: Any) -> bool:
+    """comfy_execution.validation.validate_node_input, non-strict."""
+    if received == expected or "*" in (received, expected):
+        return True
+    if isinstance(received, list) and expected == "COMBO":
+        return True
+    if not isinstance(received, str) or not isinstance(expected, str):
+        return False
+    received_types = {t.strip() for t in received.split(",")}
+    expected_types = {t.strip() for t in expected.split(",")}
+    return "*" in received_types or "*" in expected_types or bool(received_types & expected_types)
+
+
+class _Validator:
+    """ComfyUI's validate_inputs with its ``validated`` memo, over a recorded catalogue."""
+
+    def __init__(
+        self, prompt: Mapping[str, Any], object_info: Mapping[str, Any], file_exists: Callable[[str], bool] | None
+    ) -> None:
+        self.prompt = prompt
+        self.object_info = object_info
+        self.file_exists = file_exists
+        self.validated: dict[Any, _Outcome] = {}
+        self.visiting: set[Any] = set()
+
+    def validate_inputs(self, unique_id: Any) -> _Outcome:
+        if unique_id in self.validated:
+            return self.validated[unique_id]
+        if unique_id in self.visiting:
+            # 0.3.64 has no cycle check: the recursion overflows, and as the frames unwind each node in the
+            # cycle is stored as failed with only its own reasons, so the cycle itself reports nothing.
+            return (False, [], unique_id)
+        self.visiting.add(unique_id)
+        try:
+            outcome = self._validate_node(unique_id)
+        finally:
+            self.visiting.discard(unique_id)
+        self.validated[unique_id] = outcome
+        return outcome
+
+    def _validate_node(self, unique_id: Any) -> _Outcome:
+        node = self.prompt[unique_id]
+        with _at(_INPUTS_FRAME):
+            inputs = node["inputs"]
+        class_type = node["class_type"]
+        file_input = _FILE_CHECKED_INPUTS.get(class_type)
+        errors: list[_Error] = []
+        valid = True
+        for x, category, input_type, extra_info in _declared_inputs(self.object_info[class_type]):
+            with _at(_MEMBERSHIP_FRAME):
+                missing = x not in inputs
+            if missing:
+                if category == "required":
+                    errors.append(_error("required_input_missing", "Required input is missing", x, {"input_name": x}))
+                continue
+            with _at(_VALUE_FRAME):
+                val = inputs[x]
+            info = copy.deepcopy([input_type, extra_info])
+            if isinstance(val, list):
+                valid = self._check_link(x, val, input_type, info, errors) and valid
+                continue
+            try:
+                if isinstance(val, dict) and "__value__" in val:
+                    val = val["__value__"]
+                val = _convert(input_type, val)
+            except Exception as ex:
+                extra = {"input_name": x, "input_config": info, "received_value": val, "exception_message": str(ex)}
+                message = f"Failed to convert an input value to a {input_type} value"
+                errors.append(_error("invalid_input_type", message, f"{x}, {val}, {ex}", extra))
+                continue
+            if x == file_input:
+                continue  # VALIDATE_INPUTS takes this input, so ComfyUI skips the range and list checks
+            error = self._check_value(x, val, input_type, extra_info, info)
+            if error is not None:
+                errors.append(error)
+        if file_input is not None:
+            errors.extend(self._check_file(class_type, file_input, inputs))
+        if errors or not valid:
+            return (False, errors, unique_id)
+        return (True, [], unique_id)
+
+    def _check_link(self, x: str, val: list[Any], input_type: Any, info: list[Any], errors: list[_Error]) -> bool:
+        """Check one linked input and recurse into its source; False when the source is invalid."""
+        if len(val) != 2:
+            message = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
+            extra = {"input_name": x, "input_config": info, "received_value": val}
+            errors.append(_error("bad_linked_input", message, x, extra))
+            return True
+        o_id = val[0]
+        with _at(_LINK_SOURCE_FRAME):
+            o_class_type = self.prompt[o_id]["class_type"]
+        returns = tuple(self.object_info[o_class_type].get("output", []))
+        with _at(_RETURN_TYPE_FRAME):
+            received_type = returns[val[1]]
+        if not _types_compatible(received_type, input_type):
+            extra = {"input_name": x, "input_config": info, "received_type": received_type, "linked_node": val}
+            details = f"{x}, received_type({received_type}) mismatch input_type({input_type})"
+            errors.append(_error("return_type_mismatch", "Return type mismatch between linked nodes", details, extra))
+            return True
+        try:
+            return self.validate_inputs(o_id)[0]
+        except _Raised as raised:
+            extra = {
+                "input_name": x,
+                "input_config": info,
+                "exception_message": str(raised.error),
+                "exception_type": raised.type_name,
+                "traceback": [_RECURSE_FRAME, *raised.frames],
+                "linked_node": val,
+            }
+            message = "Exception when validating inner node"
+            reason = _error("exception_during_inner_validation", message, str(raised.error), extra)
+            self.validated[o_id] = (False, [reason], o_id)
+            return False
+
+    def _check_value(
+        self, x: str, val: Any, input_type: Any, extra_info: dict[str, Any], info: list[Any]
+    ) -> _Error | None:
+        """Range and option-list checks on a converted constant."""
+        extra = {"input_name": x, "input_config": info, "received_value": val}
+        with _at(_MIN_FRAME):
+            too_small = "min" in extra_info and val < extra_info["min"]
+        if too_small:
+            return _error("value_smaller_than_min", f"Value {val} smaller than min of {extra_info['min']}", x, extra)
+        with _at(_MAX_FRAME):
+            too_big = "max" in extra_info and val > extra_info["max"]
+        if too_big:
+            return _error("value_bigger_than_max", f"Value {val} bigger than max of {extra_info['max']}", x, extra)
+        if not isinstance(input_type, list) and input_type != "COMBO":
+            return None
+        options = extra_info.get("options", []) if input_type == "COMBO" else input_type
+        if val in options:
+            return None
+        # ComfyUI leaves long lists (scanned model files) out of the response.
+        if len(options) > 20:
+            list_info, extra["input_config"] = f"(list of length {len(options)})", None
+        else:
+            list_info = str(options)
+        return _error("value_not_in_list", "Value not in list", f"{x}: '{val}' not in {list_info}", extra)
+
+    def _check_file(self, class_type: str, name: str, inputs: Any) -> list[_Error]:
+        """LoadImage's VALIDATE_INPUTS, run the way ComfyUI feeds it (links arrive as None)."""
+        if name not in inputs:
+            missing = TypeError(f"{class_type}.VALIDATE_INPUTS() missing 1 required positional argument: '{name}'")
+            raise _Raised(missing, _custom_frames("await process_inputs({})"))
+        value = inputs[name]
+        if isinstance(value, dict) and "__value__" in value:
+            value = value["__value__"]
+        elif _is_link(value):
+            value = None
+        if not isinstance(value, str):
+            no_method = AttributeError(f"'{type(value).__name__}' object has no attribute 'endswith'")
+            raise _Raised(no_method, _custom_frames("await process_inputs(input_dict, i)") + _ENDSWITH_FRAMES)
+        if self.file_exists is not None:
+            exists = self.file_exists(value)
+        else:
+            config = self.object_info[class_type]["input"]["required"][name]
+            options = config[0] if isinstance(config[0], list) else config[1].get("options", [])
+            exists = value in options
+        if exists:
+            return []
+        details = f"{name} - Invalid image file: {value}"
+        return [_error("custom_validation_failed", "Custom validation failed for node", details, {"input_name": name})]

@@ -1,0 +1,151 @@
+"""Placeholders for the volatile values of a ComfyUI session: find them when recording, fill them in on replay.
+
+A placeholder is ``{{name}}`` with a name from a closed grammar (no expressions, nothing evaluated: cassettes
+are shared files). Names:
+
+    prompt_id, client_id, number, now_ms, http_date     the current job's values
+    out.<node>.<i>.filename / out.<node>.<i>.subfolder  the job's i-th image of output node <node>
+    job.<k>.prompt_id / job.<k>.number                  another job of the same cassette (queue listings)
+    sid.<k>                                             a WebSocket sid that is not the job's client
+
+``number`` and ``now_ms`` are integers: inside a JSON structure they are stored as the string ``"{{number}}"``
+and rendered back to an int; inside JSON text they appear bare (``"number": {{number}}``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_.]*)\}\}")
+_NAME = re.compile(
+    r"^(?:prompt_id|client_id|number|now_ms|http_date"
+    r"|out\.[^.{}]+\.\d+\.(?:filename|subfolder)"
+    r"|job\.\d+\.(?:prompt_id|number)"
+    r"|sid\.\d+)$"
+)
+INT_NAMES = re.compile(r"^(?:number|now_ms|job\.\d+\.number)$")
+
+Bindings = Mapping[str, "str | int | float"]
+
+
+def is_valid_name(name: str) -> bool:
+    """True when ``name`` belongs to the closed placeholder grammar."""
+    return bool(_NAME.match(name))
+
+
+def placeholder(name: str) -> str:
+    """The placeholder text for ``name``."""
+    if not is_valid_name(name):
+        raise ValueError(f"not a placeholder name: {name!r}")
+    return "{{" + name + "}}"
+
+
+def names_in(value: Any) -> Iterator[str]:
+    """Every placeholder name used anywhere inside a string or a JSON-like structure."""
+    if isinstance(value, str):
+        for match in PLACEHOLDER.finditer(value):
+            yield match.group(1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from names_in(key)
+            yield from names_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from names_in(item)
+
+
+def json_escape(text: str) -> str:
+    """Escape a value for insertion between the quotes of a JSON string."""
+    return json.dumps(text)[1:-1]
+
+
+def url_escape(text: str) -> str:
+    """Escape a value for insertion into a URL query or path."""
+    return quote(text, safe="")
+
+
+def render_text(text: str, bindings: Bindings, escape: Callable[[str], str] | None = None) -> str:
+    """Fill every placeholder of ``text``; strings pass through ``escape`` (JSON or URL), numbers do not."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in bindings:
+            return match.group(0)
+        value = bindings[name]
+        if isinstance(value, str):
+            return escape(value) if escape else value
+        return json.dumps(value)
+
+    if "{{" not in text:
+        return text
+    return PLACEHOLDER.sub(fill, text)
+
+
+def render_value(value: Any, bindings: Bindings) -> Any:
+    """Fill placeholders in a JSON-like structure; a string that is exactly one placeholder takes its value's type."""
+    if isinstance(value, str):
+        if "{{" not in value:
+            return value
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole and whole.group(1) in bindings:
+            return bindings[whole.group(1)]
+        return render_text(value, bindings)
+    if isinstance(value, dict):
+        return {render_text(k, bindings) if isinstance(k, str) else k: render_value(v, bindings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(item, bindings) for item in value]
+    return value
+
+
+def dumps_templated(value: Any, *, compact: bool = False) -> str:
+    """Serialise a templated structure like ComfyUI does (``json.dumps`` defaults), unquoting integer placeholders."""
+    text = json.dumps(value, separators=(",", ":") if compact else None)
+
+    def unquote(match: re.Match[str]) -> str:
+        return match.group(1) if INT_NAMES.match(match.group(2)) else match.group(0)
+
+    return re.sub(r'"(\{\{([A-Za-z_][A-Za-z0-9_.]*)\}\})"', unquote, text)
+
+
+class Templater:
+    """Replaces known volatile strings by placeholders, longest first, in text and in structures."""
+
+    def __init__(self) -> None:
+        self._strings: dict[str, str] = {}
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str, name: str) -> None:
+        """Map every occurrence of ``value`` to ``{{name}}`` (the first mapping of a value wins)."""
+        if value and value not in self._strings:
+            self._strings[value] = placeholder(name)
+            self._pattern = None
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._strings
+
+    def name_of(self, value: str) -> str | None:
+        """The placeholder that replaces exactly ``value``, if any."""
+        return self._strings.get(value)
+
+    def text(self, text: str) -> str:
+        """Replace every known value inside ``text``."""
+        if not self._strings:
+            return text
+        if self._pattern is None:
+            keys = sorted(self._strings, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(k) for k in keys))
+        return self._pattern.sub(lambda m: self._strings[m.group(0)], text)
+
+    def value(self, value: Any) -> Any:
+        """Replace known values in a JSON-like structure (keys included)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(k) if isinstance(k, str) else k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        return value

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Re-create the bundled cassettes from the captured real sessions with the project's own importer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SESSIONS=tests/data/real_sessions
+OUT=comfy_cassettes/data/cassettes
+rm -rf "$OUT" && mkdir -p "$OUT"
+for dir in "$SESSIONS"/*/; do
+  name=$(basename "$dir")
+  comfy-cassettes import "$dir/session.har" -o "$OUT/$name.yaml"
+done
+# The default for `serve`: the informational snapshots plus the everyday jobs, in one cassette.
+comfy-cassettes import \
+  "$SESSIONS/snapshots/session.har" "$SESSIONS/basic_save/session.har" "$SESSIONS/batch_3/session.har" \
+  "$SESSIONS/two_save_nodes/session.har" "$SESSIONS/subfolder_prefix/session.har" \
+  "$SESSIONS/load_transform_save/session.har" "$SESSIONS/preview_image/session.har" \
+  "$SESSIONS/cached_rerun/session.har" "$SESSIONS/error_execution/session.har" \
+  "$SESSIONS/ws_binary_with_metadata/session.har" \
+  -o "$OUT/comfyui.yaml"
