@@ -57,6 +57,14 @@ class ReplayControl:
     def clear_journal(self) -> None:
         self._admin("DELETE", "/journal")
 
+    def configure(self, **options: Any) -> None:
+        """Apply per-test server options (the pytest marker's extra keywords land here).
+
+        Raises TypeError for an option this server does not know.
+        """
+        if options:
+            raise TypeError(f"unknown replay option(s): {', '.join(sorted(options))}")
+
     def wait_for_job(self, prompt_id: str, *, timeout: float = 10.0, poll: float = 0.01) -> dict[str, Any]:
         """Poll /history/{prompt_id} until the job is finished; returns its history entry."""
         deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ from . import plan as planning
 from .config import ReplayConfig
 from .files import FileRoots, OutputNamer
 from .journal import Journal
-from .validation import execution_order, validate_prompt
+from .validation import execution_order, no_prompt_body, validate_prompt
 
 Send = Callable[[str | bytes], Awaitable[None]]
 FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
@@ -195,7 +195,7 @@ class ReplayEngine:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return Reply(500, MALFORMED_JSON_BODY, {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+            return _crash()
         if not isinstance(body, dict):
             body = {}
         # The number is taken before "prompt" is even looked at (error_invalid_prompt: first accepted got 14).
@@ -208,8 +208,7 @@ class ReplayEngine:
                 number = -number
             self.counter += 1
         if "prompt" not in body:
-            error = {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}
-            return Reply.json({"error": error, "node_errors": {}}, 400)
+            return Reply.json(no_prompt_body(), 400)
         workflow = body["prompt"]
         partial = body.get("partial_execution_targets")
         object_info = self.object_info()
@@ -218,6 +217,8 @@ class ReplayEngine:
             result = validate_prompt(
                 workflow, object_info, input_file_exists=self._input_exists, partial_execution_targets=partial
             )
+            if result.status == 500 or result.body is None and result.status != 200:
+                return _crash()
             if result.status != 200:
                 return Reply.json(result.body, result.status)
             outputs = list(result.outputs_to_execute)
@@ -585,6 +586,11 @@ class ReplayEngine:
 
     def http_date(self) -> str:
         return formatdate(usegmt=True)
+
+
+def _crash() -> Reply:
+    """aiohttp's answer when a handler raises (malformed JSON, prompts ComfyUI cannot even validate)."""
+    return Reply(500, MALFORMED_JSON_BODY, {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
 
 
 def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 128)) -> bytes:
