@@ -1,1 +1,298 @@
-"""pytest plugin: fixtures and markers that run a comfy-cassettes replay server for a test suite."""
+"""pytest plugin: fixtures and markers that run a comfy-cassettes replay server for a test suite.
+
+Fixtures: ``comfy_servers`` (session: one server per distinct configuration, started on first use),
+``comfy_server`` / ``comfy_server_dynamic`` and ``comfy_url`` / ``comfy_url_dynamic`` (session), and
+``comfy`` / ``comfy_dynamic`` (function: a reset server, its URL in ``$COMFYUI_URL``). Marker:
+``@pytest.mark.comfy_cassette("basic_save", dynamic=True, timing="recorded")``. pytest-recording's
+``@pytest.mark.vcr`` reads and writes our cassettes through ``pytest_recording_configure``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .control import ReplayControl
+from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES
+
+if TYPE_CHECKING:
+    from .replay.server import ReplayServer
+
+DEFAULT_ENV_VAR = "COMFYUI_URL"
+MARKER = "comfy_cassette"
+_MARKER_HELP = (
+    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, **options): "
+    "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
+    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
+    "keywords go to the server's configure()."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("comfy-cassettes", "comfy-cassettes replay server")
+    group.addoption(
+        "--comfy-cassette-dir", action="append", dest="comfy_cassettes", metavar="PATH", default=None,
+        help="cassette file or folder to replay (repeatable; default: the bundled comfyui.yaml).",
+    )
+    group.addoption("--comfy-env-var", dest="comfy_env_var", metavar="NAME", help=f"environment variable the comfy fixture sets to the server URL (default {DEFAULT_ENV_VAR}).")
+    group.addoption("--comfy-seed", dest="comfy_seed", type=int, metavar="N", help="seed for minted prompt_ids (default 0).")
+    group.addoption("--comfy-source-image", dest="comfy_source_image", metavar="PATH", help="one image every output serves (default: the recorded images).")
+    parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
+    parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
+    parser.addini("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", default="0")
+    parser.addini("comfy_cassettes_source_image", "one image every output serves.", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _MARKER_HELP)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
+    """pytest-recording built a VCR for a ``@pytest.mark.vcr`` test: teach it our cassettes and matchers."""
+    from .vcr import configure_vcr
+
+    configure_vcr(vcr, seed=Settings.from_config(config).seed)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session's options, command line over ini over defaults."""
+
+    cassettes: tuple[Path, ...]
+    env_var: str
+    seed: int
+    source_image: Path | None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        given = config.getoption("comfy_cassettes")
+        cassettes = tuple(Path(p).expanduser().resolve() for p in given) if given else tuple(Path(p) for p in config.getini("comfy_cassettes"))
+        seed = config.getoption("comfy_seed")
+        image = config.getoption("comfy_source_image") or config.getini("comfy_cassettes_source_image")
+        try:
+            seed = int(config.getini("comfy_cassettes_seed")) if seed is None else seed
+        except ValueError:
+            raise pytest.UsageError(f"comfy_cassettes_seed must be an integer, got {config.getini('comfy_cassettes_seed')!r}") from None
+        return cls(
+            cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
+            env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
+            seed=seed,
+            source_image=Path(image).expanduser().resolve() if image else None,
+        )
+
+    @property
+    def search_dirs(self) -> list[Path]:
+        """Where a marker's cassette names are looked up after the test's own folder."""
+        dirs = [p if p.is_dir() else p.parent for p in self.cassettes] + [BUNDLED_DIR]
+        return list(dict.fromkeys(dirs))
+
+
+class ComfyHandle(ReplayControl):
+    """A running replay server as a test sees it: URL, folders, and every ReplayControl method.
+
+    Usage::
+
+        def test_generate(comfy):
+            entry = comfy.run(WORKFLOW)
+            assert entry["status"]["completed"]
+            assert comfy.journal(method="POST", path="/prompt")
+    """
+
+    def __init__(self, server: ReplayServer, root: Path) -> None:
+        super().__init__(server.url)
+        self.server = server
+        self.root = root
+
+    @property
+    def output_dir(self) -> Path:
+        return self.server.engine.roots.output
+
+    @property
+    def input_dir(self) -> Path:
+        return self.server.engine.roots.input
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.server.engine.roots.temp
+
+    def reset(self) -> None:
+        """Forget queue, history, journal and names, and empty the output, input and temp folders."""
+        super().reset()
+        self.clear_files()
+
+    def clear_files(self) -> None:
+        """Empty the output, input and temp folders (the folders stay)."""
+        for folder in (self.output_dir, self.input_dir, self.temp_dir):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+
+    def submit(self, workflow: dict[str, Any], *, client_id: str | None = None, **fields: Any) -> str:
+        """POST /prompt like a client; returns the prompt_id, or raises naming the status and ComfyUI's answer."""
+        body: dict[str, Any] = {"prompt": workflow, **fields}
+        if client_id is not None:
+            body["client_id"] = client_id
+        response = self._http.post("/prompt", json=body)
+        if response.status_code != 200:
+            raise AssertionError(f"POST /prompt answered {response.status_code}: {response.text[:2000]}")
+        return str(response.json()["prompt_id"])
+
+    def run(self, workflow: dict[str, Any], *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """submit() then wait_for_job(): the finished job's history entry."""
+        return self.wait_for_job(self.submit(workflow, **fields), timeout=timeout)
+
+    def output_files(self, entry: dict[str, Any]) -> list[Path]:
+        """Paths of the images a history entry lists (written to disk in dynamic mode)."""
+        paths = []
+        for output in (entry.get("outputs") or {}).values():
+            for image in (output or {}).get("images", []):
+                folder = self.temp_dir if image.get("type") == "temp" else self.output_dir
+                paths.append(folder / image.get("subfolder", "") / image["filename"])
+        return paths
+
+
+_Key = tuple[tuple[Path, ...], bool, str, float, int]
+
+
+class ComfyServers:
+    """The session's replay servers, one per distinct (cassettes, dynamic, timing, speed, seed), started on first use."""
+
+    def __init__(self, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.settings = settings
+        self._tmp = tmp_path_factory
+        self._running: dict[_Key, ComfyHandle] = {}
+
+    def get(
+        self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str = "instant",
+        speed: float = 1.0, seed: int | None = None,
+    ) -> ComfyHandle:
+        """The handle of the server for this configuration (not reset: the comfy fixtures do that)."""
+        if timing not in TIMING_MODES:
+            raise pytest.UsageError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
+        key: _Key = (
+            tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
+            bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
+        )
+        if key not in self._running:
+            self._running[key] = self._start(key)
+        return self._running[key]
+
+    def _start(self, key: _Key) -> ComfyHandle:
+        from .replay.config import ReplayConfig
+        from .replay.server import ReplayServer
+
+        cassettes, dynamic, timing, speed, seed = key
+        root = self._tmp.mktemp("comfy-server")
+        config = ReplayConfig(
+            cassettes=cassettes, port=0, output_dir=root / "output", input_dir=root / "input", temp_dir=root / "temp",
+            source_image=self.settings.source_image, dynamic=dynamic, timing=timing, speed=speed, seed=seed,
+        )
+        try:
+            server = ReplayServer(config).start()
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        return ComfyHandle(server, root)
+
+    def close(self) -> None:
+        """Stop every server, join its thread and remove its folders."""
+        while self._running:
+            _, handle = self._running.popitem()
+            try:
+                handle.close()
+                handle.server.stop()
+            finally:
+                shutil.rmtree(handle.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def comfy_servers(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServers]:
+    """Every replay server of the session; stopped and their folders removed at the end."""
+    servers = ComfyServers(Settings.from_config(pytestconfig), tmp_path_factory)
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_servers: ComfyServers) -> ReplayServer:
+    """The session's static replay server (configured cassettes, outputs not written)."""
+    return comfy_servers.get().server
+
+
+@pytest.fixture(scope="session")
+def comfy_server_dynamic(comfy_servers: ComfyServers) -> ReplayServer:
+    """The session's dynamic replay server: every job's outputs copied into its output folder."""
+    return comfy_servers.get(dynamic=True).server
+
+
+@pytest.fixture(scope="session")
+def comfy_url(comfy_server: ReplayServer) -> str:
+    """URL of the static session server, e.g. ``http://127.0.0.1:43817``."""
+    return comfy_server.url
+
+
+@pytest.fixture(scope="session")
+def comfy_url_dynamic(comfy_server_dynamic: ReplayServer) -> str:
+    """URL of the dynamic session server."""
+    return comfy_server_dynamic.url
+
+
+@pytest.fixture
+def comfy(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> ComfyHandle:
+    """A freshly reset replay server for this test (per its comfy_cassette marker), its URL in $COMFYUI_URL."""
+    return _prepare(request, comfy_servers, monkeypatch, dynamic=None)
+
+
+@pytest.fixture
+def comfy_dynamic(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> ComfyHandle:
+    """Like ``comfy``, in dynamic mode: each job's output files exist under ``comfy_dynamic.output_dir``."""
+    return _prepare(request, comfy_servers, monkeypatch, dynamic=True)
+
+
+@pytest.fixture
+def comfy_vcr_config() -> dict[str, Any]:
+    """Our vcrpy settings (matchers, filters), to merge into a ``vcr_config`` fixture you override."""
+    from .vcr import vcr_config
+
+    return vcr_config()
+
+
+def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> ComfyHandle:
+    names: Sequence[Any] = ()
+    options: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers(MARKER))):  # module first, the test's own mark last
+        names = mark.args or names
+        options.update(mark.kwargs)
+    known = {k: options.pop(k) for k in ("dynamic", "timing", "speed", "seed") if k in options}
+    if dynamic is not None:
+        known["dynamic"] = dynamic
+    cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]
+    handle = servers.get(cassettes=cassettes or None, **known)
+    handle.reset()
+    handle.configure(**options)
+    monkeypatch.setenv(servers.settings.env_var, handle.url)
+    return handle
+
+
+def _resolve(name: Any, test_dir: Path, settings: Settings) -> Path:
+    """A marker's cassette: a path, or a name looked up next to the test, in the cassette folders, then bundled."""
+    raw = Path(os.fspath(name)).expanduser()
+    bases = [raw] if raw.is_absolute() else [test_dir / raw, *(d / raw for d in settings.search_dirs)]
+    for base in bases:
+        for path in (base, base.with_name(base.name + ".yaml")):
+            if path.exists():
+                return path.resolve()
+    where = ", ".join(str(b.parent) for b in bases)
+    pytest.fail(f"{MARKER}: no cassette {str(name)!r} (looked in {where})", pytrace=False)

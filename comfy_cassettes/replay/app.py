@@ -75,13 +75,18 @@ def create_app(engine: ReplayEngine) -> Starlette:
     async def get_features(request: Request) -> Response:
         return recorded_or(request, lambda: Reply.json(FEATURES))
 
-    async def get_object_info_class(request: Request) -> Response:
-        def derive() -> Reply:
-            catalogue = engine.object_info() or {}
-            name = request.path_params["node_class"]
-            return Reply.json({name: catalogue[name]} if name in catalogue else {})
+    async def get_object_info(request: Request) -> Response:
+        catalogue = engine.object_info()
+        if catalogue is None:
+            return await recorded(request)
+        return reply(Reply.json(engine.live_object_info(catalogue)))
 
-        return recorded_or(request, derive)
+    async def get_object_info_class(request: Request) -> Response:
+        catalogue = engine.object_info()
+        if catalogue is None:
+            return await recorded(request)
+        name = request.path_params["node_class"]
+        return reply(Reply.json(engine.live_object_info({name: catalogue[name]}) if name in catalogue else {}))
 
     async def get_view(request: Request) -> Response:
         query = dict(request.query_params)
@@ -169,6 +174,7 @@ def create_app(engine: ReplayEngine) -> Starlette:
         ("/interrupt", post_interrupt, ["POST"]),
         ("/free", post_free, ["POST"]),
         ("/features", get_features, ["GET"]),
+        ("/object_info", get_object_info, ["GET"]),
         ("/object_info/{node_class:path}", get_object_info_class, ["GET"]),
         ("/view", get_view, ["GET"]),
         ("/upload/image", post_upload, ["POST"]),

@@ -27,7 +27,9 @@ from typing import Any
 from ..cassette import Cassette, Job, OutputImage, WsEvent
 from ..templating import render_value
 from . import plan as planning
+from .clock import Clock
 from .config import ReplayConfig
+from .faults import Faults, JobFault
 from .files import FileRoots, OutputNamer
 from .journal import Journal
 from .validation import execution_order, no_prompt_body, validate_prompt
@@ -74,6 +76,7 @@ class QueueItem:
     client_id: str | None
     seq: int
     state: JobState = JobState.PENDING
+    faults: list[JobFault] = field(default_factory=list)  # forced outcomes taken at submit (faults.py)
 
     def as_list(self) -> list[Any]:
         """The 5-element item ComfyUI shows in /queue and history ``prompt``."""
@@ -87,6 +90,7 @@ class Client:
     sid: str
     send: Send
     preview_metadata: bool = False
+    close: Callable[[int | None], Awaitable[None]] | None = None  # cut the socket (ws_disconnect faults)
 
 
 class ReplayEngine:
@@ -110,6 +114,8 @@ class ReplayEngine:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.hooks: list[Callable[[str, dict[str, Any]], Awaitable[None] | None]] = []
+        self.faults = Faults(config.seed)
+        self.clock = Clock()
         self._init_state()
 
     # ------------------------------------------------------------ lifecycle
@@ -163,6 +169,8 @@ class ReplayEngine:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        self.faults.clear()
+        self.clock.clear()
         self._init_state()
         self.journal.clear()
         await self.start()
@@ -187,6 +195,28 @@ class ReplayEngine:
                         self._object_info = json.loads(interaction_body(cassette, response.get("body")))
                         return self._object_info
         return self._object_info
+
+    def live_object_info(self, catalogue: dict[str, Any]) -> dict[str, Any]:
+        """The catalogue with upload widgets listing the input folder's images, as ComfyUI lists them live."""
+        patched: dict[str, Any] | None = None
+        for name, info in catalogue.items():
+            required = ((info or {}).get("input") or {}).get("required") or {}
+            for key, spec in required.items():
+                if (
+                    isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], list)
+                    and isinstance(spec[1], dict) and spec[1].get("image_upload") and "image_folder" not in spec[1]
+                ):
+                    if patched is None:
+                        patched = dict(catalogue)
+                    node = json.loads(json.dumps(info))
+                    node["input"]["required"][key] = [self.input_images(), spec[1]]
+                    patched[name] = node
+        return patched if patched is not None else catalogue
+
+    def input_images(self) -> list[str]:
+        """Top-level image files of the input folder, sorted (ComfyUI's LoadImage.INPUT_TYPES)."""
+        suffixes = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+        return sorted(p.name for p in self.roots.input.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
     # ------------------------------------------------------------ POST /prompt
 
@@ -240,6 +270,7 @@ class ReplayEngine:
             extra_data["client_id"] = client_id
         self.sequence += 1
         item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.sequence)
+        item.faults = self.faults.for_job(workflow)
         self.items[prompt_id] = item
         heapq.heappush(self.queue, (number, prompt_id, self.sequence, item))
         self._wake.set()
@@ -287,14 +318,17 @@ class ReplayEngine:
         if body.get("clear"):
             for entry in self.queue:
                 entry[3].state = JobState.DELETED
+                self.clock.job_finished(entry[1], "deleted")
             self.queue.clear()
         for prompt_id in body.get("delete", []) or []:
             kept = [e for e in self.queue if e[1] != prompt_id]
             for e in self.queue:
                 if e[1] == prompt_id:
                     e[3].state = JobState.DELETED
+                    self.clock.job_finished(prompt_id, "deleted")
             self.queue = kept
             heapq.heapify(self.queue)
+        self._wake.set()  # a job held at "queued" may no longer be the head
         self._broadcast_status()
 
     def delete_history(self, body: Any) -> None:
@@ -346,9 +380,13 @@ class ReplayEngine:
             await client.send(json.dumps({"type": "feature_flags", "data": FEATURES}))
 
     def _broadcast_status(self) -> None:
+        """From synchronous handlers: the status may reach sockets before or after the HTTP reply, as in ComfyUI."""
+        asyncio.ensure_future(self._send_status())
+
+    async def _send_status(self) -> None:
         text = json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}})
         for client in list(self.clients.values()):
-            asyncio.ensure_future(self._safe_send(client, text))
+            await self._safe_send(client, text)
 
     async def _safe_send(self, client: Client, payload: str | bytes) -> None:
         try:
@@ -396,6 +434,12 @@ class ReplayEngine:
             while not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
+            head = self.queue[0][3]
+            if self.clock.holds_at(head.prompt_id, "queued"):
+                self._wake.clear()
+                advanced = await self.clock.checkpoint(head.prompt_id, "queued", abandon=self._wake)
+                if not advanced or not self.queue or self.queue[0][3] is not head:
+                    continue  # the queue changed under the held job: look again
             _, _, _, item = heapq.heappop(self.queue)
             try:
                 await self._run(item)
@@ -413,9 +457,15 @@ class ReplayEngine:
         order = execution_order(item.workflow, item.outputs_to_execute)
         cached = self._cached_nodes(item, order)
         job = planning.choose(self.jobs, item.workflow, has_client=item.client_id is not None, cached=cached)
-        if job is not None:
-            return planning.from_job(job)
-        return planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size)
+        synthetic = None
+        if job is None or job.status == "interrupted":
+            synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size)
+        if job is None:
+            assert synthetic is not None
+            return synthetic
+        if job.status == "interrupted" and synthetic is not None:
+            return planning.resume_interrupted(job, synthetic)
+        return planning.from_job(job)
 
     def _bind(self, item: QueueItem, plan: planning.Plan) -> dict[str, Any]:
         """Values for the job's placeholders: ids, number, and output names by ComfyUI's rule."""
@@ -467,6 +517,7 @@ class ReplayEngine:
         status = "success"
         previous_t = 0.0
         current: str | None = None
+        pending = self._fault_targets(item, plan)
         for event in plan.events:
             await self._pause(event.t - previous_t)
             previous_t = event.t
@@ -475,6 +526,12 @@ class ReplayEngine:
                 continue
             kind = str(event.type)
             data = render_value(event.data, {**bindings, "now_ms": int(time.time() * 1000)})
+            if kind in planning.TERMINAL and pending:
+                # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
+                fired = await self._fire_faults(item, plan, current, executed, pending, messages, at_end=True)
+                if fired is not None:
+                    status = fired
+                    break
             if kind == "executing" and isinstance(data, dict) and data.get("node") is not None:
                 if current is not None and current not in executed:
                     executed.append(current)
@@ -488,22 +545,86 @@ class ReplayEngine:
             if kind in planning.TERMINAL:
                 status = kind.removeprefix("execution_")
             await self._emit(item, kind, data)
-            if kind == "executing" and self.interrupt_requested and data.get("node") is not None:
-                node_type = item.workflow.get(current or "", {}).get("class_type")
-                interrupted = {"prompt_id": item.prompt_id, "node_id": current, "node_type": node_type,
-                               "executed": executed + [n for n in plan.cached if n not in executed],
-                               "timestamp": int(time.time() * 1000)}
-                messages.append(["execution_interrupted", interrupted])
-                await self._emit(item, "execution_interrupted", interrupted)
+            if kind != "executing" or not isinstance(data, dict) or data.get("node") is None:
+                continue
+            if pending:
+                fired = await self._fire_faults(item, plan, current, executed, pending, messages)
+                if fired is not None:
+                    status = fired
+                    break
+            if self.interrupt_requested:
+                await self._interrupted(item, plan, current, executed, messages)
                 status = "interrupted"
                 break
+            await self.clock.checkpoint(item.prompt_id, f"node:{current}")
+        await self.clock.checkpoint(item.prompt_id, "finished")
         self._finish(item, plan, bindings, status, messages, outputs, executed)
         self._broadcast_status()
         await self._emit(item, "executing", {"node": None, "prompt_id": item.prompt_id})
+        self.clock.job_finished(item.prompt_id, status)
         for hook in self.hooks:
             result = hook("job_done", {"prompt_id": item.prompt_id, "status": status})
             if result is not None:
                 await result
+
+    async def _interrupted(
+        self, item: QueueItem, plan: planning.Plan, current: str | None, executed: list[str], messages: list[list[Any]]
+    ) -> None:
+        """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
+        node_type = item.workflow.get(current or "", {}).get("class_type")
+        interrupted = {"prompt_id": item.prompt_id, "node_id": current, "node_type": node_type,
+                       "executed": executed + [n for n in plan.cached if n not in executed],
+                       "timestamp": int(time.time() * 1000)}
+        messages.append(["execution_interrupted", interrupted])
+        await self._emit(item, "execution_interrupted", interrupted)
+
+    # ------------------------------------------------------------ forced faults (faults.py)
+
+    def _fault_targets(self, item: QueueItem, plan: planning.Plan) -> dict[str, tuple[JobFault, str | None]]:
+        """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
+        ran = [str(e.data["node"]) for e in plan.events
+               if e.type == "executing" and isinstance(e.data, dict) and e.data.get("node") is not None]
+        targets: dict[str, tuple[JobFault, str | None]] = {}
+        for fault in item.faults:
+            default = (ran[0] if fault.kind == "ws_disconnect" else ran[-1]) if ran else None
+            targets[fault.kind] = (fault, fault.node or default)
+        return targets
+
+    async def _fire_faults(
+        self, item: QueueItem, plan: planning.Plan, current: str | None, executed: list[str],
+        pending: dict[str, tuple[JobFault, str | None]], messages: list[list[Any]], *, at_end: bool = False,
+    ) -> str | None:
+        """Fire the faults due at ``current``; returns the job's new final status when one ends it."""
+        due = [kind for kind, (_, node) in pending.items() if at_end or node == current]
+        if "ws_disconnect" in due:
+            fault, _ = pending.pop("ws_disconnect")
+            await self._cut_sockets(item, fault.rule.code)
+        if "execution_interrupted" in due:
+            pending.pop("execution_interrupted")
+            await self._interrupted(item, plan, current, executed, messages)
+            return "interrupted"
+        if "execution_error" in due:
+            fault, _ = pending.pop("execution_error")
+            order = execution_order(item.workflow, item.outputs_to_execute)
+            done = executed + [n for n in plan.cached if n not in executed]
+            payload = fault.error_payload(item.prompt_id, current, item.workflow, done, list(reversed(order)))
+            messages.append(["execution_error", payload])
+            await self._emit(item, "execution_error", payload)
+            return "error"
+        return None
+
+    async def _cut_sockets(self, item: QueueItem, code: int | None) -> None:
+        """Close the submitting client's socket (every socket for a prompt sent without client_id)."""
+        targets = [self.clients[item.client_id]] if item.client_id in self.clients else []
+        if item.client_id is None:
+            targets = list(self.clients.values())
+        for client in targets:
+            self.disconnect(client)
+            if client.close is not None:
+                try:
+                    await client.close(code)
+                except Exception:  # noqa: BLE001 - already gone is as good as cut
+                    pass
 
     def _finish(
         self, item: QueueItem, plan: planning.Plan, bindings: dict[str, Any], status: str,

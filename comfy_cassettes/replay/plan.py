@@ -90,15 +90,15 @@ def choose(
     key = structure(workflow)
     best: tuple[tuple[int, ...], Job] | None = None
     for job in jobs:
-        # An interrupted recording says nothing about how the graph ends: synthesize instead.
-        if job.status in ("rejected", "unfinished", "interrupted") or structure(job.workflow) != key:
+        if job.status in ("rejected", "unfinished") or structure(job.workflow) != key:
             continue
         if sorted(job.cached) != sorted(cached):
             continue
         # A recorded failure was caused by its values: replay it only for the very same values.
         if job.status == "error" and _same_values(workflow, job.workflow) != _same_values(job.workflow, job.workflow):
             continue
-        score = (_same_values(workflow, job.workflow), int(job.has_client == has_client), len(job.ws))
+        finished = int(job.status != "interrupted")  # an interrupted recording only knows half the run
+        score = (finished, _same_values(workflow, job.workflow), int(job.has_client == has_client), len(job.ws))
         if best is None or score > best[0]:
             best = (score, job)
     return best[1] if best else None
@@ -197,6 +197,28 @@ def _executed(node_id: str, images: Sequence[OutputImage]) -> WsEvent:
     ]
     data = {"node": node_id, "display_node": node_id, "output": {"images": listed}, "prompt_id": "{{prompt_id}}"}
     return WsEvent(0.0, "executed", data)
+
+
+def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
+    """A recorded run that was interrupted: its real events and pace up to the interruption, then the rest of
+    the graph synthesized at the recorded pace, so a replay runs to the end unless it is interrupted again."""
+    recorded = [e for e in job.ws if e.type != "execution_interrupted"]
+    started = {str(e.data.get("node")) for e in recorded if e.type == "executing" and isinstance(e.data, dict)}
+    times = [e.t for e in recorded if e.type == "executing"]
+    step = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
+    t = recorded[-1].t if recorded else 0.0
+    rest: list[WsEvent] = []
+    skipping = True
+    for event in synthetic.events:
+        node = str(event.data.get("node")) if isinstance(event.data, dict) and "node" in event.data else None
+        if event.type in ("execution_start", "execution_cached"):
+            continue
+        if event.type == "executing" and node not in started:
+            skipping = False
+            t += step
+        if not skipping:
+            rest.append(WsEvent(t, event.type, event.data, event.binary))
+    return Plan(tuple(recorded + rest), synthetic.outputs, job.cached, "success", job, job.queued_for)
 
 
 def from_job(job: Job) -> Plan:

@@ -1,0 +1,464 @@
+"""Full-lifecycle throughput of `comfy-cassettes serve` against a bare uvicorn+Starlette ceiling, run by hand.
+
+Each of 16 concurrent clients loops POST /prompt -> poll GET /history/{id} until present -> GET /view of the
+output. The same loop runs in the same invocation against (1) a bare Starlette app on uvicorn that answers
+those three requests from memory, the ceiling of this server stack, and (2) `comfy-cassettes serve` in static
+and dynamic mode. Every server is a subprocess on 127.0.0.1 with a free port, stopped before the script ends.
+
+    /work/main/.venv/bin/python bench/bench_throughput.py [--seconds 5] [--warmup 1] [--clients 16] [--rounds 1]
+
+Not a test: prints figures and ratios, exits 0 unless a server fails to start or a lifecycle fails.
+This module's top level imports only the standard library, so `serve-bare` (also used by bench_startup.py)
+starts the bare server without paying for the client side's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+HOST = "127.0.0.1"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TARGET_RATIO = 0.7
+# The bundled basic_save job (EmptyImage -> SaveImage); only `color` changes per job, so every job misses
+# the node cache and gets new output names, yet still replays the recorded job (same graph shape).
+WORKFLOW: dict[str, Any] = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}},
+}
+
+
+# ---------------------------------------------------------------- the bare ceiling (runs in the subprocess)
+
+
+def tiny_png(width: int = 64, height: int = 64) -> bytes:
+    """A solid grey RGB PNG built with zlib only, so the bare server imports nothing beyond its stack."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\x80" * (3 * width) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def bare_app() -> Any:
+    """POST /prompt, GET /history/{id}, GET /view and GET /system_stats answered from memory, nothing more."""
+    import uuid
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    png = tiny_png()
+    history: dict[str, bytes] = {}
+    numbers = itertools.count()
+    json_type = "application/json; charset=utf-8"
+
+    async def post_prompt(request: Request) -> Response:
+        body = json.loads(await request.body())
+        prompt_id, number = str(uuid.uuid4()), next(numbers)
+        image = {"filename": f"ComfyUI_{number + 1:05}_.png", "subfolder": "", "type": "output"}
+        entry = {
+            "prompt": [number, prompt_id, body.get("prompt"), {"client_id": body.get("client_id")}, ["2"]],
+            "outputs": {"2": {"images": [image]}},
+            "status": {"status_str": "success", "completed": True, "messages": []},
+            "meta": {},
+        }
+        history[prompt_id] = json.dumps({prompt_id: entry}).encode()
+        answer = {"prompt_id": prompt_id, "number": number, "node_errors": {}}
+        return Response(json.dumps(answer), media_type=json_type)
+
+    async def get_history(request: Request) -> Response:
+        return Response(history.get(request.path_params["prompt_id"], b"{}"), media_type=json_type)
+
+    async def get_view(request: Request) -> Response:
+        disposition = f'filename="{request.query_params.get("filename", "")}"'
+        return Response(png, media_type="image/png", headers={"Content-Disposition": disposition})
+
+    async def system_stats(request: Request) -> Response:
+        return Response(b'{"system": {"os": "posix"}, "devices": []}', media_type=json_type)
+
+    return Starlette(routes=[
+        Route("/prompt", post_prompt, methods=["POST"]),
+        Route("/history/{prompt_id}", get_history, methods=["GET"]),
+        Route("/view", get_view, methods=["GET"]),
+        Route("/system_stats", system_stats, methods=["GET"]),
+    ])
+
+
+def serve_bare(port: int) -> None:
+    """Run the bare app with the uvicorn settings ReplayServer uses (auto loop/http: uvloop + httptools)."""
+    import uvicorn
+
+    uvicorn.run(bare_app(), host=HOST, port=port, log_level="warning", lifespan="on", server_header=False,
+                ws="websockets-sansio", timeout_graceful_shutdown=2)
+
+
+# ---------------------------------------------------------------- starting and stopping servers
+
+
+def free_port() -> int:
+    """A port the kernel says is free right now (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def bare_command(port: int) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "serve-bare", "--port", str(port)]
+
+
+def serve_command(port: int, *options: str) -> list[str]:
+    """`comfy-cassettes serve` through the console script installed next to this interpreter."""
+    script = Path(sys.executable).with_name("comfy-cassettes")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "comfy_cassettes.cli"]
+    return [*launcher, "serve", "--host", HOST, "--port", str(port), *options]
+
+
+@dataclass
+class Server:
+    """A server subprocess; `stop()` sends Ctrl-C (SIGINT), then kills after a grace period."""
+
+    name: str
+    argv: list[str]
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    log: Any = None
+    started_at: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> Server:
+        self.log = tempfile.TemporaryFile()
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.log)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0, interval: float = 0.002) -> float:
+        """Seconds from process start to the first 200 from GET /system_stats."""
+        import httpx
+
+        assert self.process is not None
+        deadline = time.perf_counter() + timeout
+        with httpx.Client(base_url=self.url, timeout=timeout) as client:
+            while time.perf_counter() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.stderr()}")
+                try:
+                    if client.get("/system_stats").status_code == 200:
+                        return time.perf_counter() - self.started_at
+                except httpx.TransportError:
+                    pass
+                time.sleep(interval)
+        raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.stderr()}")
+
+    def stderr(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return str(self.log.read().decode("utf-8", "replace"))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux /proc; NaN for a server we did not start)."""
+        if self.process is None:
+            return float("nan")
+        with open(f"/proc/{self.process.pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+@contextmanager
+def running(name: str, argv_for_port: Any) -> Iterator[Server]:
+    """Start a server on a free port, wait until it answers, and always stop it."""
+    port = free_port()
+    server = Server(name, argv_for_port(port), port).start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- the load generator
+
+
+@dataclass
+class RunResult:
+    """What one timed run measured."""
+
+    name: str
+    seconds: float
+    jobs: int = 0
+    requests: int = 0
+    polls: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client on one socket: a few microseconds per request, so the load
+    generator's own cost does not hide the server's (httpx.AsyncClient needs ~2 ms of CPU per request here)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if method == "POST":
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+        status, length, close = int(lines[0].split(b" ", 2)[1]), 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError(f"{method} {target}: chunked answers are not supported by this load generator")
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        data = await self.reader.readexactly(length) if length else b""
+        if close:
+            await self.aclose()
+        return status, data
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+class HttpxConnection:
+    """The same interface on a shared httpx.AsyncClient (``--client httpx``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if method == "POST" else None
+        answer = await self.client.request(method, target, content=body or None, headers=headers)
+        return answer.status_code, answer.content
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def lifecycle(conn: RawConnection | HttpxConnection, color: int, client_id: str, poll_interval: float) -> tuple[int, int]:
+    """One job: submit, poll its history until present, fetch its first output. Returns (requests, polls)."""
+    workflow = {**WORKFLOW, "1": {**WORKFLOW["1"], "inputs": {**WORKFLOW["1"]["inputs"], "color": color}}}
+    status, body = await conn.request("POST", "/prompt", json.dumps({"prompt": workflow, "client_id": client_id}).encode())
+    if status != 200:
+        raise RuntimeError(f"POST /prompt -> {status}: {body[:200]!r}")
+    prompt_id = json.loads(body)["prompt_id"]
+    polls = 0
+    while True:
+        polls += 1
+        status, body = await conn.request("GET", f"/history/{prompt_id}")
+        entry = json.loads(body).get(prompt_id) if status == 200 else None
+        if entry:
+            break
+        await asyncio.sleep(poll_interval)
+    if not entry["status"]["completed"]:
+        raise RuntimeError(f"job {prompt_id} ended with {entry['status']}")
+    image = entry["outputs"]["2"]["images"][0]
+    query = urlencode({"filename": image["filename"], "subfolder": image["subfolder"], "type": image["type"]})
+    status, body = await conn.request("GET", f"/view?{query}")
+    if status != 200 or not body.startswith(PNG_SIGNATURE):
+        raise RuntimeError(f"GET /view {image} -> {status}")
+    return 2 + polls, polls
+
+
+async def drive(server: Server, *, clients: int, seconds: float, warmup: float, poll_interval: float, kind: str) -> RunResult:
+    """Run `clients` lifecycle loops for warmup + seconds; count the jobs that finish inside the timed window."""
+    import httpx
+
+    result = RunResult(server.name, seconds)
+    loop = asyncio.get_running_loop()
+    colors = itertools.count(1)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30.0) as shared:
+        start = loop.time()
+        window_start, window_end = start + warmup, start + warmup + seconds
+        marks: dict[str, tuple[float, float]] = {}
+
+        async def mark_window() -> None:
+            await asyncio.sleep(max(0.0, window_start - loop.time()))
+            marks["start"] = (server.cpu_seconds(), time.process_time())
+            await asyncio.sleep(max(0.0, window_end - loop.time()))
+            marks["end"] = (server.cpu_seconds(), time.process_time())
+
+        async def worker(index: int) -> None:
+            client_id = f"bench-{index}"
+            conn = RawConnection(HOST, server.port) if kind == "raw" else HttpxConnection(shared)
+            try:
+                while loop.time() < window_end and len(result.errors) < 10:
+                    began = loop.time()
+                    try:
+                        requests, polls = await lifecycle(conn, next(colors) % 0xFFFFFF, client_id, poll_interval)
+                    except Exception as exc:  # noqa: BLE001 - reported after the run, the other workers carry on
+                        result.errors.append(f"{type(exc).__name__}: {exc}")
+                        await conn.aclose()
+                        continue
+                    finished = loop.time()
+                    if window_start <= finished <= window_end:
+                        result.jobs += 1
+                        result.requests += requests
+                        result.polls += polls
+                        result.latencies.append(finished - began)
+            finally:
+                await conn.aclose()
+
+        await asyncio.gather(mark_window(), *(worker(i) for i in range(clients)))
+    (server_a, client_a), (server_b, client_b) = marks["start"], marks["end"]
+    result.server_cpu, result.client_cpu = server_b - server_a, client_b - client_a
+    return result
+
+
+def run_loop(coroutine: Any) -> Any:
+    """Run on uvloop when available, like the servers, so the load generator stays cheap."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def report(rows: Sequence[RunResult], baseline: RunResult, args: argparse.Namespace) -> None:
+    print(f"{'server':<26} {'jobs/s':>8} {'ratio':>6} {'req/s':>8} {'polls/job':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'srv CPU ms/job':>14} {'srv CPU %':>9} {'loadgen CPU %':>13}")
+    for row in rows:
+        jobs = max(row.jobs, 1)
+        print(f"{row.name:<26} {row.rate:>8.1f} {row.rate / baseline.rate:>6.2f} {row.requests / row.seconds:>8.0f} "
+              f"{row.polls / jobs:>9.2f} {row.percentile(0.5):>7.1f} {row.percentile(0.99):>7.1f} "
+              f"{1000 * row.server_cpu / jobs:>14.2f} {100 * row.server_cpu / row.seconds:>9.0f} "
+              f"{100 * row.client_cpu / row.seconds:>13.0f}")
+        for error in row.errors[:3]:
+            print(f"    error: {error}")
+
+
+def median_run(runs: Sequence[RunResult]) -> RunResult:
+    return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    bare = sub.add_parser("serve-bare", help="(internal) run the bare ceiling server in the foreground")
+    bare.add_argument("--port", type=int, required=True)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed window per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed lead-in per run")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat bare/static/dynamic; the median round is shown")
+    parser.add_argument("--poll-interval", type=float, default=0.005, help="sleep between /history polls of one job")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="load generator: a minimal keep-alive HTTP/1.1 client per worker, or one shared httpx.AsyncClient")
+    parser.add_argument("--url", help="drive an already running server on 127.0.0.1 (e.g. one under py-spy) instead")
+    parser.add_argument("--only", choices=["bare", "static", "dynamic"], action="append", help="run only these servers")
+    args = parser.parse_args(argv)
+    if args.command == "serve-bare":
+        serve_bare(args.port)
+        return 0
+
+    print(f"full lifecycle (POST /prompt -> poll GET /history/{{id}} -> GET /view), {args.clients} clients, "
+          f"{args.seconds:g} s timed after {args.warmup:g} s warm-up, {args.rounds} round(s), poll every {args.poll_interval * 1000:g} ms")
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load generator: {args.client} client on one "
+          "uvloop loop in this process, sharing those CPUs with the server (it takes CPU the server could use)")
+    if args.url:
+        port = int(args.url.rsplit(":", 1)[1].rstrip("/"))
+        result = run_loop(drive(Server("given server", [], port), clients=args.clients, seconds=args.seconds,
+                                warmup=args.warmup, poll_interval=args.poll_interval, kind=args.client))
+        report([result], result, args)
+        return 1 if result.errors else 0
+    only = set(args.only or ["bare", "static", "dynamic"])
+    runs: dict[str, list[RunResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as scratch:
+        setups = [
+            ("bare", "bare uvicorn+Starlette", bare_command),
+            ("static", "serve (static)", lambda port: serve_command(port)),
+            ("dynamic", "serve (dynamic)", None),
+        ]
+        for round_number in range(args.rounds):
+            for key, name, argv_for_port in setups:
+                if key not in only:
+                    continue
+                if argv_for_port is None:
+                    output = Path(scratch) / f"output-{round_number}"
+                    argv_for_port = lambda port, output=output: serve_command(  # noqa: E731
+                        port, "--disable-static-return", "--output-dir", str(output))
+                with running(name, argv_for_port) as server:
+                    result = run_loop(drive(server, clients=args.clients, seconds=args.seconds, warmup=args.warmup,
+                                            poll_interval=args.poll_interval, kind=args.client))
+                runs.setdefault(key, []).append(result)
+                print(f"  round {round_number + 1}: {name:<24} {result.rate:8.1f} jobs/s"
+                      + (f"  ({len(result.errors)} errors)" if result.errors else ""), flush=True)
+    rows = [median_run(runs[key]) for key, _, _ in setups if key in runs]
+    baseline = median_run(runs["bare"]) if "bare" in runs else rows[0]
+    print()
+    report(rows, baseline, args)
+    if "bare" in runs:
+        for key in ("static", "dynamic"):
+            if key in runs:
+                ratio = median_run(runs[key]).rate / baseline.rate
+                verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+                print(f"{key}: {ratio:.2f} of the bare ceiling, {verdict} the {TARGET_RATIO} target")
+    return 1 if any(r.errors for rs in runs.values() for r in rs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

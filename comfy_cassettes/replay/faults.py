@@ -1,0 +1,455 @@
+"""Fault rules chosen per test: delays, HTTP errors, dropped connections, failed jobs, a server that goes down.
+
+A rule is a small JSON-able dict, the same through the admin API, the CLI and ReplayControl::
+
+    {"kind": "status", "route": "/prompt", "status": 503, "count": 2}
+    {"kind": "delay", "route": "/history/*", "seconds": 0.2, "max_seconds": 0.5}
+    {"kind": "drop", "route": "/view", "count": 1}
+    {"kind": "execution_error", "count": 1, "node": "2", "exception_message": "CUDA out of memory"}
+    {"kind": "execution_interrupted", "count": 1}
+    {"kind": "ws_disconnect", "count": 1, "node": "2"}
+    {"kind": "down", "seconds": 1.0}
+
+HTTP rules act in the app's fault middleware; job rules are taken by ``ReplayEngine.submit`` for the next
+accepted prompts; ``down`` needs a :class:`Listener` (ReplayServer attaches one for uvicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from ..errors import ComfyCassettesError
+
+HTTP_KINDS = ("delay", "status", "drop")
+JOB_KINDS = ("execution_error", "execution_interrupted", "ws_disconnect")
+KINDS = (*HTTP_KINDS, *JOB_KINDS, "down")
+# aiohttp's body when a handler raises: what a client of a crashing ComfyUI really reads.
+CRASH_BODY = "500 Internal Server Error\n\nServer got itself in trouble"
+DEFAULT_EXCEPTION = ("Exception", "Injected failure (comfy-cassettes fault rule)")
+_ALLOWED = {
+    "delay": {"route", "method", "count", "seconds", "max_seconds"},
+    "status": {"route", "method", "count", "status", "body", "headers"},
+    "drop": {"route", "method", "count"},
+    "execution_error": {"count", "node", "exception_message", "exception_type", "traceback"},
+    "execution_interrupted": {"count", "node"},
+    "ws_disconnect": {"count", "node", "code"},
+    "down": {"seconds"},
+}
+
+
+class FaultSpecError(ComfyCassettesError, ValueError):
+    """Raised when a fault rule is malformed; the message names the rule and the key."""
+
+
+@dataclass
+class FaultRule:
+    """One active rule. ``remaining`` is None for "every time"; ``hits`` counts how often it fired."""
+
+    id: str
+    kind: str
+    route: str = "*"
+    method: str | None = None
+    remaining: int | None = None
+    seconds: float = 0.0
+    max_seconds: float | None = None
+    status: int = 503
+    body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    node: str | None = None
+    exception_type: str = DEFAULT_EXCEPTION[0]
+    exception_message: str = DEFAULT_EXCEPTION[1]
+    traceback: list[str] | None = None
+    code: int | None = None
+    hits: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        keep = {"id": self.id, "kind": self.kind, "remaining": self.remaining, "hits": self.hits}
+        extra: dict[str, Any] = {
+            "delay": {"route": self.route, "method": self.method, "seconds": self.seconds, "max_seconds": self.max_seconds},
+            "status": {"route": self.route, "method": self.method, "status": self.status, "body": self.body, "headers": self.headers},
+            "drop": {"route": self.route, "method": self.method},
+            "execution_error": {"node": self.node, "exception_type": self.exception_type, "exception_message": self.exception_message},
+            "execution_interrupted": {"node": self.node},
+            "ws_disconnect": {"node": self.node, "code": self.code},
+            "down": {"seconds": self.seconds},
+        }[self.kind]
+        return {**keep, **extra}
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method.upper()) and route_matches(self.route, path)
+
+    def take(self) -> None:
+        self.hits += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+    @property
+    def spent(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def error_status_body(self) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of an injected error status: aiohttp's own texts unless the rule gives one."""
+        if self.body is not None:
+            text = self.body
+            content_type = "application/json; charset=utf-8" if text.lstrip().startswith(("{", "[")) else "text/plain; charset=utf-8"
+        elif self.status == 500:
+            text, content_type = CRASH_BODY, "text/plain; charset=utf-8"
+        else:
+            reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else "Error"
+            text, content_type = f"{self.status}: {reason}", "text/plain; charset=utf-8"
+        headers = {"Content-Type": content_type, **self.headers}
+        return text.encode(), headers
+
+
+def route_matches(pattern: str, path: str) -> bool:
+    """``/prompt`` matches ``/prompt`` and ``/api/prompt``; ``*`` globs (``/history/*``); ``*`` alone is every route."""
+    if pattern in ("*", ""):
+        return True
+    pattern = "/" + pattern.lstrip("/")
+    candidates = [path]
+    if path.startswith("/api/"):
+        candidates.append(path[4:])
+    return any(fnmatchcase(p, pattern) for p in candidates)
+
+
+def _number(spec: Mapping[str, Any], key: str, where: str, *, minimum: float = 0.0) -> float:
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise FaultSpecError(f"{where}: {key!r} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def parse_rule(spec: Any, rule_id: str) -> FaultRule:
+    """A FaultRule from its JSON form, or FaultSpecError naming the bad key."""
+    if not isinstance(spec, Mapping):
+        raise FaultSpecError(f"fault rule must be a JSON object, got {type(spec).__name__}")
+    kind = spec.get("kind")
+    where = f"fault rule {dict(spec)!r}"
+    if kind not in KINDS:
+        raise FaultSpecError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    unknown = set(spec) - _ALLOWED[kind] - {"kind"}
+    if unknown:
+        raise FaultSpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for kind {kind!r}; allowed: {', '.join(sorted(_ALLOWED[kind]))}")
+    rule = FaultRule(rule_id, kind)
+    if "route" in spec:
+        if not isinstance(spec["route"], str):
+            raise FaultSpecError(f"{where}: 'route' must be a path such as '/prompt' or '/history/*'")
+        rule.route = spec["route"]
+    if spec.get("method") is not None:
+        rule.method = str(spec["method"]).upper()
+    count = spec.get("count", 1 if kind in (*JOB_KINDS, "drop", "status") else None)
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise FaultSpecError(f"{where}: 'count' must be a positive integer or null (every time), got {count!r}")
+        rule.remaining = count
+    if kind in ("delay", "down"):
+        if "seconds" not in spec:
+            raise FaultSpecError(f"{where}: kind {kind!r} needs 'seconds'")
+        rule.seconds = _number(spec, "seconds", where)
+    if kind == "down":
+        rule.remaining = 1
+    if spec.get("max_seconds") is not None:
+        rule.max_seconds = _number(spec, "max_seconds", where, minimum=rule.seconds)
+    if kind == "status":
+        status = spec.get("status", 503)
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise FaultSpecError(f"{where}: 'status' must be an HTTP error code 400-599, got {status!r}")
+        rule.status = status
+        if spec.get("body") is not None:
+            rule.body = str(spec["body"])
+        headers = spec.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            raise FaultSpecError(f"{where}: 'headers' must be an object of header names to values")
+        rule.headers = {str(k): str(v) for k, v in headers.items()}
+    if spec.get("node") is not None:
+        rule.node = str(spec["node"])
+    for key in ("exception_type", "exception_message"):
+        if spec.get(key) is not None:
+            setattr(rule, key, str(spec[key]))
+    if spec.get("traceback") is not None:
+        traceback = spec["traceback"]
+        if not isinstance(traceback, list) or not all(isinstance(line, str) for line in traceback):
+            raise FaultSpecError(f"{where}: 'traceback' must be a list of strings")
+        rule.traceback = list(traceback)
+    if spec.get("code") is not None:
+        rule.code = int(spec["code"])
+    return rule
+
+
+def parse_cli_status(text: str) -> dict[str, Any]:
+    """``ROUTE:STATUS[:COUNT]`` (``/prompt:503:2``; COUNT omitted = once, ``*`` = always) as a rule spec."""
+    parts = text.rsplit(":", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        parts = text.rsplit(":", 1)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise FaultSpecError(f"--fault {text!r}: expected ROUTE:STATUS[:COUNT], e.g. /prompt:503:2")
+    spec: dict[str, Any] = {"kind": "status", "route": parts[0], "status": int(parts[1])}
+    if len(parts) == 3:
+        spec["count"] = None if parts[2] == "*" else _cli_int(parts[2], text, "--fault")
+    return spec
+
+
+def parse_cli_delay(text: str) -> dict[str, Any]:
+    """``ROUTE:SECONDS[-MAX]`` (``/prompt:0.5`` or ``/history/*:0.1-0.4``) as a rule spec (every request)."""
+    route, _, seconds = text.rpartition(":")
+    low, _, high = seconds.partition("-")
+    try:
+        spec: dict[str, Any] = {"kind": "delay", "route": route or "*", "seconds": float(low), "count": None}
+        if high:
+            spec["max_seconds"] = float(high)
+    except ValueError:
+        raise FaultSpecError(f"--delay {text!r}: expected ROUTE:SECONDS or ROUTE:MIN-MAX, e.g. /prompt:0.5") from None
+    return spec
+
+
+def _cli_int(value: str, text: str, flag: str) -> int:
+    if not value.isdigit():
+        raise FaultSpecError(f"{flag} {text!r}: COUNT must be a positive integer or '*'")
+    return int(value)
+
+
+# ---------------------------------------------------------------- what a rule does to a request or a job
+
+
+@dataclass(frozen=True)
+class HttpFault:
+    """What the fault middleware does to one request: wait ``delay`` seconds, then answer normally, with an
+    error ``status`` rule, or by dropping the connection."""
+
+    delay: float = 0.0
+    rule: FaultRule | None = None  # a "status" or "drop" rule, already counted
+
+
+@dataclass(frozen=True)
+class JobFault:
+    """A job rule taken by one accepted prompt; ``node`` None means the engine's default node for the kind."""
+
+    kind: str
+    node: str | None
+    rule: FaultRule
+
+    def error_payload(
+        self, prompt_id: str, node_id: str | None, workflow: Mapping[str, Any], executed: Sequence[str],
+        current_outputs: Sequence[str],
+    ) -> dict[str, Any]:
+        """``execution_error`` data in the captured shape (error_execution capture)."""
+        node = workflow.get(node_id or "", {}) if isinstance(workflow, Mapping) else {}
+        node_type = node.get("class_type") if isinstance(node, Mapping) else None
+        inputs = node.get("inputs", {}) if isinstance(node, Mapping) else {}
+        # ComfyUI formats each input list: plain values as they are, anything else (tensors) as str().
+        current_inputs = {
+            name: ["tensor(...)" if _is_link(value) else value if isinstance(value, (str, int, float, bool)) or value is None else str(value)]
+            for name, value in inputs.items()
+        }
+        traceback = self.rule.traceback if self.rule.traceback is not None else default_traceback(node_type, self.rule.exception_type, self.rule.exception_message)
+        return {
+            "prompt_id": prompt_id, "node_id": node_id, "node_type": node_type, "executed": list(executed),
+            "exception_message": self.rule.exception_message, "exception_type": self.rule.exception_type,
+            "traceback": traceback, "current_inputs": current_inputs, "current_outputs": list(current_outputs),
+            "timestamp": int(time.time() * 1000),
+        }
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def default_traceback(node_type: str | None, exception_type: str, message: str) -> list[str]:
+    """The frames ComfyUI's executor always shows (error_execution capture), ending in the injected raise."""
+    name = exception_type.rsplit(".", 1)[-1]
+    return [
+        '  File "/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)\n',
+        '  File "/ComfyUI/execution.py", line 315, in get_output_data\n    return_values = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, obj.FUNCTION, allow_interrupt=True, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)\n',
+        '  File "/ComfyUI/execution.py", line 289, in _async_map_node_over_list\n    await process_inputs(input_dict, i)\n',
+        '  File "/ComfyUI/execution.py", line 277, in process_inputs\n    result = f(**inputs)\n',
+        f'  File "<comfy-cassettes fault rule>", line 1, in {node_type or "node"}\n    raise {name}({message!r})\n',
+    ]
+
+
+class Listener(Protocol):
+    """The transport side a server attaches so rules can drop connections and take the server down."""
+
+    def drop(self, client: tuple[str, int] | None) -> bool: ...
+
+    def drop_all(self) -> None: ...
+
+    def stop_listening(self) -> None: ...
+
+    async def listen_again(self) -> None: ...
+
+
+class Faults:
+    """The active rules of one replay server, in the order they were added."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rules: list[FaultRule] = []
+        self.listener: Listener | None = None
+        self.down_until: float = 0.0
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._ids = 0
+        self._back: asyncio.TimerHandle | None = None
+
+    def clear(self) -> None:
+        """Forget every rule (a down period already under way still ends on time)."""
+        self.rules.clear()
+        self._rng = random.Random(self._seed)
+
+    def add(self, spec: Any) -> FaultRule:
+        """Validate and add one rule; ``down`` starts at once (call from the server's event loop)."""
+        self._ids += 1
+        rule = parse_rule(spec, f"f{self._ids}")
+        if rule.kind == "down":
+            rule.take()
+            self.go_down(rule.seconds)
+        else:
+            self.rules.append(rule)
+        return rule
+
+    def remove(self, rule_id: str) -> bool:
+        before = len(self.rules)
+        self.rules = [r for r in self.rules if r.id != rule_id]
+        return len(self.rules) != before
+
+    def snapshot(self) -> dict[str, Any]:
+        down = max(0.0, self.down_until - time.monotonic())
+        return {"faults": [r.as_dict() for r in self.rules], "down_for": round(down, 3)}
+
+    def _prune(self) -> None:
+        self.rules = [r for r in self.rules if not r.spent]
+
+    # ------------------------------------------------------------ HTTP
+
+    def for_request(self, method: str, path: str) -> HttpFault | None:
+        """Consume the rules that apply to one request: every matching delay, then the first error or drop."""
+        delay = 0.0
+        chosen: FaultRule | None = None
+        for rule in self.rules:
+            if rule.kind not in HTTP_KINDS or not rule.matches(method, path):
+                continue
+            if rule.kind == "delay":
+                rule.take()
+                high = rule.max_seconds if rule.max_seconds is not None else rule.seconds
+                delay += rule.seconds if high == rule.seconds else self._rng.uniform(rule.seconds, high)
+            elif chosen is None:
+                rule.take()
+                chosen = rule
+        self._prune()
+        if delay == 0.0 and chosen is None:
+            return None
+        return HttpFault(delay, chosen)
+
+    # ------------------------------------------------------------ jobs
+
+    def for_job(self, workflow: Any) -> list[JobFault]:
+        """Consume the job rules an accepted prompt takes: at most one outcome (error or interrupt) and one
+        WebSocket disconnect. A rule naming a node only applies to prompts that have that node."""
+        taken: list[JobFault] = []
+        outcome = disconnect = False
+        for rule in self.rules:
+            if rule.kind not in JOB_KINDS:
+                continue
+            if rule.node is not None and not (isinstance(workflow, Mapping) and rule.node in workflow):
+                continue
+            is_outcome = rule.kind != "ws_disconnect"
+            if (outcome and is_outcome) or (disconnect and not is_outcome):
+                continue
+            rule.take()
+            taken.append(JobFault(rule.kind, rule.node, rule))
+            outcome, disconnect = outcome or is_outcome, disconnect or not is_outcome
+        self._prune()
+        return taken
+
+    # ------------------------------------------------------------ down
+
+    @property
+    def is_down(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    def go_down(self, seconds: float) -> None:
+        """Refuse connections for ``seconds``, then listen again; open connections and sockets are cut."""
+        if self.listener is None:
+            raise FaultSpecError("a 'down' fault needs a server that can stop listening (ReplayServer); this app has none")
+        loop = asyncio.get_running_loop()
+        self.down_until = time.monotonic() + seconds
+        if self._back is not None:
+            self._back.cancel()
+        # Let the admin answer leave first: the request that asked for the outage gets its reply.
+        loop.call_later(0.02, self._cut)
+        self._back = loop.call_later(seconds, lambda: asyncio.ensure_future(self._come_back()))
+
+    def _cut(self) -> None:
+        if self.listener is not None and self.is_down:
+            self.listener.stop_listening()
+            self.listener.drop_all()
+
+    async def _come_back(self) -> None:
+        self._back = None
+        self.down_until = 0.0
+        if self.listener is not None:
+            await self.listener.listen_again()
+
+
+class UvicornListener:
+    """Listener for a uvicorn.Server serving on one socket: closes and reopens the listening socket on the
+    same address, and aborts connections through uvicorn's ``server_state``."""
+
+    def __init__(self, server: Any, host: str, port: int, *, backlog: int = 2048) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self._factory: Any = None
+
+    def _connections(self) -> list[Any]:
+        state = getattr(self.server, "server_state", None)
+        return list(getattr(state, "connections", ()))
+
+    def drop(self, client: tuple[str, int] | None) -> bool:
+        if client is None:
+            return False
+        for connection in self._connections():
+            if tuple(getattr(connection, "client", None) or ()) == tuple(client):
+                connection.transport.abort()
+                return True
+        return False
+
+    def drop_all(self) -> None:
+        for connection in self._connections():
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+
+    def stop_listening(self) -> None:
+        for listening in getattr(self.server, "servers", []):
+            # uvicorn builds its protocol factory inside startup(); keep it to listen again.
+            self._factory = self._factory or getattr(listening, "_protocol_factory", None)
+            listening.close()
+
+    async def listen_again(self) -> None:
+        factory = self._factory or self._rebuilt_factory()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(self.backlog)
+        sock.setblocking(False)
+        listening = await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=self.backlog)
+        self.server.servers = [listening]
+
+    def _rebuilt_factory(self) -> Any:
+        """What uvicorn's startup() passes to create_server, when the closed server did not keep it."""
+        import functools
+
+        config = self.server.config
+        return functools.partial(
+            config.http_protocol_class, config=config, server_state=self.server.server_state, app_state=self.server.lifespan.state
+        )
