@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -37,8 +37,11 @@ def serve(
     speed: Annotated[float, typer.Option(help="With --timing recorded: divide recorded delays by this factor.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for generated prompt_ids and preview names.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    fault: Annotated[Optional[list[str]], typer.Option("--fault", help="ROUTE:STATUS[:COUNT], e.g. /prompt:503:2 (COUNT * = always; repeatable).")] = None,
+    delay: Annotated[Optional[list[str]], typer.Option("--delay", help="ROUTE:SECONDS or ROUTE:MIN-MAX, e.g. /history/*:0.1-0.3 (repeatable).")] = None,
 ) -> None:
     """Serve the ComfyUI API (HTTP and /ws) from cassettes."""
+    from .replay.faults import parse_cli_delay, parse_cli_status
     from .replay.server import ReplayServer
 
     config = ReplayConfig(
@@ -47,15 +50,23 @@ def serve(
         timing=timing, speed=speed, seed=seed,
     )
     try:
+        rules = [parse_cli_status(f) for f in fault or []] + [parse_cli_delay(d) for d in delay or []]
         server = ReplayServer(config, log_level=log_level)
+        for rule in rules:
+            server.engine.faults.add(rule)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
     engine = server.engine
     mode = "dynamic" if engine.config.dynamic else "static"
     typer.echo(f"comfy-cassettes serving {len(engine.cassettes)} cassette(s), {len(engine.jobs)} recorded job(s), {mode} mode, {engine.config.timing} timing")
     typer.echo(f"output folder: {engine.roots.output}")
+    for rule in engine.faults.rules:
+        typer.echo(f"fault {rule.id}: {rule.as_dict()}")
     typer.echo(f"listening on {server.url}  (Ctrl-C to stop)", err=False)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it captured
     typer.echo("stopped")
 
 
@@ -101,6 +112,89 @@ def inspect(cassette: Annotated[Path, typer.Argument(help="Cassette to summarise
     for item in loaded.interactions:
         requests.add_row(item["request"]["method"], item["request"]["uri"], str(item["response"]["status"]["code"]))
     console.print(requests)
+
+
+@app.command()
+def record(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Cassette to write (blobs go beside it).")],
+    workflow: Annotated[Optional[Path], typer.Argument(help="API-format workflow JSON (ComfyUI: Workflow → Export (API)), or a PNG ComfyUI saved.")] = None,
+    server: Annotated[str, typer.Option(help="The ComfyUI to record from.")] = "http://127.0.0.1:8188",
+    repeat: Annotated[int, typer.Option(help="Run the workflow this many times (cached re-runs, counter progression).")] = 1,
+    upload: Annotated[Optional[list[Path]], typer.Option(help="Image to POST /upload/image first (repeatable), for LoadImage.")] = None,
+    with_object_info: Annotated[bool, typer.Option("--with-object-info", help="Also record /object_info (lets replay validate prompts).")] = False,
+    record_mode: Annotated[str, typer.Option(help="once | new_episodes | all | none: what to do when the cassette exists.")] = "once",
+    scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
+    scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one job.")] = 600.0,
+    proxy: Annotated[bool, typer.Option("--proxy", help="Run a recording reverse proxy instead of a workflow.")] = False,
+    target: Annotated[str, typer.Option(help="With --proxy: the ComfyUI to forward to.")] = "http://127.0.0.1:8188",
+    host: Annotated[str, typer.Option(help="With --proxy: address to bind.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="With --proxy: port to listen on (0 picks a free one).")] = DEFAULT_PORT,
+    record_static: Annotated[bool, typer.Option("--record-static", help="With --proxy: also record the web page's JS/CSS/fonts.")] = False,
+) -> None:
+    """Record a live ComfyUI into a cassette: run a workflow, or proxy any client (--proxy)."""
+    from .record.scrub import Scrubber
+
+    scrubber = Scrubber().with_extra(scrub_header or (), scrub_key or ())
+    try:
+        if proxy:
+            _record_proxy(target=target, output=output, host=host, port=port, mode=record_mode, scrubber=scrubber, record_static=record_static)
+        else:
+            _record_workflow(workflow=workflow, output=output, server=server, repeat=repeat, uploads=upload or [],
+                             with_object_info=with_object_info, mode=record_mode, scrubber=scrubber, timeout=timeout)
+    except ComfyCassettesError as exc:
+        raise _fail(exc) from None
+
+
+def _record_workflow(*, workflow: Optional[Path], output: Path, server: str, repeat: int, uploads: list[Path],
+                     with_object_info: bool, mode: str, scrubber: Any, timeout: float) -> None:
+    from .errors import ConfigError
+    from .record.live import RichProgress, load_workflow, record_workflow
+
+    if workflow is None:
+        raise ConfigError("give a WORKFLOW.json to run, or --proxy to record whatever clients send")
+    graph = load_workflow(workflow)
+    result = record_workflow(graph, server, output, repeat=repeat, uploads=uploads, with_object_info=with_object_info,
+                             mode=mode, scrubber=scrubber, timeout=timeout, progress=RichProgress)
+    if not result.recorded:
+        typer.echo(result.message)
+        return
+    typer.echo(f"wrote {result.path}: {result.jobs} job(s) ({', '.join(result.statuses)}), {result.interactions} interactions, "
+               f"ComfyUI {result.comfyui_version or '?'}")
+
+
+def _record_proxy(*, target: str, output: Path, host: str, port: int, mode: str, scrubber: Any, record_static: bool) -> None:
+    from .record.proxy import SAVE_PATH, RecordingProxy, run_proxy
+
+    recorder = RecordingProxy(target, output, mode=mode, scrubber=scrubber, record_static=record_static)
+
+    def ready(url: str) -> None:
+        typer.echo(f"recording proxy listening on {url} -> {recorder.target}", err=False)
+        typer.echo(f"Ctrl-C (or POST {url}{SAVE_PATH}) saves {output}")
+
+    result = run_proxy(recorder, host=host, port=port, on_ready=ready)
+    if result.path is None:
+        typer.echo(f"{result.reason}; {output} left as it was")
+    else:
+        typer.echo(f"wrote {result.path}: {result.jobs} job(s), {result.interactions} interactions")
+
+
+@app.command()
+def verify(
+    cassette: Annotated[Path, typer.Argument(help="Cassette whose jobs to re-run.")],
+    server: Annotated[str, typer.Option(help="The live ComfyUI to compare with (a freshly started one avoids cached runs).")] = "http://127.0.0.1:8188",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one job.")] = 300.0,
+) -> None:
+    """Re-run a cassette against a live server and show every difference in response structure (exit 1 if any)."""
+    from .verify import render_report, verify as run_verify
+
+    try:
+        report = run_verify(cassette, server, timeout=timeout)
+    except ComfyCassettesError as exc:
+        raise _fail(exc) from None
+    render_report(report)
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
-"""ReplayControl: a Python client for a replay server's admin API (reset, journal, state)."""
+"""ReplayControl: a Python client for a replay server's admin API (reset, journal, faults, manual clock)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ class ReplayControl:
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        self._timeout = timeout
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
@@ -57,13 +58,162 @@ class ReplayControl:
     def clear_journal(self) -> None:
         self._admin("DELETE", "/journal")
 
-    def configure(self, **options: Any) -> None:
+    def configure(self, *, faults: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+                  hold: Any = None, **options: Any) -> None:
         """Apply per-test server options (the pytest marker's extra keywords land here).
 
+        ``faults``: one rule or a list (see :meth:`add_fault`). ``hold``: a hold point or a list of them
+        (``"queued"``, ``"node:3"``, ``"finished"``, or ``{"at": "node", "node": "3", "prompt_id": ...}``).
         Raises TypeError for an option this server does not know.
         """
         if options:
-            raise TypeError(f"unknown replay option(s): {', '.join(sorted(options))}")
+            raise TypeError(f"unknown replay option(s): {', '.join(sorted(options))} (known: faults, hold)")
+        if faults is not None:
+            self.add_fault(*([faults] if isinstance(faults, Mapping) else list(faults)))
+        if hold is not None:
+            for point in hold if isinstance(hold, (list, tuple)) else [hold]:
+                if isinstance(point, Mapping):
+                    self.hold(point.get("at"), node=point.get("node"), prompt_id=point.get("prompt_id"))
+                else:
+                    self.hold(point)
+
+    # ------------------------------------------------------------ journal verification
+
+    def find(self, *, method: str | None = None, path: str | None = None, **pattern: Any) -> list[dict[str, Any]]:
+        """Journal entries matching a pattern: ``method``, ``path`` (``/prompt`` also matches ``/api/prompt``;
+        ``*`` globs), ``status``, ``body_contains``, ``body_json`` (subset), ``query`` (subset), ``since``."""
+        body = {k: v for k, v in {"method": method, "path": path, **pattern}.items() if v is not None}
+        entries: list[dict[str, Any]] = self._admin("POST", "/journal/find", json=body)["entries"]
+        return entries
+
+    def count(self, *, method: str | None = None, path: str | None = None, **pattern: Any) -> int:
+        """How many received requests match the pattern (same keys as :meth:`find`)."""
+        body = {k: v for k, v in {"method": method, "path": path, **pattern}.items() if v is not None}
+        return int(self._admin("POST", "/journal/count", json=body)["count"])
+
+    def assert_requested(
+        self, method: str | None = None, path: str | None = None, *, count: int | None = None,
+        min: int | None = None, max: int | None = None, **pattern: Any,
+    ) -> int:
+        """Assert how often a request was received (default: at least once); returns the count.
+
+        Usage::
+
+            control.assert_requested("POST", "/prompt", count=3)
+            control.assert_requested("GET", "/history/*", min=1, status=200)
+        """
+        body = {k: v for k, v in {"method": method, "path": path, "count": count, "min": min, "max": max, **pattern}.items() if v is not None}
+        response = self._http.post(f"{ADMIN_PREFIX}/journal/assert", json=body)
+        if response.status_code == 409:
+            result = response.json()
+            received = "\n  ".join(result.get("received", [])) or "(nothing)"
+            raise AssertionError(f"{result['message']}; the server received:\n  {received}")
+        response.raise_for_status()
+        return int(response.json()["count"])
+
+    def assert_not_requested(self, method: str | None = None, path: str | None = None, **pattern: Any) -> None:
+        """Assert that no received request matches."""
+        self.assert_requested(method, path, count=0, **pattern)
+
+    # ------------------------------------------------------------ faults
+
+    def add_fault(self, *rules: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Add fault rules as given to ``POST /__cassettes__/faults``; returns them with their ids.
+
+        Kinds: ``delay`` (route, seconds, max_seconds, count), ``status`` (route, status, count, body, headers),
+        ``drop`` (route, count), ``execution_error`` / ``execution_interrupted`` (count, node, exception_*),
+        ``ws_disconnect`` (count, node, code), ``down`` (seconds). ``route`` ``/prompt`` also matches
+        ``/api/prompt``; ``count`` null means every time.
+        """
+        response = self._http.post(f"{ADMIN_PREFIX}/faults", json=list(rules))
+        if response.status_code == 400:
+            raise ValueError(response.json()["error"])
+        response.raise_for_status()
+        added: list[dict[str, Any]] = response.json()["added"]
+        return added
+
+    def fail(self, route: str, status: int = 503, *, count: int | None = 1, method: str | None = None,
+             body: str | None = None, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Answer the next ``count`` requests to ``route`` with an HTTP error (None: every one)."""
+        spec = {"kind": "status", "route": route, "status": status, "count": count, "method": method, "body": body, "headers": dict(headers or {})}
+        return self.add_fault({k: v for k, v in spec.items() if v is not None or k == "count"})[0]
+
+    def delay(self, route: str, seconds: float, *, max_seconds: float | None = None, count: int | None = None,
+              method: str | None = None) -> dict[str, Any]:
+        """Delay responses on ``route`` by ``seconds`` (random up to ``max_seconds``); every time by default."""
+        spec = {"kind": "delay", "route": route, "seconds": seconds, "max_seconds": max_seconds, "count": count, "method": method}
+        return self.add_fault({k: v for k, v in spec.items() if v is not None or k == "count"})[0]
+
+    def drop(self, route: str, *, count: int | None = 1, method: str | None = None) -> dict[str, Any]:
+        """Close the connection without an answer for the next ``count`` requests to ``route``."""
+        spec = {"kind": "drop", "route": route, "count": count, "method": method}
+        return self.add_fault({k: v for k, v in spec.items() if v is not None or k == "count"})[0]
+
+    def fail_jobs(self, count: int = 1, *, node: str | None = None, exception_type: str | None = None,
+                  exception_message: str | None = None, traceback: list[str] | None = None) -> dict[str, Any]:
+        """The next ``count`` accepted prompts end in ``execution_error`` at ``node`` (default: their last node)."""
+        spec = {"kind": "execution_error", "count": count, "node": node, "exception_type": exception_type,
+                "exception_message": exception_message, "traceback": traceback}
+        return self.add_fault({k: v for k, v in spec.items() if v is not None})[0]
+
+    def interrupt_jobs(self, count: int = 1, *, node: str | None = None) -> dict[str, Any]:
+        """The next ``count`` accepted prompts end in ``execution_interrupted`` at ``node`` (default: last)."""
+        return self.add_fault({k: v for k, v in {"kind": "execution_interrupted", "count": count, "node": node}.items() if v is not None})[0]
+
+    def disconnect_ws(self, count: int = 1, *, node: str | None = None, code: int | None = None) -> dict[str, Any]:
+        """Cut the submitting client's WebSocket when each of the next ``count`` jobs reaches ``node`` (default:
+        its first node). No ``code``: the TCP connection is cut (clients see 1006); else a close frame."""
+        spec = {"kind": "ws_disconnect", "count": count, "node": node, "code": code}
+        return self.add_fault({k: v for k, v in spec.items() if v is not None})[0]
+
+    def down(self, seconds: float) -> None:
+        """Refuse connections for ``seconds`` (open connections and sockets are cut), then serve again."""
+        self.add_fault({"kind": "down", "seconds": seconds})
+        self._http.close()  # the pooled connection is about to be cut
+        self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The active rules with ``remaining`` and ``hits``."""
+        rules: list[dict[str, Any]] = self._admin("GET", "/faults")["faults"]
+        return rules
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "/faults")
+
+    # ------------------------------------------------------------ manual clock
+
+    def hold(self, at: str | None = None, *, node: str | None = None, prompt_id: str | None = None) -> dict[str, Any]:
+        """Hold jobs at ``queued``, ``node:<id>`` (or ``node=``), ``node:*`` or ``finished`` until advanced."""
+        state: dict[str, Any] = self._admin("POST", "/clock/hold", json={"at": at, "node": node, "prompt_id": prompt_id})
+        return state
+
+    def wait_held(self, prompt_id: str | None = None, *, at: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until a job (``prompt_id`` if given) is held (at ``at`` if given); returns ``{prompt_id, at, ...}``."""
+        response = self._http.post(f"{ADMIN_PREFIX}/clock/wait", json={"prompt_id": prompt_id, "at": at, "timeout": timeout}, timeout=timeout + 5)
+        if response.status_code == 408:
+            raise TimeoutError(f"no job {prompt_id or ''} was held{' at ' + at if at else ''} within {timeout}s: {response.json()}")
+        response.raise_for_status()
+        held: dict[str, Any] = response.json()
+        return held
+
+    def advance(self, prompt_id: str | None = None, *, timeout: float = 5.0) -> dict[str, Any]:
+        """Let the held job go on to its next hold or its end; returns ``{prompt_id, from, to}``."""
+        response = self._http.post(f"{ADMIN_PREFIX}/clock/advance", json={"prompt_id": prompt_id, "timeout": timeout}, timeout=2 * timeout + 5)
+        if response.status_code == 409:
+            raise RuntimeError(response.json()["error"])
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def release(self) -> list[str]:
+        """Remove every hold and let held jobs run on; returns their prompt_ids."""
+        released: list[str] = self._admin("POST", "/clock/release")["released"]
+        return released
+
+    def clock(self) -> dict[str, Any]:
+        """Holds and held jobs."""
+        state: dict[str, Any] = self._admin("GET", "/clock")
+        return state
 
     def wait_for_job(self, prompt_id: str, *, timeout: float = 10.0, poll: float = 0.01) -> dict[str, Any]:
         """Poll /history/{prompt_id} until the job is finished; returns its history entry."""

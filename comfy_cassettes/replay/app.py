@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -149,7 +150,14 @@ def create_app(engine: ReplayEngine) -> Starlette:
             else:
                 await ws.send_text(payload)
 
-        client = await engine.connect(ws.query_params.get("clientId"), send)
+        async def close(code: int | None) -> None:
+            # No code: cut the TCP connection like a network failure (the client sees 1006); else a close frame.
+            listener = engine.faults.listener
+            if code is None and listener is not None and listener.drop(ws.scope.get("client")):
+                return
+            await ws.close(code or 1011)
+
+        client = await engine.connect(ws.query_params.get("clientId"), send, close)
         try:
             while True:
                 message = await ws.receive()
@@ -196,6 +204,7 @@ def create_app(engine: ReplayEngine) -> Starlette:
             await engine.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(FaultMiddleware, engine=engine)
     app.add_middleware(JournalMiddleware, engine=engine)
     app.add_middleware(OriginCheckMiddleware)
     return app
@@ -250,4 +259,64 @@ class JournalMiddleware:
 
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
             client = scope.get("client") or ("", 0)
-            self.engine.journal.add(scope["method"], scope["path"], query, b"".join(chunks), status, client=f"{client[0]}:{client[1]}")
+            self.engine.journal.add(
+                scope["method"], scope["path"], query, b"".join(chunks), status,
+                matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
+            )
+
+
+FAULT_SCOPE_KEY = "comfy_cassettes.fault"
+
+
+class FaultMiddleware:
+    """Applies the engine's HTTP fault rules (faults.py): delays, error statuses, dropped connections, and
+    refuses everything while the server is "down". The admin API is never faulted."""
+
+    def __init__(self, app: ASGIApp, engine: ReplayEngine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        faults = self.engine.faults
+        if scope["type"] not in ("http", "websocket") or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if faults.is_down:
+            scope[FAULT_SCOPE_KEY] = "fault: server down"
+            await self._drop(scope, receive)
+            return
+        fault = faults.for_request(scope.get("method", "GET"), scope["path"]) if faults.rules else None
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        rule = fault.rule
+        scope[FAULT_SCOPE_KEY] = f"fault {rule.id}: {rule.kind}" if rule is not None else f"fault: delayed {fault.delay:.3f}s"
+        if rule is None:
+            await self.app(scope, receive, send)
+        elif rule.kind == "drop":
+            await self._drop(scope, receive)
+        else:
+            body, headers = rule.error_status_body()
+            response = Response(body, rule.status, headers=headers)
+            if scope["type"] == "http":
+                await response(scope, receive, send)
+            else:
+                await WebSocket(scope, receive, send).send_denial_response(response)
+
+    async def _drop(self, scope: Scope, receive: Receive) -> None:
+        """Close the connection without answering. Without a server Listener (an in-process ASGI client) the
+        client gets this exception instead."""
+        listener = self.engine.faults.listener
+        if listener is None or not listener.drop(scope.get("client")):
+            raise ConnectionResetError(f"comfy-cassettes: connection dropped by a fault rule ({scope['path']})")
+        # Wait until the server has seen the connection go, so it does not try to answer it.
+        async def gone() -> None:
+            while (await receive())["type"] not in ("http.disconnect", "websocket.disconnect"):
+                pass
+
+        try:
+            await asyncio.wait_for(gone(), 1.0)
+        except asyncio.TimeoutError:
+            pass

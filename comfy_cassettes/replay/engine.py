@@ -354,9 +354,9 @@ class ReplayEngine:
 
     # ------------------------------------------------------------ websocket
 
-    async def connect(self, sid: str | None, send: Send) -> Client:
+    async def connect(self, sid: str | None, send: Send, close: Callable[[int | None], Awaitable[None]] | None = None) -> Client:
         """Register a socket; sends the greeting ``status`` and the reconnect ``executing`` like ComfyUI."""
-        client = Client(sid or uuid.uuid4().hex, send)
+        client = Client(sid or uuid.uuid4().hex, send, close=close)
         self.clients[client.sid] = client
         status = {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}, "sid": client.sid}
         await send(json.dumps({"type": "status", "data": status}))

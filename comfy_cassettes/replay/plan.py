@@ -94,6 +94,8 @@ def choose(
             continue
         if sorted(job.cached) != sorted(cached):
             continue
+        if has_client and not job.has_client:
+            continue  # recorded without a client_id: it holds only the broadcast events, not the client's stream
         # A recorded failure was caused by its values: replay it only for the very same values.
         if job.status == "error" and _same_values(workflow, job.workflow) != _same_values(job.workflow, job.workflow):
             continue

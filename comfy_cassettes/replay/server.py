@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from .app import create_app
 from .config import ReplayConfig
 from .engine import ReplayEngine
+from .faults import UvicornListener
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -58,6 +59,7 @@ class ReplayServer:
             ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(uv_config)
+        self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,0 +1,104 @@
+"""The command line as a user runs it: `serve` in a subprocess, `import`, `inspect`, and its error messages."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import SESSIONS
+
+CLI = [sys.executable, "-m", "comfy_cassettes"]
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([*CLI, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return process, match.group(1)
+    process.wait(10)
+    raise AssertionError(f"serve did not start (exit {process.returncode})")
+
+
+def test_serve_default_cassette_answers_and_stops_on_ctrl_c() -> None:
+    process, url = start_serve()
+    try:
+        stats = httpx.get(url + "/system_stats").json()
+        assert stats["system"]["comfyui_version"] == "0.3.64"
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert "stopped" in out
+
+
+def test_serve_reports_busy_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([*CLI, "serve", "--port", str(port)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_reports_corrupt_cassette_with_file_and_key(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\ninteractions:\n- request: {method: GET}\n  response: {status: {code: 200}}\n")
+    result = subprocess.run([*CLI, "serve", str(broken), "--port", "0"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert str(broken) in result.stderr and "interactions[0].request.uri" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    missing = subprocess.run([*CLI, "serve", str(tmp_path / "nope.yaml"), "--port", "0"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "no such cassette" in missing.stderr
+
+
+def test_import_then_inspect_then_serve(tmp_path: Path) -> None:
+    target = tmp_path / "cassettes" / "batch.yaml"
+    har = str(SESSIONS / "batch_3" / "session.har")
+    done = subprocess.run([*CLI, "import", har, "-o", str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "2 jobs" in done.stdout and target.is_file()
+    assert list((target.parent / "blobs").glob("*.png"))
+
+    again = subprocess.run([*CLI, "import", har, "-o", str(target)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+    shown = subprocess.run([*CLI, "inspect", str(target)], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert shown.returncode == 0 and "EmptyImage" in shown.stdout and "success" in shown.stdout
+
+    process, url = start_serve(str(target))
+    try:
+        assert httpx.get(url + "/queue").json() == {"queue_running": [], "queue_pending": []}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+
+
+def test_top_level_cli_py_launches_the_same_app() -> None:
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, str(root / "cli.py"), "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for command in ("serve", "import", "inspect"):
+        assert command in result.stdout
+
+
+SCRIPT = shutil.which("comfy-cassettes", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="console script not installed next to this interpreter")
+def test_console_script_is_installed() -> None:
+    result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0

@@ -1,0 +1,396 @@
+"""The pytest plugin, driven through pytester: small suites written exactly as a user would write them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpcore  # noqa: F401 - imported here so pytester's in-process runs cannot swap its exception classes
+import httpx
+import pytest
+
+from comfy_cassettes import cassette as cassette_io
+from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
+from comfy_cassettes.replay.server import ReplayServer
+
+# What every example suite starts with: the EmptyImage -> SaveImage workflow of the captures.
+HEADER = '''
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def workflow(color=16744448, prefix="ComfyUI"):
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    }
+
+
+def note(name, **values):
+    """Leave facts for the outer test (pytester's folder is the working directory)."""
+    Path(name + ".json").write_text(json.dumps(values, default=str))
+'''
+
+INI = """
+[pytest]
+addopts = --strict-markers -p no:cacheprovider
+filterwarnings = error
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini(INI)
+    return pytester
+
+
+def facts(pytester: pytest.Pytester, name: str) -> dict[str, object]:
+    result: dict[str, object] = json.loads((pytester.path / f"{name}.json").read_text())
+    return result
+
+
+def assert_stopped(url: str, *folders: str) -> None:
+    """The server no longer answers, its thread is gone and its folders are removed."""
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/prompt", timeout=2)
+    assert not [t for t in threading.enumerate() if t.name == "comfy-cassettes-server"]
+    for folder in folders:
+        assert not Path(folder).exists(), folder
+
+
+def test_session_and_function_scope_share_one_server_and_clean_up(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        HEADER
+        + '''
+def test_session_server_answers(comfy_url):
+    assert httpx.get(comfy_url + "/system_stats").json()["system"]["comfyui_version"]
+
+
+def test_function_handle_is_the_session_server(comfy, comfy_url, comfy_server):
+    assert comfy.url == comfy_url == os.environ["COMFYUI_URL"]
+    entry = comfy.run(workflow())
+    assert entry["status"]["completed"]
+    note("first", url=comfy.url, root=comfy.root, output=comfy.output_dir)
+
+
+def test_state_is_reset_before_each_test(comfy):
+    assert comfy.journal() == []
+    assert httpx.get(comfy.url + "/history").json() == {}
+    assert comfy.state()["mode"] == "static"
+'''
+    )
+    suite.runpytest().assert_outcomes(passed=3)
+    first = facts(suite, "first")
+    assert_stopped(str(first["url"]), str(first["root"]), str(first["output"]))
+
+
+def test_static_and_dynamic_files(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        HEADER
+        + '''
+def test_dynamic_jobs_write_distinct_files(comfy_dynamic, comfy_url_dynamic):
+    assert comfy_dynamic.url == comfy_url_dynamic
+    entries = [comfy_dynamic.run(workflow(color=c)) for c in (1, 2, 3)]
+    files = [path for entry in entries for path in comfy_dynamic.output_files(entry)]
+    assert len(set(files)) == 3
+    assert all(p.is_file() and p.parent == comfy_dynamic.output_dir for p in files)
+    assert sorted(p.name for p in comfy_dynamic.output_dir.iterdir()) == sorted(p.name for p in files)
+    note("dynamic", root=comfy_dynamic.root, url=comfy_dynamic.url)
+
+
+def test_dynamic_folders_are_emptied_between_tests(comfy_dynamic):
+    assert list(comfy_dynamic.output_dir.iterdir()) == []
+    [path] = comfy_dynamic.output_files(comfy_dynamic.run(workflow(prefix="gen/job")))
+    assert path == comfy_dynamic.output_dir / "gen" / "job_00001_.png" and path.is_file()
+
+
+def test_static_mode_writes_nothing_but_serves_the_image(comfy):
+    entry = comfy.run(workflow())
+    assert list(comfy.output_dir.iterdir()) == []
+    image = entry["outputs"]["2"]["images"][0]
+    view = httpx.get(comfy.url + "/view", params=image)
+    assert view.status_code == 200 and view.content.startswith(b"\\x89PNG")
+'''
+    )
+    suite.runpytest().assert_outcomes(passed=3)
+    dynamic = facts(suite, "dynamic")
+    assert_stopped(str(dynamic["url"]), str(dynamic["root"]))
+
+
+def test_marker_overrides_cassette_mode_and_timing_per_module_and_test(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_marked=HEADER
+        + '''
+pytestmark = pytest.mark.comfy_cassette("basic_save")
+urls = []
+
+
+def names(comfy):
+    return [Path(c).name for c in comfy.state()["cassettes"]]
+
+
+def test_module_marker_picks_the_cassette(comfy, comfy_url):
+    assert names(comfy) == ["basic_save.yaml"]
+    assert comfy.url != comfy_url  # a dedicated server, not the session default
+    urls.append(comfy.url)
+
+
+def test_module_server_is_reused(comfy):
+    assert comfy.url == urls[0]
+
+
+@pytest.mark.comfy_cassette(timing="recorded", speed=50.0)
+def test_test_marker_adds_timing_and_keeps_the_module_cassette(comfy):
+    state = comfy.state()
+    assert (state["timing"], names(comfy)) == ("recorded", ["basic_save.yaml"])
+    assert comfy.url not in urls
+
+
+@pytest.mark.comfy_cassette("batch_3", dynamic=True)
+def test_test_marker_switches_cassette_and_mode(comfy):
+    assert (comfy.state()["mode"], names(comfy)) == ("dynamic", ["batch_3.yaml"])
+    paths = comfy.output_files(comfy.run(workflow()))
+    assert paths and all(path.is_file() for path in paths)
+''',
+        test_unmarked=HEADER
+        + '''
+def test_other_modules_keep_the_session_default(comfy, comfy_url):
+    assert comfy.url == comfy_url
+    assert [Path(c).name for c in comfy.state()["cassettes"]] == ["comfyui.yaml"]
+''',
+    )
+    suite.runpytest().assert_outcomes(passed=5)
+
+
+def test_marker_options_reach_configure_and_bad_ones_error(suite: pytest.Pytester) -> None:
+    suite.makeconftest(
+        '''
+import pytest
+from comfy_cassettes.pytest_plugin import ComfyHandle
+
+configured = []
+
+
+@pytest.fixture(autouse=True)
+def spy(monkeypatch):
+    monkeypatch.setattr(ComfyHandle, "configure", lambda self, **options: configured.append(options))
+    return configured
+'''
+    )
+    suite.makepyfile(
+        HEADER
+        + '''
+@pytest.mark.comfy_cassette(fail_next=2)
+def test_extra_keywords_go_to_configure(comfy, spy):
+    assert spy == [{"fail_next": 2}]
+
+
+@pytest.mark.comfy_cassette("no_such_cassette")
+def test_unknown_cassette(comfy):
+    pass
+
+
+@pytest.mark.comfy_cassette(timing="sometimes")
+def test_bad_timing(comfy):
+    pass
+'''
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(["*comfy_cassette: no cassette 'no_such_cassette' (looked in *", "*timing must be one of instant, recorded*"])
+
+
+def test_unknown_option_is_refused_by_the_server_handle(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        '''
+import pytest
+
+
+@pytest.mark.comfy_cassette(no_such_option=1)
+def test_typo(comfy):
+    pass
+'''
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no_such_option*"])
+
+
+def test_app_client_reads_the_url_from_a_configured_env_var_and_journal_shows_its_calls(suite: pytest.Pytester) -> None:
+    suite.makeini(INI + f"comfy_cassettes = {BUNDLED_DIR / 'basic_save.yaml'}\ncomfy_cassettes_env_var = IMAGE_BACKEND_URL\n")
+    suite.makepyfile(
+        HEADER
+        + '''
+import time
+
+
+class ImageService:
+    """The application under test: it only knows the URL from its environment."""
+
+    def __init__(self):
+        self.http = httpx.Client(base_url=os.environ["IMAGE_BACKEND_URL"])
+
+    def generate(self, prompt):
+        prompt_id = self.http.post("/prompt", json={"prompt": prompt, "client_id": "app"}).json()["prompt_id"]
+        while True:
+            history = self.http.get(f"/history/{prompt_id}").json()
+            if prompt_id in history:
+                break
+            time.sleep(0.01)
+        images = history[prompt_id]["outputs"]["2"]["images"]
+        return [self.http.get("/view", params=image).content for image in images]
+
+    def close(self):
+        self.http.close()
+
+
+@pytest.fixture
+def service(comfy):
+    service = ImageService()
+    yield service
+    service.close()
+
+
+def test_generate(comfy, service):
+    assert "COMFYUI_URL" not in os.environ
+    [png] = service.generate(workflow())
+    assert png.startswith(b"\\x89PNG")
+    [post] = comfy.journal(method="POST", path="/prompt")
+    assert json.loads(post["body"]) == {"prompt": workflow(), "client_id": "app"}
+    paths = [entry["path"] for entry in comfy.journal()]
+    assert paths[0] == "/prompt" and paths[-1] == "/view"
+    assert all(path.startswith("/history/") for path in paths[1:-1])
+    assert [Path(c).name for c in comfy.state()["cassettes"]] == ["basic_save.yaml"]
+'''
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
+def test_env_var_option_on_the_command_line(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        '''
+import os
+
+
+def test_env(comfy):
+    assert os.environ["MY_COMFY"] == comfy.url
+'''
+    )
+    suite.runpytest("--comfy-env-var", "MY_COMFY", "--comfy-cassette-dir", str(BUNDLED_DIR / "basic_save.yaml")).assert_outcomes(passed=1)
+
+
+def test_vcr_mark_replays_a_bundled_cassette_in_process(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        HEADER
+        + '''
+import requests
+
+from comfy_cassettes.vcr import bundled_cassette
+
+# Nothing listens there: every answer comes from the cassette.
+COMFY = "http://comfy.invalid:8188"
+
+
+@pytest.mark.vcr(bundled_cassette("basic_save"))
+def test_httpx_client_sees_consistent_ids_and_files():
+    with httpx.Client(base_url=COMFY) as http:
+        answer = http.post("/prompt", json={"prompt": workflow(), "client_id": "any-client"}).json()
+        prompt_id = answer["prompt_id"]
+        history = http.get(f"/api/history/{prompt_id}").json()
+        assert list(history) == [prompt_id]
+        [image] = history[prompt_id]["outputs"]["2"]["images"]
+        png = http.get("/view", params=image)
+        assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\\x89PNG")
+        second = http.post("/prompt", json={"prompt": workflow(color=33023), "client_id": "other"}).json()
+        assert second["prompt_id"] != prompt_id and second["number"] == answer["number"] + 1
+
+
+@pytest.mark.vcr(bundled_cassette("basic_save"))
+def test_requests_client_too():
+    answer = requests.post(COMFY + "/prompt", json={"prompt": workflow(), "client_id": "x"}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["node_errors"] == {}
+'''
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+
+
+@pytest.fixture
+def live_comfy(tmp_path: Path) -> Iterator[ReplayServer]:
+    """Our own replay server standing in for a live ComfyUI."""
+    config = ReplayConfig(
+        cassettes=(BUNDLED_DIR / "basic_save.yaml",), port=0, dynamic=True,
+        output_dir=tmp_path / "live-out", input_dir=tmp_path / "live-in", temp_dir=tmp_path / "live-temp",
+    )
+    server = ReplayServer(config).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_vcr_records_a_templated_cassette_then_replays_it_without_the_server(
+    suite: pytest.Pytester, live_comfy: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIVE_COMFY", live_comfy.url)
+    suite.makepyfile(
+        test_rec=HEADER
+        + '''
+import time
+import uuid
+
+
+@pytest.mark.vcr
+def test_generate():
+    with httpx.Client(base_url=os.environ["LIVE_COMFY"]) as http:
+        prompt_id = http.post("/prompt", json={"prompt": workflow(), "client_id": uuid.uuid4().hex}).json()["prompt_id"]
+        while prompt_id not in (history := http.get(f"/history/{prompt_id}").json()):
+            time.sleep(0.01)
+        [image] = history[prompt_id]["outputs"]["2"]["images"]
+        assert http.get("/view", params=image).content.startswith(b"\\x89PNG")
+'''
+    )
+    suite.runpytest("--record-mode=once").assert_outcomes(passed=1)
+    path = suite.path / "cassettes" / "test_rec" / "test_generate.yaml"
+    recorded = cassette_io.load(path)
+    assert [job.status for job in recorded.jobs] == ["success"]
+    uris = [item["request"]["uri"] for item in recorded.interactions]
+    assert any(uri.endswith("/history/{{prompt_id}}") for uri in uris)
+    assert any("filename={{out.2.0.filename}}" in uri for uri in uris)
+    assert list((path.parent / "blobs").glob("*.png"))
+    text = path.read_text()
+
+    live_comfy.stop()
+    suite.runpytest("--record-mode=none").assert_outcomes(passed=1)
+    assert path.read_text() == text
+
+
+def test_xdist_workers_get_their_own_servers_and_folders(suite: pytest.Pytester) -> None:
+    tests = "".join(
+        f'''
+
+def test_job_{i}(comfy_dynamic):
+    [path] = comfy_dynamic.output_files(comfy_dynamic.run(workflow()))
+    assert path.name == "ComfyUI_00001_.png" and path.is_file()
+    note("job{i}", worker=os.environ["PYTEST_XDIST_WORKER"], url=comfy_dynamic.url, root=comfy_dynamic.root)
+'''
+        for i in range(6)
+    )
+    suite.makepyfile(HEADER + tests)
+    result = suite.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=6)
+    seen = [facts(suite, f"job{i}") for i in range(6)]
+    by_worker: dict[str, set[tuple[str, str]]] = {}
+    for fact in seen:
+        by_worker.setdefault(str(fact["worker"]), set()).add((str(fact["url"]), str(fact["root"])))
+    assert len(by_worker) == 2
+    assert all(len(servers) == 1 for servers in by_worker.values())  # one session server per worker
+    [(url_a, root_a)], [(url_b, root_b)] = by_worker.values()
+    assert url_a != url_b and root_a != root_b
+    for url, root in ((url_a, root_a), (url_b, root_b)):
+        assert_stopped(url, root)
