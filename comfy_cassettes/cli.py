@@ -117,7 +117,7 @@ def inspect(cassette: Annotated[Path, typer.Argument(help="Cassette to summarise
 @app.command()
 def record(
     output: Annotated[Path, typer.Option("-o", "--output", help="Cassette to write (blobs go beside it).")],
-    workflow: Annotated[Optional[Path], typer.Argument(help="API-format workflow JSON (ComfyUI: Workflow → Export (API)), or a PNG ComfyUI saved.")] = None,
+    workflows: Annotated[Optional[list[Path]], typer.Argument(help="API-format workflow JSON (ComfyUI: Workflow → Export (API)) or a PNG ComfyUI saved; several run in order.")] = None,
     server: Annotated[str, typer.Option(help="The ComfyUI to record from.")] = "http://127.0.0.1:8188",
     repeat: Annotated[int, typer.Option(help="Run the workflow this many times (cached re-runs, counter progression).")] = 1,
     upload: Annotated[Optional[list[Path]], typer.Option(help="Image to POST /upload/image first (repeatable), for LoadImage.")] = None,
@@ -140,22 +140,22 @@ def record(
         if proxy:
             _record_proxy(target=target, output=output, host=host, port=port, mode=record_mode, scrubber=scrubber, record_static=record_static)
         else:
-            _record_workflow(workflow=workflow, output=output, server=server, repeat=repeat, uploads=upload or [],
+            _record_workflow(workflows=workflows or [], output=output, server=server, repeat=repeat, uploads=upload or [],
                              with_object_info=with_object_info, mode=record_mode, scrubber=scrubber, timeout=timeout)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
 
 
-def _record_workflow(*, workflow: Optional[Path], output: Path, server: str, repeat: int, uploads: list[Path],
+def _record_workflow(*, workflows: list[Path], output: Path, server: str, repeat: int, uploads: list[Path],
                      with_object_info: bool, mode: str, scrubber: Any, timeout: float) -> None:
     from .errors import ConfigError
     from .record.live import RichProgress, load_workflow, record_workflow
 
-    if workflow is None:
+    if not workflows:
         raise ConfigError("give a WORKFLOW.json to run, or --proxy to record whatever clients send")
-    graph = load_workflow(workflow)
-    result = record_workflow(graph, server, output, repeat=repeat, uploads=uploads, with_object_info=with_object_info,
-                             mode=mode, scrubber=scrubber, timeout=timeout, progress=RichProgress)
+    graphs = [load_workflow(path) for path in workflows]
+    result = record_workflow(graphs, server, output, repeat=repeat, uploads=uploads, with_object_info=with_object_info,
+                             mode=mode, scrubber=scrubber, timeout=timeout, progress=RichProgress())
     if not result.recorded:
         typer.echo(result.message)
         return

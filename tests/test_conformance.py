@@ -38,6 +38,8 @@ def test_replay_matches_capture(scenario: str, imported: dict[str, Path], start_
             problems.append(f"{what}: status {response.status_code if response else None} != captured {captured['status']}")
             continue
         text = captured["content"].get("text")
+        if "/history/" in what and text == "{}":
+            continue  # a poll that caught the job still running: its answer depends on timing, not protocol
         if captured["content"].get("mimeType", "").startswith("application/json") and text:
             want, got = shape(json.loads(text)), shape(response.json())
             if want != got:

@@ -60,9 +60,14 @@ class ReplayConfig:
                 expanded.append(path)
         if self.source_image is not None and not Path(self.source_image).is_file():
             raise ConfigError(f"--source-image {self.source_image}: no such file")
-        absolute = {
-            name: Path(value).expanduser().resolve()
-            for name in ("output_dir", "input_dir", "temp_dir", "source_image")
-            if (value := getattr(self, name)) is not None
-        }
-        return replace(self, cassettes=tuple(expanded), **absolute)
+        def absolute(value: Path | None) -> Path | None:
+            return Path(value).expanduser().resolve() if value is not None else None
+
+        return replace(
+            self,
+            cassettes=tuple(expanded),
+            output_dir=absolute(self.output_dir),
+            input_dir=absolute(self.input_dir),
+            temp_dir=absolute(self.temp_dir),
+            source_image=absolute(self.source_image),
+        )
