@@ -62,7 +62,6 @@ class OutputImage:
     width: int
     height: int
     file: str | None = None
-    recorded_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,9 +255,7 @@ class _Checker:
                 self.fail(f"{key}.{name}", "missing or not an integer")
         if raw.get("file") is not None:
             self.refs.append((f"{key}.file", str(raw["file"])))
-        return OutputImage(
-            raw["node"], raw["index"], raw["kind"], raw["width"], raw["height"], raw.get("file"), str(raw.get("recorded_name", ""))
-        )
+        return OutputImage(raw["node"], raw["index"], raw["kind"], raw["width"], raw["height"], raw.get("file"))
 
     def placeholders(self, value: Any, key: str) -> None:
         if isinstance(value, dict):

@@ -6,6 +6,7 @@ are shared files). Names:
     prompt_id, client_id, number, now_ms, http_date     the current job's values
     out.<node>.<i>.filename / out.<node>.<i>.subfolder  the job's i-th image of output node <node>
     job.<k>.prompt_id / job.<k>.number                  another job of the same cassette (queue listings)
+    job.<k>.out.<node>.<i>.filename / ...subfolder      another job's images (history listings)
     sid.<k>                                             a WebSocket sid that is not the job's client
 
 ``number`` and ``now_ms`` are integers: inside a JSON structure they are stored as the string ``"{{number}}"``
@@ -24,7 +25,7 @@ PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_.]*)\}\}")
 _NAME = re.compile(
     r"^(?:prompt_id|client_id|number|now_ms|http_date"
     r"|out\.[^.{}]+\.\d+\.(?:filename|subfolder)"
-    r"|job\.\d+\.(?:prompt_id|number)"
+    r"|job\.\d+\.(?:prompt_id|number|out\.[^.{}]+\.\d+\.(?:filename|subfolder))"
     r"|sid\.\d+)$"
 )
 INT_NAMES = re.compile(r"^(?:number|now_ms|job\.\d+\.number)$")

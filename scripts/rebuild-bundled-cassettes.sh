@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SESSIONS=tests/data/real_sessions
 OUT=comfy_cassettes/data/cassettes
-rm -rf "$OUT" && mkdir -p "$OUT"
+mkdir -p "$OUT"
+# Only what this script makes: the imported cassettes (live recordings in live/ are kept).
+for dir in "$SESSIONS"/*/; do rm -f "$OUT/$(basename "$dir").yaml"; done
+rm -f "$OUT/comfyui.yaml"
 for dir in "$SESSIONS"/*/; do
   name=$(basename "$dir")
   comfy-cassettes import "$dir/session.har" -o "$OUT/$name.yaml"

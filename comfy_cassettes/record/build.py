@@ -42,7 +42,7 @@ def build_cassette(session: RawSession, blobs: BlobStore, *, recorded: dict[str,
     drafts = _find_jobs(session)
     client_ids = _client_ids(session, drafts)
     views = _view_bodies(session)
-    collected = [_collect(session, draft) for draft in drafts]
+    collected = [_collect(session, d, drafts[:i], drafts[i + 1 :]) for i, d in enumerate(drafts)]
     jobs = [_job(d, c, drafts, client_ids, views, blobs) for d, c in zip(drafts, collected)]
     interactions = [_interaction(x, drafts, client_ids, blobs) for x in session.exchanges]
     meta: dict[str, Any] = {"comfyui_version": _comfyui_version(session), "source": Path(session.source).name or "session"}
@@ -133,17 +133,23 @@ def _view_bodies(session: RawSession) -> dict[tuple[str, str, str], bytes]:
     return found
 
 
+def _is_start(frame: WsFrame, pid: str) -> bool:
+    m = frame.json()
+    return isinstance(m, dict) and m.get("type") == "execution_start" and (m.get("data") or {}).get("prompt_id") == pid
+
+
 def _socket_for(session: RawSession, pid: str) -> WsConnection | None:
     for socket in session.sockets:
-        for frame in socket.frames:
-            m = frame.json()
-            if isinstance(m, dict) and m.get("type") == "execution_start" and (m.get("data") or {}).get("prompt_id") == pid:
-                return socket
+        if any(_is_start(frame, pid) for frame in socket.frames):
+            return socket
     return None
 
 
-def _job_frames(session: RawSession, pid: str) -> list[WsFrame]:
-    """The frames of one job from execution_start to its terminal event, on the socket that saw them."""
+def _job_frames(session: RawSession, pid: str, occurrence: int = 0) -> list[WsFrame]:
+    """The frames of one job from execution_start to its terminal event, on the socket that saw them.
+
+    ``occurrence`` picks the run when a client re-used a prompt_id (prompt_options capture).
+    """
     socket = _socket_for(session, pid)
     if socket is None:
         # No client saw execution_start (prompt sent without client_id): keep the broadcast events.
@@ -161,14 +167,18 @@ def _job_frames(session: RawSession, pid: str) -> list[WsFrame]:
     merged = sorted((f for s in same for f in s.frames), key=lambda f: f.t)
     out: list[WsFrame] = []
     inside = False
+    starts = 0
     for frame in merged:
         if frame.sent:
             continue
         m = frame.json()
         data = m.get("data") if isinstance(m, dict) else None
         owner = data.get("prompt_id") if isinstance(data, dict) else None
-        if isinstance(m, dict) and m.get("type") == "execution_start" and owner == pid:
-            inside = True
+        if _is_start(frame, pid):
+            starts += 1
+            inside = starts == occurrence + 1
+            if not inside:
+                out.clear()
         if not inside:
             continue
         if isinstance(m, dict):
@@ -178,7 +188,7 @@ def _job_frames(session: RawSession, pid: str) -> list[WsFrame]:
             if owner not in (None, pid):
                 continue
         out.append(frame)
-        if isinstance(m, dict) and m.get("type") in TERMINAL and owner == pid:
+        if isinstance(m, dict) and m.get("type") in TERMINAL and owner == pid and inside:
             break
     return out
 
@@ -194,12 +204,17 @@ def _history_entry(session: RawSession, pid: str) -> dict[str, Any] | None:
     return entry
 
 
-def _collect(session: RawSession, draft: _JobDraft) -> tuple[list[WsFrame], dict[str, Any] | None]:
+def _collect(
+    session: RawSession, draft: _JobDraft, drafts_before: list[_JobDraft], drafts_after: list[_JobDraft]
+) -> tuple[list[WsFrame], dict[str, Any] | None]:
     """First pass over one job: its frames, history entry and every image it reported (cached ones too)."""
     if draft.prompt_id is None:
         return [], None
-    frames = _job_frames(session, draft.prompt_id)
-    history = _history_entry(session, draft.prompt_id)
+    occurrence = sum(1 for d in drafts_before if d.prompt_id == draft.prompt_id)
+    frames = _job_frames(session, draft.prompt_id, occurrence)
+    # A re-used prompt_id's history entry is replaced in place: it only describes the last run.
+    later = any(d.prompt_id == draft.prompt_id for d in drafts_after)
+    history = None if later else _history_entry(session, draft.prompt_id)
     for frame in frames:
         m = frame.json()
         if isinstance(m, dict) and m.get("type") == "executed" and isinstance(m.get("data"), dict):
@@ -251,7 +266,7 @@ def _job(
         data = views.get((image.get("type", "output"), image.get("subfolder", ""), image.get("filename", "")))
         width, height = _image_size(data) if data else (0, 0)
         item: dict[str, Any] = {"node": node, "index": i, "kind": "temp" if image.get("type") == "temp" else "output"}
-        item.update(width=width, height=height, recorded_name=image.get("filename", ""))
+        item.update(width=width, height=height)
         if data:
             item["file"] = blobs.put(data, Path(image.get("filename", "x.png")).suffix or ".png")
         outputs.append(item)
@@ -316,6 +331,8 @@ def _templater_for(own: _JobDraft | None, drafts: list[_JobDraft], client_ids: d
     for draft in drafts:
         if draft.prompt_id and draft is not own:
             templater.add(draft.prompt_id, f"job.{draft.index}.prompt_id")
+            for node, i, image in draft.images:
+                templater.add(image["filename"], f"job.{draft.index}.out.{node}.{i}.filename")
     for value, name in client_ids.items():
         templater.add(value, name)
     return templater

@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -102,8 +103,9 @@ def create_app(engine: ReplayEngine) -> Starlette:
         form = await request.form(max_part_size=FEATURES["max_upload_size"])
         try:
             image = form.get("image")
-            filename = getattr(image, "filename", None)
-            data = await image.read() if hasattr(image, "read") else None
+            # aiohttp gives ComfyUI a plain string for a part without a filename: no file, like a missing field.
+            filename = image.filename if isinstance(image, UploadFile) else None
+            data = await image.read() if isinstance(image, UploadFile) else None
             result = store_upload(
                 engine.roots,
                 filename=filename,
