@@ -125,7 +125,7 @@ def test_two_hundred_concurrent_jobs_in_dynamic_mode(start_server) -> None:
                     entry = (await http.get(f"/history/{prompt_id}")).json().get(prompt_id)
                     if entry:
                         return dict(entry)
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.1)  # a polite poller, like real clients
 
             return await asyncio.gather(*(one(i) for i in range(200)))
 
@@ -177,3 +177,33 @@ def test_api_prefix_and_informational_routes(start_server) -> None:
         assert http.get("/object_info/NoSuchNode").json() == {}
         assert http.get("/models/not_a_folder").status_code == 404
         assert http.get("/prompt").json() == {"exec_info": {"queue_remaining": 0}}
+
+
+def test_a_crashing_handler_answers_like_aiohttp_and_reaches_the_journal(start_server) -> None:
+    server = start_server("basic_save")
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("disk on fire")
+
+    server.engine.history_view = broken  # type: ignore[method-assign]
+    response = httpx.get(f"{server.url}/history")
+    assert response.status_code == 500
+    assert response.text == "500 Internal Server Error\n\nServer got itself in trouble"
+    errors = httpx.get(f"{server.url}/__cassettes__/journal").json()["errors"]
+    assert any("disk on fire" in e and "GET /history" in e for e in errors)
+
+
+def test_upload_mask_puts_the_mask_alpha_on_the_original(start_server) -> None:
+    server = start_server("basic_save")
+    original, mask = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(original, format="PNG")
+    Image.new("RGBA", (8, 8), (0, 0, 0, 77)).save(mask, format="PNG")
+    with httpx.Client(base_url=server.url) as http:
+        uploaded = http.post("/upload/image", files={"image": ("photo.png", original.getvalue(), "image/png")}).json()
+        ref = json.dumps({"filename": uploaded["name"], "subfolder": "", "type": "input"})
+        answer = http.post("/upload/mask", files={"image": ("clipspace-mask.png", mask.getvalue(), "image/png")},
+                           data={"original_ref": ref, "type": "input"})
+        assert answer.status_code == 200 and answer.json() == {"name": "clipspace-mask.png", "subfolder": "", "type": "input"}
+        result = Image.open(io.BytesIO(http.get("/view", params={"filename": "clipspace-mask.png", "type": "input"}).content))
+    assert result.mode == "RGBA"
+    assert result.getpixel((3, 3)) == (10, 200, 30, 77)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import mimetypes
 import os
@@ -24,6 +25,7 @@ __all__ = [
     "ViewResult",
     "render_view_body",
     "resolve_view",
+    "mask_writer",
     "store_upload",
 ]
 
@@ -260,8 +262,12 @@ def store_upload(
     subfolder: str = "",
     type: str | None = "input",
     overwrite: bool | str | None = False,
+    write: Callable[[str, bytes], None] | None = None,
 ) -> UploadResult:
     """Store an uploaded image like ComfyUI's image_upload (server.py) and say what it answers.
+
+    ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function``
+    (see :func:`mask_writer` for /upload/mask).
 
     Identical bytes under an existing name are not written again and keep the name; different
     bytes get `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values
@@ -299,11 +305,49 @@ def store_upload(
                 path = os.path.join(folder, filename)
                 attempt += 1
             if not duplicate:
-                Path(path).write_bytes(data)
+                if write is not None:
+                    write(path, data)
+                else:
+                    Path(path).write_bytes(data)
         except (OSError, ValueError):
             # ComfyUI lets these escape (a directory in the way, a missing parent, a NUL byte): 500.
             return UploadResult(500, None)
     return UploadResult(200, {"name": filename, "subfolder": subfolder, "type": type_name})
+
+
+def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, bytes], None]:
+    """/upload/mask's save function: the original image named by ``original_ref`` with the mask's alpha.
+
+    Like ComfyUI's upload_mask, a bad or hostile reference writes nothing and the upload still answers 200.
+    """
+
+    def write(path: str, data: bytes) -> None:
+        try:
+            ref = json.loads(original_ref or "")
+        except ValueError:
+            return
+        if not isinstance(ref, dict):
+            return
+        name, annotated = _split_annotation(str(ref.get("filename", "")))
+        if not name or name.startswith("/") or ".." in name:
+            return
+        base = _dir_for_type(roots, annotated or str(ref.get("type", "output")))
+        if base is None:
+            return
+        folder = os.path.abspath(base)
+        if ref.get("subfolder"):
+            folder = os.path.abspath(os.path.join(folder, str(ref["subfolder"])))
+            if os.path.commonpath((folder, os.path.abspath(base))) != os.path.abspath(base):
+                return
+        original = os.path.join(folder, name)
+        if not os.path.isfile(original):
+            return
+        with Image.open(original) as source, Image.open(BytesIO(data)) as mask:
+            result = source.convert("RGBA")
+            result.putalpha(mask.convert("RGBA").getchannel("A"))
+            result.save(path, format="PNG", compress_level=4)
+
+    return write
 
 
 def _compute_vars(prefix: str, width: int, height: int) -> str:
