@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .cassette import Cassette, Job, OutputImage, WsEvent, load, save
-from .control import ReplayControl
 from .errors import CassetteError, CassetteExistsError, ComfyCassettesError, ConfigError, ImportFormatError, RecordError
-from .importer import import_har
 from .replay.config import DEFAULT_CASSETTE, ReplayConfig
-from .replay.server import ReplayServer
+
+if TYPE_CHECKING:
+    from .control import ReplayControl
+    from .importer import import_har
+    from .replay.server import ReplayServer
+
+# Imported on first use: the pytest plugin loads this package in every test run, and the server stack
+# (uvicorn, starlette, httpx) costs most of a second to import.
+_LAZY = {"ReplayControl": ".control", "ReplayServer": ".replay.server", "import_har": ".importer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

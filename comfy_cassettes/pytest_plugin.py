@@ -130,6 +130,7 @@ class ComfyHandle(ReplayControl):
     def clear_files(self) -> None:
         """Empty the output, input and temp folders (the folders stay)."""
         for folder in (self.output_dir, self.input_dir, self.temp_dir):
+            folder.mkdir(parents=True, exist_ok=True)  # a test may have removed it
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
@@ -178,7 +179,7 @@ class ComfyServers:
     ) -> ComfyHandle:
         """The handle of the server for this configuration (not reset: the comfy fixtures do that)."""
         if timing not in TIMING_MODES:
-            raise pytest.UsageError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
+            raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
         key: _Key = (
             tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
             bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),

@@ -30,9 +30,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
-from vcr.persisters.filesystem import CassetteNotFoundError, FilesystemPersister
-from vcr.request import Request
-from vcr.serialize import deserialize
+from vcr.persisters.filesystem import CassetteNotFoundError, FilesystemPersister  # type: ignore[import-untyped]
+from vcr.request import Request  # type: ignore[import-untyped]
+from vcr.serialize import deserialize  # type: ignore[import-untyped]
 
 from . import cassette as cassette_io
 from .cassette import BlobStore, Cassette, Job
@@ -41,6 +41,7 @@ from .record.session import HttpExchange, RawSession
 from .replay.config import ADMIN_PREFIX, BUNDLED_DIR
 from .replay.files import FileRoots, OutputNamer
 from .replay.interactions import normalize
+from .replay.validation import execution_order
 from .templating import PLACEHOLDER, json_escape, names_in, render_text, url_escape
 
 MATCH_ON = ("method", "comfy_path", "comfy_query", "comfy_body")
@@ -309,10 +310,47 @@ class ComfyPersister:
             return
         path = Path(cassette_path)
         document = build_cassette(session, BlobStore(path.parent), recorded={"recorder": "vcrpy"})
+        for job in document["comfy"]["jobs"]:
+            if not job.get("ws") and job.get("history"):
+                job["ws"] = timeline_from_history(job)
+                document["comfy"]["recorded"]["ws"] = "synthesized from /history: vcrpy records no WebSocket"
         if cassette_dict.get("metadata"):
             document["metadata"] = dict(cassette_dict["metadata"])
         # vcrpy asks to save only what it loaded plus what it recorded, so replacing the file loses nothing.
         cassette_io.save(document, path, overwrite=True)
+
+
+def timeline_from_history(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A WebSocket timeline for a job recorded without its socket, so ``serve`` can replay it too.
+
+    ComfyUI's order: execution_start, execution_cached, then executing (and executed for outputs) per node
+    in execution order, then the terminal message; all taken from the templated history entry.
+    """
+    history = job.get("history") or {}
+    messages = [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
+    outputs = history.get("outputs") or {}
+    cached = set(job.get("cached") or [])
+    for kind, data in messages:
+        if kind == "execution_cached" and isinstance(data, dict):
+            cached |= {str(n) for n in data.get("nodes") or []}
+    pid = "{{prompt_id}}"
+    events: list[dict[str, Any]] = [{"t": 0.0, "type": k, "data": d} for k, d in messages if k in ("execution_start", "execution_cached")]
+    try:
+        order = execution_order(job["workflow"], list(job.get("outputs_to_execute") or outputs))
+    except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs
+        order = list(outputs)
+    terminal = [[k, d] for k, d in messages if k in ("execution_success", "execution_error", "execution_interrupted")]
+    failed_at = str(terminal[-1][1].get("node_id")) if terminal and isinstance(terminal[-1][1], dict) and terminal[-1][0] != "execution_success" else None
+    for node in order:
+        if node in cached:
+            continue
+        events.append({"t": 0.0, "type": "executing", "data": {"node": node, "display_node": node, "prompt_id": pid}})
+        if node == failed_at:
+            break
+        if node in outputs:
+            events.append({"t": 0.0, "type": "executed", "data": {"node": node, "display_node": node, "output": outputs[node], "prompt_id": pid}})
+    events.extend({"t": 0.0, "type": k, "data": d} for k, d in terminal[-1:])
+    return events
 
 
 def is_comfy_request(path: str) -> bool:
@@ -393,9 +431,9 @@ class _Renderer:
     def render(self, cassette: Cassette) -> list[tuple[Request, dict[str, Any]]]:
         jobs = [self._bind_job(job) for job in cassette.jobs]
         common = dict(self._common)
-        for k, bound in enumerate(jobs):
-            common[f"job.{k}.prompt_id"] = bound["prompt_id"]
-            common[f"job.{k}.number"] = bound["number"]
+        for index, bound in enumerate(jobs):
+            common[f"job.{index}.prompt_id"] = bound["prompt_id"]
+            common[f"job.{index}.number"] = bound["number"]
         out = []
         for item in cassette.interactions:
             k = item.get("job")
@@ -429,7 +467,7 @@ class _Renderer:
         own = {name: bindings[name] for name in names_in(uri) if isinstance(bindings.get(name), str)}
         template = _Template(uri, own)
         self._templates.append(template)
-        request.comfy_template = template  # type: ignore[attr-defined]
+        request.comfy_template = template
         raw_body = raw_response.get("body") or {}
         if isinstance(raw_body, dict) and "file" in raw_body:
             content = cassette.read_blob(str(raw_body["file"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,27 +169,28 @@ def test_other_modules_keep_the_session_default(comfy, comfy_url):
     suite.runpytest().assert_outcomes(passed=5)
 
 
-def test_marker_options_reach_configure_and_bad_ones_error(suite: pytest.Pytester) -> None:
-    suite.makeconftest(
-        '''
-import pytest
-from comfy_cassettes.pytest_plugin import ComfyHandle
-
-configured = []
-
-
-@pytest.fixture(autouse=True)
-def spy(monkeypatch):
-    monkeypatch.setattr(ComfyHandle, "configure", lambda self, **options: configured.append(options))
-    return configured
-'''
-    )
+def test_marker_options_reach_configure_and_last_only_for_that_test(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         HEADER
         + '''
-@pytest.mark.comfy_cassette(fail_next=2)
-def test_extra_keywords_go_to_configure(comfy, spy):
-    assert spy == [{"fail_next": 2}]
+@pytest.mark.comfy_cassette(faults={"kind": "status", "route": "/prompt", "status": 503, "count": 1})
+def test_marker_fault_applies(comfy):
+    assert httpx.post(comfy.url + "/prompt", json={"prompt": workflow()}).status_code == 503
+    assert comfy.run(workflow())["status"]["completed"]
+
+
+def test_next_test_starts_without_it(comfy):
+    assert comfy.faults() == []
+    assert httpx.post(comfy.url + "/prompt", json={"prompt": workflow()}).status_code == 200
+'''
+    )
+    suite.runpytest().assert_outcomes(passed=2)
+
+
+def test_bad_marker_arguments_are_clear_errors(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        '''
+import pytest
 
 
 @pytest.mark.comfy_cassette("no_such_cassette")
@@ -199,17 +201,6 @@ def test_unknown_cassette(comfy):
 @pytest.mark.comfy_cassette(timing="sometimes")
 def test_bad_timing(comfy):
     pass
-'''
-    )
-    result = suite.runpytest()
-    result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines(["*comfy_cassette: no cassette 'no_such_cassette' (looked in *", "*timing must be one of instant, recorded*"])
-
-
-def test_unknown_option_is_refused_by_the_server_handle(suite: pytest.Pytester) -> None:
-    suite.makepyfile(
-        '''
-import pytest
 
 
 @pytest.mark.comfy_cassette(no_such_option=1)
@@ -218,8 +209,12 @@ def test_typo(comfy):
 '''
     )
     result = suite.runpytest()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*no_such_option*"])
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines([
+        "*comfy_cassette: no cassette 'no_such_cassette' (looked in *",
+        "*timing must be one of instant, recorded*",
+        "*unknown replay option(s): no_such_option*",
+    ])
 
 
 def test_app_client_reads_the_url_from_a_configured_env_var_and_journal_shows_its_calls(suite: pytest.Pytester) -> None:
@@ -283,6 +278,30 @@ def test_env(comfy):
 '''
     )
     suite.runpytest("--comfy-env-var", "MY_COMFY", "--comfy-cassette-dir", str(BUNDLED_DIR / "basic_save.yaml")).assert_outcomes(passed=1)
+
+
+def test_ini_cassette_folder_and_marker_names_found_in_it(suite: pytest.Pytester) -> None:
+    folder = suite.path / "recordings"
+    shutil.copytree(BUNDLED_DIR / "blobs", folder / "blobs")
+    for name, source in (("ours.yaml", "basic_save.yaml"), ("theirs.yaml", "interrupt.yaml")):
+        shutil.copyfile(BUNDLED_DIR / source, folder / name)
+    suite.makeini(INI + "comfy_cassettes = recordings\n")
+    suite.makepyfile(
+        '''
+import pytest
+from pathlib import Path
+
+
+def test_session_serves_the_whole_folder(comfy):
+    assert sorted(Path(c).name for c in comfy.state()["cassettes"]) == ["ours.yaml", "theirs.yaml"]
+
+
+@pytest.mark.comfy_cassette("theirs")
+def test_marker_name_is_looked_up_in_the_configured_folder(comfy):
+    assert [Path(c).name for c in comfy.state()["cassettes"]] == ["theirs.yaml"]
+'''
+    )
+    suite.runpytest().assert_outcomes(passed=2)
 
 
 def test_vcr_mark_replays_a_bundled_cassette_in_process(suite: pytest.Pytester) -> None:

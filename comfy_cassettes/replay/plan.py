@@ -12,6 +12,8 @@ from ..cassette import Job, OutputImage, WsEvent
 OUTPUT_CLASSES = {"SaveImage": "output", "PreviewImage": "temp", "SaveImageWebsocket": None}
 # Inputs that vary per run without changing what the server does: never used to tell recordings apart.
 VOLATILE_INPUTS = {"seed", "noise_seed", "text", "filename_prefix"}
+# Inputs that decide how many images come out: a recording with other values would replay the wrong count.
+COUNT_INPUTS = {"batch_size", "amount", "length"}
 TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
 
 
@@ -57,6 +59,12 @@ def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
     return score
 
 
+def _differs(a: Mapping[str, Any], b: Mapping[str, Any], node: str, key: str) -> bool:
+    left = (a.get(node) or {}).get("inputs", {}).get(key)
+    right = (b.get(node) or {}).get("inputs", {}).get(key)
+    return left != right
+
+
 def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     """Each node's cache signature: its class and values plus its ancestors' signatures, like ComfyUI's cache key."""
     done: dict[str, str] = {}
@@ -93,6 +101,8 @@ def choose(
         if job.status in ("rejected", "unfinished") or structure(job.workflow) != key:
             continue
         if sorted(job.cached) != sorted(cached):
+            continue
+        if any(_differs(workflow, job.workflow, node, key) for node in workflow for key in COUNT_INPUTS):
             continue
         if has_client and not job.has_client:
             continue  # recorded without a client_id: it holds only the broadcast events, not the client's stream
