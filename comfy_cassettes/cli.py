@@ -52,8 +52,8 @@ def serve(
     try:
         rules = [parse_cli_status(f) for f in fault or []] + [parse_cli_delay(d) for d in delay or []]
         server = ReplayServer(config, log_level=log_level)
-        for rule in rules:
-            server.engine.faults.add(rule)
+        for spec in rules:
+            server.engine.faults.add(spec)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
     engine = server.engine

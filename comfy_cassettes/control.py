@@ -166,9 +166,10 @@ class ReplayControl:
         spec = {"kind": "ws_disconnect", "count": count, "node": node, "code": code}
         return self.add_fault({k: v for k, v in spec.items() if v is not None})[0]
 
-    def down(self, seconds: float) -> None:
-        """Refuse connections for ``seconds`` (open connections and sockets are cut), then serve again."""
-        self.add_fault({"kind": "down", "seconds": seconds})
+    def down(self, seconds: float, *, restart: bool = False) -> None:
+        """Refuse connections for ``seconds`` (open connections and sockets are cut), then serve again;
+        with ``restart`` the server comes back with an empty queue and history, like a restarted ComfyUI."""
+        self.add_fault({"kind": "down", "seconds": seconds, "restart": restart})
         self._http.close()  # the pooled connection is about to be cut
         self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
 

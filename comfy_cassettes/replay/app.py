@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -19,8 +20,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
-from .engine import FEATURES, Reply, ReplayEngine
-from .files import render_view_body, resolve_view, store_upload
+from .engine import FEATURES, MALFORMED_JSON_BODY, Reply, ReplayEngine
+from .files import mask_writer, render_view_body, resolve_view, store_upload
 from .interactions import InteractionIndex
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -113,6 +114,7 @@ def create_app(engine: ReplayEngine) -> Starlette:
                 subfolder=str(form.get("subfolder") or ""),
                 type=str(form["type"]) if "type" in form else None,
                 overwrite=str(form.get("overwrite")) if "overwrite" in form else None,
+                write=mask_writer(engine.roots, str(form.get("original_ref") or "")) if request.url.path.endswith("/mask") else None,
             )
         finally:
             await form.close()
@@ -205,7 +207,12 @@ def create_app(engine: ReplayEngine) -> Starlette:
         finally:
             await engine.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        """What aiohttp answers when a ComfyUI handler raises; the traceback goes to the journal for the test."""
+        engine.journal.error(f"{request.method} {request.url.path} raised {exc!r}\n{''.join(traceback.format_exception(exc))}")
+        return Response(MALFORMED_JSON_BODY, 500, headers={"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed})
     app.add_middleware(FaultMiddleware, engine=engine)
     app.add_middleware(JournalMiddleware, engine=engine)
     app.add_middleware(OriginCheckMiddleware)
@@ -306,13 +313,23 @@ class FaultMiddleware:
                 await response(scope, receive, send)
             else:
                 await WebSocket(scope, receive, send).send_denial_response(response)
+                # uvicorn's websockets-sansio logs a bogus "returned without completing handshake" error if the
+                # app returns before the refused connection is gone: wait for it.
+                listener = self.engine.faults.listener
+                for _ in range(200):
+                    if listener is None or not listener.connected(scope.get("client")):
+                        break
+                    await asyncio.sleep(0.005)
 
     async def _drop(self, scope: Scope, receive: Receive) -> None:
         """Close the connection without answering. Without a server Listener (an in-process ASGI client) the
         client gets this exception instead."""
         listener = self.engine.faults.listener
-        if listener is None or not listener.drop(scope.get("client")):
+        if listener is None:
             raise ConnectionResetError(f"comfy-cassettes: connection dropped by a fault rule ({scope['path']})")
+        if not listener.drop(scope.get("client")):
+            return  # already gone
+
         # Wait until the server has seen the connection go, so it does not try to answer it.
         async def gone() -> None:
             while (await receive())["type"] not in ("http.disconnect", "websocket.disconnect"):

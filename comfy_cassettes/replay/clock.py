@@ -135,6 +135,7 @@ class Clock:
     def job_finished(self, prompt_id: str, state: str) -> None:
         """The engine finished (or deleted) a job: waiters on it can return."""
         self.finished[prompt_id] = state
+        self.held.pop(prompt_id, None)  # a deleted job is no longer waiting, even before the worker notices
         self._notify()
 
     # ------------------------------------------------------------ test side

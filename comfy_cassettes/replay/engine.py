@@ -116,6 +116,7 @@ class ReplayEngine:
         self._worker: asyncio.Task[None] | None = None
         self.hooks: list[Callable[[str, dict[str, Any]], Awaitable[None] | None]] = []
         self.faults = Faults(config.seed)
+        self.faults.on_restart = self.restart
         self.clock = Clock()
         self._init_state()
 
@@ -174,6 +175,21 @@ class ReplayEngine:
         self.clock.clear()
         self._init_state()
         self.journal.clear()
+        await self.start()
+
+    async def restart(self) -> None:
+        """What a restarted ComfyUI forgets: queue, history, caches, the counter (a ``down`` fault with
+        ``restart``). Faults, holds and the journal are the test's and stay; ids never repeat."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        ids = self._ids
+        self._init_state()
+        self._ids = ids
         await self.start()
 
     def new_prompt_id(self) -> str:
@@ -548,16 +564,17 @@ class ReplayEngine:
             await self._emit(item, kind, data)
             if kind != "executing" or not isinstance(data, dict) or data.get("node") is None:
                 continue
+            if self.interrupt_requested:
+                await self._interrupted(item, plan, current, executed, messages)
+                status = "interrupted"
+                break
+            # Held while node K "runs"; a forced fault then ends it there, as a node that raised.
+            await self.clock.checkpoint(item.prompt_id, f"node:{current}")
             if pending:
                 fired = await self._fire_faults(item, plan, current, executed, pending, messages)
                 if fired is not None:
                     status = fired
                     break
-            if self.interrupt_requested:
-                await self._interrupted(item, plan, current, executed, messages)
-                status = "interrupted"
-                break
-            await self.clock.checkpoint(item.prompt_id, f"node:{current}")
         await self.clock.checkpoint(item.prompt_id, "finished")
         if plan.job is not None and not plan.job.has_client and plan.job.history and status == plan.job.status:
             # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.

@@ -8,7 +8,7 @@ A rule is a small JSON-able dict, the same through the admin API, the CLI and Re
     {"kind": "execution_error", "count": 1, "node": "2", "exception_message": "CUDA out of memory"}
     {"kind": "execution_interrupted", "count": 1}
     {"kind": "ws_disconnect", "count": 1, "node": "2"}
-    {"kind": "down", "seconds": 1.0}
+    {"kind": "down", "seconds": 1.0, "restart": true}     # restart: comes back with empty queue and history
 
 HTTP rules act in the app's fault middleware; job rules are taken by ``ReplayEngine.submit`` for the next
 accepted prompts; ``down`` needs a :class:`Listener` (ReplayServer attaches one for uvicorn).
@@ -20,7 +20,7 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from http import HTTPStatus
@@ -41,7 +41,7 @@ _ALLOWED = {
     "execution_error": {"count", "node", "exception_message", "exception_type", "traceback"},
     "execution_interrupted": {"count", "node"},
     "ws_disconnect": {"count", "node", "code"},
-    "down": {"seconds"},
+    "down": {"seconds", "restart"},
 }
 
 
@@ -68,20 +68,21 @@ class FaultRule:
     exception_message: str = DEFAULT_EXCEPTION[1]
     traceback: list[str] | None = None
     code: int | None = None
+    restart: bool = False
     hits: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         keep = {"id": self.id, "kind": self.kind, "remaining": self.remaining, "hits": self.hits}
-        extra: dict[str, Any] = {
+        extra: dict[str, dict[str, Any]] = {
             "delay": {"route": self.route, "method": self.method, "seconds": self.seconds, "max_seconds": self.max_seconds},
             "status": {"route": self.route, "method": self.method, "status": self.status, "body": self.body, "headers": self.headers},
             "drop": {"route": self.route, "method": self.method},
             "execution_error": {"node": self.node, "exception_type": self.exception_type, "exception_message": self.exception_message},
             "execution_interrupted": {"node": self.node},
             "ws_disconnect": {"node": self.node, "code": self.code},
-            "down": {"seconds": self.seconds},
-        }[self.kind]
-        return {**keep, **extra}
+            "down": {"seconds": self.seconds, "restart": self.restart},
+        }
+        return {**keep, **extra[self.kind]}
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method.upper()) and route_matches(self.route, path)
@@ -103,7 +104,10 @@ class FaultRule:
         elif self.status == 500:
             text, content_type = CRASH_BODY, "text/plain; charset=utf-8"
         else:
-            reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else "Error"
+            try:
+                reason = HTTPStatus(self.status).phrase
+            except ValueError:
+                reason = "Error"
             text, content_type = f"{self.status}: {reason}", "text/plain; charset=utf-8"
         headers = {"Content-Type": content_type, **self.headers}
         return text.encode(), headers
@@ -156,6 +160,7 @@ def parse_rule(spec: Any, rule_id: str) -> FaultRule:
         rule.seconds = _number(spec, "seconds", where)
     if kind == "down":
         rule.remaining = 1
+        rule.restart = bool(spec.get("restart", False))
     if spec.get("max_seconds") is not None:
         rule.max_seconds = _number(spec, "max_seconds", where, minimum=rule.seconds)
     if kind == "status":
@@ -281,6 +286,8 @@ class Listener(Protocol):
 
     def drop_all(self) -> None: ...
 
+    def connected(self, client: tuple[str, int] | None) -> bool: ...
+
     def stop_listening(self) -> None: ...
 
     async def listen_again(self) -> None: ...
@@ -292,6 +299,7 @@ class Faults:
     def __init__(self, seed: int = 0) -> None:
         self.rules: list[FaultRule] = []
         self.listener: Listener | None = None
+        self.on_restart: Callable[[], Awaitable[None]] | None = None
         self.down_until: float = 0.0
         self._seed = seed
         self._rng = random.Random(seed)
@@ -309,7 +317,7 @@ class Faults:
         rule = parse_rule(spec, f"f{self._ids}")
         if rule.kind == "down":
             rule.take()
-            self.go_down(rule.seconds)
+            self.go_down(rule.seconds, restart=rule.restart)
         else:
             self.rules.append(rule)
         return rule
@@ -374,8 +382,9 @@ class Faults:
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
 
-    def go_down(self, seconds: float) -> None:
-        """Refuse connections for ``seconds``, then listen again; open connections and sockets are cut."""
+    def go_down(self, seconds: float, *, restart: bool = False) -> None:
+        """Refuse connections for ``seconds``, then listen again; open connections and sockets are cut.
+        With ``restart`` the server comes back like a restarted ComfyUI: queue and history gone."""
         if self.listener is None:
             raise FaultSpecError("a 'down' fault needs a server that can stop listening (ReplayServer); this app has none")
         loop = asyncio.get_running_loop()
@@ -384,15 +393,17 @@ class Faults:
             self._back.cancel()
         # Let the admin answer leave first: the request that asked for the outage gets its reply.
         loop.call_later(0.02, self._cut)
-        self._back = loop.call_later(seconds, lambda: asyncio.ensure_future(self._come_back()))
+        self._back = loop.call_later(seconds, lambda: asyncio.ensure_future(self._come_back(restart)))
 
     def _cut(self) -> None:
         if self.listener is not None and self.is_down:
             self.listener.stop_listening()
             self.listener.drop_all()
 
-    async def _come_back(self) -> None:
+    async def _come_back(self, restart: bool) -> None:
         self._back = None
+        if restart and self.on_restart is not None:
+            await self.on_restart()
         self.down_until = 0.0
         if self.listener is not None:
             await self.listener.listen_again()
@@ -413,14 +424,20 @@ class UvicornListener:
         state = getattr(self.server, "server_state", None)
         return list(getattr(state, "connections", ()))
 
-    def drop(self, client: tuple[str, int] | None) -> bool:
+    def _find(self, client: tuple[str, int] | None) -> Any:
         if client is None:
+            return None
+        return next((c for c in self._connections() if tuple(getattr(c, "client", None) or ()) == tuple(client)), None)
+
+    def drop(self, client: tuple[str, int] | None) -> bool:
+        connection = self._find(client)
+        if connection is None:
             return False
-        for connection in self._connections():
-            if tuple(getattr(connection, "client", None) or ()) == tuple(client):
-                connection.transport.abort()
-                return True
-        return False
+        connection.transport.abort()
+        return True
+
+    def connected(self, client: tuple[str, int] | None) -> bool:
+        return self._find(client) is not None
 
     def drop_all(self) -> None:
         for connection in self._connections():
