@@ -20,9 +20,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
-from .engine import FEATURES, MALFORMED_JSON_BODY, Reply, ReplayEngine
+from .engine import MALFORMED_JSON_BODY, Reply, ReplayEngine
 from .files import mask_writer, render_view_body, resolve_view, store_upload
 from .interactions import InteractionIndex
+from .sockets import FEATURES
 
 Handler = Callable[[Request], Awaitable[Response]]
 

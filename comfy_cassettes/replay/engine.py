@@ -1,4 +1,4 @@
-"""The simulated ComfyUI: prompt queue, one worker, history, node cache, WebSocket fan-out and output files.
+"""The simulated ComfyUI: prompt queue, one worker, history and node cache, driving sockets and output files.
 
 Knows nothing of HTTP frameworks: the ASGI app turns requests into calls here and replies into responses.
 All state lives on one asyncio loop, so handlers need no locks.
@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import io
 import json
 import random
 import shutil
-import struct
 import tempfile
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -32,12 +29,10 @@ from .config import ReplayConfig
 from .faults import Faults, JobFault
 from .files import FileRoots, OutputNamer
 from .journal import Journal
+from .outputs import OutputFiles
+from .sockets import FEATURES, Client, Close, Send, Sockets
 from .validation import execution_order, no_prompt_body, validate_prompt
 
-Send = Callable[[str | bytes], Awaitable[None]]
-FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
-# Without a client_id ComfyUI only broadcasts these (no_client_id capture); the rest goes to nobody.
-BROADCAST_TYPES = {"status", "progress_state", "execution_interrupted"}
 MALFORMED_JSON_BODY = b"500 Internal Server Error\n\nServer got itself in trouble"
 
 
@@ -83,16 +78,6 @@ class QueueItem:
         return [self.number, self.prompt_id, self.workflow, self.extra_data, self.outputs_to_execute]
 
 
-@dataclass
-class Client:
-    """A connected /ws socket."""
-
-    sid: str
-    send: Send
-    preview_metadata: bool = False
-    close: Callable[[int | None], Awaitable[None]] | None = None  # cut the socket (ws_disconnect faults)
-
-
 class ReplayEngine:
     """ComfyUI's server state, replayed from cassettes."""
 
@@ -102,7 +87,6 @@ class ReplayEngine:
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
         self._job_cassette = {id(job): c for c in cassettes for job in c.jobs}
         self._owned_dirs: list[Path] = []
-        self._static_dir: Path | None = None
         self.roots = FileRoots(
             output=self._dir(config.output_dir, "output"),
             input=self._dir(config.input_dir, "input"),
@@ -111,7 +95,8 @@ class ReplayEngine:
         self.journal = Journal(config.journal_limit)
         self._object_info: dict[str, Any] | None = None
         self._object_info_loaded = False
-        self.clients: dict[str, Client] = {}
+        self.sockets = Sockets()
+        self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.hooks: list[Callable[[str, dict[str, Any]], Awaitable[None] | None]] = []
@@ -138,20 +123,19 @@ class ReplayEngine:
         self.running: QueueItem | None = None
         self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.node_cache: dict[str, dict[str, Any] | None] = {}
-        self.virtual: dict[tuple[str, str, str], Path] = {}
         self.interrupt_requested = False
         self.last_node: str | None = None
         self.last_client: str | None = None
         self._ids = random.Random(self.config.seed)
         self.namer = OutputNamer(self.roots, rng=random.Random(self.config.seed + 1))
+        self.files.reset()
 
     async def start(self) -> None:
         """Start the worker that executes queued prompts."""
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name="comfy-cassettes-worker")
 
-    async def stop(self) -> None:
-        """Stop the worker and remove the folders this engine created."""
+    async def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -159,18 +143,16 @@ class ReplayEngine:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+
+    async def stop(self) -> None:
+        """Stop the worker and remove the folders this engine created."""
+        await self._stop_worker()
         for path in self._owned_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
     async def reset(self) -> None:
         """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes."""
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
-            self._worker = None
+        await self._stop_worker()
         self.faults.clear()
         self.clock.clear()
         self._init_state()
@@ -180,13 +162,7 @@ class ReplayEngine:
     async def restart(self) -> None:
         """What a restarted ComfyUI forgets: queue, history, caches, the counter (a ``down`` fault with
         ``restart``). Faults, holds and the journal are the test's and stay; ids never repeat."""
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
-            self._worker = None
+        await self._stop_worker()
         ids = self._ids
         self._init_state()
         self._ids = ids
@@ -371,10 +347,10 @@ class ReplayEngine:
 
     # ------------------------------------------------------------ websocket
 
-    async def connect(self, sid: str | None, send: Send, close: Callable[[int | None], Awaitable[None]] | None = None) -> Client:
+    async def connect(self, sid: str | None, send: Send, close: Close | None = None) -> Client:
         """Register a socket; sends the greeting ``status`` and the reconnect ``executing`` like ComfyUI."""
         client = Client(sid or uuid.uuid4().hex, send, close=close)
-        self.clients[client.sid] = client
+        self.sockets.add(client)
         status = {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}, "sid": client.sid}
         await send(json.dumps({"type": "status", "data": status}))
         if self.last_client == client.sid and self.last_node is not None and self.running is not None:
@@ -382,67 +358,34 @@ class ReplayEngine:
         return client
 
     def disconnect(self, client: Client) -> None:
-        if self.clients.get(client.sid) is client:
-            del self.clients[client.sid]
+        self.sockets.remove(client)
 
     async def on_message(self, client: Client, text: str) -> None:
-        """Only the first ``feature_flags`` message means anything (ws_binary_with_metadata)."""
-        try:
-            message = json.loads(text)
-        except ValueError:
-            return
-        if isinstance(message, dict) and message.get("type") == "feature_flags":
-            data = message.get("data") or {}
-            client.preview_metadata = bool(data.get("supports_preview_metadata"))
-            await client.send(json.dumps({"type": "feature_flags", "data": FEATURES}))
+        await self.sockets.on_message(client, text)
 
     def _broadcast_status(self) -> None:
         """From synchronous handlers: the status may reach sockets before or after the HTTP reply, as in ComfyUI."""
         asyncio.ensure_future(self._send_status())
 
     async def _send_status(self) -> None:
-        text = json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}})
-        for client in list(self.clients.values()):
-            await self._safe_send(client, text)
-
-    async def _safe_send(self, client: Client, payload: str | bytes) -> None:
-        try:
-            await client.send(payload)
-        except Exception:  # noqa: BLE001 - a socket that went away is the client's problem, not the run's
-            self.disconnect(client)
+        await self.sockets.status(self.queue_remaining())
 
     async def _emit(self, item: QueueItem, kind: str, data: Any) -> None:
-        text = json.dumps({"type": kind, "data": data})
-        if item.client_id is None:
-            if kind in BROADCAST_TYPES:
-                for client in list(self.clients.values()):
-                    await self._safe_send(client, text)
-            return
-        target = self.clients.get(item.client_id)
-        if target is not None:
-            await self._safe_send(target, text)
+        await self.sockets.emit(item.client_id, kind, data)
 
     async def _emit_binary(self, item: QueueItem, frame: WsEvent, job: Job | None, bindings: dict[str, Any]) -> None:
         binary = frame.binary
-        if binary is None or item.client_id is None:
-            return
-        client = self.clients.get(item.client_id)
-        if client is None:
+        if binary is None:
             return
         cassette = self._job_cassette.get(id(job)) if job is not None else None
         image = cassette.read_blob(binary.file) if cassette is not None else b""
         metadata = render_value(binary.metadata, bindings) if binary.metadata else None
-        if client.preview_metadata:
-            if metadata is None:
-                metadata = {"node_id": self.last_node, "prompt_id": item.prompt_id, "display_node_id": self.last_node,
-                            "parent_node_id": None, "real_node_id": self.last_node,
-                            "image_type": "image/jpeg" if binary.image_format == 1 else "image/png"}
-            meta = json.dumps(metadata).encode()
-            payload = struct.pack(">II", 4, len(meta)) + meta + image
-        else:
-            image_format = binary.image_format or (1 if (metadata or {}).get("image_type") == "image/jpeg" else 2)
-            payload = struct.pack(">II", 1, image_format) + image
-        await self._safe_send(client, payload)
+        if metadata is None:
+            # A legacy recording, replayed to a client that wants metadata: build it as ComfyUI would.
+            metadata = {"node_id": self.last_node, "prompt_id": item.prompt_id, "display_node_id": self.last_node,
+                        "parent_node_id": None, "real_node_id": self.last_node,
+                        "image_type": "image/jpeg" if binary.image_format == 1 else "image/png"}
+        await self.sockets.emit_preview(item.client_id, image, image_format=binary.image_format, metadata=metadata)
 
     # ------------------------------------------------------------ the worker
 
@@ -556,7 +499,7 @@ class ReplayEngine:
             if kind == "executed" and isinstance(data, dict):
                 node = str(data.get("node"))
                 outputs[node] = data.get("output")
-                self._materialize(item, plan, node, data.get("output"))
+                self._materialize(plan, node, data.get("output"))
             if kind in ("execution_start", "execution_cached") or kind in planning.TERMINAL:
                 messages.append([kind, data])
             if kind in planning.TERMINAL:
@@ -625,7 +568,7 @@ class ReplayEngine:
             current = named[0] if named else (item.outputs_to_execute[-1] if item.outputs_to_execute else None)
         if "ws_disconnect" in due:
             fault, _ = pending.pop("ws_disconnect")
-            await self._cut_sockets(item, fault.rule.code)
+            await self.sockets.cut(item.client_id, fault.rule.code)
         if "execution_interrupted" in due:
             pending.pop("execution_interrupted")
             await self._interrupted(item, plan, current, executed, messages)
@@ -639,19 +582,6 @@ class ReplayEngine:
             await self._emit(item, "execution_error", payload)
             return "error"
         return None
-
-    async def _cut_sockets(self, item: QueueItem, code: int | None) -> None:
-        """Close the submitting client's socket (every socket for a prompt sent without client_id)."""
-        targets = [self.clients[item.client_id]] if item.client_id in self.clients else []
-        if item.client_id is None:
-            targets = list(self.clients.values())
-        for client in targets:
-            self.disconnect(client)
-            if client.close is not None:
-                try:
-                    await client.close(code)
-                except Exception:  # noqa: BLE001 - already gone is as good as cut
-                    pass
 
     def _finish(
         self, item: QueueItem, plan: planning.Plan, bindings: dict[str, Any], status: str,
@@ -685,67 +615,14 @@ class ReplayEngine:
 
     # ------------------------------------------------------------ files
 
-    def _materialize(self, item: QueueItem, plan: planning.Plan, node: str, output: Any) -> None:
-        """Make an output's files answerable by /view: written in dynamic mode, virtual in static mode."""
-        images = (output or {}).get("images", []) if isinstance(output, dict) else []
-        recorded = {(o.node, o.index): o for o in plan.outputs}
-        for index, image in enumerate(images):
-            if not isinstance(image, dict) or "filename" not in image:
-                continue
-            kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
-            key = (kind, subfolder, filename)
-            folder = self.roots.temp if kind == "temp" else self.roots.output
-            target = folder / subfolder / filename
-            if target.exists() or key in self.virtual:
-                continue  # a cached re-run reports files that already exist
-            source = self._source_for(plan, recorded.get((node, index)))
-            if self.config.dynamic or kind == "temp":
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(source, Path):
-                    shutil.copyfile(source, target)
-                else:
-                    target.write_bytes(source)
-            else:
-                self.virtual[key] = source if isinstance(source, Path) else self._spill(source)
-
-    def _source_for(self, plan: planning.Plan, image: OutputImage | None) -> Path | bytes:
-        if self.config.source_image is not None:
-            return self.config.source_image
-        if image is not None and image.file and plan.job is not None:
-            cassette = self._job_cassette.get(id(plan.job))
-            if cassette is not None:
-                return cassette.blob_path(image.file)
-        width, height = (image.width or 512, image.height or 512) if image is not None else (512, 512)
-        return solid_png(width, height)
-
-    def _spill(self, data: bytes) -> Path:
-        """Static mode needs a path for generated bytes: keep one file per distinct image in a private folder."""
-        import hashlib
-
-        if self._static_dir is None:
-            self._static_dir = self._dir(None, "static")
-        folder = self._static_dir
-        path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
-        if not path.exists():
-            path.write_bytes(data)
-        return path
+    def _materialize(self, plan: planning.Plan, node: str, output: Any) -> None:
+        recorded = {o.index: o for o in plan.outputs if o.node == node}
+        self.files.materialize(output, recorded, self._job_cassette.get(id(plan.job)) if plan.job is not None else None)
 
     def view_virtual(self, kind: str, subfolder: str, filename: str) -> Path | None:
-        return self.virtual.get((kind, subfolder, filename))
-
-    def http_date(self) -> str:
-        return formatdate(usegmt=True)
+        return self.files.lookup(kind, subfolder, filename)
 
 
 def _crash() -> Reply:
     """aiohttp's answer when a handler raises (malformed JSON, prompts ComfyUI cannot even validate)."""
     return Reply(500, MALFORMED_JSON_BODY, {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
-
-
-def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 128)) -> bytes:
-    """A plain PNG of the requested size, for outputs no recording has bytes for."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (max(1, width), max(1, height)), color).save(buffer, format="PNG")
-    return buffer.getvalue()

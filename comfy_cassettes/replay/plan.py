@@ -62,7 +62,7 @@ def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
 def _differs(a: Mapping[str, Any], b: Mapping[str, Any], node: str, key: str) -> bool:
     left = (a.get(node) or {}).get("inputs", {}).get(key)
     right = (b.get(node) or {}).get("inputs", {}).get(key)
-    return left != right
+    return bool(left != right)
 
 
 def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
