@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .cassette import Cassette, Job, OutputImage, WsEvent, load, save
-from .errors import CassetteError, CassetteExistsError, ComfyCassettesError, ConfigError, ImportFormatError, RecordError
+from .errors import (
+    CassetteError,
+    CassetteExistsError,
+    ClockError,
+    ComfyCassettesError,
+    ConfigError,
+    FaultSpecError,
+    ImportFormatError,
+    RecordError,
+)
 from .replay.config import DEFAULT_CASSETTE, ReplayConfig
 
 if TYPE_CHECKING:
@@ -34,8 +43,10 @@ __all__ = [
     "Cassette",
     "CassetteError",
     "CassetteExistsError",
+    "ClockError",
     "ComfyCassettesError",
     "ConfigError",
+    "FaultSpecError",
     "ImportFormatError",
     "Job",
     "OutputImage",

@@ -5,6 +5,8 @@
     │   └── CassetteExistsError  saving would overwrite a cassette without being asked to
     ├── ImportFormatError        an input file (HAR, session JSON, workflow) is not what we expect
     ├── ConfigError              a replay/record option is invalid (missing source image, bad port...)
+    ├── FaultSpecError           a fault rule is malformed (also a ValueError)
+    ├── ClockError               a clock hold point is unknown, or there is nothing to advance (also a ValueError)
     └── RecordError              talking to the upstream ComfyUI failed while recording
 """
 
@@ -44,3 +46,11 @@ class ConfigError(ComfyCassettesError):
 
 class RecordError(ComfyCassettesError):
     """Raised when recording from an upstream ComfyUI fails."""
+
+
+class FaultSpecError(ComfyCassettesError, ValueError):
+    """Raised when a fault rule is malformed; the message names the rule and the key."""
+
+
+class ClockError(ComfyCassettesError, ValueError):
+    """Raised for a hold point the clock does not know, or an advance with nothing to advance."""

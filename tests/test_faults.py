@@ -19,7 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from websockets.sync.client import ClientConnection, connect
 
 from comfy_cassettes.control import ReplayControl
-from comfy_cassettes.replay.faults import CRASH_BODY, FaultSpecError, parse_cli_delay, parse_cli_status, route_matches
+from comfy_cassettes.errors import FaultSpecError
+from comfy_cassettes.replay.faults import parse_cli_delay, parse_cli_status, route_matches
+from comfy_cassettes.replay.protocol import CRASH_BODY
 from comfy_cassettes.replay.server import ReplayServer
 from har_util import ws_received
 
@@ -116,7 +118,7 @@ def test_500_reads_like_a_crashing_comfyui_and_hits_only_its_route(control: Repl
     control.fail("/history/*", 500, method="GET")
     crashed = http.get("/api/history/some-id")  # /api/... is the same route
     assert crashed.status_code == 500
-    assert crashed.text == CRASH_BODY
+    assert crashed.content == CRASH_BODY
     assert http.get("/queue").status_code == 200
     assert http.post("/history", json={"clear": True}).status_code == 200  # POST is not GET
     assert http.get("/history/some-id").json() == {}  # count 1 is spent

@@ -20,10 +20,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
-from .engine import MALFORMED_JSON_BODY, Reply, ReplayEngine
+from .engine import Reply, ReplayEngine
 from .files import mask_writer, render_view_body, resolve_view, store_upload
 from .interactions import InteractionIndex
-from .sockets import FEATURES
+from .protocol import CRASH_BODY, CRASH_HEADERS, FEATURES
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -211,7 +211,7 @@ def create_app(engine: ReplayEngine) -> Starlette:
     async def crashed(request: Request, exc: Exception) -> Response:
         """What aiohttp answers when a ComfyUI handler raises; the traceback goes to the journal for the test."""
         engine.journal.error(f"{request.method} {request.url.path} raised {exc!r}\n{''.join(traceback.format_exception(exc))}")
-        return Response(MALFORMED_JSON_BODY, 500, headers={"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+        return Response(CRASH_BODY, 500, headers=CRASH_HEADERS)
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed})
     app.add_middleware(FaultMiddleware, engine=engine)

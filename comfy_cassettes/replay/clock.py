@@ -19,13 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ComfyCassettesError
+from ..errors import ClockError
 
 POINTS = ("queued", "node:<id>", "node:*", "finished")
 
-
-class ClockError(ComfyCassettesError, ValueError):
-    """Raised for a hold point the clock does not know, or an advance with nothing to advance."""
 
 
 def parse_point(at: Any, node: Any = None) -> str:

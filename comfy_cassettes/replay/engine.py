@@ -30,10 +30,10 @@ from .faults import Faults, JobFault
 from .files import FileRoots, OutputNamer
 from .journal import Journal
 from .outputs import OutputFiles
-from .sockets import FEATURES, Client, Close, Send, Sockets
+from .protocol import CRASH_BODY, CRASH_HEADERS
+from .sockets import Client, Close, Send, Sockets
 from .validation import execution_order, no_prompt_body, validate_prompt
 
-MALFORMED_JSON_BODY = b"500 Internal Server Error\n\nServer got itself in trouble"
 
 
 class JobState(Enum):
@@ -625,4 +625,4 @@ class ReplayEngine:
 
 def _crash() -> Reply:
     """aiohttp's answer when a handler raises (malformed JSON, prompts ComfyUI cannot even validate)."""
-    return Reply(500, MALFORMED_JSON_BODY, {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+    return Reply(500, CRASH_BODY, dict(CRASH_HEADERS))

@@ -26,13 +26,13 @@ from fnmatch import fnmatchcase
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from ..errors import ComfyCassettesError
+from ..errors import FaultSpecError
+from .protocol import CRASH_BODY, CRASH_HEADERS
 
 HTTP_KINDS = ("delay", "status", "drop")
 JOB_KINDS = ("execution_error", "execution_interrupted", "ws_disconnect")
 KINDS = (*HTTP_KINDS, *JOB_KINDS, "down")
 # aiohttp's body when a handler raises: what a client of a crashing ComfyUI really reads.
-CRASH_BODY = "500 Internal Server Error\n\nServer got itself in trouble"
 DEFAULT_EXCEPTION = ("Exception", "Injected failure (comfy-cassettes fault rule)")
 _ALLOWED = {
     "delay": {"route", "method", "count", "seconds", "max_seconds"},
@@ -44,9 +44,6 @@ _ALLOWED = {
     "down": {"seconds", "restart"},
 }
 
-
-class FaultSpecError(ComfyCassettesError, ValueError):
-    """Raised when a fault rule is malformed; the message names the rule and the key."""
 
 
 @dataclass
@@ -102,7 +99,7 @@ class FaultRule:
             text = self.body
             content_type = "application/json; charset=utf-8" if text.lstrip().startswith(("{", "[")) else "text/plain; charset=utf-8"
         elif self.status == 500:
-            text, content_type = CRASH_BODY, "text/plain; charset=utf-8"
+            text, content_type = CRASH_BODY.decode(), CRASH_HEADERS["Content-Type"]
         else:
             try:
                 reason = HTTPStatus(self.status).phrase

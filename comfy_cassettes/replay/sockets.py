@@ -8,11 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .protocol import BROADCAST_TYPES, FEATURES
+
 Send = Callable[[str | bytes], Awaitable[None]]
 Close = Callable[[int | None], Awaitable[None]]
-FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
-# Without a client_id ComfyUI only broadcasts these (no_client_id capture); the rest goes to nobody.
-BROADCAST_TYPES = {"status", "progress_state", "execution_interrupted"}
 
 
 @dataclass
