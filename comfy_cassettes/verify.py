@@ -14,6 +14,7 @@ import difflib
 import json
 import tempfile
 import uuid
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from .record.session import HttpExchange
 from .templating import INT_NAMES, PLACEHOLDER, render_text, url_escape
 
 _PROMPT_PATHS = ("/prompt", "/api/prompt")
-_UPLOAD_PATHS = ("/upload/image", "/upload/mask", "/api/upload/image", "/api/upload/mask")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class VerifyReport:
     requests: int = 0
     differences: list[Difference] = field(default_factory=list)
     ws_orders: list[tuple[str, list[str], list[str]]] = field(default_factory=list)  # (job, recorded, live)
-    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # requests not re-run, or re-run differently
 
     @property
     def ok(self) -> bool:
@@ -74,6 +74,8 @@ def _type_name(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, str) and (whole := PLACEHOLDER.fullmatch(value)) and INT_NAMES.match(whole.group(1)):
+        return "int"  # "{{now_ms}}" inside a templated structure stands for an integer
     return {int: "int", float: "float", str: "str"}.get(type(value), type(value).__name__)
 
 
@@ -128,6 +130,10 @@ class _Driver:
         self.socket: LiveSocket | None = None
         self.bindings: dict[int, dict[str, Any]] = {}
         self.pairs: list[tuple[int, HttpExchange]] = []
+        self.job_pairs: list[tuple[int, HttpExchange]] = []  # (recorded job index, the live POST /prompt)
+        self.recorded_jobs = 0
+        self.pending: list[asyncio.Task[HttpExchange]] = []
+        self.running: list[asyncio.Task[None]] = []  # jobs submitted and not yet finished
 
     def _bindings(self, job: int | None) -> dict[str, Any]:
         assert self.socket is not None
@@ -144,29 +150,93 @@ class _Driver:
             await self.socket.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
         for i, item in enumerate(self.cassette.interactions):
             await self._one(i, item)
+        await asyncio.gather(*self.running, *self.pending)
 
     async def _one(self, i: int, item: dict[str, Any]) -> None:
+        """Send one recorded request again.
+
+        Jobs run in the background: a request waits for them only when its recorded answer shows they had ended,
+        so "/queue while running" or a delete of a pending prompt happen at the same point of the job as recorded.
+        """
         request = item["request"]
         method, uri, job = request["method"].upper(), request["uri"], item.get("job")
         parts = urlsplit(uri)
+        route = parts.path.rstrip("/").removeprefix("/api")
         values = self._bindings(job)
-        if method == "POST" and parts.path.rstrip("/") in _PROMPT_PATHS:
-            await self._prompt(i, job, request, values)
+        if method == "POST" and route == "/prompt":
+            await self._prompt(i, request, values, item["response"])
         elif method == "GET":
+            await self._settle(method, parts.path, item["response"])
+            values = self._bindings(job)
             path = render_text(parts.path, values, url_escape) + ("?" + render_text(parts.query, values, url_escape) if parts.query else "")
             if "{{" in path:
-                self.report.skipped.append(f"{method} {parts.path}: names a job that did not run live")
+                self.report.notes.append(f"{method} {parts.path}: names a job that did not run live")
                 return
             self.pairs.append((i, await self.client.request("GET", path)))
-        elif method == "POST" and parts.path.rstrip("/") in _UPLOAD_PATHS:
+        elif method == "POST" and route in ("/upload/image", "/upload/mask"):
+            await self._settle(method, parts.path, item["response"])
             body = request.get("body") or b""
             content = body if isinstance(body, bytes) else str(body).encode("utf-8", "surrogateescape")
             headers = {k: v[0] for k, v in (request.get("headers") or {}).items() if k.lower() == "content-type" and v}
             self.pairs.append((i, await self.client.request("POST", parts.path, content=content, headers=headers)))
+        elif method == "POST" and route == "/interrupt":
+            if any(j.status == "interrupted" and _interrupt_point(j) for j in self.cassette.jobs):
+                return  # _interrupter sends it at the recorded point of the job instead
+            await self._post(i, parts.path, request, values)
+        elif method == "POST" and route in ("/queue", "/history"):
+            if route == "/history":
+                await self._settle(method, parts.path, item["response"])
+                values = self._bindings(job)
+            body = parse_templated(render_text(str(request.get("body") or ""), values, lambda v: json.dumps(v)[1:-1]))
+            if not isinstance(body, dict):
+                self.report.notes.append(f"POST {parts.path}: body is not JSON, not re-run")
+                return
+            # A clear would reach prompts that are not verify's: delete verify's own instead. Jobs run in the background
+            # here, so a queue delete is limited to the prompts the recording did delete (they never ran).
+            ids = [b["prompt_id"] for b in self.bindings.values()] if body.get("clear") else list(body.get("delete") or [])
+            if route == "/queue":
+                deleted = {b["prompt_id"] for k, b in self.bindings.items() if self.cassette.jobs[k].status == "unfinished"}
+                ids = [x for x in ids if x in deleted]
+            if route == "/queue":
+                self.client.abandoned.update(ids)
+            if body.get("clear"):
+                self.report.notes.append(f"POST {parts.path} clear: sent as a delete of verify's own prompts")
+            await self._post(i, parts.path, {**request, "body": json.dumps({"delete": ids})}, values)
         else:
-            self.report.skipped.append(f"{method} {parts.path}: changes server state, not re-run")
+            self.report.notes.append(f"{method} {parts.path}: changes server state, not re-run")
 
-    async def _prompt(self, i: int, job: int | None, request: dict[str, Any], values: dict[str, Any]) -> None:
+    async def _post(self, i: int, path: str, request: dict[str, Any], values: dict[str, Any]) -> None:
+        """Re-send a small JSON POST (delete by id, targeted interrupt) with the live job ids filled in."""
+        raw = request.get("body")
+        text = render_text(str(raw), values, lambda v: json.dumps(v)[1:-1]) if raw else ""
+        if "{{" in text:
+            self.report.notes.append(f"POST {path}: names a job that did not run live")
+            return
+        headers = {"Content-Type": "application/json"} if text else {}
+        self.pairs.append((i, await self.client.request("POST", path, content=text.encode(), headers=headers)))
+
+    def _interrupter(self, k: int | None) -> _Interrupter | None:
+        """For a job recorded as interrupted: what sends POST /interrupt at the recorded point of the job."""
+        if k is None or k >= len(self.cassette.jobs) or self.cassette.jobs[k].status != "interrupted":
+            return None
+        trigger = _interrupt_point(self.cassette.jobs[k])
+        if trigger is None:
+            return None
+        self.report.notes.append("POST /interrupt: sent while the interrupted job ran, at the node the recording interrupted")
+        return _Interrupter(self, trigger)
+
+    def _origin(self, request: dict[str, Any]) -> dict[str, str]:
+        """The recorded Origin header: pointed at the live server when it named the recorded one (ComfyUI 403s a mismatch)."""
+        for key, values in (request.get("headers") or {}).items():
+            if key.lower() == "origin" and values:
+                origin = str(values[0] if isinstance(values, list) else values)
+                recorded = urlsplit(request["uri"])
+                if urlsplit(origin).netloc == recorded.netloc:
+                    origin = self.client.base
+                return {"Origin": origin}
+        return {}
+
+    async def _prompt(self, i: int, request: dict[str, Any], values: dict[str, Any], response: dict[str, Any]) -> None:
         raw = request.get("body") or ""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         fresh = {**values, "prompt_id": str(uuid.uuid4())}
@@ -175,21 +245,111 @@ class _Driver:
             body = json.loads(text)
         except ValueError:
             body = None
+        headers = self._origin(request)
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
-            self.pairs.append((i, await self.client.request("POST", "/prompt", content=text.encode())))
+            self.pairs.append((i, await self.client.request("POST", "/prompt", content=text.encode(), headers=headers)))
             return
-        run: JobRun = await self.client.run_job(body, self.socket)
+        recorded_job: int | None = None
+        if response["status"]["code"] in (200, 400):
+            recorded_job, self.recorded_jobs = self.recorded_jobs, self.recorded_jobs + 1
+        run = await self.client.submit_job(body, headers=headers)
         self.pairs.append((i, run.response))
-        answer = run.response.response_json()
-        if run.prompt_id is None or job is None:
+        if recorded_job is None:
             return
-        bound: dict[str, Any] = {"prompt_id": run.prompt_id, "number": answer.get("number", 0) if isinstance(answer, dict) else 0}
+        self.job_pairs.append((recorded_job, run.response))
+        if run.prompt_id is None:
+            return
+        answer = run.response.response_json()
+        self.bindings[recorded_job] = {"prompt_id": run.prompt_id, "number": answer.get("number", 0) if isinstance(answer, dict) else 0}
+        self.running.append(asyncio.create_task(self._finish(recorded_job, run, body)))
+
+    async def _finish(self, k: int, run: JobRun, body: dict[str, Any]) -> None:
+        interrupter = self._interrupter(k)
+        watcher = None
+        if interrupter is not None and not body.get("client_id") and self.socket is not None and run.prompt_id:
+            # No client_id: the job is followed through /history, but its progress_state broadcasts still arrive.
+            watcher = asyncio.create_task(interrupter.watch_queue(self.socket.messages(run.prompt_id)))
+        await self.client.finish_job(run, body, self.socket, on_message=interrupter)
+        if watcher is not None:
+            watcher.cancel()
         counters: dict[str, int] = {}
         for image in run.images:
             n = counters[image["node"]] = counters.get(image["node"], -1) + 1
-            bound[f"out.{image['node']}.{n}.filename"] = image["filename"]
-            bound[f"out.{image['node']}.{n}.subfolder"] = image.get("subfolder", "")
-        self.bindings[job] = bound
+            self.bindings[k][f"out.{image['node']}.{n}.filename"] = image["filename"]
+            self.bindings[k][f"out.{image['node']}.{n}.subfolder"] = image.get("subfolder", "")
+
+    async def _settle(self, method: str, path: str, response: dict[str, Any]) -> None:
+        """Wait for running jobs, unless the recording shows this request was made while one still ran."""
+        if not self.running:
+            return
+        if method == "GET" and _recorded_busy(path, response):
+            return
+        await asyncio.gather(*self.running)
+        self.running.clear()
+
+
+def _interrupt_point(job: Job) -> str | None:
+    """The node that was running when the recording's client interrupted.
+
+    ComfyUI lets the running node finish and names the next one in ``execution_interrupted`` (real-sessions
+    README, POST /interrupt), so it is the node started just before that one.
+    """
+    started: list[str] = []
+    stopped = None
+    for event in job.ws:
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "executing" and data.get("node") is not None and str(data["node"]) not in started:
+            started.append(str(data["node"]))
+        elif event.type == "progress_state":  # what a client without client_id sees instead of executing
+            started.extend(str(n) for n, v in (data.get("nodes") or {}).items() if isinstance(v, dict) and v.get("state") == "running" and str(n) not in started)
+        elif event.type == "execution_interrupted":
+            stopped = str(data.get("node_id"))
+    if stopped is None or stopped not in started or started.index(stopped) == 0:
+        return None
+    return started[started.index(stopped) - 1]
+
+
+class _Interrupter:
+    """Sends a targeted POST /interrupt the first time the live job starts the trigger node."""
+
+    def __init__(self, driver: _Driver, trigger: str) -> None:
+        self.driver = driver
+        self.trigger = trigger
+        self.fired = False
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        data = message.get("data") if isinstance(message.get("data"), dict) else {}
+        assert isinstance(data, dict)
+        nodes = data.get("nodes") if message.get("type") == "progress_state" else None
+        starting = (message.get("type") == "executing" and str(data.get("node")) == self.trigger) or (
+            isinstance(nodes, dict) and isinstance(nodes.get(self.trigger), dict) and nodes[self.trigger].get("state") == "running"
+        )
+        if starting and not self.fired:
+            self.fired = True
+            # Targeted, so verify never interrupts someone else's prompt on a shared server.
+            body = {"prompt_id": data.get("prompt_id")}
+            self.driver.pending.append(asyncio.create_task(self.driver.client.request("POST", "/interrupt", json_body=body)))
+
+    async def watch_queue(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        while not self.fired:
+            message = await queue.get()
+            if message is None:
+                return
+            self(message)
+
+
+def _recorded_busy(path: str, response: dict[str, Any]) -> bool:
+    """True when a recorded answer shows a job still queued or running (an empty /history/{id}, a busy /queue)."""
+    path = path.rstrip("/").removeprefix("/api")
+    body = (response.get("body") or {}).get("string")
+    value = parse_templated(body) if isinstance(body, str) else None
+    if path.startswith("/history/"):
+        return value == {}
+    if path == "/queue" and isinstance(value, dict):
+        return bool(value.get("queue_running") or value.get("queue_pending"))
+    if path == "/prompt" and isinstance(value, dict):
+        return bool((value.get("exec_info") or {}).get("queue_remaining"))
+    return False
 
 
 def verify(cassette: str | Path, server: str, *, timeout: float = 300.0) -> VerifyReport:
@@ -219,7 +379,7 @@ async def _verify(recorded: Cassette, server: str, timeout: float, report: Verif
         document = build_cassette(session, BlobStore(Path(folder)))
         live = from_dict(document, Path(folder) / "live.yaml")
     report.requests = len(driver.pairs)
-    _compare_jobs(recorded, live, report)
+    _compare_jobs(recorded, live, driver.job_pairs, _live_jobs(session.exchanges), report)
     index = {id(x): n for n, x in enumerate(session.exchanges)}
     for old_index, exchange in driver.pairs:
         old, new = recorded.interactions[old_index], live.interactions[index[id(exchange)]]
@@ -227,19 +387,35 @@ async def _verify(recorded: Cassette, server: str, timeout: float, report: Verif
     return report
 
 
-def _compare_jobs(recorded: Cassette, live: Cassette, report: VerifyReport) -> None:
+def _live_jobs(exchanges: list[HttpExchange]) -> dict[int, int]:
+    """Which live exchanges became jobs, by position: the rule build_cassette uses to find jobs."""
+    found: dict[int, int] = {}
+    for x in exchanges:
+        if x.method == "POST" and x.path.rstrip("/") in _PROMPT_PATHS and x.status in (200, 400):
+            body = x.request_json()
+            if isinstance(body, dict) and isinstance(body.get("prompt"), dict) and isinstance(x.response_json(), dict):
+                found[id(x)] = len(found)
+    return found
+
+
+def _compare_jobs(recorded: Cassette, live: Cassette, pairs: list[tuple[int, HttpExchange]], live_jobs: dict[int, int], report: VerifyReport) -> None:
     report.jobs = len(live.jobs)
-    if len(recorded.jobs) != len(live.jobs):
-        report.differences.append(Difference("jobs", f"{len(recorded.jobs)} jobs", f"{len(live.jobs)} jobs"))
-    for k, (old, new) in enumerate(zip(recorded.jobs, live.jobs)):
+    for k, exchange in pairs:
+        old = recorded.jobs[k]
         where = f"job {k} ({old.name or k})"
+        if id(exchange) not in live_jobs:
+            report.differences.append(Difference(f"{where} POST /prompt", f"job (HTTP {old.response_status})", f"no job (HTTP {exchange.status})"))
+            continue
+        new = live.jobs[live_jobs[id(exchange)]]
         if old.status != new.status:
             report.differences.append(Difference(f"{where} status", old.status, new.status))
         if old.response_status != new.response_status:
             report.differences.append(Difference(f"{where} POST /prompt status", str(old.response_status), str(new.response_status)))
         report.differences.extend(compare(parse_templated(old.response_body), parse_templated(new.response_body), f"{where} POST /prompt body"))
-        report.differences.extend(compare(old.history or {}, new.history or {}, f"{where} history"))
-        _compare_ws(where, old, new, report)
+        if old.history is not None:  # a recording that never asked /history says nothing about it
+            report.differences.extend(compare(old.history, new.history or {}, f"{where} history"))
+        if old.ws or old.status not in ("rejected", "unfinished"):
+            _compare_ws(where, old, new, report)
 
 
 def _event_name(event: WsEvent) -> str:
@@ -323,8 +499,8 @@ def render_report(report: VerifyReport) -> None:
             for n in range(max(len(left), len(right))):
                 table.add_row(mark, left[n] if n < len(left) else "", right[n] if n < len(right) else "")
         console.print(table)
-    for note in sorted(set(report.skipped)):
-        console.print(f"[dim]skipped: {note}[/dim]")
+    for note in sorted(set(report.notes)):
+        console.print(f"[dim]note: {note}[/dim]")
     console.print("[green]no differences[/green]" if report.ok else f"[red]{len(report.differences)} difference(s)[/red]")
 
 

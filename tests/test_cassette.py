@@ -169,3 +169,12 @@ def test_public_api_is_exactly_all() -> None:
     modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "control", "errors", "importer", "record", "replay", "templating", "cli", "pytest_plugin", "vcr", "verify"}
     assert public - modules == set(comfy_cassettes.__all__)
     assert os.path.basename(comfy_cassettes.DEFAULT_CASSETTE) == "comfyui.yaml"
+
+
+def test_saved_cassette_is_readable_by_others(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        path = import_har([SESSIONS / "basic_save" / "session.har"], tmp_path / "c.yaml")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -15,7 +15,6 @@ from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
 from comfy_cassettes.control import ReplayControl
-from comfy_cassettes.replay import plan as planning
 from comfy_cassettes.replay.server import ReplayServer
 from har_util import HarEntry, http_entries, request_bytes, request_json, request_path, response_bytes, ws_entries, ws_received
 
@@ -209,7 +208,7 @@ UNRECORDED = {
 def test_unrecorded_workflow_runs_synthetically_with_a_real_sized_image(start_server: Callable[..., ReplayServer]) -> None:
     # Only the informational snapshots (with /object_info to validate against): no recorded job at all.
     server = start_server("snapshots", dynamic=True)
-    assert planning.choose(server.engine.jobs, UNRECORDED, has_client=True, cached=[]) is None
+    assert server.engine.index.choose(UNRECORDED, has_client=True, cached=[]) is None
     with ReplayControl(server.url) as control, httpx.Client(base_url=server.url) as http:
         _run_unrecorded(server, control, http)
 

@@ -207,3 +207,20 @@ def test_upload_mask_puts_the_mask_alpha_on_the_original(start_server) -> None:
         result = Image.open(io.BytesIO(http.get("/view", params={"filename": "clipspace-mask.png", "type": "input"}).content))
     assert result.mode == "RGBA"
     assert result.getpixel((3, 3)) == (10, 200, 30, 77)
+
+
+def test_history_keeps_only_the_newest_entries_like_comfyui(start_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from comfy_cassettes.replay import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MAXIMUM_HISTORY_SIZE", 3)
+    server = start_server("basic_save")
+    workflow = replayable_jobs("basic_save")[0].workflow
+    ids = []
+    with httpx.Client(base_url=server.url) as http:
+        for color in range(5):
+            workflow["1"]["inputs"]["color"] = color
+            ids.append(http.post("/prompt", json={"prompt": workflow}).json()["prompt_id"])
+        for _ in range(500):
+            if ids[-1] in http.get("/history").json():
+                break
+        assert list(http.get("/history").json()) == ids[2:]

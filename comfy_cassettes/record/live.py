@@ -8,6 +8,7 @@ real timestamps; scrubbing, templating and the atomic save happen after the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import mimetypes
@@ -26,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from ..cassette import BlobStore, save
 from ..errors import ImportFormatError, RecordError
 from .build import build_cassette
-from .modes import RecordMode, combine, read_document, should_record
+from .modes import RecordMode, combine, missing_workflows, read_document, should_record
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
 
@@ -96,7 +97,7 @@ def _workflow_from_png(path: Path, raw: bytes) -> dict[str, Any]:
 class Progress(Protocol):
     """What the recorder reports while a job runs (the CLI draws it with rich)."""
 
-    def job_started(self, index: int, total: int, prompt_id: str) -> None: ...
+    def job_started(self, index: int, total: int, prompt_id: str, workflow: Mapping[str, Any]) -> None: ...
     def message(self, message: dict[str, Any]) -> None: ...
     def job_finished(self, status: str) -> None: ...
 
@@ -104,7 +105,7 @@ class Progress(Protocol):
 class QuietProgress:
     """Reports nothing."""
 
-    def job_started(self, index: int, total: int, prompt_id: str) -> None:
+    def job_started(self, index: int, total: int, prompt_id: str, workflow: Mapping[str, Any]) -> None:
         pass
 
     def message(self, message: dict[str, Any]) -> None:
@@ -117,10 +118,10 @@ class QuietProgress:
 class RichProgress:
     """A rich progress bar per job: the node being executed, its step progress, elapsed time."""
 
-    def __init__(self, workflow: Mapping[str, Any]) -> None:
+    def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.workflow = workflow
+        self.workflow: Mapping[str, Any] = {}
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         self.task: Any = None
         self.label = ""
@@ -132,7 +133,8 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
 
-    def job_started(self, index: int, total: int, prompt_id: str) -> None:
+    def job_started(self, index: int, total: int, prompt_id: str, workflow: Mapping[str, Any]) -> None:
+        self.workflow = workflow
         self.label = f"job {index + 1}/{total}"
         self.task = self.bar.add_task(f"{self.label} queued ({prompt_id[:8]})", total=None)
 
@@ -169,13 +171,27 @@ class JobRun:
 
 
 class LiveSocket:
-    """A ``/ws`` connection whose frames are recorded as they arrive; JSON messages are also queued for readers."""
+    """A ``/ws`` connection whose frames are recorded as they arrive; JSON messages are sorted by prompt for followers.
+
+    Several jobs can be in flight (verify submits while one runs), so each prompt gets its own queue, created by
+    whichever comes first: its first message or its follower.
+    """
 
     def __init__(self, connection: ClientConnection, record: WsConnection) -> None:
         self.connection = connection
         self.record = record
-        self.messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._queues: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._closed = False
         self._reader = asyncio.create_task(self._read())
+
+    def messages(self, prompt_id: str) -> asyncio.Queue[dict[str, Any] | None]:
+        """The queue of ``prompt_id``'s messages; it yields None once the socket has closed."""
+        queue = self._queues.get(prompt_id)
+        if queue is None:
+            queue = self._queues[prompt_id] = asyncio.Queue()
+            if self._closed:
+                queue.put_nowait(None)
+        return queue
 
     async def _read(self) -> None:
         try:
@@ -186,12 +202,15 @@ class LiveSocket:
                         message = json.loads(data)
                     except ValueError:
                         continue
-                    if isinstance(message, dict):
-                        self.messages.put_nowait(message)
+                    data_ = message.get("data") if isinstance(message, dict) else None
+                    if isinstance(data_, dict) and isinstance(data_.get("prompt_id"), str):
+                        self.messages(data_["prompt_id"]).put_nowait(message)
         except ConnectionClosed:
             pass
         finally:
-            self.messages.put_nowait(None)
+            self._closed = True
+            for queue in self._queues.values():
+                queue.put_nowait(None)
 
     async def send(self, data: str | bytes) -> None:
         self.record.frames.append(WsFrame(time.time(), True, data))
@@ -222,6 +241,7 @@ class RecordingClient:
         self.session = RawSession(source=self.base)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), trust_env=False)
         self.sockets: list[LiveSocket] = []
+        self.abandoned: set[str] = set()  # prompt_ids our own POST /queue delete removed: nothing will come for them
 
     async def __aenter__(self) -> RecordingClient:
         return self
@@ -264,9 +284,9 @@ class RecordingClient:
         ws_base = "ws" + self.base[4:]
         url = f"{ws_base}/ws?clientId={client_id}"
         try:
-            # No compression offer: ComfyUI's own page sends none either (real-sessions README, WebSocket).
+            # No compression offer, like the client of the reference captures (real-sessions README, WebSocket).
             connection = await connect(url, max_size=None, compression=None, proxy=None, open_timeout=10)
-        except (OSError, TimeoutError, Exception) as exc:  # noqa: BLE001 - any failure to connect means the same
+        except Exception as exc:  # noqa: BLE001 - refused, timed out or bad handshake: the user needs the same hint
             raise RecordError(f"cannot open the WebSocket {url}: {exc!r}") from None
         record = WsConnection(t=time.time(), url=url.replace(ws_base, self.base, 1))
         self.session.sockets.append(record)
@@ -289,19 +309,40 @@ class RecordingClient:
         name = str(answer.get("name", image.name))
         return f"{answer['subfolder']}/{name}" if answer.get("subfolder") else name
 
-    async def run_job(self, body: dict[str, Any], socket: LiveSocket | None, *, index: int = 0, total: int = 1) -> JobRun:
-        """POST /prompt, follow the job to its end (over ``socket`` when it has our client_id), fetch its history."""
-        x = await self.request("POST", "/prompt", json_body=body)
+    async def run_job(
+        self, body: dict[str, Any], socket: LiveSocket | None, *, index: int = 0, total: int = 1, headers: Mapping[str, str] | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> JobRun:
+        """POST /prompt, follow the job to its end (over ``socket`` when it has our client_id), fetch its history.
+
+        ``on_message`` sees each of the job's WebSocket messages as it arrives (verify uses it to interrupt).
+        """
+        run = await self.submit_job(body, headers=headers)
+        if run.prompt_id is None:
+            return run
+        self.progress.job_started(index, total, run.prompt_id, body["prompt"])
+        return await self.finish_job(run, body, socket, on_message=on_message)
+
+    async def submit_job(self, body: dict[str, Any], *, headers: Mapping[str, str] | None = None) -> JobRun:
+        """POST /prompt only; ``prompt_id`` is None when ComfyUI refused it."""
+        x = await self.request("POST", "/prompt", json_body=body, headers=headers)
         answer = x.response_json()
         if x.status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("prompt_id"), str):
             return JobRun(x, None)
-        run = JobRun(x, answer["prompt_id"], status="unfinished")
-        self.progress.job_started(index, total, run.prompt_id or "")
+        return JobRun(x, answer["prompt_id"], status="unfinished")
+
+    async def finish_job(
+        self, run: JobRun, body: dict[str, Any], socket: LiveSocket | None, *, on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> JobRun:
+        """Wait for a submitted job to end, then read its history entry and output list."""
+        prompt_id = run.prompt_id or ""
         followed = socket is not None and bool(body.get("client_id"))
+        wait = self.timeout
         if followed:
-            await self._follow(socket, run.prompt_id or "")  # type: ignore[arg-type]
+            ended = await self._follow(socket, prompt_id, on_message)  # type: ignore[arg-type]
+            wait = 10.0 if ended else 0.0
         # Without our client_id the socket hears nothing of the job: polling history is how we learn it ended.
-        run.history = await self.history(run.prompt_id or "", wait=10.0 if followed else self.timeout)
+        run.history = await self.history(prompt_id, wait=wait)
         messages = ((run.history or {}).get("status") or {}).get("messages") or []
         kinds = [str(m[0]) for m in messages if isinstance(m, list) and m]
         if kinds and kinds[-1] in _TERMINAL:
@@ -313,8 +354,11 @@ class RecordingClient:
         self.progress.job_finished(run.status)
         return run
 
-    async def _follow(self, socket: LiveSocket, prompt_id: str) -> None:
-        """Read the socket until ``executing`` with ``node: null`` for ``prompt_id`` (ComfyUI's end-of-prompt)."""
+    async def _follow(self, socket: LiveSocket, prompt_id: str, on_message: Callable[[dict[str, Any]], None] | None = None) -> bool:
+        """Read the socket until ``executing`` with ``node: null`` for ``prompt_id`` (ComfyUI's end-of-prompt).
+
+        Returns False when the prompt was deleted from the queue (listed in ``abandoned``) before it started.
+        """
         deadline = time.monotonic() + self.timeout
         last = "nothing"
         while True:
@@ -322,18 +366,22 @@ class RecordingClient:
             if remaining <= 0:
                 raise RecordError(f"prompt {prompt_id} did not finish within {self.timeout:g}s (last message: {last})")
             try:
-                message = await asyncio.wait_for(socket.messages.get(), remaining)
+                message = await asyncio.wait_for(socket.messages(prompt_id).get(), min(remaining, 2.0))
             except asyncio.TimeoutError:
+                if last == "nothing" and prompt_id in self.abandoned:
+                    return False
                 continue
             if message is None:
                 raise RecordError(f"the server closed the WebSocket while prompt {prompt_id} ran (last message: {last})")
-            data = message.get("data") if isinstance(message.get("data"), dict) else {}
+            data: dict[str, Any] = message["data"] if isinstance(message.get("data"), dict) else {}
             if data.get("prompt_id") not in (None, prompt_id):
                 continue
             last = str(message.get("type"))
             self.progress.message(message)
+            if on_message is not None:
+                on_message(message)
             if message.get("type") == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-                return
+                return True
 
     async def history(self, prompt_id: str, *, wait: float = 10.0) -> dict[str, Any] | None:
         """GET /history/{prompt_id} until the entry is there; only the answer that has it is recorded."""
@@ -380,20 +428,26 @@ class RecordResult:
 
 
 async def record_session(
-    server: str, workflow: dict[str, Any], *, repeat: int = 1, uploads: Sequence[Path] = (), with_object_info: bool = False,
-    timeout: float = 600.0, progress: Progress | None = None,
+    server: str, workflows: Sequence[dict[str, Any]], *, repeat: int = 1, uploads: Sequence[Path] = (),
+    with_object_info: bool = False, timeout: float = 600.0, progress: Progress | None = None,
 ) -> tuple[RawSession, list[JobRun]]:
-    """Run ``workflow`` ``repeat`` times on ``server`` and return everything that was exchanged."""
+    """Run each workflow ``repeat`` times in a row on ``server`` and return everything that was exchanged.
+
+    Re-runs follow their first run at once because ComfyUI's cache only keeps the previous prompt's results: that
+    is what makes them cached re-runs; different workflows with the same prefix show the counter progressing.
+    """
     async with RecordingClient(server, timeout=timeout, progress=progress) as client:
         await client.snapshot("/system_stats")
         if with_object_info:
             await client.snapshot("/object_info")
         socket = await client.open_socket()
-        for image in uploads:
-            await client.upload(image)
+        for path in uploads:
+            await client.upload(path)
         runs = []
-        for i in range(repeat):
-            run = await client.run_job({"prompt": workflow, "client_id": socket.record.client_id}, socket, index=i, total=repeat)
+        total = len(workflows) * repeat
+        for n in range(total):
+            workflow = workflows[n // repeat]
+            run = await client.run_job({"prompt": workflow, "client_id": socket.record.client_id}, socket, index=n, total=total)
             if run.prompt_id is None:
                 raise RecordError(f"ComfyUI rejected the workflow (HTTP {run.response.status}): {_rejection(run.response)}")
             for image in run.images:
@@ -421,11 +475,11 @@ def _rejection(x: HttpExchange) -> str:
 
 
 def record_workflow(
-    workflow: dict[str, Any], server: str, output: str | Path, *, repeat: int = 1, uploads: Sequence[Path] = (),
-    with_object_info: bool = False, mode: RecordMode | str = RecordMode.ONCE, scrubber: Scrubber | None = None,
-    timeout: float = 600.0, progress: Callable[[dict[str, Any]], Progress] | None = None,
+    workflows: dict[str, Any] | Sequence[dict[str, Any]], server: str, output: str | Path, *, repeat: int = 1,
+    uploads: Sequence[Path] = (), with_object_info: bool = False, mode: RecordMode | str = RecordMode.ONCE,
+    scrubber: Scrubber | None = None, timeout: float = 600.0, progress: Progress | None = None,
 ) -> RecordResult:
-    """Record ``workflow`` on ``server`` into the cassette ``output`` (templated, scrubbed, written atomically).
+    """Record workflows on ``server`` into the cassette ``output`` (templated, scrubbed, written atomically).
 
     Usage::
 
@@ -433,17 +487,20 @@ def record_workflow(
     """
     if repeat < 1:
         raise RecordError(f"--repeat must be at least 1, got {repeat}")
+    graphs = [workflows] if isinstance(workflows, dict) else list(workflows)
+    if not graphs:
+        raise RecordError("no workflow to record")
     mode = RecordMode.parse(mode)
     output = Path(output)
     existing = read_document(output)
-    if not should_record(mode, output, existing, [workflow]):
+    if not should_record(mode, output, existing, graphs):
         return RecordResult(output, False, message=f"{output} already holds this workflow; nothing recorded (--record-mode {mode.value})")
-    display = progress(workflow) if progress is not None else None
-    if display is not None and hasattr(display, "__enter__"):
-        with display:  # type: ignore[attr-defined]
-            session, runs = asyncio.run(record_session(server, workflow, repeat=repeat, uploads=uploads, with_object_info=with_object_info, timeout=timeout, progress=display))
-    else:
-        session, runs = asyncio.run(record_session(server, workflow, repeat=repeat, uploads=uploads, with_object_info=with_object_info, timeout=timeout, progress=display))
+    if existing is not None and mode is RecordMode.NEW_EPISODES:
+        graphs = [dict(g) for g in missing_workflows(existing, graphs)]
+    with progress if isinstance(progress, RichProgress) else contextlib.nullcontext():
+        session, runs = asyncio.run(record_session(
+            server, graphs, repeat=repeat, uploads=uploads, with_object_info=with_object_info, timeout=timeout, progress=progress,
+        ))
     path, document = write_session(session, output, mode=mode, existing=existing, scrubber=scrubber, via="workflow")
     comfy = document["comfy"]
     return RecordResult(
@@ -463,7 +520,7 @@ def write_session(
     """
     clean = (scrubber or Scrubber()).scrub(session)
     blobs = BlobStore(output.parent)
-    document = build_cassette(clean, blobs, recorded={"source": f"comfy-cassettes record ({via})", "server": session.source})
+    document = build_cassette(clean, blobs, recorded={"source": f"comfy-cassettes record ({via})", "server": clean.source})
     recorded = document["comfy"]["recorded"]
     if recorded.get("comfyui_version") in (None, "None"):
         recorded["comfyui_version"] = comfyui_version

@@ -20,7 +20,7 @@ record"); unlike vcrpy, every write replaces the whole file atomically.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -61,13 +61,19 @@ def read_document(path: Path) -> dict[str, Any] | None:
 
 
 def _structure(workflow: Mapping[str, Any]) -> str:
-    from ..replay.plan import structure
+    """What makes two workflows the same episode: every node, link and value except those replay ignores (seeds...)."""
+    from ..replay.plan import VOLATILE_INPUTS
 
-    return structure(workflow)
+    kept = {
+        str(node_id): [node.get("class_type"), {k: v for k, v in (node.get("inputs") or {}).items() if k not in VOLATILE_INPUTS}]
+        for node_id, node in workflow.items()
+        if isinstance(node, dict)
+    }
+    return json.dumps(kept, sort_keys=True, default=str)
 
 
 def recorded_workflows(document: Mapping[str, Any] | None) -> set[str]:
-    """The structures (node classes and links) of every job a cassette document holds."""
+    """The identity of every job a cassette document holds."""
     if not document:
         return set()
     jobs = (document.get("comfy") or {}).get("jobs") or []
@@ -75,12 +81,12 @@ def recorded_workflows(document: Mapping[str, Any] | None) -> set[str]:
 
 
 def missing_workflows(document: Mapping[str, Any] | None, workflows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The workflows a cassette has no job for (same node classes and links counts as recorded)."""
+    """The workflows a cassette has no job for (a different seed, text or filename prefix is the same job)."""
     have = recorded_workflows(document)
     return [w for w in workflows if _structure(w) not in have]
 
 
-def should_record(mode: RecordMode, path: Path, existing: Mapping[str, Any] | None, workflows: list[Mapping[str, Any]]) -> bool:
+def should_record(mode: RecordMode, path: Path, existing: Mapping[str, Any] | None, workflows: Sequence[Mapping[str, Any]]) -> bool:
     """Whether the workflow recorder must contact the server; raises when the mode forbids what is asked."""
     if mode is RecordMode.ALL:
         return True

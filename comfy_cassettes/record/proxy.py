@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -266,6 +269,25 @@ async def _json(send: Send, status: int, value: Any) -> None:
     await _respond(send, status, [(b"content-type", b"application/json")], json.dumps(value).encode())
 
 
+class _SavingServer(uvicorn.Server):
+    """uvicorn that returns after Ctrl-C / SIGTERM instead of re-raising the signal, so the final save runs."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.on_started is not None and self.started:
+            self.on_started()
+
+
 def run_proxy(
     proxy: RecordingProxy, *, host: str = "127.0.0.1", port: int = 8189, log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
@@ -274,20 +296,12 @@ def run_proxy(
     from ..replay.server import bind_socket
 
     sock = bind_socket(host, port)
-    actual = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}"
     config = uvicorn.Config(proxy, log_level=log_level, lifespan="on", server_header=False, date_header=False,
                             ws="websockets-sansio", ws_max_size=64 * 1024 * 1024, ws_ping_interval=None,
                             timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
-    if on_ready is not None:
-        shown = f"[{host}]" if ":" in host else host
-        original = server.startup
-
-        async def startup(sockets: Any = None) -> None:
-            await original(sockets=sockets)
-            on_ready(f"http://{shown}:{actual}")
-
-        server.startup = startup  # type: ignore[method-assign]
+    server = _SavingServer(config, (lambda: on_ready(url)) if on_ready is not None else None)
     try:
         server.run(sockets=[sock])
     finally:

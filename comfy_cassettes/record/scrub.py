@@ -7,6 +7,7 @@ treatment and nothing secret ever reaches the templater, the blobs or the casset
 * JSON members whose key names a secret (``api_key_comfy_org``, ``auth_token_comfy_org``, ``password``...)
   keep their key but get the value ``"<scrubbed>"``, in request and response bodies and WebSocket frames;
 * every secret value found that way is also replaced wherever else it appears as text (URLs, bodies);
+* ``user:password@`` is taken out of URLs;
 * user home folders (``/home/alice``, ``/Users/alice``, ``C:\\Users\\alice``, this machine's ``~``) become
   ``~``: ``/system_stats`` lists ComfyUI's ``argv`` and error tracebacks carry absolute paths.
 """
@@ -27,6 +28,7 @@ DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie
 # Header or JSON key names that hold credentials: x-api-key, X-Comfy-Api-Key, api_key_comfy_org, auth_token_comfy_org...
 _SECRET_NAME = re.compile(r"(api[-_]?key|auth[-_]?token|access[-_]?token|secret|password|passwd|credential)", re.IGNORECASE)
 _COOKIE_VALUE = re.compile(r"(?:^|;)\s*[^=;\s]+=([^;\s]{8,})")
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^/@?#]*)@", re.IGNORECASE)
 _HOME = re.compile(r"(?:/home/|/Users/)[^/\\\s\"':]+|[A-Za-z]:\\{1,2}Users\\{1,2}[^\\\s\"':]+")
 
 
@@ -60,7 +62,7 @@ class Scrubber:
         found: set[str] = set()
         exchanges = [self._exchange(x, found) for x in session.exchanges]
         sockets = [
-            WsConnection(t=s.t, url=s.url, frames=[WsFrame(f.t, f.sent, self._payload(f.data, found)) for f in s.frames])
+            WsConnection(t=s.t, url=self._url(s.url, found), frames=[WsFrame(f.t, f.sent, self._payload(f.data, found)) for f in s.frames])
             for s in session.sockets
         ]
         # Second pass: a secret seen once (say in a header) must not survive anywhere else (say in a URL).
@@ -72,7 +74,7 @@ class Scrubber:
                 socket.frames = [
                     WsFrame(f.t, f.sent, _replace_all(f.data, values) if isinstance(f.data, str) else f.data) for f in socket.frames
                 ]
-        return RawSession(exchanges=exchanges, sockets=sockets, source=session.source, comment=session.comment)
+        return RawSession(exchanges=exchanges, sockets=sockets, source=self._url(session.source, found), comment=session.comment)
 
     # ------------------------------------------------------------ pieces
 
@@ -89,10 +91,20 @@ class Scrubber:
                 kept.append((name, self._home_text(value)))
         return kept
 
+    def _url(self, url: str, found: set[str]) -> str:
+        """The URL without ``user:password@`` (httpx turns it into an Authorization header, dropped above)."""
+        match = _USERINFO.match(url)
+        if match is None:
+            return self._home_text(url)
+        _, _, password = match.group(2).partition(":")
+        if len(password) >= 4:
+            found.add(password)
+        return self._home_text(match.group(1) + url[match.end() :])
+
     def _exchange(self, x: HttpExchange, found: set[str]) -> HttpExchange:
         return replace(
             x,
-            url=self._home_text(x.url),
+            url=self._url(x.url, found),
             request_headers=self._headers(x.request_headers, found),
             response_headers=self._headers(x.response_headers, found),
             request_body=self._body(x.request_body, found),

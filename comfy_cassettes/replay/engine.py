@@ -36,6 +36,9 @@ from .validation import execution_order, no_prompt_body, validate_prompt
 
 
 
+MAXIMUM_HISTORY_SIZE = 10000  # ComfyUI's execution.MAXIMUM_HISTORY_SIZE: the oldest entries go first
+
+
 class JobState(Enum):
     """Where a queued prompt is in its life."""
 
@@ -85,6 +88,7 @@ class ReplayEngine:
         self.config = config
         self.cassettes = list(cassettes)
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
+        self.index = planning.JobIndex(self.jobs)
         self._job_cassette = {id(job): c for c in cassettes for job in c.jobs}
         self._owned_dirs: list[Path] = []
         self.roots = FileRoots(
@@ -247,7 +251,7 @@ class ReplayEngine:
             outputs = list(result.outputs_to_execute)
             node_errors = result.node_errors
         else:
-            rejection = planning.choose_rejection(self.jobs, workflow) if isinstance(workflow, dict) else None
+            rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
             if rejection is not None:
                 return Reply(rejection.response_status, rejection.response_body.encode(), {"Content-Type": "application/json; charset=utf-8"})
             if not isinstance(workflow, dict):
@@ -416,7 +420,7 @@ class ReplayEngine:
     def _plan(self, item: QueueItem) -> planning.Plan:
         order = execution_order(item.workflow, item.outputs_to_execute)
         cached = self._cached_nodes(item, order)
-        job = planning.choose(self.jobs, item.workflow, has_client=item.client_id is not None, cached=cached)
+        job = self.index.choose(item.workflow, has_client=item.client_id is not None, cached=cached)
         synthetic = None
         if job is None or job.status == "interrupted":
             synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size)
@@ -425,7 +429,7 @@ class ReplayEngine:
             return synthetic
         if job.status == "interrupted" and synthetic is not None:
             return planning.resume_interrupted(job, synthetic)
-        return planning.from_job(job)
+        return planning.from_job(job, item.workflow, self._input_size)
 
     def _bind(self, item: QueueItem, plan: planning.Plan) -> dict[str, Any]:
         """Values for the job's placeholders: ids, number, and output names by ComfyUI's rule."""
@@ -457,17 +461,19 @@ class ReplayEngine:
         return [(n.filename, n.subfolder) for n in names]
 
     async def _pause(self, seconds: float) -> None:
+        # Instant timing runs a job's events back to back (the worker yields once per job): yielding per
+        # event let a queue of jobs crawl behind the HTTP traffic it causes.
         if self.config.timing == "recorded" and seconds > 0:
             await asyncio.sleep(seconds / self.config.speed)
-        else:
-            await asyncio.sleep(0)
 
     async def _run(self, item: QueueItem) -> None:
+        await asyncio.sleep(0)  # let handlers in between jobs
         plan = self._plan(item)
         bindings = self._bind(item, plan)
-        await self._pause(plan.queued_for)
+        # Taken by the worker: /queue shows it running through the recorded start-up delay too.
         self.running = item
         item.state = JobState.RUNNING
+        await self._pause(plan.queued_for)
         self.interrupt_requested = False
         self.last_client = item.client_id
         await self._send_status()  # awaited: ordered before the job's events, as in every capture
@@ -496,6 +502,11 @@ class ReplayEngine:
                 if current is not None and current not in executed:
                     executed.append(current)
                 current = self.last_node = str(data["node"])
+            if kind == "progress_state" and isinstance(data, dict):
+                # A recording made without a client_id has no `executing`: finished nodes say what ran.
+                for node_id, state in (data.get("nodes") or {}).items():
+                    if isinstance(state, dict) and state.get("state") == "finished" and node_id not in executed:
+                        executed.append(str(node_id))
             if kind == "executed" and isinstance(data, dict):
                 node = str(data.get("node"))
                 outputs[node] = data.get("output")
@@ -604,6 +615,8 @@ class ReplayEngine:
             "meta": meta,
         }
         self.history[item.prompt_id] = entry
+        while len(self.history) > MAXIMUM_HISTORY_SIZE:
+            self.history.popitem(last=False)
         item.state = JobState.DONE
         self.running = None
         if status in ("success", "error", "interrupted"):

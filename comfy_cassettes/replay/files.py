@@ -95,6 +95,10 @@ class OutputNamer:
         self._rng = rng
         self._lock = threading.Lock()
         self._handed_out: dict[str, set[str]] = {}
+        # (folder, basename) -> (folder mtime_ns when scanned, 1 + highest counter then): listing and parsing a
+        # folder of thousands of outputs for every job made naming grow with the folder.
+        self._scanned: dict[tuple[str, str], tuple[int, int]] = {}
+        self._next: dict[tuple[str, str], int] = {}
 
     def save_names(
         self, filename_prefix: str, *, width: int, height: int, count: int
@@ -117,6 +121,8 @@ class OutputNamer:
         """Forget the names handed out so far; files on disk still count."""
         with self._lock:
             self._handed_out.clear()
+            self._scanned.clear()
+            self._next.clear()
 
     def _allocate(
         self, root: Path, type_name: str, prefix: str, width: int, height: int, count: int
@@ -140,7 +146,7 @@ class OutputNamer:
             )
         with self._lock:
             handed_out = self._handed_out.setdefault(folder, set())
-            counter = _next_counter(basename, handed_out.union(_list_dir(folder)))
+            counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
             names = []
             for batch_number in range(count):
                 # %batch_num% is replaced after the counter was computed, so such files never match
@@ -149,7 +155,22 @@ class OutputNamer:
                 handed_out.add(filename)
                 names.append(OutputName(filename, subfolder, type_name))
                 counter += 1
+            if "%batch_num%" not in basename:
+                self._next[(folder, basename)] = counter
         return names
+
+    def _disk_next(self, folder: str, basename: str) -> int:
+        """1 + the highest counter on disk for ``basename``, rescanned only when the folder changed."""
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return 1
+        cached = self._scanned.get((folder, basename))
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        found = _next_counter(basename, _list_dir(folder))
+        self._scanned[(folder, basename)] = (mtime, found)
+        return found
 
 
 def resolve_view(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import shutil
@@ -13,6 +14,7 @@ from ..cassette import Cassette, OutputImage
 from .files import FileRoots
 
 
+@functools.lru_cache(maxsize=64)
 def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 128)) -> bytes:
     """A plain PNG of the requested size, for outputs no recording has bytes for."""
     from PIL import Image

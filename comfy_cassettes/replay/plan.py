@@ -86,42 +86,47 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     return done
 
 
-def choose(
-    jobs: Sequence[Job], workflow: Mapping[str, Any], *, has_client: bool, cached: Sequence[str]
-) -> Job | None:
-    """The recorded job that best matches a submission, or None.
+class JobIndex:
+    """The recorded jobs, grouped once by workflow structure, so matching a submission costs one lookup."""
 
-    Same structure is required; then the recorded cache pattern must agree with the engine's (a fully cached
-    re-run only replays a fully cached recording); then shared values, client presence and a finished
-    recording break ties.
-    """
-    key = structure(workflow)
-    best: tuple[tuple[int, ...], Job] | None = None
-    for job in jobs:
-        if job.status in ("rejected", "unfinished") or structure(job.workflow) != key:
-            continue
-        if sorted(job.cached) != sorted(cached):
-            continue
-        if any(_differs(workflow, job.workflow, node, key) for node in workflow for key in COUNT_INPUTS):
-            continue
-        if has_client and not job.has_client:
-            continue  # recorded without a client_id: it holds only the broadcast events, not the client's stream
-        # A recorded failure was caused by its values: replay it only for the very same values.
-        if job.status == "error" and _same_values(workflow, job.workflow) != _same_values(job.workflow, job.workflow):
-            continue
-        finished = int(job.status != "interrupted")  # an interrupted recording only knows half the run
-        score = (finished, _same_values(workflow, job.workflow), int(job.has_client == has_client), len(job.ws))
-        if best is None or score > best[0]:
-            best = (score, job)
-    return best[1] if best else None
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = list(jobs)
+        self._by_structure: dict[str, list[Job]] = {}
+        for job in self.jobs:
+            self._by_structure.setdefault(structure(job.workflow), []).append(job)
 
+    def choose(self, workflow: Mapping[str, Any], *, has_client: bool, cached: Sequence[str]) -> Job | None:
+        """The recorded job that best matches a submission, or None.
 
-def choose_rejection(jobs: Sequence[Job], workflow: Mapping[str, Any]) -> Job | None:
-    """A recorded 400 for exactly this workflow (used when no /object_info is recorded to validate against)."""
-    for job in jobs:
-        if job.status == "rejected" and job.workflow == workflow:
-            return job
-    return None
+        Same structure is required; then the recorded cache pattern must agree with the engine's (a fully
+        cached re-run only replays a fully cached recording) and so must the image counts; then shared values,
+        recorded image bytes, client presence and a finished recording break ties.
+        """
+        best: tuple[tuple[int, ...], Job] | None = None
+        for job in self._by_structure.get(structure(workflow), []):
+            if job.status in ("rejected", "unfinished") or sorted(job.cached) != sorted(cached):
+                continue
+            if any(_differs(workflow, job.workflow, node, name) for node in workflow for name in COUNT_INPUTS):
+                continue
+            if has_client and not job.has_client:
+                continue  # recorded without a client_id: it holds only the broadcast events, not the client's stream
+            shared = _same_values(workflow, job.workflow)
+            # A recorded failure was caused by its values: replay it only for the very same values.
+            if job.status == "error" and shared != _same_values(job.workflow, job.workflow):
+                continue
+            finished = int(job.status != "interrupted")  # an interrupted recording only knows half the run
+            with_bytes = int(all(o.file for o in job.outputs))
+            score = (finished, shared, with_bytes, int(job.has_client == has_client), len(job.ws))
+            if best is None or score > best[0]:
+                best = (score, job)
+        return best[1] if best else None
+
+    def rejection(self, workflow: Mapping[str, Any]) -> Job | None:
+        """A recorded 400 for exactly this workflow (used when no /object_info is recorded to validate against)."""
+        for job in self._by_structure.get(structure(workflow), []):
+            if job.status == "rejected" and job.workflow == workflow:
+                return job
+        return None
 
 
 # ---------------------------------------------------------------- synthetic runs
@@ -233,6 +238,16 @@ def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
     return Plan(tuple(recorded + rest), synthetic.outputs, job.cached, "success", job, job.queued_for)
 
 
-def from_job(job: Job) -> Plan:
-    """A plan that replays a recorded job as it happened."""
-    return Plan(job.ws, job.outputs, job.cached, job.status, job, job.queued_for)
+def from_job(job: Job, workflow: Mapping[str, Any], input_size: Any = None) -> Plan:
+    """A plan that replays a recorded job as it happened; images the recording never downloaded get the
+    size the submitted graph says."""
+    outputs = tuple(_sized(o, workflow, input_size) for o in job.outputs)
+    return Plan(job.ws, outputs, job.cached, job.status, job, job.queued_for)
+
+
+def _sized(image: OutputImage, workflow: Mapping[str, Any], input_size: Any) -> OutputImage:
+    if image.width and image.height:
+        return image
+    link = (workflow.get(image.node) or {}).get("inputs", {}).get("images")
+    width, height, _ = image_size(workflow, link[0], input_size) if is_link(link) else (512, 512, 1)
+    return OutputImage(image.node, image.index, image.kind, width, height, image.file)

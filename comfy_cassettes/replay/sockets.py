@@ -63,15 +63,15 @@ class Sockets:
 
     async def emit(self, client_id: str | None, kind: str, data: Any) -> None:
         """A job event: to the submitting client, or broadcast when the prompt came without a client_id."""
-        text = json.dumps({"type": kind, "data": data})
         if client_id is None:
-            if kind in BROADCAST_TYPES:
+            if kind in BROADCAST_TYPES and self.clients:
+                text = json.dumps({"type": kind, "data": data})
                 for client in list(self.clients.values()):
                     await self.send(client, text)
             return
         target = self.clients.get(client_id)
         if target is not None:
-            await self.send(target, text)
+            await self.send(target, json.dumps({"type": kind, "data": data}))
 
     async def emit_preview(
         self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None
