@@ -32,7 +32,6 @@ from .protocol import CRASH_BODY, CRASH_HEADERS
 HTTP_KINDS = ("delay", "status", "drop")
 JOB_KINDS = ("execution_error", "execution_interrupted", "ws_disconnect")
 KINDS = (*HTTP_KINDS, *JOB_KINDS, "down")
-# aiohttp's body when a handler raises: what a client of a crashing ComfyUI really reads.
 DEFAULT_EXCEPTION = ("Exception", "Injected failure (comfy-cassettes fault rule)")
 _ALLOWED = {
     "delay": {"route", "method", "count", "seconds", "max_seconds"},
@@ -43,7 +42,6 @@ _ALLOWED = {
     "ws_disconnect": {"count", "node", "code"},
     "down": {"seconds", "restart"},
 }
-
 
 
 @dataclass
