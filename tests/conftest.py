@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
 
@@ -40,3 +42,17 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ReplayServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def control(server: ReplayServer) -> Iterator[ReplayControl]:
+    """An admin client for the module's ``server`` fixture."""
+    with ReplayControl(server.url) as made:
+        yield made
+
+
+@pytest.fixture
+def http(server: ReplayServer) -> Iterator[httpx.Client]:
+    """An HTTP client for the module's ``server`` fixture."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.server import ReplayServer
+from ws_client import open_ws
 
 ADMIN = "/__cassettes__"
 _colors = itertools.count(1)
@@ -26,13 +27,6 @@ def workflow(prefix: str = "clock") -> dict[str, Any]:
         "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
     }
-
-
-@contextlib.contextmanager
-def open_ws(server: ReplayServer, client_id: str) -> Iterator[ClientConnection]:
-    with connect(server.url.replace("http://", "ws://") + f"/ws?clientId={client_id}", max_queue=None) as ws:
-        assert json.loads(ws.recv(timeout=5))["data"]["sid"] == client_id
-        yield ws
 
 
 def drain(ws: ClientConnection, quiet: float = 0.1) -> list[dict[str, Any]]:
@@ -49,18 +43,6 @@ def drain(ws: ClientConnection, quiet: float = 0.1) -> list[dict[str, Any]]:
 @pytest.fixture
 def server(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     return start_server()
-
-
-@pytest.fixture
-def control(server: ReplayServer) -> Iterator[ReplayControl]:
-    with ReplayControl(server.url) as made:
-        yield made
-
-
-@pytest.fixture
-def http(server: ReplayServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 def submit(http: httpx.Client, client_id: str | None = None, **fields: Any) -> str:

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpcore  # noqa: F401 - imported before pytester's in-process run so its exception classes stay the same
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import FaultSpecError
 from comfy_cassettes.replay.faults import parse_cli_delay, parse_cli_status, route_matches
 from comfy_cassettes.replay.protocol import CRASH_BODY
 from comfy_cassettes.replay.server import ReplayServer
+from ws_client import events_until_done, open_ws
 from har_util import ws_received
 
 ADMIN = "/__cassettes__"
@@ -43,46 +43,9 @@ def captured(scenario: str, kind: str) -> dict[str, Any]:
     return data
 
 
-@contextlib.contextmanager
-def open_ws(server: ReplayServer, client_id: str) -> Iterator[ClientConnection]:
-    """A /ws client past its greeting."""
-    with connect(server.url.replace("http://", "ws://") + f"/ws?clientId={client_id}") as ws:
-        hello = json.loads(ws.recv(timeout=5))
-        assert hello["data"]["sid"] == client_id
-        yield ws
-
-
-def events_until_done(ws: ClientConnection, prompt_id: str) -> list[dict[str, Any]]:
-    """Text events up to and including ``executing`` with node null for ``prompt_id``."""
-    events = []
-    while True:
-        message = ws.recv(timeout=5)
-        if isinstance(message, bytes):
-            continue
-        event = json.loads(message)
-        events.append(event)
-        if event["type"] == "executing" and event["data"] == {"node": None, "prompt_id": prompt_id}:
-            return events
-
-
 @pytest.fixture
 def server(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     return start_server(dynamic=True)
-
-
-@pytest.fixture
-def control(server: ReplayServer) -> Iterator[ReplayControl]:
-    with ReplayControl(server.url) as made:
-        yield made
-
-
-@pytest.fixture
-def http(server: ReplayServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        yield client
-
-
-# ---------------------------------------------------------------- HTTP faults
 
 
 def post_with_retries(http: httpx.Client, path: str, body: dict[str, Any], attempts: int = 5) -> tuple[httpx.Response, int]:

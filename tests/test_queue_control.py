@@ -3,41 +3,21 @@ each driven over HTTP and /ws against a live replay server and compared with the
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from websockets.sync.client import ClientConnection, connect
 
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.server import ReplayServer
+from ws_client import events_until_done, open_ws
 from har_util import HarEntry, http_entries, request_bytes, request_json, request_path, response_bytes, ws_entries, ws_received
 
 ADMIN = "/__cassettes__"
-
-
-@contextlib.contextmanager
-def open_ws(server: ReplayServer, client_id: str) -> Iterator[ClientConnection]:
-    """A /ws client past its greeting; unbounded buffer, so a test can read everything at the end."""
-    with connect(server.url.replace("http://", "ws://") + f"/ws?clientId={client_id}", max_queue=None) as ws:
-        assert json.loads(ws.recv(timeout=5))["data"]["sid"] == client_id
-        yield ws
-
-
-def read_until(ws: ClientConnection, prompt_id: str) -> list[dict[str, Any]]:
-    """Text events up to ``executing`` with node null for ``prompt_id``."""
-    events = []
-    while True:
-        message = ws.recv(timeout=5)
-        if isinstance(message, str):
-            events.append(json.loads(message))
-            if events[-1] == {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}:
-                return events
 
 
 def kinds(events: list[dict[str, Any]]) -> list[str]:
@@ -56,21 +36,6 @@ def server(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     return start_server(dynamic=True)
 
 
-@pytest.fixture
-def control(server: ReplayServer) -> Iterator[ReplayControl]:
-    with ReplayControl(server.url) as made:
-        yield made
-
-
-@pytest.fixture
-def http(server: ReplayServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
-
-
-# ---------------------------------------------------------------- interrupting a running job
-
-
 def test_interrupt_a_running_job_matches_the_interrupt_capture(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
     """The capture interrupted the slow blur chain while node 3 ran; hold there, interrupt, let it go on."""
     control.hold("node:3")
@@ -84,7 +49,7 @@ def test_interrupt_a_running_job_matches_the_interrupt_capture(control: ReplayCo
         interrupted = http.post("/interrupt")
         assert (interrupted.status_code, interrupted.content) == (200, b"")
         control.release()
-        events = read_until(ws, prompt_id)
+        events = events_until_done(ws, prompt_id)
 
     capture = list(ws_received("interrupt"))
     assert kinds(events) == kinds(capture[1:])
@@ -176,7 +141,7 @@ def test_queue_and_history_operations_replay_the_capture(control: ReplayControl,
                     assert control.advance(running)["to"] == "done"
             if method == "POST" and path == "/prompt" and len(prompts) == 5:
                 control.wait_for_job(prompts[-1])
-        events = read_until(ws, prompts[-1])
+        events = events_until_done(ws, prompts[-1])
 
     capture = list(ws_received("queue_and_history_ops"))
     assert kinds(events) == kinds(capture[1:])
@@ -218,7 +183,7 @@ def _run_unrecorded(server: ReplayServer, control: ReplayControl, http: httpx.Cl
         answer = http.post("/prompt", json={"prompt": UNRECORDED, "client_id": "syn"})
         assert answer.status_code == 200 and answer.json()["node_errors"] == {}
         prompt_id = answer.json()["prompt_id"]
-        events = read_until(ws, prompt_id)
+        events = events_until_done(ws, prompt_id)
 
     per_node = ["progress_state", "executing", "progress_state"]
     assert kinds(events) == ["execution_start", "execution_cached", *per_node, *per_node,
