@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpcore  # noqa: F401 - imported here so pytester's in-process runs cannot swap its exception classes
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from comfy_cassettes import cassette as cassette_io
-from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
+from comfy_cassettes.replay.config import BUNDLED_DIR
 from comfy_cassettes.replay.server import ReplayServer
 
 # What every example suite starts with: the EmptyImage -> SaveImage workflow of the captures.
@@ -340,17 +340,9 @@ def test_requests_client_too():
 
 
 @pytest.fixture
-def live_comfy(tmp_path: Path) -> Iterator[ReplayServer]:
+def live_comfy(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     """Our own replay server standing in for a live ComfyUI."""
-    config = ReplayConfig(
-        cassettes=(BUNDLED_DIR / "basic_save.yaml",), port=0, dynamic=True,
-        output_dir=tmp_path / "live-out", input_dir=tmp_path / "live-in", temp_dir=tmp_path / "live-temp",
-    )
-    server = ReplayServer(config).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return start_server("basic_save", dynamic=True)
 
 
 def test_vcr_records_a_templated_cassette_then_replays_it_without_the_server(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,17 +172,9 @@ def test_path_and_query_matchers_treat_placeholders_as_wildcards_but_not_other_j
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[ReplayServer]:
+def live(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     """Our replay server standing in for a live ComfyUI."""
-    config = ReplayConfig(
-        cassettes=(BUNDLED_DIR / "basic_save.yaml",), port=0,
-        output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "temp",
-    )
-    server = ReplayServer(config).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return start_server("basic_save")
 
 
 def generate(url: str) -> tuple[str, bytes]:
