@@ -8,6 +8,7 @@ import math
 import mimetypes
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -390,18 +391,16 @@ def _compute_vars(prefix: str, width: int, height: int) -> str:
 
 def _next_counter(basename: str, names: Iterable[str]) -> int:
     # get_save_image_path's map_filename: the name must start with "<basename>_" and the counter is
-    # int() of what follows up to the next "_"; names that do not parse count as 0.
-    size = len(basename)
+    # int() of what follows up to the next "_"; names that do not parse count as 0. One regex over the
+    # joined listing picks the candidates, so a folder of thousands of outputs stays cheap to scan.
+    pattern = re.compile(rf"^{re.escape(os.path.normcase(basename))}_([^_\n]*)", re.MULTILINE)
     highest: int | None = None
-    for name in names:
-        head = name[: size + 1]
-        if os.path.normcase(head[:-1]) != os.path.normcase(basename) or head[-1:] != "_":
-            continue
+    for digits in pattern.findall("\n".join(os.path.normcase(n) for n in names)):
         try:
-            digits = int(name[size + 1 :].split("_")[0])
+            value = int(digits)
         except ValueError:
-            digits = 0
-        highest = digits if highest is None else max(highest, digits)
+            value = 0
+        highest = value if highest is None else max(highest, value)
     return 1 if highest is None else highest + 1
 
 
