@@ -20,11 +20,17 @@ from .replay.config import DEFAULT_CASSETTE, ReplayConfig
 if TYPE_CHECKING:
     from .control import ReplayControl
     from .importer import import_har
+    from .record.live import record_workflow
     from .replay.server import ReplayServer
 
 # Imported on first use: the pytest plugin loads this package in every test run, and the server stack
 # (uvicorn, starlette, httpx) costs most of a second to import.
-_LAZY = {"ReplayControl": ".control", "ReplayServer": ".replay.server", "import_har": ".importer"}
+_LAZY = {
+    "ReplayControl": ".control",
+    "ReplayServer": ".replay.server",
+    "import_har": ".importer",
+    "record_workflow": ".record.live",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -57,5 +63,6 @@ __all__ = [
     "WsEvent",
     "import_har",
     "load",
+    "record_workflow",
     "save",
 ]
