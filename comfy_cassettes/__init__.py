@@ -13,6 +13,7 @@ from .errors import (
     ConfigError,
     FaultSpecError,
     ImportFormatError,
+    PatternError,
     RecordError,
 )
 from .replay.config import DEFAULT_CASSETTE, ReplayConfig
@@ -56,6 +57,7 @@ __all__ = [
     "ImportFormatError",
     "Job",
     "OutputImage",
+    "PatternError",
     "RecordError",
     "ReplayConfig",
     "ReplayControl",

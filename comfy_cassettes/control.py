@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
+from .errors import ClockError, FaultSpecError
 from .replay.config import ADMIN_PREFIX
 
 
@@ -127,7 +129,7 @@ class ReplayControl:
         """
         response = self._http.post(f"{ADMIN_PREFIX}/faults", json=list(rules))
         if response.status_code == 400:
-            raise ValueError(response.json()["error"])
+            raise FaultSpecError(response.json()["error"])
         response.raise_for_status()
         added: list[dict[str, Any]] = response.json()["added"]
         return added
@@ -201,7 +203,7 @@ class ReplayControl:
         """Let the held job go on to its next hold or its end; returns ``{prompt_id, from, to}``."""
         response = self._http.post(f"{ADMIN_PREFIX}/clock/advance", json={"prompt_id": prompt_id, "timeout": timeout}, timeout=2 * timeout + 5)
         if response.status_code == 409:
-            raise RuntimeError(response.json()["error"])
+            raise ClockError(response.json()["error"])
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
@@ -220,7 +222,7 @@ class ReplayControl:
         """Poll /history/{prompt_id} until the job is finished; returns its history entry."""
         deadline = time.monotonic() + timeout
         while True:
-            entry = self._http.get(f"/history/{prompt_id}").json().get(prompt_id)
+            entry = self._http.get(f"/history/{quote(prompt_id, safe='')}").json().get(prompt_id)
             if entry is not None:
                 return dict(entry)
             if time.monotonic() > deadline:

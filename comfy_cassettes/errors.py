@@ -7,6 +7,7 @@
     ├── ConfigError              a replay/record option is invalid (missing source image, bad port...)
     ├── FaultSpecError           a fault rule is malformed (also a ValueError)
     ├── ClockError               a clock hold point is unknown, or there is nothing to advance (also a ValueError)
+    ├── PatternError             a request-journal pattern or expectation cannot be used (also a ValueError)
     └── RecordError              talking to the upstream ComfyUI failed while recording
 """
 
@@ -54,3 +55,7 @@ class FaultSpecError(ComfyCassettesError, ValueError):
 
 class ClockError(ComfyCassettesError, ValueError):
     """Raised for a hold point the clock does not know, or an advance with nothing to advance."""
+
+
+class PatternError(ComfyCassettesError, ValueError):
+    """Raised for a journal pattern or expectation that cannot be used; the message names the key."""

@@ -14,6 +14,7 @@ import pytest
 import websockets
 from PIL import Image
 
+from comfy_cassettes import ReplayControl
 from comfy_cassettes.cassette import load
 from comfy_cassettes.replay.config import BUNDLED_DIR
 
@@ -224,3 +225,151 @@ def test_history_keeps_only_the_newest_entries_like_comfyui(start_server, monkey
             if ids[-1] in http.get("/history").json():
                 break
         assert list(http.get("/history").json()) == ids[2:]
+
+
+UNRECORDED_SAVE = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 40, "height": 24, "batch_size": 1, "color": 7}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "../outside/x"}},
+}
+
+
+def test_a_prefix_outside_the_output_folder_fails_like_comfyui(start_server) -> None:
+    server = start_server("snapshots")
+    history, events = asyncio.run(ws_lifecycle(server.url, UNRECORDED_SAVE))
+    error = next(e for e in events if e["type"] == "execution_error")["data"]
+    assert error["node_id"] == "3" and error["node_type"] == "SaveImage" and error["exception_type"] == "Exception"
+    assert error["exception_message"].startswith("**** ERROR: Saving image outside the output folder is not allowed.")
+    assert history["status"]["status_str"] == "error" and history["status"]["messages"][-1][0] == "execution_error"
+
+
+def test_a_job_the_engine_cannot_replay_still_ends_for_the_client(start_server) -> None:
+    server = start_server("basic_save")
+
+    def broken(item: Any) -> Any:
+        raise RuntimeError("no plan")
+
+    server.engine._plan = broken  # type: ignore[method-assign]
+    history, events = asyncio.run(ws_lifecycle(server.url, replayable_jobs("basic_save")[0].workflow))
+    assert [e["type"] for e in events][-3:] == ["execution_error", "status", "executing"]
+    assert history["status"]["status_str"] == "error"
+    assert "no plan" in history["status"]["messages"][-1][1]["exception_message"]
+
+
+def test_widget_values_wired_from_other_nodes_still_run(start_server) -> None:
+    server = start_server("snapshots", dynamic=True)
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": ["9", 0], "height": 32, "batch_size": 1, "color": 3}},
+        "9": {"class_type": "PrimitiveInt", "inputs": {"value": 48}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "wired"}},
+    }
+    if "PrimitiveInt" not in (server.engine.object_info() or {}):
+        pytest.skip("the recorded catalogue has no PrimitiveInt")
+    history, _ = asyncio.run(ws_lifecycle(server.url, graph))
+    assert history["status"]["status_str"] == "success"
+    assert history["outputs"]["2"]["images"][0]["filename"] == "wired_00001_.png"
+
+
+def test_load_image_accepts_an_annotated_output_file(start_server) -> None:
+    server = start_server("snapshots", dynamic=True)
+    first, _ = asyncio.run(ws_lifecycle(server.url, {k: v for k, v in UNRECORDED_SAVE.items() if k != "3"} | {
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "made"}}}))
+    name = first["outputs"]["3"]["images"][0]["filename"]
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": f"{name} [output]"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "again"}},
+    }
+    answer = httpx.post(f"{server.url}/prompt", json={"prompt": graph})
+    assert answer.status_code == 200, answer.text
+    missing = {**graph, "1": {"class_type": "LoadImage", "inputs": {"image": "nope.png [output]"}}}
+    refused = httpx.post(f"{server.url}/prompt", json={"prompt": missing}).json()
+    assert refused["node_errors"]["1"]["errors"][0]["type"] == "custom_validation_failed"
+
+
+def test_free_keeps_the_cache_unless_memory_is_freed(start_server) -> None:
+    server = start_server("cached_rerun")
+    workflow = replayable_jobs("cached_rerun")[0].workflow
+
+    def cached_nodes() -> list[str]:
+        _, events = asyncio.run(ws_lifecycle(server.url, workflow))
+        return list(next(e for e in events if e["type"] == "execution_cached")["data"]["nodes"])
+
+    assert cached_nodes() == []
+    httpx.post(f"{server.url}/free", json={"unload_models": True})
+    assert sorted(cached_nodes()) == sorted(workflow)
+    httpx.post(f"{server.url}/free", json={"unload_models": True, "free_memory": True})
+    assert cached_nodes() == []
+
+
+def test_an_interrupt_during_the_recorded_start_up_delay_counts(start_server) -> None:
+    server = start_server("basic_save", timing="recorded", speed=0.25)  # ~1.5 s between POST and execution_start
+    workflow = replayable_jobs("basic_save")[0].workflow
+    with httpx.Client(base_url=server.url) as http:
+        prompt_id = http.post("/prompt", json={"prompt": workflow}).json()["prompt_id"]
+        for _ in range(200):
+            if http.get("/queue").json()["queue_running"]:
+                break
+        http.post("/interrupt", json={"prompt_id": prompt_id})
+        with ReplayControl(server.url) as control:
+            entry = control.wait_for_job(prompt_id, timeout=20)
+    assert entry["status"]["status_str"] == "error"
+    assert entry["status"]["messages"][-1][0] == "execution_interrupted"
+
+
+def test_no_temporary_folder_survives_a_busy_port_or_an_unstarted_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import tempfile
+
+    from comfy_cassettes import ConfigError, ReplayConfig, ReplayServer
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # other workers' servers use the shared /tmp
+
+    def ours() -> set[str]:
+        return {p.name for p in private.glob("comfy-cassettes-*")}
+
+    before = ours()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ConfigError, match="already in use"):
+            ReplayServer(ReplayConfig(port=busy.getsockname()[1]))
+    ReplayServer(ReplayConfig(port=0)).stop()
+    assert ours() == before
+
+
+def test_bad_history_paging_is_comfyuis_500_and_journaled(start_server) -> None:
+    server = start_server("basic_save")
+    answer = httpx.get(f"{server.url}/history", params={"max_items": "many"})
+    assert answer.status_code == 500 and answer.text.startswith("500 Internal Server Error")
+    journal = httpx.get(f"{server.url}/__cassettes__/journal", params={"path": "/history"}).json()["entries"]
+    assert journal[-1]["status"] == 500
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "refused"),
+    [
+        ("127.0.0.1:8189", "http://127.0.0.1:8189", False),
+        ("127.0.0.1:8189", "http://evil.example", True),
+        ("localhost:8189", "http://LOCALHOST:8189", False),
+        ("127.0.0.1:8189", "http://127.0.0.1", False),  # no port on one side: compared without ports
+        ("comfy-mock:8189", "http://app:3000", False),  # not loopback: ComfyUI does not check
+    ],
+)
+def test_origin_check_follows_comfyui(start_server, host: str, origin: str, refused: bool) -> None:
+    server = start_server("basic_save")
+    answer = httpx.get(f"{server.url}/queue", headers={"Host": host, "Origin": origin})
+    assert (answer.status_code == 403) is refused
+
+
+def test_origin_check_covers_the_websocket_upgrade(start_server) -> None:
+    server = start_server("basic_save")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        asyncio.run(_connect(server.url.replace("http://", "ws://") + "/ws", {"Origin": "http://evil.example"}))
+    assert refused.value.response.status_code == 403
+
+
+async def _connect(url: str, headers: dict[str, str]) -> None:
+    async with websockets.connect(url, additional_headers=headers):
+        pass

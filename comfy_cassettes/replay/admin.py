@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import ClockError, FaultSpecError
+from ..errors import ClockError, FaultSpecError, PatternError
 from .engine import ReplayEngine
 from .faults import route_matches
 from .journal import JournalEntry
@@ -37,9 +37,6 @@ from .journal import JournalEntry
 PATTERN_KEYS = {"method", "path", "status", "body_contains", "body_json", "query", "since"}
 EXPECT_KEYS = {"count", "min", "max"}
 
-
-class PatternError(ValueError):
-    """A journal pattern or expectation that cannot be used; the message names the key."""
 
 
 def _contains(container: Any, wanted: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import traceback
 from collections.abc import Awaitable, Callable
@@ -56,9 +57,10 @@ def create_app(engine: ReplayEngine) -> Starlette:
         return Response(status_code=200)
 
     async def get_history(request: Request) -> Response:
+        # ComfyUI int()s both without a check: a bad value is its 500 (the crash handler's answer here).
         q = request.query_params
-        max_items = int(q["max_items"]) if q.get("max_items", "").lstrip("-").isdigit() else None
-        offset = int(q["offset"]) if q.get("offset", "").lstrip("-").isdigit() else -1
+        max_items = int(q["max_items"]) if "max_items" in q else None
+        offset = int(q["offset"]) if "offset" in q else -1
         return reply(Reply.json(engine.history_view(max_items, offset)))
 
     async def get_history_item(request: Request) -> Response:
@@ -162,8 +164,9 @@ def create_app(engine: ReplayEngine) -> Starlette:
                 return
             await ws.close(code or 1011)
 
-        client = await engine.connect(ws.query_params.get("clientId"), send, close)
+        client = None
         try:
+            client = await engine.connect(ws.query_params.get("clientId"), send, close)
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -173,7 +176,8 @@ def create_app(engine: ReplayEngine) -> Starlette:
         except WebSocketDisconnect:
             pass
         finally:
-            engine.disconnect(client)
+            if client is not None:
+                engine.disconnect(client)
 
     routes: list[BaseRoute] = []
     comfy: list[tuple[str, Handler, list[str]]] = [
@@ -221,19 +225,59 @@ def create_app(engine: ReplayEngine) -> Starlette:
 
 
 class OriginCheckMiddleware:
-    """ComfyUI refuses a request whose Origin host differs from Host with an empty 403 (snapshots capture)."""
+    """ComfyUI's origin_only_middleware: on a loopback Host, a request (or WebSocket upgrade) whose Origin
+    names another host gets an empty 403 (snapshots capture); OPTIONS is answered empty."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-            origin, host = headers.get("origin"), headers.get("host")
-            if origin and host and urlsplit(origin).netloc not in (host, "") and origin != "null":
-                await Response(status_code=403)(scope, receive, send)
+        if scope["type"] in ("http", "websocket"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if foreign_origin(headers.get("host"), headers.get("origin")):
+                if scope["type"] == "http":
+                    await Response(status_code=403)(scope, receive, send)
+                else:
+                    await WebSocket(scope, receive, send).send_denial_response(Response(status_code=403))
+                return
+            if scope["type"] == "http" and scope["method"] == "OPTIONS":
+                await Response(status_code=200)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def foreign_origin(host: str | None, origin: str | None) -> bool:
+    """True when ComfyUI would refuse: both headers present, Host on loopback, and the host names differ
+    (ports compared only when both sides carry one)."""
+    if not host or not origin:
+        return False
+    host_domain = host.lower()
+    parsed = urlsplit(origin)
+    origin_domain = parsed.netloc.lower()
+    host_parts = urlsplit("//" + host_domain)
+    if not _is_loopback(host_parts.hostname):
+        return False
+    try:
+        origin_port, host_port = parsed.port, host_parts.port
+    except ValueError:
+        return False
+    if origin_port is None:
+        host_domain = host_parts.hostname or ""
+    if host_port is None:
+        origin_domain = parsed.hostname or ""
+    return bool(host_domain and origin_domain and host_domain != origin_domain)
+
+
+def _is_loopback(hostname: str | None) -> bool:
+    # ComfyUI resolves the name; without DNS here, the loopback names and literal addresses decide.
+    if not hostname:
+        return False
+    if hostname in ("localhost", "localhost.localdomain") or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class JournalMiddleware:
@@ -264,6 +308,9 @@ class JournalMiddleware:
 
         try:
             await self.app(scope, receive_and_keep, send_and_note)
+        except Exception:
+            status = 500  # answered by the crash handler outside this middleware
+            raise
         finally:
             from urllib.parse import parse_qsl
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -36,7 +36,6 @@ class ReplayConfig:
     speed: float = 1.0
     seed: int = 0
     journal_limit: int = 10_000
-    extra: dict[str, str] = field(default_factory=dict)
 
     def validated(self) -> ReplayConfig:
         """This config with paths made absolute, or ConfigError naming the bad option."""
@@ -58,8 +57,9 @@ class ReplayConfig:
                 raise ConfigError(f"{path}: no such cassette")
             else:
                 expanded.append(path)
-        if self.source_image is not None and not Path(self.source_image).is_file():
+        if self.source_image is not None and not Path(self.source_image).expanduser().is_file():
             raise ConfigError(f"--source-image {self.source_image}: no such file")
+
         def absolute(value: Path | None) -> Path | None:
             return Path(value).expanduser().resolve() if value is not None else None
 

@@ -26,11 +26,11 @@ from ..templating import render_value
 from . import plan as planning
 from .clock import Clock
 from .config import ReplayConfig
-from .faults import Faults, JobFault
-from .files import FileRoots, OutputNamer
+from .faults import FaultRule, Faults, JobFault, default_traceback
+from .files import FileRoots, OutputNamer, annotated_path
 from .journal import Journal
 from .outputs import OutputFiles
-from .protocol import CRASH_BODY, CRASH_HEADERS
+from .protocol import CRASH_BODY, CRASH_HEADERS, TERMINAL
 from .sockets import Client, Close, Send, Sockets
 from .validation import execution_order, no_prompt_body, validate_prompt
 
@@ -151,6 +151,10 @@ class ReplayEngine:
     async def stop(self) -> None:
         """Stop the worker and remove the folders this engine created."""
         await self._stop_worker()
+        self.remove_owned_dirs()
+
+    def remove_owned_dirs(self) -> None:
+        """Remove the temporary folders this engine created (safe to call again)."""
         for path in self._owned_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -275,13 +279,14 @@ class ReplayEngine:
         return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     def _input_exists(self, name: str) -> bool:
-        path = (self.roots.input / name).resolve()
-        return path.is_file() and self.roots.input.resolve() in path.parents
+        return annotated_path(self.roots, name) is not None
 
     def _input_size(self, name: str) -> tuple[int, int] | None:
         from PIL import Image
 
-        path = self.roots.input / name.split(" [")[0]
+        path = annotated_path(self.roots, name)
+        if path is None:
+            return None
         try:
             with Image.open(path) as img:
                 return int(img.width), int(img.height)
@@ -345,8 +350,8 @@ class ReplayEngine:
             self.interrupt_requested = True
 
     def free(self, body: Any) -> None:
-        """POST /free: unloading models also drops the execution cache."""
-        if isinstance(body, dict) and (body.get("free_memory") or body.get("unload_models")):
+        """POST /free: ``free_memory`` drops the execution cache; ``unload_models`` alone keeps it (main.py)."""
+        if isinstance(body, dict) and body.get("free_memory"):
             self.node_cache.clear()
 
     # ------------------------------------------------------------ websocket
@@ -410,8 +415,7 @@ class ReplayEngine:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken run must not stop the queue
-                self.journal.error(f"job {item.prompt_id} failed in the replay engine: {exc!r}")
-                self.running = None
+                await self._abort(item, exc)
 
     def _cached_nodes(self, item: QueueItem, order: Sequence[str]) -> list[str]:
         sigs = planning.signatures(item.workflow)
@@ -431,8 +435,10 @@ class ReplayEngine:
             return planning.resume_interrupted(job, synthetic)
         return planning.from_job(job, item.workflow, self._input_size)
 
-    def _bind(self, item: QueueItem, plan: planning.Plan) -> dict[str, Any]:
-        """Values for the job's placeholders: ids, number, and output names by ComfyUI's rule."""
+    def _bind(self, item: QueueItem, plan: planning.Plan) -> tuple[dict[str, Any], list[JobFault]]:
+        """Values for the job's placeholders (ids, number, output names by ComfyUI's rule), and the save
+        nodes that will fail because their prefix leads outside the output folder."""
+        failures: list[JobFault] = []
         bindings: dict[str, Any] = {"prompt_id": item.prompt_id, "number": item.number, "client_id": item.client_id or ""}
         sigs = planning.signatures(item.workflow)
         by_node: dict[str, list[OutputImage]] = {}
@@ -444,11 +450,17 @@ class ReplayEngine:
             if node in plan.cached and previous:
                 names = [(p["filename"], p["subfolder"]) for p in previous.get("images", [])]
             else:
-                names = self._allocate(item, node, images)
+                try:
+                    names = self._allocate(item, node, images)
+                except ValueError as refused:
+                    # SaveImage raises when it runs (error_execution capture: "Saving image outside ...").
+                    rule = FaultRule(id="save", kind="execution_error", exception_type="Exception", exception_message=str(refused) + "\n")
+                    failures.append(JobFault("execution_error", node, rule))
+                    continue
             for image, (filename, subfolder) in zip(images, names):
                 bindings[f"out.{node}.{image.index}.filename"] = filename
                 bindings[f"out.{node}.{image.index}.subfolder"] = subfolder
-        return bindings
+        return bindings, failures
 
     def _allocate(self, item: QueueItem, node: str, images: list[OutputImage]) -> list[tuple[str, str]]:
         first = images[0]
@@ -469,12 +481,13 @@ class ReplayEngine:
     async def _run(self, item: QueueItem) -> None:
         await asyncio.sleep(0)  # let handlers in between jobs
         plan = self._plan(item)
-        bindings = self._bind(item, plan)
-        # Taken by the worker: /queue shows it running through the recorded start-up delay too.
+        bindings, failures = self._bind(item, plan)
+        # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
+        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
         self.running = item
         item.state = JobState.RUNNING
-        await self._pause(plan.queued_for)
         self.interrupt_requested = False
+        await self._pause(plan.queued_for)
         self.last_client = item.client_id
         await self._send_status()  # awaited: ordered before the job's events, as in every capture
         messages: list[list[Any]] = []
@@ -483,7 +496,7 @@ class ReplayEngine:
         status = "success"
         previous_t = 0.0
         current: str | None = None
-        pending = self._fault_targets(item, plan)
+        pending = self._fault_targets(item, plan, failures)
         for event in plan.events:
             await self._pause(event.t - previous_t)
             previous_t = event.t
@@ -492,7 +505,7 @@ class ReplayEngine:
                 continue
             kind = str(event.type)
             data = render_value(event.data, {**bindings, "now_ms": int(time.time() * 1000)})
-            if kind in planning.TERMINAL and pending:
+            if kind in TERMINAL and pending:
                 # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
                 fired = await self._fire_faults(item, plan, current, executed, pending, messages, at_end=True)
                 if fired is not None:
@@ -511,9 +524,9 @@ class ReplayEngine:
                 node = str(data.get("node"))
                 outputs[node] = data.get("output")
                 self._materialize(plan, node, data.get("output"))
-            if kind in ("execution_start", "execution_cached") or kind in planning.TERMINAL:
+            if kind in ("execution_start", "execution_cached") or kind in TERMINAL:
                 messages.append([kind, data])
-            if kind in planning.TERMINAL:
+            if kind in TERMINAL:
                 status = kind.removeprefix("execution_")
             await self._emit(item, kind, data)
             if kind != "executing" or not isinstance(data, dict) or data.get("node") is None:
@@ -557,12 +570,14 @@ class ReplayEngine:
 
     # ------------------------------------------------------------ forced faults (faults.py)
 
-    def _fault_targets(self, item: QueueItem, plan: planning.Plan) -> dict[str, tuple[JobFault, str | None]]:
+    def _fault_targets(
+        self, item: QueueItem, plan: planning.Plan, failures: Sequence[JobFault] = ()
+    ) -> dict[str, tuple[JobFault, str | None]]:
         """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
         ran = [str(e.data["node"]) for e in plan.events
                if e.type == "executing" and isinstance(e.data, dict) and e.data.get("node") is not None]
         targets: dict[str, tuple[JobFault, str | None]] = {}
-        for fault in item.faults:
+        for fault in [*item.faults, *failures]:
             default = (ran[0] if fault.kind == "ws_disconnect" else ran[-1]) if ran else None
             targets[fault.kind] = (fault, fault.node or default)
         return targets
@@ -594,6 +609,27 @@ class ReplayEngine:
             return "error"
         return None
 
+    async def _abort(self, item: QueueItem, exc: Exception) -> None:
+        """A run the engine itself could not complete still ends like a failed ComfyUI job, so no client waits
+        forever: an error entry in history, ``execution_error``, the status, ``executing`` null."""
+        self.journal.error(f"job {item.prompt_id} failed in the replay engine: {exc!r}")
+        error: dict[str, Any] = {
+            "prompt_id": item.prompt_id, "node_id": self.last_node, "node_type": None, "executed": [],
+            "exception_message": f"comfy-cassettes could not replay this job: {exc!r}", "exception_type": type(exc).__name__,
+            "traceback": default_traceback(None, type(exc).__name__, str(exc)), "current_inputs": {}, "current_outputs": [],
+            "timestamp": int(time.time() * 1000),
+        }
+        self.history[item.prompt_id] = {
+            "prompt": item.as_list(), "outputs": {}, "meta": {},
+            "status": {"status_str": "error", "completed": False, "messages": [["execution_error", error]]},
+        }
+        item.state = JobState.DONE
+        self.running = None
+        await self._emit(item, "execution_error", error)
+        await self._send_status()
+        await self._emit(item, "executing", {"node": None, "prompt_id": item.prompt_id})
+        self.clock.job_finished(item.prompt_id, "error")
+
     def _finish(
         self, item: QueueItem, plan: planning.Plan, bindings: dict[str, Any], status: str,
         messages: list[list[Any]], outputs: dict[str, Any], executed: list[str],
@@ -619,12 +655,11 @@ class ReplayEngine:
             self.history.popitem(last=False)
         item.state = JobState.DONE
         self.running = None
-        if status in ("success", "error", "interrupted"):
-            sigs = planning.signatures(item.workflow)
-            done = set(executed) | set(plan.cached) | (set(outputs) if success else set())
-            if success:
-                done |= {n for n in item.workflow if n in sigs}
-            self.node_cache = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+        sigs = planning.signatures(item.workflow)
+        done = set(executed) | set(plan.cached) | (set(outputs) if success else set())
+        if success:
+            done |= {n for n in item.workflow if n in sigs}
+        self.node_cache = {sigs[n]: outputs.get(n) for n in done if n in sigs}
 
     # ------------------------------------------------------------ files
 

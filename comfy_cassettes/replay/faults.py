@@ -27,7 +27,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from ..errors import FaultSpecError
-from .protocol import CRASH_BODY, CRASH_HEADERS
+from .protocol import CRASH_BODY, CRASH_HEADERS, is_link
 
 HTTP_KINDS = ("delay", "status", "drop")
 JOB_KINDS = ("execution_error", "execution_interrupted", "ws_disconnect")
@@ -180,7 +180,10 @@ def parse_rule(spec: Any, rule_id: str) -> FaultRule:
             raise FaultSpecError(f"{where}: 'traceback' must be a list of strings")
         rule.traceback = list(traceback)
     if spec.get("code") is not None:
-        rule.code = int(spec["code"])
+        code = spec["code"]
+        if not isinstance(code, int) or isinstance(code, bool) or not 1000 <= code <= 4999:
+            raise FaultSpecError(f"{where}: 'code' must be a WebSocket close code 1000-4999, got {code!r}")
+        rule.code = code
     return rule
 
 
@@ -246,7 +249,7 @@ class JobFault:
         inputs = node.get("inputs", {}) if isinstance(node, Mapping) else {}
         # ComfyUI formats each input list: plain values as they are, anything else (tensors) as str().
         current_inputs = {
-            name: ["tensor(...)" if _is_link(value) else value if isinstance(value, (str, int, float, bool)) or value is None else str(value)]
+            name: ["tensor(...)" if is_link(value) else value if isinstance(value, (str, int, float, bool)) or value is None else str(value)]
             for name, value in inputs.items()
         }
         traceback = self.rule.traceback if self.rule.traceback is not None else default_traceback(node_type, self.rule.exception_type, self.rule.exception_message)
@@ -256,10 +259,6 @@ class JobFault:
             "traceback": traceback, "current_inputs": current_inputs, "current_outputs": list(current_outputs),
             "timestamp": int(time.time() * 1000),
         }
-
-
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def default_traceback(node_type: str | None, exception_type: str, message: str) -> list[str]:

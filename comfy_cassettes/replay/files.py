@@ -20,6 +20,7 @@ from PIL import Image
 
 __all__ = [
     "FileRoots",
+    "annotated_path",
     "OutputName",
     "OutputNamer",
     "UploadResult",
@@ -95,7 +96,6 @@ class OutputNamer:
         self._roots = roots
         self._rng = rng
         self._lock = threading.Lock()
-        self._handed_out: dict[str, set[str]] = {}
         # (folder, basename) -> (folder mtime_ns when scanned, 1 + highest counter then): listing and parsing a
         # folder of thousands of outputs for every job made naming grow with the folder.
         self._scanned: dict[tuple[str, str], tuple[int, int]] = {}
@@ -121,7 +121,6 @@ class OutputNamer:
     def reset(self) -> None:
         """Forget the names handed out so far; files on disk still count."""
         with self._lock:
-            self._handed_out.clear()
             self._scanned.clear()
             self._next.clear()
 
@@ -146,14 +145,12 @@ class OutputNamer:
                 f"\n         commonpath: {common}"
             )
         with self._lock:
-            handed_out = self._handed_out.setdefault(folder, set())
             counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
             names = []
             for batch_number in range(count):
                 # %batch_num% is replaced after the counter was computed, so such files never match
                 # the basename and the counter restarts at 1 on every run, overwriting (ComfyUI does this).
                 filename = f"{basename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-                handed_out.add(filename)
                 names.append(OutputName(filename, subfolder, type_name))
                 counter += 1
             if "%batch_num%" not in basename:
@@ -409,6 +406,18 @@ def _list_dir(folder: str) -> list[str]:
         return os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def annotated_path(roots: FileRoots, name: str, *, default: str = "input") -> Path | None:
+    """The file a node input such as ``"x.png"`` or ``"sub/x.png [output]"`` names, or None when it is not a
+    file inside its folder (folder_paths.get_annotated_filepath, as LoadImage's validation uses it)."""
+    bare, tag = _split_annotation(name)
+    base = _dir_for_type(roots, tag or default)
+    if base is None or not bare:
+        return None
+    root = base.resolve()
+    path = (root / bare).resolve()
+    return path if path.is_file() and root in path.parents else None
 
 
 def _split_annotation(name: str) -> tuple[str, str | None]:

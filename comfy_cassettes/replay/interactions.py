@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -70,7 +72,8 @@ class InteractionIndex:
         response = rec.interaction["response"]
         body = interaction_body(rec.cassette, response.get("body"))
         if b"{{" in body:
-            body = render_text(body.decode("utf-8"), {}).encode("utf-8")
+            now: dict[str, str | int | float] = {"now_ms": int(time.time() * 1000), "http_date": formatdate(usegmt=True)}
+            body = render_text(body.decode("utf-8"), now).encode("utf-8")
         headers = {k: v[0] if isinstance(v, list) else str(v) for k, v in (response.get("headers") or {}).items() if k.lower() not in _SKIP_HEADERS}
         return Answer(int(response["status"]["code"]), body, headers, f"cassette {rec.cassette.path.name if rec.cassette.path else ''}: {rec.describe()}")
 

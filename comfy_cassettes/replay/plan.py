@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cassette import Job, OutputImage, WsEvent
+from .protocol import is_link
 
 OUTPUT_CLASSES = {"SaveImage": "output", "PreviewImage": "temp", "SaveImageWebsocket": None}
 # Inputs that vary per run without changing what the server does: never used to tell recordings apart.
 VOLATILE_INPUTS = {"seed", "noise_seed", "text", "filename_prefix"}
 # Inputs that decide how many images come out: a recording with other values would replay the wrong count.
 COUNT_INPUTS = {"batch_size", "amount", "length"}
-TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,6 @@ class Plan:
     @property
     def synthetic(self) -> bool:
         return self.job is None
-
-
-def is_link(value: Any) -> bool:
-    """ComfyUI links are ``[source_node_id, output_index]``."""
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def structure(workflow: Mapping[str, Any]) -> str:
@@ -142,19 +137,25 @@ def image_size(workflow: Mapping[str, Any], node_id: str, input_size: Any = None
     upstream = next((v for k, v in inputs.items() if is_link(v) and k in ("image", "images", "pixels", "samples")), None)
     w, h, b = image_size(workflow, upstream[0], input_size) if upstream else (512, 512, 1)
     if cls in ("EmptyImage", "EmptyLatentImage", "EmptySD3LatentImage"):
-        return int(inputs.get("width", 512)), int(inputs.get("height", 512)), int(inputs.get("batch_size", 1))
+        return _number(inputs.get("width"), 512), _number(inputs.get("height"), 512), _number(inputs.get("batch_size"), 1)
     if cls in ("ImageScale", "LatentUpscale"):
-        return int(inputs.get("width", w)) or w, int(inputs.get("height", h)) or h, b
+        return _number(inputs.get("width"), w) or w, _number(inputs.get("height"), h) or h, b
     if cls in ("ImageScaleBy", "LatentUpscaleBy"):
-        f = float(inputs.get("scale_by", 1.0))
+        f = _number(inputs.get("scale_by"), 1.0, float)
         return max(1, round(w * f)), max(1, round(h * f)), b
     if cls == "LoadImage" and callable(input_size):
         size = input_size(str(inputs.get("image", "")))
         if size:
             return int(size[0]), int(size[1]), 1
-    if cls == "VAEDecode" and upstream:
-        return w, h, b
     return w, h, b
+
+
+def _number(value: Any, fallback: Any, kind: type = int) -> Any:
+    """A widget's number; a value wired from another node (a primitive) is unknown here: ``fallback``."""
+    try:
+        return kind(value) if value is not None and not is_link(value) else fallback
+    except (TypeError, ValueError):
+        return fallback
 
 
 def synthesize(

@@ -50,9 +50,15 @@ class ReplayServer:
     """
 
     def __init__(self, config: ReplayConfig, *, log_level: str = "warning") -> None:
-        self.engine = build_engine(config)
+        config = config.validated()
+        # The port first: a busy port must not leave the engine's temporary folders behind.
+        self.socket = bind_socket(config.host, config.port)
+        try:
+            self.engine = build_engine(config)
+        except BaseException:
+            self.socket.close()
+            raise
         self.config = self.engine.config
-        self.socket = bind_socket(self.config.host, self.config.port)
         self.port: int = self.socket.getsockname()[1]
         uv_config = uvicorn.Config(
             create_app(self.engine), log_level=log_level, lifespan="on", server_header=False,
@@ -91,6 +97,7 @@ class ReplayServer:
             self._thread.join(10)
             self._thread = None
         self.socket.close()
+        self.engine.remove_owned_dirs()  # also when the server never started
 
     def __enter__(self) -> ReplayServer:
         return self.start()

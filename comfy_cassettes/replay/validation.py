@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .protocol import is_link
+
 __all__ = ["ValidationResult", "execution_order", "no_prompt_body", "validate_prompt"]
 
 _Error = dict[str, Any]
@@ -153,7 +155,7 @@ def execution_order(
             blockers[node_id] = set()
             blocking[node_id] = {}
             for value in prompt[node_id]["inputs"].values():
-                if _is_link(value):
+                if is_link(value):
                     stack.append(value[0])
                     links.append((value[0], node_id))
         for source, target in links:
@@ -282,14 +284,6 @@ def _error(kind: str, message: str, details: str, extra_info: dict[str, Any]) ->
     return {"type": kind, "message": message, "details": details, "extra_info": extra_info}
 
 
-def _is_link(value: Any) -> bool:
-    """comfy_execution.graph_utils.is_link: ``[str node id, int|float slot]``."""
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], (int, float))
-    )
 
 
 def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any) -> list[str]:
@@ -484,7 +478,7 @@ class _Validator:
         value = inputs[name]
         if isinstance(value, dict) and "__value__" in value:
             value = value["__value__"]
-        elif _is_link(value):
+        elif is_link(value):
             value = None
         if not isinstance(value, str):
             no_method = AttributeError(f"'{type(value).__name__}' object has no attribute 'endswith'")
