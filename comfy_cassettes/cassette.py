@@ -14,8 +14,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import re
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,15 @@ from typing import Any
 import yaml
 
 from .errors import CassetteError, CassetteExistsError
-from .templating import is_valid_name, names_in
+from .templating import PLACEHOLDER, ROOTS, is_valid_name, names_in
 
 FORMAT = 1
 BLOB_DIR = "blobs"
 INLINE_LIMIT = 64 * 1024  # bodies above this go to a sidecar blob, keeping YAML diffable
 JOB_STATES = ("success", "error", "interrupted", "rejected", "unfinished")
 
-_NAMES = re.compile(r"\{\{([^{}]*)\}\}")
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's loader when PyYAML was built with it (several times faster), the pure-Python one otherwise.
+YAML_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -134,7 +133,7 @@ def load(path: str | os.PathLike[str]) -> Cassette:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -166,7 +165,7 @@ def from_dict(data: Any, path: Path | None = None, *, text: str | None = None) -
     check.type(recorded, dict, "comfy.recorded")
     cassette = Cassette(path=path, interactions=tuple(interactions), jobs=jobs, recorded=recorded)
     # One pass over the text finds every name; the key-by-key walk that names the key runs only on a bad one.
-    if text is None or any(not is_valid_name(n) for n in _NAMES.findall(text)):
+    if text is None or any(not is_valid_name(n) for n in PLACEHOLDER.findall(text)):
         check.placeholders(data, "")
     check.blobs(cassette)
     return cassette
@@ -278,7 +277,7 @@ class _Checker:
         elif isinstance(value, str) and "{{" in value:
             for name in names_in(value):
                 if not is_valid_name(name):
-                    self.fail(key, f"unknown placeholder {{{{{name}}}}} (cassettes allow only the documented names)")
+                    self.fail(key, f"unknown placeholder {{{{{name}}}}} ({{{{...}}}} starting with {'/'.join(ROOTS)} must use a documented name)")
 
     def blobs(self, cassette: Cassette) -> None:
         for key, ref in self.refs:
@@ -324,10 +323,7 @@ def save(document: dict[str, Any], path: str | os.PathLike[str], *, overwrite: b
 
 def _atomic_write(path: Path, data: bytes, *, overwrite: bool) -> None:
     """Write via a temp file in the same folder; a crash leaves the old file whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a cassette is a shared file like any other
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -345,3 +341,19 @@ def _atomic_write(path: Path, data: bytes, *, overwrite: bool) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new hidden file beside ``path``, opened for writing.
+
+    Not ``mkstemp``: its files are 0600, and a cassette is a shared file like any other. Created 0666, the
+    kernel applies the process umask itself; reading the umask means setting it, which races with other threads
+    (the proxy saves from a worker thread while it serves).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue

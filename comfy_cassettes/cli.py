@@ -75,13 +75,16 @@ def import_(
     sources: Annotated[list[Path], typer.Argument(help="HAR files exported from a browser or a recorder.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Cassette to write (blobs go beside it).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing cassette.")] = False,
+    scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
+    scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
 ) -> None:
-    """Turn HTTP Archives (with WebSocket frames) into one templated cassette."""
+    """Turn HTTP Archives (with WebSocket frames) into one templated cassette, secrets scrubbed."""
     from .cassette import load
     from .importer import import_har
+    from .record.scrub import Scrubber
 
     try:
-        path = import_har(sources, output, overwrite=force)
+        path = import_har(sources, output, overwrite=force, scrubber=Scrubber().with_extra(scrub_header or (), scrub_key or ()))
         cassette = load(path)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None

@@ -11,6 +11,10 @@ are shared files). Names:
 
 ``number`` and ``now_ms`` are integers: inside a JSON structure they are stored as the string ``"{{number}}"``
 and rendered back to an int; inside JSON text they appear bare (``"number": {{number}}``).
+
+Only ``{{...}}`` starting with one of the grammar's roots (:data:`ROOTS`) is a placeholder; any other (a prompt
+such as ``"a {{style}} portrait"``, a templating node's input) is recorded data and stays literal text. Inside
+the namespace the grammar is closed: ``{{prompt_idd}}`` or ``{{out.2.filename}}`` is an error, not text.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_.]*)\}\}")
+ROOTS = ("prompt_id", "client_id", "number", "now_ms", "http_date", "out", "job", "sid")
+# A name in our namespace, valid or not: validation rejects the invalid ones, rendering fills the valid ones.
+PLACEHOLDER = re.compile(r"\{\{((?:" + "|".join(ROOTS) + r")[^{}]*)\}\}")
 _NAME = re.compile(
     r"^(?:prompt_id|client_id|number|now_ms|http_date"
     r"|out\.[^.{}]+\.\d+\.(?:filename|subfolder)"
     r"|job\.\d+\.(?:prompt_id|number|out\.[^.{}]+\.\d+\.(?:filename|subfolder))"
     r"|sid\.\d+)$"
 )
+_QUOTED = re.compile('"(' + PLACEHOLDER.pattern + ')"')
 INT_NAMES = re.compile(r"^(?:number|now_ms|job\.\d+\.number)$")
 
 Bindings = Mapping[str, "str | int | float"]
@@ -46,7 +53,7 @@ def placeholder(name: str) -> str:
 
 
 def names_in(value: Any) -> Iterator[str]:
-    """Every placeholder name used anywhere inside a string or a JSON-like structure."""
+    """Every name in our namespace used anywhere inside a string or a JSON-like structure (invalid ones too)."""
     if isinstance(value, str):
         for match in PLACEHOLDER.finditer(value):
             yield match.group(1)
@@ -109,7 +116,7 @@ def dumps_templated(value: Any, *, compact: bool = False) -> str:
     def unquote(match: re.Match[str]) -> str:
         return match.group(1) if INT_NAMES.match(match.group(2)) else match.group(0)
 
-    return re.sub(r'"(\{\{([A-Za-z_][A-Za-z0-9_.]*)\}\})"', unquote, text)
+    return _QUOTED.sub(unquote, text)
 
 
 class Templater:

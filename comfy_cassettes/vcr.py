@@ -11,7 +11,7 @@ pytest-recording users get all of it from the plugin (``pytest_recording_configu
 Loading renders every ``{{placeholder}}`` with stable fake values per recorded job, so the prompt_id a
 replayed ``POST /prompt`` answers is the one the next ``GET /history/<id>`` expects, and the filenames the
 history lists are the ones ``/view`` serves. Saving turns what vcrpy recorded into a RawSession and writes it
-as a templated cassette (record/build.py), so a cassette recorded in-process also replays in ``serve``.
+as a templated, scrubbed cassette (record/build.py), so a cassette recorded in-process also replays in ``serve``.
 """
 
 from __future__ import annotations
@@ -35,28 +35,26 @@ from vcr.request import Request  # type: ignore[import-untyped]
 from vcr.serialize import deserialize  # type: ignore[import-untyped]
 
 from . import cassette as cassette_io
-from .cassette import BlobStore, Cassette, Job
+from .cassette import YAML_LOADER, BlobStore, Cassette, Job
 from .record.build import build_cassette
-from .record.session import HttpExchange, RawSession
+from .record.scrub import DEFAULT_HEADERS, Scrubber
+from .record.session import TRANSFER_HEADERS, HttpExchange, RawSession, json_or_none
 from .replay.config import ADMIN_PREFIX, BUNDLED_DIR
 from .replay.files import FileRoots, OutputNamer
 from .replay.interactions import normalize
+from .replay.protocol import TERMINAL
 from .replay.validation import execution_order
 from .templating import PLACEHOLDER, json_escape, names_in, render_text, url_escape
 
 MATCH_ON = ("method", "comfy_path", "comfy_query", "comfy_body")
-# Scrubbed from recorded requests (vcrpy's filter_headers); Set-Cookie is dropped from responses.
-SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key", "comfy-user")
 # Top-level JSON keys whose values change on every run (client ids, prompt ids chosen by the client).
 VOLATILE_KEYS = ("client_id", "prompt_id")
-# Workflow inputs ignored when matching a submitted prompt: a new seed is the same request.
-VOLATILE_INPUTS = ("seed", "noise_seed")
+# Workflow inputs comfy_body ignores: a new seed is the same request (replay's plan ignores more to pick a job).
+SEED_INPUTS = ("seed", "noise_seed")
 _COMFY_ROUTES = {
     "prompt", "history", "queue", "view", "object_info", "system_stats", "upload", "interrupt", "free",
     "features", "embeddings", "extensions", "models", "userdata", "settings", "view_metadata", "ws",
 }
-_TRANSFER_HEADERS = {"content-length", "content-encoding", "transfer-encoding"}
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def bundled_cassette(name: str) -> str:
@@ -72,25 +70,27 @@ def vcr_config() -> dict[str, Any]:
     """Our defaults as ``vcr.use_cassette`` keywords (what pytest-recording's ``vcr_config`` returns)."""
     return {
         "match_on": MATCH_ON,
-        "filter_headers": SECRET_HEADERS,
+        # vcrpy drops these before anything else sees them; build_cassette scrubs our cassettes again, bodies too.
+        "filter_headers": DEFAULT_HEADERS,
         "before_record_request": skip_admin_requests,
         "before_record_response": drop_set_cookie,
         "decode_compressed_response": True,
     }
 
 
-def configure_vcr(vcr: Any, *, seed: int = 0) -> None:
+def configure_vcr(vcr: Any, *, seed: int = 0, scrubber: Scrubber | None = None) -> None:
     """Register our matchers and persister on a ``vcr.VCR`` and make :func:`vcr_config` its defaults.
 
     Keeps the extra cassettes pytest-recording's persister was given (``@pytest.mark.vcr("a.yaml")``).
-    Keywords passed to ``use_cassette`` (a user's ``vcr_config``) still override these defaults.
+    Keywords passed to ``use_cassette`` (a user's ``vcr_config``) still override these defaults. ``scrubber``
+    says what to remove from ComfyUI cassettes before they are written (default :class:`Scrubber`).
     """
     for matcher in (comfy_path, comfy_query, comfy_body):
         vcr.register_matcher(matcher.__name__, matcher)
     extra = [str(p) for p in getattr(vcr.persister, "extra_paths", []) or []]
-    vcr.register_persister(ComfyPersister(extra, seed=seed))
+    vcr.register_persister(ComfyPersister(extra, seed=seed, scrubber=scrubber))
     vcr.match_on = MATCH_ON
-    vcr.filter_headers = SECRET_HEADERS
+    vcr.filter_headers = DEFAULT_HEADERS
     vcr.before_record_request = skip_admin_requests
     vcr.before_record_response = drop_set_cookie
     vcr.decode_compressed_response = True
@@ -188,7 +188,7 @@ def comfy_body(r1: Request, r2: Request) -> None:
     a, b = _body_bytes(r1), _body_bytes(r2)
     if a == b:
         return
-    ja, jb = _json_or_none(a), _json_or_none(b)
+    ja, jb = json_or_none(a), json_or_none(b)
     if ja is not None and jb is not None:
         sa, sb = stable_json(ja), stable_json(jb)
         if sa != sb:
@@ -212,7 +212,7 @@ def stable_json(value: Any) -> Any:
     if isinstance(prompt, dict):
         out["prompt"] = {
             node_id: (
-                {**node, "inputs": {k: v for k, v in node["inputs"].items() if k not in VOLATILE_INPUTS}}
+                {**node, "inputs": {k: v for k, v in node["inputs"].items() if k not in SEED_INPUTS}}
                 if isinstance(node, dict) and isinstance(node.get("inputs"), dict)
                 else node
             )
@@ -230,15 +230,6 @@ def _body_bytes(request: Request) -> bytes:
     if body is None:
         return b""
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
-
-
-def _json_or_none(data: bytes) -> Any:
-    if not data or data[:1] not in (b"{", b"["):
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def _json_diff(got: Any, recorded: Any) -> str:
@@ -261,12 +252,14 @@ class ComfyPersister:
     """vcrpy persister: loads our cassettes (rendered) and plain vcrpy ones; saves ComfyUI traffic in our format.
 
     ``extra_paths`` are more cassettes to load with the one vcrpy names (pytest-recording's
-    ``@pytest.mark.vcr("other.yaml")``); saving writes only the named one, as pytest-recording does.
+    ``@pytest.mark.vcr("other.yaml")``); saving writes only the named one, as pytest-recording does, scrubbed by
+    ``scrubber`` (default :class:`Scrubber`).
     """
 
-    def __init__(self, extra_paths: Sequence[str] = (), *, seed: int = 0) -> None:
+    def __init__(self, extra_paths: Sequence[str] = (), *, seed: int = 0, scrubber: Scrubber | None = None) -> None:
         self.extra_paths = list(extra_paths)
         self.seed = seed
+        self.scrubber = scrubber
 
     def load_cassette(self, cassette_path: str | Path, serializer: Any) -> tuple[Any, ...]:
         renderer = _Renderer(self.seed)
@@ -282,7 +275,7 @@ class ComfyPersister:
                 continue
             found = True
             try:
-                data = yaml.load(text, Loader=_Loader)
+                data = yaml.load(text, Loader=YAML_LOADER)
             except yaml.YAMLError:
                 data = None
             if isinstance(data, dict) and "comfy" in data:
@@ -309,7 +302,7 @@ class ComfyPersister:
             FilesystemPersister.save_cassette(cassette_path, cassette_dict, serializer)
             return
         path = Path(cassette_path)
-        document = build_cassette(session, BlobStore(path.parent), recorded={"recorder": "vcrpy"})
+        document = build_cassette(session, BlobStore(path.parent), recorded={"recorder": "vcrpy"}, scrubber=self.scrubber)
         for job in document["comfy"]["jobs"]:
             if not job.get("ws") and job.get("history"):
                 job["ws"] = timeline_from_history(job)
@@ -339,7 +332,7 @@ def timeline_from_history(job: Mapping[str, Any]) -> list[dict[str, Any]]:
         order = execution_order(job["workflow"], list(job.get("outputs_to_execute") or outputs))
     except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs
         order = list(outputs)
-    terminal = [[k, d] for k, d in messages if k in ("execution_success", "execution_error", "execution_interrupted")]
+    terminal = [[k, d] for k, d in messages if k in TERMINAL]
     failed_at = str(terminal[-1][1].get("node_id")) if terminal and isinstance(terminal[-1][1], dict) and terminal[-1][0] != "execution_success" else None
     for node in order:
         if node in cached:
@@ -480,7 +473,7 @@ class _Renderer:
             "headers": {
                 k: [render_text(str(v), bindings) for v in _listed(values)]
                 for k, values in (raw_response.get("headers") or {}).items()
-                if k.lower() not in _TRANSFER_HEADERS
+                if k.lower() not in TRANSFER_HEADERS
             },
             "body": {"string": content},
         }

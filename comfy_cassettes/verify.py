@@ -21,12 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .cassette import BlobStore, Cassette, Job, WsEvent, from_dict, load
-from .record.build import build_cassette
+from .record.build import build_cassette, job_exchanges
 from .record.live import JobRun, LiveSocket, RecordingClient
-from .record.session import HttpExchange
+from .record.session import HttpExchange, RawSession
 from .templating import INT_NAMES, PLACEHOLDER, render_text, url_escape
-
-_PROMPT_PATHS = ("/prompt", "/api/prompt")
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,7 @@ class _Driver:
             await self._settle(method, parts.path, item["response"])
             values = self._bindings(job)
             path = render_text(parts.path, values, url_escape) + ("?" + render_text(parts.query, values, url_escape) if parts.query else "")
-            if "{{" in path:
+            if PLACEHOLDER.search(path):
                 self.report.notes.append(f"{method} {parts.path}: names a job that did not run live")
                 return
             self.pairs.append((i, await self.client.request("GET", path)))
@@ -209,7 +207,7 @@ class _Driver:
         """Re-send a small JSON POST (delete by id, targeted interrupt) with the live job ids filled in."""
         raw = request.get("body")
         text = render_text(str(raw), values, lambda v: json.dumps(v)[1:-1]) if raw else ""
-        if "{{" in text:
+        if PLACEHOLDER.search(text):
             self.report.notes.append(f"POST {path}: names a job that did not run live")
             return
         headers = {"Content-Type": "application/json"} if text else {}
@@ -379,7 +377,7 @@ async def _verify(recorded: Cassette, server: str, timeout: float, report: Verif
         document = build_cassette(session, BlobStore(Path(folder)))
         live = from_dict(document, Path(folder) / "live.yaml")
     report.requests = len(driver.pairs)
-    _compare_jobs(recorded, live, driver.job_pairs, _live_jobs(session.exchanges), report)
+    _compare_jobs(recorded, live, driver.job_pairs, _live_jobs(session), report)
     index = {id(x): n for n, x in enumerate(session.exchanges)}
     for old_index, exchange in driver.pairs:
         old, new = recorded.interactions[old_index], live.interactions[index[id(exchange)]]
@@ -387,15 +385,9 @@ async def _verify(recorded: Cassette, server: str, timeout: float, report: Verif
     return report
 
 
-def _live_jobs(exchanges: list[HttpExchange]) -> dict[int, int]:
-    """Which live exchanges became jobs, by position: the rule build_cassette uses to find jobs."""
-    found: dict[int, int] = {}
-    for x in exchanges:
-        if x.method == "POST" and x.path.rstrip("/") in _PROMPT_PATHS and x.status in (200, 400):
-            body = x.request_json()
-            if isinstance(body, dict) and isinstance(body.get("prompt"), dict) and isinstance(x.response_json(), dict):
-                found[id(x)] = len(found)
-    return found
+def _live_jobs(session: RawSession) -> dict[int, int]:
+    """Which live exchanges became jobs: ``id(exchange)`` to the job's index in the document built from ``session``."""
+    return {id(x): k for k, x in enumerate(job_exchanges(session))}
 
 
 def _compare_jobs(recorded: Cassette, live: Cassette, pairs: list[tuple[int, HttpExchange]], live_jobs: dict[int, int], report: VerifyReport) -> None:
@@ -473,7 +465,7 @@ def _short(uri: str) -> str:
 
 
 def _str_or_none(value: Any) -> str | None:
-    return None if value in (None, "None") else str(value)
+    return None if value is None else str(value)
 
 
 def render_report(report: VerifyReport) -> None:

@@ -20,3 +20,15 @@ comfy-cassettes import \
   "$SESSIONS/cached_rerun/session.har" "$SESSIONS/error_execution/session.har" \
   "$SESSIONS/ws_binary_with_metadata/session.har" \
   -o "$OUT/comfyui.yaml"
+# Content-addressed blobs no cassette in the folder refers to any more (a re-import changed them).
+python3 - "$OUT" <<'PY'
+import pathlib, re, sys
+out = pathlib.Path(sys.argv[1])
+used = set()
+for cassette in out.glob("*.yaml"):
+    used.update(re.findall(r"blobs/([0-9a-f]{64}\.\w+)", cassette.read_text()))
+for blob in (out / "blobs").iterdir():
+    if blob.name not in used:
+        blob.unlink()
+        print(f"removed unused {blob.name}")
+PY

@@ -18,10 +18,13 @@ from comfy_cassettes.errors import CassetteError, CassetteExistsError, ImportFor
 from comfy_cassettes.importer import import_har
 from comfy_cassettes.record.build import build_cassette
 from comfy_cassettes.record.har import read_har
+from comfy_cassettes.record.session import RawSession
 from comfy_cassettes.templating import Templater, dumps_templated, render_text, render_value
+from comfy_cassettes.vcr import ComfyPersister
 from conftest import SCENARIOS, SESSIONS
 from har_util import load_har
 
+CLI = [sys.executable, "-m", "comfy_cassettes"]
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -50,7 +53,7 @@ def test_every_real_session_imports_with_no_volatile_value_left(scenario: str, t
     text = path.read_text()
     leaked = {v for v in volatile_values(scenario) if v in text}
     assert not leaked, f"{scenario}: not templated: {sorted(leaked)[:5]}"
-    assert cassette.recorded["comfyui_version"] in (None, "None", "0.3.64")
+    assert cassette.recorded["comfyui_version"] in (None, "0.3.64")
     accepted = [j for j in cassette.jobs if j.status != "rejected"]
     assert all(j.response_status == 200 for j in accepted)
 
@@ -90,7 +93,11 @@ def test_load_errors_name_the_file_and_key(tmp_path: Path) -> None:
         "uri": ({**good, "interactions": [{"request": {"method": "GET"}, "response": {"status": {"code": 200}}}]}, "interactions[0].request.uri"),
         "status": ({**good, "comfy": {**good["comfy"], "jobs": [{**good["comfy"]["jobs"][0], "status": "great"}]}}, "comfy.jobs[0].status"),
         "placeholder": (
-            {**good, "comfy": {**good["comfy"], "jobs": [{**good["comfy"]["jobs"][0], "workflow": {"1": {"x": "{{__import__}}"}}}]}},
+            {**good, "comfy": {**good["comfy"], "jobs": [{**good["comfy"]["jobs"][0], "workflow": {"1": {"x": "{{out.2.filename}}"}}}]}},
+            "comfy.jobs[0].workflow.1.x",
+        ),
+        "placeholder_typo": (
+            {**good, "comfy": {**good["comfy"], "jobs": [{**good["comfy"]["jobs"][0], "workflow": {"1": {"x": "id {{prompt_idd}}"}}}]}},
             "comfy.jobs[0].workflow.1.x",
         ),
         "blob": (
@@ -178,3 +185,81 @@ def test_saved_cassette_is_readable_by_others(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_saving_never_sets_the_process_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(mask: int) -> int:
+        raise AssertionError("os.umask called: setting it to read it races with other threads")
+
+    monkeypatch.setattr(os, "umask", refuse)
+    path = import_har([SESSIONS / "basic_save" / "session.har"], tmp_path / "c.yaml")
+    assert load(path).jobs and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_missing_comfyui_version_is_none_not_a_string(tmp_path: Path) -> None:
+    document = build_cassette(RawSession(), BlobStore(tmp_path))
+    assert document["comfy"]["recorded"]["comfyui_version"] is None
+    assert save(document, tmp_path / "empty.yaml").read_text().count("comfyui_version: null") == 1
+
+
+# ---------------------------------------------------------------- secrets and literal braces in recorded data
+
+SECRETS = ("cookie-value-123456", "bearer-token-abcdef", "comfy-org-key-42424242", "team-token-xyz789")
+
+
+def har_with_secrets_and_braces(tmp_path: Path) -> Path:
+    """basic_save as a browser would export it with credentials, a Comfy.org key and a templating node's braces."""
+    har = load_har("basic_save")
+    for entry in har["log"]["entries"]:
+        request = entry["request"]
+        request["headers"] += [
+            {"name": "Cookie", "value": f"session={SECRETS[0]}; theme=dark"},
+            {"name": "Authorization", "value": f"Bearer {SECRETS[1]}"},
+            {"name": "X-Team-Token", "value": SECRETS[3]},
+        ]
+        if request["method"] == "POST" and request["url"].endswith("/prompt"):
+            body = json.loads(request["postData"]["text"])
+            body["prompt"]["3"] = {"class_type": "StringTemplate", "inputs": {"template": "a {{style}} portrait", "other": "{{ not ours }}"}}
+            body["extra_data"] = {"api_key_comfy_org": SECRETS[2], "extra_pnginfo": {"note": "{{style}}"}}
+            request["postData"]["text"] = json.dumps(body)
+    path = tmp_path / "secret.har"
+    path.write_text(json.dumps(har))
+    return path
+
+
+def test_import_scrubs_headers_keys_and_extra_headers(tmp_path: Path) -> None:
+    har = har_with_secrets_and_braces(tmp_path)
+    out = tmp_path / "out" / "c.yaml"
+    done = subprocess.run([*CLI, "import", str(har), "-o", str(out), "--scrub-header", "X-Team-Token"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    written = b"".join(p.read_bytes() for p in out.parent.rglob("*") if p.is_file())
+    assert [s for s in SECRETS if s.encode() in written] == []
+    text = out.read_text()
+    assert "Cookie" not in text and "Authorization" not in text and "X-Team-Token" not in text
+    prompts = [i for i in load(out).interactions if i["request"]["uri"].endswith("/prompt")]
+    assert prompts and all(json.loads(i["request"]["body"])["extra_data"]["api_key_comfy_org"] == "<scrubbed>" for i in prompts)
+
+
+def test_import_api_scrubs_by_default(tmp_path: Path) -> None:
+    path = import_har([har_with_secrets_and_braces(tmp_path)], tmp_path / "c.yaml")
+    text = path.read_text()
+    assert [s for s in SECRETS[:3] if s in text] == []
+    assert SECRETS[3] in text  # X-Team-Token is nobody's default: --scrub-header / Scrubber.with_extra names it
+
+
+def test_literal_braces_in_recorded_data_are_kept_as_text(tmp_path: Path) -> None:
+    path = import_har([har_with_secrets_and_braces(tmp_path)], tmp_path / "c.yaml")
+    job = load(path).jobs[0]
+    assert job.workflow["3"]["inputs"] == {"template": "a {{style}} portrait", "other": "{{ not ours }}"}
+    # Rendered (vcrpy persister) they stay literal while the real placeholders are filled.
+    requests_, _ = ComfyPersister().load_cassette(str(path), serializer=None)[:2]
+    body = json.loads(next(r for r in requests_ if r.uri.endswith("/prompt")).body)
+    assert body["prompt"]["3"]["inputs"]["template"] == "a {{style}} portrait"
+    assert body["extra_data"]["extra_pnginfo"] == {"note": "{{style}}"} and "{{" not in body["client_id"]
+
+
+def test_only_names_in_our_namespace_are_placeholders() -> None:
+    bindings = {"prompt_id": "p1", "number": 3}
+    assert render_text("{{style}} {{prompt_id}} {{ prompt_id }}", bindings) == "{{style}} p1 {{ prompt_id }}"
+    assert render_value({"a": "{{style}}", "{{style}}": ["{{number}}", "{{x.y}}"]}, bindings) == {"a": "{{style}}", "{{style}}": [3, "{{x.y}}"]}
+    assert dumps_templated({"n": "{{number}}", "s": "{{style}}", "t": "{{numbers}}"}) == '{"n": {{number}}, "s": "{{style}}", "t": "{{numbers}}"}'

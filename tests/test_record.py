@@ -27,7 +27,7 @@ from websockets.sync.client import connect as ws_connect
 from comfy_cassettes.cassette import load
 from comfy_cassettes.cli import app
 from comfy_cassettes.errors import ImportFormatError
-from comfy_cassettes.record.live import load_workflow
+from comfy_cassettes.record.live import load_workflow, write_session
 from comfy_cassettes.record.modes import RecordMode, combine
 from comfy_cassettes.record.scrub import SCRUBBED, Scrubber
 from comfy_cassettes.record.session import HttpExchange, RawSession, WsConnection, WsFrame
@@ -364,6 +364,29 @@ def test_scrubber_blanks_keys_drops_headers_and_shortens_home_paths() -> None:
     assert clean.exchanges[1].request_headers == [] and "k=<scrubbed>" in clean.exchanges[1].url
     assert clean.exchanges[2].url == "http://c/queue"
     assert "Bearer-TOKEN" in repr(session)  # the recording itself is left alone
+
+
+def test_write_session_scrubs_the_server_url_and_headers_seen_elsewhere(tmp_path: Path) -> None:
+    session = RawSession(
+        exchanges=[
+            HttpExchange(0, "GET", "http://c/queue", [("Comfy-User", "alice-the-user"), ("X-Echo", "sid=session-cookie-abcdef987")], b"",
+                         200, "OK", [("Set-Cookie", "sid=session-cookie-abcdef987")], b'{"queue_running": [], "queue_pending": []}'),
+        ],
+        source="http://carol:pa55word-xyz@127.0.0.1:8188",
+    )
+    path, document = write_session(session, tmp_path / "c.yaml", mode=RecordMode.ONCE, existing=None)
+    text = path.read_text()
+    assert document["comfy"]["recorded"]["server"] == "http://127.0.0.1:8188" and document["comfy"]["recorded"]["comfyui_version"] is None
+    for secret in ("carol", "pa55word-xyz", "alice-the-user", "session-cookie-abcdef987"):
+        assert secret not in text
+    assert load(path).interactions[0]["request"]["headers"] == {"X-Echo": ["<scrubbed>"]}
+
+
+def test_comfy_user_header_is_dropped_but_its_value_is_no_secret() -> None:
+    info = b'{"KSampler": {"input": {"required": {"steps": ["INT", {"default": 20}]}}}}'
+    session = RawSession(exchanges=[HttpExchange(0, "GET", "http://c/object_info", [("Comfy-User", "default")], b"", 200, "OK", [], info)])
+    clean = Scrubber().scrub(session).exchanges[0]
+    assert clean.request_headers == [] and clean.response_body == info
 
 
 # ---------------------------------------------------------------- proxy recording

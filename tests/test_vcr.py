@@ -223,3 +223,22 @@ def test_traffic_to_other_services_is_saved_in_plain_vcrpy_format(tmp_path: Path
     ComfyPersister().save_cassette(str(path), {"requests": [request], "responses": [response]}, serializer=yamlserializer)
     saved = yaml.safe_load(path.read_text())
     assert "comfy" not in saved and saved["interactions"][0]["request"]["uri"] == request.uri
+
+
+def test_recording_scrubs_secrets_even_when_vcrpy_keeps_every_header(tmp_path: Path, live: ReplayServer) -> None:
+    secrets = ("cookie-value-123456", "bearer-token-abcdef", "comfy-org-key-42424242", "alice-the-user")
+    path = tmp_path / "secret.yaml"
+    credentials = {"Cookie": f"session={secrets[0]}", "Authorization": f"Bearer {secrets[1]}", "Comfy-User": secrets[3]}
+    # A user's vcr_config without filter_headers: the persister (build_cassette) must still keep secrets out.
+    with make_vcr().use_cassette(str(path), record_mode="once", filter_headers=()):
+        with httpx.Client(base_url=live.url, headers=credentials) as http:
+            body = {"prompt": workflow(), "client_id": uuid.uuid4().hex, "extra_data": {"api_key_comfy_org": secrets[2]}}
+            prompt_id = http.post("/prompt", json=body).json()["prompt_id"]
+            while prompt_id not in http.get(f"/history/{prompt_id}").json():
+                time.sleep(0.01)
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert [s for s in secrets if s.encode() in written] == []
+    recorded = cassette_io.load(path)
+    [prompt] = [i for i in recorded.interactions if i["request"]["uri"].endswith("/prompt")]
+    assert json.loads(prompt["request"]["body"])["extra_data"]["api_key_comfy_org"] == "<scrubbed>"
+    assert not {"cookie", "authorization", "comfy-user"} & {k.lower() for k in prompt["request"]["headers"]}

@@ -1,4 +1,8 @@
-"""Turns a RawSession into a templated cassette document: jobs, WebSocket timelines, outputs and interactions."""
+"""Turns a RawSession into a templated cassette document: jobs, WebSocket timelines, outputs and interactions.
+
+Every recording source (live runner, proxy, HAR import, vcrpy persister) goes through :func:`build_cassette`,
+which scrubs the session first: the one place that keeps secrets out of cassettes.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..cassette import FORMAT, INLINE_LIMIT, BlobStore
+from ..replay.protocol import STATUS_OF_TERMINAL, TERMINAL
 from ..templating import Templater, dumps_templated, placeholder
+from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
 
-TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
-_STATUS_OF = {"execution_success": "success", "execution_error": "error", "execution_interrupted": "interrupted"}
 # Headers that describe one transfer, not the resource: recomputed (or meaningless) on replay.
 _DROP_HEADERS = {"content-length", "date", "etag", "last-modified", "transfer-encoding", "connection", "keep-alive"}
 _EXT_OF = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/json": "json", "image/gif": "gif"}
@@ -37,8 +41,14 @@ class _JobDraft:
     images: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # (node, i, image dict)
 
 
-def build_cassette(session: RawSession, blobs: BlobStore, *, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The cassette document for ``session``; binary and large bodies go into ``blobs``."""
+def build_cassette(
+    session: RawSession, blobs: BlobStore, *, recorded: dict[str, Any] | None = None, scrubber: Scrubber | None = None
+) -> dict[str, Any]:
+    """The cassette document for ``session``, scrubbed by ``scrubber`` (default :class:`Scrubber`); binary and large
+    bodies go into ``blobs``. String values of ``recorded`` (metadata such as the server URL) are scrubbed too.
+    """
+    scrubber = scrubber or Scrubber()
+    session = scrubber.scrub(session)
     drafts = _find_jobs(session)
     client_ids = _client_ids(session, drafts)
     views = _view_bodies(session)
@@ -48,7 +58,7 @@ def build_cassette(session: RawSession, blobs: BlobStore, *, recorded: dict[str,
     meta: dict[str, Any] = {"comfyui_version": _comfyui_version(session), "source": Path(session.source).name or "session"}
     if session.exchanges:
         meta["at"] = datetime.fromtimestamp(session.exchanges[0].t, tz=timezone.utc).isoformat(timespec="seconds")
-    meta.update(recorded or {})
+    meta.update({k: scrubber.scrub_text(v) if isinstance(v, str) else v for k, v in (recorded or {}).items()})
     return {"version": 1, "interactions": interactions, "comfy": {"format": FORMAT, "recorded": meta, "jobs": jobs}}
 
 
@@ -90,6 +100,11 @@ def _shift_jobs(value: Any, offset: int) -> Any:
 
 def _is_prompt_post(x: HttpExchange) -> bool:
     return x.method == "POST" and x.path.rstrip("/") in ("/prompt", "/api/prompt")
+
+
+def job_exchanges(session: RawSession) -> list[HttpExchange]:
+    """The POST /prompt exchanges that become the cassette's jobs, in job order (job K is the K-th)."""
+    return [draft.exchange for draft in _find_jobs(session)]
 
 
 def _find_jobs(session: RawSession) -> list[_JobDraft]:
@@ -252,7 +267,7 @@ def _job(
             if not isinstance(message, dict):
                 continue
             kind, data = message.get("type"), message.get("data")
-            status = _STATUS_OF.get(str(kind), status)
+            status = STATUS_OF_TERMINAL.get(str(kind), status)
             if kind == "execution_cached" and isinstance(data, dict):
                 cached = [str(n) for n in data.get("nodes", [])]
             event.update(type=kind, data=_template_structure(data, templater, draft, drafts))
@@ -260,7 +275,7 @@ def _job(
     if not frames:
         # Deleted from the queue before it ran, or the recording stopped first.
         messages = ((history or {}).get("status") or {}).get("messages") or []
-        status = _STATUS_OF.get(messages[-1][0], "unfinished") if messages else "unfinished"
+        status = STATUS_OF_TERMINAL.get(messages[-1][0], "unfinished") if messages else "unfinished"
     outputs = []
     for node, i, image in draft.images:
         data = views.get((image.get("type", "output"), image.get("subfolder", ""), image.get("filename", "")))
@@ -465,6 +480,7 @@ def _comfyui_version(session: RawSession) -> str | None:
     for x in session.exchanges:
         if x.path.rstrip("/").endswith("/system_stats") and x.status == 200:
             body = x.response_json()
-            if isinstance(body, dict):
-                return str((body.get("system") or {}).get("comfyui_version"))
+            version = (body.get("system") or {}).get("comfyui_version") if isinstance(body, dict) else None
+            if version is not None:
+                return str(version)
     return None

@@ -26,14 +26,11 @@ from websockets.exceptions import ConnectionClosed
 
 from ..cassette import BlobStore, save
 from ..errors import ImportFormatError, RecordError
+from ..replay.protocol import STATUS_OF_TERMINAL
 from .build import build_cassette
 from .modes import RecordMode, combine, missing_workflows, read_document, should_record
 from .scrub import Scrubber
-from .session import HttpExchange, RawSession, WsConnection, WsFrame
-
-# httpx hands us decoded bodies, so the transfer encoding headers no longer describe them.
-_TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
-_TERMINAL = {"execution_success": "success", "execution_error": "error", "execution_interrupted": "interrupted"}
+from .session import TRANSFER_HEADERS, HttpExchange, RawSession, WsConnection, WsFrame
 
 
 # ---------------------------------------------------------------- workflow files
@@ -272,7 +269,8 @@ class RecordingClient:
         exchange = HttpExchange(
             t=started, method=method, url=url, request_headers=_raw(request.headers), request_body=body,
             status=response.status_code, reason=response.reason_phrase,
-            response_headers=[(k, v) for k, v in _raw(response.headers) if k.lower() not in _TRANSFER_HEADERS],
+            # httpx hands us decoded bodies, so the transfer headers no longer describe them.
+            response_headers=[(k, v) for k, v in _raw(response.headers) if k.lower() not in TRANSFER_HEADERS],
             response_body=response.content, duration=time.time() - started,
         )
         self.session.exchanges.append(exchange)
@@ -345,8 +343,8 @@ class RecordingClient:
         run.history = await self.history(prompt_id, wait=wait)
         messages = ((run.history or {}).get("status") or {}).get("messages") or []
         kinds = [str(m[0]) for m in messages if isinstance(m, list) and m]
-        if kinds and kinds[-1] in _TERMINAL:
-            run.status = _TERMINAL[kinds[-1]]
+        if kinds and kinds[-1] in STATUS_OF_TERMINAL:
+            run.status = STATUS_OF_TERMINAL[kinds[-1]]
         for node, output in ((run.history or {}).get("outputs") or {}).items():
             for image in (output or {}).get("images", []) if isinstance(output, dict) else []:
                 if isinstance(image, dict) and "filename" in image:
@@ -513,16 +511,16 @@ def write_session(
     session: RawSession, output: Path, *, mode: RecordMode, existing: dict[str, Any] | None, scrubber: Scrubber | None = None,
     via: str = "workflow", overwrite: bool | None = None, comfyui_version: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Scrub, template and save ``session`` per ``mode``; the file is replaced atomically or not at all.
+    """Template (scrubbed by ``scrubber``) and save ``session`` per ``mode``; the file is replaced atomically or not at all.
 
     ``overwrite`` defaults to "only when merging into an existing cassette", so a file that appeared while we
     recorded is never clobbered.
     """
-    clean = (scrubber or Scrubber()).scrub(session)
     blobs = BlobStore(output.parent)
-    document = build_cassette(clean, blobs, recorded={"source": f"comfy-cassettes record ({via})", "server": clean.source})
+    meta = {"source": f"comfy-cassettes record ({via})", "server": session.source}
+    document = build_cassette(session, blobs, recorded=meta, scrubber=scrubber)
     recorded = document["comfy"]["recorded"]
-    if recorded.get("comfyui_version") in (None, "None"):
+    if recorded.get("comfyui_version") is None:
         recorded["comfyui_version"] = comfyui_version
     merged = combine(mode, existing, document)
     return save(merged, output, overwrite=existing is not None if overwrite is None else overwrite), merged

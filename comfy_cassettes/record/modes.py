@@ -27,11 +27,9 @@ from typing import Any
 
 import yaml
 
-from ..cassette import load
+from ..cassette import YAML_LOADER, load
 from ..errors import CassetteExistsError, ConfigError
 from .build import merge_documents
-
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class RecordMode(str, Enum):
@@ -56,7 +54,7 @@ def read_document(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     load(path)  # raises CassetteError naming the file and key when it is not a valid cassette
-    document: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    document: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     return document
 
 

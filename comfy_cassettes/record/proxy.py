@@ -140,7 +140,8 @@ class RecordingProxy:
                 self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0), trust_env=False)
                 try:
                     stats = (await self._http.get(self.target + "/system_stats")).json()
-                    self.comfyui_version = str(stats["system"]["comfyui_version"])
+                    version = stats["system"].get("comfyui_version")
+                    self.comfyui_version = None if version is None else str(version)
                 except Exception:  # noqa: BLE001 - the version is a nicety; ComfyUI may start later
                     self.comfyui_version = None
                 await send({"type": "lifespan.startup.complete"})

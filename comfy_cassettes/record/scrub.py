@@ -1,12 +1,15 @@
 """Removes secrets from a RawSession before it is templated: auth headers, API keys, user home paths.
 
-Scrubbing happens on the raw session, so every recording source (live runner, proxy, HAR) gets the same
-treatment and nothing secret ever reaches the templater, the blobs or the cassette file:
+Scrubbing happens on the raw session, in ``build_cassette`` (record/build.py), the one function every recording
+source (live runner, proxy, HAR import, vcrpy persister) goes through, so nothing secret ever reaches the
+templater, the blobs or the cassette file:
 
-* headers such as ``Authorization``, ``Cookie``, ``Set-Cookie`` and ``X-API-Key`` are dropped;
+* headers such as ``Authorization``, ``Cookie``, ``Set-Cookie``, ``X-API-Key`` and ``Comfy-User`` (ComfyUI's
+  multi-user id) are dropped, as is any header whose name names a credential (``X-Comfy-Api-Key``, ``X-Auth-Token``...);
 * JSON members whose key names a secret (``api_key_comfy_org``, ``auth_token_comfy_org``, ``password``...)
   keep their key but get the value ``"<scrubbed>"``, in request and response bodies and WebSocket frames;
-* every secret value found that way is also replaced wherever else it appears as text (URLs, bodies);
+* every secret value found that way is also replaced wherever else it appears as text (URLs, headers, bodies,
+  WebSocket frames), except the ``Comfy-User`` id (single-user ComfyUI sends ``default``, a common word);
 * ``user:password@`` is taken out of URLs;
 * user home folders (``/home/alice``, ``/Users/alice``, ``C:\\Users\\alice``, this machine's ``~``) become
   ``~``: ``/system_stats`` lists ComfyUI's ``argv`` and error tracebacks carry absolute paths.
@@ -24,7 +27,11 @@ from typing import Any
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
 
 SCRUBBED = "<scrubbed>"
-DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token")
+DEFAULT_HEADERS = (
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token", "comfy-user",
+)
+# Dropped but not hunted elsewhere: who, not a credential; single-user ComfyUI sends "default", found all over /object_info.
+_IDENTITY_HEADERS = ("comfy-user",)
 # Header or JSON key names that hold credentials: x-api-key, X-Comfy-Api-Key, api_key_comfy_org, auth_token_comfy_org...
 _SECRET_NAME = re.compile(r"(api[-_]?key|auth[-_]?token|access[-_]?token|secret|password|passwd|credential)", re.IGNORECASE)
 _COOKIE_VALUE = re.compile(r"(?:^|;)\s*[^=;\s]+=([^;\s]{8,})")
@@ -57,6 +64,10 @@ class Scrubber:
     def secret_key(self, name: str) -> bool:
         return name.lower() in {k.lower() for k in self.keys} or bool(_SECRET_NAME.search(name))
 
+    def scrub_text(self, text: str) -> str:
+        """One string kept beside a session (a server URL, a path): without ``user:password@`` and home folders."""
+        return self._url(text, set())
+
     def scrub(self, session: RawSession) -> RawSession:
         """A copy of ``session`` without secrets (the original is left as it was)."""
         found: set[str] = set()
@@ -82,6 +93,8 @@ class Scrubber:
         kept = []
         for name, value in items:
             if self.secret_header(name):
+                if name.lower() in _IDENTITY_HEADERS:
+                    continue
                 found.add(value)
                 if name.lower() in ("cookie", "set-cookie"):
                     found.update(m.group(1) for m in _COOKIE_VALUE.finditer(value))
@@ -115,6 +128,8 @@ class Scrubber:
         return replace(
             x,
             url=_replace_all(x.url, values),
+            request_headers=[(k, _replace_all(v, values)) for k, v in x.request_headers],
+            response_headers=[(k, _replace_all(v, values)) for k, v in x.response_headers],
             request_body=_replace_bytes(x.request_body, values),
             response_body=_replace_bytes(x.response_body, values),
         )

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+# Headers describing one transfer of a body, not the body: wrong once the body is stored decoded and re-sent.
+TRANSFER_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+
 
 @dataclass
 class HttpExchange:
@@ -40,11 +43,11 @@ class HttpExchange:
 
     def request_json(self) -> Any:
         """The request body parsed as JSON, or None when it is not JSON."""
-        return _json_or_none(self.request_body)
+        return json_or_none(self.request_body)
 
     def response_json(self) -> Any:
         """The response body parsed as JSON, or None when it is not JSON."""
-        return _json_or_none(self.response_body)
+        return json_or_none(self.response_body)
 
 
 @dataclass
@@ -56,7 +59,7 @@ class WsFrame:
     data: str | bytes
 
     def json(self) -> Any:
-        return _json_or_none(self.data) if isinstance(self.data, str) else None
+        return json_or_none(self.data) if isinstance(self.data, str) else None
 
 
 @dataclass
@@ -93,7 +96,8 @@ class RawSession:
     comment: str = ""
 
 
-def _json_or_none(data: str | bytes) -> Any:
+def json_or_none(data: str | bytes) -> Any:
+    """``data`` parsed as JSON, or None when it is empty or not JSON."""
     if not data:
         return None
     try:
