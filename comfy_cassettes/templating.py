@@ -8,6 +8,7 @@ are shared files). Names:
     job.<k>.prompt_id / job.<k>.number                  another job of the same cassette (queue listings)
     job.<k>.out.<node>.<i>.filename / ...subfolder      another job's images (history listings)
     sid.<k>                                             a WebSocket sid that is not the job's client
+    lbrace                                              a literal ``{{``: recorded text that would read as a name
 
 ``number`` and ``now_ms`` are integers: inside a JSON structure they are stored as the string ``"{{number}}"``
 and rendered back to an int; inside JSON text they appear bare (``"number": {{number}}``).
@@ -15,6 +16,8 @@ and rendered back to an int; inside JSON text they appear bare (``"number": {{nu
 Only ``{{...}}`` starting with one of the grammar's roots (:data:`ROOTS`) is a placeholder; any other (a prompt
 such as ``"a {{style}} portrait"``, a templating node's input) is recorded data and stays literal text. Inside
 the namespace the grammar is closed: ``{{prompt_idd}}`` or ``{{out.2.filename}}`` is an error, not text.
+Recording escapes recorded text that collides with the namespace (``{{number_of_steps}}`` is stored as
+``{{lbrace}}number_of_steps}}``), so no recorded value can make a cassette invalid.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-ROOTS = ("prompt_id", "client_id", "number", "now_ms", "http_date", "out", "job", "sid")
+ROOTS = ("prompt_id", "client_id", "number", "now_ms", "http_date", "out", "job", "sid", "lbrace")
+LBRACE = "lbrace"
 # A name in our namespace, valid or not: validation rejects the invalid ones, rendering fills the valid ones.
 PLACEHOLDER = re.compile(r"\{\{((?:" + "|".join(ROOTS) + r")[^{}]*)\}\}")
 _NAME = re.compile(
     r"^(?:prompt_id|client_id|number|now_ms|http_date"
     r"|out\.[^.{}]+\.\d+\.(?:filename|subfolder)"
     r"|job\.\d+\.(?:prompt_id|number|out\.[^.{}]+\.\d+\.(?:filename|subfolder))"
-    r"|sid\.\d+)$"
+    r"|sid\.\d+|lbrace)$"
 )
 _QUOTED = re.compile('"(' + PLACEHOLDER.pattern + ')"')
 INT_NAMES = re.compile(r"^(?:number|now_ms|job\.\d+\.number)$")
@@ -66,6 +70,24 @@ def names_in(value: Any) -> Iterator[str]:
             yield from names_in(item)
 
 
+def escape_literal(text: str) -> str:
+    """Recorded text made safe to store: each ``{{`` that would open one of our names becomes ``{{lbrace}}``."""
+    if "{{" not in text:
+        return text
+    return PLACEHOLDER.sub(lambda m: "{{" + LBRACE + "}}" + m.group(0)[2:], text)
+
+
+def escape_literals(value: Any) -> Any:
+    """:func:`escape_literal` over a JSON-like structure (keys included)."""
+    if isinstance(value, str):
+        return escape_literal(value)
+    if isinstance(value, dict):
+        return {escape_literal(k) if isinstance(k, str) else k: escape_literals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_literals(item) for item in value]
+    return value
+
+
 def json_escape(text: str) -> str:
     """Escape a value for insertion between the quotes of a JSON string."""
     return json.dumps(text)[1:-1]
@@ -81,6 +103,8 @@ def render_text(text: str, bindings: Bindings, escape: Callable[[str], str] | No
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name == LBRACE:
+            return "{{"
         if name not in bindings:
             return match.group(0)
         value = bindings[name]
@@ -140,7 +164,8 @@ class Templater:
         return self._strings.get(value)
 
     def text(self, text: str) -> str:
-        """Replace every known value inside ``text``."""
+        """Replace every known value inside recorded ``text`` (after escaping what collides with our names)."""
+        text = escape_literal(text)
         if not self._strings:
             return text
         if self._pattern is None:

@@ -44,7 +44,7 @@ from .replay.files import FileRoots, OutputNamer
 from .replay.interactions import normalize
 from .replay.protocol import TERMINAL
 from .replay.validation import execution_order
-from .templating import PLACEHOLDER, json_escape, names_in, render_text, url_escape
+from .templating import LBRACE, PLACEHOLDER, json_escape, names_in, render_text, url_escape
 
 MATCH_ON = ("method", "comfy_path", "comfy_query", "comfy_body")
 # Top-level JSON keys whose values change on every run (client ids, prompt ids chosen by the client).
@@ -142,8 +142,12 @@ def _fits(template_text: str, value: str, template: _Template) -> bool:
     pattern = ""
     last = 0
     for match in PLACEHOLDER.finditer(template_text):
-        pattern += re.escape(template_text[last : match.start()]) + "(.*?)"
-        names.append(match.group(1))
+        pattern += re.escape(template_text[last : match.start()])
+        if match.group(1) == LBRACE:
+            pattern += re.escape("{{")  # recorded literal text, not a value
+        else:
+            pattern += "(.*?)"
+            names.append(match.group(1))
         last = match.end()
     found = re.fullmatch(pattern + re.escape(template_text[last:]), value)
     if found is None:

@@ -263,3 +263,22 @@ def test_only_names_in_our_namespace_are_placeholders() -> None:
     assert render_text("{{style}} {{prompt_id}} {{ prompt_id }}", bindings) == "{{style}} p1 {{ prompt_id }}"
     assert render_value({"a": "{{style}}", "{{style}}": ["{{number}}", "{{x.y}}"]}, bindings) == {"a": "{{style}}", "{{style}}": [3, "{{x.y}}"]}
     assert dumps_templated({"n": "{{number}}", "s": "{{style}}", "t": "{{numbers}}"}) == '{"n": {{number}}, "s": "{{style}}", "t": "{{numbers}}"}'
+
+
+def test_recorded_text_that_looks_like_a_placeholder_survives_a_round_trip(tmp_path: Path) -> None:
+    from comfy_cassettes.record.session import HttpExchange, RawSession
+
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "{{number_of_steps}}"}},
+    }
+    body = json.dumps({"prompt": prompt, "extra_data": {"note": "{{output}} and {{prompt_id}}"}}).encode()
+    answer = json.dumps({"prompt_id": "a6f1b2c3-0000-4000-8000-000000000001", "number": 0, "node_errors": {}}).encode()
+    exchange = HttpExchange(0.0, "POST", "http://127.0.0.1:8188/prompt", [("Content-Type", "application/json")], body,
+                            200, "OK", [("Content-Type", "application/json; charset=utf-8")], answer)
+    document = build_cassette(RawSession(exchanges=[exchange]), BlobStore(tmp_path))
+    cassette = load(save(document, tmp_path / "odd.yaml"))  # valid: nothing recorded can make it invalid
+    assert render_value(cassette.jobs[0].workflow, {})["2"]["inputs"]["filename_prefix"] == "{{number_of_steps}}"
+    request_body = cassette.interactions[0]["request"]["body"]
+    rendered = json.loads(render_text(request_body, {"prompt_id": "x"}))
+    assert rendered["extra_data"]["note"] == "{{output}} and {{prompt_id}}"

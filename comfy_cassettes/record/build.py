@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..cassette import FORMAT, INLINE_LIMIT, BlobStore
 from ..replay.protocol import STATUS_OF_TERMINAL, TERMINAL
-from ..templating import Templater, dumps_templated, placeholder
+from ..templating import Templater, dumps_templated, escape_literals, placeholder
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
 
@@ -251,7 +251,7 @@ def _job(
     x = draft.exchange
     frames, history = collected
     templater = _templater_for(draft, drafts, client_ids)
-    job: dict[str, Any] = {"name": f"job{draft.index}", "workflow": draft.body["prompt"], "has_client": bool(draft.client_id)}
+    job: dict[str, Any] = {"name": f"job{draft.index}", "workflow": escape_literals(draft.body["prompt"]), "has_client": bool(draft.client_id)}
     response = {"status": x.status, "body": _template_json_text(x.response_body, templater, draft, drafts)}
     if x.status != 200 or draft.prompt_id is None:
         job.update(status="rejected", response=response)
