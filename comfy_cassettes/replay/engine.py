@@ -106,6 +106,7 @@ class ReplayEngine:
         self.hooks: list[Callable[[str, dict[str, Any]], Awaitable[None] | None]] = []
         self.faults = Faults(config.seed)
         self.faults.on_restart = self.restart
+        self.faults.on_error = self.journal.error
         self.clock = Clock()
         self._init_state()
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -294,6 +293,7 @@ class Faults:
         self.rules: list[FaultRule] = []
         self.listener: Listener | None = None
         self.on_restart: Callable[[], Awaitable[None]] | None = None
+        self.on_error: Callable[[str], None] | None = None
         self.down_until: float = 0.0
         self._seed = seed
         self._rng = random.Random(seed)
@@ -400,67 +400,8 @@ class Faults:
             await self.on_restart()
         self.down_until = 0.0
         if self.listener is not None:
-            await self.listener.listen_again()
-
-
-class UvicornListener:
-    """Listener for a uvicorn.Server serving on one socket: closes and reopens the listening socket on the
-    same address, and aborts connections through uvicorn's ``server_state``."""
-
-    def __init__(self, server: Any, host: str, port: int, *, backlog: int = 2048) -> None:
-        self.server = server
-        self.host = host
-        self.port = port
-        self.backlog = backlog
-        self._factory: Any = None
-
-    def _connections(self) -> list[Any]:
-        state = getattr(self.server, "server_state", None)
-        return list(getattr(state, "connections", ()))
-
-    def _find(self, client: tuple[str, int] | None) -> Any:
-        if client is None:
-            return None
-        return next((c for c in self._connections() if tuple(getattr(c, "client", None) or ()) == tuple(client)), None)
-
-    def drop(self, client: tuple[str, int] | None) -> bool:
-        connection = self._find(client)
-        if connection is None:
-            return False
-        connection.transport.abort()
-        return True
-
-    def connected(self, client: tuple[str, int] | None) -> bool:
-        return self._find(client) is not None
-
-    def drop_all(self) -> None:
-        for connection in self._connections():
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                transport.abort()
-
-    def stop_listening(self) -> None:
-        for listening in getattr(self.server, "servers", []):
-            # uvicorn builds its protocol factory inside startup(); keep it to listen again.
-            self._factory = self._factory or getattr(listening, "_protocol_factory", None)
-            listening.close()
-
-    async def listen_again(self) -> None:
-        factory = self._factory or self._rebuilt_factory()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(self.backlog)
-        sock.setblocking(False)
-        listening = await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=self.backlog)
-        self.server.servers = [listening]
-
-    def _rebuilt_factory(self) -> Any:
-        """What uvicorn's startup() passes to create_server, when the closed server did not keep it."""
-        import functools
-
-        config = self.server.config
-        return functools.partial(
-            config.http_protocol_class, config=config, server_state=self.server.server_state, app_state=self.server.lifespan.state
-        )
+            try:
+                await self.listener.listen_again()
+            except Exception as exc:  # noqa: BLE001 - runs in a timer callback: report it where tests look
+                if self.on_error is not None:
+                    self.on_error(f"the server could not listen again after a down period: {exc}")

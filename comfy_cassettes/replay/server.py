@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import functools
 import socket
 import threading
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
@@ -14,7 +17,6 @@ from ..errors import ConfigError
 from .app import create_app
 from .config import ReplayConfig
 from .engine import ReplayEngine
-from .faults import UvicornListener
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -23,7 +25,7 @@ def build_engine(config: ReplayConfig) -> ReplayEngine:
     return ReplayEngine(config, [cassette_io.load(path) for path in config.cassettes])
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
     """Bind before starting uvicorn so a busy port is a clear error, and port 0 yields the real port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -35,7 +37,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"port {port} on {host} is already in use; pick another with --port") from None
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
+    sock.listen(backlog)
     sock.setblocking(False)
     return sock
 
@@ -105,3 +107,58 @@ class ReplayServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
+
+class UvicornListener:
+    """Listener for a uvicorn.Server serving on one socket: closes and reopens the listening socket on the
+    same address, and aborts connections through uvicorn's ``server_state``."""
+
+    def __init__(self, server: Any, host: str, port: int, *, backlog: int = 2048) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self._factory: Any = None
+
+    def _connections(self) -> list[Any]:
+        state = getattr(self.server, "server_state", None)
+        return list(getattr(state, "connections", ()))
+
+    def _find(self, client: tuple[str, int] | None) -> Any:
+        if client is None:
+            return None
+        return next((c for c in self._connections() if tuple(getattr(c, "client", None) or ()) == tuple(client)), None)
+
+    def drop(self, client: tuple[str, int] | None) -> bool:
+        connection = self._find(client)
+        if connection is None:
+            return False
+        connection.transport.abort()
+        return True
+
+    def connected(self, client: tuple[str, int] | None) -> bool:
+        return self._find(client) is not None
+
+    def drop_all(self) -> None:
+        for connection in self._connections():
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+
+    def stop_listening(self) -> None:
+        for listening in getattr(self.server, "servers", []):
+            # uvicorn builds its protocol factory inside startup(); keep it to listen again.
+            self._factory = self._factory or getattr(listening, "_protocol_factory", None)
+            listening.close()
+
+    async def listen_again(self) -> None:
+        factory = self._factory or self._rebuilt_factory()
+        sock = bind_socket(self.host, self.port, backlog=self.backlog)
+        listening = await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=self.backlog)
+        self.server.servers = [listening]
+
+    def _rebuilt_factory(self) -> Any:
+        """What uvicorn's startup() passes to create_server, when the closed server did not keep it."""
+        config = self.server.config
+        return functools.partial(
+            config.http_protocol_class, config=config, server_state=self.server.server_state, app_state=self.server.lifespan.state
+        )

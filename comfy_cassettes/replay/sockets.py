@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from .protocol import BROADCAST_TYPES, FEATURES
 
 Send = Callable[[str | bytes], Awaitable[None]]
 Close = Callable[[int | None], Awaitable[None]]
+SEND_TIMEOUT = 5.0  # seconds one socket may take to accept a frame before it is dropped
 
 
 @dataclass
@@ -49,10 +51,11 @@ class Sockets:
             await client.send(json.dumps({"type": "feature_flags", "data": FEATURES}))
 
     async def send(self, client: Client, payload: str | bytes) -> None:
-        """Send, forgetting a socket that went away (the client's problem, not the run's)."""
+        """Send, forgetting a socket that went away or stopped reading: one stuck client must not hold up
+        every job's events (the worker awaits these sends in order)."""
         try:
-            await client.send(payload)
-        except Exception:  # noqa: BLE001
+            await asyncio.wait_for(client.send(payload), SEND_TIMEOUT)
+        except Exception:  # noqa: BLE001 - gone, or stalled for SEND_TIMEOUT
             self.remove(client)
 
     async def status(self, queue_remaining: int) -> None:
