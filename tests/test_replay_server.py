@@ -373,3 +373,11 @@ def test_origin_check_covers_the_websocket_upgrade(start_server) -> None:
 async def _connect(url: str, headers: dict[str, str]) -> None:
     async with websockets.connect(url, additional_headers=headers):
         pass
+
+
+def test_websocket_connections_are_in_the_journal(start_server) -> None:
+    server = start_server("basic_save")
+    asyncio.run(ws_lifecycle(server.url, replayable_jobs("basic_save")[0].workflow))
+    with ReplayControl(server.url) as control:
+        [connected] = control.journal(path="/ws")
+    assert connected["method"] == "GET" and connected["status"] == 101 and connected["query"]["clientId"]

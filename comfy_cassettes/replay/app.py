@@ -150,6 +150,10 @@ def create_app(engine: ReplayEngine) -> Starlette:
 
     async def websocket(ws: WebSocket) -> None:
         await ws.accept()
+        # The upgrade is a GET answered with 101: journaled like one, so tests can assert a client connected.
+        client_address = ws.scope.get("client") or ("", 0)
+        engine.journal.add("GET", ws.url.path, dict(ws.query_params), b"", 101, matched="websocket",
+                           client=f"{client_address[0]}:{client_address[1]}")
 
         async def send(payload: str | bytes) -> None:
             if isinstance(payload, bytes):
