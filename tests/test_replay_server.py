@@ -381,3 +381,40 @@ def test_websocket_connections_are_in_the_journal(start_server) -> None:
     with ReplayControl(server.url) as control:
         [connected] = control.journal(path="/ws")
     assert connected["method"] == "GET" and connected["status"] == 101 and connected["query"]["clientId"]
+
+
+def _chunk_types(png: bytes) -> list[bytes]:
+    import struct
+
+    types, position = [], 8
+    while position < len(png):
+        length = struct.unpack(">I", png[position : position + 4])[0]
+        types.append(png[position + 4 : position + 8])
+        position += 12 + length
+    return types
+
+
+def test_saved_pngs_carry_the_prompt_and_extra_pnginfo_like_comfyui(start_server) -> None:
+    server = start_server("basic_save", dynamic=True)
+    workflow = replayable_jobs("basic_save")[0].workflow
+    extra = {"extra_pnginfo": {"workflow": {"nodes": [1, 2], "links": []}}}
+    with httpx.Client(base_url=server.url) as http:
+        prompt_id = http.post("/prompt", json={"prompt": workflow, "extra_data": extra}).json()["prompt_id"]
+        with ReplayControl(server.url) as control:
+            image = control.wait_for_job(prompt_id)["outputs"]["2"]["images"][0]
+        png = http.get("/view", params=image).content
+    saved = Image.open(io.BytesIO(png))
+    assert saved.text["prompt"] == json.dumps(workflow)  # what ComfyUI writes (basic_save capture)
+    assert saved.text["workflow"] == json.dumps(extra["extra_pnginfo"]["workflow"])
+    assert _chunk_types(png) == [b"IHDR", b"tEXt", b"tEXt", b"IDAT", b"IEND"]
+
+
+def test_a_jpeg_source_image_is_saved_as_a_real_png(start_server, tmp_path: Path) -> None:
+    source = tmp_path / "kernie_512x768.jpg"
+    Image.new("RGB", (51, 76), (9, 99, 199)).save(source, format="JPEG")
+    server = start_server("basic_save", dynamic=True, source_image=source)
+    workflow = replayable_jobs("basic_save")[0].workflow
+    history, _ = asyncio.run(ws_lifecycle(server.url, workflow))
+    image = history["outputs"]["2"]["images"][0]
+    saved = Image.open(server.engine.roots.output / image["subfolder"] / image["filename"])
+    assert saved.format == "PNG" and saved.size == (51, 76) and "prompt" in saved.text

@@ -524,7 +524,7 @@ class ReplayEngine:
             if kind == "executed" and isinstance(data, dict):
                 node = str(data.get("node"))
                 outputs[node] = data.get("output")
-                self._materialize(plan, node, data.get("output"))
+                self._materialize(item, plan, node, data.get("output"))
             if kind in ("execution_start", "execution_cached") or kind in TERMINAL:
                 messages.append([kind, data])
             if kind in TERMINAL:
@@ -664,9 +664,15 @@ class ReplayEngine:
 
     # ------------------------------------------------------------ files
 
-    def _materialize(self, plan: planning.Plan, node: str, output: Any) -> None:
+    def _materialize(self, item: QueueItem, plan: planning.Plan, node: str, output: Any) -> None:
         recorded = {o.index: o for o in plan.outputs if o.node == node}
-        self.files.materialize(output, recorded, self._job_cassette.get(id(plan.job)) if plan.job is not None else None)
+        # SaveImage/PreviewImage metadata: the prompt, then one chunk per extra_pnginfo key, each JSON.
+        metadata = {"prompt": json.dumps(item.workflow)}
+        extra = item.extra_data.get("extra_pnginfo")
+        if isinstance(extra, dict):
+            metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
+        cassette = self._job_cassette.get(id(plan.job)) if plan.job is not None else None
+        self.files.materialize(output, recorded, cassette, metadata)
 
     def view_virtual(self, kind: str, subfolder: str, filename: str) -> Path | None:
         return self.files.lookup(kind, subfolder, filename)

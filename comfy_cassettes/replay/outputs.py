@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import shutil
+import struct
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,43 @@ def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 
 
     buffer = io.BytesIO()
     Image.new("RGB", (max(1, width), max(1, height)), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt"}
+
+
+def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
+    """``png`` with its text chunks replaced by ``text``, placed after IHDR as ComfyUI's SaveImage writes them
+    (basic_save capture: IHDR, tEXt "prompt", IDAT, IEND). The pixels are not re-encoded."""
+    out = [png[:8]]
+    position = 8
+    while position < len(png):
+        length = struct.unpack(">I", png[position : position + 4])[0]
+        kind = png[position + 4 : position + 8]
+        end = position + 12 + length
+        if kind not in _TEXT_CHUNKS:
+            out.append(png[position:end])
+        if kind == b"IHDR":
+            for key, value in text.items():
+                data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "backslashreplace")
+                out.append(struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+        position = end
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _as_png(path: Path, mtime_ns: int) -> bytes:
+    """A source image as PNG bytes (ComfyUI always saves PNG), converted once per file version."""
+    data = path.read_bytes()
+    if data.startswith(_SIGNATURE):
+        return data
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(buffer, format="PNG", compress_level=4)
     return buffer.getvalue()
 
 
@@ -46,8 +84,12 @@ class OutputFiles:
         """A static-mode name's source file (the ``virtual`` hook of files.resolve_view)."""
         return self.virtual.get((kind, subfolder, filename))
 
-    def materialize(self, output: Any, recorded: Mapping[int, OutputImage], cassette: Cassette | None) -> None:
-        """Make every image of one node's ``output`` viewable; ``recorded`` maps image index to its recording."""
+    def materialize(
+        self, output: Any, recorded: Mapping[int, OutputImage], cassette: Cassette | None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make every image of one node's ``output`` viewable; ``recorded`` maps image index to its recording.
+        Written files carry ``metadata`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``)."""
         images = output.get("images", []) if isinstance(output, dict) else []
         for index, image in enumerate(images):
             if not isinstance(image, dict) or "filename" not in image:
@@ -60,10 +102,8 @@ class OutputFiles:
             source = self._source(recorded.get(index), cassette)
             if self.dynamic or kind == "temp":
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(source, Path):
-                    shutil.copyfile(source, target)
-                else:
-                    target.write_bytes(source)
+                png = _as_png(source, source.stat().st_mtime_ns) if isinstance(source, Path) else source
+                target.write_bytes(png_with_text(png, metadata) if metadata and png.startswith(_SIGNATURE) else png)
             else:
                 self.virtual[(kind, subfolder, filename)] = source if isinstance(source, Path) else self._spill(source)
 
