@@ -11,10 +11,14 @@ Interactions keep vcrpy's shape so pytest-recording can read them; a body too la
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import gc
 import hashlib
+import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from .errors import CassetteError, CassetteExistsError
 from .templating import PLACEHOLDER, ROOTS, is_valid_name, names_in
 
 FORMAT = 1
+_CACHE_VERSION = f"comfy-cassettes parsed cassette, format {FORMAT}, 1"
 BLOB_DIR = "blobs"
 INLINE_LIMIT = 64 * 1024  # bodies above this go to a sidecar blob, keeping YAML diffable
 JOB_STATES = ("success", "error", "interrupted", "rejected", "unfinished")
@@ -121,7 +126,12 @@ def interaction_body(cassette: Cassette, body: Any) -> bytes:
 
 
 def load(path: str | os.PathLike[str]) -> Cassette:
-    """Read and validate a cassette; every problem names the file and the key."""
+    """Read and validate a cassette; every problem names the file and the key.
+
+    Cassettes over 1 MiB are also kept parsed, as JSON, in the user cache folder (``$XDG_CACHE_HOME`` or
+    ``~/.cache``, ``comfy-cassettes/``), keyed by the text's hash: YAML builds an object per scalar and a
+    cassette of many recorded jobs took seconds to parse. ``COMFY_CASSETTES_CACHE=0`` turns it off.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -129,19 +139,84 @@ def load(path: str | os.PathLike[str]) -> Cassette:
         raise CassetteError(path, None, "no such cassette file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CassetteError(path, None, f"cannot read: {exc}") from None
-    # PyYAML allocates an object per scalar; the collector running over them cost more than parsing did.
-    collecting = gc.isenabled()
-    gc.disable()
+    cache = _parsed_cache(text)
+    if cache is not None and cache.is_file():
+        try:
+            with _no_gc():
+                cached = _from_json(json.loads(cache.read_bytes()))
+        except (OSError, ValueError):
+            cached = None  # unreadable cache: parse the YAML as if there were none
+        if cached is not None:
+            with _no_gc():
+                return from_dict(cached, path, text=text)
     try:
-        data = yaml.load(text, Loader=YAML_LOADER)
+        with _no_gc():
+            data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise CassetteError(path, None, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    cassette = from_dict(data, path, text=text)
+    if cache is not None:
+        _keep_parsed(cache, data)
+    return cassette
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Parsers allocate an object per scalar; the collector running over them cost more than parsing did."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if collecting:
             gc.enable()
-    return from_dict(data, path, text=text)
+
+
+CACHE_MIN_BYTES = 1 << 20  # smaller cassettes parse in tens of milliseconds: not worth a file
+
+
+def _parsed_cache(text: str) -> Path | None:
+    """Where the parsed form of ``text`` is (or would be) kept, or None when not cached."""
+    if len(text) < CACHE_MIN_BYTES or os.environ.get("COMFY_CASSETTES_CACHE", "1").lower() in ("0", "off", "false", "no"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(f"{_CACHE_VERSION}\n".encode() + text.encode("utf-8")).hexdigest()
+    return Path(base) / "comfy-cassettes" / f"{key}.json"
+
+
+def _keep_parsed(cache: Path, data: Any) -> None:
+    """Write the parsed cassette next to the others; a cache that cannot be written is simply not used."""
+    try:
+        encoded = json.dumps(_to_json(data)).encode("utf-8")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(cache, encoded, overwrite=True)
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def _to_json(document: Any) -> Any:
+    """The document with YAML ``!!binary`` request bodies (multipart uploads) as base64; any other non-JSON
+    value makes json.dumps refuse, and that cassette is just not cached."""
+    if not isinstance(document, dict):
+        return document
+    interactions = []
+    for item in document.get("interactions") or []:
+        body = (item.get("request") or {}).get("body") if isinstance(item, dict) else None
+        if isinstance(body, bytes):
+            item = {**item, "request": {**item["request"], "body": {"__bytes__": base64.b64encode(body).decode("ascii")}}}
+        interactions.append(item)
+    return {**document, "interactions": interactions}
+
+
+def _from_json(document: Any) -> Any:
+    """The reverse of :func:`_to_json`, touching only request bodies (an object hook ran on every dict)."""
+    for item in (document.get("interactions") or []) if isinstance(document, dict) else []:
+        body = (item.get("request") or {}).get("body") if isinstance(item, dict) else None
+        if isinstance(body, dict) and set(body) == {"__bytes__"}:
+            item["request"]["body"] = base64.b64decode(body["__bytes__"])
+    return document
 
 
 def from_dict(data: Any, path: Path | None = None, *, text: str | None = None) -> Cassette:
@@ -165,7 +240,7 @@ def from_dict(data: Any, path: Path | None = None, *, text: str | None = None) -
     check.type(recorded, dict, "comfy.recorded")
     cassette = Cassette(path=path, interactions=tuple(interactions), jobs=jobs, recorded=recorded)
     # One pass over the text finds every name; the key-by-key walk that names the key runs only on a bad one.
-    if text is None or any(not is_valid_name(n) for n in PLACEHOLDER.findall(text)):
+    if text is None or not all(map(is_valid_name, set(PLACEHOLDER.findall(text)))):
         check.placeholders(data, "")
     check.blobs(cassette)
     return cassette

@@ -282,3 +282,31 @@ def test_recorded_text_that_looks_like_a_placeholder_survives_a_round_trip(tmp_p
     request_body = cassette.interactions[0]["request"]["body"]
     rendered = json.loads(render_text(request_body, {"prompt_id": "x"}))
     assert rendered["extra_data"]["note"] == "{{output}} and {{prompt_id}}"
+
+
+def test_large_cassettes_load_from_a_parsed_cache_that_is_never_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from comfy_cassettes.record.build import merge_documents
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    one = build_cassette(read_har(SESSIONS / "load_transform_save" / "session.har"), BlobStore(tmp_path))
+    copies = 1 + (1 << 20) // max(1, len(yaml.safe_dump(one)))
+    path = save(merge_documents([one] * copies), tmp_path / "big.yaml")  # > 1 MiB, with binary upload bodies
+    folder = tmp_path / "cache" / "comfy-cassettes"
+
+    first = load(path)
+    [cached] = list(folder.iterdir())
+    second = load(path)
+    assert second.jobs == first.jobs and second.interactions == first.interactions
+    assert any(isinstance(i["request"]["body"], bytes) for i in second.interactions)
+
+    cached.write_text("{not json")  # a damaged cache is ignored, the YAML is read again
+    assert load(path).jobs == first.jobs
+
+    path.write_text(path.read_text().replace("transformed", "renamed"))  # an edit is a new key: never stale
+    assert "renamed" in json.dumps(load(path).jobs[0].workflow)
+    assert len(list(folder.iterdir())) == 2
+
+    monkeypatch.setenv("COMFY_CASSETTES_CACHE", "0")
+    path.write_text(path.read_text().replace("renamed", "again"))
+    load(path)
+    assert len(list(folder.iterdir())) == 2
