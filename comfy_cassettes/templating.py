@@ -156,9 +156,6 @@ class Templater:
             self._strings[value] = placeholder(name)
             self._pattern = None
 
-    def __contains__(self, value: object) -> bool:
-        return value in self._strings
-
     def name_of(self, value: str) -> str | None:
         """The placeholder that replaces exactly ``value``, if any."""
         return self._strings.get(value)

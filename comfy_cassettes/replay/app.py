@@ -47,7 +47,7 @@ def create_app(engine: ReplayEngine) -> Starlette:
         return reply(engine.submit(await request.body()))
 
     async def get_prompt(request: Request) -> Response:
-        return JSONResponse({"exec_info": {"queue_remaining": engine.queue_remaining()}})
+        return reply(Reply.json({"exec_info": {"queue_remaining": engine.queue_remaining()}}))
 
     async def get_queue(request: Request) -> Response:
         return reply(Reply.json(engine.queue_view()))

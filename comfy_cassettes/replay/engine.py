@@ -15,9 +15,8 @@ import tempfile
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,6 @@ from .validation import execution_order, no_prompt_body, validate_prompt
 
 
 MAXIMUM_HISTORY_SIZE = 10000  # ComfyUI's execution.MAXIMUM_HISTORY_SIZE: the oldest entries go first
-
-
-class JobState(Enum):
-    """Where a queued prompt is in its life."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -73,7 +63,6 @@ class QueueItem:
     outputs_to_execute: list[str]
     client_id: str | None
     seq: int
-    state: JobState = JobState.PENDING
     faults: list[JobFault] = field(default_factory=list)  # forced outcomes taken at submit (faults.py)
 
     def as_list(self) -> list[Any]:
@@ -103,7 +92,6 @@ class ReplayEngine:
         self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
-        self.hooks: list[Callable[[str, dict[str, Any]], Awaitable[None] | None]] = []
         self.faults = Faults(config.seed)
         self.faults.on_restart = self.restart
         self.faults.on_error = self.journal.error
@@ -124,7 +112,6 @@ class ReplayEngine:
         self.counter = 0
         self.sequence = 0
         self.queue: list[tuple[float, str, int, QueueItem]] = []
-        self.items: dict[str, QueueItem] = {}
         self.running: QueueItem | None = None
         self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.node_cache: dict[str, dict[str, Any] | None] = {}
@@ -273,7 +260,6 @@ class ReplayEngine:
         self.sequence += 1
         item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.sequence)
         item.faults = self.faults.for_job(workflow)
-        self.items[prompt_id] = item
         heapq.heappush(self.queue, (number, prompt_id, self.sequence, item))
         self._wake.set()
         self._broadcast_status()
@@ -318,19 +304,11 @@ class ReplayEngine:
     def delete_from_queue(self, body: Any) -> None:
         if not isinstance(body, dict):
             return
-        if body.get("clear"):
-            for entry in self.queue:
-                entry[3].state = JobState.DELETED
-                self.clock.job_finished(entry[1], "deleted")
-            self.queue.clear()
-        for prompt_id in body.get("delete", []) or []:
-            kept = [e for e in self.queue if e[1] != prompt_id]
-            for e in self.queue:
-                if e[1] == prompt_id:
-                    e[3].state = JobState.DELETED
-                    self.clock.job_finished(prompt_id, "deleted")
-            self.queue = kept
-            heapq.heapify(self.queue)
+        doomed = {e[1] for e in self.queue} if body.get("clear") else set(body.get("delete", []) or [])
+        for prompt_id in doomed & {e[1] for e in self.queue}:
+            self.clock.job_finished(prompt_id, "deleted")
+        self.queue = [e for e in self.queue if e[1] not in doomed]
+        heapq.heapify(self.queue)
         self._wake.set()  # a job held at "queued" may no longer be the head
         self._broadcast_status()
 
@@ -486,7 +464,6 @@ class ReplayEngine:
         # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
         # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
         self.running = item
-        item.state = JobState.RUNNING
         self.interrupt_requested = False
         await self._pause(plan.queued_for)
         self.last_client = item.client_id
@@ -553,10 +530,6 @@ class ReplayEngine:
         await self._send_status()  # awaited: the final status precedes `executing null` (basic_save capture)
         await self._emit(item, "executing", {"node": None, "prompt_id": item.prompt_id})
         self.clock.job_finished(item.prompt_id, status)
-        for hook in self.hooks:
-            result = hook("job_done", {"prompt_id": item.prompt_id, "status": status})
-            if result is not None:
-                await result
 
     async def _interrupted(
         self, item: QueueItem, plan: planning.Plan, current: str | None, executed: list[str], messages: list[list[Any]]
@@ -624,7 +597,6 @@ class ReplayEngine:
             "prompt": item.as_list(), "outputs": {}, "meta": {},
             "status": {"status_str": "error", "completed": False, "messages": [["execution_error", error]]},
         }
-        item.state = JobState.DONE
         self.running = None
         await self._emit(item, "execution_error", error)
         await self._send_status()
@@ -654,7 +626,6 @@ class ReplayEngine:
         self.history[item.prompt_id] = entry
         while len(self.history) > MAXIMUM_HISTORY_SIZE:
             self.history.popitem(last=False)
-        item.state = JobState.DONE
         self.running = None
         sigs = planning.signatures(item.workflow)
         done = set(executed) | set(plan.cached) | (set(outputs) if success else set())
