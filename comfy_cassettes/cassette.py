@@ -18,13 +18,16 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from .comfy.events import BinaryFrame as BinaryFrame
+from .comfy.events import WsEvent as WsEvent
 from .errors import CassetteError, CassetteExistsError
 from .templating import PLACEHOLDER, ROOTS, is_valid_name, names_in
 
@@ -39,24 +42,7 @@ YAML_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-@dataclass(frozen=True)
-class BinaryFrame:
-    """A binary WebSocket frame: a preview image with its header (type 1 legacy, type 4 with metadata)."""
-
-    event_type: int
-    file: str
-    image_format: int | None = None
-    metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class WsEvent:
-    """One server-to-client WebSocket message of a job, ``t`` seconds after ``execution_start``."""
-
-    t: float
-    type: str | None = None
-    data: Any = None
-    binary: BinaryFrame | None = None
+Headers = dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +55,12 @@ class OutputImage:
     width: int
     height: int
     file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"node": self.node, "index": self.index, "kind": self.kind, "width": self.width, "height": self.height}
+        if self.file is not None:
+            out["file"] = self.file
+        return out
 
 
 @dataclass(frozen=True)
@@ -88,15 +80,109 @@ class Job:
     queued_for: float = 0.0  # seconds between POST /prompt and execution_start in the recording
     name: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The job as stored under ``comfy.jobs``."""
+        out: dict[str, Any] = {"name": self.name, "workflow": self.workflow, "has_client": self.has_client,
+                               "status": self.status, "response": {"status": self.response_status, "body": self.response_body}}
+        if self.status == "rejected":
+            return out
+        if self.outputs_to_execute:
+            out["outputs_to_execute"] = list(self.outputs_to_execute)
+        if self.history is not None:
+            out["history"] = self.history
+        out.update(cached=list(self.cached), queued_for=self.queued_for, outputs=[o.to_dict() for o in self.outputs],
+                   ws=[_event_dict(e) for e in self.ws])
+        return out
+
+
+def _event_dict(event: WsEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"t": event.t}
+    if event.binary is not None:
+        frame: dict[str, Any] = {"event_type": event.binary.event_type}
+        if event.binary.image_format is not None:
+            frame["image_format"] = event.binary.image_format
+        if event.binary.metadata is not None:
+            frame["metadata"] = event.binary.metadata
+        frame["file"] = event.binary.file
+        out["binary"] = frame
+    else:
+        out.update(type=event.type, data=event.data)
+    return out
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One recorded HTTP request and its answer, in vcrpy's shape; a large or binary answer lives in a blob."""
+
+    method: str
+    uri: str
+    status: int
+    reason: str = ""
+    request_body: str | bytes | None = None
+    request_headers: Headers = field(default_factory=dict)
+    response_headers: Headers = field(default_factory=dict)
+    body: str | bytes = ""  # the answer inline ({string: ...})
+    body_file: str | None = None  # or in a sidecar blob ({file: blobs/...})
+    job: int | None = None  # the recorded job it belongs to, for job placeholders
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.uri).path
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(urlsplit(self.uri).query, keep_blank_values=True)
+
+    def header(self, name: str) -> str | None:
+        """The first response header called ``name`` (case-insensitive)."""
+        for key, values in self.response_headers.items():
+            if key.lower() == name.lower() and values:
+                return values[0]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The interaction as vcrpy stores it."""
+        body: dict[str, Any] = {"file": self.body_file} if self.body_file is not None else {"string": self.body}
+        out: dict[str, Any] = {
+            "request": {"method": self.method, "uri": self.uri, "body": self.request_body, "headers": self.request_headers},
+            "response": {"status": {"code": self.status, "message": self.reason}, "headers": self.response_headers, "body": body},
+        }
+        if self.job is not None:
+            out["job"] = self.job
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Interaction:
+        """An interaction from its stored form (already validated)."""
+        request, response = raw["request"], raw["response"]
+        body = response.get("body") or {}
+        inline = body.get("string", "") if isinstance(body, dict) else ""
+        return cls(
+            method=str(request["method"]).upper(), uri=request["uri"], status=int(response["status"]["code"]),
+            reason=str(response["status"].get("message") or ""), request_body=request.get("body"),
+            request_headers=_headers(request.get("headers")), response_headers=_headers(response.get("headers")),
+            body=inline if isinstance(inline, (str, bytes)) else "",
+            body_file=str(body["file"]) if isinstance(body, dict) and "file" in body else None,
+            job=raw["job"] if isinstance(raw.get("job"), int) and not isinstance(raw.get("job"), bool) else None,
+        )
+
+
+def _headers(raw: Any) -> Headers:
+    """vcrpy's ``{name: [values]}``; a bare value (hand-written cassettes) counts as one."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)] for k, v in raw.items()}
+
 
 @dataclass(frozen=True)
 class Cassette:
-    """A loaded cassette: raw vcrpy interactions, the jobs, and where its blobs live."""
+    """A cassette: recorded interactions, the jobs, and where its blobs live (beside ``path``)."""
 
     path: Path | None
-    interactions: tuple[dict[str, Any], ...] = ()
+    interactions: tuple[Interaction, ...] = ()
     jobs: tuple[Job, ...] = ()
     recorded: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] | None = None  # vcrpy's optional cassette metadata, kept as it was
 
     @property
     def root(self) -> Path:
@@ -111,15 +197,28 @@ class Cassette:
         """The bytes of a blob reference."""
         return self.blob_path(ref).read_bytes()
 
+    def body(self, interaction: Interaction) -> bytes:
+        """The recorded answer's bytes, inline or from its blob."""
+        if interaction.body_file is not None:
+            return self.read_blob(interaction.body_file)
+        body = interaction.body
+        return body.encode() if isinstance(body, str) else bytes(body)
 
-def interaction_body(cassette: Cassette, body: Any) -> bytes:
-    """The bytes of an interaction body: ``{string: ...}`` inline or ``{file: ...}`` in a sidecar blob."""
-    if not isinstance(body, dict):
-        return b""
-    if "file" in body:
-        return cassette.read_blob(str(body["file"]))
-    value = body.get("string", "")
-    return value.encode() if isinstance(value, str) else bytes(value or b"")
+    @property
+    def comfyui_version(self) -> str | None:
+        version = self.recorded.get("comfyui_version")
+        return None if version is None else str(version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cassette document (what :func:`save` writes)."""
+        document: dict[str, Any] = {
+            "version": 1,
+            "interactions": [i.to_dict() for i in self.interactions],
+            "comfy": {"format": FORMAT, "recorded": self.recorded, "jobs": [j.to_dict() for j in self.jobs]},
+        }
+        if self.metadata is not None:
+            document["metadata"] = self.metadata
+        return document
 
 
 # ---------------------------------------------------------------- loading
@@ -238,7 +337,10 @@ def from_dict(data: Any, path: Path | None = None, *, text: str | None = None) -
     jobs = tuple(check.job(job, f"comfy.jobs[{i}]") for i, job in enumerate(raw_jobs))
     recorded = comfy.get("recorded") or {}
     check.type(recorded, dict, "comfy.recorded")
-    cassette = Cassette(path=path, interactions=tuple(interactions), jobs=jobs, recorded=recorded)
+    metadata = data.get("metadata")
+    check.type(metadata if metadata is not None else {}, dict, "metadata")
+    cassette = Cassette(path=path, interactions=tuple(Interaction.from_dict(i) for i in interactions), jobs=jobs,
+                        recorded=recorded, metadata=metadata)
     # One pass over the text finds every name; the key-by-key walk that names the key runs only on a bad one.
     if text is None or not all(map(is_valid_name, set(PLACEHOLDER.findall(text)))):
         check.placeholders(data, "")
@@ -387,9 +489,10 @@ def dump(document: dict[str, Any]) -> str:
     return text
 
 
-def save(document: dict[str, Any], path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def save(cassette: Cassette | Mapping[str, Any], path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Validate then write a cassette atomically; refuses to replace an existing file unless ``overwrite``."""
     path = Path(path)
+    document = cassette.to_dict() if isinstance(cassette, Cassette) else dict(cassette)
     from_dict(document, path)  # never write what we could not load back
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, dump(document).encode("utf-8"), overwrite=overwrite)

@@ -113,7 +113,7 @@ def inspect(cassette: Annotated[Path, typer.Argument(help="Cassette to summarise
     console.print(jobs)
     requests = Table("method", "uri", "status", title="interactions")
     for item in loaded.interactions:
-        requests.add_row(item["request"]["method"], item["request"]["uri"], str(item["response"]["status"]["code"]))
+        requests.add_row(item.method, item.uri, str(item.status))
     console.print(requests)
 
 

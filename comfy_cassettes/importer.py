@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cassette import BlobStore, save
-from .record.build import build_cassette, merge_documents
 from .record.har import read_har
+from .record.modes import RecordMode
 from .record.scrub import Scrubber
+from .record.writer import write_session
 
 
 def import_har(
@@ -18,8 +18,6 @@ def import_har(
 
     Secrets are scrubbed as when recording (``scrubber``, default :class:`~comfy_cassettes.record.scrub.Scrubber`).
     """
-    output = Path(output)
-    blobs = BlobStore(output.parent)
-    documents = [build_cassette(read_har(source), blobs, scrubber=scrubber) for source in sources]
-    document = documents[0] if len(documents) == 1 else merge_documents(documents)
-    return save(document, output, overwrite=overwrite)
+    sessions = [read_har(source) for source in sources]
+    path, _ = write_session(sessions, Path(output), mode=RecordMode.ALL, scrubber=scrubber, overwrite=overwrite, via=None)
+    return path

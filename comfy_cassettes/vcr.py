@@ -35,26 +35,18 @@ from vcr.request import Request  # type: ignore[import-untyped]
 from vcr.serialize import deserialize  # type: ignore[import-untyped]
 
 from . import cassette as cassette_io
-from .cassette import YAML_LOADER, BlobStore, Cassette, Job
-from .record.build import build_cassette
+from .cassette import YAML_LOADER, Cassette, Interaction, Job
+from .comfy.folders import FileRoots, OutputNamer
+from .comfy.nodes import SEED_INPUTS, VOLATILE_KEYS
+from .comfy.routes import is_comfy_path, normalize
+from .record.modes import RecordMode
 from .record.scrub import DEFAULT_HEADERS, Scrubber
 from .record.session import TRANSFER_HEADERS, HttpExchange, RawSession, json_or_none
+from .record.writer import write_session
 from .replay.config import ADMIN_PREFIX, BUNDLED_DIR
-from .replay.files import FileRoots, OutputNamer
-from .replay.interactions import normalize
-from .replay.protocol import TERMINAL
-from .replay.validation import execution_order
-from .templating import LBRACE, PLACEHOLDER, json_escape, names_in, render_text, url_escape
+from .templating import LBRACE, PLACEHOLDER, bind_job, json_escape, names_in, render_text, url_escape
 
 MATCH_ON = ("method", "comfy_path", "comfy_query", "comfy_body")
-# Top-level JSON keys whose values change on every run (client ids, prompt ids chosen by the client).
-VOLATILE_KEYS = ("client_id", "prompt_id")
-# Workflow inputs comfy_body ignores: a new seed is the same request (replay's plan ignores more to pick a job).
-SEED_INPUTS = ("seed", "noise_seed")
-_COMFY_ROUTES = {
-    "prompt", "history", "queue", "view", "object_info", "system_stats", "upload", "interrupt", "free",
-    "features", "embeddings", "extensions", "models", "userdata", "settings", "view_metadata", "ws",
-}
 
 
 def bundled_cassette(name: str) -> str:
@@ -302,58 +294,12 @@ class ComfyPersister:
 
     def save_cassette(self, cassette_path: str | Path, cassette_dict: Mapping[str, Any], serializer: Any) -> None:
         session = to_session(cassette_dict["requests"], cassette_dict["responses"], source=str(cassette_path))
-        if not any(is_comfy_request(x.path) for x in session.exchanges):
+        if not any(is_comfy_path(x.path) for x in session.exchanges):
             FilesystemPersister.save_cassette(cassette_path, cassette_dict, serializer)
             return
-        path = Path(cassette_path)
-        document = build_cassette(session, BlobStore(path.parent), recorded={"recorder": "vcrpy"}, scrubber=self.scrubber)
-        for job in document["comfy"]["jobs"]:
-            if not job.get("ws") and job.get("history"):
-                job["ws"] = timeline_from_history(job)
-                document["comfy"]["recorded"]["ws"] = "synthesized from /history: vcrpy records no WebSocket"
-        if cassette_dict.get("metadata"):
-            document["metadata"] = dict(cassette_dict["metadata"])
         # vcrpy asks to save only what it loaded plus what it recorded, so replacing the file loses nothing.
-        cassette_io.save(document, path, overwrite=True)
-
-
-def timeline_from_history(job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A WebSocket timeline for a job recorded without its socket, so ``serve`` can replay it too.
-
-    ComfyUI's order: execution_start, execution_cached, then executing (and executed for outputs) per node
-    in execution order, then the terminal message; all taken from the templated history entry.
-    """
-    history = job.get("history") or {}
-    messages = [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
-    outputs = history.get("outputs") or {}
-    cached = set(job.get("cached") or [])
-    for kind, data in messages:
-        if kind == "execution_cached" and isinstance(data, dict):
-            cached |= {str(n) for n in data.get("nodes") or []}
-    pid = "{{prompt_id}}"
-    events: list[dict[str, Any]] = [{"t": 0.0, "type": k, "data": d} for k, d in messages if k in ("execution_start", "execution_cached")]
-    try:
-        order = execution_order(job["workflow"], list(job.get("outputs_to_execute") or outputs))
-    except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs
-        order = list(outputs)
-    terminal = [[k, d] for k, d in messages if k in TERMINAL]
-    failed_at = str(terminal[-1][1].get("node_id")) if terminal and isinstance(terminal[-1][1], dict) and terminal[-1][0] != "execution_success" else None
-    for node in order:
-        if node in cached:
-            continue
-        events.append({"t": 0.0, "type": "executing", "data": {"node": node, "display_node": node, "prompt_id": pid}})
-        if node == failed_at:
-            break
-        if node in outputs:
-            events.append({"t": 0.0, "type": "executed", "data": {"node": node, "display_node": node, "output": outputs[node], "prompt_id": pid}})
-    events.extend({"t": 0.0, "type": k, "data": d} for k, d in terminal[-1:])
-    return events
-
-
-def is_comfy_request(path: str) -> bool:
-    """True for a path ComfyUI serves (``/prompt``, ``/api/history/...``), False for other services."""
-    first = normalize(path).strip("/").split("/")[0]
-    return first in _COMFY_ROUTES
+        write_session(session, Path(cassette_path), mode=RecordMode.ALL, recorded={"recorder": "vcrpy"}, via=None, scrubber=self.scrubber,
+                      overwrite=True, metadata=dict(cassette_dict.get("metadata") or {}) or None)
 
 
 def to_session(requests: Sequence[Request], responses: Sequence[Mapping[str, Any]], *, source: str = "") -> RawSession:
@@ -404,26 +350,11 @@ class _Renderer:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def _bind_job(self, job: Job) -> dict[str, Any]:
-        bindings: dict[str, Any] = {"prompt_id": self._uuid(), "number": self._number}
+        binding = bind_job(prompt_id=self._uuid(), number=self._number, workflow=job.workflow, images=job.outputs,
+                           namer=self._namer, refuse_outside=False)
         self._number += 1
-        by_node: dict[str, list[Any]] = {}
-        for image in job.outputs:
-            by_node.setdefault(image.node, []).append(image)
-        for node, images in by_node.items():
-            images.sort(key=lambda image: image.index)
-            if images[0].kind == "temp":
-                names = self._namer.temp_names(width=images[0].width or 512, height=images[0].height or 512, count=len(images))
-            else:
-                prefix = (job.workflow.get(node) or {}).get("inputs", {}).get("filename_prefix", "ComfyUI")
-                try:
-                    names = self._namer.save_names(str(prefix), width=images[0].width or 512, height=images[0].height or 512, count=len(images))
-                except ValueError:
-                    names = self._namer.save_names("ComfyUI", width=512, height=512, count=len(images))
-            for image, name in zip(images, names):
-                bindings[f"out.{node}.{image.index}.filename"] = name.filename
-                bindings[f"out.{node}.{image.index}.subfolder"] = name.subfolder
-        self._taken.update(v for k, v in bindings.items() if isinstance(v, str) and v and k != "client_id")
-        return bindings
+        self._taken.update(v for v in binding.values.values() if isinstance(v, str) and v)
+        return dict(binding.values)
 
     def render(self, cassette: Cassette) -> list[tuple[Request, dict[str, Any]]]:
         jobs = [self._bind_job(job) for job in cassette.jobs]
@@ -433,9 +364,9 @@ class _Renderer:
             common[f"job.{index}.number"] = bound["number"]
         out = []
         for item in cassette.interactions:
-            k = item.get("job")
-            bindings = {**common, **(jobs[k] if isinstance(k, int) and 0 <= k < len(jobs) else {})}
-            for name in names_in(item):
+            k = item.job
+            bindings = {**common, **(jobs[k] if k is not None and 0 <= k < len(jobs) else {})}
+            for name in names_in(item.to_dict()):
                 if name not in bindings:
                     bindings[name] = self._fallback(name)
             out.append(self._interaction(cassette, item, bindings))
@@ -453,32 +384,27 @@ class _Renderer:
             return 0
         return self._uuid()
 
-    def _interaction(self, cassette: Cassette, item: dict[str, Any], bindings: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
-        raw_request, raw_response = item["request"], item["response"]
-        uri = str(raw_request["uri"])
-        body = raw_request.get("body")
+    def _interaction(self, cassette: Cassette, item: Interaction, bindings: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        body = item.request_body
         if isinstance(body, str):
             body = _render_body(body, bindings)
-        headers = {k: [render_text(str(v), bindings) for v in _listed(values)] for k, values in (raw_request.get("headers") or {}).items()}
-        request = Request(str(raw_request["method"]).upper(), render_text(uri, bindings, url_escape), body, headers)
-        own = {name: bindings[name] for name in names_in(uri) if isinstance(bindings.get(name), str)}
-        template = _Template(uri, own)
+        headers = {k: [render_text(v, bindings) for v in values] for k, values in item.request_headers.items()}
+        request = Request(item.method, render_text(item.uri, bindings, url_escape), body, headers)
+        own = {name: bindings[name] for name in names_in(item.uri) if isinstance(bindings.get(name), str)}
+        template = _Template(item.uri, own)
         self._templates.append(template)
         request.comfy_template = template
-        raw_body = raw_response.get("body") or {}
-        if isinstance(raw_body, dict) and "file" in raw_body:
-            content = cassette.read_blob(str(raw_body["file"]))
+        if item.body_file is not None:
+            content = cassette.read_blob(item.body_file)
+        elif isinstance(item.body, str):
+            content = _render_body(item.body, bindings).encode("utf-8")
         else:
-            text = raw_body.get("string", "") if isinstance(raw_body, dict) else ""
-            content = _render_body(text, bindings).encode("utf-8") if isinstance(text, str) else bytes(text or b"")
+            content = bytes(item.body)
         response = {
-            "status": {"code": int(raw_response["status"]["code"]), "message": str(raw_response["status"].get("message") or "")},
+            "status": {"code": item.status, "message": item.reason},
             # Our bodies are stored decoded and re-measured on replay.
-            "headers": {
-                k: [render_text(str(v), bindings) for v in _listed(values)]
-                for k, values in (raw_response.get("headers") or {}).items()
-                if k.lower() not in TRANSFER_HEADERS
-            },
+            "headers": {k: [render_text(v, bindings) for v in values] for k, values in item.response_headers.items()
+                        if k.lower() not in TRANSFER_HEADERS},
             "body": {"string": content},
         }
         return request, response

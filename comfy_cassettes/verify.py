@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cassette import BlobStore, Cassette, Job, WsEvent, from_dict, load
-from .record.build import build_cassette, job_exchanges
+from .cassette import Cassette, Interaction, Job, WsEvent, load
+from .comfy.routes import normalize
+from .record.build import build_cassette
+from .record.jobs import job_exchanges
 from .record.live import JobRun, LiveSocket, RecordingClient
 from .record.session import HttpExchange, RawSession
-from .templating import INT_NAMES, PLACEHOLDER, render_text, url_escape
+from .templating import INT_NAMES, PLACEHOLDER, out_name, render_text, url_escape
 
 
 @dataclass(frozen=True)
@@ -150,21 +152,20 @@ class _Driver:
             await self._one(i, item)
         await asyncio.gather(*self.running, *self.pending)
 
-    async def _one(self, i: int, item: dict[str, Any]) -> None:
+    async def _one(self, i: int, item: Interaction) -> None:
         """Send one recorded request again.
 
         Jobs run in the background: a request waits for them only when its recorded answer shows they had ended,
         so "/queue while running" or a delete of a pending prompt happen at the same point of the job as recorded.
         """
-        request = item["request"]
-        method, uri, job = request["method"].upper(), request["uri"], item.get("job")
-        parts = urlsplit(uri)
-        route = parts.path.rstrip("/").removeprefix("/api")
+        method, job = item.method, item.job
+        parts = urlsplit(item.uri)
+        route = normalize(parts.path)
         values = self._bindings(job)
         if method == "POST" and route == "/prompt":
-            await self._prompt(i, request, values, item["response"])
+            await self._prompt(i, item, values)
         elif method == "GET":
-            await self._settle(method, parts.path, item["response"])
+            await self._settle(method, parts.path, item)
             values = self._bindings(job)
             path = render_text(parts.path, values, url_escape) + ("?" + render_text(parts.query, values, url_escape) if parts.query else "")
             if PLACEHOLDER.search(path):
@@ -172,20 +173,20 @@ class _Driver:
                 return
             self.pairs.append((i, await self.client.request("GET", path)))
         elif method == "POST" and route in ("/upload/image", "/upload/mask"):
-            await self._settle(method, parts.path, item["response"])
-            body = request.get("body") or b""
+            await self._settle(method, parts.path, item)
+            body = item.request_body or b""
             content = body if isinstance(body, bytes) else str(body).encode("utf-8", "surrogateescape")
-            headers = {k: v[0] for k, v in (request.get("headers") or {}).items() if k.lower() == "content-type" and v}
+            headers = {k: v[0] for k, v in item.request_headers.items() if k.lower() == "content-type" and v}
             self.pairs.append((i, await self.client.request("POST", parts.path, content=content, headers=headers)))
         elif method == "POST" and route == "/interrupt":
             if any(j.status == "interrupted" and _interrupt_point(j) for j in self.cassette.jobs):
                 return  # _interrupter sends it at the recorded point of the job instead
-            await self._post(i, parts.path, request, values)
+            await self._post(i, parts.path, item.request_body, values)
         elif method == "POST" and route in ("/queue", "/history"):
             if route == "/history":
-                await self._settle(method, parts.path, item["response"])
+                await self._settle(method, parts.path, item)
                 values = self._bindings(job)
-            body = parse_templated(render_text(str(request.get("body") or ""), values, lambda v: json.dumps(v)[1:-1]))
+            body = parse_templated(render_text(str(item.request_body or ""), values, lambda v: json.dumps(v)[1:-1]))
             if not isinstance(body, dict):
                 self.report.notes.append(f"POST {parts.path}: body is not JSON, not re-run")
                 return
@@ -199,13 +200,12 @@ class _Driver:
                 self.client.abandoned.update(ids)
             if body.get("clear"):
                 self.report.notes.append(f"POST {parts.path} clear: sent as a delete of verify's own prompts")
-            await self._post(i, parts.path, {**request, "body": json.dumps({"delete": ids})}, values)
+            await self._post(i, parts.path, json.dumps({"delete": ids}), values)
         else:
             self.report.notes.append(f"{method} {parts.path}: changes server state, not re-run")
 
-    async def _post(self, i: int, path: str, request: dict[str, Any], values: dict[str, Any]) -> None:
+    async def _post(self, i: int, path: str, raw: str | bytes | None, values: dict[str, Any]) -> None:
         """Re-send a small JSON POST (delete by id, targeted interrupt) with the live job ids filled in."""
-        raw = request.get("body")
         text = render_text(str(raw), values, lambda v: json.dumps(v)[1:-1]) if raw else ""
         if PLACEHOLDER.search(text):
             self.report.notes.append(f"POST {path}: names a job that did not run live")
@@ -223,19 +223,19 @@ class _Driver:
         self.report.notes.append("POST /interrupt: sent while the interrupted job ran, at the node the recording interrupted")
         return _Interrupter(self, trigger)
 
-    def _origin(self, request: dict[str, Any]) -> dict[str, str]:
+    def _origin(self, item: Interaction) -> dict[str, str]:
         """The recorded Origin header: pointed at the live server when it named the recorded one (ComfyUI 403s a mismatch)."""
-        for key, values in (request.get("headers") or {}).items():
+        for key, values in item.request_headers.items():
             if key.lower() == "origin" and values:
-                origin = str(values[0] if isinstance(values, list) else values)
-                recorded = urlsplit(request["uri"])
+                origin = values[0]
+                recorded = urlsplit(item.uri)
                 if urlsplit(origin).netloc == recorded.netloc:
                     origin = self.client.base
                 return {"Origin": origin}
         return {}
 
-    async def _prompt(self, i: int, request: dict[str, Any], values: dict[str, Any], response: dict[str, Any]) -> None:
-        raw = request.get("body") or ""
+    async def _prompt(self, i: int, item: Interaction, values: dict[str, Any]) -> None:
+        raw = item.request_body or ""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         fresh = {**values, "prompt_id": str(uuid.uuid4())}
         text = render_text(text, fresh, lambda s: json.dumps(s)[1:-1])
@@ -243,12 +243,12 @@ class _Driver:
             body = json.loads(text)
         except ValueError:
             body = None
-        headers = self._origin(request)
+        headers = self._origin(item)
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
             self.pairs.append((i, await self.client.request("POST", "/prompt", content=text.encode(), headers=headers)))
             return
         recorded_job: int | None = None
-        if response["status"]["code"] in (200, 400):
+        if item.status in (200, 400):
             recorded_job, self.recorded_jobs = self.recorded_jobs, self.recorded_jobs + 1
         run = await self.client.submit_job(body, headers=headers)
         self.pairs.append((i, run.response))
@@ -273,14 +273,14 @@ class _Driver:
         counters: dict[str, int] = {}
         for image in run.images:
             n = counters[image["node"]] = counters.get(image["node"], -1) + 1
-            self.bindings[k][f"out.{image['node']}.{n}.filename"] = image["filename"]
-            self.bindings[k][f"out.{image['node']}.{n}.subfolder"] = image.get("subfolder", "")
+            self.bindings[k][out_name(image["node"], n)] = image["filename"]
+            self.bindings[k][out_name(image["node"], n, "subfolder")] = image.get("subfolder", "")
 
-    async def _settle(self, method: str, path: str, response: dict[str, Any]) -> None:
+    async def _settle(self, method: str, path: str, item: Interaction) -> None:
         """Wait for running jobs, unless the recording shows this request was made while one still ran."""
         if not self.running:
             return
-        if method == "GET" and _recorded_busy(path, response):
+        if method == "GET" and _recorded_busy(path, item):
             return
         await asyncio.gather(*self.running)
         self.running.clear()
@@ -336,11 +336,10 @@ class _Interrupter:
             self(message)
 
 
-def _recorded_busy(path: str, response: dict[str, Any]) -> bool:
+def _recorded_busy(path: str, item: Interaction) -> bool:
     """True when a recorded answer shows a job still queued or running (an empty /history/{id}, a busy /queue)."""
-    path = path.rstrip("/").removeprefix("/api")
-    body = (response.get("body") or {}).get("string")
-    value = parse_templated(body) if isinstance(body, str) else None
+    path = normalize(path)
+    value = parse_templated(item.body) if isinstance(item.body, str) and item.body_file is None else None
     if path.startswith("/history/"):
         return value == {}
     if path == "/queue" and isinstance(value, dict):
@@ -374,8 +373,7 @@ async def _verify(recorded: Cassette, server: str, timeout: float, report: Verif
         await driver.run()
         session = client.session
     with tempfile.TemporaryDirectory(prefix="comfy-cassettes-verify-") as folder:
-        document = build_cassette(session, BlobStore(Path(folder)))
-        live = from_dict(document, Path(folder) / "live.yaml")
+        live = build_cassette(session, Path(folder) / "live.yaml")
     report.requests = len(driver.pairs)
     _compare_jobs(recorded, live, driver.job_pairs, _live_jobs(session), report)
     index = {id(x): n for n, x in enumerate(session.exchanges)}
@@ -433,30 +431,25 @@ def _compare_ws(where: str, old: Job, new: Job, report: VerifyReport) -> None:
                 report.differences.extend(compare(x.data, y.data, f"{label} data"))
 
 
-def _compare_interaction(old: dict[str, Any], new: dict[str, Any], report: VerifyReport) -> None:
-    request = old["request"]
-    where = f"{request['method']} {_short(request['uri'])}"
-    a, b = old["response"], new["response"]
-    if a["status"]["code"] != b["status"]["code"]:
-        report.differences.append(Difference(f"{where} status", str(a["status"]["code"]), str(b["status"]["code"])))
+def _compare_interaction(old: Interaction, new: Interaction, report: VerifyReport) -> None:
+    where = f"{old.method} {_short(old.uri)}"
+    if old.status != new.status:
+        report.differences.append(Difference(f"{where} status", str(old.status), str(new.status)))
         return
-    type_a, type_b = _content_type(a), _content_type(b)
+    type_a, type_b = _content_type(old), _content_type(new)
     if type_a != type_b:
         report.differences.append(Difference(f"{where} Content-Type", type_a or "(none)", type_b or "(none)"))
-    body_a, body_b = a.get("body") or {}, b.get("body") or {}
-    if "string" in body_a and "string" in body_b:
-        json_a, json_b = parse_templated(str(body_a["string"])), parse_templated(str(body_b["string"]))
+    inline_a, inline_b = old.body_file is None, new.body_file is None
+    if inline_a and inline_b:
+        json_a, json_b = parse_templated(str(old.body)), parse_templated(str(new.body))
         if json_a is not None or json_b is not None:
             report.differences.extend(compare(json_a, json_b, f"{where} body"))
-    elif ("string" in body_a) != ("string" in body_b) and type_a == "application/json":
-        report.differences.append(Difference(f"{where} body", "inline" if "string" in body_a else "blob", "inline" if "string" in body_b else "blob"))
+    elif inline_a != inline_b and type_a == "application/json":
+        report.differences.append(Difference(f"{where} body", "inline" if inline_a else "blob", "inline" if inline_b else "blob"))
 
 
-def _content_type(response: dict[str, Any]) -> str:
-    for key, values in (response.get("headers") or {}).items():
-        if key.lower() == "content-type" and values:
-            return str(values[0] if isinstance(values, list) else values).split(";")[0].strip()
-    return ""
+def _content_type(item: Interaction) -> str:
+    return (item.header("Content-Type") or "").split(";")[0].strip()
 
 
 def _short(uri: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import comfy_cassettes
-from comfy_cassettes.cassette import BlobStore, load, save
+from comfy_cassettes.cassette import load, save
 from comfy_cassettes.errors import CassetteError, CassetteExistsError, ImportFormatError
 from comfy_cassettes.importer import import_har
 from comfy_cassettes.record.build import build_cassette
@@ -119,7 +119,7 @@ def test_load_errors_name_the_file_and_key(tmp_path: Path) -> None:
 
 def test_save_is_atomic_and_never_overwrites_unless_asked(tmp_path: Path) -> None:
     target = tmp_path / "c.yaml"
-    document = build_cassette(read_har(SESSIONS / "basic_save" / "session.har"), BlobStore(tmp_path))
+    document = build_cassette(read_har(SESSIONS / "basic_save" / "session.har"), tmp_path / "c.yaml").to_dict()
     save(document, target)
     before = target.read_bytes()
     with pytest.raises(CassetteExistsError):
@@ -173,7 +173,7 @@ def test_templating_is_substitution_only() -> None:
 
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(comfy_cassettes) if not name.startswith("_")} | set(comfy_cassettes._LAZY)
-    modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "control", "errors", "importer", "record", "replay", "templating", "cli", "pytest_plugin", "vcr", "verify"}
+    modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "comfy", "control", "errors", "importer", "record", "replay", "templating", "types", "cli", "pytest_plugin", "vcr", "verify"}
     assert public - modules == set(comfy_cassettes.__all__)
     assert os.path.basename(comfy_cassettes.DEFAULT_CASSETTE) == "comfyui.yaml"
 
@@ -197,7 +197,7 @@ def test_saving_never_sets_the_process_umask(tmp_path: Path, monkeypatch: pytest
 
 
 def test_missing_comfyui_version_is_none_not_a_string(tmp_path: Path) -> None:
-    document = build_cassette(RawSession(), BlobStore(tmp_path))
+    document = build_cassette(RawSession(), tmp_path / "empty.yaml").to_dict()
     assert document["comfy"]["recorded"]["comfyui_version"] is None
     assert save(document, tmp_path / "empty.yaml").read_text().count("comfyui_version: null") == 1
 
@@ -236,8 +236,8 @@ def test_import_scrubs_headers_keys_and_extra_headers(tmp_path: Path) -> None:
     assert [s for s in SECRETS if s.encode() in written] == []
     text = out.read_text()
     assert "Cookie" not in text and "Authorization" not in text and "X-Team-Token" not in text
-    prompts = [i for i in load(out).interactions if i["request"]["uri"].endswith("/prompt")]
-    assert prompts and all(json.loads(i["request"]["body"])["extra_data"]["api_key_comfy_org"] == "<scrubbed>" for i in prompts)
+    prompts = [i for i in load(out).interactions if i.uri.endswith("/prompt")]
+    assert prompts and all(json.loads(i.request_body)["extra_data"]["api_key_comfy_org"] == "<scrubbed>" for i in prompts)
 
 
 def test_import_api_scrubs_by_default(tmp_path: Path) -> None:
@@ -276,10 +276,10 @@ def test_recorded_text_that_looks_like_a_placeholder_survives_a_round_trip(tmp_p
     answer = json.dumps({"prompt_id": "a6f1b2c3-0000-4000-8000-000000000001", "number": 0, "node_errors": {}}).encode()
     exchange = HttpExchange(0.0, "POST", "http://127.0.0.1:8188/prompt", [("Content-Type", "application/json")], body,
                             200, "OK", [("Content-Type", "application/json; charset=utf-8")], answer)
-    document = build_cassette(RawSession(exchanges=[exchange]), BlobStore(tmp_path))
+    document = build_cassette(RawSession(exchanges=[exchange]), tmp_path / "odd.yaml").to_dict()
     cassette = load(save(document, tmp_path / "odd.yaml"))  # valid: nothing recorded can make it invalid
     assert render_value(cassette.jobs[0].workflow, {})["2"]["inputs"]["filename_prefix"] == "{{number_of_steps}}"
-    request_body = cassette.interactions[0]["request"]["body"]
+    request_body = cassette.interactions[0].request_body
     rendered = json.loads(render_text(request_body, {"prompt_id": "x"}))
     assert rendered["extra_data"]["note"] == "{{output}} and {{prompt_id}}"
 
@@ -288,7 +288,7 @@ def test_large_cassettes_load_from_a_parsed_cache_that_is_never_stale(tmp_path: 
     from comfy_cassettes.record.build import merge_documents
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    one = build_cassette(read_har(SESSIONS / "load_transform_save" / "session.har"), BlobStore(tmp_path))
+    one = build_cassette(read_har(SESSIONS / "load_transform_save" / "session.har"), tmp_path / "big.yaml").to_dict()
     copies = 1 + (1 << 20) // max(1, len(yaml.safe_dump(one)))
     path = save(merge_documents([one] * copies), tmp_path / "big.yaml")  # > 1 MiB, with binary upload bodies
     folder = tmp_path / "cache" / "comfy-cassettes"
@@ -297,7 +297,7 @@ def test_large_cassettes_load_from_a_parsed_cache_that_is_never_stale(tmp_path: 
     [cached] = list(folder.iterdir())
     second = load(path)
     assert second.jobs == first.jobs and second.interactions == first.interactions
-    assert any(isinstance(i["request"]["body"], bytes) for i in second.interactions)
+    assert any(isinstance(i.request_body, bytes) for i in second.interactions)
 
     cached.write_text("{not json")  # a damaged cache is ignored, the YAML is read again
     assert load(path).jobs == first.jobs

@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import FaultSpecError
 from comfy_cassettes.replay.faults import parse_cli_delay, parse_cli_status, route_matches
-from comfy_cassettes.replay.protocol import CRASH_BODY
+from comfy_cassettes.comfy.protocol import CRASH_BODY
 from comfy_cassettes.replay.server import ReplayServer
 from ws_client import events_until_done, open_ws
 from har_util import ws_received

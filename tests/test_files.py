@@ -1,4 +1,4 @@
-"""Tests for comfy_cassettes.replay.files, replaying the real ComfyUI captures."""
+"""Tests for comfy_cassettes.comfy.folders and replay.files, replaying the real ComfyUI captures."""
 
 from __future__ import annotations
 
@@ -15,15 +15,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfy_cassettes.replay.files import (
-    FileRoots,
-    OutputName,
-    OutputNamer,
-    ViewResult,
-    render_view_body,
-    resolve_view,
-    store_upload,
-)
+from comfy_cassettes.comfy.folders import FileRoots, OutputName, OutputNamer
+from comfy_cassettes.replay.files import ViewResult, render_view_body, resolve_view, store_upload
 from har_util import (
     HarEntry,
     http_entries,

@@ -370,7 +370,7 @@ def test_generate():
     path = suite.path / "cassettes" / "test_rec" / "test_generate.yaml"
     recorded = cassette_io.load(path)
     assert [job.status for job in recorded.jobs] == ["success"]
-    uris = [item["request"]["uri"] for item in recorded.interactions]
+    uris = [item.uri for item in recorded.interactions]
     assert any(uri.endswith("/history/{{prompt_id}}") for uri in uris)
     assert any("filename={{out.2.0.filename}}" in uri for uri in uris)
     assert list((path.parent / "blobs").glob("*.png"))

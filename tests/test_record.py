@@ -27,7 +27,8 @@ from websockets.sync.client import connect as ws_connect
 from comfy_cassettes.cassette import load
 from comfy_cassettes.cli import app
 from comfy_cassettes.errors import ImportFormatError
-from comfy_cassettes.record.live import load_workflow, write_session
+from comfy_cassettes.record.live import load_workflow
+from comfy_cassettes.record.writer import write_session
 from comfy_cassettes.record.modes import RecordMode, combine
 from comfy_cassettes.record.scrub import SCRUBBED, Scrubber
 from comfy_cassettes.record.session import HttpExchange, RawSession, WsConnection, WsFrame
@@ -209,11 +210,11 @@ def test_workflow_recording_round_trip_reproduces_the_original_structure(start_s
     assert cassette.recorded["comfyui_version"] == "0.3.64"
     assert [j.status for j in cassette.jobs] == ["success", "success"]
     assert cassette.jobs[1].cached == ("1", "2")  # --repeat recorded the cached re-run
-    paths = [i["request"]["uri"].split("/", 3)[3] for i in cassette.interactions]
+    paths = [i.uri.split("/", 3)[3] for i in cassette.interactions]
     assert paths[:2] == ["system_stats", "object_info"] and paths[-1] == "queue"
     assert "view?filename={{out.2.0.filename}}&subfolder={{out.2.0.subfolder}}&type=output" in paths
-    uploads = [i for i in load(transform).interactions if i["request"]["uri"].endswith("/upload/image")]
-    assert len(uploads) == 1 and json.loads(uploads[0]["response"]["body"]["string"])["name"] == "test_input.png"
+    uploads = [i for i in load(transform).interactions if i.uri.endswith("/upload/image")]
+    assert len(uploads) == 1 and json.loads(uploads[0].body)["name"] == "test_input.png"
 
     original = start_server()
     replayed = start_server(basic, transform)
@@ -379,7 +380,7 @@ def test_write_session_scrubs_the_server_url_and_headers_seen_elsewhere(tmp_path
     assert document["comfy"]["recorded"]["server"] == "http://127.0.0.1:8188" and document["comfy"]["recorded"]["comfyui_version"] is None
     for secret in ("carol", "pa55word-xyz", "alice-the-user", "session-cookie-abcdef987"):
         assert secret not in text
-    assert load(path).interactions[0]["request"]["headers"] == {"X-Echo": ["<scrubbed>"]}
+    assert load(path).interactions[0].request_headers == {"X-Echo": ["<scrubbed>"]}
 
 
 def test_comfy_user_header_is_dropped_but_its_value_is_no_secret() -> None:

@@ -211,9 +211,9 @@ def test_upload_mask_puts_the_mask_alpha_on_the_original(start_server) -> None:
 
 
 def test_history_keeps_only_the_newest_entries_like_comfyui(start_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    from comfy_cassettes.replay import engine as engine_module
+    from comfy_cassettes.replay import state
 
-    monkeypatch.setattr(engine_module, "MAXIMUM_HISTORY_SIZE", 3)
+    monkeypatch.setattr(state, "MAXIMUM_HISTORY_SIZE", 3)
     server = start_server("basic_save")
     workflow = replayable_jobs("basic_save")[0].workflow
     ids = []
@@ -224,7 +224,8 @@ def test_history_keeps_only_the_newest_entries_like_comfyui(start_server, monkey
         for _ in range(500):
             if ids[-1] in http.get("/history").json():
                 break
-        assert list(http.get("/history").json()) == ids[2:]
+        # execution.py task_done drops the oldest only once the history is *over* the limit, then adds: limit + 1 stay.
+        assert list(http.get("/history").json()) == ids[1:]
 
 
 UNRECORDED_SAVE = {

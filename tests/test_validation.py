@@ -1,4 +1,4 @@
-"""Tests for comfy_cassettes.replay.validation against the real ComfyUI captures."""
+"""Tests for comfy_cassettes.comfy.validation (and graph order) against the real ComfyUI captures."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from comfy_cassettes.replay.validation import (
-    ValidationResult,
-    execution_order,
-    no_prompt_body,
-    validate_prompt,
-)
+from comfy_cassettes.comfy.graph import execution_order
+from comfy_cassettes.comfy.validation import ValidationResult, no_prompt_body, validate_prompt
 from har_util import REAL_SESSIONS, http_entries, request_json, request_path, response_json, ws_received
 
 

@@ -197,8 +197,10 @@ def test_recording_writes_our_templated_format_without_secrets_or_admin_calls(tm
     recorded = cassette_io.load(path)
     [job] = recorded.jobs
     assert job.status == "success" and job.outputs[0].file and recorded.read_blob(job.outputs[0].file) == png
-    assert [e.type for e in job.ws] == ["execution_start", "execution_cached", "executing", "executing", "executed", "execution_success"]
-    uris = [item["request"]["uri"] for item in recorded.interactions]
+    # Rebuilt by the one timeline generator, so with progress_state like real ComfyUI (basic_save capture).
+    assert [e.type for e in job.ws if e.type != "progress_state"] == ["execution_start", "execution_cached", "executing", "executing", "executed", "execution_success"]
+    assert [e.type for e in job.ws].count("progress_state") == 4
+    uris = [item.uri for item in recorded.interactions]
     assert uris[0].endswith("/prompt") and uris[-1].endswith("/view?filename={{out.2.0.filename}}&subfolder={{out.2.0.subfolder}}&type=output")
     assert all(uri.endswith("/history/{{prompt_id}}") for uri in uris[1:-1])
 
@@ -239,6 +241,6 @@ def test_recording_scrubs_secrets_even_when_vcrpy_keeps_every_header(tmp_path: P
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert [s for s in secrets if s.encode() in written] == []
     recorded = cassette_io.load(path)
-    [prompt] = [i for i in recorded.interactions if i["request"]["uri"].endswith("/prompt")]
-    assert json.loads(prompt["request"]["body"])["extra_data"]["api_key_comfy_org"] == "<scrubbed>"
-    assert not {"cookie", "authorization", "comfy-user"} & {k.lower() for k in prompt["request"]["headers"]}
+    [prompt] = [i for i in recorded.interactions if i.uri.endswith("/prompt")]
+    assert json.loads(prompt.request_body)["extra_data"]["api_key_comfy_org"] == "<scrubbed>"
+    assert not {"cookie", "authorization", "comfy-user"} & {k.lower() for k in prompt.request_headers}

@@ -1,7 +1,8 @@
-"""Turns a RawSession into a templated cassette document: jobs, WebSocket timelines, outputs and interactions.
+"""Turns a RawSession into a templated, typed Cassette: jobs, WebSocket timelines, outputs and interactions.
 
 Every recording source (live runner, proxy, HAR import, vcrpy persister) goes through :func:`build_cassette`,
-which scrubs the session first: the one place that keeps secrets out of cassettes.
+which scrubs the session first: the one place that keeps secrets out of cassettes. What a session's jobs are
+is found by jobs.py; this module templates and assembles them.
 """
 
 from __future__ import annotations
@@ -9,61 +10,57 @@ from __future__ import annotations
 import io
 import json
 import re
-import struct
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..cassette import FORMAT, INLINE_LIMIT, BlobStore
-from ..replay.protocol import STATUS_OF_TERMINAL, TERMINAL
+from ..cassette import FORMAT, INLINE_LIMIT, BlobStore, Cassette, Interaction, Job, OutputImage
+from ..comfy.events import STATUS_OF_TERMINAL, TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
+from ..comfy.graph import execution_order
+from ..comfy.timeline import timeline
 from ..templating import Templater, dumps_templated, escape_literals, placeholder
+from .jobs import JobDraft, client_ids, collect, find_jobs, view_bodies
 from .scrub import Scrubber
-from .session import HttpExchange, RawSession, WsConnection, WsFrame
+from .session import HttpExchange, RawSession, WsFrame
 
 # Headers that describe one transfer, not the resource: recomputed (or meaningless) on replay.
 _DROP_HEADERS = {"content-length", "date", "etag", "last-modified", "transfer-encoding", "connection", "keep-alive"}
 _EXT_OF = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/json": "json", "image/gif": "gif"}
-
-
-@dataclass
-class _JobDraft:
-    """What we learn about one POST /prompt while walking the session."""
-
-    index: int
-    exchange: HttpExchange
-    body: dict[str, Any]
-    prompt_id: str | None
-    number: Any
-    client_id: str | None
-    images: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # (node, i, image dict)
+NO_SOCKET_NOTE = "synthesized from /history: the recording has no WebSocket"
 
 
 def build_cassette(
-    session: RawSession, blobs: BlobStore, *, recorded: dict[str, Any] | None = None, scrubber: Scrubber | None = None
-) -> dict[str, Any]:
-    """The cassette document for ``session``, scrubbed by ``scrubber`` (default :class:`Scrubber`); binary and large
-    bodies go into ``blobs``. String values of ``recorded`` (metadata such as the server URL) are scrubbed too.
+    session: RawSession, output: Path, *, recorded: dict[str, Any] | None = None, scrubber: Scrubber | None = None
+) -> Cassette:
+    """The cassette for ``session``, to be saved at ``output``, scrubbed by ``scrubber`` (default :class:`Scrubber`);
+    binary and large bodies go into blobs beside ``output``. String values of ``recorded`` (metadata such as the
+    server URL) are scrubbed too. A recording without any WebSocket (vcrpy, a HAR without socket entries) gets
+    each finished job's event timeline rebuilt from its history entry, so ``serve`` can replay it.
     """
     scrubber = scrubber or Scrubber()
     session = scrubber.scrub(session)
-    drafts = _find_jobs(session)
-    client_ids = _client_ids(session, drafts)
-    views = _view_bodies(session)
-    collected = [_collect(session, d, drafts[:i], drafts[i + 1 :]) for i, d in enumerate(drafts)]
-    jobs = [_job(d, c, drafts, client_ids, views, blobs) for d, c in zip(drafts, collected)]
-    interactions = [_interaction(x, drafts, client_ids, blobs) for x in session.exchanges]
+    blobs = BlobStore(Path(output).parent)
+    drafts = find_jobs(session)
+    clients = client_ids(session, drafts)
+    views = view_bodies(session)
+    collected = [collect(session, d, drafts[:i], drafts[i + 1 :]) for i, d in enumerate(drafts)]
+    jobs = [_job(d, c, drafts, clients, views, blobs) for d, c in zip(drafts, collected)]
     meta: dict[str, Any] = {"comfyui_version": _comfyui_version(session), "source": Path(session.source).name or "session"}
+    if not session.sockets and any(job.history for job in jobs):
+        jobs = [_with_timeline(job) for job in jobs]
+        meta["ws"] = NO_SOCKET_NOTE
+    interactions = [_interaction(x, drafts, clients, blobs) for x in session.exchanges]
     if session.exchanges:
         meta["at"] = datetime.fromtimestamp(session.exchanges[0].t, tz=timezone.utc).isoformat(timespec="seconds")
     meta.update({k: scrubber.scrub_text(v) if isinstance(v, str) else v for k, v in (recorded or {}).items()})
-    return {"version": 1, "interactions": interactions, "comfy": {"format": FORMAT, "recorded": meta, "jobs": jobs}}
+    return Cassette(Path(output), tuple(interactions), tuple(jobs), meta)
 
 
-def merge_documents(documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One cassette holding the interactions and jobs of several (job placeholders stay per job)."""
+def merge_documents(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One cassette document holding the interactions and jobs of several, in order (job placeholders renumbered)."""
     merged: dict[str, Any] = {"version": 1, "interactions": [], "comfy": {"format": FORMAT, "recorded": {}, "jobs": []}}
     sources = []
     for doc in documents:
@@ -98,180 +95,39 @@ def _shift_jobs(value: Any, offset: int) -> Any:
 # ---------------------------------------------------------------- jobs
 
 
-def _is_prompt_post(x: HttpExchange) -> bool:
-    return x.method == "POST" and x.path.rstrip("/") in ("/prompt", "/api/prompt")
-
-
-def job_exchanges(session: RawSession) -> list[HttpExchange]:
-    """The POST /prompt exchanges that become the cassette's jobs, in job order (job K is the K-th)."""
-    return [draft.exchange for draft in _find_jobs(session)]
-
-
-def _find_jobs(session: RawSession) -> list[_JobDraft]:
-    drafts: list[_JobDraft] = []
-    for x in session.exchanges:
-        if not _is_prompt_post(x) or x.status not in (200, 400):
-            continue
-        body = x.request_json()
-        answer = x.response_json()
-        if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict) or not isinstance(answer, dict):
-            continue
-        pid = answer.get("prompt_id") if x.status == 200 else None
-        draft = _JobDraft(len(drafts), x, body, pid, answer.get("number"), body.get("client_id"))
-        drafts.append(draft)
-    return drafts
-
-
-def _client_ids(session: RawSession, drafts: list[_JobDraft]) -> dict[str, str]:
-    """Every client id / sid seen, mapped to its placeholder name."""
-    names: dict[str, str] = {}
-    for draft in drafts:
-        if draft.client_id:
-            names.setdefault(draft.client_id, "client_id")
-    for socket in session.sockets:
-        for value in (socket.client_id, socket.sid):
-            if value and value not in names:
-                names[value] = "client_id" if not names else f"sid.{len(names)}"
-    return names
-
-
-def _view_bodies(session: RawSession) -> dict[tuple[str, str, str], bytes]:
-    """Bytes of every successful /view, by (type, subfolder, filename)."""
-    found: dict[tuple[str, str, str], bytes] = {}
-    for x in session.exchanges:
-        if x.method == "GET" and x.path.rstrip("/") in ("/view", "/api/view") and x.status == 200:
-            q = dict(x.query)
-            if "preview" in q or "channel" in q:
-                continue
-            name = q.get("filename", "").split(" [")[0]
-            found[(q.get("type") or "output", q.get("subfolder", ""), name)] = x.response_body
-    return found
-
-
-def _is_start(frame: WsFrame, pid: str) -> bool:
-    m = frame.json()
-    return isinstance(m, dict) and m.get("type") == "execution_start" and (m.get("data") or {}).get("prompt_id") == pid
-
-
-def _socket_for(session: RawSession, pid: str) -> WsConnection | None:
-    for socket in session.sockets:
-        if any(_is_start(frame, pid) for frame in socket.frames):
-            return socket
-    return None
-
-
-def _job_frames(session: RawSession, pid: str, occurrence: int = 0) -> list[WsFrame]:
-    """The frames of one job from execution_start to its terminal event, on the socket that saw them.
-
-    ``occurrence`` picks the run when a client re-used a prompt_id (prompt_options capture).
-    """
-    socket = _socket_for(session, pid)
-    if socket is None:
-        # No client saw execution_start (prompt sent without client_id): keep the broadcast events.
-        frames = []
-        for s in session.sockets:
-            for f in s.frames:
-                m = f.json()
-                if isinstance(m, dict) and (m.get("data") or {}).get("prompt_id") == pid and m.get("type") != "status":
-                    frames.append(f)
-            if frames:
-                break
-        return frames
-    # A client that reconnects with the same clientId continues the same stream (ws_reconnect capture).
-    same = [s for s in session.sockets if s is socket or (s.client_id and s.client_id == socket.client_id)]
-    merged = sorted((f for s in same for f in s.frames), key=lambda f: f.t)
-    out: list[WsFrame] = []
-    inside = False
-    starts = 0
-    for frame in merged:
-        if frame.sent:
-            continue
-        m = frame.json()
-        data = m.get("data") if isinstance(m, dict) else None
-        owner = data.get("prompt_id") if isinstance(data, dict) else None
-        if _is_start(frame, pid):
-            starts += 1
-            inside = starts == occurrence + 1
-            if not inside:
-                out.clear()
-        if not inside:
-            continue
-        if isinstance(m, dict):
-            # status and reconnect replays belong to the connection, not the job: the engine makes them.
-            if m.get("type") == "status" or (m.get("type") == "executing" and "prompt_id" not in (data or {})):
-                continue
-            if owner not in (None, pid):
-                continue
-        out.append(frame)
-        if isinstance(m, dict) and m.get("type") in TERMINAL and owner == pid and inside:
-            break
-    return out
-
-
-def _history_entry(session: RawSession, pid: str) -> dict[str, Any] | None:
-    """The last history entry the session saw for ``pid``."""
-    entry = None
-    for x in session.exchanges:
-        if x.method == "GET" and "/history" in x.path:
-            body = x.response_json()
-            if isinstance(body, dict) and isinstance(body.get(pid), dict):
-                entry = body[pid]
-    return entry
-
-
-def _collect(
-    session: RawSession, draft: _JobDraft, drafts_before: list[_JobDraft], drafts_after: list[_JobDraft]
-) -> tuple[list[WsFrame], dict[str, Any] | None]:
-    """First pass over one job: its frames, history entry and every image it reported (cached ones too)."""
-    if draft.prompt_id is None:
-        return [], None
-    occurrence = sum(1 for d in drafts_before if d.prompt_id == draft.prompt_id)
-    frames = _job_frames(session, draft.prompt_id, occurrence)
-    # A re-used prompt_id's history entry is replaced in place: it only describes the last run.
-    later = any(d.prompt_id == draft.prompt_id for d in drafts_after)
-    history = None if later else _history_entry(session, draft.prompt_id)
-    for frame in frames:
-        m = frame.json()
-        if isinstance(m, dict) and m.get("type") == "executed" and isinstance(m.get("data"), dict):
-            data = m["data"]
-            _collect_images(draft, str(data.get("node")), (data.get("output") or {}).get("images", []))
-    for node, out in ((history or {}).get("outputs") or {}).items():
-        _collect_images(draft, str(node), (out or {}).get("images", []))
-    return frames, history
-
-
 def _job(
-    draft: _JobDraft,
+    draft: JobDraft,
     collected: tuple[list[WsFrame], dict[str, Any] | None],
-    drafts: list[_JobDraft],
-    client_ids: dict[str, str],
+    drafts: list[JobDraft],
+    clients: dict[str, str],
     views: dict[tuple[str, str, str], bytes],
     blobs: BlobStore,
-) -> dict[str, Any]:
+) -> Job:
     x = draft.exchange
     frames, history = collected
-    templater = _templater_for(draft, drafts, client_ids)
-    job: dict[str, Any] = {"name": f"job{draft.index}", "workflow": escape_literals(draft.body["prompt"]), "has_client": bool(draft.client_id)}
-    response = {"status": x.status, "body": _template_json_text(x.response_body, templater, draft, drafts)}
+    templater = _templater_for(draft, drafts, clients)
+    response_body = _template_json_text(x.response_body, templater, draft, drafts)
+    workflow = escape_literals(draft.body["prompt"])
+    common = {"name": f"job{draft.index}", "workflow": workflow, "has_client": bool(draft.client_id),
+              "response_status": x.status, "response_body": response_body}
     if x.status != 200 or draft.prompt_id is None:
-        job.update(status="rejected", response=response)
-        return job
+        return Job(status="rejected", **common)
     start_t = frames[0].t if frames else x.t
-    status, cached, ws = "success", [], []
+    status, ws = "success", []
+    cached: tuple[str, ...] = ()
     for frame in frames:
-        event: dict[str, Any] = {"t": round(max(0.0, frame.t - start_t), 6)}
+        t = round(max(0.0, frame.t - start_t), 6)
         if isinstance(frame.data, bytes):
-            event["binary"] = _binary_frame(frame.data, templater, draft, drafts, blobs)
-        else:
-            message = frame.json()
-            if not isinstance(message, dict):
-                continue
-            kind, data = message.get("type"), message.get("data")
-            status = STATUS_OF_TERMINAL.get(str(kind), status)
-            if kind == "execution_cached" and isinstance(data, dict):
-                cached = [str(n) for n in data.get("nodes", [])]
-            event.update(type=kind, data=_template_structure(data, templater, draft, drafts))
-        ws.append(event)
+            ws.append(WsEvent(t, binary=_binary_frame(frame.data, templater, draft, drafts, blobs)))
+            continue
+        message = frame.json()
+        if not isinstance(message, dict):
+            continue
+        kind, data = message.get("type"), message.get("data")
+        status = STATUS_OF_TERMINAL.get(str(kind), status)
+        if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
+            cached = tuple(str(n) for n in data.get("nodes", []))
+        ws.append(WsEvent(t, str(kind), _template_structure(data, templater, draft, drafts)))
     if not frames:
         # Deleted from the queue before it ran, or the recording stopped first.
         messages = ((history or {}).get("status") or {}).get("messages") or []
@@ -280,27 +136,42 @@ def _job(
     for node, i, image in draft.images:
         data = views.get((image.get("type", "output"), image.get("subfolder", ""), image.get("filename", "")))
         width, height = _image_size(data) if data else (0, 0)
-        item: dict[str, Any] = {"node": node, "index": i, "kind": "temp" if image.get("type") == "temp" else "output"}
-        item.update(width=width, height=height)
-        if data:
-            item["file"] = blobs.put(data, Path(image.get("filename", "x.png")).suffix or ".png")
-        outputs.append(item)
-    job.update(status=status, response=response)
+        ref = blobs.put(data, Path(image.get("filename", "x.png")).suffix or ".png") if data else None
+        outputs.append(OutputImage(node, i, "temp" if image.get("type") == "temp" else "output", width, height, ref))
+    outputs_to_execute: tuple[str, ...] = ()
+    templated_history = None
     if history is not None:
         prompt = history.get("prompt") or []
         if len(prompt) >= 5:
-            job["outputs_to_execute"] = [str(n) for n in prompt[4]]
-        entry = {k: v for k, v in history.items() if k != "prompt"}
-        job["history"] = _template_structure(entry, templater, draft, drafts)
-    job.update(cached=cached, queued_for=round(max(0.0, start_t - x.t), 6) if frames else 0.0, outputs=outputs, ws=ws)
-    return job
+            outputs_to_execute = tuple(str(n) for n in prompt[4])
+        templated_history = _template_structure({k: v for k, v in history.items() if k != "prompt"}, templater, draft, drafts)
+    return Job(
+        status=status, outputs_to_execute=outputs_to_execute, history=templated_history, cached=cached,
+        queued_for=round(max(0.0, start_t - x.t), 6) if frames else 0.0, outputs=tuple(outputs), ws=tuple(ws), **common,
+    )
 
 
-def _collect_images(draft: _JobDraft, node: str, images: Any) -> None:
-    for i, image in enumerate(images if isinstance(images, list) else []):
-        if isinstance(image, dict) and "filename" in image:
-            if not any(d[0] == node and d[1] == i for d in draft.images):
-                draft.images.append((node, i, image))
+def _with_timeline(job: Job) -> Job:
+    """A finished job recorded without its socket, given the events ComfyUI sent (taken from its history)."""
+    if job.ws or not job.history:
+        return job
+    history = job.history
+    messages = [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
+    outputs = history.get("outputs") or {}
+    cached = list(job.cached)
+    for kind, data in messages:
+        if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
+            cached += [str(n) for n in data.get("nodes") or [] if str(n) not in cached]
+    try:
+        order = execution_order(job.workflow, list(job.outputs_to_execute or outputs))
+    except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs
+        order = list(outputs)
+    terminal = [(str(k), d) for k, d in messages if k in TERMINAL]
+    last = terminal[-1] if terminal else None
+    failed_at = str(last[1].get("node_id")) if last and isinstance(last[1], dict) and last[0] != Event.EXECUTION_SUCCESS.value else None
+    events = timeline(order, prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
+                      outputs=outputs, failed_at=failed_at, terminal=last)
+    return replace(job, ws=tuple(events), cached=tuple(cached))
 
 
 def _image_size(data: bytes) -> tuple[int, int]:
@@ -314,28 +185,19 @@ def _image_size(data: bytes) -> tuple[int, int]:
 
 
 def _binary_frame(
-    data: bytes, templater: Templater, draft: _JobDraft, drafts: list[_JobDraft], blobs: BlobStore
-) -> dict[str, Any]:
-    """Split a binary preview frame into header fields and an image blob (README: 'Binary WebSocket frames')."""
-    event_type = struct.unpack(">I", data[:4])[0]
-    if event_type == 4:
-        length = struct.unpack(">I", data[4:8])[0]
-        metadata = json.loads(data[8 : 8 + length])
-        image = data[8 + length :]
-        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(metadata.get("image_type"), "png")
-        return {
-            "event_type": 4,
-            "metadata": _template_structure(metadata, templater, draft, drafts),
-            "file": blobs.put(image, ext),
-        }
-    image_format = struct.unpack(">I", data[4:8])[0]
-    return {"event_type": event_type, "image_format": image_format, "file": blobs.put(data[8:], "jpg" if image_format == 1 else "png")}
+    data: bytes, templater: Templater, draft: JobDraft, drafts: list[JobDraft], blobs: BlobStore
+) -> BinaryFrame:
+    """A binary preview frame as header fields and an image blob (real-sessions README, 'Binary WebSocket frames')."""
+    frame = decode_frame(data)
+    ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(frame.image_type, "png")
+    metadata = _template_structure(frame.metadata, templater, draft, drafts) if frame.metadata is not None else None
+    return BinaryFrame(frame.event_type, blobs.put(frame.image, ext), frame.image_format, metadata)
 
 
 # ---------------------------------------------------------------- templating
 
 
-def _templater_for(own: _JobDraft | None, drafts: list[_JobDraft], client_ids: dict[str, str]) -> Templater:
+def _templater_for(own: JobDraft | None, drafts: list[JobDraft], client_ids: dict[str, str]) -> Templater:
     """Own job's values as bare names, other jobs' as job.K names, clients as client_id / sid.K."""
     templater = Templater()
     if own is not None:
@@ -353,7 +215,7 @@ def _templater_for(own: _JobDraft | None, drafts: list[_JobDraft], client_ids: d
     return templater
 
 
-def _number_name(pid: Any, own: _JobDraft | None, drafts: list[_JobDraft]) -> str | None:
+def _number_name(pid: Any, own: JobDraft | None, drafts: list[JobDraft]) -> str | None:
     if own is not None and pid == own.prompt_id:
         return "number"
     for draft in drafts:
@@ -362,7 +224,7 @@ def _number_name(pid: Any, own: _JobDraft | None, drafts: list[_JobDraft]) -> st
     return None
 
 
-def _template_structure(value: Any, templater: Templater, own: _JobDraft | None, drafts: list[_JobDraft]) -> Any:
+def _template_structure(value: Any, templater: Templater, own: JobDraft | None, drafts: list[JobDraft]) -> Any:
     """Template a parsed JSON value: strings by the templater, numbers and timestamps by position."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
@@ -392,7 +254,7 @@ def _template_structure(value: Any, templater: Templater, own: _JobDraft | None,
     return value
 
 
-def _template_json_text(body: bytes, templater: Templater, own: _JobDraft | None, drafts: list[_JobDraft]) -> str:
+def _template_json_text(body: bytes, templater: Templater, own: JobDraft | None, drafts: list[JobDraft]) -> str:
     """A JSON body re-serialised with placeholders, in the same separators the sender used."""
     try:
         text = body.decode("utf-8")
@@ -403,7 +265,7 @@ def _template_json_text(body: bytes, templater: Templater, own: _JobDraft | None
     return dumps_templated(_template_structure(value, templater, own, drafts), compact=compact)
 
 
-def _owner(x: HttpExchange, drafts: list[_JobDraft]) -> _JobDraft | None:
+def _owner(x: HttpExchange, drafts: list[JobDraft]) -> JobDraft | None:
     """The job an exchange belongs to: the one whose prompt_id or output file it names, else the latest before it."""
     haystack = x.url + x.request_body.decode("utf-8", "replace")[:4096]
     if x.response_body[:1] in (b"{", b"["):
@@ -421,10 +283,10 @@ def _owner(x: HttpExchange, drafts: list[_JobDraft]) -> _JobDraft | None:
     return before[-1] if before else None
 
 
-def _interaction(x: HttpExchange, drafts: list[_JobDraft], client_ids: dict[str, str], blobs: BlobStore) -> dict[str, Any]:
+def _interaction(x: HttpExchange, drafts: list[JobDraft], clients: dict[str, str], blobs: BlobStore) -> Interaction:
     """One vcrpy interaction, templated in the context of the job it belongs to."""
     own = _owner(x, drafts)
-    templater = _templater_for(own, drafts, client_ids)
+    templater = _templater_for(own, drafts, clients)
     parts = urlsplit(x.url)
     query = [(k, _template_query_value(k, v, x, templater, own)) for k, v in x.query]
     uri = urlunsplit((parts.scheme, parts.netloc, templater.text(parts.path), urlencode(query, safe="{}"), ""))
@@ -438,27 +300,24 @@ def _interaction(x: HttpExchange, drafts: list[_JobDraft], client_ids: dict[str,
             request_body = x.request_body.decode("utf-8")
         except UnicodeDecodeError:
             request_body = x.request_body
-    headers = _headers(x.response_headers, templater)
-    response: dict[str, Any] = {"status": {"code": x.status, "message": x.reason}, "headers": headers}
     content_type = (x.header("Content-Type") or "").split(";")[0].strip()
+    body, body_file = "", None
     if not x.response_body:
-        response["body"] = {"string": ""}
+        pass
     elif x.response_json() is not None and len(x.response_body) <= INLINE_LIMIT:
-        response["body"] = {"string": _template_json_text(x.response_body, templater, own, drafts)}
+        body = _template_json_text(x.response_body, templater, own, drafts)
     elif content_type.startswith("text/") and len(x.response_body) <= INLINE_LIMIT:
-        response["body"] = {"string": templater.text(x.response_body.decode("utf-8", "replace"))}
+        body = templater.text(x.response_body.decode("utf-8", "replace"))
     else:
-        response["body"] = {"file": blobs.put(x.response_body, _EXT_OF.get(content_type, "bin"))}
-    item: dict[str, Any] = {
-        "request": {"method": x.method, "uri": uri, "body": request_body, "headers": _headers(x.request_headers, templater)},
-        "response": response,
-    }
-    if own is not None:
-        item["job"] = own.index
-    return item
+        body_file = blobs.put(x.response_body, _EXT_OF.get(content_type, "bin"))
+    return Interaction(
+        method=x.method, uri=uri, status=x.status, reason=x.reason, request_body=request_body,
+        request_headers=_headers(x.request_headers, templater), response_headers=_headers(x.response_headers, templater),
+        body=body, body_file=body_file, job=own.index if own is not None else None,
+    )
 
 
-def _template_query_value(key: str, value: str, x: HttpExchange, templater: Templater, own: _JobDraft | None) -> str:
+def _template_query_value(key: str, value: str, x: HttpExchange, templater: Templater, own: JobDraft | None) -> str:
     if key == "subfolder" and own is not None:
         name = dict(x.query).get("filename", "").split(" [")[0]
         ref = templater.name_of(name)

@@ -24,13 +24,12 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ..cassette import BlobStore, save
+from ..comfy.events import STATUS_OF_TERMINAL
 from ..errors import ImportFormatError, RecordError
-from ..replay.protocol import STATUS_OF_TERMINAL
-from .build import build_cassette
-from .modes import RecordMode, combine, missing_workflows, read_document, should_record
+from .modes import RecordMode, missing_workflows, read_document, should_record
 from .scrub import Scrubber
 from .session import TRANSFER_HEADERS, HttpExchange, RawSession, WsConnection, WsFrame
+from .writer import write_session
 
 
 # ---------------------------------------------------------------- workflow files
@@ -505,22 +504,3 @@ def record_workflow(
         path, True, jobs=len(comfy["jobs"]), interactions=len(document["interactions"]),
         comfyui_version=comfy["recorded"].get("comfyui_version"), statuses=[r.status for r in runs],
     )
-
-
-def write_session(
-    session: RawSession, output: Path, *, mode: RecordMode, existing: dict[str, Any] | None, scrubber: Scrubber | None = None,
-    via: str = "workflow", overwrite: bool | None = None, comfyui_version: str | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """Template (scrubbed by ``scrubber``) and save ``session`` per ``mode``; the file is replaced atomically or not at all.
-
-    ``overwrite`` defaults to "only when merging into an existing cassette", so a file that appeared while we
-    recorded is never clobbered.
-    """
-    blobs = BlobStore(output.parent)
-    meta = {"source": f"comfy-cassettes record ({via})", "server": session.source}
-    document = build_cassette(session, blobs, recorded=meta, scrubber=scrubber)
-    recorded = document["comfy"]["recorded"]
-    if recorded.get("comfyui_version") is None:
-        recorded["comfyui_version"] = comfyui_version
-    merged = combine(mode, existing, document)
-    return save(merged, output, overwrite=existing is not None if overwrite is None else overwrite), merged

@@ -25,9 +25,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..cassette import YAML_LOADER, load
+from ..cassette import load
+from ..comfy.nodes import VOLATILE_INPUTS
 from ..errors import CassetteExistsError, ConfigError
 from .build import merge_documents
 
@@ -50,18 +49,15 @@ class RecordMode(str, Enum):
 
 
 def read_document(path: Path) -> dict[str, Any] | None:
-    """The existing cassette at ``path`` as a plain document (validated first), or None when there is none."""
+    """The existing cassette at ``path`` as a document (validated: a bad file is a CassetteError naming the file
+    and key), or None when there is none."""
     if not path.exists():
         return None
-    load(path)  # raises CassetteError naming the file and key when it is not a valid cassette
-    document: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
-    return document
+    return load(path).to_dict()
 
 
 def _structure(workflow: Mapping[str, Any]) -> str:
     """What makes two workflows the same episode: every node, link and value except those replay ignores (seeds...)."""
-    from ..replay.plan import VOLATILE_INPUTS
-
     kept = {
         str(node_id): [node.get("class_type"), {k: v for k, v in (node.get("inputs") or {}).items() if k not in VOLATILE_INPUTS}]
         for node_id, node in workflow.items()

@@ -30,10 +30,10 @@ from websockets.exceptions import ConnectionClosed
 
 from ..errors import ConfigError
 from ..replay.config import ADMIN_PREFIX
-from .live import write_session
 from .modes import RecordMode, read_document
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
+from .writer import write_session
 
 SAVE_PATH = f"{ADMIN_PREFIX}/record/save"
 STATE_PATH = f"{ADMIN_PREFIX}/record/state"

@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..comfy.routes import route_matches
 from ..errors import ClockError, FaultSpecError, PatternError
 from .engine import ReplayEngine
-from .faults import route_matches
 from .journal import JournalEntry
 
 PATTERN_KEYS = {"method", "path", "status", "body_contains", "body_json", "query", "since"}

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
 import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS, FEATURES
+from ..comfy.routes import ROUTES, WEBSOCKET_PATH, aliases
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
 from .engine import Reply, ReplayEngine
 from .files import mask_writer, render_view_body, resolve_view, store_upload
 from .interactions import InteractionIndex
-from .protocol import CRASH_BODY, CRASH_HEADERS, FEATURES
+from .middleware import FaultMiddleware, JournalMiddleware, OriginCheckMiddleware
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -183,28 +181,17 @@ def create_app(engine: ReplayEngine) -> Starlette:
             if client is not None:
                 engine.disconnect(client)
 
+    handlers: dict[str, Handler] = {
+        "post_prompt": post_prompt, "get_prompt": get_prompt, "get_queue": get_queue, "post_queue": post_queue,
+        "get_history": get_history, "post_history": post_history, "get_history_item": get_history_item,
+        "post_interrupt": post_interrupt, "post_free": post_free, "get_features": get_features,
+        "get_object_info": get_object_info, "get_object_info_class": get_object_info_class, "get_view": get_view,
+        "post_upload": post_upload,
+    }
     routes: list[BaseRoute] = []
-    comfy: list[tuple[str, Handler, list[str]]] = [
-        ("/prompt", post_prompt, ["POST"]),
-        ("/prompt", get_prompt, ["GET"]),
-        ("/queue", get_queue, ["GET"]),
-        ("/queue", post_queue, ["POST"]),
-        ("/history", get_history, ["GET"]),
-        ("/history", post_history, ["POST"]),
-        ("/history/{prompt_id:path}", get_history_item, ["GET"]),
-        ("/interrupt", post_interrupt, ["POST"]),
-        ("/free", post_free, ["POST"]),
-        ("/features", get_features, ["GET"]),
-        ("/object_info", get_object_info, ["GET"]),
-        ("/object_info/{node_class:path}", get_object_info_class, ["GET"]),
-        ("/view", get_view, ["GET"]),
-        ("/upload/image", post_upload, ["POST"]),
-        ("/upload/mask", post_upload, ["POST"]),
-    ]
-    for prefix in ("", "/api"):
-        for path, handler, methods in comfy:
-            routes.append(Route(prefix + path, handler, methods=methods))
-        routes.append(WebSocketRoute(prefix + "/ws", websocket))
+    for route in ROUTES:
+        routes.extend(Route(path, handlers[route.name], methods=[route.method]) for path in aliases(route.path))
+    routes.extend(WebSocketRoute(path, websocket) for path in aliases(WEBSOCKET_PATH))
     routes.extend(admin_routes(engine, ADMIN_PREFIX))
     routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
 
@@ -228,166 +215,3 @@ def create_app(engine: ReplayEngine) -> Starlette:
     return app
 
 
-class OriginCheckMiddleware:
-    """ComfyUI's origin_only_middleware: on a loopback Host, a request (or WebSocket upgrade) whose Origin
-    names another host gets an empty 403 (snapshots capture); OPTIONS is answered empty."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            if foreign_origin(headers.get("host"), headers.get("origin")):
-                if scope["type"] == "http":
-                    await Response(status_code=403)(scope, receive, send)
-                else:
-                    await WebSocket(scope, receive, send).send_denial_response(Response(status_code=403))
-                return
-            if scope["type"] == "http" and scope["method"] == "OPTIONS":
-                await Response(status_code=200)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def foreign_origin(host: str | None, origin: str | None) -> bool:
-    """True when ComfyUI would refuse: both headers present, Host on loopback, and the host names differ
-    (ports compared only when both sides carry one)."""
-    if not host or not origin:
-        return False
-    host_domain = host.lower()
-    parsed = urlsplit(origin)
-    origin_domain = parsed.netloc.lower()
-    host_parts = urlsplit("//" + host_domain)
-    if not _is_loopback(host_parts.hostname):
-        return False
-    try:
-        origin_port, host_port = parsed.port, host_parts.port
-    except ValueError:
-        return False
-    if origin_port is None:
-        host_domain = host_parts.hostname or ""
-    if host_port is None:
-        origin_domain = parsed.hostname or ""
-    return bool(host_domain and origin_domain and host_domain != origin_domain)
-
-
-def _is_loopback(hostname: str | None) -> bool:
-    # ComfyUI resolves the name; without DNS here, the loopback names and literal addresses decide.
-    if not hostname:
-        return False
-    if hostname in ("localhost", "localhost.localdomain") or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class JournalMiddleware:
-    """Records every HTTP request (method, path, query, body, status) in the engine's journal."""
-
-    def __init__(self, app: ASGIApp, engine: ReplayEngine) -> None:
-        self.app = app
-        self.engine = engine
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        status = 0
-
-        async def receive_and_keep() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-            return message
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive_and_keep, send_and_note)
-        except Exception:
-            status = 500  # answered by the crash handler outside this middleware
-            raise
-        finally:
-            from urllib.parse import parse_qsl
-
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-            client = scope.get("client") or ("", 0)
-            self.engine.journal.add(
-                scope["method"], scope["path"], query, b"".join(chunks), status,
-                matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
-            )
-
-
-FAULT_SCOPE_KEY = "comfy_cassettes.fault"
-
-
-class FaultMiddleware:
-    """Applies the engine's HTTP fault rules (faults.py): delays, error statuses, dropped connections, and
-    refuses everything while the server is "down". The admin API is never faulted."""
-
-    def __init__(self, app: ASGIApp, engine: ReplayEngine) -> None:
-        self.app = app
-        self.engine = engine
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        faults = self.engine.faults
-        if scope["type"] not in ("http", "websocket") or scope["path"].startswith(ADMIN_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        if faults.is_down:
-            scope[FAULT_SCOPE_KEY] = "fault: server down"
-            await self._drop(scope, receive)
-            return
-        fault = faults.for_request(scope.get("method", "GET"), scope["path"]) if faults.rules else None
-        if fault is None:
-            await self.app(scope, receive, send)
-            return
-        if fault.delay > 0:
-            await asyncio.sleep(fault.delay)
-        rule = fault.rule
-        scope[FAULT_SCOPE_KEY] = f"fault {rule.id}: {rule.kind}" if rule is not None else f"fault: delayed {fault.delay:.3f}s"
-        if rule is None:
-            await self.app(scope, receive, send)
-        elif rule.kind == "drop":
-            await self._drop(scope, receive)
-        else:
-            body, headers = rule.error_status_body()
-            response = Response(body, rule.status, headers=headers)
-            if scope["type"] == "http":
-                await response(scope, receive, send)
-            else:
-                await WebSocket(scope, receive, send).send_denial_response(response)
-                # uvicorn's websockets-sansio logs a bogus "returned without completing handshake" error if the
-                # app returns before the refused connection is gone: wait for it.
-                listener = self.engine.faults.listener
-                for _ in range(200):
-                    if listener is None or not listener.connected(scope.get("client")):
-                        break
-                    await asyncio.sleep(0.005)
-
-    async def _drop(self, scope: Scope, receive: Receive) -> None:
-        """Close the connection without answering. Without a server Listener (an in-process ASGI client) the
-        client gets this exception instead."""
-        listener = self.engine.faults.listener
-        if listener is None:
-            raise ConnectionResetError(f"comfy-cassettes: connection dropped by a fault rule ({scope['path']})")
-        if not listener.drop(scope.get("client")):
-            return  # already gone
-
-        # Wait until the server has seen the connection go, so it does not try to answer it.
-        async def gone() -> None:
-            while (await receive())["type"] not in ("http.disconnect", "websocket.disconnect"):
-                pass
-
-        try:
-            await asyncio.wait_for(gone(), 1.0)
-        except asyncio.TimeoutError:
-            pass

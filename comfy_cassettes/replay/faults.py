@@ -19,14 +19,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from ..comfy.events import execution_error
+from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS
+from ..comfy.routes import route_matches
 from ..errors import FaultSpecError
-from .protocol import CRASH_BODY, CRASH_HEADERS, is_link
 
 HTTP_KINDS = ("delay", "status", "drop")
 JOB_KINDS = ("execution_error", "execution_interrupted", "ws_disconnect")
@@ -105,17 +106,6 @@ class FaultRule:
             text, content_type = f"{self.status}: {reason}", "text/plain; charset=utf-8"
         headers = {"Content-Type": content_type, **self.headers}
         return text.encode(), headers
-
-
-def route_matches(pattern: str, path: str) -> bool:
-    """``/prompt`` matches ``/prompt`` and ``/api/prompt``; ``*`` globs (``/history/*``); ``*`` alone is every route."""
-    if pattern in ("*", ""):
-        return True
-    pattern = "/" + pattern.lstrip("/")
-    candidates = [path]
-    if path.startswith("/api/"):
-        candidates.append(path[4:])
-    return any(fnmatchcase(p, pattern) for p in candidates)
 
 
 def _number(spec: Mapping[str, Any], key: str, where: str, *, minimum: float = 0.0) -> float:
@@ -242,34 +232,11 @@ class JobFault:
         self, prompt_id: str, node_id: str | None, workflow: Mapping[str, Any], executed: Sequence[str],
         current_outputs: Sequence[str],
     ) -> dict[str, Any]:
-        """``execution_error`` data in the captured shape (error_execution capture)."""
-        node = workflow.get(node_id or "", {}) if isinstance(workflow, Mapping) else {}
-        node_type = node.get("class_type") if isinstance(node, Mapping) else None
-        inputs = node.get("inputs", {}) if isinstance(node, Mapping) else {}
-        # ComfyUI formats each input list: plain values as they are, anything else (tensors) as str().
-        current_inputs = {
-            name: ["tensor(...)" if is_link(value) else value if isinstance(value, (str, int, float, bool)) or value is None else str(value)]
-            for name, value in inputs.items()
-        }
-        traceback = self.rule.traceback if self.rule.traceback is not None else default_traceback(node_type, self.rule.exception_type, self.rule.exception_message)
-        return {
-            "prompt_id": prompt_id, "node_id": node_id, "node_type": node_type, "executed": list(executed),
-            "exception_message": self.rule.exception_message, "exception_type": self.rule.exception_type,
-            "traceback": traceback, "current_inputs": current_inputs, "current_outputs": list(current_outputs),
-            "timestamp": int(time.time() * 1000),
-        }
-
-
-def default_traceback(node_type: str | None, exception_type: str, message: str) -> list[str]:
-    """The frames ComfyUI's executor always shows (error_execution capture), ending in the injected raise."""
-    name = exception_type.rsplit(".", 1)[-1]
-    return [
-        '  File "/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)\n',
-        '  File "/ComfyUI/execution.py", line 315, in get_output_data\n    return_values = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, obj.FUNCTION, allow_interrupt=True, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)\n',
-        '  File "/ComfyUI/execution.py", line 289, in _async_map_node_over_list\n    await process_inputs(input_dict, i)\n',
-        '  File "/ComfyUI/execution.py", line 277, in process_inputs\n    result = f(**inputs)\n',
-        f'  File "<comfy-cassettes fault rule>", line 1, in {node_type or "node"}\n    raise {name}({message!r})\n',
-    ]
+        """``execution_error`` data in the captured shape, with this rule's exception."""
+        return execution_error(
+            prompt_id, node_id, workflow, executed, current_outputs, exception_type=self.rule.exception_type,
+            exception_message=self.rule.exception_message, traceback=self.rule.traceback, timestamp=int(time.time() * 1000),
+        )
 
 
 class Listener(Protocol):
@@ -294,6 +261,8 @@ class Faults:
         self.listener: Listener | None = None
         self.on_restart: Callable[[], Awaitable[None]] | None = None
         self.on_error: Callable[[str], None] | None = None
+        # Starts the task that ends a down period; the engine keeps it so stopping the server cancels it.
+        self.spawn: Callable[[Coroutine[Any, Any, None]], object] = asyncio.ensure_future
         self.down_until: float = 0.0
         self._seed = seed
         self._rng = random.Random(seed)
@@ -387,7 +356,7 @@ class Faults:
             self._back.cancel()
         # Let the admin answer leave first: the request that asked for the outage gets its reply.
         loop.call_later(0.02, self._cut)
-        self._back = loop.call_later(seconds, lambda: asyncio.ensure_future(self._come_back(restart)))
+        self._back = loop.call_later(seconds, lambda: self.spawn(self._come_back(restart)))
 
     def _cut(self) -> None:
         if self.listener is not None and self.is_down:

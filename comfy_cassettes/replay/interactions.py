@@ -8,18 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from ..cassette import Cassette, interaction_body
+from ..cassette import Cassette, Interaction
+from ..comfy.routes import normalize
 from ..templating import render_text
 
 _SKIP_HEADERS = {"content-length", "date", "server", "transfer-encoding", "connection"}
-
-
-def normalize(path: str) -> str:
-    """``/api/x`` and ``/x`` are the same ComfyUI route."""
-    path = path.rstrip("/") or "/"
-    return path[4:] or "/" if path.startswith("/api/") else path
 
 
 @dataclass(frozen=True)
@@ -30,7 +24,7 @@ class Recorded:
     path: str
     query: tuple[tuple[str, str], ...]
     cassette: Cassette
-    interaction: dict[str, Any]
+    interaction: Interaction
 
     def describe(self) -> str:
         query = "&".join(f"{k}={v}" for k, v in self.query)
@@ -53,10 +47,8 @@ class InteractionIndex:
         self._exact: dict[tuple[str, str, tuple[tuple[str, str], ...]], Recorded] = {}
         for cassette in cassettes:
             for item in cassette.interactions:
-                request = item["request"]
-                parts = urlsplit(request["uri"])
-                query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
-                rec = Recorded(request["method"].upper(), normalize(parts.path), query, cassette, item)
+                query = tuple(sorted(item.query))
+                rec = Recorded(item.method, normalize(item.path), query, cassette, item)
                 self.recorded.append(rec)
                 self._exact[(rec.method, rec.path, rec.query)] = rec
 
@@ -69,13 +61,13 @@ class InteractionIndex:
         return found
 
     def answer(self, rec: Recorded) -> Answer:
-        response = rec.interaction["response"]
-        body = interaction_body(rec.cassette, response.get("body"))
+        interaction = rec.interaction
+        body = rec.cassette.body(interaction)
         if b"{{" in body:
             now: dict[str, str | int | float] = {"now_ms": int(time.time() * 1000), "http_date": formatdate(usegmt=True)}
             body = render_text(body.decode("utf-8"), now).encode("utf-8")
-        headers = {k: v[0] if isinstance(v, list) else str(v) for k, v in (response.get("headers") or {}).items() if k.lower() not in _SKIP_HEADERS}
-        return Answer(int(response["status"]["code"]), body, headers, f"cassette {rec.cassette.path.name if rec.cassette.path else ''}: {rec.describe()}")
+        headers = {k: v[0] for k, v in interaction.response_headers.items() if v and k.lower() not in _SKIP_HEADERS}
+        return Answer(interaction.status, body, headers, f"cassette {rec.cassette.path.name if rec.cassette.path else ''}: {rec.describe()}")
 
     def closest(self, method: str, path: str, query: Sequence[tuple[str, str]], limit: int = 3) -> list[dict[str, Any]]:
         """The recorded requests most like this one, each with how it differs."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cassette import Cassette, OutputImage
-from .files import FileRoots
+from ..comfy.folders import FileRoots
 
 
 @functools.lru_cache(maxsize=64)

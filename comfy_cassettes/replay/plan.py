@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..cassette import Job, OutputImage, WsEvent
-from .protocol import is_link
-
-OUTPUT_CLASSES = {"SaveImage": "output", "PreviewImage": "temp", "SaveImageWebsocket": None}
-# Inputs that vary per run without changing what the server does: never used to tell recordings apart.
-VOLATILE_INPUTS = {"seed", "noise_seed", "text", "filename_prefix"}
-# Inputs that decide how many images come out: a recording with other values would replay the wrong count.
-COUNT_INPUTS = {"batch_size", "amount", "length"}
+from ..comfy.graph import InputSize, is_link, output_size, structure
+from ..comfy.nodes import COUNT_INPUTS, OUTPUT_CLASSES, VOLATILE_INPUTS
+from ..comfy.timeline import timeline
+from ..templating import out_name, placeholder
 
 
 @dataclass(frozen=True)
@@ -33,16 +29,6 @@ class Plan:
         return self.job is None
 
 
-def structure(workflow: Mapping[str, Any]) -> str:
-    """A key equal for workflows with the same node ids, classes and links (values ignored)."""
-    shape = {}
-    for node_id, node in workflow.items():
-        inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
-        links = sorted((k, v[0], v[1]) for k, v in inputs.items() if is_link(v))
-        shape[str(node_id)] = [node.get("class_type") if isinstance(node, dict) else None, links]
-    return json.dumps(shape, sort_keys=True)
-
-
 def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
     """How many non-volatile widget values two structurally equal workflows share."""
     score = 0
@@ -58,27 +44,6 @@ def _differs(a: Mapping[str, Any], b: Mapping[str, Any], node: str, key: str) ->
     left = (a.get(node) or {}).get("inputs", {}).get(key)
     right = (b.get(node) or {}).get("inputs", {}).get(key)
     return bool(left != right)
-
-
-def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
-    """Each node's cache signature: its class and values plus its ancestors' signatures, like ComfyUI's cache key."""
-    done: dict[str, str] = {}
-
-    def sig(node_id: str, seen: frozenset[str]) -> str:
-        if node_id in done:
-            return done[node_id]
-        node = workflow.get(node_id)
-        if not isinstance(node, dict) or node_id in seen:
-            return f"missing:{node_id}"
-        parts = []
-        for key, value in sorted(node.get("inputs", {}).items()):
-            parts.append([key, sig(value[0], seen | {node_id}) + f"#{value[1]}" if is_link(value) else value])
-        done[node_id] = json.dumps([node.get("class_type"), parts], sort_keys=True, default=str)
-        return done[node_id]
-
-    for node_id in workflow:
-        sig(str(node_id), frozenset())
-    return done
 
 
 class JobIndex:
@@ -127,94 +92,32 @@ class JobIndex:
 # ---------------------------------------------------------------- synthetic runs
 
 
-def image_size(workflow: Mapping[str, Any], node_id: str, input_size: Any = None) -> tuple[int, int, int]:
-    """(width, height, batch) flowing out of ``node_id``, read from the graph where its nodes say it."""
-    node = workflow.get(node_id)
-    if not isinstance(node, dict):
-        return 512, 512, 1
-    inputs = node.get("inputs", {})
-    cls = node.get("class_type")
-    upstream = next((v for k, v in inputs.items() if is_link(v) and k in ("image", "images", "pixels", "samples")), None)
-    w, h, b = image_size(workflow, upstream[0], input_size) if upstream else (512, 512, 1)
-    if cls in ("EmptyImage", "EmptyLatentImage", "EmptySD3LatentImage"):
-        return _number(inputs.get("width"), 512), _number(inputs.get("height"), 512), _number(inputs.get("batch_size"), 1)
-    if cls in ("ImageScale", "LatentUpscale"):
-        return _number(inputs.get("width"), w) or w, _number(inputs.get("height"), h) or h, b
-    if cls in ("ImageScaleBy", "LatentUpscaleBy"):
-        f = _number(inputs.get("scale_by"), 1.0, float)
-        return max(1, round(w * f)), max(1, round(h * f)), b
-    if cls == "LoadImage" and callable(input_size):
-        size = input_size(str(inputs.get("image", "")))
-        if size:
-            return int(size[0]), int(size[1]), 1
-    return w, h, b
-
-
-def _number(value: Any, fallback: Any, kind: type = int) -> Any:
-    """A widget's number; a value wired from another node (a primitive) is unknown here: ``fallback``."""
-    try:
-        return kind(value) if value is not None and not is_link(value) else fallback
-    except (TypeError, ValueError):
-        return fallback
-
-
 def synthesize(
     workflow: Mapping[str, Any],
     order: Sequence[str],
     outputs_to_execute: Sequence[str],
     *,
     cached: Sequence[str] = (),
-    input_size: Any = None,
+    input_size: InputSize | None = None,
 ) -> Plan:
-    """A run of ``workflow`` in the event order real ComfyUI produces (basic_save capture), for unrecorded graphs."""
-    events: list[WsEvent] = [
-        WsEvent(0.0, "execution_start", {"prompt_id": "{{prompt_id}}", "timestamp": "{{now_ms}}"}),
-        WsEvent(0.0, "execution_cached", {"nodes": list(cached), "prompt_id": "{{prompt_id}}", "timestamp": "{{now_ms}}"}),
-    ]
+    """A run of ``workflow`` in the event order real ComfyUI produces, for graphs no recording has."""
     images: list[OutputImage] = []
-    progress: dict[str, dict[str, Any]] = {}
-
-    def state(node_id: str, value: float, kind: str) -> WsEvent:
-        progress[node_id] = {
-            "value": value, "max": 1.0, "state": kind, "node_id": node_id, "prompt_id": "{{prompt_id}}",
-            "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id,
-        }
-        return WsEvent(0.0, "progress_state", {"prompt_id": "{{prompt_id}}", "nodes": json.loads(json.dumps(progress))})
-
+    outputs: dict[str, Any] = {}
     for node_id in order:
-        node = workflow[node_id]
-        cls = node.get("class_type")
-        kind = OUTPUT_CLASSES.get(cls, "") if cls in OUTPUT_CLASSES else ""
-        produced: list[OutputImage] = []
+        cls = workflow[node_id].get("class_type")
+        kind = OUTPUT_CLASSES.get(cls) if cls in OUTPUT_CLASSES else None
         if kind and node_id in outputs_to_execute:
-            link = node.get("inputs", {}).get("images")
-            w, h, b = image_size(workflow, link[0], input_size) if is_link(link) else (512, 512, 1)
-            produced = [OutputImage(node_id, i, kind, w, h) for i in range(b)]
-        if node_id in cached:
-            if produced:
-                events.append(_executed(node_id, produced))
-                progress[node_id] = {"value": 1, "max": 1, "state": "finished", "node_id": node_id, "prompt_id": "{{prompt_id}}",
-                                     "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id}
-                events.append(WsEvent(0.0, "progress_state", {"prompt_id": "{{prompt_id}}", "nodes": json.loads(json.dumps(progress))}))
-                images.extend(produced)
-            continue
-        events.append(state(node_id, 0.0, "running"))
-        events.append(WsEvent(0.0, "executing", {"node": node_id, "display_node": node_id, "prompt_id": "{{prompt_id}}"}))
-        if produced:
-            events.append(_executed(node_id, produced))
+            width, height, batch = output_size(workflow, node_id, input_size)
+            produced = [OutputImage(node_id, i, kind, width, height) for i in range(batch)]
             images.extend(produced)
-        events.append(state(node_id, 1.0, "finished"))
-    events.append(WsEvent(0.0, "execution_success", {"prompt_id": "{{prompt_id}}", "timestamp": "{{now_ms}}"}))
+            outputs[node_id] = {"images": [_image_ref(image) for image in produced]}
+    events = timeline(order, prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached, outputs=outputs)
     return Plan(tuple(events), tuple(images), tuple(cached), "success", None)
 
 
-def _executed(node_id: str, images: Sequence[OutputImage]) -> WsEvent:
-    listed = [
-        {"filename": f"{{{{out.{node_id}.{i.index}.filename}}}}", "subfolder": f"{{{{out.{node_id}.{i.index}.subfolder}}}}", "type": i.kind}
-        for i in images
-    ]
-    data = {"node": node_id, "display_node": node_id, "output": {"images": listed}, "prompt_id": "{{prompt_id}}"}
-    return WsEvent(0.0, "executed", data)
+def _image_ref(image: OutputImage) -> dict[str, str]:
+    return {"filename": placeholder(out_name(image.node, image.index)),
+            "subfolder": placeholder(out_name(image.node, image.index, "subfolder")), "type": image.kind}
 
 
 def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
@@ -239,16 +142,15 @@ def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
     return Plan(tuple(recorded + rest), synthetic.outputs, job.cached, "success", job, job.queued_for)
 
 
-def from_job(job: Job, workflow: Mapping[str, Any], input_size: Any = None) -> Plan:
+def from_job(job: Job, workflow: Mapping[str, Any], input_size: InputSize | None = None) -> Plan:
     """A plan that replays a recorded job as it happened; images the recording never downloaded get the
     size the submitted graph says."""
     outputs = tuple(_sized(o, workflow, input_size) for o in job.outputs)
     return Plan(job.ws, outputs, job.cached, job.status, job, job.queued_for)
 
 
-def _sized(image: OutputImage, workflow: Mapping[str, Any], input_size: Any) -> OutputImage:
+def _sized(image: OutputImage, workflow: Mapping[str, Any], input_size: InputSize | None) -> OutputImage:
     if image.width and image.height:
         return image
-    link = (workflow.get(image.node) or {}).get("inputs", {}).get("images")
-    width, height, _ = image_size(workflow, link[0], input_size) if is_link(link) else (512, 512, 1)
+    width, height, _ = output_size(workflow, image.node, input_size)
     return OutputImage(image.node, image.index, image.kind, width, height, image.file)

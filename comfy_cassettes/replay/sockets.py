@@ -1,15 +1,20 @@
-"""The /ws side of a replay: connected clients, who receives which event, and binary preview frames."""
+"""The /ws side of a replay: connected clients, who receives which message, and one ordered outbox.
+
+Like ComfyUI's server (send_sync → messages queue → publish_loop), every message is queued when the engine
+produces it, with its values taken then, and one publisher sends them in that order. Recipients are resolved
+when a message is sent: a client that connects later still receives broadcasts queued before it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import BROADCAST_TYPES, FEATURES
+from ..comfy.events import BROADCAST_TYPES, Event, encode_preview, message
+from ..comfy.protocol import FEATURES
 
 Send = Callable[[str | bytes], Awaitable[None]]
 Close = Callable[[int | None], Awaitable[None]]
@@ -26,11 +31,35 @@ class Client:
     close: Close | None = None  # cut the socket (ws_disconnect faults)
 
 
+@dataclass(frozen=True)
+class _Text:
+    client_id: str | None  # None: every socket
+    text: str
+
+
+@dataclass(frozen=True)
+class _Preview:
+    client_id: str
+    image: bytes
+    image_format: int | None
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Cut:
+    client_id: str | None  # None: every socket
+    code: int | None
+
+
+_Outgoing = _Text | _Preview | _Cut
+
+
 class Sockets:
-    """The connected clients by sid; the latest socket of a sid is the one that receives (like ComfyUI)."""
+    """The connected clients by sid (the latest socket of a sid is the one that receives, like ComfyUI)."""
 
     def __init__(self) -> None:
         self.clients: dict[str, Client] = {}
+        self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
 
     def add(self, client: Client) -> None:
         self.clients[client.sid] = client
@@ -39,68 +68,84 @@ class Sockets:
         if self.clients.get(client.sid) is client:
             del self.clients[client.sid]
 
+    async def greet(self, client: Client, queue_remaining: int, running_node: str | None) -> None:
+        """What ComfyUI sends a socket as it connects, before anything queued: ``status`` with its sid, and
+        ``executing`` for the node running when the same client reconnects (ws_reconnect capture)."""
+        await client.send(message(Event.STATUS.value, {"status": {"exec_info": {"queue_remaining": queue_remaining}}, "sid": client.sid}))
+        if running_node is not None:
+            await client.send(message(Event.EXECUTING.value, {"node": running_node}))
+
     async def on_message(self, client: Client, text: str) -> None:
         """Only the first ``feature_flags`` message means anything (ws_binary_with_metadata)."""
         try:
-            message = json.loads(text)
+            parsed = json.loads(text)
         except ValueError:
             return
-        if isinstance(message, dict) and message.get("type") == "feature_flags":
-            data = message.get("data") or {}
-            client.preview_metadata = bool(data.get("supports_preview_metadata"))
-            await client.send(json.dumps({"type": "feature_flags", "data": FEATURES}))
+        if isinstance(parsed, dict) and parsed.get("type") == Event.FEATURE_FLAGS.value:
+            data = parsed.get("data") or {}
+            client.preview_metadata = isinstance(data, dict) and bool(data.get("supports_preview_metadata"))
+            await client.send(message(Event.FEATURE_FLAGS.value, FEATURES))
 
-    async def send(self, client: Client, payload: str | bytes) -> None:
+    # ------------------------------------------------------------ queued messages
+
+    def status(self, queue_remaining: int) -> None:
+        """The queue-size broadcast every socket gets, with the size at this moment."""
+        self._outbox.put_nowait(_Text(None, message(Event.STATUS.value, {"status": {"exec_info": {"queue_remaining": queue_remaining}}})))
+
+    def emit(self, client_id: str | None, kind: str, data: Any) -> None:
+        """A job's message: to the submitting client, or to everyone when the prompt came without a client_id
+        (and then only the types ComfyUI broadcasts)."""
+        if client_id is None and kind not in BROADCAST_TYPES:
+            return
+        if client_id is not None or self.clients:
+            self._outbox.put_nowait(_Text(client_id, message(kind, data)))
+
+    def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
+        """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""
+        if client_id is not None:
+            self._outbox.put_nowait(_Preview(client_id, image, image_format, metadata))
+
+    def cut(self, client_id: str | None, code: int | None) -> None:
+        """Close the submitting client's socket (every socket for a prompt sent without client_id), in order."""
+        self._outbox.put_nowait(_Cut(client_id, code))
+
+    async def drain(self) -> None:
+        """Wait until every queued message has been handed to its sockets."""
+        await self._outbox.join()
+
+    async def publish(self) -> None:
+        """Send queued messages in order, forever (the engine runs this as a task)."""
+        while True:
+            item = await self._outbox.get()
+            try:
+                await self._deliver(item)
+            finally:
+                self._outbox.task_done()
+
+    async def _deliver(self, item: _Outgoing) -> None:
+        if isinstance(item, _Text):
+            targets = list(self.clients.values()) if item.client_id is None else [c for c in (self.clients.get(item.client_id),) if c]
+            for client in targets:
+                await self._send(client, item.text)
+        elif isinstance(item, _Preview):
+            receiver = self.clients.get(item.client_id)
+            if receiver is not None:
+                frame = encode_preview(item.image, metadata=item.metadata, image_format=item.image_format, with_metadata=receiver.preview_metadata)
+                await self._send(receiver, frame)
+        else:
+            targets = list(self.clients.values()) if item.client_id is None else [c for c in (self.clients.get(item.client_id),) if c]
+            for client in targets:
+                self.remove(client)
+                if client.close is not None:
+                    try:
+                        await client.close(item.code)
+                    except Exception:  # noqa: BLE001 - already gone is as good as cut
+                        pass
+
+    async def _send(self, client: Client, payload: str | bytes) -> None:
         """Send, forgetting a socket that went away or stopped reading: one stuck client must not hold up
-        every job's events (the worker awaits these sends in order)."""
+        every job's messages for long."""
         try:
             await asyncio.wait_for(client.send(payload), SEND_TIMEOUT)
         except Exception:  # noqa: BLE001 - gone, or stalled for SEND_TIMEOUT
             self.remove(client)
-
-    async def status(self, queue_remaining: int) -> None:
-        """The queue-size broadcast every socket gets."""
-        text = json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": queue_remaining}}}})
-        for client in list(self.clients.values()):
-            await self.send(client, text)
-
-    async def emit(self, client_id: str | None, kind: str, data: Any) -> None:
-        """A job event: to the submitting client, or broadcast when the prompt came without a client_id."""
-        if client_id is None:
-            if kind in BROADCAST_TYPES and self.clients:
-                text = json.dumps({"type": kind, "data": data})
-                for client in list(self.clients.values()):
-                    await self.send(client, text)
-            return
-        target = self.clients.get(client_id)
-        if target is not None:
-            await self.send(target, json.dumps({"type": kind, "data": data}))
-
-    async def emit_preview(
-        self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None
-    ) -> None:
-        """A binary preview in the format the client asked for: type 4 with metadata, else legacy type 1."""
-        client = self.clients.get(client_id) if client_id is not None else None
-        if client is None:
-            return
-        if client.preview_metadata and metadata is not None:
-            meta = json.dumps(metadata).encode()
-            payload = struct.pack(">II", 4, len(meta)) + meta + image
-        else:
-            legacy_format = image_format or (1 if (metadata or {}).get("image_type") == "image/jpeg" else 2)
-            payload = struct.pack(">II", 1, legacy_format) + image
-        await self.send(client, payload)
-
-    async def cut(self, client_id: str | None, code: int | None) -> None:
-        """Close the submitting client's socket (every socket for a prompt sent without client_id)."""
-        if client_id is None:
-            targets = list(self.clients.values())
-        else:
-            targets = [self.clients[client_id]] if client_id in self.clients else []
-        for client in targets:
-            self.remove(client)
-            if client.close is not None:
-                try:
-                    await client.close(code)
-                except Exception:  # noqa: BLE001 - already gone is as good as cut
-                    pass

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import is_link
+from .graph import is_link
+from .nodes import FILE_CHECKED_INPUTS
 
-__all__ = ["ValidationResult", "execution_order", "no_prompt_body", "validate_prompt"]
+__all__ = ["ValidationResult", "no_prompt_body", "validate_prompt"]
 
 _Error = dict[str, Any]
 _Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
@@ -20,9 +21,6 @@ _EXECUTION_PY = "/home/comfy/ComfyUI/execution.py"
 _NODES_PY = "/home/comfy/ComfyUI/nodes.py"
 _FOLDER_PATHS_PY = "/home/comfy/ComfyUI/folder_paths.py"
 
-# Core nodes whose VALIDATE_INPUTS(image) checks the file on disk instead of the option list
-# (error_invalid_prompt: LoadImage -> "image - Invalid image file: does_not_exist.png").
-_FILE_CHECKED_INPUTS = {"LoadImage": "image", "LoadImageMask": "image", "LoadImageOutput": "image"}
 
 
 @dataclass(frozen=True)
@@ -116,77 +114,6 @@ def validate_prompt(
     details = "\n".join(f"{e['message']}: {e['details']}" for _, reasons in failures for e in reasons)
     error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details, {})
     return ValidationResult(400, {"error": error, "node_errors": node_errors}, node_errors, [])
-
-
-def execution_order(
-    prompt: Mapping[str, Any],
-    outputs: Sequence[str],
-    *,
-    object_info: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """Node ids in the order ComfyUI runs a validated prompt with nothing cached.
-
-    Mirrors ComfyUI's ExecutionList: add each output with its ancestors, then repeatedly pick among the
-    ready nodes an output node, else a node feeding an output, else one two links from an output, else
-    the first. Output nodes come from ``object_info`` when given, else are the ids in ``outputs``.
-
-    >>> execution_order({"1": {"class_type": "EmptyImage", "inputs": {}},
-    ...                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}, ["2"])
-    ['1', '2']
-    """
-    wanted = set(outputs)
-
-    def is_output(node_id: str) -> bool:
-        if object_info is None:
-            return node_id in wanted
-        return object_info.get(prompt[node_id]["class_type"], {}).get("output_node") is True
-
-    pending: dict[str, None] = {}
-    blockers: dict[str, set[str]] = {}
-    blocking: dict[str, dict[str, None]] = {}
-
-    def add_node(start: str) -> None:
-        stack, links = [start], []
-        while stack:
-            node_id = stack.pop()
-            if node_id in pending:
-                continue
-            pending[node_id] = None
-            blockers[node_id] = set()
-            blocking[node_id] = {}
-            for value in prompt[node_id]["inputs"].values():
-                if is_link(value):
-                    stack.append(value[0])
-                    links.append((value[0], node_id))
-        for source, target in links:
-            blocking[source][target] = None
-            blockers[target].add(source)
-
-    def pick(ready: list[str]) -> str:
-        for node_id in ready:
-            if is_output(node_id):
-                return node_id
-        for node_id in ready:
-            if any(is_output(b) for b in blocking[node_id]):
-                return node_id
-        for node_id in ready:
-            if any(is_output(b1) for b in blocking[node_id] for b1 in blocking[b]):
-                return node_id
-        return ready[0]
-
-    for output in outputs:
-        add_node(output)
-    order: list[str] = []
-    while pending:
-        ready = [node_id for node_id in pending if not blockers[node_id]]
-        if not ready:  # a cycle: ComfyUI stops here with a DependencyCycleError
-            break
-        node_id = pick(ready)
-        order.append(node_id)
-        del pending[node_id]
-        for blocked in blocking.pop(node_id):
-            blockers[blocked].discard(node_id)
-    return order
 
 
 class _Rejected(Exception):
@@ -375,7 +302,7 @@ class _Validator:
         with _at(_INPUTS_FRAME):
             inputs = node["inputs"]
         class_type = node["class_type"]
-        file_input = _FILE_CHECKED_INPUTS.get(class_type)
+        file_input = FILE_CHECKED_INPUTS.get(class_type)
         errors: list[_Error] = []
         valid = True
         for x, category, input_type, extra_info in _declared_inputs(self.object_info[class_type]):

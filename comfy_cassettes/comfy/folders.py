@@ -1,0 +1,194 @@
+"""ComfyUI's folders and names (folder_paths.py): output names by SaveImage's rule, annotated input paths.
+
+The counter rule, the ``%width%``-style variables and the ``name.png [output]`` annotations are ComfyUI's;
+every layer that names or finds a file (replay, vcr, verify) uses this one copy.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FileRoots", "OutputName", "OutputNamer", "annotated_path", "dir_for_type", "split_annotation"]
+
+# PreviewImage's alphabet, typo included: no "w", "p" twice (nodes.py, PreviewImage.__init__).
+TEMP_ALPHABET = "abcdefghijklmnopqrstupvxyz"
+
+
+@dataclass(frozen=True)
+class FileRoots:
+    """The three directories ComfyUI exposes through /view and /upload/image (absolute paths)."""
+
+    output: Path
+    input: Path
+    temp: Path
+
+
+@dataclass(frozen=True)
+class OutputName:
+    """One entry of an output node's `images` list, e.g. `OutputName("ComfyUI_00001_.png", "", "output")`."""
+
+    filename: str
+    subfolder: str
+    type: str
+
+
+class OutputNamer:
+    """Allocates output names exactly as ComfyUI's SaveImage and PreviewImage do; thread-safe.
+
+    The counter is 1 + the highest counter among the folder's files named `<basename>_<digits>_...`
+    (folder_paths.get_save_image_path). Names handed out earlier count as if they were on disk,
+    so a server that writes nothing (static mode) still never hands out the same name twice.
+    Creating the folder and writing the file is the caller's job.
+
+    >>> namer = OutputNamer(roots, rng=random.Random(0))
+    >>> namer.save_names("gen/job_7", width=64, height=64, count=1)
+    [OutputName(filename='job_7_00001_.png', subfolder='gen', type='output')]
+    """
+
+    def __init__(self, roots: FileRoots, *, rng: random.Random) -> None:
+        self._roots = roots
+        self._rng = rng
+        self._lock = threading.Lock()
+        # (folder, basename) -> (folder mtime_ns when scanned, 1 + highest counter then): listing and parsing a
+        # folder of thousands of outputs for every job made naming grow with the folder.
+        self._scanned: dict[tuple[str, str], tuple[int, int]] = {}
+        self._next: dict[tuple[str, str], int] = {}
+
+    def save_names(
+        self, filename_prefix: str, *, width: int, height: int, count: int
+    ) -> list[OutputName]:
+        """Names for `count` images saved by SaveImage with `filename_prefix`.
+
+        Raises ValueError with ComfyUI's message when the prefix leads outside the output directory.
+        """
+        return self._allocate(self._roots.output, "output", filename_prefix, width, height, count)
+
+    def temp_names(
+        self, *, width: int, height: int, count: int, prefix: str = "ComfyUI"
+    ) -> list[OutputName]:
+        """Names for `count` images of one PreviewImage run: `ComfyUI_temp_<5 letters>_00001_.png`, ..."""
+        with self._lock:
+            letters = "".join(self._rng.choice(TEMP_ALPHABET) for _ in range(5))
+        return self._allocate(self._roots.temp, "temp", f"{prefix}_temp_{letters}", width, height, count)
+
+    def reset(self) -> None:
+        """Forget the names handed out so far; files on disk still count."""
+        with self._lock:
+            self._scanned.clear()
+            self._next.clear()
+
+    def _allocate(
+        self, root: Path, type_name: str, prefix: str, width: int, height: int, count: int
+    ) -> list[OutputName]:
+        if "%" in prefix:
+            prefix = _compute_vars(prefix, width, height)
+        normalized = os.path.normpath(prefix)
+        subfolder = os.path.dirname(normalized)
+        basename = os.path.basename(normalized)
+        base_dir = os.path.abspath(root)
+        folder = os.path.abspath(os.path.join(base_dir, subfolder))
+        common = os.path.commonpath((base_dir, folder))
+        if common != base_dir:
+            # Same text as folder_paths.get_save_image_path; it becomes execution_error's
+            # exception_message (see the error_execution capture).
+            raise ValueError(
+                "**** ERROR: Saving image outside the output folder is not allowed."
+                f"\n full_output_folder: {folder}"
+                f"\n         output_dir: {base_dir}"
+                f"\n         commonpath: {common}"
+            )
+        with self._lock:
+            counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
+            names = []
+            for batch_number in range(count):
+                # %batch_num% is replaced after the counter was computed, so such files never match
+                # the basename and the counter restarts at 1 on every run, overwriting (ComfyUI does this).
+                filename = f"{basename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+                names.append(OutputName(filename, subfolder, type_name))
+                counter += 1
+            if "%batch_num%" not in basename:
+                self._next[(folder, basename)] = counter
+        return names
+
+    def _disk_next(self, folder: str, basename: str) -> int:
+        """1 + the highest counter on disk for ``basename``, rescanned only when the folder changed."""
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return 1
+        cached = self._scanned.get((folder, basename))
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        found = _next_counter(basename, _list_dir(folder))
+        self._scanned[(folder, basename)] = (mtime, found)
+        return found
+
+
+def _compute_vars(prefix: str, width: int, height: int) -> str:
+    now = time.localtime()
+    replacements = (
+        ("%width%", str(width)),
+        ("%height%", str(height)),
+        ("%year%", str(now.tm_year)),
+        ("%month%", str(now.tm_mon).zfill(2)),
+        ("%day%", str(now.tm_mday).zfill(2)),
+        ("%hour%", str(now.tm_hour).zfill(2)),
+        ("%minute%", str(now.tm_min).zfill(2)),
+        ("%second%", str(now.tm_sec).zfill(2)),
+    )
+    for variable, value in replacements:
+        prefix = prefix.replace(variable, value)
+    return prefix
+
+
+def _next_counter(basename: str, names: Iterable[str]) -> int:
+    # get_save_image_path's map_filename: the name must start with "<basename>_" and the counter is
+    # int() of what follows up to the next "_"; names that do not parse count as 0. One regex over the
+    # joined listing picks the candidates, so a folder of thousands of outputs stays cheap to scan.
+    pattern = re.compile(rf"^{re.escape(os.path.normcase(basename))}_([^_\n]*)", re.MULTILINE)
+    highest: int | None = None
+    for digits in pattern.findall("\n".join(os.path.normcase(n) for n in names)):
+        try:
+            value = int(digits)
+        except ValueError:
+            value = 0
+        highest = value if highest is None else max(highest, value)
+    return 1 if highest is None else highest + 1
+
+
+def _list_dir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def annotated_path(roots: FileRoots, name: str, *, default: str = "input") -> Path | None:
+    """The file a node input such as ``"x.png"`` or ``"sub/x.png [output]"`` names, or None when it is not a
+    file inside its folder (folder_paths.get_annotated_filepath, as LoadImage's validation uses it)."""
+    bare, tag = split_annotation(name)
+    base = dir_for_type(roots, tag or default)
+    if base is None or not bare:
+        return None
+    root = base.resolve()
+    path = (root / bare).resolve()
+    return path if path.is_file() and root in path.parents else None
+
+
+def split_annotation(name: str) -> tuple[str, str | None]:
+    # folder_paths.annotated_filepath slices a fixed width, assuming one space before the tag.
+    for tag in ("output", "input", "temp"):
+        if name.endswith(f"[{tag}]"):
+            return name[: -(len(tag) + 3)], tag
+    return name, None
+
+
+def dir_for_type(roots: FileRoots, type_name: str) -> Path | None:
+    return {"output": roots.output, "input": roots.input, "temp": roots.temp}.get(type_name)

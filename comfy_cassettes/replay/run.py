@@ -1,0 +1,221 @@
+"""One queued prompt, executed: its plan's events rendered and sent in order, with the points where the clock
+holds it, faults end it and an interrupt stops it, and what it leaves behind (history, cache, files).
+
+A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs) and
+``finished`` (after the terminal message, before history is written); the clock waits at them and job faults
+fire at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..cassette import WsEvent
+from ..comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
+from ..comfy.graph import execution_order, signatures
+from ..templating import JobBinding, render_value
+from ..types import ExecutionStatus
+from .faults import FaultRule, JobFault
+from .plan import Plan
+from .state import JobState, QueueItem
+
+if TYPE_CHECKING:
+    from .engine import ReplayEngine
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A job fault and the node it fires at."""
+
+    fault: JobFault
+    node: str | None
+
+
+class JobRun:
+    """Executes one queue item against a plan; the engine creates one per job and awaits :meth:`execute`."""
+
+    def __init__(self, engine: ReplayEngine, item: QueueItem, plan: Plan, binding: JobBinding) -> None:
+        self.engine = engine
+        self.item = item
+        self.plan = plan
+        self.bindings: dict[str, Any] = dict(binding.values)
+        self.executed: list[str] = []  # nodes that ran, in order
+        self.outputs: dict[str, Any] = {}
+        self.messages: list[list[Any]] = []  # what history keeps: start, cached, the terminal message
+        self.current: str | None = None
+        self.status = JobState.SUCCESS
+        self.ended = False  # a fault or an interrupt ended the run before its plan did
+        refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
+        self._pending = self._targets([*item.faults, *refusals])
+
+    # ------------------------------------------------------------ the run
+
+    async def execute(self) -> None:
+        engine, item = self.engine, self.item
+        await engine.pause(self.plan.queued_for)
+        previous_t = 0.0
+        for event in self.plan.events:
+            await engine.pause(event.t - previous_t)
+            previous_t = event.t
+            if event.binary is not None:
+                self._emit_binary(event)
+                continue
+            kind = str(event.type)
+            data = render_value(event.data, {**self.bindings, "now_ms": _now_ms()})
+            if kind in TERMINAL and self._pending:
+                # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
+                await self._fire(at_end=True)
+                if self.ended:
+                    break
+            self._observe(kind, data)
+            engine.emit(item, kind, data)
+            if kind == Event.EXECUTING.value and isinstance(data, dict) and data.get("node") is not None:
+                await self._at_node()
+                if self.ended:
+                    break
+        await engine.clock.checkpoint(item.prompt_id, "finished")
+        self._finish()
+
+    def _observe(self, kind: str, data: Any) -> None:
+        """Keep what the run's messages say: which nodes ran, what outputs they made, what history keeps."""
+        if not isinstance(data, dict):
+            return
+        if kind == Event.EXECUTING.value and data.get("node") is not None:
+            if self.current is not None and self.current not in self.executed:
+                self.executed.append(self.current)
+            self.current = self.engine.last_node = str(data["node"])
+        elif kind == Event.PROGRESS_STATE.value:
+            # A recording made without a client_id has no `executing`: finished nodes say what ran.
+            for node_id, state in (data.get("nodes") or {}).items():
+                if isinstance(state, dict) and state.get("state") == "finished" and node_id not in self.executed:
+                    self.executed.append(str(node_id))
+        elif kind == Event.EXECUTED.value:
+            node = str(data.get("node"))
+            self.outputs[node] = data.get("output")
+            self.engine.materialize(self, node, data.get("output"))
+        if kind in HISTORY_TYPES:
+            self.messages.append([kind, data])
+        if kind in TERMINAL:
+            self.status = JobState(STATUS_OF_TERMINAL[kind])
+
+    async def _at_node(self) -> None:
+        """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
+        if self.engine.interrupt_requested:
+            self._interrupt(self.current)
+            return
+        await self.engine.clock.checkpoint(self.item.prompt_id, f"node:{self.current}")
+        if self._pending:
+            await self._fire()
+
+    # ------------------------------------------------------------ endings
+
+    def _interrupt(self, node: str | None) -> None:
+        """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
+        node_type = self.item.workflow.get(node or "", {}).get("class_type")
+        data = interrupted(self.item.prompt_id, node, node_type, self._done(), _now_ms())
+        self.messages.append([Event.EXECUTION_INTERRUPTED.value, data])
+        self.engine.emit(self.item, Event.EXECUTION_INTERRUPTED.value, data)
+        self.status, self.ended = JobState.INTERRUPTED, True
+
+    def _fail(self, fault: JobFault, node: str | None) -> None:
+        order = execution_order(self.item.workflow, self.item.outputs_to_execute)
+        data = fault.error_payload(self.item.prompt_id, node, self.item.workflow, self._done(), list(reversed(order)))
+        self.messages.append([Event.EXECUTION_ERROR.value, data])
+        self.engine.emit(self.item, Event.EXECUTION_ERROR.value, data)
+        self.status, self.ended = JobState.ERROR, True
+
+    def _done(self) -> list[str]:
+        return self.executed + [n for n in self.plan.cached if n not in self.executed]
+
+    def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
+        """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
+        ran = [str(e.data["node"]) for e in self.plan.events
+               if e.type == Event.EXECUTING.value and isinstance(e.data, dict) and e.data.get("node") is not None]
+        targets: dict[str, _Target] = {}
+        for fault in faults:
+            default = (ran[0] if fault.kind == "ws_disconnect" else ran[-1]) if ran else None
+            targets[fault.kind] = _Target(fault, fault.node or default)
+        return targets
+
+    async def _fire(self, *, at_end: bool = False) -> None:
+        """Fire the faults due at the current node (all of them at the end of the run)."""
+        due = [kind for kind, target in self._pending.items() if at_end or target.node == self.current]
+        node = self.current
+        if at_end and node is None:
+            # Nothing ran (all cached): name the rule's node, else the last output, as the failing one.
+            named = [t.node for kind, t in self._pending.items() if kind in due and t.node is not None]
+            node = named[0] if named else (self.item.outputs_to_execute[-1] if self.item.outputs_to_execute else None)
+        if "ws_disconnect" in due:
+            target = self._pending.pop("ws_disconnect")
+            self.engine.sockets.cut(self.item.client_id, target.fault.rule.code)
+        if "execution_interrupted" in due:
+            self._pending.pop("execution_interrupted")
+            self._interrupt(node)
+        elif "execution_error" in due:
+            self._fail(self._pending.pop("execution_error").fault, node)
+
+    def _finish(self) -> None:
+        """History, cache and queue after the run; then the status and ComfyUI's end-of-prompt ``executing``."""
+        engine, item, plan = self.engine, self.item, self.plan
+        job = plan.job
+        if job is not None and not job.has_client and job.history and self.status.value == job.status:
+            # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
+            recorded = render_value((job.history.get("status") or {}).get("messages") or [], {**self.bindings, "now_ms": _now_ms()})
+            self.messages = recorded or self.messages
+        success = self.status is JobState.SUCCESS
+        outputs, meta = self.outputs, dict[str, Any]()
+        if success:
+            recorded_entry = render_value(job.history, self.bindings) if job is not None and job.history else None
+            if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
+                outputs = recorded_entry["outputs"]
+            meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
+        status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
+        engine.history.record(item, outputs if success else {}, status, meta)
+        sigs = signatures(item.workflow)
+        done = set(self.executed) | set(plan.cached) | (set(outputs) if success else set())
+        if success:
+            done |= {n for n in item.workflow if n in sigs}
+        engine.node_cache = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+        engine.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
+        engine.emit(item, Event.EXECUTING.value, executing(None, item.prompt_id))
+        engine.clock.job_finished(item.prompt_id, self.status.value)
+
+    # ------------------------------------------------------------ previews
+
+    def _emit_binary(self, event: WsEvent) -> None:
+        binary = event.binary
+        assert binary is not None
+        cassette = self.engine.cassette_of(self.plan.job)
+        image = cassette.read_blob(binary.file) if cassette is not None else b""
+        metadata = render_value(binary.metadata, self.bindings) if binary.metadata else None
+        if metadata is None:
+            # A legacy recording, replayed to a client that wants metadata: build it as ComfyUI would.
+            metadata = preview_metadata(self.engine.last_node, self.item.prompt_id, "image/jpeg" if binary.image_format == 1 else "image/png")
+        self.engine.sockets.emit_preview(self.item.client_id, image, image_format=binary.image_format, metadata=metadata)
+
+    def png_metadata(self) -> dict[str, str]:
+        """SaveImage/PreviewImage's PNG text chunks: the prompt, then one per extra_pnginfo key, each JSON."""
+        metadata = {"prompt": json.dumps(self.item.workflow)}
+        extra = self.item.extra_data.get("extra_pnginfo")
+        if isinstance(extra, dict):
+            metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
+        return metadata
+
+
+def _save_refusal(message: str) -> FaultRule:
+    """SaveImage raises when it runs with a prefix outside the output folder (error_execution capture)."""
+    return FaultRule(id="save", kind="execution_error", exception_type="Exception", exception_message=message + "\n")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def yield_between_jobs() -> None:
+    """Let handlers run between jobs (instant timing sends one job's events back to back)."""
+    await asyncio.sleep(0)
