@@ -13,6 +13,21 @@ from .errors import ClockError, FaultSpecError
 from .replay.config import ADMIN_PREFIX
 
 
+def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = False) -> str:
+    """A readable account of a server's engine errors and unmatched requests ("" when there is nothing to say)."""
+    lines: list[str] = []
+    for error in problems.get("errors") or []:
+        lines.append(f"engine error: {error}")
+    for miss in [] if allow_unmatched else problems.get("unmatched") or []:
+        lines.append(f"unmatched request: {miss.get('request')} (no recording answers it)")
+        for near in miss.get("closest") or []:
+            lines.append(f"    closest: {near.get('request')}: {'; '.join(near.get('differences') or []) or 'same'}")
+    if not lines:
+        return ""
+    hint = "" if allow_unmatched else "\n(expected unmatched requests? mark the test comfy_cassette(allow_unmatched=True))"
+    return "the replay server reported problems during this test:\n" + "\n".join(lines) + hint
+
+
 class ReplayControl:
     """Talks to the admin routes of a running replay server.
 
@@ -59,6 +74,21 @@ class ReplayControl:
 
     def clear_journal(self) -> None:
         self._admin("DELETE", "/journal")
+
+    def problems(self) -> dict[str, Any]:
+        """Engine errors and unmatched requests since the last reset: ``{"errors": [...], "unmatched": [...]}``."""
+        result: dict[str, Any] = self._admin("GET", "/problems")
+        return result
+
+    def check(self, *, allow_unmatched: bool = False) -> None:
+        """Raise AssertionError when the server logged an engine error, or (unless ``allow_unmatched``) answered a
+        request that nothing recorded matches; the message lists each, with the closest recorded requests.
+
+        Call it at the end of a test, as pytest-httpserver's ``check_assertions()``: the pytest fixtures do.
+        """
+        report = problems_report(self.problems(), allow_unmatched=allow_unmatched)
+        if report:
+            raise AssertionError(report)
 
     def configure(self, *, faults: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
                   hold: Any = None, **options: Any) -> None:

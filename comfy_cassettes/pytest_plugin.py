@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .control import ReplayControl
+from .control import ReplayControl, problems_report
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_ENV_VAR = "COMFYUI_URL"
 MARKER = "comfy_cassette"
 _MARKER_HELP = (
-    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, **options): "
+    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, allow_unmatched=False, **options): "
     "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
     "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
     "keywords go to the server's configure()."
@@ -126,6 +126,10 @@ class ComfyHandle(ReplayControl):
         """Forget queue, history, journal and names, and empty the output, input and temp folders."""
         super().reset()
         self.clear_files()
+
+    def up(self) -> bool:
+        """End a down period early (``down()``); False when the server was not down."""
+        return self.server.end_down()
 
     def clear_files(self) -> None:
         """Empty the output, input and temp folders (the folders stay)."""
@@ -251,15 +255,28 @@ def comfy_url_dynamic(comfy_server_dynamic: ReplayServer) -> str:
 
 
 @pytest.fixture
-def comfy(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> ComfyHandle:
-    """A freshly reset replay server for this test (per its comfy_cassette marker), its URL in $COMFYUI_URL."""
-    return _prepare(request, comfy_servers, monkeypatch, dynamic=None)
+def comfy(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[ComfyHandle]:
+    """A freshly reset replay server for this test (per its comfy_cassette marker), its URL in $COMFYUI_URL.
+
+    At teardown the test fails if the server hit an engine error or answered a request nothing recorded matches
+    (``comfy_cassette(allow_unmatched=True)`` allows those), and a down period it started is ended.
+    """
+    yield from _serve(request, comfy_servers, monkeypatch, dynamic=None)
 
 
 @pytest.fixture
-def comfy_dynamic(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> ComfyHandle:
+def comfy_dynamic(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[ComfyHandle]:
     """Like ``comfy``, in dynamic mode: each job's output files exist under ``comfy_dynamic.output_dir``."""
-    return _prepare(request, comfy_servers, monkeypatch, dynamic=True)
+    yield from _serve(request, comfy_servers, monkeypatch, dynamic=True)
+
+
+def _serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> Iterator[ComfyHandle]:
+    handle, allow_unmatched = _prepare(request, servers, monkeypatch, dynamic=dynamic)
+    yield handle
+    handle.server.end_down()
+    report = problems_report(handle.problems(), allow_unmatched=allow_unmatched)
+    if report:
+        pytest.fail(report, pytrace=False)
 
 
 @pytest.fixture
@@ -270,21 +287,23 @@ def comfy_vcr_config() -> dict[str, Any]:
     return vcr_config()
 
 
-def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> ComfyHandle:
+def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> tuple[ComfyHandle, bool]:
     names: Sequence[Any] = ()
     options: dict[str, Any] = {}
     for mark in reversed(list(request.node.iter_markers(MARKER))):  # module first, the test's own mark last
         names = mark.args or names
         options.update(mark.kwargs)
+    allow_unmatched = bool(options.pop("allow_unmatched", False))
     known = {k: options.pop(k) for k in ("dynamic", "timing", "speed", "seed") if k in options}
     if dynamic is not None:
         known["dynamic"] = dynamic
     cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]
     handle = servers.get(cassettes=cassettes or None, **known)
+    handle.server.end_down()  # a test that used the session server directly may have left one running
     handle.reset()
     handle.configure(**options)
     monkeypatch.setenv(servers.settings.env_var, handle.url)
-    return handle
+    return handle, allow_unmatched
 
 
 def _resolve(name: Any, test_dir: Path, settings: Settings) -> Path:

@@ -7,6 +7,7 @@ Routes (all JSON)::
     GET    /state
     GET    /journal?method=&path=&status=&body_contains=&since=     matching entries, oldest first
     DELETE /journal
+    GET    /problems                    engine errors and unmatched requests since the last reset
     POST   /journal/find   {pattern}    -> {"count", "entries"}
     POST   /journal/count  {pattern}    -> {"count"}
     POST   /journal/assert {pattern, "count"|"min"|"max"}  -> 200 {"ok": true} or 409 with what was received
@@ -169,6 +170,9 @@ def admin_routes(engine: ReplayEngine, prefix: str) -> list[BaseRoute]:
             return bad(str(exc))
         return JSONResponse(result, 200 if ok else 409)
 
+    async def problems(request: Request) -> Response:
+        return JSONResponse(engine.journal.problems())
+
     async def clear_journal(request: Request) -> Response:
         engine.journal.clear()
         return JSONResponse({"cleared": True})
@@ -264,6 +268,7 @@ def admin_routes(engine: ReplayEngine, prefix: str) -> list[BaseRoute]:
         Route(f"{prefix}/state", state, methods=["GET"]),
         Route(f"{prefix}/journal", journal, methods=["GET"]),
         Route(f"{prefix}/journal", clear_journal, methods=["DELETE"]),
+        Route(f"{prefix}/problems", problems, methods=["GET"]),
         Route(f"{prefix}/journal/find", journal_find, methods=["POST"]),
         Route(f"{prefix}/journal/count", journal_count, methods=["POST"]),
         Route(f"{prefix}/journal/assert", journal_assert, methods=["POST"]),

@@ -55,10 +55,13 @@ def create_app(engine: ReplayEngine) -> Starlette:
         return Response(status_code=200)
 
     async def get_history(request: Request) -> Response:
-        # ComfyUI int()s both without a check: a bad value is its 500 (the crash handler's answer here).
+        # ComfyUI int()s both without a check: a bad value is its 500.
         q = request.query_params
-        max_items = int(q["max_items"]) if "max_items" in q else None
-        offset = int(q["offset"]) if "offset" in q else -1
+        try:
+            max_items = int(q["max_items"]) if "max_items" in q else None
+            offset = int(q["offset"]) if "offset" in q else -1
+        except ValueError:
+            return reply(Reply.crash())
         return reply(Reply.json(engine.history_view(max_items, offset)))
 
     async def get_history_item(request: Request) -> Response:
@@ -144,6 +147,7 @@ def create_app(engine: ReplayEngine) -> Starlette:
             "closest": closest,
             "hint": "record it with `comfy-cassettes record`, or add a cassette that has it",
         }
+        engine.journal.miss({"request": body["request"], "closest": closest})
         return JSONResponse(body, 404, headers={"X-Comfy-Cassettes": "unmatched"})
 
     async def websocket(ws: WebSocket) -> None:
@@ -204,7 +208,8 @@ def create_app(engine: ReplayEngine) -> Starlette:
             await engine.stop()
 
     async def crashed(request: Request, exc: Exception) -> Response:
-        """What aiohttp answers when a ComfyUI handler raises; the traceback goes to the journal for the test."""
+        """What aiohttp answers when a handler raises. Inputs ComfyUI itself crashes on are answered as such by the
+        handlers; reaching here is a replay bug, so the traceback goes to the journal, where the test hears of it."""
         engine.journal.error(f"{request.method} {request.url.path} raised {exc!r}\n{''.join(traceback.format_exception(exc))}")
         return Response(CRASH_BODY, 500, headers=CRASH_HEADERS)
 

@@ -81,6 +81,7 @@ class ReplayEngine:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine runs on, once started
         self.faults = Faults(config.seed)
         self.faults.on_restart = self.restart
         self.faults.on_error = self.journal.error
@@ -121,6 +122,7 @@ class ReplayEngine:
 
     async def start(self) -> None:
         """Start the worker that executes queued prompts and the publisher that sends /ws messages."""
+        self.loop = asyncio.get_running_loop()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name="comfy-cassettes-worker")
         if not any(t.get_name() == "comfy-cassettes-publisher" for t in self._tasks):

@@ -268,6 +268,7 @@ class Faults:
         self._rng = random.Random(seed)
         self._ids = 0
         self._back: asyncio.TimerHandle | None = None
+        self._restart = False
 
     def clear(self) -> None:
         """Forget every rule (a down period already under way still ends on time)."""
@@ -356,7 +357,17 @@ class Faults:
             self._back.cancel()
         # Let the admin answer leave first: the request that asked for the outage gets its reply.
         loop.call_later(0.02, self._cut)
+        self._restart = restart
         self._back = loop.call_later(seconds, lambda: self.spawn(self._come_back(restart)))
+
+    async def end_down(self) -> bool:
+        """End a down period now (a test's teardown must not leave the next test a server that refuses it);
+        False when the server was not down."""
+        if self._back is None:
+            return False
+        self._back.cancel()
+        await self._come_back(self._restart)
+        return True
 
     def _cut(self) -> None:
         if self.listener is not None and self.is_down:

@@ -30,11 +30,13 @@ class JournalEntry:
 
 @dataclass
 class Journal:
-    """A bounded, thread-safe list of JournalEntry, plus engine-side errors."""
+    """A bounded, thread-safe list of JournalEntry, plus what a test should hear about: errors inside the engine
+    and requests nothing recorded could answer (each with its closest recordings)."""
 
     limit: int = 10_000
     entries: deque[JournalEntry] = field(init=False)
     errors: list[str] = field(default_factory=list)
+    unmatched: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.entries = deque(maxlen=self.limit)
@@ -51,10 +53,22 @@ class Journal:
         with self._lock:
             self.errors.append(message)
 
+    def miss(self, report: dict[str, Any]) -> None:
+        """A request answered with the unmatched 404: ``report`` names it and its closest recordings."""
+        with self._lock:
+            if len(self.unmatched) < self.limit:
+                self.unmatched.append(report)
+
+    def problems(self) -> dict[str, Any]:
+        """Engine errors and unmatched requests since the last clear."""
+        with self._lock:
+            return {"errors": list(self.errors), "unmatched": list(self.unmatched)}
+
     def clear(self) -> None:
         with self._lock:
             self.entries.clear()
             self.errors.clear()
+            self.unmatched.clear()
 
     def __iter__(self) -> Iterator[JournalEntry]:
         with self._lock:

@@ -7,8 +7,9 @@ import errno
 import functools
 import socket
 import threading
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -17,6 +18,8 @@ from ..errors import ConfigError
 from .app import create_app
 from .config import ReplayConfig
 from .engine import ReplayEngine
+
+T = TypeVar("T")
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -91,6 +94,18 @@ class ReplayServer:
                 raise ConfigError("the replay server stopped while starting; see the log above")
             self._thread.join(0.002)
         return self
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coroutine`` on the server's event loop (where the engine lives) and return its result."""
+        loop = self.engine.loop
+        if loop is None or not loop.is_running():
+            coroutine.close()
+            raise ConfigError("the replay server is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+
+    def end_down(self) -> bool:
+        """End a down period early (connections are accepted again at once); False when the server was not down."""
+        return self.call(self.engine.faults.end_down())
 
     def stop(self) -> None:
         """Stop the server and wait for its thread."""
