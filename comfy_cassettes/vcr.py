@@ -35,7 +35,8 @@ from vcr.request import Request  # type: ignore[import-untyped]
 from vcr.serialize import deserialize  # type: ignore[import-untyped]
 
 from . import cassette as cassette_io
-from .cassette import YAML_LOADER, Cassette, Interaction, Job
+from .cassette import YAML_LOADER
+from .model import Cassette, Interaction, Job
 from .comfy.folders import FileRoots, OutputNamer
 from .comfy.nodes import SEED_INPUTS, VOLATILE_KEYS
 from .comfy.routes import is_comfy_path, normalize

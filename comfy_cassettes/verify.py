@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cassette import Cassette, Interaction, Job, WsEvent, load
+from .cassette import load
+from .comfy.events import WsEvent
+from .model import Cassette, Interaction, Job
 from .comfy.routes import normalize
 from .record.build import build_cassette
 from .record.jobs import job_exchanges
-from .record.live import JobRun, LiveSocket, RecordingClient
+from .record.client import JobRun, LiveSocket, RecordingClient
 from .record.session import HttpExchange, RawSession
 from .templating import INT_NAMES, PLACEHOLDER, out_name, render_text, url_escape
 

@@ -136,11 +136,11 @@ def test_a_killed_save_leaves_the_old_cassette_intact(tmp_path: Path) -> None:
     target.write_text("version: 1\ninteractions: []\n")
     # A child process that dies (SIGKILL) in the middle of writing the temporary file.
     script = (
-        "import os, signal, comfy_cassettes.cassette as c\n"
+        "import os, signal, comfy_cassettes.storage as c\n"
         "real = os.fsync\n"
         "def die(fd): os.kill(os.getpid(), signal.SIGKILL)\n"
         "os.fsync = die\n"
-        f"c._atomic_write(__import__('pathlib').Path({str(target)!r}), b'x' * 10_000_000, overwrite=True)\n"
+        f"c.atomic_write(__import__('pathlib').Path({str(target)!r}), b'x' * 10_000_000, overwrite=True)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert result.returncode == -9
@@ -173,7 +173,7 @@ def test_templating_is_substitution_only() -> None:
 
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(comfy_cassettes) if not name.startswith("_")} | set(comfy_cassettes._LAZY)
-    modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "comfy", "control", "errors", "importer", "record", "replay", "templating", "types", "cli", "pytest_plugin", "vcr", "verify"}
+    modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "comfy", "control", "errors", "importer", "model", "record", "replay", "schema", "storage", "templating", "types", "cli", "pytest_plugin", "vcr", "verify"}
     assert public - modules == set(comfy_cassettes.__all__)
     assert os.path.basename(comfy_cassettes.DEFAULT_CASSETTE) == "comfyui.yaml"
 

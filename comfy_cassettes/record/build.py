@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..cassette import FORMAT, INLINE_LIMIT, BlobStore, Cassette, Interaction, Job, OutputImage
+from ..cassette import INLINE_LIMIT
+from ..model import FORMAT, Cassette, Interaction, Job, OutputImage
+from ..storage import BlobStore
 from ..comfy.events import STATUS_OF_TERMINAL, TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
 from ..comfy.graph import execution_order
 from ..comfy.timeline import timeline

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cassette import Cassette, Job
+from ..model import Cassette, Job
 from ..comfy.events import default_traceback
 from ..comfy.folders import FileRoots, OutputNamer, annotated_path
 from ..comfy.graph import execution_order, signatures

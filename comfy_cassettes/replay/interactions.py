@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
-from ..cassette import Cassette, Interaction
+from ..model import Cassette, Interaction
 from ..comfy.routes import normalize
 from ..templating import render_text
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..cassette import Cassette, OutputImage
+from ..model import Cassette, OutputImage
 from ..comfy.folders import FileRoots
 
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..cassette import Job, OutputImage, WsEvent
+from ..comfy.events import WsEvent
+from ..model import Job, OutputImage
 from ..comfy.graph import InputSize, is_link, output_size, structure
 from ..comfy.nodes import COUNT_INPUTS, OUTPUT_CLASSES, VOLATILE_INPUTS
 from ..comfy.timeline import timeline

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..cassette import WsEvent
+from ..comfy.events import WsEvent
 from ..comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
 from ..comfy.graph import execution_order, signatures
 from ..templating import JobBinding, render_value
