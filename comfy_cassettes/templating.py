@@ -146,6 +146,15 @@ def dumps_templated(value: Any, *, compact: bool = False) -> str:
     return _QUOTED.sub(unquote, text)
 
 
+def parse_templated(text: str) -> Any:
+    """A templated JSON text parsed, integer placeholders read as 0; None when it is not JSON."""
+    filled = PLACEHOLDER.sub(lambda m: "0" if INT_NAMES.match(m.group(1)) else m.group(0), text)
+    try:
+        return json.loads(filled)
+    except ValueError:
+        return None
+
+
 class Templater:
     """Replaces known volatile strings by placeholders, longest first, in text and in structures."""
 

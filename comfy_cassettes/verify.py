@@ -28,7 +28,7 @@ from .record.build import build_cassette
 from .record.jobs import job_exchanges
 from .record.client import JobRun, LiveSocket, RecordingClient
 from .record.session import HttpExchange, RawSession
-from .templating import INT_NAMES, PLACEHOLDER, out_name, render_text, url_escape
+from .templating import INT_NAMES, PLACEHOLDER, out_name, parse_templated, render_text, url_escape
 
 
 @dataclass(frozen=True)
@@ -108,15 +108,6 @@ def compare(recorded: Any, live: Any, where: str) -> list[Difference]:
     if _describe(recorded) != _describe(live):
         return [Difference(where, _describe(recorded), _describe(live))]
     return []
-
-
-def parse_templated(text: str) -> Any:
-    """A templated JSON text parsed, integer placeholders read as 0; None when it is not JSON."""
-    filled = PLACEHOLDER.sub(lambda m: "0" if INT_NAMES.match(m.group(1)) else m.group(0), text)
-    try:
-        return json.loads(filled)
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------- driving the server

@@ -115,7 +115,7 @@ def _job(
     if x.status != 200 or draft.prompt_id is None:
         return Job(status="rejected", **common)
     start_t = frames[0].t if frames else x.t
-    status, ws = "success", []
+    status, ws, ended = "success", [], False
     cached: tuple[str, ...] = ()
     for frame in frames:
         t = round(max(0.0, frame.t - start_t), 6)
@@ -126,14 +126,17 @@ def _job(
         if not isinstance(message, dict):
             continue
         kind, data = message.get("type"), message.get("data")
-        status = STATUS_OF_TERMINAL.get(str(kind), status)
+        if kind in STATUS_OF_TERMINAL:
+            status, ended = STATUS_OF_TERMINAL[str(kind)], True
         if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
             cached = tuple(str(n) for n in data.get("nodes", []))
         ws.append(WsEvent(t, str(kind), _template_structure(data, templater, draft, drafts)))
-    if not frames:
-        # Deleted from the queue before it ran, or the recording stopped first.
+    if not ended:
+        # No terminal frame: a prompt sent without client_id (ComfyUI sends its outcome to nobody, no_client_id
+        # capture), deleted from the queue before it ran, or a recording that stopped first. History says how it ended.
         messages = ((history or {}).get("status") or {}).get("messages") or []
-        status = STATUS_OF_TERMINAL.get(messages[-1][0], "unfinished") if messages else "unfinished"
+        terminal = [m[0] for m in messages if isinstance(m, list) and m and m[0] in STATUS_OF_TERMINAL]
+        status = STATUS_OF_TERMINAL[terminal[-1]] if terminal else ("success" if frames else "unfinished")
     outputs = []
     for node, i, image in draft.images:
         data = views.get((image.get("type", "output"), image.get("subfolder", ""), image.get("filename", "")))

@@ -258,6 +258,10 @@ class ReplayEngine:
             outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in OUTPUT_CLASSES]
             if partial:
                 outputs = [n for n in outputs if n in partial]
+            accepted = self.index.acceptance(workflow)
+            if accepted is not None:
+                node_errors, outputs = accepted
+        outputs = self.index.output_order(workflow, outputs)
         prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
         extra_data = dict(body.get("extra_data") or {})
         client_id = body.get("client_id")

@@ -11,7 +11,7 @@ from ..model import Job, OutputImage
 from ..comfy.graph import InputSize, is_link, output_size, structure
 from ..comfy.nodes import COUNT_INPUTS, OUTPUT_CLASSES, VOLATILE_INPUTS
 from ..comfy.timeline import timeline
-from ..templating import out_name, placeholder
+from ..templating import out_name, parse_templated, placeholder
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,25 @@ class JobIndex:
                 return job
         return None
 
+    def acceptance(self, workflow: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+        """What ComfyUI answered when it accepted exactly this workflow: its ``node_errors`` and the outputs it
+        queued (a partly valid prompt runs only its valid outputs: error_invalid_prompt capture)."""
+        for job in self._by_structure.get(structure(workflow), []):
+            if job.status != "rejected" and job.workflow == workflow and job.outputs_to_execute:
+                answer = parse_templated(job.response_body)
+                errors = answer.get("node_errors") if isinstance(answer, dict) else None
+                return (errors if isinstance(errors, dict) else {}), list(job.outputs_to_execute)
+        return None
+
+    def output_order(self, workflow: Mapping[str, Any], outputs: Sequence[str]) -> list[str]:
+        """``outputs`` in the order a recording of this graph listed them. ComfyUI builds the list from a set, so
+        its order is the recorded process's; a replay of that recording keeps it."""
+        wanted = sorted(outputs)
+        for job in self._by_structure.get(structure(workflow), []):
+            if job.outputs_to_execute and sorted(job.outputs_to_execute) == wanted:
+                return list(job.outputs_to_execute)
+        return list(outputs)
+
 
 # ---------------------------------------------------------------- synthetic runs
 
@@ -125,8 +144,8 @@ def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
     """A recorded run that was interrupted: its real events and pace up to the interruption, then the rest of
     the graph synthesized at the recorded pace, so a replay runs to the end unless it is interrupted again."""
     recorded = [e for e in job.ws if e.type != "execution_interrupted"]
-    started = {str(e.data.get("node")) for e in recorded if e.type == "executing" and isinstance(e.data, dict)}
-    times = [e.t for e in recorded if e.type == "executing"]
+    started = set(started_nodes(recorded))
+    times = [e.t for e in recorded if e.type == "executing"] or [e.t for e in recorded if e.type == "progress_state"]
     step = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
     t = recorded[-1].t if recorded else 0.0
     rest: list[WsEvent] = []
@@ -135,12 +154,32 @@ def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
         node = str(event.data.get("node")) if isinstance(event.data, dict) and "node" in event.data else None
         if event.type in ("execution_start", "execution_cached"):
             continue
-        if event.type == "executing" and node not in started:
+        if skipping and event.type == "progress_state" and _running(event) - started:
             skipping = False
             t += step
         if not skipping:
             rest.append(WsEvent(t, event.type, event.data, event.binary))
     return Plan(tuple(recorded + rest), synthetic.outputs, job.cached, "success", job, job.queued_for)
+
+
+def _running(event: WsEvent) -> set[str]:
+    nodes = event.data.get("nodes") if isinstance(event.data, dict) else None
+    return {str(n) for n, s in (nodes or {}).items() if isinstance(s, dict) and s.get("state") == "running"}
+
+
+def started_nodes(events: Sequence[WsEvent]) -> list[str]:
+    """The nodes a stream shows starting, in order: by ``executing``, or by their first "running" progress_state
+    (all a client sees of a prompt sent without client_id)."""
+    started: list[str] = []
+    for event in events:
+        if event.type == "executing" and isinstance(event.data, dict) and event.data.get("node") is not None:
+            found = {str(event.data["node"])}
+        elif event.type == "progress_state":
+            found = _running(event)
+        else:
+            continue
+        started.extend(sorted(found - set(started)))
+    return started
 
 
 def from_job(job: Job, workflow: Mapping[str, Any], input_size: InputSize | None = None) -> Plan:

@@ -50,6 +50,12 @@ class JobRun:
         self.current: str | None = None
         self.status = JobState.SUCCESS
         self.ended = False  # a fault or an interrupt ended the run before its plan did
+        # A node has started once its last start message is out: `executing` for a client; without a client_id
+        # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
+        self._announced = item.client_id is not None
+        self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
+        if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
+            self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
         self._pending = self._targets([*item.faults, *refusals])
 
@@ -58,10 +64,13 @@ class JobRun:
     async def execute(self) -> None:
         engine, item = self.engine, self.item
         await engine.pause(self.plan.queued_for)
-        previous_t = 0.0
-        for event in self.plan.events:
+        events = self.plan.events
+        previous_t, i = 0.0, 0
+        while i < len(events):
+            event = events[i]
             await engine.pause(event.t - previous_t)
             previous_t = event.t
+            i += 1
             if event.binary is not None:
                 self._emit_binary(event)
                 continue
@@ -72,27 +81,47 @@ class JobRun:
                 await self._fire(at_end=True)
                 if self.ended:
                     break
-            self._observe(kind, data)
+            if kind == Event.PROGRESS_STATE.value and self._step_begins(data) and engine.interrupt_requested:
+                # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
+                # (txt2img_interrupt capture).
+                self._interrupt(self.current)
+                break
+            started = self._observe(kind, data)
             engine.emit(item, kind, data)
-            if kind == Event.EXECUTING.value and isinstance(data, dict) and data.get("node") is not None:
+            if started:
                 await self._at_node()
                 if self.ended:
                     break
+            elif kind == Event.PROGRESS.value and isinstance(data, dict) and data.get("node") is not None:
+                await engine.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
         await engine.clock.checkpoint(item.prompt_id, "finished")
         self._finish()
 
-    def _observe(self, kind: str, data: Any) -> None:
-        """Keep what the run's messages say: which nodes ran, what outputs they made, what history keeps."""
+    def _step_begins(self, data: Any) -> bool:
+        """Whether a progress_state moves the running node's bar: the first message of a sampler step."""
+        state = (data.get("nodes") or {}).get(self.current or "") if isinstance(data, dict) else None
+        if not isinstance(state, dict) or state.get("state") != "running":
+            return False
+        value = state.get("value")
+        return bool(value) and value != self._values.get(self.current or "")
+
+    def _observe(self, kind: str, data: Any) -> bool:
+        """Keep what the run's messages say: which nodes ran, what outputs they made, what history keeps.
+        True when the message starts a node."""
         if not isinstance(data, dict):
-            return
-        if kind == Event.EXECUTING.value and data.get("node") is not None:
-            if self.current is not None and self.current not in self.executed:
-                self.executed.append(self.current)
-            self.current = self.engine.last_node = str(data["node"])
+            return False
+        started = None
+        if kind == Event.EXECUTING.value and data.get("node") is not None and self._announced:
+            started = str(data["node"])
         elif kind == Event.PROGRESS_STATE.value:
-            # A recording made without a client_id has no `executing`: finished nodes say what ran.
             for node_id, state in (data.get("nodes") or {}).items():
-                if isinstance(state, dict) and state.get("state") == "finished" and node_id not in self.executed:
+                if not isinstance(state, dict):
+                    continue
+                if state.get("state") == "running" and not self._announced and node_id not in self._values:
+                    started = str(node_id)
+                self._values[str(node_id)] = state.get("value")
+                # A recording made without a client_id has no `executing`: finished nodes say what ran.
+                if state.get("state") == "finished" and node_id not in self.executed:
                     self.executed.append(str(node_id))
         elif kind == Event.EXECUTED.value:
             node = str(data.get("node"))
@@ -102,6 +131,12 @@ class JobRun:
             self.messages.append([kind, data])
         if kind in TERMINAL:
             self.status = JobState(STATUS_OF_TERMINAL[kind])
+        if started is None:
+            return False
+        if self.current is not None and self.current not in self.executed:
+            self.executed.append(self.current)
+        self.current = self.engine.last_node = started
+        return True
 
     async def _at_node(self) -> None:
         """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
@@ -117,7 +152,7 @@ class JobRun:
     def _interrupt(self, node: str | None) -> None:
         """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
         node_type = self.item.workflow.get(node or "", {}).get("class_type")
-        data = interrupted(self.item.prompt_id, node, node_type, self._done(), _now_ms())
+        data = interrupted(self.item.prompt_id, node, node_type, self._as_recorded(Event.EXECUTION_INTERRUPTED.value, self._done()), _now_ms())
         self.messages.append([Event.EXECUTION_INTERRUPTED.value, data])
         self.engine.emit(self.item, Event.EXECUTION_INTERRUPTED.value, data)
         self.status, self.ended = JobState.INTERRUPTED, True
@@ -131,6 +166,20 @@ class JobRun:
 
     def _done(self) -> list[str]:
         return self.executed + [n for n in self.plan.cached if n not in self.executed]
+
+    def _as_recorded(self, kind: str, executed: list[str]) -> list[str]:
+        """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
+        is the recorded process's; a replay of that recording keeps it."""
+        job = self.plan.job
+        if job is None:
+            return executed
+        recorded = [e.data for e in job.ws if e.type == kind]
+        recorded += [m[1] for m in ((job.history or {}).get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2 and m[0] == kind]
+        for data in recorded:
+            listed = data.get("executed") if isinstance(data, dict) else None
+            if isinstance(listed, list) and sorted(map(str, listed)) == sorted(executed):
+                return [str(n) for n in listed]
+        return executed
 
     def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
         """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
