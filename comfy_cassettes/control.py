@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
-from urllib.parse import quote
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
-from .errors import ClockError, FaultSpecError
-from .replay.config import ADMIN_PREFIX
+from .contract import models as m
+from .contract.routes import documents
+from .errors import AdminRequestError, ClockError, FaultSpecError
+from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV
 
 
 def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = False) -> str:
@@ -29,19 +32,31 @@ def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = Fals
 
 
 class ReplayControl:
-    """Talks to the admin routes of a running replay server.
+    """Talks to the admin routes of a running replay server (``contract/routes.py`` lists them; each method says
+    which it calls, and its keyword arguments are that route's body keys, checked against the same models).
 
     Usage::
 
         control = ReplayControl("http://127.0.0.1:8189")
         control.reset()
         assert control.journal(method="POST", path="/prompt")
+
+    ``token``: the server's admin token (needed when it is bound to an address other than loopback); default
+    ``$COMFY_CASSETTES_ADMIN_TOKEN``. ``transport``: an httpx transport to reach it by (an app served in-process). A request the server refuses (400) raises
+    :class:`~comfy_cassettes.errors.AdminRequestError` with its message (the bad key and the accepted ones).
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, token: str | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        token = token if token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport  # e.g. httpx.ASGITransport for an app run in-process
+        self._http = self._client()
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=self._timeout, headers=self._headers, transport=self._transport)
 
     def close(self) -> None:
         self._http.close()
@@ -52,29 +67,44 @@ class ReplayControl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> httpx.Response:
+        """One admin request; a 400 becomes AdminRequestError carrying the server's explanation."""
         response = self._http.request(method, f"{ADMIN_PREFIX}{path}", **kwargs)
-        response.raise_for_status()
-        return response.json()
+        if response.status_code == 400:
+            refusal = response.json()
+            raise AdminRequestError(refusal.get("error", response.text), problems=refusal.get("problems"), accepted=refusal.get("accepted"))
+        if response.status_code not in ok:
+            response.raise_for_status()
+        return response
 
+    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(method, path, **kwargs).json()
+
+    @documents("reset")
     def reset(self) -> None:
-        """Forget queue, history, caches, handed-out names and the journal."""
+        """Forget queue, history, caches, handed-out names, the journal, faults and holds."""
         self._admin("POST", "/reset")
 
+    @documents("state")
     def state(self) -> dict[str, Any]:
         """Mode, timing, folders, queue and history sizes."""
         result: dict[str, Any] = self._admin("GET", "/state")
         return result
 
-    def journal(self, *, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
-        """Requests the server received, oldest first, optionally filtered by method and path."""
-        params = {k: v for k, v in {"method": method, "path": path}.items() if v}
-        entries: list[dict[str, Any]] = self._admin("GET", "/journal", params=params)["entries"]
+    @documents("journal")
+    def journal(self, *, method: str | None = None, path: str | None = None, status: int | None = None,
+                body_contains: str | None = None, since: int | None = None) -> list[dict[str, Any]]:
+        """Requests the server received, oldest first, optionally filtered."""
+        query = {"method": method, "path": path, "status": status, "body_contains": body_contains, "since": since}
+        entries: list[dict[str, Any]] = self._admin("GET", "/journal", params={k: v for k, v in query.items() if v is not None})["entries"]
         return entries
 
+    @documents("clear_journal")
     def clear_journal(self) -> None:
+        """Forget the requests received."""
         self._admin("DELETE", "/journal")
 
+    @documents("problems")
     def problems(self) -> dict[str, Any]:
         """Engine errors and unmatched requests since the last reset: ``{"errors": [...], "unmatched": [...]}``."""
         result: dict[str, Any] = self._admin("GET", "/problems")
@@ -89,6 +119,12 @@ class ReplayControl:
         report = problems_report(self.problems(), allow_unmatched=allow_unmatched)
         if report:
             raise AssertionError(report)
+
+    @documents("openapi")
+    def openapi(self) -> dict[str, Any]:
+        """The server's OpenAPI 3.1 document (admin API and ComfyUI routes)."""
+        document: dict[str, Any] = self._admin("GET", "/openapi.json")
+        return document
 
     def configure(self, *, faults: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
                   hold: Any = None, **options: Any) -> None:
@@ -111,21 +147,29 @@ class ReplayControl:
 
     # ------------------------------------------------------------ journal verification
 
-    def find(self, *, method: str | None = None, path: str | None = None, **pattern: Any) -> list[dict[str, Any]]:
-        """Journal entries matching a pattern: ``method``, ``path`` (``/prompt`` also matches ``/api/prompt``;
-        ``*`` globs), ``status``, ``body_contains``, ``body_json`` (subset), ``query`` (subset), ``since``."""
-        body = {k: v for k, v in {"method": method, "path": path, **pattern}.items() if v is not None}
-        entries: list[dict[str, Any]] = self._admin("POST", "/journal/find", json=body)["entries"]
+    @documents("journal_find")
+    def find(self, *, method: str | None = None, path: str | None = None, status: int | None = None,
+             body_contains: str | None = None, body_json: dict[str, Any] | None = None,
+             query: dict[str, str | int | float | bool] | None = None, since: int | None = None) -> list[dict[str, Any]]:
+        """Journal entries matching a pattern."""
+        pattern = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query, since=since)
+        entries: list[dict[str, Any]] = self._admin("POST", "/journal/find", json=pattern)["entries"]
         return entries
 
-    def count(self, *, method: str | None = None, path: str | None = None, **pattern: Any) -> int:
-        """How many received requests match the pattern (same keys as :meth:`find`)."""
-        body = {k: v for k, v in {"method": method, "path": path, **pattern}.items() if v is not None}
-        return int(self._admin("POST", "/journal/count", json=body)["count"])
+    @documents("journal_count")
+    def count(self, *, method: str | None = None, path: str | None = None, status: int | None = None,
+              body_contains: str | None = None, body_json: dict[str, Any] | None = None,
+              query: dict[str, str | int | float | bool] | None = None, since: int | None = None) -> int:
+        """How many received requests match the pattern (the keys of :meth:`find`)."""
+        pattern = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query, since=since)
+        return int(self._admin("POST", "/journal/count", json=pattern)["count"])
 
+    @documents("journal_assert")
     def assert_requested(
-        self, method: str | None = None, path: str | None = None, *, count: int | None = None,
-        min: int | None = None, max: int | None = None, **pattern: Any,
+        self, method: str | None = None, path: str | None = None, *, status: int | None = None,
+        body_contains: str | None = None, body_json: dict[str, Any] | None = None,
+        query: dict[str, str | int | float | bool] | None = None, since: int | None = None,
+        count: int | None = None, min: int | None = None, max: int | None = None,
     ) -> int:
         """Assert how often a request was received (default: at least once); returns the count.
 
@@ -134,115 +178,142 @@ class ReplayControl:
             control.assert_requested("POST", "/prompt", count=3)
             control.assert_requested("GET", "/history/*", min=1, status=200)
         """
-        body = {k: v for k, v in {"method": method, "path": path, "count": count, "min": min, "max": max, **pattern}.items() if v is not None}
-        response = self._http.post(f"{ADMIN_PREFIX}/journal/assert", json=body)
+        body = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query,
+                      since=since, count=count, min=min, max=max)
+        response = self._call("POST", "/journal/assert", json=body, ok=(200, 409))
         if response.status_code == 409:
             result = response.json()
             received = "\n  ".join(result.get("received", [])) or "(nothing)"
             raise AssertionError(f"{result['message']}; the server received:\n  {received}")
-        response.raise_for_status()
         return int(response.json()["count"])
 
-    def assert_not_requested(self, method: str | None = None, path: str | None = None, **pattern: Any) -> None:
-        """Assert that no received request matches."""
-        self.assert_requested(method, path, count=0, **pattern)
+    def assert_not_requested(
+        self, method: str | None = None, path: str | None = None, *, status: int | None = None,
+        body_contains: str | None = None, body_json: dict[str, Any] | None = None,
+        query: dict[str, str | int | float | bool] | None = None, since: int | None = None,
+    ) -> None:
+        """Assert that no received request matches (``assert_requested(..., count=0)``)."""
+        self.assert_requested(method, path, status=status, body_contains=body_contains, body_json=body_json, query=query,
+                              since=since, count=0)
 
     # ------------------------------------------------------------ faults
 
+    @documents("add_faults")
     def add_fault(self, *rules: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Add fault rules as given to ``POST /__cassettes__/faults``; returns them with their ids.
 
-        Kinds: ``delay`` (route, seconds, max_seconds, count), ``status`` (route, status, count, body, headers),
-        ``drop`` (route, count), ``execution_error`` / ``execution_interrupted`` (count, node, exception_*),
-        ``ws_disconnect`` (count, node, code), ``down`` (seconds). ``route`` ``/prompt`` also matches
-        ``/api/prompt``; ``count`` null means every time.
+        A rule is ``{"kind": ..., ...}`` with the keys of its kind: the methods below (``fail``, ``delay``, ``drop``,
+        ``fail_jobs``, ``interrupt_jobs``, ``disconnect_ws``, ``down``) take exactly those keys. Raises
+        FaultSpecError (a ValueError) naming the bad key and the keys the kind accepts.
         """
-        response = self._http.post(f"{ADMIN_PREFIX}/faults", json=list(rules))
-        if response.status_code == 400:
-            raise FaultSpecError(response.json()["error"])
-        response.raise_for_status()
-        added: list[dict[str, Any]] = response.json()["added"]
+        try:
+            added: list[dict[str, Any]] = self._admin("POST", "/faults", json=list(rules))["added"]
+        except AdminRequestError as exc:
+            raise FaultSpecError(str(exc)) from None
         return added
 
-    def fail(self, route: str, status: int = 503, *, count: int | None = 1, method: str | None = None,
-             body: str | None = None, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """Answer the next ``count`` requests to ``route`` with an HTTP error (None: every one)."""
-        spec = {"kind": "status", "route": route, "status": status, "count": count, "method": method, "body": body, "headers": dict(headers or {})}
-        return self.add_fault({k: v for k, v in spec.items() if v is not None or k == "count"})[0]
+    @documents("add_faults", m.StatusRule)
+    def fail(self, route: str, status: int = 503, *, method: str | None = None, count: int | None = 1,
+             body: str | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """Answer the next ``count`` requests to ``route`` with an HTTP error (``count=None``: every one)."""
+        return self.add_fault(_rule("status", route=route, status=status, method=method, count=count, body=body, headers=headers))[0]
 
-    def delay(self, route: str, seconds: float, *, max_seconds: float | None = None, count: int | None = None,
-              method: str | None = None) -> dict[str, Any]:
-        """Delay responses on ``route`` by ``seconds`` (random up to ``max_seconds``); every time by default."""
-        spec = {"kind": "delay", "route": route, "seconds": seconds, "max_seconds": max_seconds, "count": count, "method": method}
-        return self.add_fault({k: v for k, v in spec.items() if v is not None or k == "count"})[0]
+    @documents("add_faults", m.DelayRule)
+    def delay(self, route: str, seconds: float, *, method: str | None = None, count: int | None = None,
+              max_seconds: float | None = None) -> dict[str, Any]:
+        """Delay answers on ``route`` by ``seconds`` (random up to ``max_seconds``); every time by default."""
+        return self.add_fault(_rule("delay", route=route, seconds=seconds, method=method, count=count, max_seconds=max_seconds))[0]
 
-    def drop(self, route: str, *, count: int | None = 1, method: str | None = None) -> dict[str, Any]:
+    @documents("add_faults", m.DropRule)
+    def drop(self, route: str, *, method: str | None = None, count: int | None = 1) -> dict[str, Any]:
         """Close the connection without an answer for the next ``count`` requests to ``route``."""
-        spec = {"kind": "drop", "route": route, "count": count, "method": method}
-        return self.add_fault({k: v for k, v in spec.items() if v is not None or k == "count"})[0]
+        return self.add_fault(_rule("drop", route=route, method=method, count=count))[0]
 
-    def fail_jobs(self, count: int = 1, *, node: str | None = None, exception_type: str | None = None,
+    @documents("add_faults", m.ExecutionErrorRule)
+    def fail_jobs(self, count: int | None = 1, *, node: str | None = None, exception_type: str | None = None,
                   exception_message: str | None = None, traceback: list[str] | None = None) -> dict[str, Any]:
         """The next ``count`` accepted prompts end in ``execution_error`` at ``node`` (default: their last node)."""
-        spec = {"kind": "execution_error", "count": count, "node": node, "exception_type": exception_type,
-                "exception_message": exception_message, "traceback": traceback}
-        return self.add_fault({k: v for k, v in spec.items() if v is not None})[0]
+        return self.add_fault(_rule("execution_error", count=count, node=node, exception_type=exception_type,
+                                    exception_message=exception_message, traceback=traceback))[0]
 
-    def interrupt_jobs(self, count: int = 1, *, node: str | None = None) -> dict[str, Any]:
+    @documents("add_faults", m.ExecutionInterruptedRule)
+    def interrupt_jobs(self, count: int | None = 1, *, node: str | None = None) -> dict[str, Any]:
         """The next ``count`` accepted prompts end in ``execution_interrupted`` at ``node`` (default: last)."""
-        return self.add_fault({k: v for k, v in {"kind": "execution_interrupted", "count": count, "node": node}.items() if v is not None})[0]
+        return self.add_fault(_rule("execution_interrupted", count=count, node=node))[0]
 
-    def disconnect_ws(self, count: int = 1, *, node: str | None = None, code: int | None = None) -> dict[str, Any]:
+    @documents("add_faults", m.WsDisconnectRule)
+    def disconnect_ws(self, count: int | None = 1, *, node: str | None = None, code: int | None = None) -> dict[str, Any]:
         """Cut the submitting client's WebSocket when each of the next ``count`` jobs reaches ``node`` (default:
         its first node). No ``code``: the TCP connection is cut (clients see 1006); else a close frame."""
-        spec = {"kind": "ws_disconnect", "count": count, "node": node, "code": code}
-        return self.add_fault({k: v for k, v in spec.items() if v is not None})[0]
+        return self.add_fault(_rule("ws_disconnect", count=count, node=node, code=code))[0]
 
+    @documents("add_faults", m.DownRule)
     def down(self, seconds: float, *, restart: bool = False) -> None:
         """Refuse connections for ``seconds`` (open connections and sockets are cut), then serve again;
         with ``restart`` the server comes back with an empty queue and history, like a restarted ComfyUI."""
         self.add_fault({"kind": "down", "seconds": seconds, "restart": restart})
-        self._http.close()  # the pooled connection is about to be cut
-        self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
+        self._http.close()  # the pooled connection is cut
+        self._http = self._client()
 
+    @documents("get_faults")
     def faults(self) -> list[dict[str, Any]]:
         """The active rules with ``remaining`` and ``hits``."""
         rules: list[dict[str, Any]] = self._admin("GET", "/faults")["faults"]
         return rules
 
+    @documents("remove_fault")
+    def remove_fault(self, fault_id: str) -> bool:
+        """Remove one rule by its id (``f1``...); False when no such rule is active."""
+        response = self._call("DELETE", f"/faults/{quote(fault_id, safe='')}", ok=(200, 404))
+        return response.status_code == 200
+
+    @documents("clear_faults")
     def clear_faults(self) -> None:
+        """Remove every rule."""
         self._admin("DELETE", "/faults")
 
     # ------------------------------------------------------------ manual clock
 
-    def hold(self, at: str | None = None, *, node: str | None = None, prompt_id: str | None = None) -> dict[str, Any]:
-        """Hold jobs at ``queued``, ``node:<id>`` (or ``node=``), ``node:*`` or ``finished`` until advanced."""
-        state: dict[str, Any] = self._admin("POST", "/clock/hold", json={"at": at, "node": node, "prompt_id": prompt_id})
+    @documents("clock_hold")
+    def hold(self, at: str | None = None, *, node: str | None = None, step: int | Literal["*"] | None = None,
+             prompt_id: str | None = None) -> dict[str, Any]:
+        """Hold jobs at ``queued``, ``node:<id>`` (or ``node=``), ``node:*``, a sampler's step (``at="step"`` with
+        ``node=`` and ``step=``, or ``step:<id>:<k>``) or ``finished`` until advanced.
+
+        A job held at ``node:K`` has been told (``executing`` K) but K has not run; one held at ``step:K:2`` has sent
+        K's progress 2. See the README's "the clock at node boundaries" for what an interrupt then does."""
+        state: dict[str, Any] = self._admin("POST", "/clock/hold", json=_given(at=at, node=node, step=step, prompt_id=prompt_id))
         return state
 
+    @documents("clock_wait")
     def wait_held(self, prompt_id: str | None = None, *, at: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
-        """Wait until a job (``prompt_id`` if given) is held (at ``at`` if given); returns ``{prompt_id, at, ...}``."""
-        response = self._http.post(f"{ADMIN_PREFIX}/clock/wait", json={"prompt_id": prompt_id, "at": at, "timeout": timeout}, timeout=timeout + 5)
+        """Wait until a job (``prompt_id`` if given) is held (at ``at`` if given); returns ``{prompt_id, at, held_for}``;
+        TimeoutError when none is within ``timeout``."""
+        response = self._call("POST", "/clock/wait", json=_given(prompt_id=prompt_id, at=at, timeout=timeout),
+                              timeout=timeout + 5, ok=(200, 408))
         if response.status_code == 408:
             raise TimeoutError(f"no job {prompt_id or ''} was held{' at ' + at if at else ''} within {timeout}s: {response.json()}")
-        response.raise_for_status()
         held: dict[str, Any] = response.json()
         return held
 
+    @documents("clock_advance")
     def advance(self, prompt_id: str | None = None, *, timeout: float = 5.0) -> dict[str, Any]:
-        """Let the held job go on to its next hold or its end; returns ``{prompt_id, from, to}``."""
-        response = self._http.post(f"{ADMIN_PREFIX}/clock/advance", json={"prompt_id": prompt_id, "timeout": timeout}, timeout=2 * timeout + 5)
+        """Let the held job go on to its next hold or its end; returns ``{prompt_id, from, to}``; ClockError when
+        no job is held."""
+        response = self._call("POST", "/clock/advance", json=_given(prompt_id=prompt_id, timeout=timeout),
+                              timeout=2 * timeout + 5, ok=(200, 409))
         if response.status_code == 409:
             raise ClockError(response.json()["error"])
-        response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
 
+    @documents("clock_release")
     def release(self) -> list[str]:
         """Remove every hold and let held jobs run on; returns their prompt_ids."""
         released: list[str] = self._admin("POST", "/clock/release")["released"]
         return released
 
+    @documents("clock")
     def clock(self) -> dict[str, Any]:
         """Holds and held jobs."""
         state: dict[str, Any] = self._admin("GET", "/clock")
@@ -262,3 +333,13 @@ class ReplayControl:
     def wait_for_jobs(self, prompt_ids: Iterable[str], *, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         """wait_for_job for several prompts."""
         return {pid: self.wait_for_job(pid, timeout=timeout) for pid in prompt_ids}
+
+
+def _given(**keys: Any) -> dict[str, Any]:
+    """A body of the keys given a value (None leaves the server's default)."""
+    return {k: v for k, v in keys.items() if v is not None}
+
+
+def _rule(kind: str, *, count: int | None = 1, **keys: Any) -> dict[str, Any]:
+    """A fault rule's body: its kind, ``count`` even when None (every time), and the other keys given a value."""
+    return {"kind": kind, "count": count, **_given(**keys)}

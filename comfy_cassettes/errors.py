@@ -8,6 +8,7 @@
     ├── FaultSpecError           a fault rule is malformed (also a ValueError)
     ├── ClockError               a clock hold point is unknown, or there is nothing to advance (also a ValueError)
     ├── PatternError             a request-journal pattern or expectation cannot be used (also a ValueError)
+    ├── AdminRequestError        an admin API request has an unknown key, a mistyped value, or no JSON (also a ValueError)
     └── RecordError              talking to the upstream ComfyUI failed while recording
 """
 
@@ -59,3 +60,22 @@ class ClockError(ComfyCassettesError, ValueError):
 
 class PatternError(ComfyCassettesError, ValueError):
     """Raised for a journal pattern or expectation that cannot be used; the message names the key."""
+
+
+class AdminRequestError(ComfyCassettesError, ValueError):
+    """Raised for an admin API request the contract refuses (a 400): ``problems`` lists ``{key, problem}``,
+    ``accepted`` the keys the route takes."""
+
+    def __init__(self, message: str, *, problems: list[dict[str, str]] | None = None, accepted: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        self.accepted = accepted
+
+    def as_dict(self) -> dict[str, object]:
+        """The 400 answer's body."""
+        answer: dict[str, object] = {"error": str(self)}
+        if self.problems:
+            answer["problems"] = self.problems
+        if self.accepted is not None:
+            answer["accepted"] = self.accepted
+        return answer

@@ -1,43 +1,34 @@
-"""The control API under a reserved prefix, for tests in any language: reset, state, faults, the manual clock,
+"""The control API under ``/__cassettes__``, for tests in any language: reset, state, faults, the manual clock,
 and a request journal to query, count and assert on (like WireMock's ``/__admin/requests``).
 
-Routes (all JSON)::
-
-    POST   /reset                       forget queue, history, caches, journal, faults and holds
-    GET    /state
-    GET    /journal?method=&path=&status=&body_contains=&since=     matching entries, oldest first
-    DELETE /journal
-    GET    /problems                    engine errors and unmatched requests since the last reset
-    POST   /journal/find   {pattern}    -> {"count", "entries"}
-    POST   /journal/count  {pattern}    -> {"count"}
-    POST   /journal/assert {pattern, "count"|"min"|"max"}  -> 200 {"ok": true} or 409 with what was received
-    GET    /faults | POST /faults {rule or [rules]} | DELETE /faults | DELETE /faults/{id}
-    GET    /clock | POST /clock/hold {"at", "node"?, "prompt_id"?} | POST /clock/advance {"prompt_id"?, "timeout"?}
-    POST   /clock/wait {"prompt_id"?, "at"?, "timeout"?} | POST /clock/release
-
-A journal pattern has any of ``method``, ``path`` (``/prompt`` also matches ``/api/prompt``; ``*`` globs),
-``status``, ``body_contains``, ``body_json`` (an object the JSON body must contain), ``query`` (parameters
-the request must have), ``since`` (only entries with a larger ``seq``).
+Every route, body and answer is declared once in ``contract/`` (the table ``ADMIN_ROUTES``, the pydantic models):
+this module reads each request strictly against it (a 400 names the unknown or mistyped key and the keys the
+route accepts) and acts on the engine. ``GET /__cassettes__/openapi.json`` serves the document built from the
+same table. With an admin token (any server not bound to loopback has one) every admin route but the document
+answers 401 without ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..comfy.routes import route_matches
-from ..errors import ClockError, FaultSpecError, PatternError
+from ..contract import models as m
+from ..contract.routes import ADMIN_ROUTES, OPENAPI_PATH, AdminRoute, parse_body, parse_query
+from ..errors import AdminRequestError, ClockError, FaultSpecError
 from .engine import ReplayEngine
 from .journal import JournalEntry
 
-PATTERN_KEYS = {"method", "path", "status", "body_contains", "body_json", "query", "since"}
-EXPECT_KEYS = {"count", "min", "max"}
-
+Handler = Callable[[Any, Request], Awaitable[Response]]
 
 
 def _contains(container: Any, wanted: Any) -> bool:
@@ -47,25 +38,8 @@ def _contains(container: Any, wanted: Any) -> bool:
     return bool(container == wanted)
 
 
-def check_pattern(pattern: Any, allowed: set[str] = PATTERN_KEYS) -> dict[str, Any]:
-    if pattern is None:
-        return {}
-    if not isinstance(pattern, Mapping):
-        raise PatternError(f"journal pattern must be a JSON object, got {type(pattern).__name__}")
-    unknown = set(pattern) - allowed
-    if unknown:
-        raise PatternError(f"unknown journal pattern key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
-    for key in ("status", "since"):
-        if pattern.get(key) is not None and (isinstance(pattern[key], bool) or not isinstance(pattern[key], int)):
-            raise PatternError(f"journal pattern {key!r} must be an integer, got {pattern[key]!r}")
-    for key in ("body_json", "query"):
-        if pattern.get(key) is not None and not isinstance(pattern[key], Mapping):
-            raise PatternError(f"journal pattern {key!r} must be a JSON object, got {pattern[key]!r}")
-    return dict(pattern)
-
-
 def entry_matches(entry: JournalEntry, pattern: Mapping[str, Any]) -> bool:
-    """Whether one journal entry matches a (checked) pattern."""
+    """Whether one journal entry matches a (validated) pattern."""
     if pattern.get("method") and entry.method != str(pattern["method"]).upper():
         return False
     if pattern.get("path") and not route_matches(str(pattern["path"]), entry.path):
@@ -76,7 +50,7 @@ def entry_matches(entry: JournalEntry, pattern: Mapping[str, Any]) -> bool:
         return False
     if pattern.get("body_contains") and str(pattern["body_contains"]) not in entry.body:
         return False
-    if pattern.get("query") and not all(entry.query.get(k) == str(v) for k, v in pattern["query"].items()):
+    if pattern.get("query") and not all(entry.query.get(k) == _as_text(v) for k, v in pattern["query"].items()):
         return False
     if pattern.get("body_json") is not None:
         try:
@@ -88,21 +62,19 @@ def entry_matches(entry: JournalEntry, pattern: Mapping[str, Any]) -> bool:
     return True
 
 
+def _as_text(value: Any) -> str:
+    """A pattern's query value as a query string spells it (``true``, not Python's ``True``)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 def find(engine: ReplayEngine, pattern: Mapping[str, Any]) -> list[JournalEntry]:
     return [e for e in engine.journal if entry_matches(e, pattern)]
 
 
-def verify(engine: ReplayEngine, spec: Any) -> tuple[bool, dict[str, Any]]:
+def verify(engine: ReplayEngine, expectation: m.JournalExpectation) -> tuple[bool, dict[str, Any]]:
     """Check a count expectation; the answer says what was expected and what the server received."""
-    if not isinstance(spec, Mapping):
-        raise PatternError("journal assertion must be a JSON object: a pattern plus 'count', 'min' or 'max'")
-    pattern = check_pattern({k: v for k, v in spec.items() if k not in EXPECT_KEYS})
-    bounds = {k: spec[k] for k in EXPECT_KEYS if spec.get(k) is not None}
-    for key, value in bounds.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise PatternError(f"journal assertion {key!r} must be a non-negative integer, got {value!r}")
-    if not bounds:
-        bounds = {"min": 1}
+    pattern = expectation.effective()
+    bounds = expectation.bounds()
     count = len(find(engine, pattern))
     ok = (
         ("count" not in bounds or count == bounds["count"])
@@ -119,166 +91,157 @@ def verify(engine: ReplayEngine, spec: Any) -> tuple[bool, dict[str, Any]]:
     return ok, result
 
 
+class AdminAuth:
+    """Route middleware: without the server's admin token (``Authorization: Bearer <token>``) answer 401."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or [])
+        scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            refusal = {"error": "this server's admin API needs its token: send 'Authorization: Bearer <token>' (serve printed "
+                                "it, or set it with --admin-token / COMFY_CASSETTES_ADMIN_TOKEN)"}
+            await JSONResponse(refusal, 401, headers={"WWW-Authenticate": 'Bearer realm="comfy-cassettes admin"'})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def admin_routes(engine: ReplayEngine, prefix: str) -> list[BaseRoute]:
-    """Routes under ``prefix`` (``/__cassettes__``)."""
+    """Routes under ``prefix`` (``/__cassettes__``), one per row of ``ADMIN_ROUTES``, plus the OpenAPI document."""
 
-    async def body(request: Request) -> Any:
-        raw = await request.body()
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise PatternError(f"request body is not JSON: {exc}") from None
+    def answer(body: Any, status: int = 200) -> Response:
+        return JSONResponse(body, status)
 
-    def bad(message: str, status: int = 400) -> Response:
-        return JSONResponse({"error": message}, status)
-
-    async def reset(request: Request) -> Response:
+    async def reset(_: Any, request: Request) -> Response:
         await engine.reset()
-        return JSONResponse({"reset": True})
+        return answer({"reset": True})
 
-    async def journal(request: Request) -> Response:
-        q = request.query_params
-        try:
-            pattern = check_pattern({
-                k: int(v) if k in ("status", "since") and v.lstrip("-").isdigit() else v
-                for k, v in q.items() if k in ("method", "path", "status", "body_contains", "since")
-            })
-        except PatternError as exc:
-            return bad(str(exc))
-        entries = [e.as_dict() for e in find(engine, pattern)]
-        return JSONResponse({"count": len(entries), "entries": entries, "errors": list(engine.journal.errors)})
-
-    async def journal_find(request: Request) -> Response:
-        try:
-            entries = find(engine, check_pattern(await body(request)))
-        except PatternError as exc:
-            return bad(str(exc))
-        return JSONResponse({"count": len(entries), "entries": [e.as_dict() for e in entries]})
-
-    async def journal_count(request: Request) -> Response:
-        try:
-            return JSONResponse({"count": len(find(engine, check_pattern(await body(request))))})
-        except PatternError as exc:
-            return bad(str(exc))
-
-    async def journal_assert(request: Request) -> Response:
-        try:
-            ok, result = verify(engine, await body(request) or {})
-        except PatternError as exc:
-            return bad(str(exc))
-        return JSONResponse(result, 200 if ok else 409)
-
-    async def problems(request: Request) -> Response:
-        return JSONResponse(engine.journal.problems())
-
-    async def clear_journal(request: Request) -> Response:
-        engine.journal.clear()
-        return JSONResponse({"cleared": True})
-
-    async def state(request: Request) -> Response:
+    async def state(_: Any, request: Request) -> Response:
         config = engine.config
-        return JSONResponse(
-            {
-                "mode": "dynamic" if config.dynamic else "static",
-                "timing": config.timing,
-                "seed": config.seed,
-                "cassettes": [str(c.path) for c in engine.cassettes],
-                "jobs_recorded": len(engine.jobs),
-                "queue_remaining": engine.queue_remaining(),
-                "history": len(engine.history),
-                "output_dir": str(engine.roots.output),
-                "input_dir": str(engine.roots.input),
-                "temp_dir": str(engine.roots.temp),
-                "faults": len(engine.faults.rules),
-                "held": [h["prompt_id"] for h in engine.clock.snapshot()["held"]],
-            }
-        )
+        return answer({
+            "mode": "dynamic" if config.dynamic else "static",
+            "timing": config.timing,
+            "seed": config.seed,
+            "cassettes": [str(c.path) for c in engine.cassettes],
+            "jobs_recorded": len(engine.jobs),
+            "queue_remaining": engine.queue_remaining(),
+            "history": len(engine.history),
+            "output_dir": str(engine.roots.output),
+            "input_dir": str(engine.roots.input),
+            "temp_dir": str(engine.roots.temp),
+            "faults": len(engine.faults.rules),
+            "held": [h["prompt_id"] for h in engine.clock.snapshot()["held"]],
+        })
 
-    # ------------------------------------------------------------ faults
+    async def journal(query: m.JournalQuery, request: Request) -> Response:
+        entries = [e.as_dict() for e in find(engine, query.model_dump(exclude_none=True))]
+        return answer({"count": len(entries), "entries": entries, "errors": list(engine.journal.errors)})
 
-    async def get_faults(request: Request) -> Response:
-        return JSONResponse(engine.faults.snapshot())
+    async def clear_journal(_: Any, request: Request) -> Response:
+        engine.journal.clear()
+        return answer({"cleared": True})
 
-    async def add_faults(request: Request) -> Response:
+    async def problems(_: Any, request: Request) -> Response:
+        return answer(engine.journal.problems())
+
+    async def journal_find(pattern: m.JournalPattern, request: Request) -> Response:
+        entries = find(engine, pattern.effective())
+        return answer({"count": len(entries), "entries": [e.as_dict() for e in entries]})
+
+    async def journal_count(pattern: m.JournalPattern, request: Request) -> Response:
+        return answer({"count": len(find(engine, pattern.effective()))})
+
+    async def journal_assert(expectation: m.JournalExpectation, request: Request) -> Response:
+        ok, result = verify(engine, expectation)
+        return answer(result, 200 if ok else 409)
+
+    async def get_faults(_: Any, request: Request) -> Response:
+        return answer(engine.faults.snapshot())
+
+    async def add_faults(rules: list[Any], request: Request) -> Response:
+        # Validated already: only a down rule on a server that cannot stop listening (an in-process app) fails here.
+        client = (request.client.host, request.client.port) if request.client else None
         try:
-            spec = await body(request)
-        except PatternError as exc:
-            return bad(str(exc))
-        specs = spec if isinstance(spec, list) else [spec]
-        added = []
-        try:
-            for one in specs:
-                added.append(engine.faults.add(one).as_dict())
+            added = [engine.faults.add(rule.model_dump(exclude_unset=True), keep=client).as_dict() for rule in rules]
         except FaultSpecError as exc:
-            return bad(str(exc))
-        return JSONResponse({"added": added, **engine.faults.snapshot()}, 201)
+            return answer({"error": str(exc)}, 400)
+        response = answer({"added": added, **engine.faults.snapshot()}, 201)
+        if engine.faults.is_down:
+            response.headers["Connection"] = "close"  # the one connection a down period kept open, for this answer
+        return response
 
-    async def clear_faults(request: Request) -> Response:
+    async def clear_faults(_: Any, request: Request) -> Response:
         engine.faults.clear()
-        return JSONResponse(engine.faults.snapshot())
+        return answer(engine.faults.snapshot())
 
-    async def remove_fault(request: Request) -> Response:
-        rule_id = request.path_params["fault_id"]
-        if not engine.faults.remove(rule_id):
-            return bad(f"no active fault rule {rule_id!r}; active: {[r.id for r in engine.faults.rules]}", 404)
-        return JSONResponse(engine.faults.snapshot())
+    async def clock(_: Any, request: Request) -> Response:
+        return answer(engine.clock.snapshot())
 
-    # ------------------------------------------------------------ clock
-
-    async def get_clock(request: Request) -> Response:
-        return JSONResponse(engine.clock.snapshot())
-
-    async def clock_hold(request: Request) -> Response:
+    async def clock_hold(hold: m.Hold, request: Request) -> Response:
         try:
-            spec = await body(request) or {}
-            if not isinstance(spec, Mapping):
-                raise PatternError("hold must be a JSON object such as {\"at\": \"node:2\"}")
-            engine.clock.hold(spec.get("at"), spec.get("node"), spec.get("prompt_id"))
-        except (PatternError, ClockError) as exc:
-            return bad(str(exc))
-        return JSONResponse(engine.clock.snapshot())
-
-    async def clock_advance(request: Request) -> Response:
-        try:
-            spec = await body(request) or {}
-            result = await engine.clock.advance(spec.get("prompt_id"), timeout=float(spec.get("timeout", 5.0)))
+            engine.clock.hold(hold.at, hold.node, hold.prompt_id, step=hold.step)
         except ClockError as exc:
-            return bad(str(exc), 409)
-        except (PatternError, TypeError, ValueError) as exc:
-            return bad(str(exc))
-        return JSONResponse(result)
+            return answer({"error": str(exc), "accepted": list(m.Hold.model_fields)}, 400)
+        return answer(engine.clock.snapshot())
 
-    async def clock_wait(request: Request) -> Response:
+    async def clock_advance(advance: m.Advance, request: Request) -> Response:
         try:
-            spec = await body(request) or {}
-            held = await engine.clock.wait_held(spec.get("prompt_id"), spec.get("at"), timeout=float(spec.get("timeout", 5.0)))
-        except (PatternError, ClockError, TypeError, ValueError) as exc:
-            return bad(str(exc))
+            return answer(await engine.clock.advance(advance.prompt_id, timeout=advance.timeout))
+        except ClockError as exc:
+            return answer({"error": str(exc)}, 409)
+
+    async def clock_wait(wait: m.Wait, request: Request) -> Response:
+        try:
+            held = await engine.clock.wait_held(wait.prompt_id, wait.at, timeout=wait.timeout)
+        except ClockError as exc:
+            return answer({"error": str(exc), "accepted": list(m.Wait.model_fields)}, 400)
         if held is None:
-            return JSONResponse({"error": "no matching job was held in time", **engine.clock.snapshot()}, 408)
-        return JSONResponse(held.as_dict())
+            return answer({"error": f"no matching job was held within {wait.timeout:g} s", **engine.clock.snapshot()}, 408)
+        return answer(held.as_dict())
 
-    async def clock_release(request: Request) -> Response:
-        return JSONResponse({"released": engine.clock.release()})
+    async def clock_release(_: Any, request: Request) -> Response:
+        return answer({"released": engine.clock.release()})
 
-    return [
-        Route(f"{prefix}/reset", reset, methods=["POST"]),
-        Route(f"{prefix}/state", state, methods=["GET"]),
-        Route(f"{prefix}/journal", journal, methods=["GET"]),
-        Route(f"{prefix}/journal", clear_journal, methods=["DELETE"]),
-        Route(f"{prefix}/problems", problems, methods=["GET"]),
-        Route(f"{prefix}/journal/find", journal_find, methods=["POST"]),
-        Route(f"{prefix}/journal/count", journal_count, methods=["POST"]),
-        Route(f"{prefix}/journal/assert", journal_assert, methods=["POST"]),
-        Route(f"{prefix}/faults", get_faults, methods=["GET"]),
-        Route(f"{prefix}/faults", add_faults, methods=["POST"]),
-        Route(f"{prefix}/faults", clear_faults, methods=["DELETE"]),
-        Route(f"{prefix}/faults/{{fault_id}}", remove_fault, methods=["DELETE"]),
-        Route(f"{prefix}/clock", get_clock, methods=["GET"]),
-        Route(f"{prefix}/clock/hold", clock_hold, methods=["POST"]),
-        Route(f"{prefix}/clock/advance", clock_advance, methods=["POST"]),
-        Route(f"{prefix}/clock/wait", clock_wait, methods=["POST"]),
-        Route(f"{prefix}/clock/release", clock_release, methods=["POST"]),
+    async def remove_fault(params: Mapping[str, str], request: Request) -> Response:
+        rule_id = params["fault_id"]
+        if not engine.faults.remove(rule_id):
+            return answer({"error": f"no active fault rule {rule_id!r}; active: {[r.id for r in engine.faults.rules]}"}, 404)
+        return answer(engine.faults.snapshot())
+
+    async def openapi(_: Any, request: Request) -> Response:
+        from ..contract.openapi import openapi_document
+
+        return answer(openapi_document())
+
+    handlers: dict[str, Handler] = {
+        "reset": reset, "state": state, "journal": journal, "clear_journal": clear_journal, "problems": problems,
+        "journal_find": journal_find, "journal_count": journal_count, "journal_assert": journal_assert,
+        "get_faults": get_faults, "add_faults": add_faults, "clear_faults": clear_faults, "clock": clock,
+        "clock_hold": clock_hold, "clock_advance": clock_advance, "clock_wait": clock_wait, "clock_release": clock_release,
+        "remove_fault": remove_fault, "openapi": openapi,
+    }
+
+    def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
+        handler = handlers[route.name]
+
+        async def serve(request: Request) -> Response:
+            try:
+                keys = [k for k, _ in request.query_params.multi_items()]
+                query = parse_query(route, request.query_params, keys)
+                parsed = parse_body(route, await request.body()) if route.body is not None else query
+            except AdminRequestError as exc:
+                return answer(exc.as_dict(), 400)
+            return await handler(request.path_params if route.path_params else parsed, request)
+
+        return serve
+
+    token = engine.config.admin_token
+    guarded = [Middleware(AdminAuth, token=token)] if token else None
+    routes: list[BaseRoute] = [
+        Route(prefix + route.path, endpoint(route), methods=[route.method], middleware=None if route.path == OPENAPI_PATH else guarded)
+        for route in ADMIN_ROUTES
     ]
+    return routes

@@ -27,21 +27,14 @@ from typing import Any, Protocol
 from ..comfy.events import execution_error
 from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ..comfy.routes import route_matches
-from ..errors import FaultSpecError
+from ..contract.models import FAULT_MODELS
+from ..contract.routes import parse_fault
+from ..errors import AdminRequestError, FaultSpecError
 
 HTTP_KINDS = ("delay", "status", "drop")
 JOB_KINDS = ("execution_error", "execution_interrupted", "ws_disconnect")
-KINDS = (*HTTP_KINDS, *JOB_KINDS, "down")
+KINDS = tuple(FAULT_MODELS)  # HTTP_KINDS, JOB_KINDS and "down"
 DEFAULT_EXCEPTION = ("Exception", "Injected failure (comfy-cassettes fault rule)")
-_ALLOWED = {
-    "delay": {"route", "method", "count", "seconds", "max_seconds"},
-    "status": {"route", "method", "count", "status", "body", "headers"},
-    "drop": {"route", "method", "count"},
-    "execution_error": {"count", "node", "exception_message", "exception_type", "traceback"},
-    "execution_interrupted": {"count", "node"},
-    "ws_disconnect": {"count", "node", "code"},
-    "down": {"seconds", "restart"},
-}
 
 
 @dataclass
@@ -108,71 +101,17 @@ class FaultRule:
         return text.encode(), headers
 
 
-def _number(spec: Mapping[str, Any], key: str, where: str, *, minimum: float = 0.0) -> float:
-    value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise FaultSpecError(f"{where}: {key!r} must be a number >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
 def parse_rule(spec: Any, rule_id: str) -> FaultRule:
-    """A FaultRule from its JSON form, or FaultSpecError naming the bad key."""
-    if not isinstance(spec, Mapping):
-        raise FaultSpecError(f"fault rule must be a JSON object, got {type(spec).__name__}")
-    kind = spec.get("kind")
-    where = f"fault rule {dict(spec)!r}"
-    if kind not in KINDS:
-        raise FaultSpecError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    unknown = set(spec) - _ALLOWED[kind] - {"kind"}
-    if unknown:
-        raise FaultSpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for kind {kind!r}; allowed: {', '.join(sorted(_ALLOWED[kind]))}")
-    rule = FaultRule(rule_id, kind)
-    if "route" in spec:
-        if not isinstance(spec["route"], str):
-            raise FaultSpecError(f"{where}: 'route' must be a path such as '/prompt' or '/history/*'")
-        rule.route = spec["route"]
-    if spec.get("method") is not None:
-        rule.method = str(spec["method"]).upper()
-    count = spec.get("count", 1 if kind in (*JOB_KINDS, "drop", "status") else None)
-    if count is not None:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise FaultSpecError(f"{where}: 'count' must be a positive integer or null (every time), got {count!r}")
-        rule.remaining = count
-    if kind in ("delay", "down"):
-        if "seconds" not in spec:
-            raise FaultSpecError(f"{where}: kind {kind!r} needs 'seconds'")
-        rule.seconds = _number(spec, "seconds", where)
-    if kind == "down":
-        rule.remaining = 1
-        rule.restart = bool(spec.get("restart", False))
-    if spec.get("max_seconds") is not None:
-        rule.max_seconds = _number(spec, "max_seconds", where, minimum=rule.seconds)
-    if kind == "status":
-        status = spec.get("status", 503)
-        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-            raise FaultSpecError(f"{where}: 'status' must be an HTTP error code 400-599, got {status!r}")
-        rule.status = status
-        if spec.get("body") is not None:
-            rule.body = str(spec["body"])
-        headers = spec.get("headers") or {}
-        if not isinstance(headers, Mapping):
-            raise FaultSpecError(f"{where}: 'headers' must be an object of header names to values")
-        rule.headers = {str(k): str(v) for k, v in headers.items()}
-    if spec.get("node") is not None:
-        rule.node = str(spec["node"])
-    for key in ("exception_type", "exception_message"):
-        if spec.get(key) is not None:
-            setattr(rule, key, str(spec[key]))
-    if spec.get("traceback") is not None:
-        traceback = spec["traceback"]
-        if not isinstance(traceback, list) or not all(isinstance(line, str) for line in traceback):
-            raise FaultSpecError(f"{where}: 'traceback' must be a list of strings")
-        rule.traceback = list(traceback)
-    if spec.get("code") is not None:
-        code = spec["code"]
-        if not isinstance(code, int) or isinstance(code, bool) or not 1000 <= code <= 4999:
-            raise FaultSpecError(f"{where}: 'code' must be a WebSocket close code 1000-4999, got {code!r}")
-        rule.code = code
+    """A FaultRule from its JSON form (validated by its kind's model in contract/models.py), or FaultSpecError
+    naming the bad key and the keys that kind accepts."""
+    try:
+        model = parse_fault(spec)
+    except AdminRequestError as exc:
+        raise FaultSpecError(str(exc)) from None
+    rule = FaultRule(rule_id, model.kind)
+    rule.remaining = 1 if rule.kind == "down" else model.count  # None: every time
+    for key, value in model.model_dump(exclude_none=True, exclude={"kind", "count"}).items():
+        setattr(rule, key, value.upper() if key == "method" else value)
     return rule
 
 
@@ -244,7 +183,7 @@ class Listener(Protocol):
 
     def drop(self, client: tuple[str, int] | None) -> bool: ...
 
-    def drop_all(self) -> None: ...
+    def drop_all(self, keep: tuple[str, int] | None = None) -> None: ...
 
     def connected(self, client: tuple[str, int] | None) -> bool: ...
 
@@ -275,13 +214,14 @@ class Faults:
         self.rules.clear()
         self._rng = random.Random(self._seed)
 
-    def add(self, spec: Any) -> FaultRule:
-        """Validate and add one rule; ``down`` starts at once (call from the server's event loop)."""
+    def add(self, spec: Any, *, keep: tuple[str, int] | None = None) -> FaultRule:
+        """Validate and add one rule; ``down`` starts at once (call from the server's event loop), cutting every
+        connection but ``keep`` (the client that asked, so it gets its answer)."""
         self._ids += 1
         rule = parse_rule(spec, f"f{self._ids}")
         if rule.kind == "down":
             rule.take()
-            self.go_down(rule.seconds, restart=rule.restart)
+            self.go_down(rule.seconds, restart=rule.restart, keep=keep)
         else:
             self.rules.append(rule)
         return rule
@@ -346,7 +286,7 @@ class Faults:
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
 
-    def go_down(self, seconds: float, *, restart: bool = False) -> None:
+    def go_down(self, seconds: float, *, restart: bool = False, keep: tuple[str, int] | None = None) -> None:
         """Refuse connections for ``seconds``, then listen again; open connections and sockets are cut.
         With ``restart`` the server comes back like a restarted ComfyUI: queue and history gone."""
         if self.listener is None:
@@ -355,8 +295,9 @@ class Faults:
         self.down_until = time.monotonic() + seconds
         if self._back is not None:
             self._back.cancel()
-        # Let the admin answer leave first: the request that asked for the outage gets its reply.
-        loop.call_later(0.02, self._cut)
+        # Refused from the first instant: the listening socket closes now. Only the connection that asked stays,
+        # for its answer (the admin API closes it after answering).
+        self._cut(keep)
         self._restart = restart
         self._back = loop.call_later(seconds, lambda: self.spawn(self._come_back(restart)))
 
@@ -369,10 +310,10 @@ class Faults:
         await self._come_back(self._restart)
         return True
 
-    def _cut(self) -> None:
+    def _cut(self, keep: tuple[str, int] | None = None) -> None:
         if self.listener is not None and self.is_down:
             self.listener.stop_listening()
-            self.listener.drop_all()
+            self.listener.drop_all(keep)
 
     async def _come_back(self, restart: bool) -> None:
         self._back = None

@@ -1,0 +1,96 @@
+"""The README's admin tables, rendered from the route table and the models (a test keeps the README equal to them).
+
+``python -m comfy_cassettes.contract.readme README.md`` rewrites every ``<!-- contract:NAME -->`` ...
+``<!-- /contract:NAME -->`` block of the file in place.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import models as m
+from .routes import ADMIN_ROUTES
+
+
+def _keys(model: type[BaseModel], skip: tuple[str, ...] = ("kind",)) -> str:
+    parts = []
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        parts.append(f"`{name}`" if info.is_required() else f"`{name}`={_default(info.default)}")
+    return ", ".join(parts)
+
+
+def _default(value: Any) -> str:
+    return {None: "null", True: "true", False: "false"}.get(value, repr(value).replace("'", '"')) if not isinstance(value, (int, float)) or isinstance(value, bool) else f"{value:g}"
+
+
+def routes_table() -> str:
+    """Every admin route: method and path, what it takes, what it answers, the ReplayControl method."""
+    rows = ["| admin route (under `/__cassettes__`) | takes | answers | Python (`ReplayControl`) |", "|---|---|---|---|"]
+    for route in ADMIN_ROUTES:
+        if route.body is m.JournalPattern:
+            takes = "a journal pattern, flat or as {`pattern`} (below)"
+        elif route.body is m.JournalExpectation:
+            takes = "a journal pattern + `count`/`min`/`max` (below)"
+        elif isinstance(route.body, type) and issubclass(route.body, BaseModel) and route.body is not m.NoBody:
+            takes = "{" + _keys(route.body) + "}"
+        elif route.body is m.FaultRules:
+            takes = "a fault rule or a list (below)"
+        elif route.query is not None and route.query.model_fields:
+            takes = "?" + "&".join(f"{name}=" for name in route.query.model_fields)
+        else:
+            takes = ""
+        answers = ", ".join(f"{status} {model.__name__ if isinstance(model, type) else 'JSON'}" for status, model in route.answers.items() if status != 400)
+        python = ", ".join(f"`{name}()`" for name in route.control)
+        rows.append(f"| `{route.method} {route.path}` — {route.summary} | {takes} | {answers} | {python} |")
+    return "\n".join(rows)
+
+
+def faults_table() -> str:
+    """Each fault kind: its keys with their defaults, and what it does."""
+    rows = ["| `kind` | keys (`=default`; others required) | effect |", "|---|---|---|"]
+    for kind, model in m.FAULT_MODELS.items():
+        rows.append(f"| `{kind}` | {_keys(model)} | {(model.__doc__ or '').strip().replace('``', '`')} |")
+    return "\n".join(rows)
+
+
+def keys_table(model: type[BaseModel]) -> str:
+    """One row per key of a body: name, default, meaning."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, info in model.model_fields.items():
+        default = "required" if info.is_required() else _default(info.default)
+        rows.append(f"| `{name}` | {default} | {info.description or ''} |")
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "admin-routes": routes_table,
+    "fault-rules": faults_table,
+    "journal-pattern": lambda: keys_table(m.JournalExpectation),
+    "clock-bodies": lambda: "\n\n".join(f"`{name}`:\n\n{keys_table(model)}" for name, model in
+                                        (("POST /clock/hold", m.Hold), ("POST /clock/wait", m.Wait), ("POST /clock/advance", m.Advance))),
+}
+_BLOCK = re.compile(r"(<!-- contract:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /contract:(?P=name) -->)", re.S)
+
+
+def render(text: str) -> str:
+    """``text`` with every contract block re-rendered."""
+    return _BLOCK.sub(lambda found: found.group(1) + BLOCKS[found.group("name")]() + "\n" + found.group(4), text)
+
+
+def main(argv: list[str]) -> int:
+    for name in argv or ["README.md"]:
+        path = Path(name)
+        path.write_text(render(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
