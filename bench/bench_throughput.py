@@ -312,7 +312,26 @@ class HttpxConnection:
         pass
 
 
-async def lifecycle(conn: RawConnection | HttpxConnection, color: int, client_id: str, poll_interval: float) -> tuple[int, int]:
+class AiohttpConnection:
+    """The same interface on a shared aiohttp.ClientSession (``--client aiohttp``): the load generator the
+    throughput issue measured with (``pip install aiohttp``; not a project dependency)."""
+
+    def __init__(self, session: Any, base: str) -> None:
+        self.session, self.base = session, base
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if method == "POST" else None
+        async with self.session.request(method, self.base + target, data=body or None, headers=headers) as answer:
+            return answer.status, await answer.read()
+
+    async def aclose(self) -> None:
+        pass
+
+
+Connection = Any  # RawConnection | HttpxConnection | AiohttpConnection
+
+
+async def lifecycle(conn: Connection, color: int, client_id: str, poll_interval: float) -> tuple[int, int]:
     """One job: submit, poll its history until present, fetch its first output. Returns (requests, polls)."""
     workflow = {**WORKFLOW, "1": {**WORKFLOW["1"], "inputs": {**WORKFLOW["1"]["inputs"], "color": color}}}
     status, body = await conn.request("POST", "/prompt", json.dumps({"prompt": workflow, "client_id": client_id}).encode())
@@ -345,6 +364,11 @@ async def drive(server: Server, *, clients: int, seconds: float, warmup: float, 
     loop = asyncio.get_running_loop()
     colors = itertools.count(1)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    session = None
+    if kind == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=aiohttp.ClientTimeout(total=30))
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30.0) as shared:
         start = loop.time()
         window_start, window_end = start + warmup, start + warmup + seconds
@@ -358,7 +382,8 @@ async def drive(server: Server, *, clients: int, seconds: float, warmup: float, 
 
         async def worker(index: int) -> None:
             client_id = f"bench-{index}"
-            conn = RawConnection(HOST, server.port) if kind == "raw" else HttpxConnection(shared)
+            conn: Connection = (RawConnection(HOST, server.port) if kind == "raw" else
+                                AiohttpConnection(session, server.url) if kind == "aiohttp" else HttpxConnection(shared))
             try:
                 while loop.time() < window_end and len(result.errors) < 10:
                     began = loop.time()
@@ -377,7 +402,11 @@ async def drive(server: Server, *, clients: int, seconds: float, warmup: float, 
             finally:
                 await conn.aclose()
 
-        await asyncio.gather(mark_window(), *(worker(i) for i in range(clients)))
+        try:
+            await asyncio.gather(mark_window(), *(worker(i) for i in range(clients)))
+        finally:
+            if session is not None:
+                await session.close()
     (server_a, client_a), (server_b, client_b) = marks["start"], marks["end"]
     result.server_cpu, result.client_cpu = server_b - server_a, client_b - client_a
     return result
@@ -459,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed lead-in per run")
     parser.add_argument("--rounds", type=int, default=1, help="repeat bare/static/dynamic, interleaved; the median is shown")
     parser.add_argument("--poll-interval", type=float, default=0.005, help="sleep between /history polls of one job")
-    parser.add_argument("--client", choices=["raw", "httpx"], action="append",
+    parser.add_argument("--client", choices=["raw", "aiohttp", "httpx"], action="append",
                         help="load generator(s) (default both): a minimal keep-alive HTTP/1.1 client per worker, "
                              "which leaves the server the bottleneck, or one shared httpx.AsyncClient")
     parser.add_argument("--url", help="drive an already running server on 127.0.0.1 (e.g. one under py-spy) instead")

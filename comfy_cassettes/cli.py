@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from .errors import ComfyCassettesError
-from .replay.config import DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, TIMING_MODES, ReplayConfig
+from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, PREVIEW_METHODS, TIMING_MODES, ReplayConfig
 
 app = typer.Typer(
     name="comfy-cassettes",
@@ -31,23 +33,40 @@ def serve(
     output_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI output folder (default: a temporary folder).")] = None,
     input_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI input folder, for /upload/image and LoadImage.")] = None,
     temp_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI temp folder, for PreviewImage outputs.")] = None,
+    user_dir: Annotated[Optional[Path], typer.Option(help="The web page's user folder: settings, workflows (default: a temporary folder; the admin reset restores it).")] = None,
+    front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the installed comfyui-frontend-package.")] = None,
     source_image: Annotated[Optional[Path], typer.Option(help="Serve this image for every output instead of the recorded ones.")] = None,
     disable_static_return: Annotated[bool, typer.Option("--disable-static-return", help="Dynamic mode: copy each job's outputs into --output-dir under ComfyUI names.")] = False,
     timing: Annotated[str, typer.Option(help=f"{' or '.join(TIMING_MODES)}: answer at once, or with the cassette's delays.")] = "instant",
     speed: Annotated[float, typer.Option(help="With --timing recorded: divide recorded delays by this factor.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for generated prompt_ids and preview names.")] = 0,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="Declare a model file as FOLDER/NAME, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable): listed where ComfyUI lists that folder, accepted by validation.")] = None,
+    preview_method: Annotated[str, typer.Option(help=f"Sampler previews like ComfyUI's --preview-method: {', '.join(PREVIEW_METHODS)} (none: no preview frames).")] = "none",
+    preview_size: Annotated[int, typer.Option(help="Largest side of a preview image, like ComfyUI's --preview-size.")] = 512,
+    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version to be: 0.3.64 or 0.38 (default: the version the cassettes were recorded from).")] = None,
+    assets: Annotated[bool, typer.Option("--assets", help="With --comfyui-version 0.38: ComfyUI's assets system on (asset ids on uploads and outputs, /api/assets).")] = False,
+    base: Annotated[Path, typer.Option(help="A cassette whose informational answers (/object_info, /system_stats, /models...) serve the routes yours never recorded.", show_default="the bundled snapshots.yaml")] = DEFAULT_BASE,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Answer only what your cassettes recorded (no base).")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     fault: Annotated[Optional[list[str]], typer.Option("--fault", help="ROUTE:STATUS[:COUNT], e.g. /prompt:503:2 (COUNT * = always; repeatable).")] = None,
     delay: Annotated[Optional[list[str]], typer.Option("--delay", help="ROUTE:SECONDS or ROUTE:MIN-MAX, e.g. /history/*:0.1-0.3 (repeatable).")] = None,
+    admin_token: Annotated[Optional[str], typer.Option(envvar=ADMIN_TOKEN_ENV, show_envvar=True, help="Token the admin API (/__cassettes__) requires as 'Authorization: Bearer TOKEN'. Bound to anything but loopback, one is generated and printed when not given.")] = None,
+    ready_file: Annotated[Optional[Path], typer.Option(help="Once serving, write {\"url\", \"port\", \"pid\"} to this file (atomically), for a test harness in any language.")] = None,
 ) -> None:
-    """Serve the ComfyUI API (HTTP and /ws) from cassettes."""
+    """Serve the ComfyUI API (HTTP and /ws) from cassettes.
+
+    The first line printed is 'serving URL  (pid N)'; with --port 0 the URL has the port picked.
+    """
     from .replay.faults import parse_cli_delay, parse_cli_status
+    from .replay.frontend import WebRoots
     from .replay.server import ReplayServer
 
     config = ReplayConfig(
         cassettes=tuple(cassettes or (DEFAULT_CASSETTE,)), host=host, port=port, output_dir=output_dir,
         input_dir=input_dir, temp_dir=temp_dir, source_image=source_image, dynamic=disable_static_return,
-        timing=timing, speed=speed, seed=seed,
+        timing=timing, speed=speed, seed=seed, models=tuple(model or ()), preview_method=preview_method, base=None if no_base else base,
+        comfyui_version=comfyui_version, assets=assets,
+        preview_size=preview_size, user_dir=user_dir, front_end_root=front_end_root, admin_token=admin_token,
     )
     try:
         rules = [parse_cli_status(f) for f in fault or []] + [parse_cli_delay(d) for d in delay or []]
@@ -58,16 +77,47 @@ def serve(
         raise _fail(exc) from None
     engine = server.engine
     mode = "dynamic" if engine.config.dynamic else "static"
-    typer.echo(f"comfy-cassettes serving {len(engine.cassettes)} cassette(s), {len(engine.jobs)} recorded job(s), {mode} mode, {engine.config.timing} timing")
+    # First line, for harnesses that read stdout: the URL (with the port --port 0 picked) and the pid.
+    typer.echo(f"serving {server.url}  (pid {os.getpid()})")
+    if engine.config.admin_token:
+        typer.echo(f"admin token: {engine.config.admin_token}  (send 'Authorization: Bearer <token>' to {ADMIN_PREFIX}/...)")
+    typer.echo(f"comfy-cassettes serving {len(engine.cassettes)} cassette(s), {len(engine.jobs)} recorded job(s), {mode} mode, "
+               f"{engine.config.timing} timing, as ComfyUI {engine.profile.version}")
+    if engine.declared:
+        typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
+    typer.echo(WebRoots.resolve(engine.config.front_end_root).describe())
     for rule in engine.faults.rules:
         typer.echo(f"fault {rule.id}: {rule.as_dict()}")
-    typer.echo(f"listening on {server.url}  (Ctrl-C to stop)", err=False)
+    typer.echo(f"listening on {server.url}  (Ctrl-C to stop)")
     try:
-        server.run()
+        server.run(on_ready=(lambda: write_ready_file(ready_file, server.url, server.port)) if ready_file else None)
     except KeyboardInterrupt:
         pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it captured
     typer.echo("stopped")
+
+
+def write_ready_file(path: Path, url: str, port: int) -> None:
+    """``{"url", "port", "pid"}`` written atomically: a harness polling for the file never reads half of it."""
+    from .storage import atomic_write
+
+    atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+
+
+@app.command()
+def openapi(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the document here (default: print it).")] = None,
+) -> None:
+    """Print (or write) the OpenAPI 3.1 document: the admin API and the ComfyUI routes the replay serves."""
+    from .contract.openapi import openapi_document
+    from .storage import atomic_write
+
+    text = json.dumps(openapi_document(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write(output, text.encode(), overwrite=True)
+        typer.echo(f"wrote {output}")
 
 
 @app.command("import")
@@ -77,6 +127,7 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing cassette.")] = False,
     scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
     scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
+    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from, when they never asked /system_stats.")] = None,
 ) -> None:
     """Turn HTTP Archives (with WebSocket frames) into one templated cassette, secrets scrubbed."""
     from .cassette import load
@@ -84,7 +135,8 @@ def import_(
     from .record.scrub import Scrubber
 
     try:
-        path = import_har(sources, output, overwrite=force, scrubber=Scrubber().with_extra(scrub_header or (), scrub_key or ()))
+        path = import_har(sources, output, overwrite=force, scrubber=Scrubber().with_extra(scrub_header or (), scrub_key or ()),
+                          comfyui_version=comfyui_version)
         cassette = load(path)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
@@ -92,15 +144,21 @@ def import_(
 
 
 @app.command()
-def inspect(cassette: Annotated[Path, typer.Argument(help="Cassette to summarise.")]) -> None:
-    """Validate a cassette and list its jobs and recorded requests."""
+def inspect(
+    cassette: Annotated[Path, typer.Argument(help="Cassette to summarise.")],
+    base: Annotated[Path, typer.Option(help="The cassette `serve` takes the routes this one lacks from.", show_default="the bundled snapshots.yaml")] = DEFAULT_BASE,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Serve with no base cassette.")] = False,
+) -> None:
+    """Validate a cassette and list its jobs, its recorded requests and what `serve` answers from the base."""
     from rich.console import Console
     from rich.table import Table
 
     from .cassette import load
+    from .replay.interactions import InteractionIndex
 
     try:
         loaded = load(cassette)
+        from_base = [] if no_base else InteractionIndex([loaded], load(base)).from_base()
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
     console = Console()
@@ -115,6 +173,8 @@ def inspect(cassette: Annotated[Path, typer.Argument(help="Cassette to summarise
     for item in loaded.interactions:
         requests.add_row(item.method, item.uri, str(item.status))
     console.print(requests)
+    if from_base:
+        console.print(f"answered from the base {base.name} (this cassette never recorded them): " + ", ".join(from_base), soft_wrap=True)
 
 
 @app.command()

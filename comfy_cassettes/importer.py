@@ -12,12 +12,15 @@ from .record.writer import write_session
 
 
 def import_har(
-    sources: Sequence[str | Path], output: str | Path, *, overwrite: bool = False, scrubber: Scrubber | None = None
+    sources: Sequence[str | Path], output: str | Path, *, overwrite: bool = False, scrubber: Scrubber | None = None,
+    comfyui_version: str | None = None,
 ) -> Path:
     """Template the sessions in ``sources`` into the cassette ``output`` (blobs beside it); returns its path.
 
     Secrets are scrubbed as when recording (``scrubber``, default :class:`~comfy_cassettes.record.scrub.Scrubber`).
+    ``comfyui_version`` is recorded when no session says it (a HAR that never asked ``/system_stats``).
     """
     sessions = [read_har(source) for source in sources]
-    path, _ = write_session(sessions, Path(output), mode=RecordMode.ALL, scrubber=scrubber, overwrite=overwrite, via=None)
+    path, _ = write_session(sessions, Path(output), mode=RecordMode.ALL, scrubber=scrubber, overwrite=overwrite, via=None,
+                            comfyui_version=comfyui_version)
     return path

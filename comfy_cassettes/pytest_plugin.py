@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 DEFAULT_ENV_VAR = "COMFYUI_URL"
 MARKER = "comfy_cassette"
 _MARKER_HELP = (
-    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, allow_unmatched=False, **options): "
+    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, models=(), preview_method=None, "
+    "preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): "
     "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
     "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
     "keywords go to the server's configure()."
@@ -43,10 +44,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--comfy-env-var", dest="comfy_env_var", metavar="NAME", help=f"environment variable the comfy fixture sets to the server URL (default {DEFAULT_ENV_VAR}).")
     group.addoption("--comfy-seed", dest="comfy_seed", type=int, metavar="N", help="seed for minted prompt_ids (default 0).")
     group.addoption("--comfy-source-image", dest="comfy_source_image", metavar="PATH", help="one image every output serves (default: the recorded images).")
+    group.addoption("--comfy-model", action="append", dest="comfy_models", metavar="FOLDER/NAME", default=None,
+                    help="declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).")
+    group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').")
+    group.addoption("--comfy-preview-method", dest="comfy_preview_method", metavar="METHOD", help="sampler previews: none (default), auto, latent2rgb, taesd.")
     parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
     parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
     parser.addini("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", default="0")
     parser.addini("comfy_cassettes_source_image", "one image every output serves.", default="")
+    parser.addini("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", type="linelist", default=[])
+    parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", default="")
+    parser.addini("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", default="none")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,6 +69,19 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
     configure_vcr(vcr, seed=Settings.from_config(config).seed)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A vcr playback miss names the cassette files that were really searched, not only vcrpy's default path."""
+    try:
+        return (yield)
+    except Exception as error:
+        if type(error).__name__ == "CannotOverwriteExistingCassetteException":
+            from .vcr import explain_miss
+
+            explain_miss(error)
+        raise
+
+
 @dataclass(frozen=True)
 class Settings:
     """The session's options, command line over ini over defaults."""
@@ -69,6 +90,9 @@ class Settings:
     env_var: str
     seed: int
     source_image: Path | None
+    models: tuple[str, ...] = ()
+    preview_method: str = "none"
+    comfyui_version: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -85,6 +109,9 @@ class Settings:
             env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
             seed=seed,
             source_image=Path(image).expanduser().resolve() if image else None,
+            models=tuple(config.getoption("comfy_models") or config.getini("comfy_cassettes_models")),
+            preview_method=config.getoption("comfy_preview_method") or config.getini("comfy_cassettes_preview_method") or "none",
+            comfyui_version=config.getoption("comfy_version") or config.getini("comfy_cassettes_comfyui_version") or None,
         )
 
     @property
@@ -121,6 +148,11 @@ class ComfyHandle(ReplayControl):
     @property
     def temp_dir(self) -> Path:
         return self.server.engine.roots.temp
+
+    @property
+    def user_dir(self) -> Path:
+        """The web page's user folder (settings, workflows); a reset puts it back as it started (empty)."""
+        return self.server.engine.user_folder.root
 
     def reset(self) -> None:
         """Forget queue, history, journal and names, and empty the output, input and temp folders."""
@@ -166,41 +198,60 @@ class ComfyHandle(ReplayControl):
         return paths
 
 
-_Key = tuple[tuple[Path, ...], bool, str, float, int]
+@dataclass(frozen=True)
+class ServerOptions:
+    """What makes two replay servers different: one session server per distinct value."""
+
+    cassettes: tuple[Path, ...]
+    dynamic: bool
+    timing: str
+    speed: float
+    seed: int
+    models: tuple[str, ...]
+    preview_method: str
+    preview_size: int
+    comfyui_version: str | None
+    assets: bool
 
 
 class ComfyServers:
-    """The session's replay servers, one per distinct (cassettes, dynamic, timing, speed, seed), started on first use."""
+    """The session's replay servers, one per distinct :class:`ServerOptions`, started on first use."""
 
     def __init__(self, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
         self.settings = settings
         self._tmp = tmp_path_factory
-        self._running: dict[_Key, ComfyHandle] = {}
+        self._running: dict[ServerOptions, ComfyHandle] = {}
 
     def get(
         self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str = "instant",
-        speed: float = 1.0, seed: int | None = None,
+        speed: float = 1.0, seed: int | None = None, models: Sequence[str] | None = None,
+        preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
+        assets: bool = False,
     ) -> ComfyHandle:
         """The handle of the server for this configuration (not reset: the comfy fixtures do that)."""
         if timing not in TIMING_MODES:
             raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
-        key: _Key = (
+        key = ServerOptions(
             tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
             bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
+            tuple(self.settings.models if models is None else models), preview_method or self.settings.preview_method,
+            int(preview_size), comfyui_version or self.settings.comfyui_version, bool(assets),
         )
         if key not in self._running:
             self._running[key] = self._start(key)
         return self._running[key]
 
-    def _start(self, key: _Key) -> ComfyHandle:
+    def _start(self, key: ServerOptions) -> ComfyHandle:
         from .replay.config import ReplayConfig
         from .replay.server import ReplayServer
 
-        cassettes, dynamic, timing, speed, seed = key
         root = self._tmp.mktemp("comfy-server")
         config = ReplayConfig(
-            cassettes=cassettes, port=0, output_dir=root / "output", input_dir=root / "input", temp_dir=root / "temp",
-            source_image=self.settings.source_image, dynamic=dynamic, timing=timing, speed=speed, seed=seed,
+            cassettes=key.cassettes, port=0, output_dir=root / "output", input_dir=root / "input", temp_dir=root / "temp",
+            user_dir=root / "user",
+            source_image=self.settings.source_image, dynamic=key.dynamic, timing=key.timing, speed=key.speed, seed=key.seed,
+            models=key.models, preview_method=key.preview_method, preview_size=key.preview_size,
+            comfyui_version=key.comfyui_version, assets=key.assets,
         )
         try:
             server = ReplayServer(config).start()
@@ -294,7 +345,8 @@ def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch:
         names = mark.args or names
         options.update(mark.kwargs)
     allow_unmatched = bool(options.pop("allow_unmatched", False))
-    known = {k: options.pop(k) for k in ("dynamic", "timing", "speed", "seed") if k in options}
+    known = {k: options.pop(k) for k in ("dynamic", "timing", "speed", "seed", "models", "preview_method", "preview_size",
+                                         "comfyui_version", "assets") if k in options}
     if dynamic is not None:
         known["dynamic"] = dynamic
     cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]

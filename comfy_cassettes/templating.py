@@ -136,6 +136,47 @@ def render_value(value: Any, bindings: Bindings) -> Any:
     return value
 
 
+Renderer = Callable[[Bindings], Any]
+
+
+def compile_value(value: Any) -> Renderer:
+    """:func:`render_value` for a structure rendered again and again (a recorded job's messages): the walk over
+    ``value`` is done once. Each call returns fresh dicts and lists (a caller may change what it gets); strings
+    and numbers without placeholders are shared."""
+    if isinstance(value, dict):
+        if any(isinstance(k, str) and "{{" in k for k in value):
+            items = [(k, compile_value(v)) for k, v in value.items()]
+            return lambda b: {render_text(k, b) if isinstance(k, str) else k: f(b) for k, f in items}
+        dynamic = [(k, compile_value(v)) for k, v in value.items() if not _constant_leaf(v)]
+        if not dynamic:
+            return lambda b: value.copy()
+        template = dict(value)  # constant values in place, in order; the others are overwritten on every call
+
+        def render_dict(b: Bindings) -> dict[Any, Any]:
+            out = template.copy()
+            for key, render in dynamic:
+                out[key] = render(b)
+            return out
+
+        return render_dict
+    if isinstance(value, list):
+        if all(_constant_leaf(item) for item in value):
+            return lambda b: value.copy()
+        renders = [compile_value(item) for item in value]
+        return lambda b: [render(b) for render in renders]
+    if isinstance(value, str) and "{{" in value:
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole is not None:
+            name = whole.group(1)
+            return lambda b: b[name] if name in b else render_text(value, b)
+        return lambda b: render_text(value, b)
+    return lambda b: value
+
+
+def _constant_leaf(value: Any) -> bool:
+    return not isinstance(value, (dict, list)) and not (isinstance(value, str) and "{{" in value)
+
+
 def dumps_templated(value: Any, *, compact: bool = False) -> str:
     """Serialise a templated structure like ComfyUI does (``json.dumps`` defaults), unquoting integer placeholders."""
     text = json.dumps(value, separators=(",", ":") if compact else None)

@@ -38,7 +38,7 @@ from . import cassette as cassette_io
 from .cassette import YAML_LOADER
 from .model import Cassette, Interaction, Job
 from .comfy.folders import FileRoots, OutputNamer
-from .comfy.nodes import SEED_INPUTS, VOLATILE_KEYS
+from .comfy.nodes import VOLATILE_INPUTS, VOLATILE_KEYS
 from .comfy.routes import is_comfy_path, normalize
 from .record.modes import RecordMode
 from .record.scrub import DEFAULT_HEADERS, Scrubber
@@ -181,7 +181,8 @@ def comfy_query(r1: Request, r2: Request) -> None:
 
 
 def comfy_body(r1: Request, r2: Request) -> None:
-    """Same body; JSON is compared without client_id, prompt_id, seeds and ids to delete."""
+    """Same body; JSON is compared without client_id, prompt_id, ids to delete, and the inputs the replay server
+    ignores when it matches a prompt: seeds, texts and filename prefixes (a per-job ``gen_job_<id>``)."""
     a, b = _body_bytes(r1), _body_bytes(r2)
     if a == b:
         return
@@ -209,7 +210,7 @@ def stable_json(value: Any) -> Any:
     if isinstance(prompt, dict):
         out["prompt"] = {
             node_id: (
-                {**node, "inputs": {k: v for k, v in node["inputs"].items() if k not in SEED_INPUTS}}
+                {**node, "inputs": {k: v for k, v in node["inputs"].items() if k not in VOLATILE_INPUTS}}
                 if isinstance(node, dict) and isinstance(node.get("inputs"), dict)
                 else node
             )
@@ -235,7 +236,7 @@ def _json_diff(got: Any, recorded: Any) -> str:
         json.dumps(got, indent=1, sort_keys=True).splitlines(),
         "recorded", "this request", n=0, lineterm="",
     )
-    return "JSON bodies differ (client_id, prompt_id and seeds ignored):\n" + "\n".join(list(lines)[:20])
+    return "JSON bodies differ (client_id, prompt_id, seeds, texts and filename prefixes ignored):\n" + "\n".join(list(lines)[:20])
 
 
 def _is_multipart(request: Request) -> bool:
@@ -257,6 +258,7 @@ class ComfyPersister:
         self.extra_paths = list(extra_paths)
         self.seed = seed
         self.scrubber = scrubber
+        self.searched: dict[str, list[str]] = {}  # cassette path vcrpy asked for -> the files actually read for it
 
     def load_cassette(self, cassette_path: str | Path, serializer: Any) -> tuple[Any, ...]:
         renderer = _Renderer(self.seed)
@@ -264,6 +266,7 @@ class ComfyPersister:
         responses: list[dict[str, Any]] = []
         metadata: dict[str, Any] = {}
         found = False
+        searched = self.searched[str(cassette_path)] = []
         for path in dict.fromkeys(str(p) for p in (cassette_path, *self.extra_paths)):
             if not Path(path).is_file():
                 continue
@@ -271,6 +274,7 @@ class ComfyPersister:
             if not text.strip():
                 continue
             found = True
+            searched.append(str(Path(path).resolve()))
             try:
                 data = yaml.load(text, Loader=YAML_LOADER)
             except yaml.YAMLError:
@@ -301,6 +305,21 @@ class ComfyPersister:
         # vcrpy asks to save only what it loaded plus what it recorded, so replacing the file loses nothing.
         write_session(session, Path(cassette_path), mode=RecordMode.ALL, recorded={"recorder": "vcrpy"}, via=None, scrubber=self.scrubber,
                       overwrite=True, metadata=dict(cassette_dict.get("metadata") or {}) or None)
+
+
+def explain_miss(error: BaseException) -> None:
+    """Make vcrpy's "no recorded interaction matches" error name the cassette files that were searched (with
+    pytest-recording, ``@pytest.mark.vcr("file.yaml")`` loads files beside the default path vcrpy names)."""
+    cassette = getattr(error, "cassette", None)
+    persister = getattr(cassette, "_persister", None)
+    if not isinstance(persister, ComfyPersister) or not error.args:
+        return
+    path = str(getattr(cassette, "_path", ""))
+    searched = persister.searched.get(path)
+    if searched is None or searched == [str(Path(path).resolve())]:
+        return
+    files = ", ".join(searched) if searched else "(none: no cassette file was found)"
+    error.args = (str(error.args[0]).replace(f"Cassette: {path}", f"Cassette: {path}\n  searched: {files}", 1), *error.args[1:])
 
 
 def to_session(requests: Sequence[Request], responses: Sequence[Mapping[str, Any]], *, source: str = "") -> RawSession:

@@ -243,6 +243,11 @@ class _Driver:
         recorded_job: int | None = None
         if item.status in (200, 400):
             recorded_job, self.recorded_jobs = self.recorded_jobs, self.recorded_jobs + 1
+        if recorded_job is not None and self._ran_uncached(recorded_job):
+            # A server that already ran this graph serves it from its cache: drop the cache first, as the recorded
+            # run had none (ComfyUI applies the flag before its next prompt).
+            await self.client.request("POST", "/free", json_body={"free_memory": True})
+            self.report.notes.append(f"POST /free {{free_memory: true}} before job {recorded_job}: it ran uncached in the recording, so it must live")
         run = await self.client.submit_job(body, headers=headers)
         self.pairs.append((i, run.response))
         if recorded_job is None:
@@ -253,6 +258,11 @@ class _Driver:
         answer = run.response.response_json()
         self.bindings[recorded_job] = {"prompt_id": run.prompt_id, "number": answer.get("number", 0) if isinstance(answer, dict) else 0}
         self.running.append(asyncio.create_task(self._finish(recorded_job, run, body)))
+
+    def _ran_uncached(self, k: int) -> bool:
+        """Whether recorded job ``k`` ran with nothing from the cache (a cached recording is compared as cached)."""
+        job = self.cassette.jobs[k] if k < len(self.cassette.jobs) else None
+        return job is not None and job.status in ("success", "error", "interrupted") and not job.cached
 
     async def _finish(self, k: int, run: JobRun, body: dict[str, Any]) -> None:
         interrupter = self._interrupter(k)
@@ -461,7 +471,8 @@ def render_report(report: VerifyReport) -> None:
 
     console = Console()
     console.print(f"[bold]verify[/bold] {report.cassette} (recorded on ComfyUI {report.recorded_version or '?'}) against "
-                  f"{report.server} (ComfyUI {report.comfyui_version or '?'}): {report.jobs} job(s), {report.requests} request(s)")
+                  f"{report.server} (ComfyUI {report.comfyui_version or '?'}): {report.jobs} job(s), {report.requests} request(s)",
+                  soft_wrap=True)
     if report.differences:
         table = Table("where", "recorded", "live", title=f"{len(report.differences)} difference(s)", show_lines=False)
         for d in report.differences:

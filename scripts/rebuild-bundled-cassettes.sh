@@ -4,17 +4,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SESSIONS=tests/data/real_sessions
 OUT=comfy_cassettes/data/cassettes
+VERSION=0.3.64  # every capture in $SESSIONS is from ComfyUI 0.3.64 (commit a125cd84), see its README
 mkdir -p "$OUT"
 # Only what this script makes: the imported cassettes (live recordings in live/ are kept).
 for dir in "$SESSIONS"/*/; do rm -f "$OUT/$(basename "$dir").yaml"; done
 rm -f "$OUT/comfyui.yaml"
 for dir in "$SESSIONS"/*/; do
   name=$(basename "$dir")
-  comfy-cassettes import "$dir/session.har" -o "$OUT/$name.yaml"
+  comfy-cassettes import "$dir/session.har" -o "$OUT/$name.yaml" --comfyui-version "$VERSION"
 done
-# The default for `serve`: the informational snapshots plus the everyday jobs, in one cassette.
-comfy-cassettes import \
-  "$SESSIONS/snapshots/session.har" "$SESSIONS/basic_save/session.har" "$SESSIONS/batch_3/session.har" \
+# The default for `serve`: the informational snapshots plus the everyday jobs, in one cassette. The txt2img
+# session comes second: its /object_info (a checkpoint listed) is the one the default answers with.
+comfy-cassettes import --comfyui-version "$VERSION" \
+  "$SESSIONS/snapshots/session.har" "$SESSIONS/txt2img/session.har" "$SESSIONS/basic_save/session.har" "$SESSIONS/batch_3/session.har" \
   "$SESSIONS/two_save_nodes/session.har" "$SESSIONS/subfolder_prefix/session.har" \
   "$SESSIONS/load_transform_save/session.har" "$SESSIONS/preview_image/session.har" \
   "$SESSIONS/cached_rerun/session.har" "$SESSIONS/error_execution/session.har" \

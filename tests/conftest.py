@@ -1,4 +1,5 @@
-"""Shared fixtures for the project's own tests: replay servers on free loopback ports, always stopped."""
+"""Fixtures for the project's own tests: the replay app in-process, or on a real socket where a test needs one;
+every server is stopped at teardown."""
 
 from __future__ import annotations
 
@@ -10,49 +11,81 @@ import httpx
 import pytest
 
 from comfy_cassettes.control import ReplayControl
-from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
+from comfy_cassettes.replay.config import ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
+from helpers import AnyServer, InProcessServer, bundled, control_for, http_client
 
-DATA = Path(__file__).parent / "data"
-SESSIONS = DATA / "real_sessions"
-SCENARIOS = sorted(p.name for p in SESSIONS.iterdir() if (p / "session.har").is_file())
+REAL_SERVER = "real_server"
 
 
-def bundled(name: str) -> Path:
-    """A cassette shipped with the package."""
-    return BUNDLED_DIR / f"{name}.yaml"
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{REAL_SERVER}: the test's `server` fixture is a ReplayServer on a real socket (uvicorn on 127.0.0.1:0), "
+        "for what an in-process app cannot show: cut or refused connections, downtime, client timeouts.",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _uvicorn_loaded_before_pytester(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Start and stop one ReplayServer first. pytester's in-process runs drop the modules first imported inside
+    them; uvicorn's protocol stack (httptools, the WebSocket protocol) imported again afterwards raises exception
+    classes the first copies do not catch, and every later WebSocket upgrade fails."""
+    folder = tmp_path_factory.mktemp("uvicorn")
+    config = ReplayConfig(port=0, output_dir=folder / "out", input_dir=folder / "in", temp_dir=folder / "temp")
+    ReplayServer(config).start().stop()
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ReplayServer]]:
-    """Factory: start a ReplayServer on 127.0.0.1:0 with folders under tmp_path; all are stopped at teardown."""
-    started: list[ReplayServer] = []
+def _servers() -> Iterator[list[AnyServer]]:
+    started: list[AnyServer] = []
+    yield started
+    for server in reversed(started):
+        server.stop()
 
-    def start(*cassettes: str | Path, **options: Any) -> ReplayServer:
+
+def _starter(kind: Callable[[ReplayConfig], AnyServer], started: list[AnyServer], tmp_path: Path) -> Callable[..., Any]:
+    def start(*cassettes: str | Path, **options: Any) -> Any:
         paths = tuple(bundled(c) if isinstance(c, str) and not c.endswith(".yaml") else Path(c) for c in cassettes)
         n = len(started)
         options.setdefault("output_dir", tmp_path / f"out{n}")
         options.setdefault("input_dir", tmp_path / f"in{n}")
         options.setdefault("temp_dir", tmp_path / f"temp{n}")
-        config = ReplayConfig(cassettes=paths or ReplayConfig().cassettes, port=0, **options)
-        server = ReplayServer(config).start()
+        server = kind(ReplayConfig(cassettes=paths or ReplayConfig().cassettes, port=0, **options))
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    return start
 
 
 @pytest.fixture
-def control(server: ReplayServer) -> Iterator[ReplayControl]:
+def start_app(_servers: list[AnyServer], tmp_path: Path) -> Callable[..., InProcessServer]:
+    """Factory: the replay app in-process (no socket), with folders under tmp_path."""
+    return _starter(InProcessServer, _servers, tmp_path)
+
+
+@pytest.fixture
+def start_server(_servers: list[AnyServer], tmp_path: Path) -> Callable[..., ReplayServer]:
+    """Factory: a ReplayServer on 127.0.0.1:0 (uvicorn in a thread), with folders under tmp_path."""
+    return _starter(lambda config: ReplayServer(config).start(), _servers, tmp_path)
+
+
+@pytest.fixture
+def start(request: pytest.FixtureRequest, start_app: Callable[..., InProcessServer],
+          start_server: Callable[..., ReplayServer]) -> Callable[..., AnyServer]:
+    """Factory: ``start_app``, or ``start_server`` for a test marked ``real_server``."""
+    return start_server if request.node.get_closest_marker(REAL_SERVER) else start_app
+
+
+@pytest.fixture
+def control(server: AnyServer) -> Iterator[ReplayControl]:
     """An admin client for the module's ``server`` fixture."""
-    with ReplayControl(server.url) as made:
+    with control_for(server) as made:
         yield made
 
 
 @pytest.fixture
-def http(server: ReplayServer) -> Iterator[httpx.Client]:
+def http(server: AnyServer) -> Iterator[httpx.Client]:
     """An HTTP client for the module's ``server`` fixture."""
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with http_client(server) as client:
         yield client

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SESSIONS
+from helpers import SESSIONS
 
 CLI = [sys.executable, "-m", "comfy_cassettes"]
 

@@ -10,11 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import ClientConnection
 
 from comfy_cassettes.control import ReplayControl
-from comfy_cassettes.replay.server import ReplayServer
-from ws_client import open_ws
+from helpers import AnyServer, open_ws
 
 ADMIN = "/__cassettes__"
 _colors = itertools.count(1)
@@ -29,7 +27,7 @@ def workflow(prefix: str = "clock") -> dict[str, Any]:
     }
 
 
-def drain(ws: ClientConnection, quiet: float = 0.1) -> list[dict[str, Any]]:
+def drain(ws: Any, quiet: float = 0.1) -> list[dict[str, Any]]:
     """Every text event that arrives until the socket has been quiet for ``quiet`` seconds."""
     events = []
     with contextlib.suppress(TimeoutError):
@@ -41,8 +39,8 @@ def drain(ws: ClientConnection, quiet: float = 0.1) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def server(start_server: Callable[..., ReplayServer]) -> ReplayServer:
-    return start_server()
+def server(start: Callable[..., AnyServer]) -> AnyServer:
+    return start()
 
 
 def submit(http: httpx.Client, client_id: str | None = None, **fields: Any) -> str:
@@ -53,7 +51,7 @@ def submit(http: httpx.Client, client_id: str | None = None, **fields: Any) -> s
     return prompt_id
 
 
-def test_step_through_a_job_node_by_node(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_step_through_a_job_node_by_node(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     control.hold("node:*")
     with open_ws(server, "step") as ws:
         prompt_id = submit(http, "step")
@@ -107,7 +105,7 @@ def test_a_front_prompt_overtakes_a_held_head(control: ReplayControl, http: http
     assert list(http.get("/history").json()) == [urgent, normal]
 
 
-def test_hold_when_finished_shows_the_gap_between_success_and_history(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_hold_when_finished_shows_the_gap_between_success_and_history(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     control.hold("finished")
     with open_ws(server, "fin") as ws:
         prompt_id = submit(http, "fin")
@@ -166,7 +164,7 @@ def test_clock_admin_api_over_plain_http(http: httpx.Client) -> None:
     assert http.get(f"/history/{submit(http)}").status_code == 200
 
 
-def test_hold_a_job_then_let_it_fail_there(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_hold_a_job_then_let_it_fail_there(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     control.hold("node:2")
     control.fail_jobs(node="2", exception_message="out of memory")
     with open_ws(server, "boom") as ws:

@@ -1,19 +1,23 @@
-"""Each captured real session, replayed against `serve` with its imported cassette, looks like the capture."""
+"""Each captured real session, replayed against `serve` with its imported cassette, answers as the real ComfyUI
+did, value by value: every HTTP status and JSON body, every /ws frame in order (tests/value_compare.py holds the
+same rules as the team's reference comparator, shared/tools/fidelity.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
 import pytest
 
 from comfy_cassettes.importer import import_har
-from conftest import SCENARIOS, SESSIONS
-from session_replay import replay_session, shape, ws_kinds
+from helpers import SCENARIOS, SESSIONS, load_har, replay_session, response_bytes, response_headers
+from value_compare import ValueComparer
 
 # Scenarios whose client acts while a job runs need the recorded delays to line up (sped up to keep CI short).
-TIMED = {"interrupt": 4.0, "queue_and_history_ops": 4.0, "ws_reconnect": 4.0, "no_client_id": 4.0, "snapshots": 4.0}
+TIMED = {"interrupt": 4.0, "queue_and_history_ops": 4.0, "ws_reconnect": 4.0, "no_client_id": 4.0, "snapshots": 4.0,
+         "txt2img_interrupt": 2.0}
 
 
 @pytest.fixture(scope="module")
@@ -22,35 +26,40 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: import_har([SESSIONS / name / "session.har"], folder / f"{name}.yaml") for name in SCENARIOS}
 
 
+def captured_frames(scenario: str) -> dict[int, list[tuple[float, str | bytes]]]:
+    """Each captured socket's received frames with the time they arrived, in socket order."""
+    sockets = [e for e in load_har(scenario)["log"]["entries"] if e.get("_resourceType") == "websocket"]
+    return {index: [(m["time"], base64.b64decode(m["data"]) if m["opcode"] == 2 else m["data"])
+                    for m in entry["_webSocketMessages"] if m["type"] == "receive"]
+            for index, entry in enumerate(sockets)}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_replay_matches_capture(scenario: str, imported: dict[str, Path], start_server, tmp_path: Path) -> None:
-    cassettes = [imported[scenario]]
-    if scenario != "snapshots":
-        cassettes.append(imported["snapshots"])  # the recorded /object_info, to validate like ComfyUI
+def test_replay_answers_as_the_real_server_did(scenario: str, imported: dict[str, Path], start_server, tmp_path: Path) -> None:
     options = {"timing": "recorded", "speed": TIMED[scenario]} if scenario in TIMED else {}
-    server = start_server(*cassettes, dynamic=True, **options)
+    server = start_server(imported[scenario], dynamic=True, **options)  # its informational answers: the bundled base
     outcome = asyncio.run(replay_session(scenario, server.url))
 
-    problems = []
+    comparer, checked = ValueComparer(), 0
     for what, entry, response in outcome.http:
         captured = entry["response"]
+        checked += 1
         if response is None or response.status_code != captured["status"]:
-            problems.append(f"{what}: status {response.status_code if response else None} != captured {captured['status']}")
+            comparer.problems.append(f"{what}: status {response.status_code if response else None} != {captured['status']}")
             continue
-        text = captured["content"].get("text")
-        if "/history/" in what and text == "{}":
-            continue  # a poll that caught the job still running: its answer depends on timing, not protocol
-        if captured["content"].get("mimeType", "").startswith("application/json") and text:
-            want, got = shape(json.loads(text)), shape(response.json())
-            if want != got:
-                problems.append(f"{what}: JSON shape differs\n  captured {want}\n  replayed {got}")
-    for index, frames in outcome.captured_ws.items():
-        want_kinds, got_kinds = ws_kinds(frames), ws_kinds(outcome.replayed_ws.get(index, []))
-        if want_kinds != got_kinds:
-            problems.append(f"socket {index}: events differ\n  captured {want_kinds}\n  replayed {got_kinds}")
-        else:
-            for a, b in zip(frames, outcome.replayed_ws[index]):
-                if isinstance(a, str) and shape(json.loads(a)) != shape(json.loads(b)):
-                    problems.append(f"socket {index}: {json.loads(a)['type']} shape differs\n  captured {a[:300]}\n  replayed {b[:300]}")
-                    break
-    assert not problems, "\n".join(problems)
+        mime, body = captured["content"].get("mimeType", ""), response_bytes(entry)
+        if mime.startswith("application/json") and body:
+            try:
+                comparer.compare(json.loads(body), response.json(), what)
+            except ValueError:
+                comparer.problems.append(f"{what}: body is not JSON: {response.content[:80]!r}")
+        elif mime.startswith("image/") and body:
+            if response.content[:4] != body[:4]:
+                comparer.problems.append(f"{what}: image bytes differ in format")
+        elif not body and response.content and response_headers(entry).get("Content-Length", "0") == "0":
+            # (a Content-Length with no text: the capture left that body out, as it did the web page's)
+            comparer.problems.append(f"{what}: expected an empty body, got {response.content[:60]!r}")
+    for index, frames in captured_frames(scenario).items():
+        checked += 1
+        comparer.compare_socket(str(index), frames, outcome.replayed_ws.get(index, []))
+    assert checked and not comparer.problems, "\n".join(comparer.problems)

@@ -1,4 +1,5 @@
-"""Fault rules as a client sees them: errors, delays, drops, failed and interrupted jobs, cut sockets, downtime."""
+"""Fault rules as a client sees them: errors, delays, drops, failed and interrupted jobs, cut sockets, downtime
+(in-process, except what needs a real socket: cut or refused connections, downtime, a client's timeout)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect
 
+from comfy_cassettes.comfy.protocol import CRASH_BODY
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import FaultSpecError
 from comfy_cassettes.replay.faults import parse_cli_delay, parse_cli_status, route_matches
-from comfy_cassettes.comfy.protocol import CRASH_BODY
 from comfy_cassettes.replay.server import ReplayServer
-from ws_client import events_until_done, open_ws
-from har_util import ws_received
+from helpers import AnyServer, events_until_done, open_ws, ws_received
 
 ADMIN = "/__cassettes__"
 _colors = itertools.count(1)
@@ -44,8 +44,8 @@ def captured(scenario: str, kind: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def server(start_server: Callable[..., ReplayServer]) -> ReplayServer:
-    return start_server(dynamic=True)
+def server(start: Callable[..., AnyServer]) -> AnyServer:
+    return start(dynamic=True)
 
 
 def post_with_retries(http: httpx.Client, path: str, body: dict[str, Any], attempts: int = 5) -> tuple[httpx.Response, int]:
@@ -87,7 +87,7 @@ def test_500_reads_like_a_crashing_comfyui_and_hits_only_its_route(control: Repl
     assert http.get("/history/some-id").json() == {}  # count 1 is spent
 
 
-def test_rule_without_count_fires_until_removed_over_http(server: ReplayServer, http: httpx.Client) -> None:
+def test_rule_without_count_fires_until_removed_over_http(server: AnyServer, http: httpx.Client) -> None:
     added = http.post(f"{ADMIN}/faults", json={"kind": "status", "route": "/features", "status": 502, "count": None})
     assert added.status_code == 201
     rule_id = added.json()["added"][0]["id"]
@@ -98,6 +98,7 @@ def test_rule_without_count_fires_until_removed_over_http(server: ReplayServer, 
     assert http.get("/features").json() == {"supports_preview_metadata": True, "max_upload_size": 104857600}
 
 
+@pytest.mark.real_server
 def test_delayed_response_times_out_a_short_timeout_client(control: ReplayControl, server: ReplayServer) -> None:
     control.delay("/prompt", 0.6, count=1, method="GET")
     with httpx.Client(base_url=server.url, timeout=0.15) as impatient:
@@ -120,6 +121,7 @@ def test_random_delays_stay_within_their_bounds(control: ReplayControl, http: ht
     assert all(0.05 <= float(m.split()[-1].rstrip("s")) <= 0.15 for m in matched[:4])
 
 
+@pytest.mark.real_server
 def test_dropped_connection_gets_no_answer_then_the_server_serves_again(control: ReplayControl, http: httpx.Client) -> None:
     control.drop("/queue", count=1)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
@@ -133,7 +135,7 @@ def test_dropped_connection_gets_no_answer_then_the_server_serves_again(control:
 # ---------------------------------------------------------------- job faults
 
 
-def test_forced_execution_error_has_the_captured_shape(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_forced_execution_error_has_the_captured_shape(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     control.fail_jobs(1, exception_type="torch.OutOfMemoryError", exception_message="CUDA out of memory\n")
     with open_ws(server, "c1") as ws:
         failing = http.post("/prompt", json={"prompt": workflow("doomed"), "client_id": "c1"}).json()["prompt_id"]
@@ -168,7 +170,7 @@ def test_forced_error_at_a_chosen_node_names_that_node(control: ReplayControl, h
     assert error["current_inputs"]["width"] == [64]
 
 
-def test_forced_interrupt_ends_the_job_like_a_user_interrupt(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_forced_interrupt_ends_the_job_like_a_user_interrupt(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     control.interrupt_jobs(1)
     with open_ws(server, "c2") as ws:
         prompt_id = http.post("/prompt", json={"prompt": workflow(), "client_id": "c2"}).json()["prompt_id"]
@@ -182,6 +184,7 @@ def test_forced_interrupt_ends_the_job_like_a_user_interrupt(control: ReplayCont
     assert history["status"]["messages"][-1] == ["execution_interrupted", interrupted]
 
 
+@pytest.mark.real_server
 def test_websocket_cut_mid_job_and_the_job_still_finishes(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
     control.disconnect_ws(1)
     seen = []
@@ -199,7 +202,7 @@ def test_websocket_cut_mid_job_and_the_job_still_finishes(control: ReplayControl
         pass  # the same clientId reconnects
 
 
-def test_websocket_close_with_a_code(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_websocket_close_with_a_code(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     control.disconnect_ws(node="2", code=1011)
     with open_ws(server, "c4") as ws:
         http.post("/prompt", json={"prompt": workflow(), "client_id": "c4"})
@@ -209,6 +212,7 @@ def test_websocket_close_with_a_code(control: ReplayControl, server: ReplayServe
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
 
 
+@pytest.mark.real_server
 def test_websocket_handshake_refused_or_dropped_then_accepted(control: ReplayControl, server: ReplayServer) -> None:
     url = server.url.replace("http://", "ws://") + "/ws?clientId=hs"
     control.fail("/ws", 503, count=1)
@@ -250,6 +254,7 @@ def _refused(url: str) -> bool:
     return False
 
 
+@pytest.mark.real_server
 def test_server_down_refuses_connections_then_comes_back(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
     before = http.post("/prompt", json={"prompt": workflow()}).json()["prompt_id"]
     control.wait_for_job(before)
@@ -270,6 +275,7 @@ def test_server_down_refuses_connections_then_comes_back(control: ReplayControl,
         assert events_until_done(again, after)[-1]["data"]["prompt_id"] == after
 
 
+@pytest.mark.real_server
 def test_server_restart_forgets_jobs_a_client_still_polls_for(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
     control.hold("queued")
     finished = http.post("/prompt", json={"prompt": workflow()}).json()["prompt_id"]

@@ -8,6 +8,7 @@ import os
 import random
 import re
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from PIL import Image
 
 from comfy_cassettes.comfy.folders import FileRoots, OutputName, OutputNamer
 from comfy_cassettes.replay.files import ViewResult, render_view_body, resolve_view, store_upload
-from har_util import (
+from helpers import (
     HarEntry,
     http_entries,
     multipart_fields,
@@ -162,6 +163,23 @@ def test_reset_keeps_counting_files_on_disk(roots: FileRoots, namer: OutputNamer
     namer.save_names("ComfyUI", width=8, height=8, count=1)
     namer.reset()
     assert namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename == "ComfyUI_00002_.png"
+
+
+def test_the_replays_own_writes_keep_the_listing_and_anyone_elses_are_seen(roots: FileRoots, namer: OutputNamer) -> None:
+    for _ in range(3):  # the replay writes what it names, telling the namer: the listing stays current
+        [name] = namer.save_names("ComfyUI", width=8, height=8, count=1)
+        before = roots.output.stat().st_mtime_ns
+        _write(roots, name)
+        namer.wrote(roots.output / name.filename, before)
+    namer.reset()  # forget handed-out names: only the disk speaks now
+    assert namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename == "ComfyUI_00004_.png"
+    # Someone else writes into the folder: its mtime moves past the listing's, so the folder is listed again.
+    time.sleep(0.01)
+    (roots.output / "ComfyUI_00040_.png").write_bytes(b"")
+    assert namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename == "ComfyUI_00041_.png"
+    (roots.output / "ComfyUI_00040_.png").unlink()
+    namer.reset()
+    assert namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename == "ComfyUI_00004_.png"
 
 
 def test_concurrent_allocation_gives_distinct_names(namer: OutputNamer) -> None:

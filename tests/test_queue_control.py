@@ -1,5 +1,5 @@
 """Cancellation and queue control like ComfyUI, unrecorded workflows, invalid prompts and the request journal,
-each driven over HTTP and /ws against a live replay server and compared with the real captures."""
+each driven over HTTP and /ws against the replay app and compared with the real captures."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from comfy_cassettes.control import ReplayControl
-from comfy_cassettes.replay.server import ReplayServer
-from ws_client import events_until_done, open_ws
-from har_util import HarEntry, http_entries, request_bytes, request_json, request_path, response_bytes, ws_entries, ws_received
+from helpers import (
+    AnyServer, HarEntry, InProcessServer, control_for, events_until_done, http_entries, job_messages, open_ws, request_bytes,
+    request_json, request_path, response_bytes, ws_entries, ws_received,
+)
 
 ADMIN = "/__cassettes__"
 
@@ -32,11 +33,11 @@ def captured_workflow(scenario: str, index: int = 0) -> dict[str, Any]:
 
 
 @pytest.fixture
-def server(start_server: Callable[..., ReplayServer]) -> ReplayServer:
-    return start_server(dynamic=True)
+def server(start: Callable[..., AnyServer]) -> AnyServer:
+    return start(dynamic=True)
 
 
-def test_interrupt_a_running_job_matches_the_interrupt_capture(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_interrupt_a_running_job_matches_the_interrupt_capture(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     """The capture interrupted the slow blur chain while node 3 ran; hold there, interrupt, let it go on."""
     control.hold("node:3")
     with open_ws(server, "me") as ws:
@@ -66,14 +67,15 @@ def test_interrupt_a_running_job_matches_the_interrupt_capture(control: ReplayCo
     assert http.get("/queue").json() == {"queue_running": [], "queue_pending": []}
 
 
-def test_interrupt_with_recorded_timing_and_no_clock(start_server: Callable[..., ReplayServer]) -> None:
+def test_interrupt_with_recorded_timing_and_no_clock(start_app: Callable[..., InProcessServer]) -> None:
     """The interrupt cassette at ten times its real pace: a client interrupts as soon as node 2 starts."""
-    server = start_server("interrupt", timing="recorded", speed=10)
-    with open_ws(server, "rt") as ws, httpx.Client(base_url=server.url) as http:
+    server = start_app("interrupt", timing="recorded", speed=10)
+    with open_ws(server, "rt") as ws, server.client() as http:
         prompt_id = http.post("/prompt", json={"prompt": captured_workflow("interrupt"), "client_id": "rt"}).json()["prompt_id"]
         events = []
-        while not events or events[-1] != {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}:
-            events.append(json.loads(ws.recv(timeout=10)))
+        for event in job_messages(ws, prompt_id, timeout=10):
+            assert isinstance(event, dict)  # the interrupt capture sends no binary frame
+            events.append(event)
             if events[-1]["type"] == "executing" and events[-1]["data"]["node"] == "2":
                 http.post("/interrupt", json={"prompt_id": prompt_id})
         entry = http.get(f"/history/{prompt_id}").json()[prompt_id]
@@ -88,7 +90,7 @@ def _map_ids(text: str, ids: dict[str, str]) -> str:
     return text
 
 
-def test_queue_and_history_operations_replay_the_capture(control: ReplayControl, server: ReplayServer, http: httpx.Client) -> None:
+def test_queue_and_history_operations_replay_the_capture(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
     """Every request of queue_and_history_ops, in order, with the manual clock standing in for the slow job."""
     entries = http_entries("queue_and_history_ops")
     captured_client = ws_entries("queue_and_history_ops")[0]["request"]["url"].split("clientId=")[1]
@@ -170,15 +172,15 @@ UNRECORDED = {
 }
 
 
-def test_unrecorded_workflow_runs_synthetically_with_a_real_sized_image(start_server: Callable[..., ReplayServer]) -> None:
+def test_unrecorded_workflow_runs_synthetically_with_a_real_sized_image(start_app: Callable[..., InProcessServer]) -> None:
     # Only the informational snapshots (with /object_info to validate against): no recorded job at all.
-    server = start_server("snapshots", dynamic=True)
+    server = start_app("snapshots", dynamic=True)
     assert server.engine.index.choose(UNRECORDED, has_client=True, cached=[]) is None
-    with ReplayControl(server.url) as control, httpx.Client(base_url=server.url) as http:
+    with control_for(server) as control, server.client() as http:
         _run_unrecorded(server, control, http)
 
 
-def _run_unrecorded(server: ReplayServer, control: ReplayControl, http: httpx.Client) -> None:
+def _run_unrecorded(server: AnyServer, control: ReplayControl, http: httpx.Client) -> None:
     with open_ws(server, "syn") as ws:
         answer = http.post("/prompt", json={"prompt": UNRECORDED, "client_id": "syn"})
         assert answer.status_code == 200 and answer.json()["node_errors"] == {}

@@ -34,6 +34,7 @@ from comfy_cassettes.record.scrub import SCRUBBED, Scrubber
 from comfy_cassettes.record.session import HttpExchange, RawSession, WsConnection, WsFrame
 from comfy_cassettes.replay.server import ReplayServer
 from comfy_cassettes.verify import shape
+from helpers import job_messages
 
 BASIC = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16744448}},
@@ -105,19 +106,15 @@ def drive(
             assert answer.status_code == 200, answer.text
             pid = answer.json()["prompt_id"]
             events = []
-            while True:
-                message = ws.recv(timeout=10)
+            for message in job_messages(ws, pid, timeout=10):
                 if isinstance(message, bytes):
                     events.append(f"<binary type {int.from_bytes(message[:4], 'big')}>")
                     continue
-                parsed = json.loads(message)
-                data = parsed.get("data") or {}
+                data = message.get("data") or {}
                 # status broadcasts race the HTTP answer in ComfyUI too (real-sessions README): order not compared.
-                if parsed["type"] == "status" or data.get("prompt_id") not in (None, pid):
+                if message["type"] == "status" or data.get("prompt_id") not in (None, pid):
                     continue
-                events.append(parsed["type"])
-                if parsed["type"] == "executing" and data.get("node") is None:
-                    break
+                events.append(message["type"])
             entry = http.get(f"/history/{pid}").json()[pid]
             views = []
             for output in entry["outputs"].values():
@@ -365,6 +362,14 @@ def test_scrubber_blanks_keys_drops_headers_and_shortens_home_paths() -> None:
     assert clean.exchanges[1].request_headers == [] and "k=<scrubbed>" in clean.exchanges[1].url
     assert clean.exchanges[2].url == "http://c/queue"
     assert "Bearer-TOKEN" in repr(session)  # the recording itself is left alone
+
+
+def test_scrubber_keeps_object_infos_hidden_input_types() -> None:
+    # Same key names as the credentials, but type names every ComfyUI publishes (the snapshots capture).
+    hidden = {"auth_token_comfy_org": "AUTH_TOKEN_COMFY_ORG", "api_key_comfy_org": "API_KEY_COMFY_ORG", "unique_id": "UNIQUE_ID"}
+    catalogue = {"GeminiNode": {"input": {"hidden": hidden}}}
+    session = RawSession(exchanges=[HttpExchange(0, "GET", "http://c/object_info", [], b"", 200, "OK", [], json.dumps(catalogue).encode())])
+    assert json.loads(Scrubber().scrub(session).exchanges[0].response_body) == catalogue
 
 
 def test_write_session_scrubs_the_server_url_and_headers_seen_elsewhere(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Full client lifecycles against a live replay server: WebSocket-driven, polling-driven, concurrent, hostile."""
+"""Full client lifecycles against the replay app: WebSocket-driven, polling-driven, concurrent, hostile (in-process;
+on a real socket where the WebSocket client library's own refusal is the point)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import pytest
 import websockets
 from PIL import Image
 
-from comfy_cassettes import ReplayControl
 from comfy_cassettes.cassette import load
 from comfy_cassettes.replay.config import BUNDLED_DIR
+from helpers import control_for, ws_lifecycle
 
 BUNDLED = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
 
@@ -39,51 +40,30 @@ def prepare_inputs(input_dir: Path, workflow: dict[str, Any]) -> None:
                 Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
 
 
-async def ws_lifecycle(url: str, workflow: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Submit over HTTP, follow /ws until `executing` with node null for our prompt, then read history."""
-    client_id = uuid.uuid4().hex
-    events: list[dict[str, Any]] = []
-    async with websockets.connect(url.replace("http://", "ws://") + f"/ws?clientId={client_id}") as ws:
-        hello = json.loads(await ws.recv())
-        assert hello == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": client_id}}
-        async with httpx.AsyncClient(base_url=url) as http:
-            answer = (await http.post("/prompt", json={"prompt": workflow, "client_id": client_id})).json()
-            prompt_id = answer["prompt_id"]
-            while True:
-                message = await asyncio.wait_for(ws.recv(), 10)
-                if isinstance(message, bytes):
-                    continue
-                event = json.loads(message)
-                events.append(event)
-                if event["type"] == "executing" and event["data"] == {"node": None, "prompt_id": prompt_id}:
-                    break
-            history = (await http.get(f"/history/{prompt_id}")).json()[prompt_id]
-    return history, events
-
-
 @pytest.mark.parametrize("name", [n for n in BUNDLED if replayable_jobs(n)])
-def test_websocket_lifecycle_for_every_bundled_cassette(name: str, start_server, tmp_path: Path) -> None:
-    server = start_server(name, dynamic=True)
-    for job in replayable_jobs(name):
-        prepare_inputs(server.engine.roots.input, job.workflow)
-        history, events = asyncio.run(ws_lifecycle(server.url, job.workflow))
-        kinds = [e["type"] for e in events]
-        assert kinds[0] == "status" and "execution_start" in kinds
-        assert history["status"]["status_str"] == job.status
-        assert history["status"]["completed"] is (job.status == "success")
-        for output in history["outputs"].values():
-            for image in output.get("images", []):
-                view = httpx.get(f"{server.url}/view", params=image)
-                assert view.status_code == 200, image
-                assert Image.open(io.BytesIO(view.content)).size[0] > 0
-                folder = server.engine.roots.temp if image["type"] == "temp" else server.engine.roots.output
-                assert (folder / image["subfolder"] / image["filename"]).is_file()
+def test_websocket_lifecycle_for_every_bundled_cassette(name: str, start_app, tmp_path: Path) -> None:
+    server = start_app(name, dynamic=True)
+    with server.client() as http:
+        for job in replayable_jobs(name):
+            prepare_inputs(server.engine.roots.input, job.workflow)
+            history, events = ws_lifecycle(server, job.workflow)
+            kinds = [e["type"] for e in events]
+            assert kinds[0] == "status" and "execution_start" in kinds
+            assert history["status"]["status_str"] == job.status
+            assert history["status"]["completed"] is (job.status == "success")
+            for output in history["outputs"].values():
+                for image in output.get("images", []):
+                    view = http.get("/view", params=image)
+                    assert view.status_code == 200, image
+                    assert Image.open(io.BytesIO(view.content)).size[0] > 0
+                    folder = server.engine.roots.temp if image["type"] == "temp" else server.engine.roots.output
+                    assert (folder / image["subfolder"] / image["filename"]).is_file()
 
 
-def test_polling_lifecycle_without_websocket(start_server) -> None:
-    server = start_server("basic_save")
+def test_polling_lifecycle_without_websocket(start_app) -> None:
+    server = start_app("basic_save")
     workflow = replayable_jobs("basic_save")[0].workflow
-    with httpx.Client(base_url=server.url) as http:
+    with server.client() as http:
         names = []
         for color in (1, 2, 3):
             workflow["1"]["inputs"]["color"] = color
@@ -101,23 +81,24 @@ def test_polling_lifecycle_without_websocket(start_server) -> None:
     assert not any(server.engine.roots.output.iterdir())
 
 
-def test_prompt_ids_are_deterministic_for_a_seed(start_server) -> None:
+def test_prompt_ids_are_deterministic_for_a_seed(start_app) -> None:
     ids = []
     for _ in range(2):
-        server = start_server("basic_save", seed=7)
+        server = start_app("basic_save", seed=7)
         workflow = replayable_jobs("basic_save")[0].workflow
-        ids.append([httpx.post(f"{server.url}/prompt", json={"prompt": workflow}).json()["prompt_id"] for _ in range(3)])
+        with server.client() as http:
+            ids.append([http.post("/prompt", json={"prompt": workflow}).json()["prompt_id"] for _ in range(3)])
     assert ids[0] == ids[1] and len(set(ids[0])) == 3
     uuid.UUID(ids[0][0], version=4)
 
 
-def test_two_hundred_concurrent_jobs_in_dynamic_mode(start_server) -> None:
-    server = start_server("basic_save", dynamic=True)
+def test_two_hundred_concurrent_jobs_in_dynamic_mode(start_app) -> None:
+    server = start_app("basic_save", dynamic=True)
     workflow = replayable_jobs("basic_save")[0].workflow
 
     async def run() -> list[dict[str, Any]]:
         limits = httpx.Limits(max_connections=50)
-        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as http:
+        async with server.async_client(limits=limits, timeout=60) as http:
             async def one(i: int) -> dict[str, Any]:
                 graph = json.loads(json.dumps(workflow))
                 graph["1"]["inputs"]["color"] = i  # distinct prompts: identical ones would be served from cache
@@ -135,23 +116,24 @@ def test_two_hundred_concurrent_jobs_in_dynamic_mode(start_server) -> None:
     assert len(names) == 200
     assert all(e["status"]["status_str"] == "success" for e in entries)
     assert all((server.engine.roots.output / n).is_file() for n in names)
-    assert len(httpx.get(f"{server.url}/history").json()) == 200
+    with server.client() as http:
+        assert len(http.get("/history").json()) == 200
 
 
-def test_identical_prompt_is_a_cached_rerun(start_server) -> None:
-    server = start_server("cached_rerun")
+def test_identical_prompt_is_a_cached_rerun(start_app) -> None:
+    server = start_app("cached_rerun")
     workflow = replayable_jobs("cached_rerun")[0].workflow
-    first, _ = asyncio.run(ws_lifecycle(server.url, workflow))
-    second, events = asyncio.run(ws_lifecycle(server.url, workflow))
+    first, _ = ws_lifecycle(server, workflow)
+    second, events = ws_lifecycle(server, workflow)
     cached = next(e for e in events if e["type"] == "execution_cached")["data"]["nodes"]
     assert sorted(cached) == sorted(workflow)
     assert not any(e["type"] == "executing" and e["data"]["node"] for e in events)
     assert second["outputs"] == first["outputs"]
 
 
-def test_hostile_and_malformed_requests(start_server) -> None:
-    server = start_server("view_errors")
-    with httpx.Client(base_url=server.url) as http:
+def test_hostile_and_malformed_requests(start_app) -> None:
+    server = start_app("view_errors")
+    with server.client() as http:
         bad = http.post("/prompt", content=b"{not json", headers={"Content-Type": "application/json"})
         assert bad.status_code == 500 and bad.text == "500 Internal Server Error\n\nServer got itself in trouble"
         assert http.post("/prompt", json={"client_id": "x"}).json()["error"]["type"] == "no_prompt"
@@ -167,9 +149,9 @@ def test_hostile_and_malformed_requests(start_server) -> None:
         assert missing.json()["closest"] and "differences" in missing.json()["closest"][0]
 
 
-def test_api_prefix_and_informational_routes(start_server) -> None:
-    server = start_server()  # the bundled default cassette
-    with httpx.Client(base_url=server.url) as http:
+def test_api_prefix_and_informational_routes(start_app) -> None:
+    server = start_app()  # the bundled default cassette
+    with server.client() as http:
         for path in ("/system_stats", "/embeddings", "/models", "/extensions", "/features", "/object_info/SaveImage"):
             plain, api = http.get(path), http.get("/api" + path)
             assert plain.status_code == api.status_code == 200
@@ -180,26 +162,27 @@ def test_api_prefix_and_informational_routes(start_server) -> None:
         assert http.get("/prompt").json() == {"exec_info": {"queue_remaining": 0}}
 
 
-def test_a_crashing_handler_answers_like_aiohttp_and_reaches_the_journal(start_server) -> None:
-    server = start_server("basic_save")
+def test_a_crashing_handler_answers_like_aiohttp_and_reaches_the_journal(start_app) -> None:
+    server = start_app("basic_save")
 
     def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("disk on fire")
 
     server.engine.history_view = broken  # type: ignore[method-assign]
-    response = httpx.get(f"{server.url}/history")
-    assert response.status_code == 500
-    assert response.text == "500 Internal Server Error\n\nServer got itself in trouble"
-    errors = httpx.get(f"{server.url}/__cassettes__/journal").json()["errors"]
+    with server.client() as http:
+        response = http.get("/history")
+        assert response.status_code == 500
+        assert response.text == "500 Internal Server Error\n\nServer got itself in trouble"
+        errors = http.get("/__cassettes__/journal").json()["errors"]
     assert any("disk on fire" in e and "GET /history" in e for e in errors)
 
 
-def test_upload_mask_puts_the_mask_alpha_on_the_original(start_server) -> None:
-    server = start_server("basic_save")
+def test_upload_mask_puts_the_mask_alpha_on_the_original(start_app) -> None:
+    server = start_app("basic_save")
     original, mask = io.BytesIO(), io.BytesIO()
     Image.new("RGB", (8, 8), (10, 200, 30)).save(original, format="PNG")
     Image.new("RGBA", (8, 8), (0, 0, 0, 77)).save(mask, format="PNG")
-    with httpx.Client(base_url=server.url) as http:
+    with server.client() as http:
         uploaded = http.post("/upload/image", files={"image": ("photo.png", original.getvalue(), "image/png")}).json()
         ref = json.dumps({"filename": uploaded["name"], "subfolder": "", "type": "input"})
         answer = http.post("/upload/mask", files={"image": ("clipspace-mask.png", mask.getvalue(), "image/png")},
@@ -210,14 +193,14 @@ def test_upload_mask_puts_the_mask_alpha_on_the_original(start_server) -> None:
     assert result.getpixel((3, 3)) == (10, 200, 30, 77)
 
 
-def test_history_keeps_only_the_newest_entries_like_comfyui(start_server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_history_keeps_only_the_newest_entries_like_comfyui(start_app, monkeypatch: pytest.MonkeyPatch) -> None:
     from comfy_cassettes.replay import state
 
     monkeypatch.setattr(state, "MAXIMUM_HISTORY_SIZE", 3)
-    server = start_server("basic_save")
+    server = start_app("basic_save")
     workflow = replayable_jobs("basic_save")[0].workflow
     ids = []
-    with httpx.Client(base_url=server.url) as http:
+    with server.client() as http:
         for color in range(5):
             workflow["1"]["inputs"]["color"] = color
             ids.append(http.post("/prompt", json={"prompt": workflow}).json()["prompt_id"])
@@ -235,30 +218,30 @@ UNRECORDED_SAVE = {
 }
 
 
-def test_a_prefix_outside_the_output_folder_fails_like_comfyui(start_server) -> None:
-    server = start_server("snapshots")
-    history, events = asyncio.run(ws_lifecycle(server.url, UNRECORDED_SAVE))
+def test_a_prefix_outside_the_output_folder_fails_like_comfyui(start_app) -> None:
+    server = start_app("snapshots")
+    history, events = ws_lifecycle(server, UNRECORDED_SAVE)
     error = next(e for e in events if e["type"] == "execution_error")["data"]
     assert error["node_id"] == "3" and error["node_type"] == "SaveImage" and error["exception_type"] == "Exception"
     assert error["exception_message"].startswith("**** ERROR: Saving image outside the output folder is not allowed.")
     assert history["status"]["status_str"] == "error" and history["status"]["messages"][-1][0] == "execution_error"
 
 
-def test_a_job_the_engine_cannot_replay_still_ends_for_the_client(start_server) -> None:
-    server = start_server("basic_save")
+def test_a_job_the_engine_cannot_replay_still_ends_for_the_client(start_app) -> None:
+    server = start_app("basic_save")
 
     def broken(item: Any) -> Any:
         raise RuntimeError("no plan")
 
     server.engine._plan = broken  # type: ignore[method-assign]
-    history, events = asyncio.run(ws_lifecycle(server.url, replayable_jobs("basic_save")[0].workflow))
+    history, events = ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
     assert [e["type"] for e in events][-3:] == ["execution_error", "status", "executing"]
     assert history["status"]["status_str"] == "error"
     assert "no plan" in history["status"]["messages"][-1][1]["exception_message"]
 
 
-def test_widget_values_wired_from_other_nodes_still_run(start_server) -> None:
-    server = start_server("snapshots", dynamic=True)
+def test_widget_values_wired_from_other_nodes_still_run(start_app) -> None:
+    server = start_app("snapshots", dynamic=True)
     graph = {
         "1": {"class_type": "EmptyImage", "inputs": {"width": ["9", 0], "height": 32, "batch_size": 1, "color": 3}},
         "9": {"class_type": "PrimitiveInt", "inputs": {"value": 48}},
@@ -266,52 +249,54 @@ def test_widget_values_wired_from_other_nodes_still_run(start_server) -> None:
     }
     if "PrimitiveInt" not in (server.engine.object_info() or {}):
         pytest.skip("the recorded catalogue has no PrimitiveInt")
-    history, _ = asyncio.run(ws_lifecycle(server.url, graph))
+    history, _ = ws_lifecycle(server, graph)
     assert history["status"]["status_str"] == "success"
     assert history["outputs"]["2"]["images"][0]["filename"] == "wired_00001_.png"
 
 
-def test_load_image_accepts_an_annotated_output_file(start_server) -> None:
-    server = start_server("snapshots", dynamic=True)
-    first, _ = asyncio.run(ws_lifecycle(server.url, {k: v for k, v in UNRECORDED_SAVE.items() if k != "3"} | {
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "made"}}}))
+def test_load_image_accepts_an_annotated_output_file(start_app) -> None:
+    server = start_app("snapshots", dynamic=True)
+    first, _ = ws_lifecycle(server, {k: v for k, v in UNRECORDED_SAVE.items() if k != "3"} | {
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "made"}}})
     name = first["outputs"]["3"]["images"][0]["filename"]
     graph = {
         "1": {"class_type": "LoadImage", "inputs": {"image": f"{name} [output]"}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "again"}},
     }
-    answer = httpx.post(f"{server.url}/prompt", json={"prompt": graph})
-    assert answer.status_code == 200, answer.text
-    missing = {**graph, "1": {"class_type": "LoadImage", "inputs": {"image": "nope.png [output]"}}}
-    refused = httpx.post(f"{server.url}/prompt", json={"prompt": missing}).json()
+    with server.client() as http:
+        answer = http.post("/prompt", json={"prompt": graph})
+        assert answer.status_code == 200, answer.text
+        missing = {**graph, "1": {"class_type": "LoadImage", "inputs": {"image": "nope.png [output]"}}}
+        refused = http.post("/prompt", json={"prompt": missing}).json()
     assert refused["node_errors"]["1"]["errors"][0]["type"] == "custom_validation_failed"
 
 
-def test_free_keeps_the_cache_unless_memory_is_freed(start_server) -> None:
-    server = start_server("cached_rerun")
+def test_free_keeps_the_cache_unless_memory_is_freed(start_app) -> None:
+    server = start_app("cached_rerun")
     workflow = replayable_jobs("cached_rerun")[0].workflow
 
     def cached_nodes() -> list[str]:
-        _, events = asyncio.run(ws_lifecycle(server.url, workflow))
+        _, events = ws_lifecycle(server, workflow)
         return list(next(e for e in events if e["type"] == "execution_cached")["data"]["nodes"])
 
-    assert cached_nodes() == []
-    httpx.post(f"{server.url}/free", json={"unload_models": True})
-    assert sorted(cached_nodes()) == sorted(workflow)
-    httpx.post(f"{server.url}/free", json={"unload_models": True, "free_memory": True})
-    assert cached_nodes() == []
+    with server.client() as http:
+        assert cached_nodes() == []
+        http.post("/free", json={"unload_models": True})
+        assert sorted(cached_nodes()) == sorted(workflow)
+        http.post("/free", json={"unload_models": True, "free_memory": True})
+        assert cached_nodes() == []
 
 
-def test_an_interrupt_during_the_recorded_start_up_delay_counts(start_server) -> None:
-    server = start_server("basic_save", timing="recorded", speed=0.25)  # ~1.5 s between POST and execution_start
+def test_an_interrupt_during_the_recorded_start_up_delay_counts(start_app) -> None:
+    server = start_app("basic_save", timing="recorded", speed=0.25)  # ~1.5 s between POST and execution_start
     workflow = replayable_jobs("basic_save")[0].workflow
-    with httpx.Client(base_url=server.url) as http:
+    with server.client() as http:
         prompt_id = http.post("/prompt", json={"prompt": workflow}).json()["prompt_id"]
         for _ in range(200):
             if http.get("/queue").json()["queue_running"]:
                 break
         http.post("/interrupt", json={"prompt_id": prompt_id})
-        with ReplayControl(server.url) as control:
+        with control_for(server) as control:
             entry = control.wait_for_job(prompt_id, timeout=20)
     assert entry["status"]["status_str"] == "error"
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
@@ -340,11 +325,12 @@ def test_no_temporary_folder_survives_a_busy_port_or_an_unstarted_server(tmp_pat
     assert ours() == before
 
 
-def test_bad_history_paging_is_comfyuis_500_and_journaled(start_server) -> None:
-    server = start_server("basic_save")
-    answer = httpx.get(f"{server.url}/history", params={"max_items": "many"})
-    assert answer.status_code == 500 and answer.text.startswith("500 Internal Server Error")
-    journal = httpx.get(f"{server.url}/__cassettes__/journal", params={"path": "/history"}).json()["entries"]
+def test_bad_history_paging_is_comfyuis_500_and_journaled(start_app) -> None:
+    server = start_app("basic_save")
+    with server.client() as http:
+        answer = http.get("/history", params={"max_items": "many"})
+        assert answer.status_code == 500 and answer.text.startswith("500 Internal Server Error")
+        journal = http.get("/__cassettes__/journal", params={"path": "/history"}).json()["entries"]
     assert journal[-1]["status"] == 500
 
 
@@ -358,14 +344,15 @@ def test_bad_history_paging_is_comfyuis_500_and_journaled(start_server) -> None:
         ("comfy-mock:8189", "http://app:3000", False),  # not loopback: ComfyUI does not check
     ],
 )
-def test_origin_check_follows_comfyui(start_server, host: str, origin: str, refused: bool) -> None:
-    server = start_server("basic_save")
-    answer = httpx.get(f"{server.url}/queue", headers={"Host": host, "Origin": origin})
+def test_origin_check_follows_comfyui(start_app, host: str, origin: str, refused: bool) -> None:
+    server = start_app("basic_save")
+    with server.client() as http:
+        answer = http.get("/queue", headers={"Host": host, "Origin": origin})
     assert (answer.status_code == 403) is refused
 
 
 def test_origin_check_covers_the_websocket_upgrade(start_server) -> None:
-    server = start_server("basic_save")
+    server = start_server("basic_save")  # a real socket: the refusal is what websockets' own client sees
     with pytest.raises(websockets.InvalidStatus) as refused:
         asyncio.run(_connect(server.url.replace("http://", "ws://") + "/ws", {"Origin": "http://evil.example"}))
     assert refused.value.response.status_code == 403
@@ -376,10 +363,10 @@ async def _connect(url: str, headers: dict[str, str]) -> None:
         pass
 
 
-def test_websocket_connections_are_in_the_journal(start_server) -> None:
-    server = start_server("basic_save")
-    asyncio.run(ws_lifecycle(server.url, replayable_jobs("basic_save")[0].workflow))
-    with ReplayControl(server.url) as control:
+def test_websocket_connections_are_in_the_journal(start_app) -> None:
+    server = start_app("basic_save")
+    ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
+    with control_for(server) as control:
         [connected] = control.journal(path="/ws")
     assert connected["method"] == "GET" and connected["status"] == 101 and connected["query"]["clientId"]
 
@@ -395,13 +382,13 @@ def _chunk_types(png: bytes) -> list[bytes]:
     return types
 
 
-def test_saved_pngs_carry_the_prompt_and_extra_pnginfo_like_comfyui(start_server) -> None:
-    server = start_server("basic_save", dynamic=True)
+def test_saved_pngs_carry_the_prompt_and_extra_pnginfo_like_comfyui(start_app) -> None:
+    server = start_app("basic_save", dynamic=True)
     workflow = replayable_jobs("basic_save")[0].workflow
     extra = {"extra_pnginfo": {"workflow": {"nodes": [1, 2], "links": []}}}
-    with httpx.Client(base_url=server.url) as http:
+    with server.client() as http:
         prompt_id = http.post("/prompt", json={"prompt": workflow, "extra_data": extra}).json()["prompt_id"]
-        with ReplayControl(server.url) as control:
+        with control_for(server) as control:
             image = control.wait_for_job(prompt_id)["outputs"]["2"]["images"][0]
         png = http.get("/view", params=image).content
     saved = Image.open(io.BytesIO(png))
@@ -410,12 +397,12 @@ def test_saved_pngs_carry_the_prompt_and_extra_pnginfo_like_comfyui(start_server
     assert _chunk_types(png) == [b"IHDR", b"tEXt", b"tEXt", b"IDAT", b"IEND"]
 
 
-def test_a_jpeg_source_image_is_saved_as_a_real_png(start_server, tmp_path: Path) -> None:
+def test_a_jpeg_source_image_is_saved_as_a_real_png(start_app, tmp_path: Path) -> None:
     source = tmp_path / "kernie_512x768.jpg"
     Image.new("RGB", (51, 76), (9, 99, 199)).save(source, format="JPEG")
-    server = start_server("basic_save", dynamic=True, source_image=source)
+    server = start_app("basic_save", dynamic=True, source_image=source)
     workflow = replayable_jobs("basic_save")[0].workflow
-    history, _ = asyncio.run(ws_lifecycle(server.url, workflow))
+    history, _ = ws_lifecycle(server, workflow)
     image = history["outputs"]["2"]["images"][0]
     saved = Image.open(server.engine.roots.output / image["subfolder"] / image["filename"])
     assert saved.format == "PNG" and saved.size == (51, 76) and "prompt" in saved.text

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from comfy_cassettes.comfy import models
 from comfy_cassettes.comfy.graph import execution_order
 from comfy_cassettes.comfy.validation import ValidationResult, no_prompt_body, validate_prompt
-from har_util import REAL_SESSIONS, http_entries, request_json, request_path, response_json, ws_received
+from helpers import SESSIONS, http_entries, request_json, request_path, response_json, ws_received
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_no_prompt_body_matches_capture(object_info: dict[str, Any]) -> None:
 def _history_outputs() -> list[tuple[dict[str, Any], dict[str, Any], list[str]]]:
     """(request body, prompt graph, outputs_to_execute) from every /history entry of every capture."""
     found = []
-    for scenario in sorted(p.name for p in REAL_SESSIONS.iterdir() if (p / "session.har").exists()):
+    for scenario in sorted(p.name for p in SESSIONS.iterdir() if (p / "session.har").exists()):
         bodies = {}
         for body, status, captured in _prompt_posts(scenario):
             if status == 200:
@@ -118,8 +119,10 @@ def test_outputs_to_execute_match_history(object_info: dict[str, Any]) -> None:
     seen = _history_outputs()
     assert len(seen) > 20
     for body, graph, outputs in seen:
+        # The snapshots server had no checkpoint; the txt2img server had the one its graphs load.
+        catalogue = models.declare(object_info, models.used_by([graph]))
         result = validate_prompt(
-            copy.deepcopy(graph), object_info,
+            copy.deepcopy(graph), catalogue,
             input_file_exists=lambda name: True,
             partial_execution_targets=body.get("partial_execution_targets"),
         )

@@ -6,9 +6,10 @@ payload builders here are the only place a replay or a recording spells one out.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -67,6 +68,14 @@ class WsEvent:
     type: str | None = None
     data: Any = None
     binary: BinaryFrame | None = None
+
+    @functools.cached_property
+    def render(self) -> Callable[[Mapping[str, Any]], Any]:
+        """``data`` with a job's values filled in (templating.render_value), compiled on first use: a recorded
+        event is rendered once per replayed job."""
+        from ..templating import compile_value  # templating builds on this layer
+
+        return compile_value(self.data)
 
 
 def message(kind: str, data: Any) -> str:

@@ -47,18 +47,25 @@ class OutputNamer:
     so a server that writes nothing (static mode) still never hands out the same name twice.
     Creating the folder and writing the file is the caller's job.
 
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> roots = FileRoots(*(Path(folder.name, name) for name in ("output", "input", "temp")))
     >>> namer = OutputNamer(roots, rng=random.Random(0))
     >>> namer.save_names("gen/job_7", width=64, height=64, count=1)
     [OutputName(filename='job_7_00001_.png', subfolder='gen', type='output')]
+    >>> namer.save_names("gen/job_7", width=64, height=64, count=1)[0].filename  # not on disk, yet not reused
+    'job_7_00002_.png'
+    >>> folder.cleanup()
     """
 
     def __init__(self, roots: FileRoots, *, rng: random.Random) -> None:
         self._roots = roots
         self._rng = rng
         self._lock = threading.Lock()
-        # (folder, basename) -> (folder mtime_ns when scanned, 1 + highest counter then): listing and parsing a
-        # folder of thousands of outputs for every job made naming grow with the folder.
-        self._scanned: dict[tuple[str, str], tuple[int, int]] = {}
+        # folder -> what a listing of it says while its mtime_ns stays the same: listing and parsing a folder of
+        # thousands of outputs for every job made naming grow with the folder. Files the replay writes itself
+        # are added (wrote()), so a server writing every output (dynamic mode) still lists each folder once.
+        self._listings: dict[str, _Listing] = {}
         self._next: dict[tuple[str, str], int] = {}
 
     def save_names(
@@ -81,8 +88,21 @@ class OutputNamer:
     def reset(self) -> None:
         """Forget the names handed out so far; files on disk still count."""
         with self._lock:
-            self._scanned.clear()
+            self._listings.clear()
             self._next.clear()
+
+    def wrote(self, path: Path, before: int | None) -> None:
+        """The replay created ``path``; ``before``: its folder's mtime_ns just before (None: the folder was new).
+        A listing that was current then stays current with the new name, so the next name needs no rescan."""
+        folder = os.path.abspath(path.parent)
+        try:
+            after = os.stat(folder).st_mtime_ns
+        except OSError:
+            return
+        with self._lock:
+            listing = self._listings.get(folder)
+            if listing is not None and listing.mtime == before:
+                listing.add(path.name, after)
 
     def _allocate(
         self, root: Path, type_name: str, prefix: str, width: int, height: int, count: int
@@ -118,17 +138,38 @@ class OutputNamer:
         return names
 
     def _disk_next(self, folder: str, basename: str) -> int:
-        """1 + the highest counter on disk for ``basename``, rescanned only when the folder changed."""
+        """1 + the highest counter on disk for ``basename``, listed again only when someone else changed the folder."""
         try:
             mtime = os.stat(folder).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
             return 1
-        cached = self._scanned.get((folder, basename))
-        if cached is not None and cached[0] == mtime:
-            return cached[1]
-        found = _next_counter(basename, _list_dir(folder))
-        self._scanned[(folder, basename)] = (mtime, found)
-        return found
+        listing = self._listings.get(folder)
+        if listing is None or listing.mtime != mtime:
+            listing = self._listings[folder] = _Listing(mtime, _list_dir(folder))
+        return listing.next_counter(basename)
+
+
+class _Listing:
+    """A folder's file names as of one mtime, and the next counter of each basename asked about."""
+
+    def __init__(self, mtime: int, names: list[str]) -> None:
+        self.mtime = mtime
+        self.names = names
+        self.counters: dict[str, int] = {}
+
+    def next_counter(self, basename: str) -> int:
+        if basename not in self.counters:
+            self.counters[basename] = _next_counter(basename, self.names)
+        return self.counters[basename]
+
+    def add(self, name: str, mtime: int) -> None:
+        self.names.append(name)
+        self.mtime = mtime
+        name = os.path.normcase(name)
+        for basename, counter in self.counters.items():
+            stem = os.path.normcase(basename) + "_"
+            if name.startswith(stem):
+                self.counters[basename] = max(counter, _next_counter(basename, (name,)))
 
 
 def _compute_vars(prefix: str, width: int, height: int) -> str:

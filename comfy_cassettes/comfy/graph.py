@@ -1,14 +1,10 @@
-"""ComfyUI's graph rules: links, execution order, cache signatures, and the image sizes that flow through a graph."""
+"""ComfyUI's graph rules: links, structure, execution order and cache signatures."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from .nodes import IMAGE_INPUTS
-
-InputSize = Callable[[str], "tuple[int, int] | None"]
 
 
 def is_link(value: Any) -> bool:
@@ -121,40 +117,3 @@ def execution_order(
         for blocked in blocking.pop(node_id):
             blockers[blocked].discard(node_id)
     return order
-
-
-def image_size(workflow: Mapping[str, Any], node_id: str, input_size: InputSize | None = None) -> tuple[int, int, int]:
-    """(width, height, batch) flowing out of ``node_id``, read from the graph where its nodes say it."""
-    node = workflow.get(node_id)
-    if not isinstance(node, dict):
-        return 512, 512, 1
-    inputs = node.get("inputs", {})
-    cls = node.get("class_type")
-    upstream = next((v for k, v in inputs.items() if is_link(v) and k in IMAGE_INPUTS), None)
-    w, h, b = image_size(workflow, upstream[0], input_size) if upstream else (512, 512, 1)
-    if cls in ("EmptyImage", "EmptyLatentImage", "EmptySD3LatentImage"):
-        return number(inputs.get("width"), 512), number(inputs.get("height"), 512), number(inputs.get("batch_size"), 1)
-    if cls in ("ImageScale", "LatentUpscale"):
-        return number(inputs.get("width"), w) or w, number(inputs.get("height"), h) or h, b
-    if cls in ("ImageScaleBy", "LatentUpscaleBy"):
-        f = number(inputs.get("scale_by"), 1.0, float)
-        return max(1, round(w * f)), max(1, round(h * f)), b
-    if cls == "LoadImage" and input_size is not None:
-        size = input_size(str(inputs.get("image", "")))
-        if size:
-            return int(size[0]), int(size[1]), 1
-    return w, h, b
-
-
-def output_size(workflow: Mapping[str, Any], node_id: str, input_size: InputSize | None = None) -> tuple[int, int, int]:
-    """(width, height, batch) of the images an output node receives on its ``images`` input."""
-    link = (workflow.get(node_id) or {}).get("inputs", {}).get("images")
-    return image_size(workflow, link[0], input_size) if is_link(link) else (512, 512, 1)
-
-
-def number(value: Any, fallback: Any, kind: type = int) -> Any:
-    """A widget's number; a value wired from another node (a primitive) is unknown here: ``fallback``."""
-    try:
-        return kind(value) if value is not None and not is_link(value) else fallback
-    except (TypeError, ValueError):
-        return fallback

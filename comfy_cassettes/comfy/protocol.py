@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 # GET /features and the WebSocket feature_flags answer.
@@ -16,6 +17,27 @@ CRASH_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "Connection": "clo
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 MAXIMUM_HISTORY_SIZE = 10000  # execution.MAXIMUM_HISTORY_SIZE: the oldest entries go first
+
+# extra_data keys holding API credentials: never in history (execution.py task_done), nor queues from 0.3.68.
+SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+# comfy_api/latest/_io.py Hidden: the values /object_info gives hidden inputs, under the same key names as the
+# secrets above ("api_key_comfy_org": "API_KEY_COMFY_ORG") yet public type names, not credentials.
+HIDDEN_INPUT_TYPES = frozenset({"UNIQUE_ID", "PROMPT", "EXTRA_PNGINFO", "DYNPROMPT", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"})
+
+# POST /prompt's 400 for a prompt_id that is not a canonical UUID (server.py, validate_job_id, since 0.25.0).
+INVALID_PROMPT_ID = {
+    "type": "invalid_prompt_id", "message": "prompt_id must be a valid UUID",
+    "details": "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
+    "extra_info": {},
+}
+
+
+def is_canonical_uuid(value: Any) -> bool:
+    """comfy_execution/jobs.py validate_job_id: a string equal to ``str(uuid.UUID(value))``."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def dumps(value: Any) -> str:

@@ -1,17 +1,39 @@
-"""The one generator of a prompt's WebSocket timeline, in the order real ComfyUI sends it (basic_save capture).
+"""The one generator of a prompt's WebSocket timeline, in the order real ComfyUI sends it.
 
-Used wherever no recorded stream exists: a graph no cassette has (replay synthesis), a job recorded without its
-socket (vcrpy, a HAR without WebSocket entries). Values such as the prompt_id are passed in, so callers may pass
-placeholders and render them later.
+Used wherever no recorded stream fits: a graph no cassette has, a recorded graph run with other values (more
+sampler steps, another size), the rest of an interrupted recording, a job recorded without its socket (vcrpy, a
+HAR without WebSocket entries). Values such as the prompt_id are passed in, so callers may pass placeholders and
+render them later. A sampler reports each step as the captures show (txt2img): ``progress_state`` with the bar
+at k/S, the preview, ``progress`` k/S; previews are :data:`PREVIEW` markers the replay turns into frames.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from .events import Event, WsEvent, executing, node_state
+from .events import TERMINAL, Event, WsEvent, executing, node_state
+from .graph import execution_order
+
+# Not a ComfyUI message: marks where a sampler step's preview frame goes ({"node", "step", "steps"}).
+PREVIEW = "comfy-cassettes:preview"
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long things take, in seconds: each node's run, each sampler step, and what no recording says."""
+
+    node: Mapping[str, float] = field(default_factory=dict)
+    step: Mapping[str, float] = field(default_factory=dict)
+    default: float = 0.0
+
+    def run(self, node: str, steps: int) -> float:
+        """A node's whole run: its recorded time, or its steps at the recorded pace."""
+        if node in self.step:
+            return self.step[node] * max(steps, 1)
+        return self.node.get(node, self.default)
 
 
 def timeline(
@@ -23,42 +45,79 @@ def timeline(
     outputs: Mapping[str, Any] | None = None,
     failed_at: str | None = None,
     terminal: tuple[str, Any] | None = None,
+    steps: Mapping[str, int] | None = None,
+    previews: bool = False,
+    pace: Pace | None = None,
 ) -> list[WsEvent]:
     """The events of one run over ``order`` (the execution order, cached nodes included).
 
     ``outputs`` maps an output node to the ``output`` its ``executed`` message carries; a cached output node
-    replays it. ``failed_at`` stops the run right after that node's ``executing`` (ComfyUI sends the error
-    next); ``terminal`` is the last message, ``execution_success`` by default.
+    replays it. ``steps`` maps a sampler to its progress steps; ``previews`` puts a :data:`PREVIEW` marker in
+    each step. ``failed_at`` stops the run right after that node's ``executing`` (ComfyUI sends the error next);
+    ``terminal`` is the last message, ``execution_success`` by default. ``pace`` spreads the events in time.
     """
-    outputs = outputs or {}
+    outputs, steps, pace = outputs or {}, steps or {}, pace or Pace()
+    t = 0.0
     events = [
-        WsEvent(0.0, Event.EXECUTION_START.value, {"prompt_id": prompt_id, "timestamp": timestamp}),
-        WsEvent(0.0, Event.EXECUTION_CACHED.value, {"nodes": list(cached), "prompt_id": prompt_id, "timestamp": timestamp}),
+        WsEvent(t, Event.EXECUTION_START.value, {"prompt_id": prompt_id, "timestamp": timestamp}),
+        WsEvent(t, Event.EXECUTION_CACHED.value, {"nodes": list(cached), "prompt_id": prompt_id, "timestamp": timestamp}),
     ]
     # progress_state is cumulative over the prompt's non-pending nodes; cached nodes other than outputs never appear.
     progress: dict[str, dict[str, Any]] = {}
 
     def state(node: str, value: float, maximum: float, kind: str) -> WsEvent:
         progress[node] = node_state(node, prompt_id, value, maximum, kind)
-        return WsEvent(0.0, Event.PROGRESS_STATE.value, {"prompt_id": prompt_id, "nodes": copy.deepcopy(progress)})
+        return WsEvent(t, Event.PROGRESS_STATE.value, {"prompt_id": prompt_id, "nodes": copy.deepcopy(progress)})
 
     for node in order:
         if node in cached:
             if node in outputs:
-                events.append(_executed(node, outputs[node], prompt_id))
+                events.append(_executed(t, node, outputs[node], prompt_id))
                 events.append(state(node, 1, 1, "finished"))  # a cached output's bar is set by an int (real-sessions README)
             continue
         events.append(state(node, 0.0, 1.0, "running"))
-        events.append(WsEvent(0.0, Event.EXECUTING.value, executing(node, prompt_id)))
+        events.append(WsEvent(t, Event.EXECUTING.value, executing(node, prompt_id)))
         if node == failed_at:
             break
+        total = steps.get(node, 0)
+        for k in range(1, total + 1):
+            t += pace.run(node, total) / total
+            events.append(state(node, k, total, "running"))  # a progress bar's values are ints (txt2img capture)
+            if previews:
+                events.append(WsEvent(t, PREVIEW, {"node": node, "step": k, "steps": total}))
+            events.append(WsEvent(t, Event.PROGRESS.value, {"value": k, "max": total, "prompt_id": prompt_id, "node": node}))
+        if not total:
+            t += pace.run(node, 0)
         if node in outputs:
-            events.append(_executed(node, outputs[node], prompt_id))
-        events.append(state(node, 1.0, 1.0, "finished"))
+            events.append(_executed(t, node, outputs[node], prompt_id))
+        events.append(state(node, total, total, "finished") if total else state(node, 1.0, 1.0, "finished"))
     kind, data = terminal or (Event.EXECUTION_SUCCESS.value, {"prompt_id": prompt_id, "timestamp": timestamp})
-    events.append(WsEvent(0.0, kind, data))
+    events.append(WsEvent(t, kind, data))
     return events
 
 
-def _executed(node: str, output: Any, prompt_id: str) -> WsEvent:
-    return WsEvent(0.0, Event.EXECUTED.value, {"node": node, "display_node": node, "output": output, "prompt_id": prompt_id})
+def _executed(t: float, node: str, output: Any, prompt_id: str) -> WsEvent:
+    return WsEvent(t, Event.EXECUTED.value, {"node": node, "display_node": node, "output": output, "prompt_id": prompt_id})
+
+
+def from_history(
+    workflow: Mapping[str, Any], outputs_to_execute: Sequence[str], history: Mapping[str, Any], *,
+    cached: Sequence[str] = (), prompt_id: str, timestamp: Any,
+) -> tuple[list[WsEvent], list[str]]:
+    """The events a client with the prompt's client_id would have had, rebuilt from the prompt's history entry
+    (for recordings that kept no stream of it); also the cached nodes the history names."""
+    messages = [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
+    outputs = history.get("outputs") or {}
+    known = list(cached)
+    for kind, data in messages:
+        if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
+            known += [str(n) for n in data.get("nodes") or [] if str(n) not in known]
+    try:
+        order = execution_order(workflow, list(outputs_to_execute or outputs))
+    except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs
+        order = list(outputs)
+    terminal = [(str(k), d) for k, d in messages if k in TERMINAL]
+    last = terminal[-1] if terminal else None
+    failed_at = str(last[1].get("node_id")) if last and isinstance(last[1], dict) and last[0] != Event.EXECUTION_SUCCESS.value else None
+    events = timeline(order, prompt_id=prompt_id, timestamp=timestamp, cached=known, outputs=outputs, failed_at=failed_at, terminal=last)
+    return events, known

@@ -10,6 +10,7 @@ from typing import Any
 
 from .graph import is_link
 from .nodes import FILE_CHECKED_INPUTS
+from .profiles import DEFAULT, Profile
 
 __all__ = ["ValidationResult", "no_prompt_body", "validate_prompt"]
 
@@ -57,11 +58,13 @@ def validate_prompt(
     *,
     input_file_exists: Callable[[str], bool] | None = None,
     partial_execution_targets: Any = None,
+    profile: Profile = DEFAULT,
 ) -> ValidationResult:
     """Validate ``prompt`` (the request's ``"prompt"`` value; None when the key is absent).
 
     ``input_file_exists(name)`` answers LoadImage's file check; without it a name passes when it is in
-    the recorded option list. ``partial_execution_targets`` is the request key of the same name.
+    the recorded option list. ``partial_execution_targets`` is the request key of the same name; ``profile`` the
+    ComfyUI version whose rules apply (0.3.64 by default).
 
     >>> info = {"EmptyImage": {"input": {"required": {"width": ["INT", {"min": 1}]}}, "output": ["IMAGE"]},
     ...         "SaveImage": {"input": {"required": {"images": ["IMAGE"]}}, "output": [], "output_node": True}}
@@ -73,7 +76,7 @@ def validate_prompt(
     if prompt is None:
         return ValidationResult(400, no_prompt_body(), {}, [])
     try:
-        outputs = _output_nodes(prompt, object_info, partial_execution_targets)
+        outputs = _output_nodes(prompt, object_info, partial_execution_targets, profile)
     except _Rejected as rejected:
         return ValidationResult(400, {"error": rejected.error, "node_errors": {}}, {}, [])
     except Exception:
@@ -83,7 +86,7 @@ def validate_prompt(
         error = _error("prompt_no_outputs", "Prompt has no outputs", "", {})
         return ValidationResult(400, {"error": error, "node_errors": {}}, {}, [])
 
-    validator = _Validator(prompt, object_info, input_file_exists)
+    validator = _Validator(prompt, object_info, input_file_exists, profile)
     good_outputs: list[str] = []
     failures: list[tuple[str, list[_Error]]] = []
     node_errors: dict[str, Any] = {}
@@ -213,16 +216,24 @@ def _error(kind: str, message: str, details: str, extra_info: dict[str, Any]) ->
 
 
 
-def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any) -> list[str]:
+def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any, profile: Profile) -> list[str]:
     """ComfyUI's first pass: every node needs a known class_type; collect the output nodes."""
     outputs: list[str] = []
     for x in prompt:
         if "class_type" not in prompt[x]:
+            if profile.missing_node_type_errors:
+                title = (prompt[x].get("_meta") or {}).get("title")
+                message = f"Node '{title or f'ID #{x}'}' has no class_type. The workflow may be corrupted or a custom node is missing."
+                raise _Rejected(_error("missing_node_type", message, f"Node ID '#{x}'", {"node_id": x, "class_type": None, "node_title": title}))
             message = "Cannot execute because a node is missing the class_type property."
             raise _Rejected(_error("invalid_prompt", message, f"Node ID '#{x}'", {}))
         class_type = prompt[x]["class_type"]
         spec = object_info.get(class_type)
         if spec is None:
+            if profile.missing_node_type_errors:
+                title = (prompt[x].get("_meta") or {}).get("title", class_type)
+                message = f"Node '{title}' not found. The custom node may not be installed."
+                raise _Rejected(_error("missing_node_type", message, f"Node ID '#{x}'", {"node_id": x, "class_type": class_type, "node_title": title}))
             message = f"Cannot execute because node {class_type} does not exist."
             raise _Rejected(_error("invalid_prompt", message, f"Node ID '#{x}'", {}))
         # ComfyUI collects these in a set (order varies per process); prompt order keeps replay deterministic.
@@ -274,8 +285,10 @@ class _Validator:
     """ComfyUI's validate_inputs with its ``validated`` memo, over a recorded catalogue."""
 
     def __init__(
-        self, prompt: Mapping[str, Any], object_info: Mapping[str, Any], file_exists: Callable[[str], bool] | None
+        self, prompt: Mapping[str, Any], object_info: Mapping[str, Any], file_exists: Callable[[str], bool] | None,
+        profile: Profile = DEFAULT,
     ) -> None:
+        self.profile = profile
         self.prompt = prompt
         self.object_info = object_info
         self.file_exists = file_exists
@@ -385,9 +398,11 @@ class _Validator:
             too_big = "max" in extra_info and val > extra_info["max"]
         if too_big:
             return _error("value_bigger_than_max", f"Value {val} bigger than max of {extra_info['max']}", x, extra)
-        if not isinstance(input_type, list) and input_type != "COMBO":
+        # 0.3.64 checks list types only (execution.py: isinstance(input_type, list)); later versions check V3 combos too.
+        combo = input_type == "COMBO" and self.profile.validates_combo_options
+        if not isinstance(input_type, list) and not combo:
             return None
-        options = extra_info.get("options", []) if input_type == "COMBO" else input_type
+        options = extra_info.get("options", []) if combo else input_type
         if val in options:
             return None
         # ComfyUI leaves long lists (scanned model files) out of the response.
@@ -395,7 +410,8 @@ class _Validator:
             list_info, extra["input_config"] = f"(list of length {len(options)})", None
         else:
             list_info = str(options)
-        return _error("value_not_in_list", "Value not in list", f"{x}: '{val}' not in {list_info}", extra)
+        shown = repr(val) if self.profile.validates_combo_options else f"'{val}'"
+        return _error("value_not_in_list", "Value not in list", f"{x}: {shown} not in {list_info}", extra)
 
     def _check_file(self, class_type: str, name: str, inputs: Any) -> list[_Error]:
         """LoadImage's VALIDATE_INPUTS, run the way ComfyUI feeds it (links arrive as None)."""

@@ -20,9 +20,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from ..cassette import INLINE_LIMIT
 from ..model import FORMAT, Cassette, Interaction, Job, OutputImage
 from ..storage import BlobStore
-from ..comfy.events import STATUS_OF_TERMINAL, TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
-from ..comfy.graph import execution_order
-from ..comfy.timeline import timeline
+from ..comfy.events import STATUS_OF_TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
+from ..comfy.timeline import from_history
 from ..templating import Templater, dumps_templated, escape_literals, placeholder
 from .jobs import JobDraft, client_ids, collect, find_jobs, view_bodies
 from .scrub import Scrubber
@@ -160,22 +159,8 @@ def _with_timeline(job: Job) -> Job:
     """A finished job recorded without its socket, given the events ComfyUI sent (taken from its history)."""
     if job.ws or not job.history:
         return job
-    history = job.history
-    messages = [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
-    outputs = history.get("outputs") or {}
-    cached = list(job.cached)
-    for kind, data in messages:
-        if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
-            cached += [str(n) for n in data.get("nodes") or [] if str(n) not in cached]
-    try:
-        order = execution_order(job.workflow, list(job.outputs_to_execute or outputs))
-    except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs
-        order = list(outputs)
-    terminal = [(str(k), d) for k, d in messages if k in TERMINAL]
-    last = terminal[-1] if terminal else None
-    failed_at = str(last[1].get("node_id")) if last and isinstance(last[1], dict) and last[0] != Event.EXECUTION_SUCCESS.value else None
-    events = timeline(order, prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
-                      outputs=outputs, failed_at=failed_at, terminal=last)
+    events, cached = from_history(job.workflow, job.outputs_to_execute, job.history, cached=job.cached,
+                                  prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"))
     return replace(job, ws=tuple(events), cached=tuple(cached))
 
 

@@ -7,7 +7,8 @@ templater, the blobs or the cassette file:
 * headers such as ``Authorization``, ``Cookie``, ``Set-Cookie``, ``X-API-Key`` and ``Comfy-User`` (ComfyUI's
   multi-user id) are dropped, as is any header whose name names a credential (``X-Comfy-Api-Key``, ``X-Auth-Token``...);
 * JSON members whose key names a secret (``api_key_comfy_org``, ``auth_token_comfy_org``, ``password``...)
-  keep their key but get the value ``"<scrubbed>"``, in request and response bodies and WebSocket frames;
+  keep their key but get the value ``"<scrubbed>"``, in request and response bodies and WebSocket frames (not
+  ``/object_info``'s hidden-input type names under those keys, such as ``"API_KEY_COMFY_ORG"``);
 * every secret value found that way is also replaced wherever else it appears as text (URLs, headers, bodies,
   WebSocket frames), except the ``Comfy-User`` id (single-user ComfyUI sends ``default``, a common word);
 * ``user:password@`` is taken out of URLs;
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..comfy.protocol import HIDDEN_INPUT_TYPES
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
 
 SCRUBBED = "<scrubbed>"
@@ -165,7 +167,7 @@ class Scrubber:
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for key, item in value.items():
-                if isinstance(key, str) and self.secret_key(key) and isinstance(item, str) and item:
+                if isinstance(key, str) and self.secret_key(key) and isinstance(item, str) and item and item not in HIDDEN_INPUT_TYPES:
                     found.add(item)
                     out[key] = SCRUBBED
                 else:

@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import json
-import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS, FEATURES
+from ..comfy.nodes import NODE_REPLACEMENTS
+from ..comfy.protocol import FEATURES
 from ..comfy.routes import ROUTES, WEBSOCKET_PATH, aliases
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
 from .engine import Reply, ReplayEngine
 from .files import mask_writer, render_view_body, resolve_view, store_upload
-from .interactions import InteractionIndex
-from .middleware import FaultMiddleware, JournalMiddleware, OriginCheckMiddleware
+from .frontend import frontend_routes
+from . import jobs
+from .middleware import ReplayMiddleware
+from .routing import IndexedRouter
+from .userdata import userdata_routes
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(engine: ReplayEngine) -> Starlette:
-    """A Starlette app serving ``engine``; starting the app starts the engine's worker."""
-    index = InteractionIndex(engine.cassettes)
+def create_app(engine: ReplayEngine) -> ASGIApp:
+    """The ASGI app serving ``engine`` (its lifespan starts the engine's worker)."""
+    index = engine.interactions
 
     def reply(r: Reply) -> Response:
         return Response(r.body, r.status, headers=r.headers)
@@ -38,11 +41,11 @@ def create_app(engine: ReplayEngine) -> Starlette:
         raw = await request.body()
         try:
             return json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
     async def post_prompt(request: Request) -> Response:
-        return reply(engine.submit(await request.body()))
+        return reply(engine.submit(await request.body(), request.headers))
 
     async def get_prompt(request: Request) -> Response:
         return reply(Reply.json({"exec_info": {"queue_remaining": engine.queue_remaining()}}))
@@ -51,7 +54,10 @@ def create_app(engine: ReplayEngine) -> Starlette:
         return reply(Reply.json(engine.queue_view()))
 
     async def post_queue(request: Request) -> Response:
-        engine.delete_from_queue(await body_json(request))
+        try:
+            engine.delete_from_queue(await body_json(request))
+        except (TypeError, AttributeError):
+            return reply(Reply.crash())  # ComfyUI's handler iterates and hashes what it is given: its own 500
         return Response(status_code=200)
 
     async def get_history(request: Request) -> Response:
@@ -68,7 +74,10 @@ def create_app(engine: ReplayEngine) -> Starlette:
         return reply(Reply.json(engine.history_item(request.path_params["prompt_id"])))
 
     async def post_history(request: Request) -> Response:
-        engine.delete_history(await body_json(request))
+        try:
+            engine.delete_history(await body_json(request))
+        except (TypeError, AttributeError):
+            return reply(Reply.crash())  # as post_queue: ComfyUI's own 500 for a non-list or unhashable delete
         return Response(status_code=200)
 
     async def post_interrupt(request: Request) -> Response:
@@ -80,7 +89,15 @@ def create_app(engine: ReplayEngine) -> Starlette:
         return Response(status_code=200)
 
     async def get_features(request: Request) -> Response:
-        return recorded_or(request, lambda: Reply.json(FEATURES))
+        if not engine.as_recorded("/features"):
+            return reply(Reply.json(engine.features))
+        return recorded_or(request, lambda: Reply.json(engine.features))
+
+    async def get_system_stats(request: Request) -> Response:
+        recorded_stats = engine.recorded_json("/system_stats")
+        if engine.as_recorded("/system_stats") or not isinstance(recorded_stats, dict):
+            return await recorded(request)
+        return reply(Reply.json(engine.profile.stats(recorded_stats)))
 
     async def get_object_info(request: Request) -> Response:
         catalogue = engine.object_info()
@@ -95,6 +112,50 @@ def create_app(engine: ReplayEngine) -> Starlette:
         name = request.path_params["node_class"]
         return reply(Reply.json(engine.live_object_info({name: catalogue[name]}) if name in catalogue else {}))
 
+    async def get_models(request: Request) -> Response:
+        return reply(Reply.json(engine.model_folders()))
+
+    async def get_models_folder(request: Request) -> Response:
+        files = engine.model_files(request.path_params["folder"])
+        return reply(Reply.json(files)) if files is not None else Response(status_code=404)
+
+    async def get_embeddings(request: Request) -> Response:
+        return reply(Reply.json(engine.embeddings()))
+
+    async def get_jobs(request: Request) -> Response:
+        try:
+            return reply(Reply.json(jobs.list_jobs(engine, request.query_params)))
+        except jobs.JobsError as error:
+            return reply(Reply.json(error.body, 400))
+
+    async def get_job(request: Request) -> Response:
+        job = jobs.get_job(engine, request.path_params["job_id"])
+        return reply(Reply.json(job) if job is not None else Reply.json({"error": "Job not found"}, 404))
+
+    async def post_job_cancel(request: Request) -> Response:
+        return reply(Reply.json({"cancelled": jobs.cancel(engine, request.path_params["job_id"])}))
+
+    async def post_jobs_cancel(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return reply(Reply.json({"error": "Request body must be valid JSON"}, 400))
+        try:
+            return reply(Reply.json({"cancelled": jobs.cancel_batch(engine, body)}))
+        except jobs.JobsError as error:
+            return reply(Reply.json(error.body, 400))
+
+    async def get_node_replacements(request: Request) -> Response:
+        return reply(Reply.json(NODE_REPLACEMENTS))
+
+    # app/subgraph_manager.py lists the blueprints folder of the ComfyUI checkout and custom_nodes/*/subgraphs; the
+    # replay has neither, so it answers as a ComfyUI without them: no entries, and null for any id.
+    async def get_global_subgraphs(request: Request) -> Response:
+        return reply(Reply.json({}))
+
+    async def get_global_subgraph(request: Request) -> Response:
+        return reply(Reply.json(None))
+
     async def get_view(request: Request) -> Response:
         query = dict(request.query_params)
         result = resolve_view(engine.roots, query, virtual=engine.view_virtual)
@@ -102,6 +163,8 @@ def create_app(engine: ReplayEngine) -> Starlette:
             return Response(status_code=result.status)
         body, headers = render_view_body(result, query)
         headers.pop("Content-Length", None)
+        if engine.profile.view_nosniff and "Accept-Ranges" in headers:  # the file itself, not a re-encoding
+            headers = {"X-Content-Type-Options": "nosniff", **headers}
         return Response(body, 200, headers=headers)
 
     async def post_upload(request: Request) -> Response:
@@ -122,9 +185,18 @@ def create_app(engine: ReplayEngine) -> Starlette:
             )
         finally:
             await form.close()
+        if result.status == 500:
+            return reply(Reply.crash())  # ComfyUI raised (an unknown type): aiohttp's crash body, like every 500
         if result.status != 200 or result.body is None:
             return Response(status_code=result.status)
-        return reply(Reply.json(result.body))
+        answer: dict[str, Any] = dict(result.body)
+        if engine.assets.enabled:  # server.py image_upload registers the stored file (0.18+, assets on)
+            root = {"output": engine.roots.output, "temp": engine.roots.temp}.get(answer["type"], engine.roots.input)
+            stored = root / answer["subfolder"] / answer["name"]
+            tags = [answer["type"] if answer["type"] in ("input", "output") else "input", "uploaded"]
+            answer["asset"] = engine.assets.register(stored, name=answer["name"], kind=answer["type"], subfolder=answer["subfolder"],
+                                                     tags=tags).upload_view()
+        return reply(Reply.json(answer))
 
     def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
         rec = index.find(request.method, request.url.path, list(request.query_params.multi_items()))
@@ -189,34 +261,37 @@ def create_app(engine: ReplayEngine) -> Starlette:
         "post_prompt": post_prompt, "get_prompt": get_prompt, "get_queue": get_queue, "post_queue": post_queue,
         "get_history": get_history, "post_history": post_history, "get_history_item": get_history_item,
         "post_interrupt": post_interrupt, "post_free": post_free, "get_features": get_features,
+        "get_system_stats": get_system_stats, "get_jobs": get_jobs, "get_job": get_job,
+        "post_job_cancel": post_job_cancel, "post_jobs_cancel": post_jobs_cancel,
         "get_object_info": get_object_info, "get_object_info_class": get_object_info_class, "get_view": get_view,
-        "post_upload": post_upload,
+        "get_models": get_models, "get_models_folder": get_models_folder, "get_embeddings": get_embeddings,
+        "post_upload": post_upload, "get_node_replacements": get_node_replacements,
+        "get_global_subgraphs": get_global_subgraphs, "get_global_subgraph": get_global_subgraph,
     }
     routes: list[BaseRoute] = []
     for route in ROUTES:
+        if route.needs is not None and not getattr(engine.profile, route.needs):
+            continue
         routes.extend(Route(path, handlers[route.name], methods=[route.method]) for path in aliases(route.path))
     routes.extend(WebSocketRoute(path, websocket) for path in aliases(WEBSOCKET_PATH))
     routes.extend(admin_routes(engine, ADMIN_PREFIX))
+    if engine.profile.assets_api:
+        routes.extend(engine.assets.routes())
+    routes.extend(userdata_routes(engine.user_folder, fallback=recorded, profile=engine.profile))
+    routes.extend(frontend_routes(engine.config.front_end_root, index, fallback=recorded, folders=engine,
+                                  profile=engine.profile))  # ends with the static folders
     routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         await engine.start()
         try:
             yield
         finally:
             await engine.stop()
 
-    async def crashed(request: Request, exc: Exception) -> Response:
-        """What aiohttp answers when a handler raises. Inputs ComfyUI itself crashes on are answered as such by the
-        handlers; reaching here is a replay bug, so the traceback goes to the journal, where the test hears of it."""
-        engine.journal.error(f"{request.method} {request.url.path} raised {exc!r}\n{''.join(traceback.format_exception(exc))}")
-        return Response(CRASH_BODY, 500, headers=CRASH_HEADERS)
-
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed})
-    app.add_middleware(FaultMiddleware, engine=engine)
-    app.add_middleware(JournalMiddleware, engine=engine)
-    app.add_middleware(OriginCheckMiddleware)
+    router = IndexedRouter(routes, lifespan=lifespan)
+    app = ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)
     return app
 
 

@@ -8,8 +8,10 @@ progress, a running prompt it can interrupt), then advances the job to its next 
     await clock.advance(prompt_id)        # -> {"from": "node:2", "to": "done"}
 
 Points: ``queued`` (before the worker takes the job; it stays in ``queue_pending``), ``node:<id>`` (after the
-node's ``executing`` message, before its outputs), ``node:*`` (every node: step node by node), ``finished``
-(after the terminal message — execution_success/error/interrupted — before the history entry is written).
+node's ``executing`` message, before its outputs), ``node:*`` (every node: step node by node), ``step:<id>:<k>``
+(after a sampler's ``progress`` k: a progress bar shows k/N), ``step:<id>:*`` (every step of that sampler),
+``finished`` (after the terminal message — execution_success/error/interrupted — before the history entry is
+written).
 """
 
 from __future__ import annotations
@@ -21,19 +23,24 @@ from typing import Any
 
 from ..errors import ClockError
 
-POINTS = ("queued", "node:<id>", "node:*", "finished")
+POINTS = ("queued", "node:<id>", "node:*", "step:<id>:<k>", "step:<id>:*", "finished")
 
 
-
-def parse_point(at: Any, node: Any = None) -> str:
-    """``queued``, ``finished``, ``node:K`` or ``node:*`` from ``at`` (and ``node`` for ``at="node"``)."""
-    if at in (None, "node") and node is not None:
+def parse_point(at: Any, node: Any = None, step: Any = None) -> str:
+    """A hold point from ``at`` (``queued``, ``finished``, ``node:K``, ``step:K:N``...), or from ``at="node"``
+    with ``node``, or ``at="step"`` with ``node`` and ``step`` (``*`` for every step)."""
+    if at == "step" and node is not None:
+        return f"step:{node}:{'*' if step is None else step}"
+    if at in (None, "node") and node is not None and step is None:
         return f"node:{node}"
     if at in ("queued", "finished"):
         return str(at)
     if isinstance(at, str) and at.startswith("node:") and len(at) > 5:
         return at
-    raise ClockError(f"hold point must be one of {', '.join(POINTS)} (or at='node' with node=<id>), got at={at!r} node={node!r}")
+    if isinstance(at, str) and at.count(":") == 2 and at.startswith("step:") and all(at.split(":")[1:]):
+        return at
+    raise ClockError(f"hold point must be one of {', '.join(POINTS)} (or at='node' with node=<id>, at='step' with node=<id> "
+                     f"and step=<k>), got at={at!r} node={node!r} step={step!r}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,9 @@ class Hold:
     def applies(self, prompt_id: str, point: str) -> bool:
         if self.prompt_id is not None and self.prompt_id != prompt_id:
             return False
-        return self.at == point or (self.at == "node:*" and point.startswith("node:"))
+        if self.at.endswith("*"):
+            return point.startswith(self.at[:-1])
+        return self.at == point
 
 
 @dataclass
@@ -73,9 +82,9 @@ class Clock:
 
     # ------------------------------------------------------------ setting holds
 
-    def hold(self, at: Any, node: Any = None, prompt_id: str | None = None) -> Hold:
+    def hold(self, at: Any, node: Any = None, prompt_id: str | None = None, step: Any = None) -> Hold:
         """Add a hold point (idempotent)."""
-        hold = Hold(parse_point(at, node), prompt_id)
+        hold = Hold(parse_point(at, node, step), prompt_id)
         if hold not in self.holds:
             self.holds.append(hold)
         return hold

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..comfy.models import by_folder
+from ..comfy.profiles import profile
 from ..errors import ConfigError
 
 ADMIN_PREFIX = "/__cassettes__"
+ADMIN_TOKEN_ENV = "COMFY_CASSETTES_ADMIN_TOKEN"
 TIMING_MODES = ("instant", "recorded")
+# ComfyUI's --preview-method (cli_args.py); in 0.3.64 "auto", and "taesd" without its decoder, mean latent2rgb.
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8189
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "cassettes"
 DEFAULT_CASSETTE = BUNDLED_DIR / "comfyui.yaml"
+# A real ComfyUI 0.3.64's informational answers, for the routes a session cassette never recorded.
+DEFAULT_BASE = BUNDLED_DIR / "snapshots.yaml"
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,8 @@ class ReplayConfig:
     ``dynamic`` is ComfyUI's real file behaviour (outputs copied into ``output_dir``); the default static
     mode writes nothing and serves every output name from one source image (or the recorded image).
     ``speed`` scales recorded delays in ``timing="recorded"`` (2.0 = twice as fast).
+    ``admin_token``: the admin API answers 401 without it; a server bound to anything but loopback always has one
+    (generated when not given); on loopback it has one only when given.
     """
 
     cassettes: tuple[Path, ...] = (DEFAULT_CASSETTE,)
@@ -36,6 +48,15 @@ class ReplayConfig:
     speed: float = 1.0
     seed: int = 0
     journal_limit: int = 10_000
+    base: Path | None = DEFAULT_BASE  # answers /object_info, /system_stats... a cassette lacks; None: no base
+    comfyui_version: str | None = None  # the ComfyUI version to be (a profile); None: the cassettes' own
+    assets: bool = False  # ComfyUI 0.38's assets system (--enable-assets): asset ids on outputs and uploads
+    models: tuple[str, ...] = ()  # declared model files, "FOLDER/NAME" (checkpoints/v1-5-pruned-emaonly.safetensors)
+    preview_method: str = "none"  # ComfyUI's default: sampler steps send no preview
+    preview_size: int = 512
+    front_end_root: Path | None = None  # a frontend build to serve instead of the installed package
+    user_dir: Path | None = None  # the web page's user folder (default: a temporary one)
+    admin_token: str | None = None
 
     def validated(self) -> ReplayConfig:
         """This config with paths made absolute, or ConfigError naming the bad option."""
@@ -43,6 +64,17 @@ class ReplayConfig:
             raise ConfigError(f"--timing must be one of {', '.join(TIMING_MODES)}, got {self.timing!r}")
         if self.speed <= 0:
             raise ConfigError(f"--speed must be > 0, got {self.speed}")
+        if self.preview_method not in PREVIEW_METHODS:
+            raise ConfigError(f"--preview-method must be one of {', '.join(PREVIEW_METHODS)}, got {self.preview_method!r}")
+        if self.preview_size < 1:
+            raise ConfigError(f"--preview-size must be at least 1, got {self.preview_size}")
+        by_folder(self.models)  # each FOLDER/NAME checked: ConfigError names the bad one
+        if self.comfyui_version is not None:
+            profile(self.comfyui_version)  # ConfigError for a version that is not one
+        if self.assets and not profile(self.comfyui_version).assets_api:
+            raise ConfigError("--assets needs --comfyui-version 0.38 (ComfyUI 0.3.64 has no assets system)")
+        if self.assets and importlib.util.find_spec("blake3") is None:
+            raise ConfigError("--assets needs the blake3 package for ComfyUI's asset hashes: pip install 'comfy-cassettes[assets]'")
         if not self.cassettes:
             raise ConfigError("no cassette given")
         expanded: list[Path] = []
@@ -57,17 +89,41 @@ class ReplayConfig:
                 raise ConfigError(f"{path}: no such cassette")
             else:
                 expanded.append(path)
+        if self.base is not None and not Path(self.base).expanduser().is_file():
+            raise ConfigError(f"--base {self.base}: no such cassette")
+        if self.front_end_root is not None and not Path(self.front_end_root).expanduser().is_dir():
+            raise ConfigError(f"--front-end-root {self.front_end_root}: no such folder")
         if self.source_image is not None and not Path(self.source_image).expanduser().is_file():
             raise ConfigError(f"--source-image {self.source_image}: no such file")
 
         def absolute(value: Path | None) -> Path | None:
             return Path(value).expanduser().resolve() if value is not None else None
 
+        token = self.admin_token
+        if token is not None and not token.strip():
+            raise ConfigError("--admin-token must not be empty")
+        if token is None and not is_loopback(self.host):
+            token = secrets.token_urlsafe(24)  # the admin API is never open to the network
+
         return replace(
             self,
+            admin_token=token,
             cassettes=tuple(expanded),
             output_dir=absolute(self.output_dir),
             input_dir=absolute(self.input_dir),
             temp_dir=absolute(self.temp_dir),
             source_image=absolute(self.source_image),
+            base=absolute(self.base),
+            front_end_root=absolute(self.front_end_root),
+            user_dir=absolute(self.user_dir),
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

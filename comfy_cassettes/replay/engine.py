@@ -14,29 +14,48 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..model import Cassette, Job
 from ..comfy.events import default_traceback
 from ..comfy.folders import FileRoots, OutputNamer, annotated_path
-from ..comfy.graph import execution_order, signatures
+from ..comfy import behaviours, models, profiles
+from ..comfy.models import listed_models
+from ..comfy.behaviours import image_size
+from ..comfy.graph import structure
 from ..comfy.nodes import OUTPUT_CLASSES
-from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS, JSON_CONTENT_TYPE
+from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, is_canonical_uuid
 from ..comfy.validation import no_prompt_body, validate_prompt
 from ..templating import bind_job
 from ..types import HistoryEntry, QueueListing
 from . import plan as planning
+from .assets import Assets
 from .clock import Clock
 from .config import ReplayConfig
 from .faults import Faults
+from .interactions import InteractionIndex
 from .journal import Journal
 from .outputs import OutputFiles
+from .pixels import preview_jpeg
 from .run import JobRun, yield_between_jobs
 from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, PromptQueue, QueueItem
+from .userdata import UserFolder
+
+
+def _recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str | None:
+    """The ComfyUI version the cassettes were recorded from; cassettes of two profiles need ``chosen``, since
+    one server cannot answer as both."""
+    versions = {c.comfyui_version: c for c in cassettes if c.comfyui_version}
+    if chosen is None and len({profiles.profile(v).version for v in versions}) > 1:
+        recorded = ", ".join(f"{v} ({c.path.name if c.path else 'in memory'})" for v, c in versions.items())
+        raise ConfigError(f"the cassettes were recorded from different ComfyUI versions: {recorded}; "
+                          f"choose the one to be with --comfyui-version")
+    return next(iter(versions), None)
 
 
 @dataclass(frozen=True)
@@ -61,9 +80,13 @@ class Reply:
 class ReplayEngine:
     """ComfyUI's server state, replayed from cassettes."""
 
-    def __init__(self, config: ReplayConfig, cassettes: Sequence[Cassette]) -> None:
+    def __init__(self, config: ReplayConfig, cassettes: Sequence[Cassette], *, base: Cassette | None = None) -> None:
         self.config = config
         self.cassettes = list(cassettes)
+        self.base = base  # informational answers the cassettes lack come from here (ReplayConfig.base)
+        self.recorded_version = _recorded_version(self.cassettes, config.comfyui_version)
+        self.profile = profiles.profile(config.comfyui_version or self.recorded_version)  # the ComfyUI version to be
+        self.features = self.profile.feature_flags(assets=config.assets)
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
         self.index = planning.JobIndex(self.jobs)
         self._job_cassette = {id(job): c for c in cassettes for job in c.jobs}
@@ -73,15 +96,21 @@ class ReplayEngine:
             input=self._dir(config.input_dir, "input"),
             temp=self._dir(config.temp_dir, "temp"),
         )
+        self.user_folder = UserFolder(self._dir(config.user_dir, "user"))  # settings and files the web page writes
         self.journal = Journal(config.journal_limit)
+        self.assets = Assets(config.assets)
+        self.interactions = InteractionIndex(self.cassettes, base)
+        self.declared = models.by_folder(config.models)  # FOLDER -> names, as if the files were in the model folders
         self._object_info: dict[str, Any] | None = None
+        self._recorded_models: dict[str, list[str]] = {}
         self._object_info_loaded = False
-        self.sockets = Sockets()
+        self.sockets = Sockets(self.features)
         self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine runs on, once started
+        self.started = time.time()  # when this replay started: the time its declared model files were written
         self.faults = Faults(config.seed)
         self.faults.on_restart = self.restart
         self.faults.on_error = self.journal.error
@@ -107,6 +136,7 @@ class ReplayEngine:
         self.queue = PromptQueue(on_change=self.sockets.status)
         self.history = History()
         self.node_cache: dict[str, dict[str, Any] | None] = {}
+        self._free_memory = False  # POST /free asked to drop the cache: done by the worker between prompts
         self.interrupt_requested = False
         self.last_node: str | None = None
         self.last_client: str | None = None
@@ -158,6 +188,8 @@ class ReplayEngine:
         self.clock.clear()
         self._ids = random.Random(self.config.seed)
         self._init_state()
+        self.assets.reset()
+        self.user_folder.reset()
         self.journal.clear()
         await self.start()
 
@@ -172,24 +204,66 @@ class ReplayEngine:
         """A UUID4 drawn from the seeded sequence: same seed, same ids, in the same order."""
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
+    def as_recorded(self, path: str) -> bool:
+        """Whether the recording answering GET ``path`` (a cassette's or the base's) came from the version the
+        server is, so it needs no change."""
+        found = self.interactions.find("GET", path, ())
+        version = found.cassette.comfyui_version if found is not None else self.recorded_version
+        return self.profile is profiles.profile(version) and not self.config.assets
+
     def cassette_of(self, job: Job | None) -> Cassette | None:
         """The cassette a recorded job came from (its blobs are beside it)."""
         return self._job_cassette.get(id(job)) if job is not None else None
 
     # ------------------------------------------------------------ object_info
 
+    def recorded_json(self, path: str) -> Any:
+        """The JSON a recorded GET ``path`` answered with 200 (the latest recording of it), or None."""
+        found = self.interactions.find("GET", path, ())
+        if found is None or found.interaction.status != 200:
+            return None
+        try:
+            return json.loads(found.cassette.body(found.interaction))
+        except ValueError:
+            return None
+
     def object_info(self) -> dict[str, Any] | None:
-        """The recorded /object_info catalogue (parsed on first use, kept)."""
+        """The recorded /object_info catalogue with the declared models in its loader lists (built once, kept).
+
+        From the base, it also lists the models the cassettes' recorded jobs loaded: the recorded server had them.
+        """
         if not self._object_info_loaded:
             self._object_info_loaded = True
-            from ..comfy.routes import normalize
-
-            for cassette in self.cassettes:
-                for item in cassette.interactions:
-                    if item.method == "GET" and normalize(item.path) == "/object_info" and item.status == 200:
-                        self._object_info = json.loads(cassette.body(item))
-                        return self._object_info
+            recorded = self.recorded_json("/object_info")
+            if isinstance(recorded, dict):
+                self._recorded_models = listed_models(recorded)
+                found = self.interactions.find("GET", "/object_info", ())
+                if found is not None and found.cassette is self.base:
+                    for folder, names in models.used_by(job.workflow for job in self.jobs if job.status != "rejected").items():
+                        self._recorded_models[folder] = models.folder_list(self._recorded_models.get(folder, []), names, folder)
+                        recorded = models.declare(recorded, {folder: names})
+                self._object_info = models.declare(recorded, self.declared) if self.declared else recorded
         return self._object_info
+
+    def model_folders(self) -> list[str]:
+        """GET /models: the recorded server's folders, else ComfyUI's."""
+        recorded = self.recorded_json("/models")
+        return [str(f) for f in recorded] if isinstance(recorded, list) else list(models.FOLDERS)
+
+    def embeddings(self) -> list[str]:
+        """GET /embeddings: the recorded answer with the declared embeddings, extensions taken off like ComfyUI."""
+        recorded = self.recorded_json("/embeddings")
+        names = [str(n) for n in recorded] if isinstance(recorded, list) else []
+        return sorted(set(names) | set(models.embeddings(self.declared.get("embeddings", []))))
+
+    def model_files(self, folder: str) -> list[str] | None:
+        """GET /models/{folder}: the recorded server's files with the declared ones; None for an unknown folder."""
+        if folder not in self.model_folders():
+            return None
+        self.object_info()
+        recorded = self.recorded_json(f"/models/{folder}")
+        files = [str(f) for f in recorded] if isinstance(recorded, list) else []
+        return models.folder_list([*files, *self._recorded_models.get(folder, [])], self.declared.get(folder, []), folder)
 
     def live_object_info(self, catalogue: dict[str, Any]) -> dict[str, Any]:
         """The catalogue with upload widgets listing the input folder's images, as ComfyUI lists them live."""
@@ -215,18 +289,21 @@ class ReplayEngine:
 
     # ------------------------------------------------------------ POST /prompt
 
-    def submit(self, raw: bytes) -> Reply:
-        """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt)."""
+    def submit(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
+        """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt) of the profile's version."""
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return Reply.crash()
         if not isinstance(body, dict):
             body = {}
         # The number is taken before "prompt" is even looked at (error_invalid_prompt: first accepted got 14).
         number: int | float
         if "number" in body:
-            number = float(body["number"])
+            try:
+                number = float(body["number"])
+            except (TypeError, ValueError):
+                return Reply.crash()  # ComfyUI float()s it unchecked: its 500
         else:
             number = self.counter
             if body.get("front"):
@@ -235,12 +312,15 @@ class ReplayEngine:
         if "prompt" not in body:
             return Reply.json(no_prompt_body(), 400)
         workflow = body["prompt"]
+        profile = self.profile
+        if profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
+            return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
         partial = body.get("partial_execution_targets")
         object_info = self.object_info()
         node_errors: dict[str, Any] = {}
         if object_info is not None:
             result = validate_prompt(
-                workflow, object_info, input_file_exists=self._input_exists, partial_execution_targets=partial
+                workflow, object_info, input_file_exists=self._input_exists, partial_execution_targets=partial, profile=profile,
             )
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()
@@ -261,14 +341,23 @@ class ReplayEngine:
             accepted = self.index.acceptance(workflow)
             if accepted is not None:
                 node_errors, outputs = accepted
-        outputs = self.index.output_order(workflow, outputs)
+        shape = structure(workflow)
+        outputs = self.index.output_order(workflow, outputs, shape)
         prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
         extra_data = dict(body.get("extra_data") or {})
         client_id = body.get("client_id")
         if client_id is not None:
             extra_data["client_id"] = client_id
+        usage_source = (headers or {}).get("comfy-usage-source")
+        if profile.usage_source_header and usage_source and "comfy_usage_source" not in extra_data:
+            extra_data["comfy_usage_source"] = usage_source
+        if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
+            for key in SENSITIVE_EXTRA_DATA_KEYS:
+                extra_data.pop(key, None)
+        if profile.stamps_create_time:
+            extra_data["create_time"] = int(time.time() * 1000)
         self.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.sequence)
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.sequence, shape=shape)
         item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
         self._wake.set()
@@ -331,9 +420,11 @@ class ReplayEngine:
             self.interrupt_requested = True
 
     def free(self, body: Any) -> None:
-        """POST /free: ``free_memory`` drops the execution cache; ``unload_models`` alone keeps it (main.py)."""
+        """POST /free: ``free_memory`` drops the execution cache; ``unload_models`` alone keeps it. Like main.py's
+        worker, the flag is applied between prompts: at once when idle, after the running one otherwise."""
         if isinstance(body, dict) and body.get("free_memory"):
-            self.node_cache.clear()
+            self._free_memory = True
+            self._wake.set()
 
     # ------------------------------------------------------------ websocket
 
@@ -364,11 +455,14 @@ class ReplayEngine:
 
     async def _work(self) -> None:
         while True:
-            while self.queue.head() is None:
+            if self._free_memory:
+                self._free_memory = False
+                self.node_cache.clear()
+            head = self.queue.head()
+            if head is None:
                 self._wake.clear()
                 await self._wake.wait()
-            head = self.queue.head()
-            assert head is not None
+                continue
             if self.clock.holds_at(head.prompt_id, "queued"):
                 self._wake.clear()
                 advanced = await self.clock.checkpoint(head.prompt_id, "queued", abandon=self._wake)
@@ -387,7 +481,7 @@ class ReplayEngine:
     def _prepare(self, item: QueueItem) -> JobRun:
         """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running."""
         plan = self._plan(item)
-        sigs = signatures(item.workflow)
+        sigs = item.signatures
         known = {}
         for node in plan.cached:
             previous = self.node_cache.get(sigs.get(node, ""))
@@ -405,19 +499,20 @@ class ReplayEngine:
         return JobRun(self, item, plan, binding)
 
     def _plan(self, item: QueueItem) -> planning.Plan:
-        order = execution_order(item.workflow, item.outputs_to_execute)
-        sigs = signatures(item.workflow)
-        cached = [node for node in order if sigs.get(node) in self.node_cache]
-        job = self.index.choose(item.workflow, has_client=item.client_id is not None, cached=cached)
-        synthetic = None
-        if job is None or job.status == "interrupted":
-            synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size)
-        if job is None:
-            assert synthetic is not None
-            return synthetic
-        if job.status == "interrupted" and synthetic is not None:
-            return planning.resume_interrupted(job, synthetic)
-        return planning.from_job(job, item.workflow, self._input_size)
+        order, sigs = item.order, item.signatures
+        # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async).
+        cached = [node for node in item.workflow if node in order and sigs.get(node) in self.node_cache]
+        has_client = item.client_id is not None
+        job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape)
+        if job is not None and job.status != "interrupted":
+            return planning.from_job(job, item.workflow, self._input_size, has_client=has_client)
+        # Run the graph with its own values: an interrupted recording's rest, or a graph recorded with other values
+        # (at the recording's pace when timing is recorded), or one no cassette has.
+        timed = self.config.timing == "recorded"
+        pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
+        synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size,
+                                        previews=self.config.preview_method != "none", pace=pace)
+        return planning.resume_interrupted(job, synthetic) if job is not None else synthetic
 
     def _abort(self, item: QueueItem, exc: Exception) -> None:
         """A run the engine itself could not complete still ends like a failed ComfyUI job, so no client waits
@@ -443,7 +538,43 @@ class ReplayEngine:
     def materialize(self, run: JobRun, node: str, output: Any) -> None:
         """Make one node's output images answerable by /view (written in dynamic mode)."""
         recorded = {o.index: o for o in run.plan.outputs if o.node == node}
-        self.files.materialize(output, recorded, self.cassette_of(run.plan.job), run.png_metadata())
+        self.files.materialize(output, recorded, self.cassette_of(run.plan.job), run.png_metadata(),
+                              seed=run.plan.seeds.get(node), wrote=self.namer.wrote)
+
+    def enrich_output(self, output: Any, prompt_id: str) -> Any:
+        """Output entries as ComfyUI 0.38 sends them: ``metadata`` {"kind": "image", "width", "height"} read from
+        their files (comfy_execution/media_enrichment.py), and with assets on, the asset ``id`` and ``preview_id``
+        (comfy_execution/asset_enrichment.py). Entries naming no file stay as they are."""
+        if not isinstance(output, dict):
+            return output
+        enriched: dict[str, Any] = {}
+        for key, entries in output.items():
+            if not isinstance(entries, list):
+                enriched[key] = entries
+                continue
+            listed = []
+            for entry in entries:
+                if isinstance(entry, dict) and "filename" in entry:
+                    entry = dict(entry)
+                    size = self.files.dimensions(entry) if "metadata" not in entry else None
+                    if size is not None:
+                        entry["metadata"] = {"kind": "image", "width": size[0], "height": size[1]}
+                    served = self.files.served(entry) if self.assets.enabled else None
+                    if served is not None:
+                        kind = str(entry.get("type", "output"))
+                        asset = self.assets.register(served, name=str(entry["filename"]), kind=kind, subfolder=str(entry.get("subfolder", "")),
+                                                     tags=[kind], job_id=prompt_id, metadata=entry.get("metadata"))
+                        entry["id"] = asset.id
+                        if asset.mime_type.startswith("image/"):
+                            entry["preview_id"] = asset.id  # an image is its own preview
+                listed.append(entry)
+            enriched[key] = listed
+        return enriched
+
+    def preview(self, workflow: dict[str, Any], sampler: str, step: int, steps: int) -> bytes:
+        """A sampler step's preview JPEG, drawn from its seed at its latent's size."""
+        width, height, _ = image_size(workflow, sampler, self._input_size)
+        return preview_jpeg(behaviours.seed(workflow, sampler) or 0, width, height, step, steps, self.config.preview_size)
 
     def view_virtual(self, kind: str, subfolder: str, filename: str) -> Path | None:
         return self.files.lookup(kind, subfolder, filename)

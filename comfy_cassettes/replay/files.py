@@ -65,8 +65,18 @@ def resolve_view(
     (`""` for the base directory, no trailing slash); returning a path serves that file under
     the requested name.
 
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> roots = FileRoots(*(Path(folder.name, name) for name in ("output", "input", "temp")))
+    >>> roots.output.mkdir()
+    >>> _ = (roots.output / "ComfyUI_00001_.png").write_bytes(b"...")
     >>> resolve_view(roots, {"filename": "ComfyUI_00001_.png", "type": "output"}).status
     200
+    >>> resolve_view(roots, {"filename": "ComfyUI_00002_.png", "type": "output"}).status
+    404
+    >>> resolve_view(roots, {"filename": "../secret.png"}).status
+    400
+    >>> folder.cleanup()
     """
     if "filename" not in query:
         return _status_only(404)
@@ -175,8 +185,16 @@ def store_upload(
     "true"/"1" exactly) replaces the file. Paths leaving the type's directory give 400; a missing
     image gives 400; an unknown `type` gives 500, because ComfyUI crashes on it.
 
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> roots = FileRoots(*(Path(folder.name, name) for name in ("output", "input", "temp")))
     >>> store_upload(roots, filename="a.png", data=b"...").body
     {'name': 'a.png', 'subfolder': '', 'type': 'input'}
+    >>> store_upload(roots, filename="a.png", data=b"other bytes").body
+    {'name': 'a (1).png', 'subfolder': '', 'type': 'input'}
+    >>> store_upload(roots, filename="a.png", data=b"...", type="bogus").status
+    500
+    >>> folder.cleanup()
     """
     type_name = "input" if type is None else type
     root = dir_for_type(roots, type_name)

@@ -10,7 +10,7 @@ from email.utils import formatdate
 from typing import Any
 
 from ..model import Cassette, Interaction
-from ..comfy.routes import normalize
+from ..comfy.routes import is_base_route, normalize
 from ..templating import render_text
 
 _SKIP_HEADERS = {"content-length", "date", "server", "transfer-encoding", "connection"}
@@ -39,26 +39,48 @@ class Answer:
     matched: str
 
 
-class InteractionIndex:
-    """Recorded requests by (method, normalised path, query); the last recording of a request wins."""
+_Key = tuple[str, str, tuple[tuple[str, str], ...]]
 
-    def __init__(self, cassettes: Sequence[Cassette]) -> None:
+
+class InteractionIndex:
+    """Recorded requests by (method, normalised path, query); the last recording of a request wins.
+
+    A ``base`` cassette (a whole ComfyUI's informational answers) answers the :data:`BASE_ROUTES` the cassettes
+    never recorded, so a cassette of one session still serves clients that ask for ``/object_info`` first.
+    """
+
+    def __init__(self, cassettes: Sequence[Cassette], base: Cassette | None = None) -> None:
         self.recorded: list[Recorded] = []
-        self._exact: dict[tuple[str, str, tuple[tuple[str, str], ...]], Recorded] = {}
+        self._exact: dict[_Key, Recorded] = {}
+        self._base: dict[_Key, Recorded] = {}
         for cassette in cassettes:
             for item in cassette.interactions:
-                query = tuple(sorted(item.query))
-                rec = Recorded(item.method, normalize(item.path), query, cassette, item)
+                rec = self._indexed(cassette, item)
                 self.recorded.append(rec)
                 self._exact[(rec.method, rec.path, rec.query)] = rec
+        for item in base.interactions if base is not None else ():
+            if base is not None and item.method == "GET" and is_base_route(item.path):
+                rec = self._indexed(base, item)
+                self._base[(rec.method, rec.path, rec.query)] = rec
+
+    @staticmethod
+    def _indexed(cassette: Cassette, item: Interaction) -> Recorded:
+        return Recorded(item.method, normalize(item.path), tuple(sorted(item.query)), cassette, item)
 
     def find(self, method: str, path: str, query: Sequence[tuple[str, str]]) -> Recorded | None:
         key = (method.upper(), normalize(path), tuple(sorted(query)))
-        found = self._exact.get(key)
-        if found is None and query:
-            # Informational routes ignore unknown query parameters (cache busters from browsers).
-            found = self._exact.get((key[0], key[1], ()))
-        return found
+        for table in (self._exact, self._base):
+            found = table.get(key)
+            if found is None and query:
+                # Informational routes ignore unknown query parameters (cache busters from browsers).
+                found = table.get((key[0], key[1], ()))
+            if found is not None:
+                return found
+        return None
+
+    def from_base(self) -> list[str]:
+        """The requests the base answers because the cassettes did not record them (for ``inspect``)."""
+        return sorted(rec.describe() for key, rec in self._base.items() if key not in self._exact)
 
     def answer(self, rec: Recorded) -> Answer:
         interaction = rec.interaction

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..comfy.events import WsEvent
 from ..comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
-from ..comfy.graph import execution_order, signatures
+from ..comfy.timeline import PREVIEW
 from ..templating import JobBinding, render_value
 from ..types import ExecutionStatus
 from .faults import FaultRule, JobFault
@@ -56,46 +56,76 @@ class JobRun:
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
         if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
             self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
+        # A recorded job's events are rendered for every replay of it: compiled once (WsEvent.render). A synthetic
+        # plan's events are new each time, so they are rendered directly.
+        self._recorded_events = plan.job is not None and plan.events is plan.job.ws
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
         self._pending = self._targets([*item.faults, *refusals])
 
     # ------------------------------------------------------------ the run
 
     async def execute(self) -> None:
-        engine, item = self.engine, self.item
-        await engine.pause(self.plan.queued_for)
+        engine = self.engine
+        # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
+        # time this one already spent queued counts towards it (in recorded seconds).
+        waited = (time.time() - self.item.created) * engine.config.speed
+        await engine.pause(max(0.0, self.plan.queued_for - waited))
         events = self.plan.events
         previous_t, i = 0.0, 0
-        while i < len(events):
+        while i < len(events) and not self.ended:
             event = events[i]
             await engine.pause(event.t - previous_t)
             previous_t = event.t
             i += 1
-            if event.binary is not None:
-                self._emit_binary(event)
-                continue
-            kind = str(event.type)
-            data = render_value(event.data, {**self.bindings, "now_ms": _now_ms()})
-            if kind in TERMINAL and self._pending:
-                # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
-                await self._fire(at_end=True)
-                if self.ended:
-                    break
-            if kind == Event.PROGRESS_STATE.value and self._step_begins(data) and engine.interrupt_requested:
-                # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
-                # (txt2img_interrupt capture).
-                self._interrupt(self.current)
-                break
-            started = self._observe(kind, data)
-            engine.emit(item, kind, data)
-            if started:
-                await self._at_node()
-                if self.ended:
-                    break
-            elif kind == Event.PROGRESS.value and isinstance(data, dict) and data.get("node") is not None:
-                await engine.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
-        await engine.clock.checkpoint(item.prompt_id, "finished")
+            if i < len(events) and self._swapped(event, events[i]):
+                # The preview and its `progress` go out in the order the client's format has (previews.md).
+                event, later = events[i], event
+                i += 1
+                await self._handle(event)
+                if not self.ended:
+                    await self._handle(later)
+            else:
+                await self._handle(event)
+        await engine.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
+
+    async def _handle(self, event: WsEvent) -> None:
+        """Send one planned message (or preview), with the step points it reaches."""
+        engine, item = self.engine, self.item
+        if event.binary is not None or event.type == PREVIEW:
+            self._emit_preview(event)
+            return
+        kind = str(event.type)
+        bindings = {**self.bindings, "now_ms": _now_ms()}
+        data = event.render(bindings) if self._recorded_events else render_value(event.data, bindings)
+        if kind in TERMINAL and self._pending:
+            # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
+            await self._fire(at_end=True)
+            if self.ended:
+                return
+        if kind == Event.PROGRESS_STATE.value and self._step_begins(data) and engine.interrupt_requested:
+            # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
+            # (txt2img_interrupt capture).
+            self._interrupt(self.current)
+            return
+        started = self._observe(kind, data)
+        engine.emit(item, kind, data)
+        if started:
+            await self._at_node()
+        elif kind == Event.PROGRESS.value and isinstance(data, dict) and data.get("node") is not None:
+            await engine.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
+
+    def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
+        """Whether a step's preview and ``progress`` must trade places for this client: after ``progress`` for a
+        legacy client, before it for one that announced preview metadata (txt2img capture)."""
+        is_preview = event.binary is not None or event.type == PREVIEW
+        after_preview = after.binary is not None or after.type == PREVIEW
+        if not (is_preview and after.type == Event.PROGRESS.value) and not (event.type == Event.PROGRESS.value and after_preview):
+            return False
+        client = self.engine.sockets.clients.get(self.item.client_id or "")
+        if client is None:
+            return False
+        return client.preview_metadata != is_preview
 
     def _step_begins(self, data: Any) -> bool:
         """Whether a progress_state moves the running node's bar: the first message of a sampler step."""
@@ -125,8 +155,10 @@ class JobRun:
                     self.executed.append(str(node_id))
         elif kind == Event.EXECUTED.value:
             node = str(data.get("node"))
-            self.outputs[node] = data.get("output")
             self.engine.materialize(self, node, data.get("output"))
+            if self.engine.profile.output_metadata:
+                data["output"] = self.engine.enrich_output(data.get("output"), self.item.prompt_id)
+            self.outputs[node] = data.get("output")
         if kind in HISTORY_TYPES:
             self.messages.append([kind, data])
         if kind in TERMINAL:
@@ -158,8 +190,7 @@ class JobRun:
         self.status, self.ended = JobState.INTERRUPTED, True
 
     def _fail(self, fault: JobFault, node: str | None) -> None:
-        order = execution_order(self.item.workflow, self.item.outputs_to_execute)
-        data = fault.error_payload(self.item.prompt_id, node, self.item.workflow, self._done(), list(reversed(order)))
+        data = fault.error_payload(self.item.prompt_id, node, self.item.workflow, self._done(), list(reversed(self.item.order)))
         self.messages.append([Event.EXECUTION_ERROR.value, data])
         self.engine.emit(self.item, Event.EXECUTION_ERROR.value, data)
         self.status, self.ended = JobState.ERROR, True
@@ -225,20 +256,33 @@ class JobRun:
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
         engine.history.record(item, outputs if success else {}, status, meta)
-        sigs = signatures(item.workflow)
+        sigs = item.signatures
         done = set(self.executed) | set(plan.cached) | (set(outputs) if success else set())
         if success:
             done |= {n for n in item.workflow if n in sigs}
-        engine.node_cache = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+        results = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+        if engine.profile.keeps_earlier_results:
+            engine.node_cache.update(results)  # the RAM-pressure cache keeps earlier prompts' results (0.23.0+)
+        else:
+            engine.node_cache = results  # 0.3.64's classic cache holds the last prompt only
         engine.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         engine.emit(item, Event.EXECUTING.value, executing(None, item.prompt_id))
         engine.clock.job_finished(item.prompt_id, self.status.value)
 
     # ------------------------------------------------------------ previews
 
-    def _emit_binary(self, event: WsEvent) -> None:
+    def _emit_preview(self, event: WsEvent) -> None:
+        """A recorded binary frame as recorded, or a step's preview drawn from the sampler's seed."""
+        if not self.engine.sockets.listening(self.item.client_id):
+            return  # drawn for nobody otherwise
         binary = event.binary
-        assert binary is not None
+        if binary is None:
+            data = event.data if isinstance(event.data, dict) else {}
+            node = str(data.get("node"))
+            image = self.engine.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
+            self.engine.sockets.emit_preview(self.item.client_id, image, image_format=1,
+                                             metadata=preview_metadata(node, self.item.prompt_id, "image/jpeg"))
+            return
         cassette = self.engine.cassette_of(self.plan.job)
         image = cassette.read_blob(binary.file) if cassette is not None else b""
         metadata = render_value(binary.metadata, self.bindings) if binary.metadata else None

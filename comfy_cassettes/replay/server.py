@@ -7,7 +7,8 @@ import errno
 import functools
 import socket
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,7 +26,9 @@ T = TypeVar("T")
 def build_engine(config: ReplayConfig) -> ReplayEngine:
     """Validate the config and load its cassettes (errors name the file and key)."""
     config = config.validated()
-    return ReplayEngine(config, [cassette_io.load(path) for path in config.cassettes])
+    cassettes = [cassette_io.load(path) for path in config.cassettes]
+    base = cassette_io.load(config.base) if config.base is not None and config.base not in config.cassettes else None
+    return ReplayEngine(config, cassettes, base=base)
 
 
 def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
@@ -78,12 +81,21 @@ class ReplayServer:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         return f"http://{host}:{self.port}"
 
-    def run(self) -> None:
-        """Serve in the foreground until Ctrl-C."""
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
+        if on_ready is not None:
+            threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
         try:
             self._server.run(sockets=[self.socket])
         finally:
             self.socket.close()
+
+    def _when_started(self, on_ready: Callable[[], None]) -> None:
+        while not self._server.started:
+            if self._server.should_exit:
+                return
+            time.sleep(0.002)
+        on_ready()
 
     def start(self) -> ReplayServer:
         """Serve in a background thread; returns once the server accepts connections."""
@@ -153,10 +165,10 @@ class UvicornListener:
     def connected(self, client: tuple[str, int] | None) -> bool:
         return self._find(client) is not None
 
-    def drop_all(self) -> None:
+    def drop_all(self, keep: tuple[str, int] | None = None) -> None:
         for connection in self._connections():
             transport = getattr(connection, "transport", None)
-            if transport is not None:
+            if transport is not None and (keep is None or tuple(getattr(connection, "client", None) or ()) != tuple(keep)):
                 transport.abort()
 
     def stop_listening(self) -> None:

@@ -2,7 +2,9 @@
 
 Like ComfyUI's server (send_sync → messages queue → publish_loop), every message is queued when the engine
 produces it, with its values taken then, and one publisher sends them in that order. Recipients are resolved
-when a message is sent: a client that connects later still receives broadcasts queued before it.
+when a message is sent: a client that connects later still receives broadcasts queued before it. A message
+that no connected socket could receive when it is produced is not rendered at all: a job submitted by a
+client polling /history costs no JSON for a socket that is not there.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ _Outgoing = _Text | _Preview | _Cut
 class Sockets:
     """The connected clients by sid (the latest socket of a sid is the one that receives, like ComfyUI)."""
 
-    def __init__(self) -> None:
+    def __init__(self, features: dict[str, Any] | None = None) -> None:
         self.clients: dict[str, Client] = {}
+        self.features = features if features is not None else FEATURES  # the feature_flags answer
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
 
     def add(self, client: Client) -> None:
@@ -84,25 +87,30 @@ class Sockets:
         if isinstance(parsed, dict) and parsed.get("type") == Event.FEATURE_FLAGS.value:
             data = parsed.get("data") or {}
             client.preview_metadata = isinstance(data, dict) and bool(data.get("supports_preview_metadata"))
-            await client.send(message(Event.FEATURE_FLAGS.value, FEATURES))
+            await client.send(message(Event.FEATURE_FLAGS.value, self.features))
 
     # ------------------------------------------------------------ queued messages
 
+    def listening(self, client_id: str | None) -> bool:
+        """Whether a job's binary frames would reach anyone: its client is connected (previews go to it alone)."""
+        return client_id is not None and client_id in self.clients
+
     def status(self, queue_remaining: int) -> None:
         """The queue-size broadcast every socket gets, with the size at this moment."""
-        self._outbox.put_nowait(_Text(None, message(Event.STATUS.value, {"status": {"exec_info": {"queue_remaining": queue_remaining}}})))
+        if self.clients:
+            self._outbox.put_nowait(_Text(None, message(Event.STATUS.value, {"status": {"exec_info": {"queue_remaining": queue_remaining}}})))
 
     def emit(self, client_id: str | None, kind: str, data: Any) -> None:
         """A job's message: to the submitting client, or to everyone when the prompt came without a client_id
         (and then only the types ComfyUI broadcasts)."""
         if client_id is None and kind not in BROADCAST_TYPES:
             return
-        if client_id is not None or self.clients:
+        if client_id in self.clients if client_id is not None else self.clients:
             self._outbox.put_nowait(_Text(client_id, message(kind, data)))
 
     def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
         """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""
-        if client_id is not None:
+        if client_id is not None and client_id in self.clients:
             self._outbox.put_nowait(_Preview(client_id, image, image_format, metadata))
 
     def cut(self, client_id: str | None, code: int | None) -> None:

@@ -7,6 +7,7 @@ as ComfyUI's queue_updated() does under the queue's lock.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from collections import OrderedDict
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from ..comfy.protocol import MAXIMUM_HISTORY_SIZE
+from ..comfy.graph import execution_order, signatures
+from ..comfy.protocol import MAXIMUM_HISTORY_SIZE, SENSITIVE_EXTRA_DATA_KEYS
 from ..types import ExecutionStatus, HistoryEntry, QueueListing
 
 if TYPE_CHECKING:
@@ -63,6 +65,17 @@ class QueueItem:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    shape: str | None = None  # graph.structure(workflow), worked out once at submit
+
+    @functools.cached_property
+    def signatures(self) -> dict[str, str]:
+        """Each node's cache signature (graph.signatures): asked when the job is planned, named and finished."""
+        return signatures(self.workflow)
+
+    @functools.cached_property
+    def order(self) -> list[str]:
+        """The nodes ComfyUI runs for this prompt, in its execution order."""
+        return execution_order(self.workflow, self.outputs_to_execute)
 
     def __lt__(self, other: QueueItem) -> bool:
         # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id.
@@ -166,7 +179,9 @@ class History:
         """Write ``item``'s entry; like task_done, the oldest goes first once the history is over its limit."""
         while len(self.entries) > self.limit:
             self.entries.popitem(last=False)
-        entry: HistoryEntry = {"prompt": item.as_list(), "outputs": outputs, "status": status, "meta": meta}
+        prompt = item.as_list()
+        prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
+        entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
         self.entries[item.prompt_id] = entry
         return entry
 
