@@ -244,6 +244,7 @@ class RunResult:
     polls: int = 0
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    requests_ms: dict[str, list[float]] = field(default_factory=dict)  # per request kind, in the timed window
     server_cpu: float = 0.0
     client_cpu: float = 0.0
 
@@ -252,10 +253,17 @@ class RunResult:
         return self.jobs / self.seconds
 
     def percentile(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return _percentile(self.latencies, q) * 1000
+
+    def request_percentile(self, kind: str, q: float) -> float:
+        return _percentile(self.requests_ms.get(kind, []), q)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class RawConnection:
@@ -331,17 +339,32 @@ class AiohttpConnection:
 Connection = Any  # RawConnection | HttpxConnection | AiohttpConnection
 
 
-async def lifecycle(conn: Connection, color: int, client_id: str, poll_interval: float) -> tuple[int, int]:
-    """One job: submit, poll its history until present, fetch its first output. Returns (requests, polls)."""
+REQUEST_KINDS = ("POST /prompt", "GET /history/{id}", "GET /view")
+
+
+async def lifecycle(conn: Connection, color: int, client_id: str, poll_interval: float,
+                    timings: dict[str, list[float]] | None = None) -> tuple[int, int, str, str]:
+    """One job: submit, poll its history until present, fetch its first output. Returns (requests, polls,
+    prompt_id, output filename); each request's milliseconds go to ``timings`` by kind."""
     workflow = {**WORKFLOW, "1": {**WORKFLOW["1"], "inputs": {**WORKFLOW["1"]["inputs"], "color": color}}}
-    status, body = await conn.request("POST", "/prompt", json.dumps({"prompt": workflow, "client_id": client_id}).encode())
+    clock = time.perf_counter
+    if timings is None:
+        timings = {}
+
+    async def timed(kind: str, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        began = clock()
+        answer = await conn.request(method, target, body)
+        timings.setdefault(kind, []).append((clock() - began) * 1000)
+        return answer
+
+    status, body = await timed("POST /prompt", "POST", "/prompt", json.dumps({"prompt": workflow, "client_id": client_id}).encode())
     if status != 200:
         raise RuntimeError(f"POST /prompt -> {status}: {body[:200]!r}")
     prompt_id = json.loads(body)["prompt_id"]
     polls = 0
     while True:
         polls += 1
-        status, body = await conn.request("GET", f"/history/{prompt_id}")
+        status, body = await timed("GET /history/{id}", "GET", f"/history/{prompt_id}")
         entry = json.loads(body).get(prompt_id) if status == 200 else None
         if entry:
             break
@@ -350,10 +373,10 @@ async def lifecycle(conn: Connection, color: int, client_id: str, poll_interval:
         raise RuntimeError(f"job {prompt_id} ended with {entry['status']}")
     image = entry["outputs"]["2"]["images"][0]
     query = urlencode({"filename": image["filename"], "subfolder": image["subfolder"], "type": image["type"]})
-    status, body = await conn.request("GET", f"/view?{query}")
+    status, body = await timed("GET /view", "GET", f"/view?{query}")
     if status != 200 or not body.startswith(PNG_SIGNATURE):
         raise RuntimeError(f"GET /view {image} -> {status}")
-    return 2 + polls, polls
+    return 2 + polls, polls, prompt_id, f"{image['subfolder']}/{image['filename']}"
 
 
 async def drive(server: Server, *, clients: int, seconds: float, warmup: float, poll_interval: float, kind: str) -> RunResult:
@@ -387,8 +410,9 @@ async def drive(server: Server, *, clients: int, seconds: float, warmup: float, 
             try:
                 while loop.time() < window_end and len(result.errors) < 10:
                     began = loop.time()
+                    timings: dict[str, list[float]] = {}
                     try:
-                        requests, polls = await lifecycle(conn, next(colors) % 0xFFFFFF, client_id, poll_interval)
+                        requests, polls, _, _ = await lifecycle(conn, next(colors) % 0xFFFFFF, client_id, poll_interval, timings)
                     except Exception as exc:  # noqa: BLE001 - reported after the run, the other workers carry on
                         result.errors.append(f"{type(exc).__name__}: {exc}")
                         await conn.aclose()
@@ -399,6 +423,8 @@ async def drive(server: Server, *, clients: int, seconds: float, warmup: float, 
                         result.requests += requests
                         result.polls += polls
                         result.latencies.append(finished - began)
+                        for request_kind, values in timings.items():
+                            result.requests_ms.setdefault(request_kind, []).extend(values)
             finally:
                 await conn.aclose()
 
@@ -412,6 +438,12 @@ async def drive(server: Server, *, clients: int, seconds: float, warmup: float, 
     return result
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def run_loop(coroutine: Any) -> Any:
     """Run on uvloop when available, like the servers, so the load generator stays cheap."""
     try:
@@ -419,6 +451,75 @@ def run_loop(coroutine: Any) -> Any:
     except ImportError:
         return asyncio.run(coroutine)
     return uvloop.run(coroutine)
+
+
+# ---------------------------------------------------------------- soak: many clients, many jobs, nothing lost
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def soak(server: Server, output: Path, *, clients: int, jobs: int, poll_interval: float) -> int:
+    """``jobs`` lifecycles from ``clients`` concurrent clients against a dynamic-mode server; then every job must be
+    in history exactly once with its own output file, and the server's memory is shown as it went."""
+    assert server.process is not None
+    numbers = iter(range(jobs))
+    prompt_ids: list[str] = []
+    files: list[str] = []
+    errors: list[str] = []
+    rss: list[tuple[int, float]] = [(0, rss_mib(server.process.pid))]
+    started, cpu = time.perf_counter(), server.cpu_seconds()
+
+    async def worker(index: int) -> None:
+        conn = RawConnection(HOST, server.port)
+        try:
+            for number in numbers:
+                try:
+                    _, _, prompt_id, filename = await lifecycle(conn, number + 1, f"soak-{index}", poll_interval)
+                except Exception as exc:  # noqa: BLE001 - counted and shown after the run
+                    errors.append(f"job {number}: {type(exc).__name__}: {exc}")
+                    await conn.aclose()
+                    continue
+                prompt_ids.append(prompt_id)
+                files.append(filename)
+                if len(prompt_ids) % max(1, jobs // 10) == 0:
+                    rss.append((len(prompt_ids), rss_mib(server.process.pid)))  # type: ignore[union-attr]
+        finally:
+            await conn.aclose()
+
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    seconds, cpu = time.perf_counter() - started, server.cpu_seconds() - cpu
+    conn = RawConnection(HOST, server.port)
+    _, history = await conn.request("GET", f"/history?max_items={jobs}")
+    _, queue = await conn.request("GET", "/queue")
+    await conn.aclose()
+    entries = json.loads(history)
+    written = sorted(str(p.relative_to(output)) for p in output.rglob("*.png"))
+    checks = {
+        f"every job answered ({jobs})": len(prompt_ids) == jobs and not errors,
+        "no prompt_id handed out twice": len(set(prompt_ids)) == len(prompt_ids),
+        "every job in /history, completed": set(entries) == set(prompt_ids) and all(e["status"]["completed"] for e in entries.values()),
+        "no output name given twice": len(set(files)) == len(files),
+        "one file on disk per job": len(written) == jobs,
+        "queue empty at the end": json.loads(queue) == {"queue_running": [], "queue_pending": []},
+    }
+    print(f"soak: {jobs} jobs from {clients} clients in {seconds:.1f} s ({jobs / seconds:.0f} jobs/s), "
+          f"server CPU {1000 * cpu / jobs:.2f} ms/job")
+    for check, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {check}")
+    for error in errors[:5]:
+        print(f"    error: {error}")
+    print("  server RSS MiB by jobs done: " + ", ".join(f"{n}: {mib:.1f}" for n, mib in rss))
+    if len(rss) > 3:
+        (n1, m1), (n2, m2) = rss[2], rss[-1]
+        print(f"  growth after warm-up: {1024 * (m2 - m1) / max(1, n2 - n1):.2f} KiB per job "
+              f"(history keeps every entry, as ComfyUI does up to 10000)")
+    return 0 if all(checks.values()) else 1
 
 
 # ---------------------------------------------------------------- reporting
@@ -435,6 +536,10 @@ def report(rows: Sequence[RunResult], baseline: RunResult) -> None:
               f"{100 * row.client_cpu / row.seconds:>13.0f}")
         for error in row.errors[:3]:
             print(f"    error: {error}")
+    print(f"  request latency, ms (p50 / p99): {'':<4}" + "".join(f"{kind:>24}" for kind in REQUEST_KINDS))
+    for row in rows:
+        cells = "".join(f"{row.request_percentile(k, 0.5):>12.2f} / {row.request_percentile(k, 0.99):<9.2f}" for k in REQUEST_KINDS)
+        print(f"  {row.name:<37}{cells}")
 
 
 def median_run(runs: Sequence[RunResult]) -> RunResult:
@@ -493,12 +598,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "which leaves the server the bottleneck, or one shared httpx.AsyncClient")
     parser.add_argument("--url", help="drive an already running server on 127.0.0.1 (e.g. one under py-spy) instead")
     parser.add_argument("--only", choices=["bare", "static", "dynamic"], action="append", help="run only these servers")
+    parser.add_argument("--soak", type=int, metavar="JOBS",
+                        help="instead: JOBS lifecycles (e.g. 10000, with --clients 64) against dynamic mode, checking "
+                             "none is lost or duplicated and showing the server's memory")
     args = parser.parse_args(argv)
     if args.command == "serve-bare":
         serve_bare(args.port)
         return 0
+    if args.soak:
+        with tempfile.TemporaryDirectory(prefix="bench-soak-") as scratch:
+            output = Path(scratch) / "output"
+            command = lambda port: serve_command(port, "--disable-static-return", "--output-dir", str(output))  # noqa: E731
+            with running("serve (dynamic)", command) as server:
+                return int(run_loop(soak(server, output, clients=args.clients, jobs=args.soak, poll_interval=args.poll_interval)))
 
-    kinds = args.client or ["raw", "httpx"]
+    kinds = args.client or (["aiohttp", "raw"] if _has("aiohttp") else ["raw", "httpx"])
     load = os.getloadavg()[0]
     print(f"full lifecycle (POST /prompt -> poll GET /history/{{id}} -> GET /view), {args.clients} clients, "
           f"{args.seconds:g} s timed after {args.warmup:g} s warm-up, {args.rounds} round(s), "

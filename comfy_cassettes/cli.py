@@ -83,8 +83,8 @@ def serve(
         typer.echo(f"admin token: {engine.config.admin_token}  (send 'Authorization: Bearer <token>' to {ADMIN_PREFIX}/...)")
     typer.echo(f"comfy-cassettes serving {len(engine.cassettes)} cassette(s), {len(engine.jobs)} recorded job(s), {mode} mode, "
                f"{engine.config.timing} timing, as ComfyUI {engine.profile.version}")
-    if engine.declared:
-        typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.declared.items() for name in names))
+    if engine.catalogue.declared:
+        typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
     typer.echo(WebRoots.resolve(engine.config.front_end_root).describe())
     for rule in engine.faults.rules:

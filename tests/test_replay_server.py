@@ -168,7 +168,7 @@ def test_a_crashing_handler_answers_like_aiohttp_and_reaches_the_journal(start_a
     def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("disk on fire")
 
-    server.engine.history_view = broken  # type: ignore[method-assign]
+    server.engine.history.view_json = broken  # type: ignore[method-assign]
     with server.client() as http:
         response = http.get("/history")
         assert response.status_code == 500
@@ -247,7 +247,7 @@ def test_widget_values_wired_from_other_nodes_still_run(start_app) -> None:
         "9": {"class_type": "PrimitiveInt", "inputs": {"value": 48}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "wired"}},
     }
-    if "PrimitiveInt" not in (server.engine.object_info() or {}):
+    if "PrimitiveInt" not in (server.engine.catalogue.object_info() or {}):
         pytest.skip("the recorded catalogue has no PrimitiveInt")
     history, _ = ws_lifecycle(server, graph)
     assert history["status"]["status_str"] == "success"

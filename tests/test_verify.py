@@ -17,7 +17,9 @@ from comfy_cassettes.cassette import load
 from comfy_cassettes.cli import app
 from comfy_cassettes.replay.config import BUNDLED_DIR
 from comfy_cassettes.replay.server import ReplayServer
-from comfy_cassettes.verify import Difference, compare, parse_templated, shape, verify
+from comfy_cassettes.drift import Difference, compare, shape
+from comfy_cassettes.templating import parse_templated
+from comfy_cassettes.verify import verify
 
 runner = CliRunner()
 StartServer = Callable[..., ReplayServer]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,21 +199,25 @@ _ENDSWITH_FRAMES = [
 ]
 
 
-@contextmanager
-def _at(*frames: str) -> Iterator[None]:
-    """Turn an exception raised by ComfyUI-equivalent code into a _Raised at that source line."""
-    try:
-        yield
-    except _Raised:
-        raise
-    except Exception as ex:
-        raise _Raised(ex, list(frames)) from ex
+class _at:
+    """Turn an exception raised by ComfyUI-equivalent code into a _Raised at that source line (a class, not a
+    generator context manager: validation enters a few per input of every submitted node)."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, *frames: str) -> None:
+        self.frames = frames
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, _Raised):
+            raise _Raised(exc, list(self.frames)) from exc
 
 
 def _error(kind: str, message: str, details: str, extra_info: dict[str, Any]) -> _Error:
     return {"type": kind, "message": message, "details": details, "extra_info": extra_info}
-
-
 
 
 def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any, profile: Profile) -> list[str]:
@@ -327,7 +331,8 @@ class _Validator:
                 continue
             with _at(_VALUE_FRAME):
                 val = inputs[x]
-            info = copy.deepcopy([input_type, extra_info])
+            # The input's config, copied only for an error that shows it (a COMBO's options can be long).
+            info = functools.partial(copy.deepcopy, [input_type, extra_info])
             if isinstance(val, list):
                 valid = self._check_link(x, val, input_type, info, errors) and valid
                 continue
@@ -336,7 +341,7 @@ class _Validator:
                     val = val["__value__"]
                 val = _convert(input_type, val)
             except Exception as ex:
-                extra = {"input_name": x, "input_config": info, "received_value": val, "exception_message": str(ex)}
+                extra = {"input_name": x, "input_config": info(), "received_value": val, "exception_message": str(ex)}
                 message = f"Failed to convert an input value to a {input_type} value"
                 errors.append(_error("invalid_input_type", message, f"{x}, {val}, {ex}", extra))
                 continue
@@ -351,11 +356,11 @@ class _Validator:
             return (False, errors, unique_id)
         return (True, [], unique_id)
 
-    def _check_link(self, x: str, val: list[Any], input_type: Any, info: list[Any], errors: list[_Error]) -> bool:
+    def _check_link(self, x: str, val: list[Any], input_type: Any, info: Callable[[], list[Any]], errors: list[_Error]) -> bool:
         """Check one linked input and recurse into its source; False when the source is invalid."""
         if len(val) != 2:
             message = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
-            extra = {"input_name": x, "input_config": info, "received_value": val}
+            extra = {"input_name": x, "input_config": info(), "received_value": val}
             errors.append(_error("bad_linked_input", message, x, extra))
             return True
         o_id = val[0]
@@ -365,7 +370,7 @@ class _Validator:
         with _at(_RETURN_TYPE_FRAME):
             received_type = returns[val[1]]
         if not _types_compatible(received_type, input_type):
-            extra = {"input_name": x, "input_config": info, "received_type": received_type, "linked_node": val}
+            extra = {"input_name": x, "input_config": info(), "received_type": received_type, "linked_node": val}
             details = f"{x}, received_type({received_type}) mismatch input_type({input_type})"
             errors.append(_error("return_type_mismatch", "Return type mismatch between linked nodes", details, extra))
             return True
@@ -374,7 +379,7 @@ class _Validator:
         except _Raised as raised:
             extra = {
                 "input_name": x,
-                "input_config": info,
+                "input_config": info(),
                 "exception_message": str(raised.error),
                 "exception_type": raised.type_name,
                 "traceback": [_RECURSE_FRAME, *raised.frames],
@@ -386,17 +391,18 @@ class _Validator:
             return False
 
     def _check_value(
-        self, x: str, val: Any, input_type: Any, extra_info: dict[str, Any], info: list[Any]
+        self, x: str, val: Any, input_type: Any, extra_info: dict[str, Any], info: Callable[[], list[Any]]
     ) -> _Error | None:
         """Range and option-list checks on a converted constant."""
-        extra = {"input_name": x, "input_config": info, "received_value": val}
         with _at(_MIN_FRAME):
             too_small = "min" in extra_info and val < extra_info["min"]
         if too_small:
+            extra = {"input_name": x, "input_config": info(), "received_value": val}
             return _error("value_smaller_than_min", f"Value {val} smaller than min of {extra_info['min']}", x, extra)
         with _at(_MAX_FRAME):
             too_big = "max" in extra_info and val > extra_info["max"]
         if too_big:
+            extra = {"input_name": x, "input_config": info(), "received_value": val}
             return _error("value_bigger_than_max", f"Value {val} bigger than max of {extra_info['max']}", x, extra)
         # 0.3.64 checks list types only (execution.py: isinstance(input_type, list)); later versions check V3 combos too.
         combo = input_type == "COMBO" and self.profile.validates_combo_options
@@ -406,10 +412,9 @@ class _Validator:
         if val in options:
             return None
         # ComfyUI leaves long lists (scanned model files) out of the response.
-        if len(options) > 20:
-            list_info, extra["input_config"] = f"(list of length {len(options)})", None
-        else:
-            list_info = str(options)
+        long = len(options) > 20
+        list_info = f"(list of length {len(options)})" if long else str(options)
+        extra = {"input_name": x, "input_config": None if long else info(), "received_value": val}
         shown = repr(val) if self.profile.validates_combo_options else f"'{val}'"
         return _error("value_not_in_list", "Value not in list", f"{x}: {shown} not in {list_info}", extra)
 

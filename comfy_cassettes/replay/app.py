@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..comfy.nodes import NODE_REPLACEMENTS
-from ..comfy.protocol import FEATURES
+from ..comfy.protocol import FEATURES, JSON_CONTENT_TYPE
 from ..comfy.routes import ROUTES, WEBSOCKET_PATH, aliases
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
@@ -68,10 +68,10 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
             offset = int(q["offset"]) if "offset" in q else -1
         except ValueError:
             return reply(Reply.crash())
-        return reply(Reply.json(engine.history_view(max_items, offset)))
+        return reply(Reply(200, engine.history.view_json(max_items, offset), {"Content-Type": JSON_CONTENT_TYPE}))
 
     async def get_history_item(request: Request) -> Response:
-        return reply(Reply.json(engine.history_item(request.path_params["prompt_id"])))
+        return reply(Reply(200, engine.history.item_json(request.path_params["prompt_id"]), {"Content-Type": JSON_CONTENT_TYPE}))
 
     async def post_history(request: Request) -> Response:
         try:
@@ -89,38 +89,38 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         return Response(status_code=200)
 
     async def get_features(request: Request) -> Response:
-        if not engine.as_recorded("/features"):
+        if not engine.catalogue.as_recorded("/features"):
             return reply(Reply.json(engine.features))
         return recorded_or(request, lambda: Reply.json(engine.features))
 
     async def get_system_stats(request: Request) -> Response:
-        recorded_stats = engine.recorded_json("/system_stats")
-        if engine.as_recorded("/system_stats") or not isinstance(recorded_stats, dict):
+        recorded_stats = engine.catalogue.recorded_json("/system_stats")
+        if engine.catalogue.as_recorded("/system_stats") or not isinstance(recorded_stats, dict):
             return await recorded(request)
         return reply(Reply.json(engine.profile.stats(recorded_stats)))
 
     async def get_object_info(request: Request) -> Response:
-        catalogue = engine.object_info()
+        catalogue = engine.catalogue.object_info()
         if catalogue is None:
             return await recorded(request)
-        return reply(Reply.json(engine.live_object_info(catalogue)))
+        return reply(Reply.json(engine.catalogue.live_object_info(catalogue)))
 
     async def get_object_info_class(request: Request) -> Response:
-        catalogue = engine.object_info()
+        catalogue = engine.catalogue.object_info()
         if catalogue is None:
             return await recorded(request)
         name = request.path_params["node_class"]
-        return reply(Reply.json(engine.live_object_info({name: catalogue[name]}) if name in catalogue else {}))
+        return reply(Reply.json(engine.catalogue.live_object_info({name: catalogue[name]}) if name in catalogue else {}))
 
     async def get_models(request: Request) -> Response:
-        return reply(Reply.json(engine.model_folders()))
+        return reply(Reply.json(engine.catalogue.model_folders()))
 
     async def get_models_folder(request: Request) -> Response:
-        files = engine.model_files(request.path_params["folder"])
+        files = engine.catalogue.model_files(request.path_params["folder"])
         return reply(Reply.json(files)) if files is not None else Response(status_code=404)
 
     async def get_embeddings(request: Request) -> Response:
-        return reply(Reply.json(engine.embeddings()))
+        return reply(Reply.json(engine.catalogue.embeddings()))
 
     async def get_jobs(request: Request) -> Response:
         try:
@@ -226,7 +226,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         await ws.accept()
         # The upgrade is a GET answered with 101: journaled like one, so tests can assert a client connected.
         client_address = ws.scope.get("client") or ("", 0)
-        engine.journal.add("GET", ws.url.path, dict(ws.query_params), b"", 101, matched="websocket",
+        engine.journal.add("GET", ws.url.path, ws.scope.get("query_string", b"").decode("latin-1"), b"", 101, matched="websocket",
                            client=f"{client_address[0]}:{client_address[1]}")
 
         async def send(payload: str | bytes) -> None:
@@ -278,7 +278,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
     if engine.profile.assets_api:
         routes.extend(engine.assets.routes())
     routes.extend(userdata_routes(engine.user_folder, fallback=recorded, profile=engine.profile))
-    routes.extend(frontend_routes(engine.config.front_end_root, index, fallback=recorded, folders=engine,
+    routes.extend(frontend_routes(engine.config.front_end_root, index, fallback=recorded, folders=engine.catalogue,
                                   profile=engine.profile))  # ends with the static folders
     routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
 

@@ -23,17 +23,17 @@ from ..errors import ConfigError
 from ..model import Cassette, Job
 from ..comfy.events import default_traceback
 from ..comfy.folders import FileRoots, OutputNamer, annotated_path
-from ..comfy import behaviours, models, profiles
-from ..comfy.models import listed_models
+from ..comfy import behaviours, profiles
 from ..comfy.behaviours import image_size
 from ..comfy.graph import structure
 from ..comfy.nodes import OUTPUT_CLASSES
 from ..comfy.protocol import CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, is_canonical_uuid
 from ..comfy.validation import no_prompt_body, validate_prompt
 from ..templating import bind_job
-from ..types import HistoryEntry, QueueListing
+from ..types import QueueListing
 from . import plan as planning
 from .assets import Assets
+from .catalogue import Catalogue
 from .clock import Clock
 from .config import ReplayConfig
 from .faults import Faults
@@ -100,17 +100,14 @@ class ReplayEngine:
         self.journal = Journal(config.journal_limit)
         self.assets = Assets(config.assets)
         self.interactions = InteractionIndex(self.cassettes, base)
-        self.declared = models.by_folder(config.models)  # FOLDER -> names, as if the files were in the model folders
-        self._object_info: dict[str, Any] | None = None
-        self._recorded_models: dict[str, list[str]] = {}
-        self._object_info_loaded = False
+        self.catalogue = Catalogue(self.interactions, self.base, self.jobs, config, self.profile, self.recorded_version,
+                                   input_folder=self.roots.input)
         self.sockets = Sockets(self.features)
         self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine runs on, once started
-        self.started = time.time()  # when this replay started: the time its declared model files were written
         self.faults = Faults(config.seed)
         self.faults.on_restart = self.restart
         self.faults.on_error = self.journal.error
@@ -204,88 +201,9 @@ class ReplayEngine:
         """A UUID4 drawn from the seeded sequence: same seed, same ids, in the same order."""
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
-    def as_recorded(self, path: str) -> bool:
-        """Whether the recording answering GET ``path`` (a cassette's or the base's) came from the version the
-        server is, so it needs no change."""
-        found = self.interactions.find("GET", path, ())
-        version = found.cassette.comfyui_version if found is not None else self.recorded_version
-        return self.profile is profiles.profile(version) and not self.config.assets
-
     def cassette_of(self, job: Job | None) -> Cassette | None:
         """The cassette a recorded job came from (its blobs are beside it)."""
         return self._job_cassette.get(id(job)) if job is not None else None
-
-    # ------------------------------------------------------------ object_info
-
-    def recorded_json(self, path: str) -> Any:
-        """The JSON a recorded GET ``path`` answered with 200 (the latest recording of it), or None."""
-        found = self.interactions.find("GET", path, ())
-        if found is None or found.interaction.status != 200:
-            return None
-        try:
-            return json.loads(found.cassette.body(found.interaction))
-        except ValueError:
-            return None
-
-    def object_info(self) -> dict[str, Any] | None:
-        """The recorded /object_info catalogue with the declared models in its loader lists (built once, kept).
-
-        From the base, it also lists the models the cassettes' recorded jobs loaded: the recorded server had them.
-        """
-        if not self._object_info_loaded:
-            self._object_info_loaded = True
-            recorded = self.recorded_json("/object_info")
-            if isinstance(recorded, dict):
-                self._recorded_models = listed_models(recorded)
-                found = self.interactions.find("GET", "/object_info", ())
-                if found is not None and found.cassette is self.base:
-                    for folder, names in models.used_by(job.workflow for job in self.jobs if job.status != "rejected").items():
-                        self._recorded_models[folder] = models.folder_list(self._recorded_models.get(folder, []), names, folder)
-                        recorded = models.declare(recorded, {folder: names})
-                self._object_info = models.declare(recorded, self.declared) if self.declared else recorded
-        return self._object_info
-
-    def model_folders(self) -> list[str]:
-        """GET /models: the recorded server's folders, else ComfyUI's."""
-        recorded = self.recorded_json("/models")
-        return [str(f) for f in recorded] if isinstance(recorded, list) else list(models.FOLDERS)
-
-    def embeddings(self) -> list[str]:
-        """GET /embeddings: the recorded answer with the declared embeddings, extensions taken off like ComfyUI."""
-        recorded = self.recorded_json("/embeddings")
-        names = [str(n) for n in recorded] if isinstance(recorded, list) else []
-        return sorted(set(names) | set(models.embeddings(self.declared.get("embeddings", []))))
-
-    def model_files(self, folder: str) -> list[str] | None:
-        """GET /models/{folder}: the recorded server's files with the declared ones; None for an unknown folder."""
-        if folder not in self.model_folders():
-            return None
-        self.object_info()
-        recorded = self.recorded_json(f"/models/{folder}")
-        files = [str(f) for f in recorded] if isinstance(recorded, list) else []
-        return models.folder_list([*files, *self._recorded_models.get(folder, [])], self.declared.get(folder, []), folder)
-
-    def live_object_info(self, catalogue: dict[str, Any]) -> dict[str, Any]:
-        """The catalogue with upload widgets listing the input folder's images, as ComfyUI lists them live."""
-        patched: dict[str, Any] | None = None
-        for name, info in catalogue.items():
-            required = ((info or {}).get("input") or {}).get("required") or {}
-            for key, spec in required.items():
-                if (
-                    isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], list)
-                    and isinstance(spec[1], dict) and spec[1].get("image_upload") and "image_folder" not in spec[1]
-                ):
-                    if patched is None:
-                        patched = dict(catalogue)
-                    node = json.loads(json.dumps(info))
-                    node["input"]["required"][key] = [self.input_images(), spec[1]]
-                    patched[name] = node
-        return patched if patched is not None else catalogue
-
-    def input_images(self) -> list[str]:
-        """Top-level image files of the input folder, sorted (ComfyUI's LoadImage.INPUT_TYPES)."""
-        suffixes = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-        return sorted(p.name for p in self.roots.input.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
     # ------------------------------------------------------------ POST /prompt
 
@@ -316,7 +234,7 @@ class ReplayEngine:
         if profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
             return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
         partial = body.get("partial_execution_targets")
-        object_info = self.object_info()
+        object_info = self.catalogue.object_info()
         node_errors: dict[str, Any] = {}
         if object_info is not None:
             result = validate_prompt(
@@ -385,12 +303,6 @@ class ReplayEngine:
 
     def queue_view(self) -> QueueListing:
         return self.queue.listing()
-
-    def history_view(self, max_items: int | None = None, offset: int = -1) -> dict[str, HistoryEntry]:
-        return self.history.view(max_items, offset)
-
-    def history_item(self, prompt_id: str) -> dict[str, HistoryEntry]:
-        return self.history.item(prompt_id)
 
     def delete_from_queue(self, body: Any) -> None:
         """POST /queue: ``clear`` empties the queue, ``delete`` removes pending prompts by id."""
@@ -536,9 +448,10 @@ class ReplayEngine:
     # ------------------------------------------------------------ files
 
     def materialize(self, run: JobRun, node: str, output: Any) -> None:
-        """Make one node's output images answerable by /view (written in dynamic mode)."""
+        """Make one node's output images answerable by /view (written in dynamic mode). On the loop, not a thread:
+        jobs run one at a time, so a thread's round trip held up the queue (measured: half the jobs/s)."""
         recorded = {o.index: o for o in run.plan.outputs if o.node == node}
-        self.files.materialize(output, recorded, self.cassette_of(run.plan.job), run.png_metadata(),
+        self.files.materialize(output, recorded, self.cassette_of(run.plan.job), run.png_metadata,
                               seed=run.plan.seeds.get(node), wrote=self.namer.wrote)
 
     def enrich_output(self, output: Any, prompt_id: str) -> Any:

@@ -6,26 +6,44 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 
-@dataclass(frozen=True)
+_KEPT_BODY = 64 * 1024  # bytes of a request body the journal keeps
+
+
 class JournalEntry:
-    """One received request and what the server answered."""
+    """One received request and what the server answered. The query and the body are decoded when a test
+    asks for them: every request is journaled, few are ever looked at."""
 
-    seq: int
-    t: float
-    method: str
-    path: str
-    query: dict[str, str]
-    body: str
-    status: int
-    matched: str = ""  # which route or recorded interaction answered
-    client: str = ""
+    __slots__ = ("seq", "t", "method", "path", "raw_query", "raw_body", "status", "matched", "client", "_query", "_body")
+
+    def __init__(self, seq: int, t: float, method: str, path: str, raw_query: str, raw_body: bytes, status: int,
+                 matched: str = "", client: str = "") -> None:
+        self.seq, self.t, self.method, self.path = seq, t, method, path
+        self.raw_query, self.raw_body, self.status, self.matched, self.client = raw_query, raw_body, status, matched, client
+        self._query: dict[str, str] | None = None
+        self._body: str | None = None
+        if len(raw_body) > _KEPT_BODY:  # an upload: the journal says how big, and does not hold on to it
+            self.raw_body, self._body = b"", f"<{len(raw_body)} bytes>"
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            self._query = dict(parse_qsl(self.raw_query, keep_blank_values=True))
+        return self._query
+
+    @property
+    def body(self) -> str:
+        if self._body is None:
+            self._body = self.raw_body.decode("utf-8", "replace")
+        return self._body
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"seq": self.seq, "t": self.t, "method": self.method, "path": self.path, "query": self.query,
+                "body": self.body, "status": self.status, "matched": self.matched, "client": self.client}
 
 
 @dataclass
@@ -43,11 +61,11 @@ class Journal:
         self._lock = threading.Lock()
         self._seq = 0
 
-    def add(self, method: str, path: str, query: dict[str, str], body: bytes, status: int, matched: str = "", client: str = "") -> None:
-        text = body.decode("utf-8", "replace") if len(body) <= 64 * 1024 else f"<{len(body)} bytes>"
+    def add(self, method: str, path: str, query: str, body: bytes, status: int, matched: str = "", client: str = "") -> None:
+        """One request: ``query`` is its raw query string, decoded when asked for."""
         with self._lock:
             self._seq += 1
-            self.entries.append(JournalEntry(self._seq, time.time(), method, path, query, text, status, matched, client))
+            self.entries.append(JournalEntry(self._seq, time.time(), method, path, query, body, status, matched, client))
 
     def error(self, message: str) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import traceback
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
@@ -124,10 +124,9 @@ class ReplayMiddleware:
         try:
             await self._faulted(scope, receive_and_keep, send_and_note)
         finally:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
             client = scope.get("client") or ("", 0)
             self.engine.journal.add(
-                scope["method"], scope["path"], query, b"".join(chunks), status,
+                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(chunks), status,
                 matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
             )
 

@@ -105,11 +105,12 @@ class OutputFiles:
 
     def materialize(
         self, output: Any, recorded: Mapping[int, OutputImage], cassette: Cassette | None,
-        metadata: Mapping[str, str] | None = None, *, seed: int | None = None,
+        metadata: Callable[[], Mapping[str, str]] | None = None, *, seed: int | None = None,
         wrote: Callable[[Path, int | None], None] | None = None,
     ) -> None:
         """Make every image of one node's ``output`` viewable; ``recorded`` maps image index to its recording.
-        Written files carry ``metadata`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``). An image
+        Written files carry ``metadata()`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``; asked
+        for only when a file is written). An image
         no recording has bytes for is drawn from the ``seed`` of the sampler that made it, else plain grey.
         ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote)."""
         images = output.get("images", []) if isinstance(output, dict) else []
@@ -127,7 +128,8 @@ class OutputFiles:
                 before = _mtime(target.parent)
                 if before is None:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(png_with_text(png, metadata) if metadata and png.startswith(_SIGNATURE) else png)
+                text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
+                target.write_bytes(png_with_text(png, text) if text else png)
                 if wrote is not None:
                     wrote(target, before)
             else:

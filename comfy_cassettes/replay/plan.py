@@ -13,7 +13,7 @@ from ..comfy.graph import is_link, structure
 from ..comfy.nodes import OUTPUT_CLASSES, VOLATILE_INPUTS
 from ..comfy.timeline import PREVIEW, Pace, from_history, timeline
 from ..model import Job, OutputImage
-from ..templating import out_name, parse_templated, placeholder
+from ..templating import Renderer, compile_value, out_name, parse_templated, placeholder
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,19 @@ class Plan:
         return self.job is None
 
 
-def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
-    """How many non-volatile widget values two structurally equal workflows share."""
-    score = 0
-    for node_id, node in a.items():
-        other = b.get(node_id, {}).get("inputs", {})
-        for key, value in node.get("inputs", {}).items():
-            if key not in VOLATILE_INPUTS and not is_link(value) and other.get(key) == value:
-                score += 1
-    return score
+def _widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    """A graph's non-volatile widget values by (node, input)."""
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()
+            if key not in VOLATILE_INPUTS and not is_link(value)}
+
+
+def _inputs(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()}
+
+
+def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, str], Any]) -> int:
+    """How many of a graph's widget values another graph of the same structure has too."""
+    return sum(1 for key, value in values.items() if inputs.get(key) == value)
 
 
 def _decisive(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
@@ -56,13 +60,15 @@ class _Facts:
 
     decisive: dict[tuple[str, str], Any]
     cached: list[str]  # sorted
-    own_values: int  # _same_values(job.workflow, job.workflow)
+    own_values: int  # how many widget values the job shares with itself
     with_bytes: int
+    inputs: dict[tuple[str, str], Any]  # every input by (node, input)
 
     @classmethod
     def of(cls, job: Job) -> _Facts:
-        return cls(_decisive(job.workflow), sorted(job.cached), _same_values(job.workflow, job.workflow),
-                   int(all(o.file for o in job.outputs)))
+        inputs = _inputs(job.workflow)
+        return cls(_decisive(job.workflow), sorted(job.cached), _shared(_widget_values(job.workflow), inputs),
+                   int(all(o.file for o in job.outputs)), inputs)
 
 
 class JobIndex:
@@ -72,8 +78,16 @@ class JobIndex:
         self.jobs = list(jobs)
         self._by_structure: dict[str, list[Job]] = {}
         self._facts = {id(job): _Facts.of(job) for job in self.jobs}
+        self._history_renderers: dict[int, Renderer] = {}
         for job in self.jobs:
             self._by_structure.setdefault(structure(job.workflow), []).append(job)
+
+    def rendered_history(self, job: Job, bindings: Mapping[str, Any]) -> Any:
+        """The job's recorded history entry with a replay's values (its renderer compiled on first use)."""
+        render = self._history_renderers.get(id(job))
+        if render is None:
+            render = self._history_renderers[id(job)] = compile_value(job.history)
+        return render(bindings)
 
     def _same_shape(self, workflow: Mapping[str, Any], shape: str | None) -> list[Job]:
         """The recorded jobs with ``workflow``'s structure (``shape``, when the caller worked it out already)."""
@@ -88,7 +102,7 @@ class JobIndex:
         finished recording break ties.
         """
         best: tuple[tuple[int, ...], Job] | None = None
-        wanted_cached, decisive = sorted(cached), None
+        wanted_cached, decisive, values = sorted(cached), None, None
         for job in self._same_shape(workflow, shape):
             facts = self._facts[id(job)]
             if job.status in ("rejected", "unfinished") or facts.cached != wanted_cached:
@@ -98,7 +112,8 @@ class JobIndex:
                 continue  # other sizes, counts or steps: the graph is run with the submitted values instead
             if has_client and not job.has_client and (job.status not in ("success", "error") or not job.history):
                 continue  # recorded without a client_id: only history can tell the client's stream, for a finished job
-            shared = _same_values(workflow, job.workflow)
+            values = _widget_values(workflow) if values is None else values
+            shared = _shared(values, facts.inputs)
             # A recorded failure was caused by its values: replay it only for the very same values.
             if job.status == "error" and shared != facts.own_values:
                 continue

@@ -36,6 +36,10 @@ class _Target:
     node: str | None
 
 
+# Comparisons below use Event members directly: a str enum equals its value, and `.value` is a property lookup
+# on every message of every job.
+
+
 class JobRun:
     """Executes one queue item against a plan; the engine creates one per job and awaits :meth:`execute`."""
 
@@ -103,16 +107,19 @@ class JobRun:
             await self._fire(at_end=True)
             if self.ended:
                 return
-        if kind == Event.PROGRESS_STATE.value and self._step_begins(data) and engine.interrupt_requested:
+        if kind == Event.PROGRESS_STATE and self._step_begins(data) and engine.interrupt_requested:
             # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
             # (txt2img_interrupt capture).
             self._interrupt(self.current)
             return
+        if kind == Event.EXECUTED and isinstance(data, dict):
+            # The node's files exist before `executed` says so (written in dynamic mode).
+            engine.materialize(self, str(data.get("node")), data.get("output"))
         started = self._observe(kind, data)
         engine.emit(item, kind, data)
         if started:
             await self._at_node()
-        elif kind == Event.PROGRESS.value and isinstance(data, dict) and data.get("node") is not None:
+        elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
             await engine.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
 
     def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
@@ -120,7 +127,7 @@ class JobRun:
         legacy client, before it for one that announced preview metadata (txt2img capture)."""
         is_preview = event.binary is not None or event.type == PREVIEW
         after_preview = after.binary is not None or after.type == PREVIEW
-        if not (is_preview and after.type == Event.PROGRESS.value) and not (event.type == Event.PROGRESS.value and after_preview):
+        if not (is_preview and after.type == Event.PROGRESS) and not (event.type == Event.PROGRESS and after_preview):
             return False
         client = self.engine.sockets.clients.get(self.item.client_id or "")
         if client is None:
@@ -141,9 +148,9 @@ class JobRun:
         if not isinstance(data, dict):
             return False
         started = None
-        if kind == Event.EXECUTING.value and data.get("node") is not None and self._announced:
+        if kind == Event.EXECUTING and data.get("node") is not None and self._announced:
             started = str(data["node"])
-        elif kind == Event.PROGRESS_STATE.value:
+        elif kind == Event.PROGRESS_STATE:
             for node_id, state in (data.get("nodes") or {}).items():
                 if not isinstance(state, dict):
                     continue
@@ -153,9 +160,8 @@ class JobRun:
                 # A recording made without a client_id has no `executing`: finished nodes say what ran.
                 if state.get("state") == "finished" and node_id not in self.executed:
                     self.executed.append(str(node_id))
-        elif kind == Event.EXECUTED.value:
+        elif kind == Event.EXECUTED:
             node = str(data.get("node"))
-            self.engine.materialize(self, node, data.get("output"))
             if self.engine.profile.output_metadata:
                 data["output"] = self.engine.enrich_output(data.get("output"), self.item.prompt_id)
             self.outputs[node] = data.get("output")
@@ -250,7 +256,7 @@ class JobRun:
         success = self.status is JobState.SUCCESS
         outputs, meta = self.outputs, dict[str, Any]()
         if success:
-            recorded_entry = render_value(job.history, self.bindings) if job is not None and job.history else None
+            recorded_entry = engine.index.rendered_history(job, self.bindings) if job is not None and job.history else None
             if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
                 outputs = recorded_entry["outputs"]
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -168,6 +169,8 @@ class History:
     def __init__(self, limit: int | None = None) -> None:
         self.entries: OrderedDict[str, HistoryEntry] = OrderedDict()
         self.limit = MAXIMUM_HISTORY_SIZE if limit is None else limit
+        # Each entry's JSON, made on its first request: clients poll /history, an entry never changes once written.
+        self._texts: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -178,7 +181,8 @@ class History:
     def record(self, item: QueueItem, outputs: dict[str, Any], status: ExecutionStatus, meta: dict[str, Any]) -> HistoryEntry:
         """Write ``item``'s entry; like task_done, the oldest goes first once the history is over its limit."""
         while len(self.entries) > self.limit:
-            self.entries.popitem(last=False)
+            self._texts.pop(self.entries.popitem(last=False)[0], None)
+        self._texts.pop(item.prompt_id, None)
         prompt = item.as_list()
         prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
         entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
@@ -197,9 +201,28 @@ class History:
     def item(self, prompt_id: str) -> dict[str, HistoryEntry]:
         return {prompt_id: self.entries[prompt_id]} if prompt_id in self.entries else {}
 
+    def view_json(self, max_items: int | None = None, offset: int = -1) -> bytes:
+        """:meth:`view` as ComfyUI's json.dumps writes it, from each entry's kept JSON."""
+        return self._json(self.view(max_items, offset))
+
+    def item_json(self, prompt_id: str) -> bytes:
+        """:meth:`item` as ComfyUI's json.dumps writes it."""
+        return self._json(self.item(prompt_id))
+
+    def _json(self, entries: dict[str, HistoryEntry]) -> bytes:
+        parts = []
+        for prompt_id, entry in entries.items():
+            text = self._texts.get(prompt_id)
+            if text is None:
+                text = self._texts[prompt_id] = json.dumps(entry)
+            parts.append(f"{json.dumps(prompt_id)}: {text}")
+        return ("{" + ", ".join(parts) + "}").encode()
+
     def delete(self, prompt_ids: Iterable[str]) -> None:
         for prompt_id in prompt_ids:
             self.entries.pop(prompt_id, None)
+            self._texts.pop(prompt_id, None)
 
     def clear(self) -> None:
         self.entries.clear()
+        self._texts.clear()
