@@ -111,7 +111,7 @@ def serve_bare(port: int) -> None:
     import uvicorn
 
     uvicorn.run(bare_app(), host=HOST, port=port, log_level="warning", lifespan="on", server_header=False,
-                ws="websockets-sansio", timeout_graceful_shutdown=2)
+                ws="websockets-sansio", timeout_graceful_shutdown=2, access_log=False, proxy_headers=False)
 
 
 # ---------------------------------------------------------------- starting and stopping servers
@@ -142,7 +142,7 @@ def bare_command(port: int) -> list[str]:
 def serve_command(port: int, *options: str) -> list[str]:
     """`comfy-cassettes serve` through the console script installed next to this interpreter."""
     script = Path(sys.executable).with_name("comfy-cassettes")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "comfy_cassettes.cli"]
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "comfy_cassettes"]
     return [*launcher, "serve", "--host", HOST, "--port", str(port), *options]
 
 
@@ -495,7 +495,7 @@ async def soak(server: Server, output: Path, *, clients: int, jobs: int, poll_in
     await asyncio.gather(*(worker(i) for i in range(clients)))
     seconds, cpu = time.perf_counter() - started, server.cpu_seconds() - cpu
     conn = RawConnection(HOST, server.port)
-    _, history = await conn.request("GET", f"/history?max_items={jobs}")
+    _, history = await conn.request("GET", "/history")
     _, queue = await conn.request("GET", "/queue")
     await conn.aclose()
     entries = json.loads(history)
@@ -503,7 +503,9 @@ async def soak(server: Server, output: Path, *, clients: int, jobs: int, poll_in
     checks = {
         f"every job answered ({jobs})": len(prompt_ids) == jobs and not errors,
         "no prompt_id handed out twice": len(set(prompt_ids)) == len(prompt_ids),
-        "every job in /history, completed": set(entries) == set(prompt_ids) and all(e["status"]["completed"] for e in entries.values()),
+        # ComfyUI's history keeps the last 10000 prompts (one more while the oldest waits to go).
+        f"/history holds the last {min(jobs, 10001)} jobs, completed": len(entries) == min(jobs, 10001)
+        and set(entries) <= set(prompt_ids) and all(e["status"]["completed"] for e in entries.values()),
         "no output name given twice": len(set(files)) == len(files),
         "one file on disk per job": len(written) == jobs,
         "queue empty at the end": json.loads(queue) == {"queue_running": [], "queue_pending": []},
@@ -518,7 +520,7 @@ async def soak(server: Server, output: Path, *, clients: int, jobs: int, poll_in
     if len(rss) > 3:
         (n1, m1), (n2, m2) = rss[2], rss[-1]
         print(f"  growth after warm-up: {1024 * (m2 - m1) / max(1, n2 - n1):.2f} KiB per job "
-              f"(history keeps every entry, as ComfyUI does up to 10000)")
+              f"(history and journal keep 10000 entries each, as ComfyUI's history does; flat beyond that)")
     return 0 if all(checks.values()) else 1
 
 
@@ -553,16 +555,21 @@ def compare(args: argparse.Namespace, kind: str, scratch: Path) -> list[RunResul
         ("static", "serve (static)", lambda port: serve_command(port)),
         ("dynamic", "serve (dynamic)", None),
     ]
+    if args.other:  # another checkout's serve, in the same rounds: before/after figures from one run
+        other = [args.other, "serve", "--host", HOST]
+        setups += [("other-static", "other serve (static)", lambda port: [*other, "--port", str(port)]),
+                   ("other-dynamic", "other serve (dynamic)", "other")]
     only = set(args.only or [key for key, _, _ in setups])
     runs: dict[str, list[RunResult]] = {}
     for round_number in range(args.rounds):
         for key, name, argv_for_port in setups:
             if key not in only:
                 continue
-            if argv_for_port is None:
-                output = scratch / f"output-{kind}-{round_number}"
-                argv_for_port = lambda port, output=output: serve_command(  # noqa: E731
-                    port, "--disable-static-return", "--output-dir", str(output))
+            if argv_for_port is None or argv_for_port == "other":
+                output = scratch / f"output-{key}-{kind}-{round_number}"
+                command = (lambda port: [*other, "--port", str(port)]) if argv_for_port == "other" else serve_command
+                argv_for_port = lambda port, output=output, command=command: [  # noqa: E731
+                    *command(port), "--disable-static-return", "--output-dir", str(output)]
             with running(name, argv_for_port) as server:
                 result = run_loop(drive(server, clients=args.clients, seconds=args.seconds, warmup=args.warmup,
                                         poll_interval=args.poll_interval, kind=kind))
@@ -574,7 +581,7 @@ def compare(args: argparse.Namespace, kind: str, scratch: Path) -> list[RunResul
     print(f"\n{kind} load generator:")
     report(rows, baseline)
     if "bare" in runs:
-        for key in ("static", "dynamic"):
+        for key in ("static", "dynamic", "other-static", "other-dynamic"):
             if key in runs:
                 ratio = median_run(runs[key]).rate / baseline.rate
                 verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
@@ -597,7 +604,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="load generator(s) (default both): a minimal keep-alive HTTP/1.1 client per worker, "
                              "which leaves the server the bottleneck, or one shared httpx.AsyncClient")
     parser.add_argument("--url", help="drive an already running server on 127.0.0.1 (e.g. one under py-spy) instead")
-    parser.add_argument("--only", choices=["bare", "static", "dynamic"], action="append", help="run only these servers")
+    parser.add_argument("--only", choices=["bare", "static", "dynamic", "other-static", "other-dynamic"], action="append",
+                        help="run only these servers")
+    parser.add_argument("--other", metavar="COMFY_CASSETTES",
+                        help="also run another checkout's `comfy-cassettes` (its venv's script) in the same rounds")
     parser.add_argument("--soak", type=int, metavar="JOBS",
                         help="instead: JOBS lifecycles (e.g. 10000, with --clients 64) against dynamic mode, checking "
                              "none is lost or duplicated and showing the server's memory")

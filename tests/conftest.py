@@ -13,7 +13,7 @@ import pytest
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.config import ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
-from helpers import AnyServer, InProcessServer, bundled, control_for, http_client
+from helpers import SUITE_INI, AnyServer, InProcessServer, bundled, control_for, http_client
 
 REAL_SERVER = "real_server"
 
@@ -89,3 +89,10 @@ def http(server: AnyServer) -> Iterator[httpx.Client]:
     """An HTTP client for the module's ``server`` fixture."""
     with http_client(server) as client:
         yield client
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytester with a user suite's strict ini (helpers.SUITE_INI)."""
+    pytester.makeini(SUITE_INI)
+    return pytester

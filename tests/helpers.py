@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import websockets
 from starlette.types import Message
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
@@ -38,6 +39,22 @@ T = TypeVar("T")
 DATA = Path(__file__).parent / "data"
 SESSIONS = DATA / "real_sessions"
 SCENARIOS = sorted(p.name for p in SESSIONS.iterdir() if (p / "session.har").is_file())
+
+
+# The ini of a user suite run by pytester: strict, quiet, warnings as errors.
+SUITE_INI = """
+[pytest]
+addopts = --strict-markers -p no:cacheprovider
+filterwarnings = error
+"""
+
+
+def module_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[ReplayServer]:
+    """A ReplayServer of the bundled default cassette for a module's tests, with its folders under a temp dir."""
+    root = tmp_path_factory.mktemp(name)
+    config = ReplayConfig(port=0, output_dir=root / "out", input_dir=root / "in", temp_dir=root / "temp", user_dir=root / "user")
+    with ReplayServer(config) as started:
+        yield started
 
 
 def bundled(name: str) -> Path:

@@ -18,8 +18,8 @@ import pytest
 
 from browser_support import TIMEOUT_MS, Answer, PageRun, chromium, page_run, unavailable
 from comfy_cassettes.comfy.frontend import FRONTEND
-from comfy_cassettes.replay.config import ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
+from helpers import module_server
 
 # Every error status a real ComfyUI 0.3.64 gives this page during boot and run, all tolerated by it
 # (shared/frontend_endpoints.txt): the user stylesheets and the user folders a new server does not have.
@@ -45,10 +45,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayServer]:
     """One replay of the bundled cassette for the module, as `comfy-cassettes serve` runs it."""
-    root = tmp_path_factory.mktemp("browser")
-    config = ReplayConfig(port=0, output_dir=root / "out", input_dir=root / "in", temp_dir=root / "temp", user_dir=root / "user")
-    with ReplayServer(config) as started:
-        yield started
+    yield from module_server(tmp_path_factory, "browser")
 
 
 def test_new_user_then_returning_user(browser: Any, server: ReplayServer) -> None:

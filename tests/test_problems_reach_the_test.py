@@ -8,19 +8,6 @@ import pytest
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.server import ReplayServer
 
-INI = """
-[pytest]
-addopts = --strict-markers -p no:cacheprovider
-filterwarnings = error
-"""
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
-
-
 def test_an_unmatched_request_fails_the_test_with_the_closest_recordings(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         """

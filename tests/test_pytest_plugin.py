@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from comfy_cassettes import cassette as cassette_io
+from helpers import SUITE_INI
 from comfy_cassettes.replay.config import BUNDLED_DIR
 from comfy_cassettes.replay.server import ReplayServer
 
@@ -37,19 +38,6 @@ def note(name, **values):
     """Leave facts for the outer test (pytester's folder is the working directory)."""
     Path(name + ".json").write_text(json.dumps(values, default=str))
 '''
-
-INI = """
-[pytest]
-addopts = --strict-markers -p no:cacheprovider
-filterwarnings = error
-"""
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini(INI)
-    return pytester
-
 
 def facts(pytester: pytest.Pytester, name: str) -> dict[str, object]:
     result: dict[str, object] = json.loads((pytester.path / f"{name}.json").read_text())
@@ -218,7 +206,7 @@ def test_typo(comfy):
 
 
 def test_app_client_reads_the_url_from_a_configured_env_var_and_journal_shows_its_calls(suite: pytest.Pytester) -> None:
-    suite.makeini(INI + f"comfy_cassettes = {BUNDLED_DIR / 'basic_save.yaml'}\ncomfy_cassettes_env_var = IMAGE_BACKEND_URL\n")
+    suite.makeini(SUITE_INI + f"comfy_cassettes = {BUNDLED_DIR / 'basic_save.yaml'}\ncomfy_cassettes_env_var = IMAGE_BACKEND_URL\n")
     suite.makepyfile(
         HEADER
         + '''
@@ -285,7 +273,7 @@ def test_ini_cassette_folder_and_marker_names_found_in_it(suite: pytest.Pytester
     shutil.copytree(BUNDLED_DIR / "blobs", folder / "blobs")
     for name, source in (("ours.yaml", "basic_save.yaml"), ("theirs.yaml", "interrupt.yaml")):
         shutil.copyfile(BUNDLED_DIR / source, folder / name)
-    suite.makeini(INI + "comfy_cassettes = recordings\n")
+    suite.makeini(SUITE_INI + "comfy_cassettes = recordings\n")
     suite.makepyfile(
         '''
 import pytest

@@ -16,6 +16,7 @@ import pytest
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.config import ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
+from helpers import module_server
 
 CRASH = b"500 Internal Server Error\n\nServer got itself in trouble"
 JSON = "application/json; charset=utf-8"
@@ -24,10 +25,8 @@ TEXT = "text/plain; charset=utf-8"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayServer]:
-    root = tmp_path_factory.mktemp("userdata")
-    config = ReplayConfig(port=0, output_dir=root / "out", input_dir=root / "in", temp_dir=root / "temp", user_dir=root / "user")
-    with ReplayServer(config) as started:
-        yield started
+    """One replay of the bundled cassette for the module, as `comfy-cassettes serve` runs it."""
+    yield from module_server(tmp_path_factory, "userdata")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ rules, so a client built on the current frontend's queue panel sees what the rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..comfy.events import TERMINAL
@@ -107,10 +107,8 @@ def _is_previewable(media: str, item: Mapping[str, Any]) -> bool:
     return fmt.startswith(("video/", "audio/")) or filename.endswith(THREE_D_EXTENSIONS + TEXT_EXTENSIONS)
 
 
-def _summary(outputs: Mapping[str, Any]) -> tuple[int, dict[str, Any] | None]:
-    """get_outputs_summary: how many outputs, and the preview (saved media, other media, text file, text)."""
-    count = 0
-    preview = fallback = text_file = text = None
+def _output_items(outputs: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """(node, media type, item) of every listed output, as jobs.py walks them ("animated" flags skipped)."""
     for node, node_outputs in outputs.items():
         if not isinstance(node_outputs, dict):
             continue
@@ -118,43 +116,45 @@ def _summary(outputs: Mapping[str, Any]) -> tuple[int, dict[str, Any] | None]:
             if media == "animated" or not isinstance(items, list):
                 continue
             for item in items:
-                if not isinstance(item, dict):
-                    normalized = _normalized_item(item)
-                    if normalized is None:
-                        if media == "text" and preview is None and text is None:
-                            value = (item[0] if item else "") if isinstance(item, tuple) else str(item)
-                            shown = {"content": value} if len(value) <= TEXT_PREVIEW_MAX_LENGTH else {"content": value[:TEXT_PREVIEW_MAX_LENGTH], "truncated": True}
-                            text = {**shown, "nodeId": node, "mediaType": media}
-                        continue
-                    item = normalized
-                count += 1
-                if preview is not None or not _is_previewable(media, item):
-                    continue
-                enriched = {**item, "nodeId": node}
-                if "mediaType" not in item:
-                    enriched["mediaType"] = media
-                if media == "text" or str(item.get("filename", "")).lower().endswith(TEXT_EXTENSIONS):
-                    text_file = text_file or enriched
-                elif item.get("type") == "output":
-                    preview = enriched
-                elif fallback is None:
-                    fallback = enriched
+                yield node, media, item
+
+
+def _summary(outputs: Mapping[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """get_outputs_summary: how many outputs, and the preview (saved media, other media, text file, text)."""
+    count = 0
+    preview = fallback = text_file = text = None
+    for node, media, item in _output_items(outputs):
+        if not isinstance(item, dict):
+            normalized = _normalized_item(item)
+            if normalized is None:
+                if media == "text" and preview is None and text is None:
+                    value = (item[0] if item else "") if isinstance(item, tuple) else str(item)
+                    shown = {"content": value} if len(value) <= TEXT_PREVIEW_MAX_LENGTH else {"content": value[:TEXT_PREVIEW_MAX_LENGTH], "truncated": True}
+                    text = {**shown, "nodeId": node, "mediaType": media}
+                continue
+            item = normalized
+        count += 1
+        if preview is not None or not _is_previewable(media, item):
+            continue
+        enriched = {**item, "nodeId": node}
+        if "mediaType" not in item:
+            enriched["mediaType"] = media
+        if media == "text" or str(item.get("filename", "")).lower().endswith(TEXT_EXTENSIONS):
+            text_file = text_file or enriched
+        elif item.get("type") == "output":
+            preview = enriched
+        elif fallback is None:
+            fallback = enriched
     return count, preview or fallback or text_file or text
 
 
 def _previewable(outputs: Mapping[str, Any]) -> int:
     """count_previewable_outputs."""
     count = 0
-    for node_outputs in outputs.values():
-        if not isinstance(node_outputs, dict):
-            continue
-        for media, items in node_outputs.items():
-            if media == "animated" or not isinstance(items, list):
-                continue
-            for item in items:
-                item = item if isinstance(item, dict) else _normalized_item(item)
-                if item is not None and _is_previewable(media, item):
-                    count += 1
+    for _, media, item in _output_items(outputs):
+        item = item if isinstance(item, dict) else _normalized_item(item)
+        if item is not None and _is_previewable(media, item):
+            count += 1
     return count
 
 

@@ -68,9 +68,12 @@ class ReplayServer:
             raise
         self.config = self.engine.config
         self.port: int = self.socket.getsockname()[1]
+        # No access log unless it would be shown, and no X-Forwarded-For rewriting (aiohttp does neither for
+        # ComfyUI): both cost time on every request.
         uv_config = uvicorn.Config(
             create_app(self.engine), log_level=log_level, lifespan="on", server_header=False,
             ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
+            access_log=log_level in ("info", "debug", "trace"), proxy_headers=False,
         )
         self._server = uvicorn.Server(uv_config)
         self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
