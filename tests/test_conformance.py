@@ -16,8 +16,8 @@ from helpers import SCENARIOS, SESSIONS, load_har, replay_session, response_byte
 from value_compare import ValueComparer
 
 # Scenarios whose client acts while a job runs need the recorded delays to line up (sped up to keep CI short).
-TIMED = {"interrupt": 4.0, "queue_and_history_ops": 4.0, "ws_reconnect": 4.0, "no_client_id": 4.0, "snapshots": 4.0,
-         "txt2img_interrupt": 2.0}
+TIMED = {"interrupt": 8.0, "queue_and_history_ops": 8.0, "ws_reconnect": 8.0, "no_client_id": 8.0, "snapshots": 8.0,
+         "txt2img_interrupt": 4.0}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,8 @@ def test_replay_answers_as_the_real_server_did(scenario: str, imported: dict[str
             comparer.problems.append(f"{what}: status {response.status_code if response else None} != {captured['status']}")
             continue
         mime, body = captured["content"].get("mimeType", ""), response_bytes(entry)
+        if "/history/" in what and body == b"{}":
+            continue  # a poll that caught the job still running: its answer depends on timing, not protocol
         if mime.startswith("application/json") and body:
             try:
                 comparer.compare(json.loads(body), response.json(), what)
