@@ -225,6 +225,8 @@ def test_declared_models_reach_every_folder_listing(start_server: Callable[..., 
     assert info["LoraLoader"]["input"]["required"]["lora_name"][0] == ["style/ink.safetensors"]
     assert info["VAELoader"]["input"]["required"]["vae_name"][0] == ["kl.safetensors", "pixel_space"]
     assert httpx.get(server.url + "/models/unet").status_code == 404  # the routes do not map legacy names
+    [entry] = httpx.get(server.url + "/api/experiment/models/loras").json()  # the editor's model library
+    assert (entry["name"], entry["pathIndex"], entry["size"]) == ("style/ink.safetensors", 0, 0)
     assert httpx.get(server.url + "/models").json()[:4] == ["checkpoints", "configs", "loras", "vae"]
 
 
