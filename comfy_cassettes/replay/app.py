@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..comfy.nodes import NODE_REPLACEMENTS
-from ..comfy.protocol import FEATURES, JSON_CONTENT_TYPE
+from ..comfy.protocol import FEATURES
 from ..comfy.routes import ROUTES, WEBSOCKET_PATH, aliases
 from .admin import admin_routes
 from .config import ADMIN_PREFIX
@@ -68,10 +68,10 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
             offset = int(q["offset"]) if "offset" in q else -1
         except ValueError:
             return reply(Reply.crash())
-        return reply(Reply(200, engine.history.view_json(max_items, offset), {"Content-Type": JSON_CONTENT_TYPE}))
+        return reply(Reply.json_text(engine.history.view_json(max_items, offset)))
 
     async def get_history_item(request: Request) -> Response:
-        return reply(Reply(200, engine.history.item_json(request.path_params["prompt_id"]), {"Content-Type": JSON_CONTENT_TYPE}))
+        return reply(Reply.json_text(engine.history.item_json(request.path_params["prompt_id"])))
 
     async def post_history(request: Request) -> Response:
         try:

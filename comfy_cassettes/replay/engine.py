@@ -69,7 +69,12 @@ class Reply:
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Reply:
         # aiohttp's json_response: json.dumps defaults, utf-8
-        return cls(status, json.dumps(value).encode(), {"Content-Type": JSON_CONTENT_TYPE})
+        return cls.json_text(json.dumps(value).encode(), status)
+
+    @classmethod
+    def json_text(cls, body: bytes, status: int = 200) -> Reply:
+        """A JSON answer whose text is already made (kept history entries, recorded bodies)."""
+        return cls(status, body, {"Content-Type": JSON_CONTENT_TYPE})
 
     @classmethod
     def crash(cls) -> Reply:
@@ -249,7 +254,7 @@ class ReplayEngine:
         else:
             rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
             if rejection is not None:
-                return Reply(rejection.response_status, rejection.response_body.encode(), {"Content-Type": JSON_CONTENT_TYPE})
+                return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
             if not isinstance(workflow, dict):
                 error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
                 return Reply.json({"error": error, "node_errors": {}}, 400)

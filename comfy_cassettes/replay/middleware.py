@@ -56,8 +56,6 @@ def _is_loopback(hostname: str | None) -> bool:
 FAULT_SCOPE_KEY = "comfy_cassettes.fault"
 
 
-
-
 class ReplayMiddleware:
     """In front of the routes: ComfyUI's origin_only_middleware (on a loopback Host, another Origin gets an empty
     403, snapshots capture; with ``refuse_cross_site``, ComfyUI 0.19+, so does ``Sec-Fetch-Site: cross-site``;

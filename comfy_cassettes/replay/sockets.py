@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..comfy.events import BROADCAST_TYPES, Event, encode_preview, message
+from ..comfy.events import status as status_data
 from ..comfy.protocol import FEATURES
 
 Send = Callable[[str | bytes], Awaitable[None]]
@@ -74,7 +75,7 @@ class Sockets:
     async def greet(self, client: Client, queue_remaining: int, running_node: str | None) -> None:
         """What ComfyUI sends a socket as it connects, before anything queued: ``status`` with its sid, and
         ``executing`` for the node running when the same client reconnects (ws_reconnect capture)."""
-        await client.send(message(Event.STATUS.value, {"status": {"exec_info": {"queue_remaining": queue_remaining}}, "sid": client.sid}))
+        await client.send(message(Event.STATUS.value, status_data(queue_remaining, client.sid)))
         if running_node is not None:
             await client.send(message(Event.EXECUTING.value, {"node": running_node}))
 
@@ -98,7 +99,7 @@ class Sockets:
     def status(self, queue_remaining: int) -> None:
         """The queue-size broadcast every socket gets, with the size at this moment."""
         if self.clients:
-            self._outbox.put_nowait(_Text(None, message(Event.STATUS.value, {"status": {"exec_info": {"queue_remaining": queue_remaining}}})))
+            self._outbox.put_nowait(_Text(None, message(Event.STATUS.value, status_data(queue_remaining))))
 
     def emit(self, client_id: str | None, kind: str, data: Any) -> None:
         """A job's message: to the submitting client, or to everyone when the prompt came without a client_id
@@ -110,7 +111,7 @@ class Sockets:
 
     def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
         """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""
-        if client_id is not None and client_id in self.clients:
+        if client_id is not None and self.listening(client_id):
             self._outbox.put_nowait(_Preview(client_id, image, image_format, metadata))
 
     def cut(self, client_id: str | None, code: int | None) -> None:
