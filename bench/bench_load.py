@@ -1,4 +1,4 @@
-"""Cassette load time (comfy_cassettes.cassette.load, libyaml C loader) against plain yaml.safe_load, run by hand.
+"""Cassette load time (comfy_cassettes.cassette.load.load, libyaml C loader) against plain yaml.safe_load, run by hand.
 
 Cassettes measured, all built in a temporary folder that is removed at the end:
 
@@ -38,10 +38,10 @@ from typing import Any
 
 import yaml
 
-from comfy_cassettes import cassette as cassette_io
+from comfy_cassettes.cassette import load as cassette_io
 from comfy_cassettes.importer import import_har
 from comfy_cassettes.replay.config import DEFAULT_CASSETTE, ReplayConfig
-from comfy_cassettes.replay.engine import ReplayEngine
+from comfy_cassettes.replay.sim.engine import ReplayEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS_HAR = ROOT / "tests" / "data" / "real_sessions" / "snapshots" / "session.har"
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 best = min(load_ms, cached_ms)
                 verdicts.append(f"{name}: load() {load_ms:.0f} ms first, {cached_ms:.0f} ms from the parsed cache; "
                                 f"{'meets' if best <= TARGET_MS else 'MISSES'} the tens-of-ms target (<= {TARGET_MS:.0f} ms)")
-    print("load() = comfy_cassettes.cassette.load with COMFY_CASSETTES_CACHE=0: read + libyaml parse + validation; cached = "
+    print("load() = comfy_cassettes.cassette.load.load with COMFY_CASSETTES_CACHE=0: read + libyaml parse + validation; cached = "
           "load() again once its parsed form is kept (cassettes above 1 MiB); safe_load = yaml.safe_load, the "
           "pure-Python loader (baseline); ratio = load()/safe_load;\nC parse = yaml.load(CSafeLoader) alone; no-GC = the "
           "same with gc.disable(); checks = from_dict (validation) alone;\nJSON / pickle = json.loads / pickle.loads of "

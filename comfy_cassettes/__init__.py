@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .cassette import Cassette, Job, OutputImage, WsEvent, load, save
+from .cassette.load import Cassette, Job, OutputImage, WsEvent, load, save
 from .errors import (
     CassetteError,
     CassetteExistsError,
@@ -17,18 +17,19 @@ from .errors import (
     RecordError,
 )
 from .replay.config import DEFAULT_CASSETTE, ReplayConfig
+from .version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .control import ReplayControl
     from .importer import import_har
     from .record.live import record_workflow
-    from .replay.server import ReplayServer
+    from .replay.http.server import ReplayServer
 
 # Imported on first use: the pytest plugin loads this package in every test run, and the server stack
 # (uvicorn, starlette, httpx) costs most of a second to import.
 _LAZY = {
     "ReplayControl": ".control",
-    "ReplayServer": ".replay.server",
+    "ReplayServer": ".replay.http.server",
     "import_har": ".importer",
     "record_workflow": ".record.live",
 }
@@ -43,7 +44,6 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CASSETTE",

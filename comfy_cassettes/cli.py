@@ -57,9 +57,9 @@ def serve(
 
     The first line printed is 'serving URL  (pid N)'; with --port 0 the URL has the port picked.
     """
-    from .replay.faults import parse_cli_delay, parse_cli_status
-    from .replay.frontend import WebRoots
-    from .replay.server import ReplayServer
+    from .replay.harness.faults import parse_cli_delay, parse_cli_status
+    from .replay.http.frontend import WebRoots
+    from .replay.http.server import ReplayServer
 
     config = ReplayConfig(
         cassettes=tuple(cassettes or (DEFAULT_CASSETTE,)), host=host, port=port, output_dir=output_dir,
@@ -99,7 +99,7 @@ def serve(
 
 def write_ready_file(path: Path, url: str, port: int) -> None:
     """``{"url", "port", "pid"}`` written atomically: a harness polling for the file never reads half of it."""
-    from .storage import atomic_write
+    from .cassette.storage import atomic_write
 
     atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
 
@@ -110,7 +110,7 @@ def openapi(
 ) -> None:
     """Print (or write) the OpenAPI 3.1 document: the admin API and the ComfyUI routes the replay serves."""
     from .contract.openapi import openapi_document
-    from .storage import atomic_write
+    from .cassette.storage import atomic_write
 
     text = json.dumps(openapi_document(), indent=2) + "\n"
     if output is None:
@@ -130,7 +130,7 @@ def import_(
     comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from, when they never asked /system_stats.")] = None,
 ) -> None:
     """Turn HTTP Archives (with WebSocket frames) into one templated cassette, secrets scrubbed."""
-    from .cassette import load
+    from .cassette.load import load
     from .importer import import_har
     from .record.scrub import Scrubber
 
@@ -153,8 +153,8 @@ def inspect(
     from rich.console import Console
     from rich.table import Table
 
-    from .cassette import load
-    from .replay.interactions import InteractionIndex
+    from .cassette.load import load
+    from .replay.sim.interactions import InteractionIndex
 
     try:
         loaded = load(cassette)

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .contract import models as m
+from .contract import bodies as m
 from .contract.routes import documents
 from .errors import AdminRequestError, ClockError, FaultSpecError
 from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV

@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .comfy.events import WsEvent
-from .model import Cassette, Interaction, Job
+from .cassette.model import Cassette, Interaction, Job
 from .record.session import HttpExchange
-from .templating import INT_NAMES, PLACEHOLDER, parse_templated
+from .cassette.templating import INT_NAMES, PLACEHOLDER, parse_templated
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from vcr.persisters.filesystem import CassetteNotFoundError, FilesystemPersister
 from vcr.request import Request  # type: ignore[import-untyped]
 from vcr.serialize import deserialize  # type: ignore[import-untyped]
 
-from . import cassette as cassette_io
-from .cassette import YAML_LOADER
-from .model import Cassette, Interaction, Job
+from .cassette import load as cassette_io
+from .cassette.load import YAML_LOADER
+from .cassette.model import Cassette, Interaction, Job
 from .comfy.folders import FileRoots, OutputNamer
 from .comfy.nodes import VOLATILE_INPUTS, VOLATILE_KEYS
 from .comfy.routes import is_comfy_path, normalize
@@ -45,7 +45,7 @@ from .record.scrub import DEFAULT_HEADERS, Scrubber
 from .record.session import TRANSFER_HEADERS, HttpExchange, RawSession, json_or_none
 from .record.writer import write_session
 from .replay.config import ADMIN_PREFIX, BUNDLED_DIR
-from .templating import LBRACE, PLACEHOLDER, bind_job, json_escape, names_in, render_text, url_escape
+from .cassette.templating import LBRACE, PLACEHOLDER, bind_job, json_escape, names_in, render_text, url_escape
 
 MATCH_ON = ("method", "comfy_path", "comfy_query", "comfy_body")
 

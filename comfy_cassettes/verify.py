@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cassette import load
+from .cassette.load import load
 from .comfy.routes import normalize
 from .drift import VerifyReport, compare_interaction, compare_jobs, render_report
-from .model import Cassette, Interaction, Job
+from .cassette.model import Cassette, Interaction, Job
 from .record.build import build_cassette
-from .record.jobs import job_exchanges
+from .record.drafts import job_exchanges
 from .record.client import JobRun, LiveSocket, RecordingClient
 from .record.session import HttpExchange, RawSession
-from .templating import PLACEHOLDER, out_name, parse_templated, render_text, url_escape
+from .cassette.templating import PLACEHOLDER, out_name, parse_templated, render_text, url_escape
 
 
 # ---------------------------------------------------------------- driving the server

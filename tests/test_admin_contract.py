@@ -24,14 +24,14 @@ from pydantic import BaseModel, TypeAdapter
 
 from comfy_cassettes import ReplayControl
 from comfy_cassettes.comfy.routes import ROUTES
-from comfy_cassettes.contract import models as m
+from comfy_cassettes.contract import bodies as m
 from comfy_cassettes.contract.comfy import OPERATIONS
 from comfy_cassettes.contract.openapi import openapi_document
 from comfy_cassettes.contract.readme import render
 from comfy_cassettes.contract.routes import ADMIN_PREFIX, ADMIN_ROUTES, ROUTES_BY_NAME, AdminRoute
 from comfy_cassettes.errors import AdminRequestError, FaultSpecError
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
-from comfy_cassettes.replay.server import ReplayServer
+from comfy_cassettes.replay.http.server import ReplayServer
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = {

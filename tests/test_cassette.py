@@ -13,13 +13,13 @@ import pytest
 import yaml
 
 import comfy_cassettes
-from comfy_cassettes.cassette import load, save
+from comfy_cassettes.cassette.load import load, save
 from comfy_cassettes.errors import CassetteError, CassetteExistsError, ImportFormatError
 from comfy_cassettes.importer import import_har
 from comfy_cassettes.record.build import build_cassette
 from comfy_cassettes.record.har import read_har
 from comfy_cassettes.record.session import RawSession
-from comfy_cassettes.templating import Templater, dumps_templated, render_text, render_value
+from comfy_cassettes.cassette.templating import Templater, dumps_templated, render_text, render_value
 from comfy_cassettes.vcr import ComfyPersister
 from helpers import SCENARIOS, SESSIONS, load_har
 
@@ -135,7 +135,7 @@ def test_a_killed_save_leaves_the_old_cassette_intact(tmp_path: Path) -> None:
     target.write_text("version: 1\ninteractions: []\n")
     # A child process that dies (SIGKILL) in the middle of writing the temporary file.
     script = (
-        "import os, signal, comfy_cassettes.storage as c\n"
+        "import os, signal, comfy_cassettes.cassette.storage as c\n"
         "real = os.fsync\n"
         "def die(fd): os.kill(os.getpid(), signal.SIGKILL)\n"
         "os.fsync = die\n"
@@ -173,7 +173,7 @@ def test_templating_is_substitution_only() -> None:
 def test_public_api_is_exactly_all() -> None:
     # "@py_builtins" and "@pytest_ar" are pytest's, when it rewrites the package's asserts as a plugin's.
     public = {name for name in dir(comfy_cassettes) if not name.startswith(("_", "@"))} | set(comfy_cassettes._LAZY)
-    modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "comfy", "contract", "control", "drift", "errors", "importer", "model", "record", "replay", "schema", "storage", "templating", "types", "cli", "pytest_plugin", "vcr", "verify"}
+    modules = {"annotations", "TYPE_CHECKING", "Any", "cassette", "comfy", "contract", "control", "drift", "errors", "importer", "model", "record", "replay", "schema", "storage", "templating", "types", "version", "cli", "pytest_plugin", "vcr", "verify"}
     assert public - modules == set(comfy_cassettes.__all__)
     assert os.path.basename(comfy_cassettes.DEFAULT_CASSETTE) == "comfyui.yaml"
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from comfy_cassettes.comfy.folders import FileRoots, OutputName, OutputNamer
-from comfy_cassettes.replay.files import ViewResult, render_view_body, resolve_view, store_upload
+from comfy_cassettes.replay.http.files import ViewResult, render_view_body, resolve_view, store_upload
 from helpers import (
     HarEntry,
     http_entries,

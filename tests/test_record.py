@@ -24,7 +24,7 @@ from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 from websockets.sync.client import connect as ws_connect
 
-from comfy_cassettes.cassette import load
+from comfy_cassettes.cassette.load import load
 from comfy_cassettes.cli import app
 from comfy_cassettes.errors import ImportFormatError
 from comfy_cassettes.record.live import load_workflow
@@ -32,7 +32,7 @@ from comfy_cassettes.record.writer import write_session
 from comfy_cassettes.record.modes import RecordMode, combine
 from comfy_cassettes.record.scrub import SCRUBBED, Scrubber
 from comfy_cassettes.record.session import HttpExchange, RawSession, WsConnection, WsFrame
-from comfy_cassettes.replay.server import ReplayServer
+from comfy_cassettes.replay.http.server import ReplayServer
 from comfy_cassettes.drift import shape
 from helpers import job_messages
 

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from PIL import Image
 
-from comfy_cassettes.cassette import load
+from comfy_cassettes.cassette.load import load
 from comfy_cassettes.replay.config import BUNDLED_DIR
 from helpers import control_for, ws_lifecycle
 
@@ -194,7 +194,7 @@ def test_upload_mask_puts_the_mask_alpha_on_the_original(start_app) -> None:
 
 
 def test_history_keeps_only_the_newest_entries_like_comfyui(start_app, monkeypatch: pytest.MonkeyPatch) -> None:
-    from comfy_cassettes.replay import state
+    from comfy_cassettes.replay.sim import state
 
     monkeypatch.setattr(state, "MAXIMUM_HISTORY_SIZE", 3)
     server = start_app("basic_save")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from comfy_cassettes.comfy import models
+from comfy_cassettes.comfy import model_files as models
 from comfy_cassettes.comfy.graph import execution_order
 from comfy_cassettes.comfy.validation import ValidationResult, no_prompt_body, validate_prompt
 from helpers import SESSIONS, http_entries, request_json, request_path, response_json, ws_received

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from comfy_cassettes.cassette import load
+from comfy_cassettes.cassette.load import load
 from comfy_cassettes.cli import app
 from comfy_cassettes.replay.config import BUNDLED_DIR
-from comfy_cassettes.replay.server import ReplayServer
+from comfy_cassettes.replay.http.server import ReplayServer
 from comfy_cassettes.drift import Difference, compare, shape
-from comfy_cassettes.templating import parse_templated
+from comfy_cassettes.cassette.templating import parse_templated
 from comfy_cassettes.verify import verify
 
 runner = CliRunner()

@@ -6,10 +6,9 @@ payload builders here are the only place a replay or a recording spells one out.
 
 from __future__ import annotations
 
-import functools
 import json
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -45,11 +44,6 @@ BROADCAST_TYPES = frozenset({Event.STATUS.value, Event.PROGRESS_STATE.value, Eve
 HISTORY_TYPES = frozenset({Event.EXECUTION_START.value, Event.EXECUTION_CACHED.value, *TERMINAL})
 
 
-def is_terminal(kind: str | None) -> bool:
-    """Whether a message type ends a prompt's run."""
-    return kind in STATUS_OF_TERMINAL
-
-
 @dataclass(frozen=True)
 class BinaryFrame:
     """A binary WebSocket frame: a preview image with its header (type 1 legacy, type 4 with metadata)."""
@@ -68,14 +62,6 @@ class WsEvent:
     type: str | None = None
     data: Any = None
     binary: BinaryFrame | None = None
-
-    @functools.cached_property
-    def render(self) -> Callable[[Mapping[str, Any]], Any]:
-        """``data`` with a job's values filled in (templating.render_value), compiled on first use: a recorded
-        event is rendered once per replayed job."""
-        from ..templating import compile_value  # templating builds on this layer
-
-        return compile_value(self.data)
 
 
 def message(kind: str, data: Any) -> str:

@@ -111,3 +111,12 @@ ROUTE_ROOTS = frozenset({
 def is_comfy_path(path: str) -> bool:
     """True for a path ComfyUI serves (``/prompt``, ``/api/history/...``), False for other services."""
     return normalize(path).strip("/").split("/")[0] in ROUTE_ROOTS
+
+# Every route the assets module registers (no /api/api twin: it adds them to the app directly).
+ASSET_ROUTES = (
+    ("HEAD", "/api/assets/hash/{hash}"), ("GET", "/api/assets"), ("GET", "/api/assets/{id}"),
+    ("GET", "/api/assets/{id}/content"), ("POST", "/api/assets/from-hash"), ("POST", "/api/assets"),
+    ("PUT", "/api/assets/{id}"), ("DELETE", "/api/assets/{id}"), ("GET", "/api/tags"), ("POST", "/api/assets/{id}/tags"),
+    ("DELETE", "/api/assets/{id}/tags"), ("GET", "/api/assets/tags/refine"), ("POST", "/api/assets/seed"),
+    ("GET", "/api/assets/seed/status"), ("POST", "/api/assets/seed/cancel"), ("POST", "/api/assets/prune"),
+)

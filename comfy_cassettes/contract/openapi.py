@@ -12,8 +12,8 @@ from typing import Any, cast
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
-from .. import __version__
-from . import models as m
+from ..version import __version__
+from . import bodies as m
 from .comfy import SCHEMAS as COMFY_SCHEMAS
 from .comfy import comfy_paths
 from .routes import ADMIN_ROUTES, AdminRoute

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import models as m
+from . import bodies as m
 from .routes import ADMIN_ROUTES
 
 

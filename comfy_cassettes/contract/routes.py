@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import AdminRequestError
-from ..replay.config import ADMIN_PREFIX
-from . import models as m
+from . import bodies as m
 
+# Every admin route lives under this prefix, beside ComfyUI's own routes.
+ADMIN_PREFIX = "/__cassettes__"
 OPENAPI_PATH = "/openapi.json"
 
 

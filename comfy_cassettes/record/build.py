@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..cassette import INLINE_LIMIT
-from ..model import FORMAT, Cassette, Interaction, Job, OutputImage
-from ..storage import BlobStore
+from ..cassette.load import INLINE_LIMIT
+from ..cassette.model import FORMAT, Cassette, Interaction, Job, OutputImage
+from ..cassette.storage import BlobStore
 from ..comfy.events import STATUS_OF_TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
 from ..comfy.timeline import from_history
-from ..templating import Templater, dumps_templated, escape_literals, placeholder
-from .jobs import JobDraft, client_ids, collect, find_jobs, view_bodies
+from ..cassette.templating import Templater, dumps_templated, escape_literals, placeholder
+from .drafts import JobDraft, client_ids, collect, find_jobs, view_bodies
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsFrame
 

@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..cassette import load
+from ..cassette.load import load
 from ..comfy.nodes import VOLATILE_INPUTS
 from ..errors import CassetteExistsError, ConfigError
 from .build import merge_documents

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cassette import save
+from ..cassette.load import save
 from .build import build_cassette, merge_documents
 from .modes import RecordMode, combine
 from .scrub import Scrubber

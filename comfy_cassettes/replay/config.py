@@ -8,11 +8,11 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..comfy.models import by_folder
+from ..comfy.model_files import by_folder
 from ..comfy.profiles import profile
+from ..contract.routes import ADMIN_PREFIX as ADMIN_PREFIX
 from ..errors import ConfigError
 
-ADMIN_PREFIX = "/__cassettes__"
 ADMIN_TOKEN_ENV = "COMFY_CASSETTES_ADMIN_TOKEN"
 TIMING_MODES = ("instant", "recorded")
 # ComfyUI's --preview-method (cli_args.py); in 0.3.64 "auto", and "taesd" without its decoder, mean latent2rgb.
@@ -119,9 +119,13 @@ class ReplayConfig:
         )
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the server on this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine (127.0.0.0/8, ::1, localhost): for binding, and for ComfyUI's origin
+    check, which resolves the name; without DNS here, the loopback names and literal addresses decide."""
+    if not host:
+        return False
+    host = host.lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

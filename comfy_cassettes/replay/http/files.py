@@ -1,0 +1,292 @@
+"""The replay's file routes: /view lookups and re-encodings, /upload/image and /upload/mask storage, rule for rule."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import mimetypes
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from PIL import Image
+
+from ...comfy.folders import FileRoots, dir_for_type, split_annotation
+
+__all__ = [
+    "UploadResult",
+    "ViewResult",
+    "render_view_body",
+    "resolve_view",
+    "mask_writer",
+    "store_upload",
+]
+
+# /view serves these as a download instead of letting the browser render them (server.py view_image).
+_FORCED_DOWNLOAD = frozenset(
+    {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}
+)
+
+# ComfyUI runs image_upload on its event loop, so uploads never interleave; a lock gives us the same.
+_UPLOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ViewResult:
+    """What GET /view resolved to: a status and, for 200, the file to serve and the name to show."""
+
+    status: int
+    path: Path | None
+    content_type: str | None
+    filename: str | None
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """POST /upload/image's answer: 200 with `{"name", "subfolder", "type"}`, else an empty-bodied status."""
+
+    status: int
+    body: dict[str, str] | None
+
+
+def resolve_view(
+    roots: FileRoots,
+    query: Mapping[str, str],
+    *,
+    virtual: Callable[[str, str, str], Path | None] | None = None,
+) -> ViewResult:
+    """Resolve a GET /view query to a file, with ComfyUI's status codes (server.py view_image).
+
+    `virtual(type, subfolder, filename)` is asked before the disk, with the subfolder normalised
+    (`""` for the base directory, no trailing slash); returning a path serves that file under
+    the requested name.
+
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> roots = FileRoots(*(Path(folder.name, name) for name in ("output", "input", "temp")))
+    >>> roots.output.mkdir()
+    >>> _ = (roots.output / "ComfyUI_00001_.png").write_bytes(b"...")
+    >>> resolve_view(roots, {"filename": "ComfyUI_00001_.png", "type": "output"}).status
+    200
+    >>> resolve_view(roots, {"filename": "ComfyUI_00002_.png", "type": "output"}).status
+    404
+    >>> resolve_view(roots, {"filename": "../secret.png"}).status
+    400
+    >>> folder.cleanup()
+    """
+    if "filename" not in query:
+        return _status_only(404)
+    filename, type_name = split_annotation(query["filename"])
+    if not filename:
+        return _status_only(400)
+    if filename[0] == "/" or ".." in filename:
+        return _status_only(400)
+    if type_name is None:
+        type_name = query.get("type", "output")
+    root = dir_for_type(roots, type_name)
+    if root is None:
+        return _status_only(400)
+    base_dir = os.path.abspath(root)
+    folder = base_dir
+    if "subfolder" in query:
+        folder = os.path.join(base_dir, query["subfolder"])
+        if os.path.commonpath((os.path.abspath(folder), base_dir)) != base_dir:
+            return _status_only(403)
+    # A "/" inside filename does not pick a subfolder: only its last part is looked up
+    # (subfolder_prefix capture: filename=gen/job_7_00001_.png -> 404).
+    name = os.path.basename(filename)
+    content_type = _content_type(name)
+    if virtual is not None:
+        subfolder = os.path.relpath(os.path.abspath(folder), base_dir)
+        source = virtual(type_name, "" if subfolder == "." else subfolder, name)
+        if source is not None:
+            return ViewResult(200, source, content_type, name)
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+        return ViewResult(200, Path(path), content_type, name)
+    return _status_only(404)
+
+
+def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The body and headers ComfyUI sends for a 200 ViewResult, honouring `preview=` and `channel=`.
+
+    Re-encoded answers carry Content-Disposition, Content-Type and Content-Length only.
+    A plain file also gets the Etag, Last-Modified and Accept-Ranges of aiohttp's FileResponse
+    (computed from the served file's stat); that Accept-Ranges is present tells the caller
+    the body is the file itself. Answering If-None-Match / Range requests is left to the caller.
+    A file Pillow cannot read raises PIL.UnidentifiedImageError, where ComfyUI answers 500.
+    """
+    if result.status != 200 or result.path is None or result.filename is None:
+        raise ValueError(f"only a 200 ViewResult has a body, got status {result.status}")
+    disposition = f'filename="{result.filename}"'
+    channel = query.get("channel")
+    if "preview" in query:
+        preview = query["preview"].split(";")
+        image_format = preview[0]
+        if image_format not in ("webp", "jpeg") or "a" in (channel or ""):
+            image_format = "webp"
+        quality = int(preview[-1]) if preview[-1].isdigit() else 90
+        with Image.open(result.path) as opened:
+            image: Image.Image = opened
+            if image_format == "jpeg" or channel == "rgb":
+                image = image.convert("RGB")
+            body = _encode(image, image_format, quality=quality)
+        # The preview keeps the original name in Content-Disposition (preview_image capture).
+        return body, _headers(disposition, f"image/{image_format}", body)
+    if channel == "rgb":
+        with Image.open(result.path) as image:
+            if image.mode == "RGBA":
+                red, green, blue, _ = image.split()
+                rgb = Image.merge("RGB", (red, green, blue))
+            else:
+                rgb = image.convert("RGB")
+            body = _encode(rgb, "PNG")
+        return body, _headers(disposition, "image/png", body)
+    if channel == "a":
+        with Image.open(result.path) as image:
+            alpha = image.split()[3] if image.mode == "RGBA" else Image.new("L", image.size, 255)
+            alpha_image = Image.new("RGBA", image.size)
+            alpha_image.putalpha(alpha)
+            body = _encode(alpha_image, "PNG")
+        return body, _headers(disposition, "image/png", body)
+    # Any other channel value (including "rgba") serves the file untouched.
+    body = result.path.read_bytes()
+    stat = result.path.stat()
+    headers = _headers(disposition, result.content_type or "application/octet-stream", body)
+    headers["Etag"] = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    # aiohttp rounds the mtime up to the next second (view_errors: Etag mtime ...40.83 -> 09:07:41).
+    headers["Last-Modified"] = email.utils.formatdate(math.ceil(stat.st_mtime), usegmt=True)
+    headers["Content-Length"] = headers.pop("Content-Length")
+    headers["Accept-Ranges"] = "bytes"
+    return body, headers
+
+
+def store_upload(
+    roots: FileRoots,
+    *,
+    filename: str | None,
+    data: bytes | None,
+    subfolder: str = "",
+    type: str | None = "input",
+    overwrite: bool | str | None = False,
+    write: Callable[[str, bytes], None] | None = None,
+) -> UploadResult:
+    """Store an uploaded image like ComfyUI's image_upload (server.py) and say what it answers.
+
+    ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function``
+    (see :func:`mask_writer` for /upload/mask).
+
+    Identical bytes under an existing name are not written again and keep the name; different
+    bytes get `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values
+    "true"/"1" exactly) replaces the file. Paths leaving the type's directory give 400; a missing
+    image gives 400; an unknown `type` gives 500, because ComfyUI crashes on it.
+
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> roots = FileRoots(*(Path(folder.name, name) for name in ("output", "input", "temp")))
+    >>> store_upload(roots, filename="a.png", data=b"...").body
+    {'name': 'a.png', 'subfolder': '', 'type': 'input'}
+    >>> store_upload(roots, filename="a.png", data=b"other bytes").body
+    {'name': 'a (1).png', 'subfolder': '', 'type': 'input'}
+    >>> store_upload(roots, filename="a.png", data=b"...", type="bogus").status
+    500
+    >>> folder.cleanup()
+    """
+    type_name = "input" if type is None else type
+    root = dir_for_type(roots, type_name)
+    if root is None:
+        # get_dir_by_type leaves type_dir unbound for other values: UnboundLocalError -> 500,
+        # and it runs before the image field is even looked at.
+        return UploadResult(500, None)
+    if data is None or not filename:
+        return UploadResult(400, None)
+    upload_dir = os.path.abspath(root)
+    folder = os.path.join(upload_dir, os.path.normpath(subfolder))
+    path = os.path.abspath(os.path.join(folder, filename))
+    if os.path.commonpath((upload_dir, path)) != upload_dir:
+        return UploadResult(400, None)
+    replace = overwrite in ("true", "1") if isinstance(overwrite, str) else bool(overwrite)
+    stem, extension = os.path.splitext(filename)
+    with _UPLOAD_LOCK:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            duplicate = False
+            attempt = 1
+            while not replace and os.path.exists(path):
+                if Path(path).read_bytes() == data:
+                    duplicate = True
+                    break
+                filename = f"{stem} ({attempt}){extension}"
+                path = os.path.join(folder, filename)
+                attempt += 1
+            if not duplicate:
+                if write is not None:
+                    write(path, data)
+                else:
+                    Path(path).write_bytes(data)
+        except (OSError, ValueError):
+            # ComfyUI lets these escape (a directory in the way, a missing parent, a NUL byte): 500.
+            return UploadResult(500, None)
+    return UploadResult(200, {"name": filename, "subfolder": subfolder, "type": type_name})
+
+
+def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, bytes], None]:
+    """/upload/mask's save function: the original image named by ``original_ref`` with the mask's alpha.
+
+    Like ComfyUI's upload_mask, a bad or hostile reference writes nothing and the upload still answers 200.
+    """
+
+    def write(path: str, data: bytes) -> None:
+        try:
+            ref = json.loads(original_ref or "")
+        except ValueError:
+            return
+        if not isinstance(ref, dict):
+            return
+        name, annotated = split_annotation(str(ref.get("filename", "")))
+        if not name or name.startswith("/") or ".." in name:
+            return
+        base = dir_for_type(roots, annotated or str(ref.get("type", "output")))
+        if base is None:
+            return
+        folder = os.path.abspath(base)
+        if ref.get("subfolder"):
+            folder = os.path.abspath(os.path.join(folder, str(ref["subfolder"])))
+            if os.path.commonpath((folder, os.path.abspath(base))) != os.path.abspath(base):
+                return
+        original = os.path.join(folder, name)
+        if not os.path.isfile(original):
+            return
+        with Image.open(original) as source, Image.open(BytesIO(data)) as mask:
+            result = source.convert("RGBA")
+            result.putalpha(mask.convert("RGBA").getchannel("A"))
+            result.save(path, format="PNG", compress_level=4)
+
+    return write
+
+
+def _content_type(filename: str) -> str:
+    guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    return "application/octet-stream" if guessed in _FORCED_DOWNLOAD else guessed
+
+
+def _encode(image: Image.Image, image_format: str, **options: int) -> bytes:
+    buffer = BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _headers(disposition: str, content_type: str, body: bytes) -> dict[str, str]:
+    return {
+        "Content-Disposition": disposition,
+        "Content-Type": content_type,
+        "Content-Length": str(len(body)),
+    }
+
+
+def _status_only(status: int) -> ViewResult:
+    return ViewResult(status, None, None, None)

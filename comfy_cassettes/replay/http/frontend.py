@@ -1,0 +1,177 @@
+"""The ComfyUI web page on the replay: the frontend's static folders at ``/``, ``/templates`` and ``/docs``, and the
+informational routes the page reads at boot (``/extensions``, ``/i18n``, ``/workflow_templates``,
+``/experiment/models``, ``/internal/folder_paths``), each answered from the cassette when it recorded one.
+
+Routing follows server.py:796-835: API routes first, then the static folders, the web root last; a file the
+folders do not have is answered from a recording if any, else as aiohttp does (an empty 404).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ...comfy import model_files as models
+from ...comfy.frontend import DOCS, FRONTEND, INSTALL_HINT, TEMPLATES
+from ...comfy.profiles import Profile
+from ...comfy.routes import aliases
+from ..sim.interactions import InteractionIndex
+from .static import (
+    empty_streamed, file_response, json_response, method_not_allowed, request_path, resolve_in, with_cache_control,
+)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# First segments of the page's folders (frontend build, templates, docs): a miss under them is a static 404.
+_STATIC_ROOTS = frozenset({"assets", "extensions", "templates", "docs", "fonts", "cursor", "scripts"})
+
+
+@dataclass(frozen=True)
+class WebRoots:
+    """The folders served: the frontend build (``--front-end-root`` or the installed package), the workflow
+    templates and the node docs (installed packages); None for what is not there."""
+
+    web_root: Path | None
+    templates: Path | None
+    docs: Path | None
+    custom: bool = False  # web_root is a --front-end-root build
+
+    @classmethod
+    def resolve(cls, front_end_root: Path | None = None) -> WebRoots:
+        web_root = front_end_root if front_end_root is not None else FRONTEND.installed()
+        web_root, templates, docs = (p.resolve() if p is not None else None for p in (web_root, TEMPLATES.installed(), DOCS.installed()))
+        return cls(web_root, templates, docs, custom=front_end_root is not None)
+
+    def describe(self) -> str:
+        """One line for ``serve``'s banner."""
+        if self.web_root is None:
+            return INSTALL_HINT
+        if self.custom:
+            return f"web frontend: {self.web_root}"
+        version = FRONTEND.installed_version() or "?"
+        if version != FRONTEND.version:
+            return f"web frontend: {FRONTEND.distribution} {version} (the bundled cassettes' ComfyUI pins {FRONTEND.version})"
+        return f"web frontend: {FRONTEND.distribution} {version}"
+
+    def mounts(self) -> list[tuple[str, Path]]:
+        """URL prefix and folder of each static folder, in aiohttp's matching order (server.py:816-835)."""
+        found = [(TEMPLATES.prefix, self.templates), (DOCS.prefix, self.docs), (FRONTEND.prefix.rstrip("/"), self.web_root)]
+        return [(prefix, folder) for prefix, folder in found if folder is not None]
+
+
+def _is_page_file(path: str) -> bool:
+    """A request for one of the page's files (under its folders, or a name with an extension such as
+    ``/user.css``): missing, it gets ComfyUI's empty static 404. Any other miss (``/api/nope``, ``/system_stat``)
+    keeps the replay's report of the closest recordings, which the pytest fixtures turn into a failure."""
+    if path == "/api" or path.startswith("/api/"):
+        return False
+    return path == "/" or path.strip("/").split("/")[0] in _STATIC_ROOTS or "." in path.rsplit("/", 1)[-1]
+
+
+def extension_scripts(web_root: Path) -> list[str]:
+    """GET /extensions of a web root (server.py:275-287): its ``extensions/**/*.js`` in glob order (the folder's
+    listing order, not sorted)."""
+    files = glob.glob(os.path.join(glob.escape(str(web_root)), "extensions/**/*.js"), recursive=True)
+    return ["/" + os.path.relpath(f, web_root).replace(os.sep, "/") for f in files]
+
+
+class ModelFolders(Protocol):
+    """Where the page's model library reads the model folders: the engine's ``/models`` answers."""
+
+    started: float
+
+    def model_folders(self) -> list[str]: ...
+
+    def model_files(self, folder: str) -> list[str] | None: ...
+
+
+def frontend_routes(front_end_root: Path | None, index: InteractionIndex, fallback: Handler,
+                    folders: ModelFolders, profile: Profile) -> list[BaseRoute]:
+    """Routes serving the web page; ``fallback`` answers what neither a file nor a recording does (the
+    replay's unmatched 404); ``folders`` lists the models ``/models`` lists; ``profile`` is the ComfyUI version."""
+    roots = WebRoots.resolve(front_end_root)
+    scripts = profile.script_cache_control
+
+    def recorded(request: Request) -> Response | None:
+        rec = index.find(request.method, request.url.path, list(request.query_params.multi_items()))
+        if rec is None:
+            return None
+        answer = index.answer(rec)
+        return Response(answer.body, answer.status, headers=answer.headers)
+
+    def recorded_or(computed: Callable[[Request], Response]) -> Handler:
+        async def handler(request: Request) -> Response:
+            return recorded(request) or computed(request)
+
+        return handler
+
+    async def root(request: Request) -> Response:
+        if roots.web_root is None:
+            return PlainTextResponse(INSTALL_HINT + "\n", 404)
+        # server.py:248-254: the page itself is never cached.
+        headers = {"Cache-Control": profile.page_cache_control, "Pragma": "no-cache", "Expires": "0"}
+        return await file_response(request, roots.web_root / "index.html", headers, scripts=scripts)
+
+    def extensions(request: Request) -> Response:
+        return json_response(extension_scripts(roots.web_root) if roots.web_root is not None else [])
+
+    def model_folders(request: Request) -> Response:
+        return json_response(models.experiment_folders(folders.model_folders(), extensions=profile.model_folder_extensions))
+
+    def folder_paths(request: Request) -> Response:
+        return json_response(models.internal_folder_paths(folders.model_folders()))
+
+    def models_in(request: Request) -> Response:
+        names = folders.model_files(request.path_params["folder"])
+        return json_response(models.experiment_files(names, folders.started)) if names is not None else Response(status_code=404)
+
+    def mounted(path: str) -> tuple[Path, str] | None:
+        """The served folder a path falls in and the file name under it (aiohttp's static resources, in order)."""
+        for prefix, folder in roots.mounts():
+            if not prefix or path == prefix or path.startswith(prefix + "/"):
+                return folder, path[len(prefix) + 1:]
+        return None
+
+    async def static(request: Request) -> Response:
+        """server.py's static folders: a file, else a recording, else aiohttp's miss (or the replay's report)."""
+        found: Path | Response | None = None
+        if request.method in ("GET", "HEAD"):
+            mount = mounted(request_path(request))
+            found = resolve_in(*mount) if mount is not None else None
+            if isinstance(found, Path) and found.is_file():
+                return await file_response(request, found, scripts=scripts)
+        answer = recorded(request)
+        if answer is not None:
+            return answer
+        if roots.web_root is None or not _is_page_file(request.url.path):
+            return await fallback(request)
+        if request.method not in ("GET", "HEAD"):
+            return method_not_allowed()
+        if isinstance(found, Response):
+            return found
+        return await file_response(request, found, scripts=scripts) if found is not None else empty_streamed(404)
+
+    routes: list[BaseRoute] = [Route("/", root, methods=["GET"])]
+    informational: list[tuple[str, Callable[[Request], Response]]] = [
+        ("/extensions", extensions),
+        ("/i18n", lambda request: json_response({})),  # no custom node has locales on the replay
+        ("/workflow_templates", lambda request: json_response({})),  # nor example workflows
+        ("/experiment/models", model_folders),
+        ("/experiment/models/{folder}", models_in),
+    ]
+    for path, computed in informational:
+        routes.extend(Route(p, with_cache_control(recorded_or(computed), scripts=scripts), methods=["GET"]) for p in aliases(path))
+    # /internal is an aiohttp sub-app (server.py add_routes): no /api twin.
+    routes.append(Route("/internal/folder_paths", with_cache_control(recorded_or(folder_paths), scripts=scripts), methods=["GET"]))
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+    # Not under the cache middleware: aiohttp raises its static refusals past it; files carry their own header.
+    routes.append(Route("/{path:path}", static, methods=methods))
+    return routes

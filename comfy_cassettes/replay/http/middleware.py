@@ -1,0 +1,191 @@
+"""What happens to every request before its route: ComfyUI's Origin check, the HTTP fault rules, the request
+journal, and aiohttp's answer when a handler crashes. One ASGI layer does all four: a layer per concern cost
+more per request than the hot handlers themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from urllib.parse import urlsplit
+
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
+from ..config import ADMIN_PREFIX, is_loopback
+from ..sim.engine import ReplayEngine
+
+
+def foreign_origin(host: str | None, origin: str | None) -> bool:
+    """True when ComfyUI would refuse: both headers present, Host on loopback, and the host names differ
+    (ports compared only when both sides carry one)."""
+    if not host or not origin:
+        return False
+    host_domain = host.lower()
+    parsed = urlsplit(origin)
+    origin_domain = parsed.netloc.lower()
+    host_parts = urlsplit("//" + host_domain)
+    if not is_loopback(host_parts.hostname):
+        return False
+    try:
+        origin_port, host_port = parsed.port, host_parts.port
+    except ValueError:
+        return False
+    if origin_port is None:
+        host_domain = host_parts.hostname or ""
+    if host_port is None:
+        origin_domain = parsed.hostname or ""
+    return bool(host_domain and origin_domain and host_domain != origin_domain)
+
+
+FAULT_SCOPE_KEY = "comfy_cassettes.fault"
+
+
+class ReplayMiddleware:
+    """In front of the routes: ComfyUI's origin_only_middleware (on a loopback Host, another Origin gets an empty
+    403, snapshots capture; with ``refuse_cross_site``, ComfyUI 0.19+, so does ``Sec-Fetch-Site: cross-site``;
+    OPTIONS is answered empty), then for everything but the admin API the fault rules
+    (faults.py: delays, error statuses, dropped connections, "down") and the journal entry of each HTTP request
+    (method, path, query, body, status). A handler that raises is answered like aiohttp answers a crash, and its
+    traceback goes to the journal, where the test hears of it."""
+
+    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False) -> None:
+        self.app = app
+        self.engine = engine
+        self.refuse_cross_site = refuse_cross_site
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app  # Starlette's routes raise HTTPException (a 405) when they run inside an app
+        if self._refused(scope):
+            if kind == "http":
+                await Response(status_code=403)(scope, receive, send)
+            else:
+                await WebSocket(scope, receive, send).send_denial_response(Response(status_code=403))
+            return
+        if kind == "http" and scope["method"] == "OPTIONS":
+            await Response(status_code=200)(scope, receive, send)
+            return
+        if scope["path"].startswith(ADMIN_PREFIX):
+            await self._answer(scope, receive, send)
+        elif kind == "http":
+            await self._journaled(scope, receive, send)
+        else:
+            await self._faulted(scope, receive, send)
+
+    def _refused(self, scope: Scope) -> bool:
+        host = origin = fetch_site = None
+        for name, value in scope.get("headers", ()):
+            name = name.lower()
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"sec-fetch-site":
+                fetch_site = value.decode("latin-1")
+        return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
+
+    async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        status = 0
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._faulted(scope, receive_and_keep, send_and_note)
+        finally:
+            client = scope.get("client") or ("", 0)
+            self.engine.journal.add(
+                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(chunks), status,
+                matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
+            )
+
+    async def _faulted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        faults = self.engine.faults
+        if faults.is_down:
+            scope[FAULT_SCOPE_KEY] = "fault: server down"
+            await self._drop(scope, receive)
+            return
+        fault = faults.for_request(scope.get("method", "GET"), scope["path"]) if faults.rules else None
+        if fault is None:
+            await self._answer(scope, receive, send)
+            return
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        rule = fault.rule
+        scope[FAULT_SCOPE_KEY] = f"fault {rule.id}: {rule.kind}" if rule is not None else f"fault: delayed {fault.delay:.3f}s"
+        if rule is None:
+            await self._answer(scope, receive, send)
+        elif rule.kind == "drop":
+            await self._drop(scope, receive)
+        else:
+            body, headers = rule.error_status_body()
+            response = Response(body, rule.status, headers=headers)
+            if scope["type"] == "http":
+                await response(scope, receive, send)
+            else:
+                await WebSocket(scope, receive, send).send_denial_response(response)
+                # uvicorn's websockets-sansio logs a bogus "returned without completing handshake" error if the
+                # app returns before the refused connection is gone: wait for it.
+                listener = faults.listener
+                for _ in range(200):
+                    if listener is None or not listener.connected(scope.get("client")):
+                        break
+                    await asyncio.sleep(0.005)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route's answer; an exception becomes Starlette's answer to an HTTPException or aiohttp's crash."""
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] in ("http.response.start", "websocket.accept")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except HTTPException as exc:
+            if started or scope["type"] != "http":
+                raise
+            await PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)(scope, receive, send)
+        except Exception as exc:
+            # Inputs ComfyUI itself crashes on are answered as such by the handlers; reaching here is a replay bug.
+            self.engine.journal.error(f"{scope.get('method', 'WEBSOCKET')} {scope['path']} raised {exc!r}\n"
+                                      f"{''.join(traceback.format_exception(exc))}")
+            if started or scope["type"] != "http":
+                raise
+            await Response(CRASH_BODY, 500, headers=CRASH_HEADERS)(scope, receive, send)
+
+    async def _drop(self, scope: Scope, receive: Receive) -> None:
+        """Close the connection without answering. Without a server Listener (an in-process ASGI client) the
+        client gets this exception instead."""
+        listener = self.engine.faults.listener
+        if listener is None:
+            raise ConnectionResetError(f"comfy-cassettes: connection dropped by a fault rule ({scope['path']})")
+        if not listener.drop(scope.get("client")):
+            return  # already gone
+
+        # Wait until the server has seen the connection go, so it does not try to answer it.
+        async def gone() -> None:
+            while (await receive())["type"] not in ("http.disconnect", "websocket.disconnect"):
+                pass
+
+        try:
+            await asyncio.wait_for(gone(), 1.0)
+        except asyncio.TimeoutError:
+            pass

@@ -1,0 +1,194 @@
+"""Runs the replay app on uvicorn: in the foreground for the CLI, or in a thread for tests and the pytest plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+import uvicorn
+
+from ...cassette import load as cassette_io
+from ...errors import ConfigError
+from .app import create_app
+from ..config import ReplayConfig
+from ..sim.engine import ReplayEngine
+
+T = TypeVar("T")
+
+
+def build_engine(config: ReplayConfig) -> ReplayEngine:
+    """Validate the config and load its cassettes (errors name the file and key)."""
+    config = config.validated()
+    cassettes = [cassette_io.load(path) for path in config.cassettes]
+    base = cassette_io.load(config.base) if config.base is not None and config.base not in config.cassettes else None
+    return ReplayEngine(config, cassettes, base=base)
+
+
+def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
+    """Bind before starting uvicorn so a busy port is a clear error, and port 0 yields the real port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use; pick another with --port") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class ReplayServer:
+    """A replay server on a real socket.
+
+    Usage::
+
+        with ReplayServer(ReplayConfig(port=0)) as server:
+            httpx.get(server.url + "/system_stats")
+    """
+
+    def __init__(self, config: ReplayConfig, *, log_level: str = "warning") -> None:
+        config = config.validated()
+        # The port first: a busy port must not leave the engine's temporary folders behind.
+        self.socket = bind_socket(config.host, config.port)
+        try:
+            self.engine = build_engine(config)
+        except BaseException:
+            self.socket.close()
+            raise
+        self.config = self.engine.config
+        self.port: int = self.socket.getsockname()[1]
+        # No access log unless it would be shown, and no X-Forwarded-For rewriting (aiohttp does neither for
+        # ComfyUI): both cost time on every request.
+        uv_config = uvicorn.Config(
+            create_app(self.engine), log_level=log_level, lifespan="on", server_header=False,
+            ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
+            access_log=log_level in ("info", "debug", "trace"), proxy_headers=False,
+        )
+        self._server = uvicorn.Server(uv_config)
+        self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}"
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
+        if on_ready is not None:
+            threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def _when_started(self, on_ready: Callable[[], None]) -> None:
+        while not self._server.started:
+            if self._server.should_exit:
+                return
+            time.sleep(0.002)
+        on_ready()
+
+    def start(self) -> ReplayServer:
+        """Serve in a background thread; returns once the server accepts connections."""
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, daemon=True, name="comfy-cassettes-server")
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise ConfigError("the replay server stopped while starting; see the log above")
+            self._thread.join(0.002)
+        return self
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coroutine`` on the server's event loop (where the engine lives) and return its result."""
+        loop = self.engine.loop
+        if loop is None or not loop.is_running():
+            coroutine.close()
+            raise ConfigError("the replay server is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+
+    def end_down(self) -> bool:
+        """End a down period early (connections are accepted again at once); False when the server was not down."""
+        return self.call(self.engine.faults.end_down())
+
+    def stop(self) -> None:
+        """Stop the server and wait for its thread."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self.socket.close()
+        self.engine.remove_owned_dirs()  # also when the server never started
+
+    def __enter__(self) -> ReplayServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class UvicornListener:
+    """Listener for a uvicorn.Server serving on one socket: closes and reopens the listening socket on the
+    same address, and aborts connections through uvicorn's ``server_state``."""
+
+    def __init__(self, server: Any, host: str, port: int, *, backlog: int = 2048) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self._factory: Any = None
+
+    def _connections(self) -> list[Any]:
+        state = getattr(self.server, "server_state", None)
+        return list(getattr(state, "connections", ()))
+
+    def _find(self, client: tuple[str, int] | None) -> Any:
+        if client is None:
+            return None
+        return next((c for c in self._connections() if tuple(getattr(c, "client", None) or ()) == tuple(client)), None)
+
+    def drop(self, client: tuple[str, int] | None) -> bool:
+        connection = self._find(client)
+        if connection is None:
+            return False
+        connection.transport.abort()
+        return True
+
+    def connected(self, client: tuple[str, int] | None) -> bool:
+        return self._find(client) is not None
+
+    def drop_all(self, keep: tuple[str, int] | None = None) -> None:
+        for connection in self._connections():
+            transport = getattr(connection, "transport", None)
+            if transport is not None and (keep is None or tuple(getattr(connection, "client", None) or ()) != tuple(keep)):
+                transport.abort()
+
+    def stop_listening(self) -> None:
+        for listening in getattr(self.server, "servers", []):
+            # uvicorn builds its protocol factory inside startup(); keep it to listen again.
+            self._factory = self._factory or getattr(listening, "_protocol_factory", None)
+            listening.close()
+
+    async def listen_again(self) -> None:
+        factory = self._factory or self._rebuilt_factory()
+        sock = bind_socket(self.host, self.port, backlog=self.backlog)
+        listening = await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=self.backlog)
+        self.server.servers = [listening]
+
+    def _rebuilt_factory(self) -> Any:
+        """What uvicorn's startup() passes to create_server, when the closed server did not keep it."""
+        config = self.server.config
+        return functools.partial(
+            config.http_protocol_class, config=config, server_state=self.server.server_state, app_state=self.server.lifespan.state
+        )

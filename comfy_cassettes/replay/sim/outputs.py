@@ -1,0 +1,173 @@
+"""Makes a job's output images answerable by /view: copied to disk in dynamic mode, virtual in static mode."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ...cassette.model import Cassette, OutputImage
+from ...comfy.folders import FileRoots
+from .pixels import output_png
+
+
+@functools.lru_cache(maxsize=64)
+def solid_png(width: int, height: int, color: tuple[int, int, int] = (128, 128, 128)) -> bytes:
+    """A plain PNG of the requested size, for outputs no recording has bytes for."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (max(1, width), max(1, height)), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt"}
+
+
+def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
+    """``png`` with its text chunks replaced by ``text``, placed after IHDR as ComfyUI's SaveImage writes them
+    (basic_save capture: IHDR, tEXt "prompt", IDAT, IEND). The pixels are not re-encoded."""
+    out = [png[:8]]
+    position = 8
+    while position < len(png):
+        length = struct.unpack(">I", png[position : position + 4])[0]
+        kind = png[position + 4 : position + 8]
+        end = position + 12 + length
+        if kind not in _TEXT_CHUNKS:
+            out.append(png[position:end])
+        if kind == b"IHDR":
+            for key, value in text.items():
+                data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "backslashreplace")
+                out.append(struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+        position = end
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _as_png(path: Path, mtime_ns: int) -> bytes:
+    """A source image as PNG bytes (ComfyUI always saves PNG), converted once per file version."""
+    data = path.read_bytes()
+    if data.startswith(_SIGNATURE):
+        return data
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(buffer, format="PNG", compress_level=4)
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=1024)
+def _dimensions(path: Path, mtime_ns: int) -> tuple[int, int] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return int(image.width), int(image.height)
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def _mtime(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+class OutputFiles:
+    """Where each handed-out output name's bytes come from, and whether they are written.
+
+    Static mode writes nothing to the output folder: a name maps to the source image or the recorded
+    image. Dynamic mode (and PreviewImage's temp files, always) writes a real file under the ComfyUI name.
+    """
+
+    def __init__(self, roots: FileRoots, *, dynamic: bool, source_image: Path | None, make_dir: Callable[[str], Path]) -> None:
+        self.roots = roots
+        self.dynamic = dynamic
+        self.source_image = source_image
+        self._make_dir = make_dir
+        self._spill_dir: Path | None = None
+        self.virtual: dict[tuple[str, str, str], Path] = {}
+
+    def reset(self) -> None:
+        self.virtual.clear()
+
+    def lookup(self, kind: str, subfolder: str, filename: str) -> Path | None:
+        """A static-mode name's source file (the ``virtual`` hook of files.resolve_view)."""
+        return self.virtual.get((kind, subfolder, filename))
+
+    def materialize(
+        self, output: Any, recorded: Mapping[int, OutputImage], cassette: Cassette | None,
+        metadata: Callable[[], Mapping[str, str]] | None = None, *, seed: int | None = None,
+        wrote: Callable[[Path, int | None], None] | None = None,
+    ) -> None:
+        """Make every image of one node's ``output`` viewable; ``recorded`` maps image index to its recording.
+        Written files carry ``metadata()`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``; asked
+        for only when a file is written). An image
+        no recording has bytes for is drawn from the ``seed`` of the sampler that made it, else plain grey.
+        ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote)."""
+        images = output.get("images", []) if isinstance(output, dict) else []
+        for index, image in enumerate(images):
+            if not isinstance(image, dict) or "filename" not in image:
+                continue
+            kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
+            folder = self.roots.temp if kind == "temp" else self.roots.output
+            target = folder / subfolder / filename
+            if target.exists() or (kind, subfolder, filename) in self.virtual:
+                continue  # a cached re-run reports files that already exist
+            source = self._source(recorded.get(index), cassette, seed, index)
+            if self.dynamic or kind == "temp":
+                png = _as_png(source, source.stat().st_mtime_ns) if isinstance(source, Path) else source
+                before = _mtime(target.parent)
+                if before is None:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
+                target.write_bytes(png_with_text(png, text) if text else png)
+                if wrote is not None:
+                    wrote(target, before)
+            else:
+                self.virtual[(kind, subfolder, filename)] = source if isinstance(source, Path) else self._spill(source)
+
+    def served(self, image: Mapping[str, Any]) -> Path | None:
+        """The file /view answers for an output entry (a static-mode name's source), None when there is none."""
+        kind, subfolder, filename = str(image.get("type", "output")), str(image.get("subfolder", "")), str(image.get("filename", ""))
+        path = self.virtual.get((kind, subfolder, filename))
+        if path is None:
+            path = (self.roots.temp if kind == "temp" else self.roots.output) / subfolder / filename
+        return path if path.is_file() else None
+
+    def dimensions(self, image: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(width, height) of the file an output entry names, read from its header as ComfyUI's media
+        enrichment does; None when there is no such image."""
+        path = self.served(image)
+        try:
+            return _dimensions(path, path.stat().st_mtime_ns) if path is not None else None
+        except OSError:
+            return None
+
+    def _source(self, image: OutputImage | None, cassette: Cassette | None, seed: int | None, index: int) -> Path | bytes:
+        if self.source_image is not None:
+            return self.source_image
+        if image is not None and image.file and cassette is not None:
+            return cassette.blob_path(image.file)
+        width, height = (image.width or 512, image.height or 512) if image is not None else (512, 512)
+        return output_png(seed, width, height, index) if seed is not None else solid_png(width, height)
+
+    def _spill(self, data: bytes) -> Path:
+        """Static mode needs a path for generated bytes: one file per distinct image in a private folder."""
+        if self._spill_dir is None:
+            self._spill_dir = self._make_dir("static")
+        path = self._spill_dir / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+        if not path.exists():
+            path.write_bytes(data)
+        return path
+
+
+__all__ = ["OutputFiles", "solid_png"]

@@ -1,0 +1,270 @@
+"""Chooses what a submitted prompt will do: a matching recorded job replayed as recorded, or the graph run with
+the submitted values (at a recording's pace when one has the same graph)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...comfy.behaviours import DECISIVE_INPUTS, InputSize, output_size, sampler_steps, seed
+from ...comfy.events import Event, WsEvent
+from ...comfy.graph import is_link, structure
+from ...comfy.nodes import OUTPUT_CLASSES, VOLATILE_INPUTS
+from ...comfy.timeline import PREVIEW, Pace, from_history, timeline
+from ...cassette.model import Job, OutputImage
+from ...cassette.templating import Renderer, compile_value, out_name, parse_templated, placeholder
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The event stream and images one queued prompt will produce."""
+
+    events: tuple[WsEvent, ...]
+    outputs: tuple[OutputImage, ...]
+    cached: tuple[str, ...]
+    status: str
+    job: Job | None  # the recorded job replayed, None when synthetic
+    queued_for: float = 0.0
+    seeds: Mapping[str, int] = field(default_factory=dict)  # output node -> the seed its images come from
+
+    @property
+    def synthetic(self) -> bool:
+        return self.job is None
+
+
+def _widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    """A graph's non-volatile widget values by (node, input)."""
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()
+            if key not in VOLATILE_INPUTS and not is_link(value)}
+
+
+def _inputs(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()}
+
+
+def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, str], Any]) -> int:
+    """How many of a graph's widget values another graph of the same structure has too."""
+    return sum(1 for key, value in values.items() if inputs.get(key) == value)
+
+
+def _decisive(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    """The values in a graph that decide what a client sees (behaviours.DECISIVE_INPUTS)."""
+    return {(str(n), k): v for n, node in workflow.items() if isinstance(node, dict)
+            for k, v in (node.get("inputs") or {}).items() if k in DECISIVE_INPUTS and not is_link(v)}
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What matching asks of a recorded job, worked out once at load instead of for every submission."""
+
+    decisive: dict[tuple[str, str], Any]
+    cached: list[str]  # sorted
+    own_values: int  # how many widget values the job shares with itself
+    with_bytes: int
+    inputs: dict[tuple[str, str], Any]  # every input by (node, input)
+
+    @classmethod
+    def of(cls, job: Job) -> _Facts:
+        inputs = _inputs(job.workflow)
+        return cls(_decisive(job.workflow), sorted(job.cached), _shared(_widget_values(job.workflow), inputs),
+                   int(all(o.file for o in job.outputs)), inputs)
+
+
+class JobIndex:
+    """The recorded jobs, grouped once by workflow structure, so matching a submission costs one lookup."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = list(jobs)
+        self._by_structure: dict[str, list[Job]] = {}
+        self._facts = {id(job): _Facts.of(job) for job in self.jobs}
+        self._history_renderers: dict[int, Renderer] = {}
+        for job in self.jobs:
+            self._by_structure.setdefault(structure(job.workflow), []).append(job)
+
+    def rendered_history(self, job: Job, bindings: Mapping[str, Any]) -> Any:
+        """The job's recorded history entry with a replay's values (its renderer compiled on first use)."""
+        render = self._history_renderers.get(id(job))
+        if render is None:
+            render = self._history_renderers[id(job)] = compile_value(job.history)
+        return render(bindings)
+
+    def _same_shape(self, workflow: Mapping[str, Any], shape: str | None) -> list[Job]:
+        """The recorded jobs with ``workflow``'s structure (``shape``, when the caller worked it out already)."""
+        return self._by_structure.get(shape if shape is not None else structure(workflow), [])
+
+    def choose(self, workflow: Mapping[str, Any], *, has_client: bool, cached: Sequence[str], shape: str | None = None) -> Job | None:
+        """The recorded job that best matches a submission, or None.
+
+        Same structure is required, and the same values where they decide what a client sees (sizes, image
+        counts, sampler steps); the recorded cache pattern must agree with the engine's (a fully cached re-run only
+        replays a fully cached recording); then shared values, recorded image bytes, client presence and a
+        finished recording break ties.
+        """
+        best: tuple[tuple[int, ...], Job] | None = None
+        wanted_cached, decisive, values = sorted(cached), None, None
+        for job in self._same_shape(workflow, shape):
+            facts = self._facts[id(job)]
+            if job.status in ("rejected", "unfinished") or facts.cached != wanted_cached:
+                continue
+            decisive = _decisive(workflow) if decisive is None else decisive
+            if decisive != facts.decisive:
+                continue  # other sizes, counts or steps: the graph is run with the submitted values instead
+            if has_client and not job.has_client and (job.status not in ("success", "error") or not job.history):
+                continue  # recorded without a client_id: only history can tell the client's stream, for a finished job
+            values = _widget_values(workflow) if values is None else values
+            shared = _shared(values, facts.inputs)
+            # A recorded failure was caused by its values: replay it only for the very same values.
+            if job.status == "error" and shared != facts.own_values:
+                continue
+            finished = int(job.status != "interrupted")  # an interrupted recording only knows half the run
+            score = (finished, shared, facts.with_bytes, int(job.has_client == has_client), len(job.ws))
+            if best is None or score > best[0]:
+                best = (score, job)
+        return best[1] if best else None
+
+    def pace(self, workflow: Mapping[str, Any], *, has_client: bool, shape: str | None = None) -> Pace | None:
+        """How long this graph's nodes took in a recording of the same structure (any values), for running it with
+        other values at the recorded pace; None when no finished recording has it."""
+        jobs = [j for j in self._same_shape(workflow, shape)
+                if j.status in ("success", "interrupted") and j.ws and (j.has_client or not has_client)]
+        return recorded_pace(max(jobs, key=lambda j: (j.status == "success", len(j.ws)))) if jobs else None
+
+    def rejection(self, workflow: Mapping[str, Any]) -> Job | None:
+        """A recorded 400 for exactly this workflow (used when no /object_info is recorded to validate against)."""
+        for job in self._same_shape(workflow, None):
+            if job.status == "rejected" and job.workflow == workflow:
+                return job
+        return None
+
+    def acceptance(self, workflow: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+        """What ComfyUI answered when it accepted exactly this workflow: its ``node_errors`` and the outputs it
+        queued (a partly valid prompt runs only its valid outputs: error_invalid_prompt capture)."""
+        for job in self._same_shape(workflow, None):
+            if job.status != "rejected" and job.workflow == workflow and job.outputs_to_execute:
+                answer = parse_templated(job.response_body)
+                errors = answer.get("node_errors") if isinstance(answer, dict) else None
+                return (errors if isinstance(errors, dict) else {}), list(job.outputs_to_execute)
+        return None
+
+    def output_order(self, workflow: Mapping[str, Any], outputs: Sequence[str], shape: str | None = None) -> list[str]:
+        """``outputs`` in the order a recording of this graph listed them. ComfyUI builds the list from a set, so
+        its order is the recorded process's; a replay of that recording keeps it."""
+        wanted = sorted(outputs)
+        for job in self._same_shape(workflow, shape):
+            if job.outputs_to_execute and sorted(job.outputs_to_execute) == wanted:
+                return list(job.outputs_to_execute)
+        return list(outputs)
+
+
+# ---------------------------------------------------------------- runs from the graph
+
+
+def synthesize(
+    workflow: Mapping[str, Any],
+    order: Sequence[str],
+    outputs_to_execute: Sequence[str],
+    *,
+    cached: Sequence[str] = (),
+    input_size: InputSize | None = None,
+    previews: bool = False,
+    pace: Pace | None = None,
+) -> Plan:
+    """A run of ``workflow`` with its own values, in the event order real ComfyUI produces: each sampler's steps
+    (with preview markers when ``previews``), images of the size the graph says, at ``pace``."""
+    images: list[OutputImage] = []
+    outputs: dict[str, Any] = {}
+    seeds: dict[str, int] = {}
+    for node_id in order:
+        cls = workflow[node_id].get("class_type")
+        kind = OUTPUT_CLASSES.get(cls) if cls in OUTPUT_CLASSES else None
+        if kind and node_id in outputs_to_execute:
+            width, height, batch = output_size(workflow, node_id, input_size)
+            produced = [OutputImage(node_id, i, kind, width, height) for i in range(batch)]
+            images.extend(produced)
+            outputs[node_id] = {"images": [_image_ref(image) for image in produced]}
+            found = seed(workflow, node_id)
+            if found is not None:
+                seeds[node_id] = found
+    steps = {n: s for n in order if n not in cached and (s := sampler_steps(workflow, n)) is not None}
+    events = timeline(order, prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
+                      outputs=outputs, steps=steps, previews=previews, pace=pace)
+    return Plan(tuple(events), tuple(images), tuple(cached), "success", None, seeds=seeds)
+
+
+def _image_ref(image: OutputImage) -> dict[str, str]:
+    return {"filename": placeholder(out_name(image.node, image.index)),
+            "subfolder": placeholder(out_name(image.node, image.index, "subfolder")), "type": image.kind}
+
+
+def recorded_pace(job: Job) -> Pace:
+    """Each node's recorded run time (start to the next node's start) and each sampler's time per step."""
+    starts: list[tuple[str, float]] = []
+    steps: dict[str, list[float]] = {}
+    for event in job.ws:
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == Event.PROGRESS_STATE.value:
+            for node in _running(event) - {n for n, _ in starts}:
+                starts.append((node, event.t))
+        elif event.type == Event.PROGRESS.value and data.get("node") is not None:
+            steps.setdefault(str(data["node"]), []).append(event.t)
+    end = job.ws[-1].t if job.ws else 0.0
+    began = dict(starts)
+    node_time = {n: max(0.0, (starts[i + 1][1] if i + 1 < len(starts) else end) - t) for i, (n, t) in enumerate(starts)}
+    step_time = {n: (times[-1] - began.get(n, times[0])) / len(times) for n, times in steps.items() if times}
+    return Pace(node_time, step_time)
+
+
+def resume_interrupted(job: Job, synthetic: Plan) -> Plan:
+    """A recorded run that was interrupted: its real events and pace up to the interruption, then the rest of the
+    graph (the interrupted sampler's remaining steps first), so a replay runs to the end unless it is interrupted
+    again."""
+    recorded = [e for e in job.ws if e.type != Event.EXECUTION_INTERRUPTED.value]
+    seen = {_signature(e) for e in recorded} - {None}
+    events = list(synthetic.events)
+    frontier = max((i for i, e in enumerate(events) if _signature(e) in seen), default=1)
+    t = recorded[-1].t if recorded else 0.0
+    offset = t - events[frontier].t
+    rest = [WsEvent(e.t + offset, e.type, e.data, e.binary) for e in events[frontier + 1:]]
+    return Plan(tuple(recorded + rest), synthetic.outputs, job.cached, "success", job, job.queued_for, synthetic.seeds)
+
+
+def _signature(event: WsEvent) -> tuple[Any, ...] | None:
+    """What identifies a message in a run regardless of ids and times: the node a progress_state last changed
+    with its state and value, a node's ``executing``, a step's ``progress``."""
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.type == Event.PROGRESS_STATE.value and data.get("nodes"):
+        node, state = list(data["nodes"].items())[-1]
+        return ("state", str(node), state.get("state"), state.get("value")) if isinstance(state, dict) else None
+    if event.type == Event.EXECUTING.value and data.get("node") is not None:
+        return ("executing", str(data["node"]))
+    if event.type == Event.PROGRESS.value:
+        return ("progress", str(data.get("node")), data.get("value"))
+    return None
+
+
+def _running(event: WsEvent) -> set[str]:
+    nodes = event.data.get("nodes") if isinstance(event.data, dict) else None
+    return {str(n) for n, s in (nodes or {}).items() if isinstance(s, dict) and s.get("state") == "running"}
+
+
+def from_job(job: Job, workflow: Mapping[str, Any], input_size: InputSize | None = None, *, has_client: bool = True) -> Plan:
+    """A plan that replays a recorded job as it happened; images the recording never downloaded get the
+    size the submitted graph says. A client's stream of a job recorded without one is rebuilt from its history."""
+    outputs = tuple(_sized(o, workflow, input_size) for o in job.outputs)
+    seeds = {n: s for n in {o.node for o in outputs} if (s := seed(workflow, n)) is not None}
+    events = job.ws
+    if has_client and not job.has_client and job.history:
+        events = tuple(from_history(job.workflow, job.outputs_to_execute, job.history, cached=job.cached,
+                                    prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"))[0])
+    return Plan(events, outputs, job.cached, job.status, job, job.queued_for, seeds)
+
+
+def _sized(image: OutputImage, workflow: Mapping[str, Any], input_size: InputSize | None) -> OutputImage:
+    if image.width and image.height:
+        return image
+    width, height, _ = output_size(workflow, image.node, input_size)
+    return OutputImage(image.node, image.index, image.kind, width, height, image.file)
+
+
+__all__ = ["PREVIEW", "Plan", "JobIndex", "from_job", "recorded_pace", "resume_interrupted", "synthesize"]

@@ -1,0 +1,320 @@
+"""One queued prompt, executed: its plan's events rendered and sent in order, with the points where the clock
+holds it, faults end it and an interrupt stops it, and what it leaves behind (history, cache, files).
+
+A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs) and
+``finished`` (after the terminal message, before history is written); the clock waits at them and job faults
+fire at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ...comfy.events import WsEvent
+from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
+from ...comfy.timeline import PREVIEW
+from ...cassette.templating import JobBinding, event_renderer, render_value
+from ...comfy.shapes import ExecutionStatus
+from ..harness.faults import FaultRule, JobFault
+from .plan import Plan
+from .state import JobState, QueueItem
+
+if TYPE_CHECKING:
+    from .engine import ReplayEngine
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A job fault and the node it fires at."""
+
+    fault: JobFault
+    node: str | None
+
+
+# Comparisons below use Event members directly: a str enum equals its value, and `.value` is a property lookup
+# on every message of every job.
+
+
+class JobRun:
+    """Executes one queue item against a plan; the engine creates one per job and awaits :meth:`execute`."""
+
+    def __init__(self, engine: ReplayEngine, item: QueueItem, plan: Plan, binding: JobBinding) -> None:
+        self.engine = engine
+        self.item = item
+        self.plan = plan
+        self.bindings: dict[str, Any] = dict(binding.values)
+        self.executed: list[str] = []  # nodes that ran, in order
+        self.outputs: dict[str, Any] = {}
+        self.messages: list[list[Any]] = []  # what history keeps: start, cached, the terminal message
+        self.current: str | None = None
+        self.status = JobState.SUCCESS
+        self.ended = False  # a fault or an interrupt ended the run before its plan did
+        # A node has started once its last start message is out: `executing` for a client; without a client_id
+        # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
+        self._announced = item.client_id is not None
+        self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
+        if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
+            self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
+        # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
+        # plan's events are new each time, so they are rendered directly.
+        self._recorded_events = plan.job is not None and plan.events is plan.job.ws
+        refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
+        self._pending = self._targets([*item.faults, *refusals])
+
+    # ------------------------------------------------------------ the run
+
+    async def execute(self) -> None:
+        engine = self.engine
+        # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
+        # time this one already spent queued counts towards it (in recorded seconds).
+        waited = (time.time() - self.item.created) * engine.config.speed
+        await engine.pause(max(0.0, self.plan.queued_for - waited))
+        events = self.plan.events
+        previous_t, i = 0.0, 0
+        while i < len(events) and not self.ended:
+            event = events[i]
+            await engine.pause(event.t - previous_t)
+            previous_t = event.t
+            i += 1
+            if i < len(events) and self._swapped(event, events[i]):
+                # The preview and its `progress` go out in the order the client's format has (previews.md).
+                event, later = events[i], event
+                i += 1
+                await self._handle(event)
+                if not self.ended:
+                    await self._handle(later)
+            else:
+                await self._handle(event)
+        await engine.clock.checkpoint(self.item.prompt_id, "finished")
+        self._finish()
+
+    async def _handle(self, event: WsEvent) -> None:
+        """Send one planned message (or preview), with the step points it reaches."""
+        engine, item = self.engine, self.item
+        if event.binary is not None or event.type == PREVIEW:
+            self._emit_preview(event)
+            return
+        kind = str(event.type)
+        bindings = {**self.bindings, "now_ms": _now_ms()}
+        data = event_renderer(event)(bindings) if self._recorded_events else render_value(event.data, bindings)
+        if kind in TERMINAL and self._pending:
+            # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
+            await self._fire(at_end=True)
+            if self.ended:
+                return
+        if kind == Event.PROGRESS_STATE and self._step_begins(data) and engine.interrupt_requested:
+            # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
+            # (txt2img_interrupt capture).
+            self._interrupt(self.current)
+            return
+        if kind == Event.EXECUTED and isinstance(data, dict):
+            # The node's files exist before `executed` says so (written in dynamic mode).
+            engine.materialize(self, str(data.get("node")), data.get("output"))
+        started = self._observe(kind, data)
+        engine.emit(item, kind, data)
+        if started:
+            await self._at_node()
+        elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
+            await engine.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
+
+    def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
+        """Whether a step's preview and ``progress`` must trade places for this client: after ``progress`` for a
+        legacy client, before it for one that announced preview metadata (txt2img capture)."""
+        is_preview = event.binary is not None or event.type == PREVIEW
+        after_preview = after.binary is not None or after.type == PREVIEW
+        if not (is_preview and after.type == Event.PROGRESS) and not (event.type == Event.PROGRESS and after_preview):
+            return False
+        client = self.engine.sockets.clients.get(self.item.client_id or "")
+        if client is None:
+            return False
+        return client.preview_metadata != is_preview
+
+    def _step_begins(self, data: Any) -> bool:
+        """Whether a progress_state moves the running node's bar: the first message of a sampler step."""
+        state = (data.get("nodes") or {}).get(self.current or "") if isinstance(data, dict) else None
+        if not isinstance(state, dict) or state.get("state") != "running":
+            return False
+        value = state.get("value")
+        return bool(value) and value != self._values.get(self.current or "")
+
+    def _observe(self, kind: str, data: Any) -> bool:
+        """Keep what the run's messages say: which nodes ran, what outputs they made, what history keeps.
+        True when the message starts a node."""
+        if not isinstance(data, dict):
+            return False
+        started = None
+        if kind == Event.EXECUTING and data.get("node") is not None and self._announced:
+            started = str(data["node"])
+        elif kind == Event.PROGRESS_STATE:
+            for node_id, state in (data.get("nodes") or {}).items():
+                if not isinstance(state, dict):
+                    continue
+                if state.get("state") == "running" and not self._announced and node_id not in self._values:
+                    started = str(node_id)
+                self._values[str(node_id)] = state.get("value")
+                # A recording made without a client_id has no `executing`: finished nodes say what ran.
+                if state.get("state") == "finished" and node_id not in self.executed:
+                    self.executed.append(str(node_id))
+        elif kind == Event.EXECUTED:
+            node = str(data.get("node"))
+            if self.engine.profile.output_metadata:
+                data["output"] = self.engine.enrich_output(data.get("output"), self.item.prompt_id)
+            self.outputs[node] = data.get("output")
+        if kind in HISTORY_TYPES:
+            self.messages.append([kind, data])
+        if kind in TERMINAL:
+            self.status = JobState(STATUS_OF_TERMINAL[kind])
+        if started is None:
+            return False
+        if self.current is not None and self.current not in self.executed:
+            self.executed.append(self.current)
+        self.current = self.engine.last_node = started
+        return True
+
+    async def _at_node(self) -> None:
+        """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
+        if self.engine.interrupt_requested:
+            self._interrupt(self.current)
+            return
+        await self.engine.clock.checkpoint(self.item.prompt_id, f"node:{self.current}")
+        if self._pending:
+            await self._fire()
+
+    # ------------------------------------------------------------ endings
+
+    def _interrupt(self, node: str | None) -> None:
+        """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
+        node_type = self.item.workflow.get(node or "", {}).get("class_type")
+        data = interrupted(self.item.prompt_id, node, node_type, self._as_recorded(Event.EXECUTION_INTERRUPTED.value, self._done()), _now_ms())
+        self.messages.append([Event.EXECUTION_INTERRUPTED.value, data])
+        self.engine.emit(self.item, Event.EXECUTION_INTERRUPTED.value, data)
+        self.status, self.ended = JobState.INTERRUPTED, True
+
+    def _fail(self, fault: JobFault, node: str | None) -> None:
+        data = fault.error_payload(self.item.prompt_id, node, self.item.workflow, self._done(), list(reversed(self.item.order)))
+        self.messages.append([Event.EXECUTION_ERROR.value, data])
+        self.engine.emit(self.item, Event.EXECUTION_ERROR.value, data)
+        self.status, self.ended = JobState.ERROR, True
+
+    def _done(self) -> list[str]:
+        return self.executed + [n for n in self.plan.cached if n not in self.executed]
+
+    def _as_recorded(self, kind: str, executed: list[str]) -> list[str]:
+        """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
+        is the recorded process's; a replay of that recording keeps it."""
+        job = self.plan.job
+        if job is None:
+            return executed
+        recorded = [e.data for e in job.ws if e.type == kind]
+        recorded += [m[1] for m in ((job.history or {}).get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2 and m[0] == kind]
+        for data in recorded:
+            listed = data.get("executed") if isinstance(data, dict) else None
+            if isinstance(listed, list) and sorted(map(str, listed)) == sorted(executed):
+                return [str(n) for n in listed]
+        return executed
+
+    def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
+        """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
+        ran = [str(e.data["node"]) for e in self.plan.events
+               if e.type == Event.EXECUTING.value and isinstance(e.data, dict) and e.data.get("node") is not None]
+        targets: dict[str, _Target] = {}
+        for fault in faults:
+            default = (ran[0] if fault.kind == "ws_disconnect" else ran[-1]) if ran else None
+            targets[fault.kind] = _Target(fault, fault.node or default)
+        return targets
+
+    async def _fire(self, *, at_end: bool = False) -> None:
+        """Fire the faults due at the current node (all of them at the end of the run)."""
+        due = [kind for kind, target in self._pending.items() if at_end or target.node == self.current]
+        node = self.current
+        if at_end and node is None:
+            # Nothing ran (all cached): name the rule's node, else the last output, as the failing one.
+            named = [t.node for kind, t in self._pending.items() if kind in due and t.node is not None]
+            node = named[0] if named else (self.item.outputs_to_execute[-1] if self.item.outputs_to_execute else None)
+        if "ws_disconnect" in due:
+            target = self._pending.pop("ws_disconnect")
+            self.engine.sockets.cut(self.item.client_id, target.fault.rule.code)
+        if "execution_interrupted" in due:
+            self._pending.pop("execution_interrupted")
+            self._interrupt(node)
+        elif "execution_error" in due:
+            self._fail(self._pending.pop("execution_error").fault, node)
+
+    def _finish(self) -> None:
+        """History, cache and queue after the run; then the status and ComfyUI's end-of-prompt ``executing``."""
+        engine, item, plan = self.engine, self.item, self.plan
+        job = plan.job
+        if job is not None and not job.has_client and job.history and self.status.value == job.status:
+            # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
+            recorded = render_value((job.history.get("status") or {}).get("messages") or [], {**self.bindings, "now_ms": _now_ms()})
+            self.messages = recorded or self.messages
+        success = self.status is JobState.SUCCESS
+        outputs, meta = self.outputs, dict[str, Any]()
+        if success:
+            recorded_entry = engine.index.rendered_history(job, self.bindings) if job is not None and job.history else None
+            if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
+                outputs = recorded_entry["outputs"]
+            meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
+        status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
+        engine.history.record(item, outputs if success else {}, status, meta)
+        sigs = item.signatures
+        done = set(self.executed) | set(plan.cached) | (set(outputs) if success else set())
+        if success:
+            done |= {n for n in item.workflow if n in sigs}
+        results = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+        if engine.profile.keeps_earlier_results:
+            engine.node_cache.update(results)  # the RAM-pressure cache keeps earlier prompts' results (0.23.0+)
+        else:
+            engine.node_cache = results  # 0.3.64's classic cache holds the last prompt only
+        engine.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
+        engine.emit(item, Event.EXECUTING.value, executing(None, item.prompt_id))
+        engine.clock.job_finished(item.prompt_id, self.status.value)
+
+    # ------------------------------------------------------------ previews
+
+    def _emit_preview(self, event: WsEvent) -> None:
+        """A recorded binary frame as recorded, or a step's preview drawn from the sampler's seed."""
+        if not self.engine.sockets.listening(self.item.client_id):
+            return  # drawn for nobody otherwise
+        binary = event.binary
+        if binary is None:
+            data = event.data if isinstance(event.data, dict) else {}
+            node = str(data.get("node"))
+            image = self.engine.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
+            self.engine.sockets.emit_preview(self.item.client_id, image, image_format=1,
+                                             metadata=preview_metadata(node, self.item.prompt_id, "image/jpeg"))
+            return
+        cassette = self.engine.cassette_of(self.plan.job)
+        image = cassette.read_blob(binary.file) if cassette is not None else b""
+        metadata = render_value(binary.metadata, self.bindings) if binary.metadata else None
+        if metadata is None:
+            # A legacy recording, replayed to a client that wants metadata: build it as ComfyUI would.
+            metadata = preview_metadata(self.engine.last_node, self.item.prompt_id, "image/jpeg" if binary.image_format == 1 else "image/png")
+        self.engine.sockets.emit_preview(self.item.client_id, image, image_format=binary.image_format, metadata=metadata)
+
+    def png_metadata(self) -> dict[str, str]:
+        """SaveImage/PreviewImage's PNG text chunks: the prompt, then one per extra_pnginfo key, each JSON."""
+        metadata = {"prompt": json.dumps(self.item.workflow)}
+        extra = self.item.extra_data.get("extra_pnginfo")
+        if isinstance(extra, dict):
+            metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
+        return metadata
+
+
+def _save_refusal(message: str) -> FaultRule:
+    """SaveImage raises when it runs with a prefix outside the output folder (error_execution capture)."""
+    return FaultRule(id="save", kind="execution_error", exception_type="Exception", exception_message=message + "\n")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def yield_between_jobs() -> None:
+    """Let handlers run between jobs (instant timing sends one job's events back to back)."""
+    await asyncio.sleep(0)

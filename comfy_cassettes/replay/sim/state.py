@@ -1,0 +1,228 @@
+"""The simulated server's job state: queue items with their lifecycle, the prompt queue, and the history.
+
+Mirrors ComfyUI's PromptQueue (execution.py): a heap ordered by (number, prompt_id), one running item, a
+history capped at MAXIMUM_HISTORY_SIZE. Every change reports the queue size *at that moment* to ``on_change``,
+as ComfyUI's queue_updated() does under the queue's lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from ...comfy.graph import execution_order, signatures
+from ...comfy.protocol import MAXIMUM_HISTORY_SIZE, SENSITIVE_EXTRA_DATA_KEYS
+from ...comfy.shapes import ExecutionStatus, HistoryEntry, QueueListing
+
+if TYPE_CHECKING:
+    from ..harness.faults import JobFault
+
+
+class JobState(str, Enum):
+    """Where a prompt is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+    DELETED = "deleted"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+_ALLOWED: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.DELETED}),
+    JobState.RUNNING: frozenset({JobState.SUCCESS, JobState.ERROR, JobState.INTERRUPTED}),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """Raised when a job is moved to a state it cannot reach from where it is (an engine bug, never user input)."""
+
+
+@dataclass(eq=False)
+class QueueItem:
+    """One accepted prompt and its lifecycle."""
+
+    number: int | float
+    prompt_id: str
+    workflow: dict[str, Any]
+    extra_data: dict[str, Any]
+    outputs_to_execute: list[str]
+    client_id: str | None
+    seq: int
+    faults: list[JobFault] = field(default_factory=list)  # forced outcomes taken at submit (faults.py)
+    state: JobState = JobState.QUEUED
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    shape: str | None = None  # graph.structure(workflow), worked out once at submit
+
+    @functools.cached_property
+    def signatures(self) -> dict[str, str]:
+        """Each node's cache signature (graph.signatures): asked when the job is planned, named and finished."""
+        return signatures(self.workflow)
+
+    @functools.cached_property
+    def order(self) -> list[str]:
+        """The nodes ComfyUI runs for this prompt, in its execution order."""
+        return execution_order(self.workflow, self.outputs_to_execute)
+
+    def __lt__(self, other: QueueItem) -> bool:
+        # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id.
+        return (self.number, self.prompt_id, self.seq) < (other.number, other.prompt_id, other.seq)
+
+    def move(self, to: JobState) -> None:
+        """Change state; refuses a transition ComfyUI cannot make (a finished job never runs again)."""
+        if to not in _ALLOWED.get(self.state, frozenset()):
+            raise InvalidTransition(f"job {self.prompt_id}: cannot go from {self.state.value} to {to.value}")
+        self.state = to
+        if to is JobState.RUNNING:
+            self.started = time.time()
+        elif to.finished:
+            self.finished = time.time()
+
+    def as_list(self) -> list[Any]:
+        """The 5-element item ComfyUI shows in /queue and history ``prompt``."""
+        return [self.number, self.prompt_id, self.workflow, self.extra_data, self.outputs_to_execute]
+
+
+class PromptQueue:
+    """Pending items in a heap and the one running item; ``on_change(remaining)`` hears every change."""
+
+    def __init__(self, on_change: Callable[[int], None] | None = None) -> None:
+        self.pending: list[QueueItem] = []
+        self.running: QueueItem | None = None
+        self.on_change = on_change
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.remaining())
+
+    def remaining(self) -> int:
+        """Pending plus running, what ``status`` frames and GET /prompt report."""
+        return len(self.pending) + (1 if self.running is not None else 0)
+
+    def put(self, item: QueueItem) -> None:
+        heapq.heappush(self.pending, item)
+        self._changed()
+
+    def head(self) -> QueueItem | None:
+        return self.pending[0] if self.pending else None
+
+    def take(self) -> QueueItem:
+        """The next item, now running (reported with it counted as running, like ComfyUI's get())."""
+        item = heapq.heappop(self.pending)
+        item.move(JobState.RUNNING)
+        self.running = item
+        self._changed()
+        return item
+
+    def done(self, item: QueueItem, state: JobState) -> None:
+        """The running item ended in ``state``; call after its history entry is written (task_done)."""
+        item.move(state)
+        if self.running is item:
+            self.running = None
+        self._changed()
+
+    def delete(self, prompt_ids: Iterable[str]) -> list[QueueItem]:
+        """Remove pending items by prompt_id, one report per item removed (POST /queue ``delete``)."""
+        removed = []
+        for prompt_id in prompt_ids:
+            found = next((item for item in self.pending if item.prompt_id == prompt_id), None)
+            if found is None:
+                continue
+            self.pending.remove(found)
+            heapq.heapify(self.pending)
+            found.move(JobState.DELETED)
+            removed.append(found)
+            self._changed()
+        return removed
+
+    def wipe(self) -> list[QueueItem]:
+        """Remove every pending item, one report even when there was none (POST /queue ``clear``)."""
+        removed, self.pending = self.pending, []
+        for item in removed:
+            item.move(JobState.DELETED)
+        self._changed()
+        return removed
+
+    def listing(self) -> QueueListing:
+        """GET /queue: the running item and the pending ones in heap order, as ComfyUI lists them."""
+        running = [self.running.as_list()] if self.running is not None else []
+        return {"queue_running": running, "queue_pending": [item.as_list() for item in self.pending]}
+
+
+class History:
+    """Finished prompts by prompt_id, oldest first; a re-used prompt_id keeps its place (prompt_options capture)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.entries: OrderedDict[str, HistoryEntry] = OrderedDict()
+        self.limit = MAXIMUM_HISTORY_SIZE if limit is None else limit
+        # Each entry's JSON, made on its first request: clients poll /history, an entry never changes once written.
+        self._texts: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, prompt_id: object) -> bool:
+        return prompt_id in self.entries
+
+    def record(self, item: QueueItem, outputs: dict[str, Any], status: ExecutionStatus, meta: dict[str, Any]) -> HistoryEntry:
+        """Write ``item``'s entry; like task_done, the oldest goes first once the history is over its limit."""
+        while len(self.entries) > self.limit:
+            self._texts.pop(self.entries.popitem(last=False)[0], None)
+        self._texts.pop(item.prompt_id, None)
+        prompt = item.as_list()
+        prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
+        entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
+        self.entries[item.prompt_id] = entry
+        return entry
+
+    def view(self, max_items: int | None = None, offset: int = -1) -> dict[str, HistoryEntry]:
+        """ComfyUI's get_history: ``max_items`` from the end, or from ``offset`` when given."""
+        keys = list(self.entries)
+        if offset < 0 and max_items is not None:
+            offset = len(keys) - max_items
+        start = max(offset, 0)
+        chosen = keys[start:] if max_items is None else keys[start : start + max_items]
+        return {k: self.entries[k] for k in chosen}
+
+    def item(self, prompt_id: str) -> dict[str, HistoryEntry]:
+        return {prompt_id: self.entries[prompt_id]} if prompt_id in self.entries else {}
+
+    def view_json(self, max_items: int | None = None, offset: int = -1) -> bytes:
+        """:meth:`view` as ComfyUI's json.dumps writes it, from each entry's kept JSON."""
+        return self._json(self.view(max_items, offset))
+
+    def item_json(self, prompt_id: str) -> bytes:
+        """:meth:`item` as ComfyUI's json.dumps writes it."""
+        return self._json(self.item(prompt_id))
+
+    def _json(self, entries: dict[str, HistoryEntry]) -> bytes:
+        parts = []
+        for prompt_id, entry in entries.items():
+            text = self._texts.get(prompt_id)
+            if text is None:
+                text = self._texts[prompt_id] = json.dumps(entry)
+            parts.append(f"{json.dumps(prompt_id)}: {text}")
+        return ("{" + ", ".join(parts) + "}").encode()
+
+    def delete(self, prompt_ids: Iterable[str]) -> None:
+        for prompt_id in prompt_ids:
+            self.entries.pop(prompt_id, None)
+            self._texts.pop(prompt_id, None)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self._texts.clear()

@@ -1,0 +1,103 @@
+"""ComfyUI's user directory as state: what the page writes lands in real files in ComfyUI's layout, and a reset
+puts the folder back as it was when the server started (app/user_manager.py, app/app_settings.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+DEFAULT_USER = "default"  # single-user mode (user_manager.py:47)
+SETTINGS_FILE = "comfy.settings.json"
+USERS_FILE = "users.json"
+
+class UserFolder:
+    """ComfyUI's user directory, with what it held at start kept so a reset can put it back."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._seed = self._snapshot()
+        self.users: dict[str, str] = {DEFAULT_USER: DEFAULT_USER}
+
+    def _snapshot(self) -> list[tuple[str, bytes | None]]:
+        """Every folder (None) and file (its bytes) under the root, parents first."""
+        seed: list[tuple[str, bytes | None]] = []
+        for folder, dirs, files in os.walk(self.root):
+            dirs.sort()
+            rel = os.path.relpath(folder, self.root)
+            if rel != ".":
+                seed.append((rel, None))
+            seed.extend((os.path.join(rel, name), Path(folder, name).read_bytes()) for name in sorted(files))
+        return seed
+
+    def reset(self) -> None:
+        """Back to what the folder held when the server started (empty for the default temporary one)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+        for rel, data in self._seed:
+            target = self.root / rel
+            if data is None:
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.write_bytes(data)
+        self.users = {DEFAULT_USER: DEFAULT_USER}
+
+    @property
+    def user_root(self) -> Path:
+        return self.root / DEFAULT_USER
+
+    def path(self, file: str | None, *, create_dir: bool = True) -> str | None:
+        """get_request_user_filepath (user_manager.py:68-98): the path of ``file`` in the user's folder, None when
+        it leaves it. A name holding ``%`` is URL-decoded once more; the parent folder is created, even for a GET."""
+        user_root = os.path.abspath(self.user_root)
+        path = user_root
+        if file is not None:
+            if "%" in file:
+                file = unquote(file)
+            path = os.path.abspath(os.path.join(user_root, file))
+            if os.path.commonpath((user_root, path)) != user_root:
+                return None
+        parent = os.path.split(path)[0]
+        if create_dir and not os.path.exists(parent):
+            os.makedirs(parent, exist_ok=True)
+        return path
+
+    def settings(self) -> Any:
+        """The settings file, re-read on every request; missing or corrupt is ``{}`` (app_settings.py:11-28)."""
+        file = self.path(SETTINGS_FILE)
+        assert file is not None
+        if not os.path.isfile(file):
+            return {}
+        try:
+            with open(file) as f:
+                return json.load(f)
+        except Exception:  # noqa: BLE001 - ComfyUI logs "corrupted" and starts over
+            return {}
+
+    def save_settings(self, settings: Any) -> None:
+        file = self.path(SETTINGS_FILE)
+        assert file is not None
+        with open(file, "w") as f:
+            f.write(json.dumps(settings, indent=4))  # no trailing newline, like ComfyUI
+
+    def add_user(self, name: str) -> str:
+        """user_manager.py:100-112: an id from the name plus a UUID, written to users.json."""
+        name = name.strip()
+        if not name:
+            raise ValueError("username not provided")
+        user_id = re.sub("[^a-zA-Z0-9-_]+", "-", name) + "_" + str(uuid.uuid4())
+        self.users[user_id] = name
+        with open(self.root / USERS_FILE, "w") as f:
+            json.dump(self.users, f)
+        return user_id
