@@ -39,7 +39,7 @@ from starlette.routing import Route
 from comfy_cassettes.cassette import load as cassette_io
 from comfy_cassettes.pytest_plugin import ComfyServers, Settings
 from comfy_cassettes.replay.config import DEFAULT_CASSETTE
-from comfy_cassettes.replay.http.server import bind_socket
+from comfy_cassettes.replay.server import bind_socket
 
 START_TARGET = 0.5
 RESET_TARGET = 0.001

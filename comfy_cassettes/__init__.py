@@ -23,13 +23,13 @@ if TYPE_CHECKING:
     from .control import ReplayControl
     from .importer import import_har
     from .record.live import record_workflow
-    from .replay.http.server import ReplayServer
+    from .replay.server import ReplayServer
 
 # Imported on first use: the pytest plugin loads this package in every test run, and the server stack
 # (uvicorn, starlette, httpx) costs most of a second to import.
 _LAZY = {
     "ReplayControl": ".control",
-    "ReplayServer": ".replay.http.server",
+    "ReplayServer": ".replay.server",
     "import_har": ".importer",
     "record_workflow": ".record.live",
 }

@@ -59,7 +59,7 @@ def serve(
     """
     from .replay.harness.faults import parse_cli_delay, parse_cli_status
     from .replay.http.frontend import WebRoots
-    from .replay.http.server import ReplayServer
+    from .replay.server import ReplayServer
 
     config = ReplayConfig(
         cassettes=tuple(cassettes or (DEFAULT_CASSETTE,)), host=host, port=port, output_dir=output_dir,

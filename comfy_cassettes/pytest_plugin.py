@@ -22,7 +22,7 @@ from .control import ReplayControl, problems_report
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES
 
 if TYPE_CHECKING:
-    from .replay.http.server import ReplayServer
+    from .replay.server import ReplayServer
 
 DEFAULT_ENV_VAR = "COMFYUI_URL"
 MARKER = "comfy_cassette"
@@ -243,7 +243,7 @@ class ComfyServers:
 
     def _start(self, key: ServerOptions) -> ComfyHandle:
         from .replay.config import ReplayConfig
-        from .replay.http.server import ReplayServer
+        from .replay.server import ReplayServer
 
         root = self._tmp.mktemp("comfy-server")
         config = ReplayConfig(

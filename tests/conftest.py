@@ -12,7 +12,7 @@ import pytest
 
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.config import ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from helpers import SUITE_INI, AnyServer, InProcessServer, bundled, control_for, http_client
 
 REAL_SERVER = "real_server"

@@ -33,7 +33,7 @@ from websockets.sync.client import connect
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.http.app import create_app
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer, build_engine
+from comfy_cassettes.replay.server import ReplayServer, build_engine
 
 T = TypeVar("T")
 DATA = Path(__file__).parent / "data"

@@ -31,7 +31,7 @@ from comfy_cassettes.contract.readme import render
 from comfy_cassettes.contract.routes import ADMIN_PREFIX, ADMIN_ROUTES, ROUTES_BY_NAME, AdminRoute
 from comfy_cassettes.errors import AdminRequestError, FaultSpecError
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = {

@@ -18,7 +18,7 @@ import pytest
 
 from browser_support import TIMEOUT_MS, Answer, PageRun, chromium, page_run, unavailable
 from comfy_cassettes.comfy.frontend import FRONTEND
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from helpers import module_server
 
 # Every error status a real ComfyUI 0.3.64 gives this page during boot and run, all tolerated by it

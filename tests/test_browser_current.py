@@ -19,7 +19,7 @@ import pytest
 from browser_support import IMAGE_NAME, TIMEOUT_MS, Answer, PageRun, chromium, current_frontend_build, page_run, path_of
 from comfy_cassettes.comfy.frontend import CURRENT_FRONTEND
 from comfy_cassettes.replay.config import ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 # Every error status a real ComfyUI 0.38 gives this page during boot and run: the user stylesheets and user
 # folders a new server does not have (app/user_manager.py listuserdata's 404 "Directory not found"), and the

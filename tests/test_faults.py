@@ -22,7 +22,7 @@ from comfy_cassettes.comfy.protocol import CRASH_BODY
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import FaultSpecError
 from comfy_cassettes.replay.harness.faults import parse_cli_delay, parse_cli_status, route_matches
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from helpers import AnyServer, events_until_done, open_ws, ws_received
 
 ADMIN = "/__cassettes__"

@@ -16,7 +16,7 @@ from comfy_cassettes.comfy import frontend as facts
 from comfy_cassettes.errors import ConfigError
 from comfy_cassettes.replay.http import frontend as replay_frontend
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 DATA = Path(__file__).parent / "data" / "frontend"
 INDEX = b"<!doctype html><html><head><title>ComfyUI</title></head></html>"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from comfy_cassettes.comfy.nodes import NODE_REPLACEMENTS
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 Start = Callable[..., ReplayServer]
 

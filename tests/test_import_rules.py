@@ -25,7 +25,7 @@ LAYERS = [
 ]
 # Only the HTTP wing (and the recording proxy, its own HTTP server) may speak Starlette or uvicorn.
 WEB_FRAMEWORKS = ("starlette", "uvicorn")
-WEB_ALLOWED = ("replay.http", "record.proxy")
+WEB_ALLOWED = ("replay.http", "replay.server", "record.proxy")
 
 
 def _module_name(path: Path) -> str:

@@ -19,7 +19,7 @@ from comfy_cassettes.comfy.timeline import PREVIEW
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import ConfigError
 from comfy_cassettes.replay.config import ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer, build_engine
+from comfy_cassettes.replay.server import ReplayServer, build_engine
 from comfy_cassettes.replay.sim.state import QueueItem
 from helpers import bundled
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from comfy_cassettes.control import ReplayControl
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 def test_an_unmatched_request_fails_the_test_with_the_closest_recordings(suite: pytest.Pytester) -> None:
     suite.makepyfile(

@@ -20,7 +20,7 @@ from comfy_cassettes.comfy.profiles import profile
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import ConfigError
 from comfy_cassettes.replay.config import ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 
 def graph(color: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 from comfy_cassettes.cassette import load as cassette_io
 from helpers import SUITE_INI
 from comfy_cassettes.replay.config import BUNDLED_DIR
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 
 # What every example suite starts with: the EmptyImage -> SaveImage workflow of the captures.
 HEADER = '''

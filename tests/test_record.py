@@ -32,7 +32,7 @@ from comfy_cassettes.record.writer import write_session
 from comfy_cassettes.record.modes import RecordMode, combine
 from comfy_cassettes.record.scrub import SCRUBBED, Scrubber
 from comfy_cassettes.record.session import HttpExchange, RawSession, WsConnection, WsFrame
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from comfy_cassettes.drift import shape
 from helpers import job_messages
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from comfy_cassettes.cli import app
 from comfy_cassettes.record.live import record_workflow
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from comfy_cassettes.verify import verify
 from helpers import bundled
 

@@ -15,7 +15,7 @@ import pytest
 
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.config import ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from helpers import module_server
 
 CRASH = b"500 Internal Server Error\n\nServer got itself in trouble"

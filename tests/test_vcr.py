@@ -21,7 +21,7 @@ from vcr.serializers import yamlserializer
 from comfy_cassettes.cassette import load as cassette_io
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from comfy_cassettes.vcr import ComfyPersister, bundled_cassette, comfy_body, comfy_path, comfy_query, configure_vcr
 
 NOWHERE = "http://comfy.invalid:8188"  # nothing listens: answers can only come from the cassette

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from comfy_cassettes.cassette.load import load
 from comfy_cassettes.cli import app
 from comfy_cassettes.replay.config import BUNDLED_DIR
-from comfy_cassettes.replay.http.server import ReplayServer
+from comfy_cassettes.replay.server import ReplayServer
 from comfy_cassettes.drift import Difference, compare, shape
 from comfy_cassettes.cassette.templating import parse_templated
 from comfy_cassettes.verify import verify

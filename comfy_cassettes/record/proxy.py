@@ -294,7 +294,7 @@ def run_proxy(
     on_ready: Callable[[str], None] | None = None,
 ) -> SaveResult:
     """Serve ``proxy`` until Ctrl-C or SIGTERM, then save; returns what the final save wrote."""
-    from ..replay.http.server import bind_socket
+    from ..replay.server import bind_socket
 
     sock = bind_socket(host, port)
     shown = f"[{host}]" if ":" in host else host

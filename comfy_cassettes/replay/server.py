@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from ...cassette import load as cassette_io
-from ...errors import ConfigError
-from .app import create_app
-from ..config import ReplayConfig
-from ..sim.engine import ReplayEngine
+from ..cassette import load as cassette_io
+from ..errors import ConfigError
+from .http.app import create_app
+from .config import ReplayConfig
+from .sim.engine import ReplayEngine
 
 T = TypeVar("T")
 
