@@ -18,7 +18,7 @@ from typing import Any
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...comfy.routes import route_matches
@@ -109,139 +109,179 @@ class AdminAuth:
         await self.app(scope, receive, send)
 
 
-def admin_routes(engine: ReplayEngine, prefix: str) -> list[BaseRoute]:
-    """Routes under ``prefix`` (``/__cassettes__``), one per row of ``ADMIN_ROUTES``, plus the OpenAPI document."""
+def _engine(request: Request) -> ReplayEngine:
+    engine: ReplayEngine = request.app.state.engine
+    return engine
 
-    def answer(body: Any, status: int = 200) -> Response:
-        return JSONResponse(body, status)
 
-    async def reset(_: Any, request: Request) -> Response:
-        await engine.reset()
-        return answer({"reset": True})
+def _answer(body: Any, status: int = 200) -> Response:
+    return JSONResponse(body, status)
 
-    async def state(_: Any, request: Request) -> Response:
-        config = engine.config
-        return answer({
-            "mode": "dynamic" if config.dynamic else "static",
-            "timing": config.timing,
-            "seed": config.seed,
-            "cassettes": [str(c.path) for c in engine.cassettes],
-            "jobs_recorded": len(engine.jobs),
-            "queue_remaining": engine.queue_remaining(),
-            "history": len(engine.history),
-            "output_dir": str(engine.roots.output),
-            "input_dir": str(engine.roots.input),
-            "temp_dir": str(engine.roots.temp),
-            "faults": len(engine.faults.rules),
-            "held": [h["prompt_id"] for h in engine.clock.snapshot()["held"]],
-        })
 
-    async def journal(query: m.JournalQuery, request: Request) -> Response:
-        entries = [e.as_dict() for e in find(engine, query.model_dump(exclude_none=True))]
-        return answer({"count": len(entries), "entries": entries, "errors": list(engine.journal.errors)})
+async def reset(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    await engine.reset()
+    return _answer({"reset": True})
 
-    async def clear_journal(_: Any, request: Request) -> Response:
-        engine.journal.clear()
-        return answer({"cleared": True})
 
-    async def problems(_: Any, request: Request) -> Response:
-        return answer(engine.journal.problems())
+async def state(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    config = engine.config
+    return _answer({
+        "mode": "dynamic" if config.dynamic else "static",
+        "timing": config.timing,
+        "seed": config.seed,
+        "cassettes": [str(c.path) for c in engine.cassettes],
+        "jobs_recorded": len(engine.jobs),
+        "queue_remaining": engine.queue_remaining(),
+        "history": len(engine.history),
+        "output_dir": str(engine.roots.output),
+        "input_dir": str(engine.roots.input),
+        "temp_dir": str(engine.roots.temp),
+        "faults": len(engine.faults.rules),
+        "held": [h["prompt_id"] for h in engine.clock.snapshot()["held"]],
+    })
 
-    async def journal_find(pattern: m.JournalPattern, request: Request) -> Response:
-        entries = find(engine, pattern.effective())
-        return answer({"count": len(entries), "entries": [e.as_dict() for e in entries]})
 
-    async def journal_count(pattern: m.JournalPattern, request: Request) -> Response:
-        return answer({"count": len(find(engine, pattern.effective()))})
+async def journal(query: m.JournalQuery, request: Request) -> Response:
+    engine = _engine(request)
+    entries = [e.as_dict() for e in find(engine, query.model_dump(exclude_none=True))]
+    return _answer({"count": len(entries), "entries": entries, "errors": list(engine.journal.errors)})
 
-    async def journal_assert(expectation: m.JournalExpectation, request: Request) -> Response:
-        ok, result = verify(engine, expectation)
-        return answer(result, 200 if ok else 409)
 
-    async def get_faults(_: Any, request: Request) -> Response:
-        return answer(engine.faults.snapshot())
+async def clear_journal(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    engine.journal.clear()
+    return _answer({"cleared": True})
 
-    async def add_faults(rules: list[Any], request: Request) -> Response:
-        # Validated already: only a down rule on a server that cannot stop listening (an in-process app) fails here.
-        client = (request.client.host, request.client.port) if request.client else None
+
+async def problems(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    return _answer(engine.journal.problems())
+
+
+async def journal_find(pattern: m.JournalPattern, request: Request) -> Response:
+    engine = _engine(request)
+    entries = find(engine, pattern.effective())
+    return _answer({"count": len(entries), "entries": [e.as_dict() for e in entries]})
+
+
+async def journal_count(pattern: m.JournalPattern, request: Request) -> Response:
+    engine = _engine(request)
+    return _answer({"count": len(find(engine, pattern.effective()))})
+
+
+async def journal_assert(expectation: m.JournalExpectation, request: Request) -> Response:
+    engine = _engine(request)
+    ok, result = verify(engine, expectation)
+    return _answer(result, 200 if ok else 409)
+
+
+async def get_faults(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    return _answer(engine.faults.snapshot())
+
+
+async def add_faults(rules: list[Any], request: Request) -> Response:
+    engine = _engine(request)
+    # Validated already: only a down rule on a server that cannot stop listening (an in-process app) fails here.
+    client = (request.client.host, request.client.port) if request.client else None
+    try:
+        added = [engine.faults.add(rule.model_dump(exclude_unset=True), keep=client).as_dict() for rule in rules]
+    except FaultSpecError as exc:
+        return _answer({"error": str(exc)}, 400)
+    response = _answer({"added": added, **engine.faults.snapshot()}, 201)
+    if engine.faults.is_down:
+        response.headers["Connection"] = "close"  # the one connection a down period kept open, for this answer
+    return response
+
+
+async def clear_faults(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    engine.faults.clear()
+    return _answer(engine.faults.snapshot())
+
+
+async def clock(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    return _answer(engine.clock.snapshot())
+
+
+async def clock_hold(hold: m.Hold, request: Request) -> Response:
+    engine = _engine(request)
+    try:
+        engine.clock.hold(hold.at, hold.node, hold.prompt_id, step=hold.step)
+    except ClockError as exc:
+        return _answer({"error": str(exc), "accepted": list(m.Hold.model_fields)}, 400)
+    return _answer(engine.clock.snapshot())
+
+
+async def clock_advance(advance: m.Advance, request: Request) -> Response:
+    engine = _engine(request)
+    try:
+        return _answer(await engine.clock.advance(advance.prompt_id, timeout=advance.timeout))
+    except ClockError as exc:
+        return _answer({"error": str(exc)}, 409)
+
+
+async def clock_wait(wait: m.Wait, request: Request) -> Response:
+    engine = _engine(request)
+    try:
+        held = await engine.clock.wait_held(wait.prompt_id, wait.at, timeout=wait.timeout)
+    except ClockError as exc:
+        return _answer({"error": str(exc), "accepted": list(m.Wait.model_fields)}, 400)
+    if held is None:
+        return _answer({"error": f"no matching job was held within {wait.timeout:g} s", **engine.clock.snapshot()}, 408)
+    return _answer(held.as_dict())
+
+
+async def clock_release(_: Any, request: Request) -> Response:
+    engine = _engine(request)
+    return _answer({"released": engine.clock.release()})
+
+
+async def remove_fault(params: Mapping[str, str], request: Request) -> Response:
+    engine = _engine(request)
+    rule_id = params["fault_id"]
+    if not engine.faults.remove(rule_id):
+        return _answer({"error": f"no active fault rule {rule_id!r}; active: {[r.id for r in engine.faults.rules]}"}, 404)
+    return _answer(engine.faults.snapshot())
+
+
+async def openapi(_: Any, request: Request) -> Response:
+    from ...contract.openapi import openapi_document
+
+    return _answer(openapi_document())
+
+
+# Keyed by the function's own name: the route table (contract/routes.py) names each route's handler.
+HANDLERS: dict[str, Handler] = {fn.__name__: fn for fn in (
+    reset, state, journal, clear_journal, problems, journal_find, journal_count, journal_assert, get_faults,
+    add_faults, clear_faults, clock, clock_hold, clock_advance, clock_wait, clock_release, remove_fault, openapi,
+)}
+
+
+def _endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
+    """The route's handler behind the strict reading of its query and body (a 400 names the key)."""
+    handler = HANDLERS[route.name]
+
+    async def serve(request: Request) -> Response:
         try:
-            added = [engine.faults.add(rule.model_dump(exclude_unset=True), keep=client).as_dict() for rule in rules]
-        except FaultSpecError as exc:
-            return answer({"error": str(exc)}, 400)
-        response = answer({"added": added, **engine.faults.snapshot()}, 201)
-        if engine.faults.is_down:
-            response.headers["Connection"] = "close"  # the one connection a down period kept open, for this answer
-        return response
+            keys = [k for k, _ in request.query_params.multi_items()]
+            query = parse_query(route, request.query_params, keys)
+            parsed = parse_body(route, await request.body()) if route.body is not None else query
+        except AdminRequestError as exc:
+            return _answer(exc.as_dict(), 400)
+        return await handler(request.path_params if route.path_params else parsed, request)
 
-    async def clear_faults(_: Any, request: Request) -> Response:
-        engine.faults.clear()
-        return answer(engine.faults.snapshot())
+    return serve
 
-    async def clock(_: Any, request: Request) -> Response:
-        return answer(engine.clock.snapshot())
 
-    async def clock_hold(hold: m.Hold, request: Request) -> Response:
-        try:
-            engine.clock.hold(hold.at, hold.node, hold.prompt_id, step=hold.step)
-        except ClockError as exc:
-            return answer({"error": str(exc), "accepted": list(m.Hold.model_fields)}, 400)
-        return answer(engine.clock.snapshot())
-
-    async def clock_advance(advance: m.Advance, request: Request) -> Response:
-        try:
-            return answer(await engine.clock.advance(advance.prompt_id, timeout=advance.timeout))
-        except ClockError as exc:
-            return answer({"error": str(exc)}, 409)
-
-    async def clock_wait(wait: m.Wait, request: Request) -> Response:
-        try:
-            held = await engine.clock.wait_held(wait.prompt_id, wait.at, timeout=wait.timeout)
-        except ClockError as exc:
-            return answer({"error": str(exc), "accepted": list(m.Wait.model_fields)}, 400)
-        if held is None:
-            return answer({"error": f"no matching job was held within {wait.timeout:g} s", **engine.clock.snapshot()}, 408)
-        return answer(held.as_dict())
-
-    async def clock_release(_: Any, request: Request) -> Response:
-        return answer({"released": engine.clock.release()})
-
-    async def remove_fault(params: Mapping[str, str], request: Request) -> Response:
-        rule_id = params["fault_id"]
-        if not engine.faults.remove(rule_id):
-            return answer({"error": f"no active fault rule {rule_id!r}; active: {[r.id for r in engine.faults.rules]}"}, 404)
-        return answer(engine.faults.snapshot())
-
-    async def openapi(_: Any, request: Request) -> Response:
-        from ...contract.openapi import openapi_document
-
-        return answer(openapi_document())
-
-    handlers: dict[str, Handler] = {
-        "reset": reset, "state": state, "journal": journal, "clear_journal": clear_journal, "problems": problems,
-        "journal_find": journal_find, "journal_count": journal_count, "journal_assert": journal_assert,
-        "get_faults": get_faults, "add_faults": add_faults, "clear_faults": clear_faults, "clock": clock,
-        "clock_hold": clock_hold, "clock_advance": clock_advance, "clock_wait": clock_wait, "clock_release": clock_release,
-        "remove_fault": remove_fault, "openapi": openapi,
-    }
-
-    def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
-        handler = handlers[route.name]
-
-        async def serve(request: Request) -> Response:
-            try:
-                keys = [k for k, _ in request.query_params.multi_items()]
-                query = parse_query(route, request.query_params, keys)
-                parsed = parse_body(route, await request.body()) if route.body is not None else query
-            except AdminRequestError as exc:
-                return answer(exc.as_dict(), 400)
-            return await handler(request.path_params if route.path_params else parsed, request)
-
-        return serve
-
-    token = engine.config.admin_token
+def admin_app(token: str | None) -> Router:
+    """The admin API as its own app, mounted under ``ADMIN_PREFIX``: one route per row of ``ADMIN_ROUTES``, each
+    behind the token when the server has one (the OpenAPI document never is)."""
     guarded = [Middleware(AdminAuth, token=token)] if token else None
-    routes: list[BaseRoute] = [
-        Route(prefix + route.path, endpoint(route), methods=[route.method], middleware=None if route.path == OPENAPI_PATH else guarded)
+    return Router([
+        Route(route.path, _endpoint(route), methods=[route.method], middleware=None if route.path == OPENAPI_PATH else guarded)
         for route in ADMIN_ROUTES
-    ]
-    return routes
+    ])

@@ -10,14 +10,14 @@ from typing import Any, AsyncIterator
 from starlette.datastructures import State, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ...comfy.nodes import NODE_REPLACEMENTS
 from ...comfy.protocol import FEATURES
 from ...comfy.routes import ROUTES, WEBSOCKET_PATH, aliases
-from .admin import admin_routes
+from .admin import admin_app
 from .assets import asset_routes
 from ..config import ADMIN_PREFIX
 from ..sim.engine import Reply, ReplayEngine
@@ -275,7 +275,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
             continue
         routes.extend(Route(path, handlers[route.name], methods=[route.method]) for path in aliases(route.path))
     routes.extend(WebSocketRoute(path, websocket) for path in aliases(WEBSOCKET_PATH))
-    routes.extend(admin_routes(engine, ADMIN_PREFIX))
+    routes.append(Mount(ADMIN_PREFIX, app=admin_app(engine.config.admin_token)))
     if engine.profile.assets_api:
         routes.extend(asset_routes(engine.assets.enabled))
     routes.extend(userdata_routes(engine.user_folder, fallback=recorded, profile=engine.profile))
