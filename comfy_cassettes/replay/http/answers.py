@@ -1,0 +1,61 @@
+"""What ComfyUI's handlers share: the engine behind a request (``request.app.state``), a Reply as a Response,
+a body read as ComfyUI reads it, and the recorded answer for a route the simulation does not own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+from ..sim.engine import Reply, ReplayEngine
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def engine_of(connection: HTTPConnection) -> ReplayEngine:
+    """The engine a request or socket reaches, kept in the app's state when the app was built."""
+    engine: ReplayEngine = connection.app.state.engine
+    return engine
+
+
+def reply(r: Reply) -> Response:
+    return Response(r.body, r.status, headers=r.headers)
+
+
+async def body_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
+    engine = engine_of(request)
+    rec = engine.interactions.find(request.method, request.url.path, list(request.query_params.multi_items()))
+    if rec is not None:
+        answer = engine.interactions.answer(rec)
+        return Response(answer.body, answer.status, headers=answer.headers)
+    return reply(fallback())
+
+
+async def recorded(request: Request) -> Response:
+    """Any other route: a recorded interaction, or a 404 that names the closest recordings."""
+    engine = engine_of(request)
+    query = list(request.query_params.multi_items())
+    rec = engine.interactions.find(request.method, request.url.path, query)
+    if rec is not None:
+        answer = engine.interactions.answer(rec)
+        return Response(answer.body, answer.status, headers=answer.headers)
+    closest = engine.interactions.closest(request.method, request.url.path, query)
+    body = {
+        "error": "no recorded interaction matches this request",
+        "request": f"{request.method} {request.url.path}{'?' + request.url.query if request.url.query else ''}",
+        "closest": closest,
+        "hint": "record it with `comfy-cassettes record`, or add a cassette that has it",
+    }
+    engine.journal.miss({"request": body["request"], "closest": closest})
+    return JSONResponse(body, 404, headers={"X-Comfy-Cassettes": "unmatched"})

@@ -1,0 +1,112 @@
+"""ComfyUI's queue routes: POST /prompt, the queue, history, interrupt, /free and the jobs API (server.py)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..sim.engine import Reply
+from . import jobs_api as jobs
+from .answers import Handler, body_json, engine_of, reply
+
+
+async def post_prompt(request: Request) -> Response:
+    engine = engine_of(request)
+    return reply(engine.submit(await request.body(), request.headers))
+
+
+async def get_prompt(request: Request) -> Response:
+    engine = engine_of(request)
+    return reply(Reply.json({"exec_info": {"queue_remaining": engine.queue_remaining()}}))
+
+
+async def get_queue(request: Request) -> Response:
+    engine = engine_of(request)
+    return reply(Reply.json(engine.queue_view()))
+
+
+async def post_queue(request: Request) -> Response:
+    engine = engine_of(request)
+    try:
+        engine.delete_from_queue(await body_json(request))
+    except (TypeError, AttributeError):
+        return reply(Reply.crash())  # ComfyUI's handler iterates and hashes what it is given: its own 500
+    return Response(status_code=200)
+
+
+async def get_history(request: Request) -> Response:
+    engine = engine_of(request)
+    # ComfyUI int()s both without a check: a bad value is its 500.
+    q = request.query_params
+    try:
+        max_items = int(q["max_items"]) if "max_items" in q else None
+        offset = int(q["offset"]) if "offset" in q else -1
+    except ValueError:
+        return reply(Reply.crash())
+    return reply(Reply.json_text(engine.history.view_json(max_items, offset)))
+
+
+async def get_history_item(request: Request) -> Response:
+    engine = engine_of(request)
+    return reply(Reply.json_text(engine.history.item_json(request.path_params["prompt_id"])))
+
+
+async def post_history(request: Request) -> Response:
+    engine = engine_of(request)
+    try:
+        engine.delete_history(await body_json(request))
+    except (TypeError, AttributeError):
+        return reply(Reply.crash())  # as post_queue: ComfyUI's own 500 for a non-list or unhashable delete
+    return Response(status_code=200)
+
+
+async def post_interrupt(request: Request) -> Response:
+    engine = engine_of(request)
+    engine.interrupt(await body_json(request))
+    return Response(status_code=200)
+
+
+async def post_free(request: Request) -> Response:
+    engine = engine_of(request)
+    engine.free(await body_json(request))
+    return Response(status_code=200)
+
+
+async def get_jobs(request: Request) -> Response:
+    engine = engine_of(request)
+    try:
+        return reply(Reply.json(jobs.list_jobs(engine, request.query_params)))
+    except jobs.JobsError as error:
+        return reply(Reply.json(error.body, 400))
+
+
+async def get_job(request: Request) -> Response:
+    engine = engine_of(request)
+    job = jobs.get_job(engine, request.path_params["job_id"])
+    return reply(Reply.json(job) if job is not None else Reply.json({"error": "Job not found"}, 404))
+
+
+async def post_job_cancel(request: Request) -> Response:
+    engine = engine_of(request)
+    return reply(Reply.json({"cancelled": jobs.cancel(engine, request.path_params["job_id"])}))
+
+
+async def post_jobs_cancel(request: Request) -> Response:
+    engine = engine_of(request)
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return reply(Reply.json({"error": "Request body must be valid JSON"}, 400))
+    try:
+        return reply(Reply.json({"cancelled": jobs.cancel_batch(engine, body)}))
+    except jobs.JobsError as error:
+        return reply(Reply.json(error.body, 400))
+
+
+# Keyed by the functions' own names: comfy/routes.py names each route's handler.
+HANDLERS: dict[str, Handler] = {fn.__name__: fn for fn in (
+    post_prompt, get_prompt, get_queue, post_queue, get_history, get_history_item, post_history, post_interrupt,
+    post_free, get_jobs, get_job, post_job_cancel, post_jobs_cancel,
+)}
