@@ -37,7 +37,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
     routes.append(Mount(ADMIN_PREFIX, app=admin_app(engine.config.admin_token)))
     if engine.profile.assets_api:
         routes.extend(asset_routes(engine.assets.enabled))
-    routes.extend(userdata_routes(engine.user_folder, fallback=recorded, profile=engine.profile))
+    routes.extend(userdata_routes(engine.profile))
     routes.extend(frontend_routes(engine.config.front_end_root, engine.interactions, fallback=recorded,
                                   folders=engine.catalogue, profile=engine.profile))  # ends with the static folders
     routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
