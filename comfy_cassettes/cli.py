@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .errors import ComfyCassettesError
-from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, PREVIEW_METHODS, TIMING_MODES, ReplayConfig
+from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMING, PREVIEW_METHODS, TIMINGS, ReplayConfig
 
 app = typer.Typer(
     name="comfy-cassettes",
@@ -37,7 +37,7 @@ def serve(
     front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the installed comfyui-frontend-package.")] = None,
     source_image: Annotated[Optional[Path], typer.Option(help="Serve this image for every output instead of the recorded ones.")] = None,
     disable_static_return: Annotated[bool, typer.Option("--disable-static-return", help="Dynamic mode: copy each job's outputs into --output-dir under ComfyUI names.")] = False,
-    timing: Annotated[str, typer.Option(help=f"{' or '.join(TIMING_MODES)}: answer at once, or with the cassette's delays.")] = "instant",
+    timing: Annotated[str, typer.Option(help="How jobs are paced: " + "; ".join(f"{name}: {text}" for name, text in TIMINGS.items()) + ".")] = DEFAULT_TIMING,
     speed: Annotated[float, typer.Option(help="With --timing recorded: divide recorded delays by this factor.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for generated prompt_ids and preview names.")] = 0,
     model: Annotated[Optional[list[str]], typer.Option("--model", help="Declare a model file as FOLDER/NAME, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable): listed where ComfyUI lists that folder, accepted by validation.")] = None,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .control import ReplayControl, problems_report
-from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES
+from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, FIXTURE_TIMING, TIMING_MODES
 
 if TYPE_CHECKING:
     from .replay.server import ReplayServer
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_ENV_VAR = "COMFYUI_URL"
 MARKER = "comfy_cassette"
 _MARKER_HELP = (
-    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, models=(), preview_method=None, "
+    f"{MARKER}(*cassettes, dynamic=False, timing='{FIXTURE_TIMING}', speed=1.0, seed=None, models=(), preview_method=None, "
     "preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): "
     "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
     "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
@@ -47,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--comfy-model", action="append", dest="comfy_models", metavar="FOLDER/NAME", default=None,
                     help="declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).")
     group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').")
+    group.addoption("--comfy-timing", dest="comfy_timing", metavar="MODE",
+                    help=f"how jobs are paced: {', '.join(TIMING_MODES)} (default {FIXTURE_TIMING}; instant: zero latency).")
     group.addoption("--comfy-preview-method", dest="comfy_preview_method", metavar="METHOD", help="sampler previews: none (default), auto, latent2rgb, taesd.")
     parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
     parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
@@ -54,6 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("comfy_cassettes_source_image", "one image every output serves.", default="")
     parser.addini("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", type="linelist", default=[])
     parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", default="")
+    parser.addini("comfy_cassettes_timing", f"how jobs are paced: {', '.join(TIMING_MODES)} (default {FIXTURE_TIMING}).", default=FIXTURE_TIMING)
     parser.addini("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", default="none")
 
 
@@ -93,6 +96,7 @@ class Settings:
     models: tuple[str, ...] = ()
     preview_method: str = "none"
     comfyui_version: str | None = None
+    timing: str = FIXTURE_TIMING
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -104,6 +108,9 @@ class Settings:
             seed = int(config.getini("comfy_cassettes_seed")) if seed is None else seed
         except ValueError:
             raise pytest.UsageError(f"comfy_cassettes_seed must be an integer, got {config.getini('comfy_cassettes_seed')!r}") from None
+        timing = config.getoption("comfy_timing") or config.getini("comfy_cassettes_timing") or FIXTURE_TIMING
+        if timing not in TIMING_MODES:
+            raise pytest.UsageError(f"--comfy-timing / comfy_cassettes_timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
         return cls(
             cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
             env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
@@ -112,6 +119,7 @@ class Settings:
             models=tuple(config.getoption("comfy_models") or config.getini("comfy_cassettes_models")),
             preview_method=config.getoption("comfy_preview_method") or config.getini("comfy_cassettes_preview_method") or "none",
             comfyui_version=config.getoption("comfy_version") or config.getini("comfy_cassettes_comfyui_version") or None,
+            timing=timing,
         )
 
     @property
@@ -223,12 +231,14 @@ class ComfyServers:
         self._running: dict[ServerOptions, ComfyHandle] = {}
 
     def get(
-        self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str = "instant",
+        self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str | None = None,
         speed: float = 1.0, seed: int | None = None, models: Sequence[str] | None = None,
         preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
         assets: bool = False,
     ) -> ComfyHandle:
-        """The handle of the server for this configuration (not reset: the comfy fixtures do that)."""
+        """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``timing`` None
+        is the session's (``--comfy-timing``, ini ``comfy_cassettes_timing``, else floor)."""
+        timing = timing or self.settings.timing
         if timing not in TIMING_MODES:
             raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
         key = ServerOptions(

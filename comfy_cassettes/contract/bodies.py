@@ -164,7 +164,7 @@ class ResetDone(Answer):
 
 class State(Answer):
     mode: Literal["static", "dynamic"]
-    timing: Literal["instant", "recorded"]
+    timing: Literal["faithful", "floor", "instant", "recorded"]
     seed: int
     cassettes: list[str]
     jobs_recorded: int

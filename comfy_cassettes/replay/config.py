@@ -14,7 +14,18 @@ from ..contract.routes import ADMIN_PREFIX as ADMIN_PREFIX
 from ..errors import ConfigError
 
 ADMIN_TOKEN_ENV = "COMFY_CASSETTES_ADMIN_TOKEN"
-TIMING_MODES = ("instant", "recorded")
+# How a replay paces a job (README "Timing"). The faithful ones start a job only once its POST /prompt answer has been
+# sent and never end it sooner than real ComfyUI ended any job (comfy/latency.py).
+TIMINGS = {
+    "faithful": "like the recorded ComfyUI: each job after its POST answer, at its recorded pace (the default of serve)",
+    "floor": "as quick as real ComfyUI ever was: each job after its POST answer, over no sooner than 0.6 ms after it "
+             "(the default of the pytest fixtures)",
+    "instant": "zero latency: each job at once, its events back to back, maybe before the client has its POST answer",
+    "recorded": "the cassette's recorded delays divided by --speed",
+}
+TIMING_MODES = tuple(TIMINGS)
+DEFAULT_TIMING = "faithful"
+FIXTURE_TIMING = "floor"
 # ComfyUI's --preview-method (cli_args.py); in 0.3.64 "auto", and "taesd" without its decoder, mean latent2rgb.
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 DEFAULT_HOST = "127.0.0.1"
@@ -31,7 +42,8 @@ class ReplayConfig:
 
     ``dynamic`` is ComfyUI's real file behaviour (outputs copied into ``output_dir``); the default static
     mode writes nothing and serves every output name from one source image (or the recorded image).
-    ``speed`` scales recorded delays in ``timing="recorded"`` (2.0 = twice as fast).
+    ``timing`` is one of :data:`TIMINGS`; ``speed`` scales recorded delays in ``timing="recorded"`` (2.0 = twice
+    as fast).
     ``admin_token``: the admin API answers 401 without it; a server bound to anything but loopback always has one
     (generated when not given); on loopback it has one only when given.
     """
@@ -44,7 +56,7 @@ class ReplayConfig:
     temp_dir: Path | None = None
     source_image: Path | None = None
     dynamic: bool = False
-    timing: str = "instant"
+    timing: str = DEFAULT_TIMING
     speed: float = 1.0
     seed: int = 0
     journal_limit: int = 10_000

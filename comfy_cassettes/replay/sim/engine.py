@@ -14,8 +14,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ...comfy.folders import FileRoots, OutputNamer, annotated_path
 from ...comfy import behaviours, profiles
 from ...comfy.behaviours import image_size
 from ...comfy.graph import structure
+from ...comfy.latency import FASTEST_JOB, LONGEST_IDLE_START
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, is_canonical_uuid
 from ...comfy.validation import no_prompt_body, validate_prompt
@@ -65,6 +66,7 @@ class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    sent: Callable[[], None] | None = None  # to call once the answer has gone out (or failed to): POST /prompt's
 
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Reply:
@@ -119,6 +121,10 @@ class ReplayEngine:
         self.faults.spawn = self.spawn
         self.clock = Clock()
         self._ids = random.Random(config.seed)
+        # Seconds waited per recorded second (0: recorded delays are not waited), and whether a job waits for its
+        # POST answer and ends no sooner than real ComfyUI ever ended one (comfy/latency.py).
+        self._pace = {"recorded": 1 / config.speed, "faithful": 1.0}.get(config.timing, 0.0)
+        self._faithful = config.timing in ("faithful", "floor")
         self._init_state()
 
     # ------------------------------------------------------------ lifecycle
@@ -284,7 +290,17 @@ class ReplayEngine:
         item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
         self._wake.set()
-        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        answer = Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        if not self._faithful:
+            item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
+            return answer
+        return replace(answer, sent=lambda: self.answered(item))
+
+    def answered(self, item: QueueItem) -> None:
+        """The POST /prompt answer that queued ``item`` has gone out: from now on the worker may run it."""
+        if item.answered is None:
+            item.answered = time.monotonic()
+            self._wake.set()
 
     def _input_exists(self, name: str) -> bool:
         return annotated_path(self.roots, name) is not None
@@ -365,10 +381,28 @@ class ReplayEngine:
     # ------------------------------------------------------------ the worker
 
     async def pause(self, seconds: float) -> None:
-        # Instant timing runs a job's events back to back (the worker yields once per job): yielding per
-        # event let a queue of jobs crawl behind the HTTP traffic it causes.
-        if self.config.timing == "recorded" and seconds > 0:
-            await asyncio.sleep(seconds / self.config.speed)
+        """Wait out a recorded delay of ``seconds`` as the timing says. Without a pace a job's events go back to
+        back (the worker yields once per job): yielding per event let a queue of jobs crawl behind the HTTP
+        traffic it causes."""
+        if self._pace and seconds > 0:
+            await asyncio.sleep(seconds * self._pace)
+
+    def start_delay(self, item: QueueItem, recorded: float) -> float:
+        """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds: time the
+        job already spent queued counts towards it. Faithful timing leaves out what the recording spent queued
+        behind other prompts (comfy/latency.py)."""
+        if not self._pace:
+            return 0.0
+        if self.config.timing == "faithful":
+            recorded = min(recorded, LONGEST_IDLE_START)
+        return max(0.0, recorded - (time.time() - item.created) / self._pace)
+
+    async def keep_floor(self, item: QueueItem) -> None:
+        """Hold a job's end until real ComfyUI could have ended it: :data:`FASTEST_JOB` after its POST answer."""
+        if self._faithful and item.answered is not None:
+            remaining = item.answered + FASTEST_JOB - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
 
     async def _work(self) -> None:
         while True:
@@ -376,7 +410,8 @@ class ReplayEngine:
                 self._free_memory = False
                 self.node_cache.clear()
             head = self.queue.head()
-            if head is None:
+            if head is None or head.answered is None:
+                # Nothing to run, or a job whose POST answer has not gone out: a client could not know of it yet.
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -425,7 +460,7 @@ class ReplayEngine:
             return planning.from_job(job, item.workflow, self._input_size, has_client=has_client)
         # Run the graph with its own values: an interrupted recording's rest, or a graph recorded with other values
         # (at the recording's pace when timing is recorded), or one no cassette has.
-        timed = self.config.timing == "recorded"
+        timed = bool(self._pace)
         pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
         synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size,
                                         previews=self.config.preview_method != "none", pace=pace)

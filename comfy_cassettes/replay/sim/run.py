@@ -70,10 +70,7 @@ class JobRun:
 
     async def execute(self) -> None:
         engine = self.engine
-        # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
-        # time this one already spent queued counts towards it (in recorded seconds).
-        waited = (time.time() - self.item.created) * engine.config.speed
-        await engine.pause(max(0.0, self.plan.queued_for - waited))
+        await engine.pause(engine.start_delay(self.item, self.plan.queued_for))
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
@@ -90,6 +87,7 @@ class JobRun:
                     await self._handle(later)
             else:
                 await self._handle(event)
+        await engine.keep_floor(self.item)  # a run sent to nobody, or one without its terminal message
         await engine.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
 
@@ -100,6 +98,8 @@ class JobRun:
             self._emit_preview(event)
             return
         kind = str(event.type)
+        if kind in TERMINAL:
+            await engine.keep_floor(item)  # a client may map the job's end to its POST answer: never before it
         bindings = {**self.bindings, "now_ms": _now_ms()}
         data = event_renderer(event)(bindings) if self._recorded_events else render_value(event.data, bindings)
         if kind in TERMINAL and self._pending:
