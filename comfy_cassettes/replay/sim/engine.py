@@ -40,6 +40,7 @@ from ..harness.faults import Faults
 from .interactions import InteractionIndex
 from ..harness.journal import Journal
 from .outputs import OutputFiles
+from .recorded_inputs import RecordedInputs
 from .pixels import preview_jpeg
 from .run import JobRun, yield_between_jobs
 from .sockets import Client, Close, Send, Sockets
@@ -101,6 +102,9 @@ class ReplayEngine:
             input=self._dir(config.input_dir, "input"),
             temp=self._dir(config.temp_dir, "temp"),
         )
+        # The recording server had these in its input folder (its uploads, the images its jobs loaded): so does this.
+        self.recorded_inputs = RecordedInputs(self.cassettes if config.recorded_inputs else (), self.jobs if config.recorded_inputs else ())
+        self.recorded_inputs.write_missing(self.roots.input)
         self.user_folder = UserFolder(self._dir(config.user_dir, "user"))  # settings and files the web page writes
         self.journal = Journal(config.journal_limit)
         self.assets = Assets(config.assets)
@@ -192,6 +196,7 @@ class ReplayEngine:
         self._init_state()
         self.assets.reset()
         self.user_folder.reset()
+        self.recorded_inputs.write_missing(self.roots.input)
         self.journal.clear()
         await self.start()
 
