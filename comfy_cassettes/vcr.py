@@ -45,7 +45,8 @@ from .record.scrub import DEFAULT_HEADERS, Scrubber
 from .record.session import TRANSFER_HEADERS, HttpExchange, RawSession, json_or_none
 from .record.writer import write_session
 from .replay.config import ADMIN_PREFIX, BUNDLED_DIR
-from .cassette.templating import LBRACE, PLACEHOLDER, bind_job, json_escape, names_in, render_text, url_escape
+from .cassette.naming import bind_job
+from .cassette.templating import LBRACE, PLACEHOLDER, json_escape, names_in, render_text, url_escape
 
 MATCH_ON = ("method", "comfy_path", "comfy_query", "comfy_body")
 
