@@ -235,7 +235,7 @@ def test_a_job_the_engine_cannot_replay_still_ends_for_the_client(start_app) -> 
     def broken(item: Any) -> Any:
         raise RuntimeError("no plan")
 
-    server.engine._plan = broken  # type: ignore[method-assign]
+    server.engine.worker.plan = broken  # type: ignore[method-assign]
     history, events = ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
     assert [e["type"] for e in events][-3:] == ["execution_error", "status", "executing"]
     assert history["status"]["status_str"] == "error"
