@@ -159,7 +159,7 @@ class ComfyHandle(ReplayControl):
         folder keeps the files the cassettes' recordings had)."""
         super().reset()
         self.clear_files()
-        self.server.engine.recorded_inputs.write_missing(self.input_dir)
+        self.server.engine.recorded_inputs.reset()
 
     def up(self) -> bool:
         """End a down period early (``down()``); False when the server was not down."""

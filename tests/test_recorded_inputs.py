@@ -160,3 +160,27 @@ def test_no_recorded_inputs_starts_with_an_empty_input_folder(imported: Path) ->
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
+
+
+def test_every_comfy_test_starts_with_the_recorded_inputs(suite: pytest.Pytester) -> None:
+    """The pytest handle empties the input folder between tests and puts the recorded files back."""
+    suite.makepyfile(
+        """
+        import pytest
+
+        LOAD = {"1": {"class_type": "LoadImage", "inputs": {"image": "uploads/sub_input.png"}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}
+
+        @pytest.mark.comfy_cassette("load_transform_save")
+        def test_one_removes_it(comfy):
+            assert comfy.run(LOAD)["status"]["status_str"] == "success"
+            (comfy.input_dir / "uploads" / "sub_input.png").unlink()
+
+        @pytest.mark.comfy_cassette("load_transform_save")
+        def test_two_has_it_again(comfy):
+            assert (comfy.input_dir / "uploads" / "sub_input.png").is_file()
+            assert comfy.run(LOAD)["status"]["status_str"] == "success"
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=2)

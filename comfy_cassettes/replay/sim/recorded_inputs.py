@@ -50,7 +50,8 @@ def composite_mask(original: bytes | Path, mask: bytes) -> bytes:
 class RecordedInputs:
     """The input folder's files as the recording left them: relative path -> bytes."""
 
-    def __init__(self, cassettes: Iterable[Cassette], jobs: Iterable[Job]) -> None:
+    def __init__(self, cassettes: Iterable[Cassette], jobs: Iterable[Job], folder: Path) -> None:
+        self.folder = folder
         self.files: dict[str, bytes] = {}
         for cassette in cassettes:
             for interaction in cassette.interactions:
@@ -60,12 +61,10 @@ class RecordedInputs:
                 if name not in self.files:
                     self.files[name] = _stand_in(size)
 
-    def write_missing(self, folder: Path) -> list[Path]:
-        """Write every recorded input the folder lacks (a file already there is the user's: kept); the paths
-        written."""
-        written = []
+    def reset(self) -> None:
+        """Write every recorded input the folder lacks (a file already there is the user's or the test's: kept)."""
         for name, data in self.files.items():
-            path = folder / name
+            path = self.folder / name
             if path.exists():
                 continue
             try:
@@ -73,8 +72,6 @@ class RecordedInputs:
                 path.write_bytes(data)
             except OSError:
                 continue  # a folder in the way of a name: that file stays missing, as ComfyUI would find it
-            written.append(path)
-        return written
 
     def _read(self, cassette: Cassette, interaction: Interaction) -> None:
         if interaction.status != 200:
