@@ -46,6 +46,8 @@ from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, PromptQueue, QueueItem
 from .user_folder import UserFolder
 
+STOP_TIMEOUT = 2.0  # seconds the engine's tasks get to end once cancelled, at shutdown
+
 
 def _recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str | None:
     """The ComfyUI version the cassettes were recorded from; cassettes of two profiles need ``chosen``, since
@@ -163,20 +165,22 @@ class ReplayEngine:
     async def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._worker}, timeout=STOP_TIMEOUT)  # bounded, and never re-raises its cancel
             self._worker = None
 
     async def stop(self) -> None:
-        """Stop the worker and every background task, and remove the folders this engine created."""
-        await self._stop_worker()
-        tasks = list(self._tasks)
+        """Stop the worker, the sockets' writers and every background task, and remove the folders this engine
+        created. Bounded: a task that does not end within STOP_TIMEOUT of its cancel is left behind."""
+        tasks = [*self._tasks, *([self._worker] if self._worker is not None else [])]
+        self._worker = None
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.remove_owned_dirs()
+        try:
+            await self.sockets.stop()
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        finally:
+            self.remove_owned_dirs()
 
     def remove_owned_dirs(self) -> None:
         """Remove the temporary folders this engine created (safe to call again)."""
