@@ -23,7 +23,8 @@ from .record.build import build_cassette
 from .record.drafts import job_exchanges
 from .record.client import JobRun, LiveSocket, RecordingClient
 from .record.session import HttpExchange, RawSession
-from .cassette.templating import PLACEHOLDER, out_name, parse_templated, render_text, url_escape
+from .cassette.naming import out_name
+from .cassette.templating import PLACEHOLDER, parse_templated, render_text, url_escape
 
 
 # ---------------------------------------------------------------- driving the server

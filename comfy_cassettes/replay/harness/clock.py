@@ -103,6 +103,8 @@ class Clock:
         self.release()
         self.finished.clear()
 
+    reset = clear
+
     def holds_at(self, prompt_id: str, point: str) -> bool:
         return any(h.applies(prompt_id, point) for h in self.holds)
 

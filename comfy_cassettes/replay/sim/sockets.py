@@ -43,6 +43,7 @@ class Client:
     close: Close | None = None  # cut the socket (ws_disconnect faults, stalled clients)
     outbox: asyncio.Queue[str | bytes | _Closing] = field(default_factory=lambda: asyncio.Queue(CLIENT_BACKLOG))
     writer: asyncio.Task[None] | None = None
+    first_message: bool = True  # no JSON object read from it yet: only then is feature_flags answered
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,17 @@ class Sockets:
             self._queue(client, message(Event.EXECUTING.value, {"node": running_node}))
 
     async def on_message(self, client: Client, text: str) -> None:
-        """Only the first ``feature_flags`` message means anything (ws_binary_with_metadata)."""
+        """A ``feature_flags`` message is read and answered only as the socket's first JSON object, like
+        server.py websocket_handler: text that is not JSON, or JSON that is not an object, leaves it first (its
+        ``data.get`` fails before the flag is cleared); any object clears it."""
         try:
             parsed = json.loads(text)
         except ValueError:
             return
-        if isinstance(parsed, dict) and parsed.get("type") == Event.FEATURE_FLAGS.value:
+        if not isinstance(parsed, dict):
+            return
+        first, client.first_message = client.first_message, False
+        if first and parsed.get("type") == Event.FEATURE_FLAGS.value:
             data = parsed.get("data") or {}
             client.preview_metadata = isinstance(data, dict) and bool(data.get("supports_preview_metadata"))
             self._queue(client, message(Event.FEATURE_FLAGS.value, self.features))
