@@ -220,57 +220,74 @@ class ReplayEngine:
         if not isinstance(body, dict):
             body = {}
         # The number is taken before "prompt" is even looked at (error_invalid_prompt: first accepted got 14).
-        number: int | float
-        if "number" in body:
-            try:
-                number = float(body["number"])
-            except (TypeError, ValueError):
-                return Reply.crash()  # ComfyUI float()s it unchecked: its 500
-        else:
-            number = self.queue.counter
-            if body.get("front"):
-                number = -number
-            self.queue.counter += 1
+        number = self._number(body)
+        if number is None:
+            return Reply.crash()  # ComfyUI float()s a given number unchecked: its 500
         if "prompt" not in body:
             return Reply.json(no_prompt_body(), 400)
         workflow = body["prompt"]
-        profile = self.profile
-        if profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
+        if self.profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
             return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
-        partial = body.get("partial_execution_targets")
+        checked = self._validate(workflow, body.get("partial_execution_targets"))
+        if isinstance(checked, Reply):
+            return checked
+        outputs, node_errors = checked
+        shape = structure(workflow)
+        outputs = self.index.output_order(workflow, outputs, shape)
+        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
+        client_id = body.get("client_id")
+        self.queue.sequence += 1
+        item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
+                         self.queue.sequence, shape=shape)
+        item.faults = self.faults.for_job(workflow)
+        self.queue.put(item)
+        self.worker.wake()
+        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+
+    def _number(self, body: dict[str, Any]) -> int | float | None:
+        """The prompt's queue number: the client's, as a float; else the server's counter (negated with
+        ``front``). None when the client's is no number."""
+        if "number" in body:
+            try:
+                return float(body["number"])
+            except (TypeError, ValueError):
+                return None
+        number = self.queue.counter
+        self.queue.counter += 1
+        return -number if body.get("front") else number
+
+    def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any]]:
+        """ComfyUI's validation with the catalogue's object_info; without one, what the recordings answered.
+        The outputs to execute and the node errors, or the refusal."""
         object_info = self.catalogue.object_info()
-        node_errors: dict[str, Any] = {}
         if object_info is not None:
             result = validate_prompt(
-                workflow, object_info, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=profile,
+                workflow, object_info, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
             )
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()
             if result.status != 200:
                 return Reply.json(result.body, result.status)
-            outputs = list(result.outputs_to_execute)
-            node_errors = result.node_errors
-        else:
-            rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
-            if rejection is not None:
-                return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
-            if not isinstance(workflow, dict):
-                error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
-                return Reply.json({"error": error, "node_errors": {}}, 400)
-            outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in OUTPUT_CLASSES]
-            if partial:
-                outputs = [n for n in outputs if n in partial]
-            accepted = self.index.acceptance(workflow)
-            if accepted is not None:
-                node_errors, outputs = accepted
-        shape = structure(workflow)
-        outputs = self.index.output_order(workflow, outputs, shape)
-        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
+            return list(result.outputs_to_execute), result.node_errors
+        rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
+        if rejection is not None:
+            return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
+        if not isinstance(workflow, dict):
+            error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
+            return Reply.json({"error": error, "node_errors": {}}, 400)
+        outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in OUTPUT_CLASSES]
+        if partial:
+            outputs = [n for n in outputs if n in partial]
+        accepted = self.index.acceptance(workflow)  # (node_errors, outputs) as a recording answered them
+        return (accepted[1], accepted[0]) if accepted is not None else (outputs, {})
+
+    def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        """The queue item's extra_data as the profile's ComfyUI keeps it."""
+        profile = self.profile
         extra_data = dict(body.get("extra_data") or {})
-        client_id = body.get("client_id")
-        if client_id is not None:
-            extra_data["client_id"] = client_id
-        usage_source = (headers or {}).get("comfy-usage-source")
+        if body.get("client_id") is not None:
+            extra_data["client_id"] = body["client_id"]
+        usage_source = headers.get("comfy-usage-source")
         if profile.usage_source_header and usage_source and "comfy_usage_source" not in extra_data:
             extra_data["comfy_usage_source"] = usage_source
         if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
@@ -278,12 +295,7 @@ class ReplayEngine:
                 extra_data.pop(key, None)
         if profile.stamps_create_time:
             extra_data["create_time"] = int(time.time() * 1000)
-        self.queue.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.queue.sequence, shape=shape)
-        item.faults = self.faults.for_job(workflow)
-        self.queue.put(item)
-        self.worker.wake()
-        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        return extra_data
 
     # ------------------------------------------------------------ queue / history
 
