@@ -46,7 +46,7 @@ from .run import RunContext
 from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
 from .user_folder import UserFolder
-from .worker import Worker
+from .worker import STOP_TIMEOUT, Worker
 
 
 class Resettable(Protocol):
@@ -177,13 +177,18 @@ class ReplayEngine:
             self.spawn(self.sockets.publish()).set_name("comfy-cassettes-publisher")
 
     async def stop(self) -> None:
-        """Stop the worker and every background task, and remove the folders this engine created."""
+        """Stop the worker, the sockets' writers and every background task, and remove the folders this engine
+        created. Bounded: a task that does not end within STOP_TIMEOUT of its cancel is left behind."""
         await self.worker.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.remove_owned_dirs()
+        try:
+            await self.sockets.stop()
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        finally:
+            self.remove_owned_dirs()
 
     def remove_owned_dirs(self) -> None:
         """Remove the temporary folders this engine created (safe to call again)."""
