@@ -175,6 +175,7 @@ class State(Answer):
     temp_dir: str
     faults: int = Field(description="active fault rules")
     held: list[str] = Field(description="prompt_ids held by the clock")
+    in_flight: int = Field(description="requests received and not answered yet (one a delay fault holds, say)")
 
 
 # ------------------------------------------------------------------ faults

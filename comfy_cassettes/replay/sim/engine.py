@@ -91,6 +91,10 @@ class Reply:
         return cls(500, CRASH_BODY, dict(CRASH_HEADERS))
 
 
+# Seconds a reset waits for requests in flight to be answered; one still going then is left out of every journal.
+SETTLE_TIMEOUT = 1.0
+
+
 class ReplayEngine:
     """ComfyUI's server state, replayed from cassettes: the parts of a simulated ComfyUI, and what its routes ask."""
 
@@ -198,8 +202,13 @@ class ReplayEngine:
             shutil.rmtree(path, ignore_errors=True)
 
     async def reset(self) -> None:
-        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes."""
+        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes.
+
+        A request still held by a delay fault is let go first and answered from the state its test left (the file
+        it asks for still there), then forgotten with that test's journal: it never lands in the next test's."""
         await self.worker.stop()
+        self.faults.reset()
+        await self.journal.settle(SETTLE_TIMEOUT)
         for part in self._test_parts:
             part.reset()
         self._ids = random.Random(self.config.seed)

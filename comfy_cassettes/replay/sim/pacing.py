@@ -33,14 +33,17 @@ class Pacing:
         if self._scale and seconds > 0:
             await asyncio.sleep(seconds * self._scale)
 
-    def start_delay(self, created: float, recorded: float) -> float:
+    def start_delay(self, created: float, answered: float | None, recorded: float) -> float:
         """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds, for a job
-        queued at wall-clock time ``created``: time it already spent queued counts towards it. Faithful timing
-        leaves out what the recording spent queued behind its other prompts (comfy/latency.py)."""
+        queued at wall-clock time ``created`` whose answer went out at ``answered`` (time.monotonic()): time it
+        already spent queued counts towards it. Faithful timing counts from the answer instead: a client reading
+        it on a busy machine still has the recorded delay to note the prompt_id, at the cost of our own answer
+        time (under a millisecond) over the recording; and it leaves out what the recording spent queued behind
+        its other prompts (comfy/latency.py)."""
         if not self._scale:
             return 0.0
-        if self.timing == "faithful":
-            recorded = min(recorded, LONGEST_IDLE_START)
+        if self.timing == "faithful" and answered is not None:
+            return max(0.0, min(recorded, LONGEST_IDLE_START) - (time.monotonic() - answered))
         return max(0.0, recorded - (time.time() - created) / self._scale)
 
     async def keep_floor(self, answered: float | None) -> None:

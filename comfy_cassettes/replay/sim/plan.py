@@ -190,7 +190,7 @@ def synthesize(
     steps = {n: s for n in order if n not in cached and (s := sampler_steps(workflow, n)) is not None}
     events = timeline(order, prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
                       outputs=outputs, steps=steps, previews=previews, pace=pace)
-    return Plan(tuple(events), tuple(images), tuple(cached), "success", None, seeds=seeds)
+    return Plan(tuple(events), tuple(images), tuple(cached), "success", None, pace.start if pace else 0.0, seeds=seeds)
 
 
 def _image_ref(image: OutputImage) -> dict[str, str]:
@@ -213,7 +213,7 @@ def recorded_pace(job: Job) -> Pace:
     began = dict(starts)
     node_time = {n: max(0.0, (starts[i + 1][1] if i + 1 < len(starts) else end) - t) for i, (n, t) in enumerate(starts)}
     step_time = {n: (times[-1] - began.get(n, times[0])) / len(times) for n, times in steps.items() if times}
-    return Pace(node_time, step_time)
+    return Pace(node_time, step_time, start=job.queued_for)
 
 
 def resume_interrupted(job: Job, synthetic: Plan) -> Plan:

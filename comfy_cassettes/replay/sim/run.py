@@ -89,7 +89,7 @@ class JobRun:
         context = self.context
         # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
         # time this one already spent queued counts towards it (in recorded seconds).
-        await context.pacing.pause(context.pacing.start_delay(self.item.created, self.plan.queued_for))
+        await context.pacing.pause(context.pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
