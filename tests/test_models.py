@@ -207,7 +207,7 @@ def test_recorded_timing_paces_other_step_counts_at_the_recorded_step_time(tmp_p
     try:
         recorded = engine.jobs[0]
         times = [e.t for e in recorded.ws if e.type == "progress"]
-        plan = engine._plan(QueueItem(0, "p", recorded_txt2img(9), {}, ["9"], "me", 1))
+        plan = engine.worker.plan(QueueItem(0, "p", recorded_txt2img(9), {}, ["9"], "me", 1))
         steps = [e.t for e in plan.events if e.type == "progress"]
         assert len(steps) == 9 and plan.job is None
         recorded_step = (times[-1] - next(e.t for e in recorded.ws if e.type == "executing" and e.data["node"] == "3")) / 3

@@ -85,9 +85,12 @@ class OutputNamer:
             letters = "".join(self._rng.choice(TEMP_ALPHABET) for _ in range(5))
         return self._allocate(self._roots.temp, "temp", f"{prefix}_temp_{letters}", width, height, count)
 
-    def reset(self) -> None:
-        """Forget the names handed out so far; files on disk still count."""
+    def reset(self, rng: random.Random | None = None) -> None:
+        """Forget the names handed out so far (and draw temp names from ``rng`` when given); files on disk still
+        count."""
         with self._lock:
+            if rng is not None:
+                self._rng = rng
             self._listings.clear()
             self._next.clear()
 
