@@ -34,7 +34,7 @@ def serve(
     input_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI input folder, for /upload/image and LoadImage.")] = None,
     temp_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI temp folder, for PreviewImage outputs.")] = None,
     user_dir: Annotated[Optional[Path], typer.Option(help="The web page's user folder: settings, workflows (default: a temporary folder; the admin reset restores it).")] = None,
-    front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the installed comfyui-frontend-package.")] = None,
+    front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the one the ComfyUI version requires (or the page the cassette recorded).")] = None,
     source_image: Annotated[Optional[Path], typer.Option(help="Serve this image for every output instead of the recorded ones.")] = None,
     disable_static_return: Annotated[bool, typer.Option("--disable-static-return", help="Dynamic mode: copy each job's outputs into --output-dir under ComfyUI names.")] = False,
     timing: Annotated[str, typer.Option(help=f"{' or '.join(TIMING_MODES)}: answer at once, or with the cassette's delays.")] = "instant",
@@ -88,7 +88,7 @@ def serve(
     if engine.catalogue.declared:
         typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
-    typer.echo(WebRoots.resolve(engine.config.front_end_root).describe())
+    typer.echo(WebRoots.for_engine(engine).describe())  # finds (or fetches) the build the page needs, once
     for rule in engine.faults.rules:
         typer.echo(f"fault {rule.id}: {rule.as_dict()}")
     typer.echo(f"listening on {server.url}  (Ctrl-C to stop)")
