@@ -82,6 +82,8 @@ OPTIONS: tuple[Option, ...] = (
            marker=True),
     Option("base", "A cassette whose informational answers (/object_info, /system_stats, /models...) serve the routes yours never "
            "recorded.", shown_default="the bundled snapshots.yaml"),
+    Option("recorded_inputs", "Start with the input files the recording server had (its uploads, the images its jobs loaded); "
+           "--no-recorded-inputs: an empty input folder.", flag="--recorded-inputs/--no-recorded-inputs"),
     Option("no_base", "Answer only what your cassettes recorded (no base).", config=False, default=False, kind=bool),
     Option("log_level", "uvicorn log level.", config=False, default="warning", kind=str),
     Option("fault", "ROUTE:STATUS[:COUNT], e.g. /prompt:503:2 (COUNT * = always; repeatable).", config=False, kind=list[str]),
