@@ -106,7 +106,7 @@ def _announce(server: ReplayServer) -> None:
     if engine.catalogue.declared:
         typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
-    typer.echo(WebRoots.resolve(engine.config.front_end_root).describe())
+    typer.echo(WebRoots.for_engine(engine).describe())  # finds (or fetches) the build the page needs, once
     for rule in engine.faults.rules:
         typer.echo(f"fault {rule.id}: {rule.as_dict()}")
     typer.echo(f"listening on {server.url}  (Ctrl-C to stop)")

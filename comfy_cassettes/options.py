@@ -58,7 +58,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("input_dir", "ComfyUI input folder, for /upload/image and LoadImage."),
     Option("temp_dir", "ComfyUI temp folder, for PreviewImage outputs."),
     Option("user_dir", "The web page's user folder: settings, workflows (default: a temporary folder; the admin reset restores it)."),
-    Option("front_end_root", "Serve this frontend build at / instead of the installed comfyui-frontend-package."),
+    Option("front_end_root", "Serve this frontend build at / instead of the one the ComfyUI version requires (or the page the "
+           "cassette recorded)."),
     Option("source_image", "Serve this image for every output instead of the recorded ones.",
            pytest_flag="--comfy-source-image", ini="comfy_cassettes_source_image", metavar="PATH"),
     Option("dynamic", "Dynamic mode: copy each job's outputs into the output folder under ComfyUI names (ComfyUI's own file "
