@@ -34,7 +34,7 @@ def serve(
     input_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI input folder, for /upload/image and LoadImage.")] = None,
     temp_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI temp folder, for PreviewImage outputs.")] = None,
     user_dir: Annotated[Optional[Path], typer.Option(help="The web page's user folder: settings, workflows (default: a temporary folder; the admin reset restores it).")] = None,
-    front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the installed comfyui-frontend-package.")] = None,
+    front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the one the ComfyUI version requires (or the page the cassette recorded).")] = None,
     source_image: Annotated[Optional[Path], typer.Option(help="Serve this image for every output instead of the recorded ones.")] = None,
     disable_static_return: Annotated[bool, typer.Option("--disable-static-return", help="Dynamic mode: copy each job's outputs into --output-dir under ComfyUI names.")] = False,
     timing: Annotated[str, typer.Option(help=f"{' or '.join(TIMING_MODES)}: answer at once, or with the cassette's delays.")] = "instant",
@@ -47,6 +47,7 @@ def serve(
     assets: Annotated[bool, typer.Option("--assets", help="With --comfyui-version 0.38: ComfyUI's assets system on (asset ids on uploads and outputs, /api/assets).")] = False,
     base: Annotated[Path, typer.Option(help="A cassette whose informational answers (/object_info, /system_stats, /models...) serve the routes yours never recorded.", show_default="the bundled snapshots.yaml")] = DEFAULT_BASE,
     no_base: Annotated[bool, typer.Option("--no-base", help="Answer only what your cassettes recorded (no base).")] = False,
+    no_recorded_inputs: Annotated[bool, typer.Option("--no-recorded-inputs", help="Start with an empty input folder, as the recording server was before its session (default: with the files its uploads and jobs had).")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     fault: Annotated[Optional[list[str]], typer.Option("--fault", help="ROUTE:STATUS[:COUNT], e.g. /prompt:503:2 (COUNT * = always; repeatable).")] = None,
     delay: Annotated[Optional[list[str]], typer.Option("--delay", help="ROUTE:SECONDS or ROUTE:MIN-MAX, e.g. /history/*:0.1-0.3 (repeatable).")] = None,
@@ -67,6 +68,7 @@ def serve(
         timing=timing, speed=speed, seed=seed, models=tuple(model or ()), preview_method=preview_method, base=None if no_base else base,
         comfyui_version=comfyui_version, assets=assets,
         preview_size=preview_size, user_dir=user_dir, front_end_root=front_end_root, admin_token=admin_token,
+        recorded_inputs=not no_recorded_inputs,
     )
     try:
         rules = [parse_cli_status(f) for f in fault or []] + [parse_cli_delay(d) for d in delay or []]
@@ -86,7 +88,7 @@ def serve(
     if engine.catalogue.declared:
         typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
-    typer.echo(WebRoots.resolve(engine.config.front_end_root).describe())
+    typer.echo(WebRoots.for_engine(engine).describe())  # finds (or fetches) the build the page needs, once
     for rule in engine.faults.rules:
         typer.echo(f"fault {rule.id}: {rule.as_dict()}")
     typer.echo(f"listening on {server.url}  (Ctrl-C to stop)")

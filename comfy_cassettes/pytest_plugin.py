@@ -155,9 +155,11 @@ class ComfyHandle(ReplayControl):
         return self.server.engine.user_folder.root
 
     def reset(self) -> None:
-        """Forget queue, history, journal and names, and empty the output, input and temp folders."""
+        """Forget queue, history, journal and names, and empty the output, input and temp folders (the input
+        folder keeps the files the cassettes' recordings had)."""
         super().reset()
         self.clear_files()
+        self.server.engine.recorded_inputs.reset()
 
     def up(self) -> bool:
         """End a down period early (``down()``); False when the server was not down."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from ...comfy.folders import FileRoots, dir_for_type, split_annotation, write_whole
+from ..sim.recorded_inputs import composite_mask
 
 __all__ = [
     "UploadResult",
@@ -263,10 +264,7 @@ def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, by
         original = os.path.join(folder, name)
         if not os.path.isfile(original):
             return
-        with Image.open(original) as source, Image.open(BytesIO(data)) as mask:
-            result = source.convert("RGBA")
-            result.putalpha(mask.convert("RGBA").getchannel("A"))
-            result.save(path, format="PNG", compress_level=4)
+        write_whole(Path(path), composite_mask(Path(original), data))
 
     return write
 

@@ -40,6 +40,7 @@ from .inputs import InputFiles
 from .interactions import InteractionIndex
 from .job_files import JobFiles
 from .outputs import OutputFiles
+from .recorded_inputs import RecordedInputs
 from .pacing import Pacing
 from .run import RunContext
 from .sockets import Client, Close, Send, Sockets
@@ -108,6 +109,10 @@ class ReplayEngine:
             temp=self._dir(config.temp_dir, "temp"),
         )
         self.inputs = InputFiles(self.roots)
+        # The recording server had these in its input folder (its uploads, the images its jobs loaded): so does this.
+        recorded = config.recorded_inputs
+        self.recorded_inputs = RecordedInputs(self.cassettes if recorded else (), self.jobs if recorded else (), self.roots.input)
+        self.recorded_inputs.reset()
         self.user_folder = UserFolder(self._dir(config.user_dir, "user"))  # settings and files the web page writes
         self.journal = Journal(config.journal_limit)
         self.assets = Assets(config.assets)
@@ -135,7 +140,8 @@ class ReplayEngine:
         self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none")
         self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
-        self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
+        self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal,
+                                            self.recorded_inputs]
 
     # ------------------------------------------------------------ lifecycle
 
