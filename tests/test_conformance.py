@@ -37,8 +37,10 @@ def captured_frames(scenario: str) -> dict[int, list[tuple[float, str | bytes]]]
 
 @pytest.mark.parametrize("scenario", SCENARIOS + SCENARIOS_08)
 def test_replay_answers_as_the_real_server_did(scenario: str, imported: dict[str, Path], start_server, tmp_path: Path) -> None:
-    # Its informational answers come from the bundled base, as `serve SESSION.yaml` gives them.
-    server = start_server(imported[scenario], dynamic=True, timing="recorded", speed=SLOWER.get(scenario.rsplit("/", 1)[-1], SPEED))
+    # Its informational answers come from the bundled base, as `serve SESSION.yaml` gives them; its input folder
+    # starts empty, as the capture's server did (by default a replay starts with the files the session uploaded).
+    server = start_server(imported[scenario], dynamic=True, timing="recorded", speed=SLOWER.get(scenario.rsplit("/", 1)[-1], SPEED),
+                          recorded_inputs=False)
     outcome = asyncio.run(replay_session(scenario, server.url))
 
     comparer, checked = ValueComparer(), 0

@@ -40,12 +40,13 @@ from .inputs import InputFiles
 from .interactions import InteractionIndex
 from .job_files import JobFiles
 from .outputs import OutputFiles
+from .recorded_inputs import RecordedInputs
 from .pacing import Pacing
 from .run import RunContext
 from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
 from .user_folder import UserFolder
-from .worker import Worker
+from .worker import STOP_TIMEOUT, Worker
 
 
 class Resettable(Protocol):
@@ -108,6 +109,10 @@ class ReplayEngine:
             temp=self._dir(config.temp_dir, "temp"),
         )
         self.inputs = InputFiles(self.roots)
+        # The recording server had these in its input folder (its uploads, the images its jobs loaded): so does this.
+        recorded = config.recorded_inputs
+        self.recorded_inputs = RecordedInputs(self.cassettes if recorded else (), self.jobs if recorded else (), self.roots.input)
+        self.recorded_inputs.reset()
         self.user_folder = UserFolder(self._dir(config.user_dir, "user"))  # settings and files the web page writes
         self.journal = Journal(config.journal_limit)
         self.assets = Assets(config.assets)
@@ -135,7 +140,8 @@ class ReplayEngine:
         self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none")
         self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
-        self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
+        self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal,
+                                            self.recorded_inputs]
 
     # ------------------------------------------------------------ lifecycle
 
@@ -171,13 +177,18 @@ class ReplayEngine:
             self.spawn(self.sockets.publish()).set_name("comfy-cassettes-publisher")
 
     async def stop(self) -> None:
-        """Stop the worker and every background task, and remove the folders this engine created."""
+        """Stop the worker, the sockets' writers and every background task, and remove the folders this engine
+        created. Bounded: a task that does not end within STOP_TIMEOUT of its cancel is left behind."""
         await self.worker.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.remove_owned_dirs()
+        try:
+            await self.sockets.stop()
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        finally:
+            self.remove_owned_dirs()
 
     def remove_owned_dirs(self) -> None:
         """Remove the temporary folders this engine created (safe to call again)."""
@@ -215,57 +226,74 @@ class ReplayEngine:
         if not isinstance(body, dict):
             body = {}
         # The number is taken before "prompt" is even looked at (error_invalid_prompt: first accepted got 14).
-        number: int | float
-        if "number" in body:
-            try:
-                number = float(body["number"])
-            except (TypeError, ValueError):
-                return Reply.crash()  # ComfyUI float()s it unchecked: its 500
-        else:
-            number = self.queue.counter
-            if body.get("front"):
-                number = -number
-            self.queue.counter += 1
+        number = self._number(body)
+        if number is None:
+            return Reply.crash()  # ComfyUI float()s a given number unchecked: its 500
         if "prompt" not in body:
             return Reply.json(no_prompt_body(), 400)
         workflow = body["prompt"]
-        profile = self.profile
-        if profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
+        if self.profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
             return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
-        partial = body.get("partial_execution_targets")
+        checked = self._validate(workflow, body.get("partial_execution_targets"))
+        if isinstance(checked, Reply):
+            return checked
+        outputs, node_errors = checked
+        shape = structure(workflow)
+        outputs = self.index.output_order(workflow, outputs, shape)
+        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
+        client_id = body.get("client_id")
+        self.queue.sequence += 1
+        item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
+                         self.queue.sequence, shape=shape)
+        item.faults = self.faults.for_job(workflow)
+        self.queue.put(item)
+        self.worker.wake()
+        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+
+    def _number(self, body: dict[str, Any]) -> int | float | None:
+        """The prompt's queue number: the client's, as a float; else the server's counter (negated with
+        ``front``). None when the client's is no number."""
+        if "number" in body:
+            try:
+                return float(body["number"])
+            except (TypeError, ValueError):
+                return None
+        number = self.queue.counter
+        self.queue.counter += 1
+        return -number if body.get("front") else number
+
+    def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any]]:
+        """ComfyUI's validation with the catalogue's object_info; without one, what the recordings answered.
+        The outputs to execute and the node errors, or the refusal."""
         object_info = self.catalogue.object_info()
-        node_errors: dict[str, Any] = {}
         if object_info is not None:
             result = validate_prompt(
-                workflow, object_info, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=profile,
+                workflow, object_info, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
             )
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()
             if result.status != 200:
                 return Reply.json(result.body, result.status)
-            outputs = list(result.outputs_to_execute)
-            node_errors = result.node_errors
-        else:
-            rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
-            if rejection is not None:
-                return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
-            if not isinstance(workflow, dict):
-                error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
-                return Reply.json({"error": error, "node_errors": {}}, 400)
-            outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in OUTPUT_CLASSES]
-            if partial:
-                outputs = [n for n in outputs if n in partial]
-            accepted = self.index.acceptance(workflow)
-            if accepted is not None:
-                node_errors, outputs = accepted
-        shape = structure(workflow)
-        outputs = self.index.output_order(workflow, outputs, shape)
-        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
+            return list(result.outputs_to_execute), result.node_errors
+        rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
+        if rejection is not None:
+            return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
+        if not isinstance(workflow, dict):
+            error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
+            return Reply.json({"error": error, "node_errors": {}}, 400)
+        outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in OUTPUT_CLASSES]
+        if partial:
+            outputs = [n for n in outputs if n in partial]
+        accepted = self.index.acceptance(workflow)  # (node_errors, outputs) as a recording answered them
+        return (accepted[1], accepted[0]) if accepted is not None else (outputs, {})
+
+    def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        """The queue item's extra_data as the profile's ComfyUI keeps it."""
+        profile = self.profile
         extra_data = dict(body.get("extra_data") or {})
-        client_id = body.get("client_id")
-        if client_id is not None:
-            extra_data["client_id"] = client_id
-        usage_source = (headers or {}).get("comfy-usage-source")
+        if body.get("client_id") is not None:
+            extra_data["client_id"] = body["client_id"]
+        usage_source = headers.get("comfy-usage-source")
         if profile.usage_source_header and usage_source and "comfy_usage_source" not in extra_data:
             extra_data["comfy_usage_source"] = usage_source
         if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
@@ -273,12 +301,7 @@ class ReplayEngine:
                 extra_data.pop(key, None)
         if profile.stamps_create_time:
             extra_data["create_time"] = int(time.time() * 1000)
-        self.queue.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_id, self.queue.sequence, shape=shape)
-        item.faults = self.faults.for_job(workflow)
-        self.queue.put(item)
-        self.worker.wake()
-        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        return extra_data
 
     # ------------------------------------------------------------ queue / history
 

@@ -16,6 +16,8 @@ from .inputs import InputFiles
 from .run import JobRun, RunContext
 from .state import JobState, QueueItem
 
+STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (a reset, the server's shutdown)
+
 
 class Worker:
     """Runs what :class:`RunContext`'s queue holds; :meth:`wake` when the queue or a flag changes."""
@@ -41,10 +43,7 @@ class Worker:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)  # bounded, and never re-raises its cancel
             self._task = None
 
     async def _work(self) -> None:
