@@ -133,6 +133,7 @@ def test_a_client_that_stops_reading_delays_nobody_and_is_cut(tmp_path: Path) ->
                     if event["type"] == "executing" and event["data"].get("node") is None and event["data"].get("prompt_id") == prompt_id:
                         break
             took = time.monotonic() - started
+        time.sleep(1.0)  # past the send timeout (reading sooner would unstall it)
         ended = connection_ends(stalled, 3)  # cut, not kept open silently
     finally:
         if stalled is not None:
@@ -141,3 +142,92 @@ def test_a_client_that_stops_reading_delays_nobody_and_is_cut(tmp_path: Path) ->
         process.communicate(timeout=10)
     assert took < 1.0, f"the reading client's job took {took:.2f} s"
     assert ended, "the stalled client's socket was left open"
+
+
+# ---------------------------------------------------------------- 5: YAML alias bombs
+
+
+def alias_bomb(path: Path, *, levels: int = 9, pad: int = 0) -> Path:
+    """Ten values, then ``levels`` lists of ten aliases of the one before (10**levels values), one bad placeholder."""
+    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * 10) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    lines += ["version: 1", "interactions: []", f"metadata: {{bomb: *l{levels - 1}, bad: '{{{{not a placeholder'}}"]
+    path.write_text("\n".join(lines) + "\n" + ("# " + "x" * pad + "\n" if pad else ""))
+    return path
+
+
+@pytest.mark.parametrize("pad", [0, 2 << 20], ids=["small", "over-1MiB-cached-size"])
+def test_an_alias_bomb_is_refused_at_once_with_a_clear_error(tmp_path: Path, pad: int) -> None:
+    bomb = alias_bomb(tmp_path / "bomb.yaml", pad=pad)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "COMFY_CASSETTES_CACHE": "1"}
+    for command in (["inspect", str(bomb)], ["serve", str(bomb), "--port", "0"]):
+        result = subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=20, env=env, preexec_fn=_cap_memory)
+        assert result.returncode != 0
+        assert f"{bomb}: its YAML aliases expand to over" in result.stderr + result.stdout
+    assert not cache.exists() or not any(cache.rglob("*.json")), "the bomb was expanded into the parsed-cassette cache"
+
+
+def test_a_recursive_alias_is_refused_and_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("version: 1\ninteractions: []\nmetadata: &m {self: *m}\n")
+    with pytest.raises(Exception, match="into themselves"):
+        cassette_io.load(recursive)
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("version: 1\ninteractions: []\nmetadata: {a: &h {x: [1, 2]}, b: *h, c: *h}\n")
+    assert cassette_io.load(shared).metadata == {"a": {"x": [1, 2]}, "b": {"x": [1, 2]}, "c": {"x": [1, 2]}}
+
+
+# ---------------------------------------------------------------- 6: names beyond latin-1
+
+
+def test_a_non_latin1_name_is_viewed_with_comfyuis_utf8_header(tmp_path: Path) -> None:
+    from comfy_cassettes.replay.config import ReplayConfig
+    from comfy_cassettes.replay.server import ReplayServer
+
+    config = ReplayConfig(port=0, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "temp", user_dir=tmp_path / "user")
+    png = (bundled("txt2img").parent / "blobs").glob("*.png").__next__().read_bytes()
+    with ReplayServer(config) as server, httpx.Client(base_url=server.url, timeout=5) as http:
+        uploaded = http.post("/upload/image", files={"image": ("猫.png", png, "image/png")})
+        assert uploaded.status_code == 200 and uploaded.json()["name"] == "猫.png"
+        viewed = http.get("/view", params={"filename": "猫.png", "type": "input"})
+        assert viewed.status_code == 200 and viewed.content == png
+        # aiohttp writes ComfyUI's filename="..." header as UTF-8 bytes.
+        assert (b"content-disposition", 'filename="猫.png"'.encode()) in [(k.lower(), v) for k, v in viewed.headers.raw]
+        assert server.engine.journal.problems()["errors"] == []
+
+
+# ---------------------------------------------------------------- 7: a full disk in dynamic mode
+
+
+def _full_disk() -> None:
+    """The served process may write no file past 200 bytes (EFBIG, like a full disk, instead of SIGXFSZ)."""
+    import resource
+
+    _cap_memory()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+
+
+def test_a_full_disk_leaves_no_partial_output_and_view_serves_none(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process = subprocess.Popen([*CLI, "serve", "--port", "0", "--disable-static-return", "--output-dir", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)}, preexec_fn=_full_disk)
+    try:
+        assert process.stdout is not None
+        url = next(m.group(1) for line in process.stdout if (m := re.search(r"listening on (http://\S+)", line)))
+        with httpx.Client(base_url=url, timeout=5) as http:
+            prompt_id = http.post("/prompt", json={"prompt": workflow()}).json()["prompt_id"]
+            deadline = time.monotonic() + 5
+            while prompt_id not in (history := http.get(f"/history/{prompt_id}").json()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert history[prompt_id]["status"]["status_str"] == "error"
+            messages = history[prompt_id]["status"]["messages"]
+            assert any(kind == "execution_error" for kind, _ in messages)
+            assert [p.name for p in out.rglob("*") if p.is_file()] == []  # no empty, cut-off or hidden partial file
+            assert http.get("/view", params={"filename": "txt2img_00001_.png", "type": "output"}).status_code == 404
+            assert http.get("/system_stats").status_code == 200  # still serving
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)

@@ -1,7 +1,8 @@
 """One queued prompt, executed: its plan's events rendered and sent in order, with the points where the clock
 holds it, faults end it and an interrupt stops it, and what it leaves behind (history, cache, files).
 
-A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs) and
+A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs),
+``step:<id>:<k>`` (after a sampler step's ``progress`` and its preview, which ComfyUI sends back to back) and
 ``finished`` (after the terminal message, before history is written); the clock waits at them and job faults
 fire at them.
 """
@@ -75,6 +76,7 @@ class JobRun:
         # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
         self._announced = item.client_id is not None
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
+        self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
         if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
             self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
@@ -97,15 +99,25 @@ class JobRun:
             await context.pacing.pause(event.t - previous_t)
             previous_t = event.t
             i += 1
-            if i < len(events) and self._swapped(event, events[i]):
-                # The preview and its `progress` go out in the order the client's format has (previews.md).
-                event, later = events[i], event
+            if i < len(events) and _paired(event, events[i]):
+                # A step's preview and its `progress` go out back to back, in the order the client's format has
+                # (legacy: progress then preview; metadata: preview then progress; previews.md), and the step's
+                # hold point comes after both.
+                later = events[i]
                 i += 1
+                if self._swapped(event, later):
+                    event, later = later, event
+                else:
+                    await context.pacing.pause(later.t - previous_t)
+                    previous_t = later.t
                 await self._handle(event)
                 if not self.ended:
                     await self._handle(later)
             else:
                 await self._handle(event)
+            if self._step_point is not None and not self.ended:
+                point, self._step_point = self._step_point, None
+                await context.clock.checkpoint(self.item.prompt_id, point)
         await context.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
 
@@ -136,15 +148,13 @@ class JobRun:
         if started:
             await self._at_node()
         elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
-            await context.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
+            self._step_point = f"step:{data['node']}:{data.get('value')}"  # reached once its preview is out too
 
     def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
-        """Whether a step's preview and ``progress`` must trade places for this client: after ``progress`` for a
-        legacy client, before it for one that announced preview metadata (txt2img capture)."""
-        is_preview = event.binary is not None or event.type == PREVIEW
-        after_preview = after.binary is not None or after.type == PREVIEW
-        if not (is_preview and after.type == Event.PROGRESS) and not (event.type == Event.PROGRESS and after_preview):
-            return False
+        """Whether a step's preview and ``progress`` (a :func:`_paired` pair) must trade places for this client:
+        after ``progress`` for a legacy client, before it for one that announced preview metadata (txt2img,
+        ws_binary_legacy and ws_binary_with_metadata captures)."""
+        is_preview = _is_preview(event)
         client = self.context.sockets.clients.get(self.item.client_id or "")
         if client is None:
             return False
@@ -316,6 +326,15 @@ class JobRun:
         if isinstance(extra, dict):
             metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
         return metadata
+
+
+def _is_preview(event: WsEvent) -> bool:
+    return event.binary is not None or event.type == PREVIEW
+
+
+def _paired(event: WsEvent, after: WsEvent) -> bool:
+    """Whether two planned messages are a step's ``progress`` and its preview, in either order."""
+    return (_is_preview(event) and after.type == Event.PROGRESS) or (event.type == Event.PROGRESS and _is_preview(after))
 
 
 def _save_refusal(message: str) -> FaultRule:
