@@ -9,8 +9,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .errors import ComfyCassettesError
-from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, PREVIEW_METHODS, TIMING_MODES, ReplayConfig
+from .errors import ComfyCassettesError, ConfigError
+from .replay.config import (ADMIN_PREFIX, ADMIN_TOKEN_ENV, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, PREVIEW_METHODS,
+                            TIMING_MODES, ReplayConfig, check_file_target)
+from .version import __version__
 
 app = typer.Typer(
     name="comfy-cassettes",
@@ -23,6 +25,19 @@ app = typer.Typer(
 def _fail(exc: ComfyCassettesError) -> typer.Exit:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"comfy-cassettes {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Record real ComfyUI sessions into YAML cassettes and replay them as a live ComfyUI."""
 
 
 @app.command()
@@ -69,6 +84,8 @@ def serve(
         preview_size=preview_size, user_dir=user_dir, front_end_root=front_end_root, admin_token=admin_token,
     )
     try:
+        if ready_file is not None:
+            check_file_target("--ready-file", ready_file)  # before binding: a harness waiting for it must not wait forever
         rules = [parse_cli_status(f) for f in fault or []] + [parse_cli_delay(d) for d in delay or []]
         server = ReplayServer(config, log_level=log_level)
         for spec in rules:
@@ -94,6 +111,8 @@ def serve(
         server.run(on_ready=(lambda: write_ready_file(ready_file, server.url, server.port)) if ready_file else None)
     except KeyboardInterrupt:
         pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it captured
+    except ComfyCassettesError as exc:
+        raise _fail(exc) from None
     typer.echo("stopped")
 
 
@@ -101,7 +120,10 @@ def write_ready_file(path: Path, url: str, port: int) -> None:
     """``{"url", "port", "pid"}`` written atomically: a harness polling for the file never reads half of it."""
     from .cassette.storage import atomic_write
 
-    atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+    try:
+        atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+    except OSError as exc:
+        raise ConfigError(f"--ready-file {path}: cannot write it ({exc.strerror})") from None
 
 
 @app.command()

@@ -88,17 +88,24 @@ class ReplayServer:
         """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
         if on_ready is not None:
             threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
+        self._ready_error: ConfigError | None = None
         try:
             self._server.run(sockets=[self.socket])
         finally:
             self.socket.close()
+        if self._ready_error is not None:
+            raise self._ready_error
 
     def _when_started(self, on_ready: Callable[[], None]) -> None:
         while not self._server.started:
             if self._server.should_exit:
                 return
             time.sleep(0.002)
-        on_ready()
+        try:
+            on_ready()
+        except ConfigError as exc:  # e.g. the ready file cannot be written: stop, and run() raises it
+            self._ready_error = exc
+            self._server.should_exit = True
 
     def start(self) -> ReplayServer:
         """Serve in a background thread; returns once the server accepts connections."""
