@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .pytest_names import DEFAULT_ENV_VAR, MARKER, VCR_MARKER
+
 if TYPE_CHECKING:
     from .pytest_servers import ComfyHandle, ComfyServers
     from .replay.server import ReplayServer
 
-DEFAULT_ENV_VAR = "COMFYUI_URL"
-MARKER = "comfy_cassette"
-VCR_MARKER = "comfy_vcr"
 _MARKER_HELP = (
     f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, models=(), preview_method=None, "
     "preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): "

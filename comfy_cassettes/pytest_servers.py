@@ -17,7 +17,7 @@ import pytest
 
 from .control import ReplayControl, problems_report
 from .errors import ConfigError
-from .pytest_plugin import DEFAULT_ENV_VAR, MARKER
+from .pytest_names import DEFAULT_ENV_VAR, MARKER
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
 
 if TYPE_CHECKING:
@@ -112,9 +112,11 @@ class ComfyHandle(ReplayControl):
         return self.server.engine.user_folder.root
 
     def reset(self) -> None:
-        """Forget queue, history, journal and names, and empty the output, input and temp folders."""
+        """Forget queue, history, journal and names, and empty the output, input and temp folders (the input
+        folder keeps the files the cassettes' recordings had)."""
         super().reset()
         self.clear_files()
+        self.server.engine.recorded_inputs.reset()
 
     def up(self) -> bool:
         """End a down period early (``down()``); False when the server was not down."""

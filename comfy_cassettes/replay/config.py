@@ -58,6 +58,7 @@ class ReplayConfig:
     front_end_root: Path | None = None  # a frontend build to serve instead of the installed package
     user_dir: Path | None = None  # the web page's user folder (default: a temporary one)
     admin_token: str | None = None
+    recorded_inputs: bool = True  # start with the input files the cassettes' recordings had; False: an empty folder
 
     def validated(self) -> ReplayConfig:
         """This config with paths made absolute, or ConfigError naming the bad option."""

@@ -88,6 +88,8 @@ class Journal:
             self.errors.clear()
             self.unmatched.clear()
 
+    reset = clear
+
     def __iter__(self) -> Iterator[JournalEntry]:
         with self._lock:
             return iter(list(self.entries))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...cassette.model import Cassette, OutputImage
-from ...comfy.folders import FileRoots
+from ...comfy.folders import FileRoots, write_whole
 from .pixels import output_png
 
 
@@ -135,7 +135,7 @@ class OutputFiles:
                 if before is None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                 text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
-                target.write_bytes(png_with_text(png, text) if text else png)
+                write_whole(target, png_with_text(png, text) if text else png)
                 if wrote is not None:
                     wrote(target, before)
             else:
@@ -174,7 +174,7 @@ class OutputFiles:
             self._spill_dir = self._make_dir("static")
         path = self._spill_dir / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
         if not path.exists():
-            path.write_bytes(data)
+            write_whole(path, data)
         return path
 
 

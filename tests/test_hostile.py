@@ -1,0 +1,233 @@
+"""Hostile and heavy use of a real server (issue 21): shutdown under load, clients that stop reading, alias
+bombs, odd names, full disks, size limits, the admin API's Host/Origin rule. Every test bounds its time and the
+server's memory."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from comfy_cassettes.cassette import load as cassette_io
+from helpers import bundled
+
+CLI = [sys.executable, "-m", "comfy_cassettes"]
+MEMORY_CAP = 2 << 30  # bytes of address space a served subprocess may take
+
+
+def _cap_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`serve` in a subprocess with its own TMPDIR (its temporary folders are created there) and capped memory."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([*CLI, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp), **(env or {})}, preexec_fn=_cap_memory)
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return process, match.group(1)
+    process.wait(10)
+    raise AssertionError(f"serve did not start (exit {process.returncode})")
+
+
+@functools.lru_cache(maxsize=1)
+def workflow() -> dict[str, Any]:
+    """The bundled txt2img prompt: 120 kB of /ws frames (previews) each time it runs uncached."""
+    return dict(cassette_io.load(bundled("txt2img")).jobs[0].workflow)
+
+
+def flood(http: httpx.Client, client_id: str, jobs: int) -> None:
+    """Queue ``jobs`` uncached runs of txt2img for ``client_id`` (POST /free drops the cache between them)."""
+    for _ in range(jobs):
+        assert http.post("/free", json={"free_memory": True}).status_code == 200
+        assert http.post("/prompt", json={"prompt": workflow(), "client_id": client_id}).status_code == 200
+
+
+def connection_ends(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (what it sent meanwhile is read and dropped)."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if sock.recv(1 << 20) == b"":
+                return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+    return False
+
+
+def stalled_socket(url: str, client_id: str) -> socket.socket:
+    """A /ws client that completes the handshake and then never reads again, with a tiny receive buffer."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b" 101 " in sock.recv(4096)
+    return sock
+
+
+# ---------------------------------------------------------------- 3: SIGTERM under load
+
+
+def test_sigterm_under_load_stops_quickly_and_removes_the_folders(tmp_path: Path) -> None:
+    process, url = serve(tmp_path / "tmp", "--timing", "recorded")
+    sockets = []
+    try:
+        with httpx.Client(base_url=url, timeout=5) as http:
+            for i in range(32):
+                sockets.append(stalled_socket(url, f"stalled-{i}"))
+                flood(http, f"stalled-{i}", 2)
+        assert any((tmp_path / "tmp").iterdir())  # the server's output/input/temp/user folders
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert took < 6, f"SIGTERM took {took:.1f} s"
+    assert not list((tmp_path / "tmp").iterdir()), "the server's folders were left behind"
+
+
+# ---------------------------------------------------------------- 4: a client that stops reading
+
+
+def test_a_client_that_stops_reading_delays_nobody_and_is_cut(tmp_path: Path) -> None:
+    process, url = serve(tmp_path / "tmp", env={"COMFY_CASSETTES_WS_SEND_TIMEOUT": "0.5"})
+    stalled = None
+    try:
+        stalled = stalled_socket(url, "stuck")
+        with httpx.Client(base_url=url, timeout=5) as http, connect(url.replace("http", "ws") + "/ws?clientId=reader") as reader:
+            flood(http, "stuck", 60)  # 7 MB of frames: more than the stuck socket's buffers hold
+            started = time.monotonic()
+            prompt_id = http.post("/prompt", json={"prompt": workflow(), "client_id": "reader"}).json()["prompt_id"]
+            while True:
+                message = reader.recv(timeout=3)
+                if isinstance(message, str):
+                    event = json.loads(message)
+                    if event["type"] == "executing" and event["data"].get("node") is None and event["data"].get("prompt_id") == prompt_id:
+                        break
+            took = time.monotonic() - started
+        time.sleep(1.0)  # past the send timeout (reading sooner would unstall it)
+        ended = connection_ends(stalled, 3)  # cut, not kept open silently
+    finally:
+        if stalled is not None:
+            stalled.close()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert took < 1.0, f"the reading client's job took {took:.2f} s"
+    assert ended, "the stalled client's socket was left open"
+
+
+# ---------------------------------------------------------------- 5: YAML alias bombs
+
+
+def alias_bomb(path: Path, *, levels: int = 9, pad: int = 0) -> Path:
+    """Ten values, then ``levels`` lists of ten aliases of the one before (10**levels values), one bad placeholder."""
+    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * 10) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    lines += ["version: 1", "interactions: []", f"metadata: {{bomb: *l{levels - 1}, bad: '{{{{not a placeholder'}}"]
+    path.write_text("\n".join(lines) + "\n" + ("# " + "x" * pad + "\n" if pad else ""))
+    return path
+
+
+@pytest.mark.parametrize("pad", [0, 2 << 20], ids=["small", "over-1MiB-cached-size"])
+def test_an_alias_bomb_is_refused_at_once_with_a_clear_error(tmp_path: Path, pad: int) -> None:
+    bomb = alias_bomb(tmp_path / "bomb.yaml", pad=pad)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "COMFY_CASSETTES_CACHE": "1"}
+    for command in (["inspect", str(bomb)], ["serve", str(bomb), "--port", "0"]):
+        result = subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=20, env=env, preexec_fn=_cap_memory)
+        assert result.returncode != 0
+        assert f"{bomb}: its YAML aliases expand to over" in result.stderr + result.stdout
+    assert not cache.exists() or not any(cache.rglob("*.json")), "the bomb was expanded into the parsed-cassette cache"
+
+
+def test_a_recursive_alias_is_refused_and_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("version: 1\ninteractions: []\nmetadata: &m {self: *m}\n")
+    with pytest.raises(Exception, match="into themselves"):
+        cassette_io.load(recursive)
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("version: 1\ninteractions: []\nmetadata: {a: &h {x: [1, 2]}, b: *h, c: *h}\n")
+    assert cassette_io.load(shared).metadata == {"a": {"x": [1, 2]}, "b": {"x": [1, 2]}, "c": {"x": [1, 2]}}
+
+
+# ---------------------------------------------------------------- 6: names beyond latin-1
+
+
+def test_a_non_latin1_name_is_viewed_with_comfyuis_utf8_header(tmp_path: Path) -> None:
+    from comfy_cassettes.replay.config import ReplayConfig
+    from comfy_cassettes.replay.server import ReplayServer
+
+    config = ReplayConfig(port=0, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "temp", user_dir=tmp_path / "user")
+    png = (bundled("txt2img").parent / "blobs").glob("*.png").__next__().read_bytes()
+    with ReplayServer(config) as server, httpx.Client(base_url=server.url, timeout=5) as http:
+        uploaded = http.post("/upload/image", files={"image": ("猫.png", png, "image/png")})
+        assert uploaded.status_code == 200 and uploaded.json()["name"] == "猫.png"
+        viewed = http.get("/view", params={"filename": "猫.png", "type": "input"})
+        assert viewed.status_code == 200 and viewed.content == png
+        # aiohttp writes ComfyUI's filename="..." header as UTF-8 bytes.
+        assert (b"content-disposition", 'filename="猫.png"'.encode()) in [(k.lower(), v) for k, v in viewed.headers.raw]
+        assert server.engine.journal.problems()["errors"] == []
+
+
+# ---------------------------------------------------------------- 7: a full disk in dynamic mode
+
+
+def _full_disk() -> None:
+    """The served process may write no file past 200 bytes (EFBIG, like a full disk, instead of SIGXFSZ)."""
+    import resource
+
+    _cap_memory()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+
+
+def test_a_full_disk_leaves_no_partial_output_and_view_serves_none(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process = subprocess.Popen([*CLI, "serve", "--port", "0", "--disable-static-return", "--output-dir", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)}, preexec_fn=_full_disk)
+    try:
+        assert process.stdout is not None
+        url = next(m.group(1) for line in process.stdout if (m := re.search(r"listening on (http://\S+)", line)))
+        with httpx.Client(base_url=url, timeout=5) as http:
+            prompt_id = http.post("/prompt", json={"prompt": workflow()}).json()["prompt_id"]
+            deadline = time.monotonic() + 5
+            while prompt_id not in (history := http.get(f"/history/{prompt_id}").json()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert history[prompt_id]["status"]["status_str"] == "error"
+            messages = history[prompt_id]["status"]["messages"]
+            assert any(kind == "execution_error" for kind, _ in messages)
+            assert [p.name for p in out.rglob("*") if p.is_file()] == []  # no empty, cut-off or hidden partial file
+            assert http.get("/view", params={"filename": "txt2img_00001_.png", "type": "output"}).status_code == 404
+            assert http.get("/system_stats").status_code == 200  # still serving
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
