@@ -29,11 +29,12 @@ if TYPE_CHECKING:
     from .replay.server import ReplayServer
 
 _MARKER_HELP = (
-    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, models=(), preview_method=None, "
-    "preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): "
+    f'{MARKER}(*cassettes, dynamic=False, timing="instant", speed=1.0, seed=None, models=(), preview_method="none", '
+    'preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): '
     "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
-    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
-    "keywords go to the server's configure()."
+    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; models are "
+    "declared besides the session's (--comfy-model, comfy_cassettes_models); other keywords go to the "
+    "server's configure()."
 )
 _VCR_MARKER_HELP = (
     f"{VCR_MARKER}: this test's @pytest.mark.vcr cassette is a comfy-cassettes one (read with templates rendered, "
@@ -51,7 +52,7 @@ _OPTIONS: tuple[tuple[str, tuple[str, ...], str, dict[str, Any]], ...] = (
     ("comfy_source_image", ("--comfy-source-image",), "one image every output serves (default: the recorded images).", {"metavar": "PATH"}),
     ("comfy_models", ("--comfy-model",), "declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).",
      {"action": "append", "metavar": "FOLDER/NAME"}),
-    ("comfy_version", ("--comfy-version",), "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", {"metavar": "VERSION"}),
+    ("comfy_version", ("--comfy-version",), "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", {"metavar": "VERSION"}),
     ("comfy_preview_method", ("--comfy-preview-method",), "sampler previews: none (default), auto, latent2rgb, taesd.", {"metavar": "METHOD"}),
 )
 _INI: tuple[tuple[str, str, str | None, Any], ...] = (
@@ -60,7 +61,7 @@ _INI: tuple[tuple[str, str, str | None, Any], ...] = (
     ("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", None, "0"),
     ("comfy_cassettes_source_image", "one image every output serves.", None, ""),
     ("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", "linelist", []),
-    ("comfy_cassettes_comfyui_version", "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", None, ""),
+    ("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", None, ""),
     ("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", None, "none"),
 )
 # The `vcr` fixture's request while pytest-recording sets it up: pytest_recording_configure is given no test.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .control import ReplayControl, problems_report
+from .comfy.profiles import profile
 from .errors import ConfigError
 from .pytest_names import DEFAULT_ENV_VAR, MARKER
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .replay.server import ReplayServer
 
 # serve's flag names in ReplayConfig's errors -> the pytest option that set the value.
-_OPTION_NAMES = {"--model ": "--comfy-model ", "--comfyui-version ": "--comfy-version ", "--preview-method ": "--comfy-preview-method ",
+_OPTION_NAMES = {"--model ": "--comfy-model ", "--preview-method ": "--comfy-preview-method ",
                  "--source-image ": "--comfy-source-image "}
 
 
@@ -63,6 +64,11 @@ class Settings:
     def check(self) -> None:
         """Refuse a bad option once, at configure, as a usage error naming it (not one error per test)."""
         try:
+            if self.comfyui_version is not None:
+                try:
+                    profile(self.comfyui_version)
+                except ConfigError as exc:  # its message names the version, not the option
+                    raise ConfigError(f"--comfy-version {self.comfyui_version!r}: {exc}") from None
             ReplayConfig(cassettes=self.cassettes, port=0, source_image=self.source_image, seed=self.seed, models=self.models,
                          preview_method=self.preview_method, comfyui_version=self.comfyui_version).validated()
         except ConfigError as exc:
@@ -187,13 +193,14 @@ class ComfyServers:
         preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
         assets: bool = False,
     ) -> ComfyHandle:
-        """The handle of the server for this configuration (not reset: the comfy fixtures do that)."""
+        """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``models`` are
+        declared besides the session's (``--comfy-model``, ``comfy_cassettes_models``)."""
         if timing not in TIMING_MODES:
             raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
         key = ServerOptions(
             tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
             bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
-            tuple(self.settings.models if models is None else models), preview_method or self.settings.preview_method,
+            _with_session_models(self.settings.models, models), preview_method or self.settings.preview_method,
             int(preview_size), comfyui_version or self.settings.comfyui_version, bool(assets),
         )
         if key not in self._running:
@@ -228,6 +235,12 @@ class ComfyServers:
                 handle.server.stop()
             finally:
                 shutil.rmtree(handle.root, ignore_errors=True)
+
+
+def _with_session_models(session: Sequence[str], given: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The session's declared models, then a marker's or a caller's own (one name may come as a plain string)."""
+    extra = [given] if isinstance(given, str) else list(given or ())
+    return tuple(dict.fromkeys([*session, *extra]))
 
 
 def serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> Iterator[ComfyHandle]:

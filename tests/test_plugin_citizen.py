@@ -142,7 +142,7 @@ def test_a_bad_option_is_one_usage_error_not_an_error_per_test(pytester: pytest.
 
 
 @pytest.mark.parametrize(("ini", "option"), [
-    ("comfy_cassettes_comfyui_version = latest", "--comfy-version 'latest': expected a version"),
+    ("comfy_cassettes_comfyui_version = latest", "--comfy-version 'latest': ComfyUI version 'latest': expected a version"),
     ("comfy_cassettes_preview_method = fancy", "--comfy-preview-method must be one of"),
     ("comfy_cassettes = nowhere.yaml", "nowhere.yaml: no such cassette"),
 ])
