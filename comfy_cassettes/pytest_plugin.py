@@ -47,14 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--comfy-source-image", dest="comfy_source_image", metavar="PATH", help="one image every output serves (default: the recorded images).")
     group.addoption("--comfy-model", action="append", dest="comfy_models", metavar="FOLDER/NAME", default=None,
                     help="declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).")
-    group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').")
+    group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').")
     group.addoption("--comfy-preview-method", dest="comfy_preview_method", metavar="METHOD", help="sampler previews: none (default), auto, latent2rgb, taesd.")
     parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
     parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
     parser.addini("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", default="0")
     parser.addini("comfy_cassettes_source_image", "one image every output serves.", default="")
     parser.addini("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", type="linelist", default=[])
-    parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", default="")
+    parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", default="")
     parser.addini("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", default="none")
 
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from comfy_cassettes.comfy import frontend as facts
+from comfy_cassettes.comfy.profiles import profile
 from comfy_cassettes.replay.http import frontend as replay_frontend
 from comfy_cassettes.replay.sim import frontend_builds
 from serve_process import offline_env, serve
@@ -23,10 +24,11 @@ installed = pytest.mark.skipif(facts.FRONTEND.installed_version() != "1.27.10", 
 
 RECORDED_INDEX = b'<!doctype html><html><head><script type="module" src="/assets/index-Rec0rd3d.js"></script></head></html>'
 RECORDED_SCRIPT = b'console.log("the recorded page");'
+RECORDED_FONT = b"wOF2\x00\x01{{\xd8\xff\xfe}}"  # binary, with braces a text body would take for a placeholder
 
 
 def write_page_har(path: Path) -> None:
-    """A browser session's HAR (as Playwright saves one) that loaded the page: GET /, its script, its system_stats."""
+    """A browser session's HAR (as Playwright saves one) that loaded the page: GET /, a script, a font."""
 
     def entry(url: str, content_type: str, body: bytes) -> dict[str, object]:
         return {"startedDateTime": "2026-01-08T10:00:00.000Z", "time": 3,
@@ -38,6 +40,7 @@ def write_page_har(path: Path) -> None:
     path.write_text(json.dumps({"log": {"version": "1.2", "creator": {"name": "Playwright", "version": "1.57"}, "entries": [
         entry("/", "text/html", RECORDED_INDEX),
         entry("/assets/index-Rec0rd3d.js", "application/javascript", RECORDED_SCRIPT),
+        entry("/fonts/inter-latin-normal.woff2", "application/octet-stream", RECORDED_FONT),
     ]}}))
 
 
@@ -56,6 +59,8 @@ def test_a_cassette_that_recorded_the_page_serves_the_page_it_recorded(tmp_path:
         assert (page.status_code, page.content, page.headers["content-type"]) == (200, RECORDED_INDEX, "text/html")
         script = http.get("/assets/index-Rec0rd3d.js")
         assert (script.status_code, script.content) == (200, RECORDED_SCRIPT)
+        font = http.get("/fonts/inter-latin-normal.woff2", headers={"Origin": url})
+        assert (font.status_code, font.content) == (200, RECORDED_FONT)
         # A file the recording lacks still comes from a build (the installed one here, the only one offline).
         assert http.get("/materialdesignicons.min.css").status_code == 200
         assert http.get("/assets/not-recorded-nor-built.js").status_code == 404
@@ -98,9 +103,11 @@ def test_the_bundled_cassettes_version_is_the_installed_one_and_never_fetches(tm
     assert not (tmp_path / "cache").exists()
 
 
-def test_required_frontend_versions() -> None:
-    assert [facts.required_frontend_version(v) for v in ("0.3.64", "0.3.60", "0.5.0", "0.8.0", "0.8.2", "0.38.1", "0.41")] == [
-        "1.27.10", "1.27.10", "1.27.10", "1.35.9", "1.35.9", "1.53.6", "1.53.6"]
+def test_the_version_served_is_the_one_the_comfyui_version_requires() -> None:
+    """The required frontend is a row of the table of differences: a version between two known ones requires
+    what the older one required."""
+    assert [profile(v).frontend_version for v in ("0.3.64", "0.5.0", "0.8.0", "0.8.2", "0.38.1")] == [
+        "1.27.10", "1.27.10", "1.35.9", "1.35.9", "1.53.6"]
 
 
 def test_a_custom_build_wins_over_a_recorded_page(tmp_path: Path) -> None:
