@@ -103,6 +103,8 @@ def _announce(server: ReplayServer) -> None:
         typer.echo(f"admin token: {engine.config.admin_token}  (send 'Authorization: Bearer <token>' to {ADMIN_PREFIX}/...)")
     typer.echo(f"comfy-cassettes serving {len(engine.cassettes)} cassette(s), {len(engine.jobs)} recorded job(s), {mode} mode, "
                f"{engine.config.timing} timing, as ComfyUI {engine.profile.version}")
+    if engine.profile.notice:
+        typer.echo(f"warning: {engine.profile.notice}", err=True)
     if engine.catalogue.declared:
         typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
@@ -142,7 +144,7 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing cassette.")] = False,
     scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
     scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
-    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from, when they never asked /system_stats.")] = None,
+    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from (default: their /system_stats, else what their traffic shows).")] = None,
 ) -> None:
     """Turn HTTP Archives (with WebSocket frames) into one templated cassette, secrets scrubbed."""
     from .cassette.load import load
@@ -155,7 +157,17 @@ def import_(
         cassette = load(path)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
-    typer.echo(f"wrote {path}: {len(cassette.interactions)} interactions, {len(cassette.jobs)} jobs")
+    typer.echo(f"wrote {path}: {len(cassette.interactions)} interactions, {len(cassette.jobs)} jobs, {_version_line(cassette.recorded)}")
+
+
+def _version_line(recorded: dict[str, Any]) -> str:
+    """"ComfyUI 0.8.0 (inferred from its traffic)": the cassette's version and where it came from."""
+    origin = {"system_stats": "from /system_stats", "traffic": "inferred from its traffic", "given": "as given"}
+    source = origin.get(str(recorded.get("comfyui_version_from")), "")
+    version = recorded.get("comfyui_version")
+    if version is None:
+        return "ComfyUI ? (nothing in its traffic tells; replayed as 0.3.64, set it with --comfyui-version)"
+    return f"ComfyUI {version}" + (f" ({source})" if source else "")
 
 
 @app.command()
@@ -178,7 +190,7 @@ def inspect(
         raise _fail(exc) from None
     console = Console()
     recorded = loaded.recorded
-    console.print(f"[bold]{cassette}[/bold]  ComfyUI {recorded.get('comfyui_version') or '?'}  recorded {recorded.get('at') or '?'}")
+    console.print(f"[bold]{cassette}[/bold]  {_version_line(recorded)}  recorded {recorded.get('at') or '?'}")
     jobs = Table("#", "nodes", "status", "outputs", "cached", "events", title="jobs")
     for i, job in enumerate(loaded.jobs):
         classes = " → ".join(str(n.get("class_type")) for n in job.workflow.values() if isinstance(n, dict))

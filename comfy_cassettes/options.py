@@ -76,7 +76,7 @@ OPTIONS: tuple[Option, ...] = (
            pytest_flag="--comfy-preview-method", ini="comfy_cassettes_preview_method", metavar="METHOD", marker=True),
     Option("preview_size", "Largest side of a preview image, like ComfyUI's --preview-size.", pytest_flag="--comfy-preview-size",
            ini="comfy_cassettes_preview_size", metavar="PIXELS", marker=True),
-    Option("comfyui_version", "The ComfyUI version to be, e.g. 0.3.64 or 0.38 (default: the version the cassettes were recorded from).",
+    Option("comfyui_version", "The ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the version the cassettes were recorded from).",
            pytest_flag="--comfy-version",
            ini="comfy_cassettes_comfyui_version", metavar="VERSION", marker=True),
     Option("assets", "ComfyUI's assets system on (--enable-assets; ComfyUI 0.38): asset ids on uploads and outputs, /api/assets.",

@@ -27,11 +27,12 @@ if TYPE_CHECKING:
 DEFAULT_ENV_VAR = "COMFYUI_URL"
 MARKER = "comfy_cassette"
 _MARKER_HELP = (
-    f"{MARKER}(*cassettes, dynamic=False, timing='instant', speed=1.0, seed=None, models=(), preview_method=None, "
-    "preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): "
+    f'{MARKER}(*cassettes, dynamic=False, timing="instant", speed=1.0, seed=None, models=(), preview_method="none", '
+    'preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): '
     "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
-    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
-    "keywords go to the server's configure()."
+    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; models are "
+    "declared besides the session's (--comfy-model, comfy_cassettes_models); other keywords go to the "
+    "server's configure()."
 )
 
 
@@ -46,14 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--comfy-source-image", dest="comfy_source_image", metavar="PATH", help="one image every output serves (default: the recorded images).")
     group.addoption("--comfy-model", action="append", dest="comfy_models", metavar="FOLDER/NAME", default=None,
                     help="declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).")
-    group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').")
+    group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').")
     group.addoption("--comfy-preview-method", dest="comfy_preview_method", metavar="METHOD", help="sampler previews: none (default), auto, latent2rgb, taesd.")
     parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
     parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
     parser.addini("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", default="0")
     parser.addini("comfy_cassettes_source_image", "one image every output serves.", default="")
     parser.addini("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", type="linelist", default=[])
-    parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", default="")
+    parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", default="")
     parser.addini("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", default="none")
 
 
@@ -230,13 +231,14 @@ class ComfyServers:
         preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
         assets: bool = False,
     ) -> ComfyHandle:
-        """The handle of the server for this configuration (not reset: the comfy fixtures do that)."""
+        """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``models`` are
+        declared besides the session's (``--comfy-model``, ``comfy_cassettes_models``)."""
         if timing not in TIMING_MODES:
             raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
         key = ServerOptions(
             tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
             bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
-            tuple(self.settings.models if models is None else models), preview_method or self.settings.preview_method,
+            _with_session_models(self.settings.models, models), preview_method or self.settings.preview_method,
             int(preview_size), comfyui_version or self.settings.comfyui_version, bool(assets),
         )
         if key not in self._running:
@@ -271,6 +273,12 @@ class ComfyServers:
                 handle.server.stop()
             finally:
                 shutil.rmtree(handle.root, ignore_errors=True)
+
+
+def _with_session_models(session: Sequence[str], given: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The session's declared models, then a marker's or a caller's own (one name may come as a plain string)."""
+    extra = [given] if isinstance(given, str) else list(given or ())
+    return tuple(dict.fromkeys([*session, *extra]))
 
 
 @pytest.fixture(scope="session")

@@ -192,7 +192,7 @@ def test_without_a_frontend_the_root_says_how_to_get_one(tmp_path: Path, monkeyp
         monkeypatch.setenv(name, value)
     server = start(tmp_path)
     try:
-        with httpx.Client(base_url=server.url) as http:
+        with httpx.Client(base_url=server.url, timeout=120) as http:  # the first page request tries pip first
             r = http.get("/")
             assert r.status_code == 404 and r.text.count("\n") == 1
             assert "pip install 'comfy-cassettes[frontend]'" in r.text and "--front-end-root" in r.text

@@ -23,10 +23,11 @@ installed = pytest.mark.skipif(facts.FRONTEND.installed_version() != "1.27.10", 
 
 RECORDED_INDEX = b'<!doctype html><html><head><script type="module" src="/assets/index-Rec0rd3d.js"></script></head></html>'
 RECORDED_SCRIPT = b'console.log("the recorded page");'
+RECORDED_FONT = b"wOF2\x00\x01{{\xd8\xff\xfe}}"  # binary, with braces a text body would take for a placeholder
 
 
 def write_page_har(path: Path) -> None:
-    """A browser session's HAR (as Playwright saves one) that loaded the page: GET /, its script, its system_stats."""
+    """A browser session's HAR (as Playwright saves one) that loaded the page: GET /, a script, a font."""
 
     def entry(url: str, content_type: str, body: bytes) -> dict[str, object]:
         return {"startedDateTime": "2026-01-08T10:00:00.000Z", "time": 3,
@@ -38,6 +39,7 @@ def write_page_har(path: Path) -> None:
     path.write_text(json.dumps({"log": {"version": "1.2", "creator": {"name": "Playwright", "version": "1.57"}, "entries": [
         entry("/", "text/html", RECORDED_INDEX),
         entry("/assets/index-Rec0rd3d.js", "application/javascript", RECORDED_SCRIPT),
+        entry("/fonts/inter-latin-normal.woff2", "application/octet-stream", RECORDED_FONT),
     ]}}))
 
 
@@ -56,6 +58,8 @@ def test_a_cassette_that_recorded_the_page_serves_the_page_it_recorded(tmp_path:
         assert (page.status_code, page.content, page.headers["content-type"]) == (200, RECORDED_INDEX, "text/html")
         script = http.get("/assets/index-Rec0rd3d.js")
         assert (script.status_code, script.content) == (200, RECORDED_SCRIPT)
+        font = http.get("/fonts/inter-latin-normal.woff2", headers={"Origin": url})
+        assert (font.status_code, font.content) == (200, RECORDED_FONT)
         # A file the recording lacks still comes from a build (the installed one here, the only one offline).
         assert http.get("/materialdesignicons.min.css").status_code == 200
         assert http.get("/assets/not-recorded-nor-built.js").status_code == 404

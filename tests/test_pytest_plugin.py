@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -393,3 +394,37 @@ def test_job_{i}(comfy_dynamic):
     assert url_a != url_b and root_a != root_b
     for url, root in ((url_a, root_a), (url_b, root_b)):
         assert_stopped(url, root)
+
+
+def test_a_markers_models_add_to_the_sessions(suite: pytest.Pytester) -> None:
+    suite.makeini(SUITE_INI + "comfy_cassettes_models =\n    checkpoints/from_ini.safetensors\n")
+    suite.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        def test_the_session_models(comfy):
+            assert "from_ini.safetensors" in httpx.get(comfy.url + "/models/checkpoints").json()
+
+        @pytest.mark.comfy_cassette(models=["loras/ink.safetensors", "checkpoints/own.safetensors"])
+        def test_the_markers_and_the_sessions(comfy):
+            checkpoints = httpx.get(comfy.url + "/models/checkpoints").json()
+            assert {"from_ini.safetensors", "own.safetensors"} <= set(checkpoints)
+            assert "ink.safetensors" in httpx.get(comfy.url + "/models/loras").json()
+
+        @pytest.mark.comfy_cassette(models="loras/one.safetensors")
+        def test_one_name(comfy):
+            assert "one.safetensors" in httpx.get(comfy.url + "/models/loras").json()
+            assert "from_ini.safetensors" in httpx.get(comfy.url + "/models/checkpoints").json()
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=3)
+
+
+def test_pytest_markers_shows_the_signature_the_readme_documents(suite: pytest.Pytester) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    signature = re.search(r"`(comfy_cassette\(\*cassettes,[^`]*)`", readme, re.S)
+    assert signature is not None
+    documented = " ".join(signature.group(1).split())
+    shown = " ".join(suite.runpytest("--markers").stdout.str().split())
+    assert "@pytest.mark." + documented in shown and 'preview_method="none"' in documented

@@ -73,7 +73,7 @@ class ReplayConfig:
         if self.comfyui_version is not None:
             profile(self.comfyui_version)  # ConfigError for a version that is not one
         if self.assets and not profile(self.comfyui_version).assets_api:
-            raise ConfigError("--assets needs --comfyui-version 0.38 (ComfyUI 0.3.64 has no assets system)")
+            raise ConfigError("--assets needs a ComfyUI with the assets system (0.17.0 or newer, e.g. --comfyui-version 0.38)")
         if self.assets and importlib.util.find_spec("blake3") is None:
             raise ConfigError("--assets needs the blake3 package for ComfyUI's asset hashes: pip install 'comfy-cassettes[assets]'")
         if not self.cassettes:
