@@ -52,9 +52,7 @@ def served(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     """`comfy-cassettes serve --comfyui-version 0.8.0` on the bundled cassette: URL, banner, user folder."""
     root = tmp_path_factory.mktemp("browser_080")
     with serve(root, "--comfyui-version", "0.8.0") as (url, banner):
-        version = httpx.get(url + "/api/system_stats", timeout=10).json()["system"]["comfyui_version"]
-        if version != "0.8.0":
-            pytest.skip(f"serve --comfyui-version 0.8.0 answers as ComfyUI {version}: no 0.8.0 profile yet")
+        assert httpx.get(url + "/api/system_stats", timeout=10).json()["system"]["comfyui_version"] == "0.8.0"
         yield url, banner, root / "user"
 
 

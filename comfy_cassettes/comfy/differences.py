@@ -16,13 +16,14 @@ from typing import Any
 
 # Versions confirmed as a whole, and how: the known range is from the first to the last.
 CONFIRMED = {"0.3.64": "captures tests/data/real_sessions (a125cd84)",
-             "0.8.0": "captures tests/data/real_sessions_0.8 (pollockjj/ComfyUI 618b803d)",
+             "0.8.0": "captures tests/data/real_sessions_0.8 and a live server (pollockjj/ComfyUI 618b803d)",
              "0.38.1": "upstream source (Comfy-Org/ComfyUI 783545f6 and later stored versions)"}
 
 _C064 = "capture real_sessions/"
 _C080 = "capture real_sessions_0.8/"
 _UP = "pollockjj/ComfyUI "  # upstream history up to 0.8.0
 _NEW = "Comfy-Org/ComfyUI 783545f6 "  # the newest source read
+_LIVE080 = "a live 0.8.0 (tests/test_live_versions.py)"
 _NO_RELEASE = "; absent in the 0.8.0 captures, release not established"
 
 _FLAGS_0_3 = {"supports_preview_metadata": True, "max_upload_size": 104857600}
@@ -58,7 +59,7 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference("0.4.0", "os_is_platform", True, "/system_stats os is sys.platform (linux), not os.name (posix)",
                _UP + "server.py @ b4a20acc; " + _C080 + "snapshots"),
     Difference("0.6.0", "jobs_api", True, "GET /api/jobs and /api/jobs/{id}: statuses pending, in_progress, completed, failed",
-               _UP + "server.py, comfy_execution/jobs.py @ 1ca89b81; " + _C080 + "queue_and_history_ops"),
+               _UP + "server.py, comfy_execution/jobs.py @ 1ca89b81; " + _LIVE080),
     Difference("0.8.0", "validates_combo_options", True, "V3 COMBO inputs checked against their options",
                _UP + "execution.py @ 0be8a76c"),
     Difference("0.8.0", "frontend_version", "1.35.9", "required frontend (comfyui-frontend-package)",
@@ -89,7 +90,7 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference("0.34.0", "output_metadata", True, "output entries carry metadata {kind, width, height}",
                _NEW + "execution.py media_enrichment"),
     Difference("0.38.1", "jobs_cancel_api", True, "POST /api/jobs/{id}/cancel and /api/jobs/cancel (0.8.0: 405)",
-               _NEW + "server.py" + _NO_RELEASE),
+               _NEW + "server.py" + _NO_RELEASE + "; 405 on " + _LIVE080),
     Difference("0.38.1", "jobs_cancelled_status", True, "an interrupted job is cancelled, not failed (five statuses)",
                _NEW + "comfy_execution/jobs.py" + _NO_RELEASE),
     Difference("0.38.1", "jobs_rich_previews", True, "jobs carry previewable_outputs_count; text and .usdz previews",

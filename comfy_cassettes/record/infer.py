@@ -105,7 +105,7 @@ OBSERVATIONS: dict[str, Observed] = {
 def allowed(name: str, value: Any) -> tuple[Version, Version] | None:
     """The versions [from, until) in which Profile field ``name`` has ``value`` (None: no row gives it)."""
     rows = sorted((d for d in DIFFERENCES if d.field == name), key=lambda d: parts(d.since))
-    default = Profile.__dataclass_fields__[name].default
+    default = getattr(Profile(version=OLDEST), name)  # the field's value before any row
     spans = [(parts(OLDEST), default)] if rows and parts(rows[0].since) > parts(OLDEST) else []
     spans += [(parts(d.since), d.value) for d in rows]
     for index, (since, given) in enumerate(spans):
