@@ -86,6 +86,7 @@ class ReplayServer:
         self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()  # run() returned
+        self._ready_error: ConfigError | None = None  # what on_ready raised: run() raises it once the server stopped
 
     @property
     def url(self) -> str:
@@ -103,6 +104,8 @@ class ReplayServer:
             self._finished.set()
             self.socket.close()
             self.engine.remove_owned_dirs()
+        if self._ready_error is not None:
+            raise self._ready_error
 
     def _exit_when_stuck(self) -> None:
         """Bound the shutdown a signal asks for: past SHUTDOWN_LIMIT seconds (a client that never lets go, a
@@ -122,7 +125,11 @@ class ReplayServer:
             if self._server.should_exit:
                 return
             time.sleep(0.002)
-        on_ready()
+        try:
+            on_ready()
+        except ConfigError as exc:  # e.g. the ready file cannot be written: stop, and run() raises it
+            self._ready_error = exc
+            self._server.should_exit = True
 
     def start(self) -> ReplayServer:
         """Serve in a background thread; returns once the server accepts connections."""

@@ -148,7 +148,11 @@ class ReplayEngine:
 
     def _dir(self, given: Path | None, kind: str) -> Path:
         if given is not None:
-            given.mkdir(parents=True, exist_ok=True)
+            try:
+                given.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # ReplayConfig.validated checked what it could; the file system has the last word
+                self.remove_owned_dirs()
+                raise ConfigError(f"--{kind}-dir {given}: cannot create it ({exc.strerror})") from None
             return given
         path = Path(tempfile.mkdtemp(prefix=f"comfy-cassettes-{kind}-"))
         self._owned_dirs.append(path)
