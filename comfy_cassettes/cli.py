@@ -284,6 +284,10 @@ def _record_proxy(*, target: str, output: Path, host: str, port: int, mode: str,
         typer.echo(f"Ctrl-C (or POST {url}{SAVE_PATH}) saves {output}")
 
     result = run_proxy(recorder, host=host, port=port, on_ready=ready)
+    if result.error:
+        where = f"the recorded session was saved to {result.path} instead" if result.path else "the recorded session is lost"
+        typer.echo(f"error: {result.error}; {where}", err=True)
+        raise typer.Exit(code=1)
     if result.path is None:
         typer.echo(f"{result.reason}; {output} left as it was")
     else:

@@ -19,6 +19,7 @@ import uvicorn
 from ..cassette import load as cassette_io
 from ..errors import ConfigError
 from .http.app import create_app
+from .http.limits import BoundedHeadersProtocol
 from .config import ReplayConfig
 from .sim.engine import ReplayEngine
 
@@ -78,7 +79,7 @@ class ReplayServer:
             ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
             # Like aiohttp under ComfyUI: no server pings (uvicorn's cut clients that answer them late) and
             # idle keep-alive connections kept 75 s.
-            ws_ping_interval=None, ws_ping_timeout=None, timeout_keep_alive=75,
+            ws_ping_interval=None, ws_ping_timeout=None, timeout_keep_alive=75, http=BoundedHeadersProtocol,
             access_log=log_level in ("info", "debug", "trace"), proxy_headers=False,
         )
         self._server = uvicorn.Server(uv_config)
