@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from comfy_cassettes.comfy import frontend as facts
+from comfy_cassettes.comfy.profiles import profile
 from comfy_cassettes.replay.http import frontend as replay_frontend
 from comfy_cassettes.replay.sim import frontend_builds
 from serve_process import offline_env, serve
@@ -102,9 +103,11 @@ def test_the_bundled_cassettes_version_is_the_installed_one_and_never_fetches(tm
     assert not (tmp_path / "cache").exists()
 
 
-def test_required_frontend_versions() -> None:
-    assert [facts.required_frontend_version(v) for v in ("0.3.64", "0.3.60", "0.5.0", "0.8.0", "0.8.2", "0.38.1", "0.41")] == [
-        "1.27.10", "1.27.10", "1.27.10", "1.35.9", "1.35.9", "1.53.6", "1.53.6"]
+def test_the_version_served_is_the_one_the_comfyui_version_requires() -> None:
+    """The required frontend is a row of the table of differences: a version between two known ones requires
+    what the older one required."""
+    assert [profile(v).frontend_version for v in ("0.3.64", "0.5.0", "0.8.0", "0.8.2", "0.38.1")] == [
+        "1.27.10", "1.27.10", "1.35.9", "1.35.9", "1.53.6"]
 
 
 def test_a_custom_build_wins_over_a_recorded_page(tmp_path: Path) -> None:

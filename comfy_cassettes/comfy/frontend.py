@@ -21,7 +21,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 __all__ = [
-    "FRONTEND", "CURRENT_FRONTEND", "DOCS", "TEMPLATES", "INSTALL_HINT", "WebPackage", "required_frontend_version",
+    "FRONTEND", "CURRENT_FRONTEND", "DOCS", "TEMPLATES", "INSTALL_HINT", "WebPackage",
     "cache_control", "content_type", "etag", "last_modified", "guess_type", "is_dangerous_content_type", "user_file_headers",
 ]
 
@@ -66,28 +66,6 @@ FRONTEND = WebPackage("comfyui-frontend-package", "comfyui_frontend_package", "s
 CURRENT_FRONTEND = replace(FRONTEND, version="1.58.1")
 TEMPLATES = WebPackage("comfyui-workflow-templates", "comfyui_workflow_templates", "templates", "/templates", "0.1.95")
 DOCS = WebPackage("comfyui-embedded-docs", "comfyui_embedded_docs", "docs", "/docs", "0.2.6")
-
-# The comfyui-frontend-package each ComfyUI release pins (requirements.txt; /system_stats' required_frontend_version):
-# 0.3.64 and 0.8.0 as captured (real-sessions*/snapshots), 0.38.1 from source. The one place that maps a ComfyUI
-# version to its page until the table of ComfyUI's differences holds it per version.
-_REQUIRED_FRONTEND = (("0.3.64", "1.27.10"), ("0.8.0", "1.35.9"), ("0.38.1", "1.53.6"))
-
-
-def required_frontend_version(comfyui_version: str) -> str:
-    """The frontend version a ComfyUI version requires: that of the newest known release not newer than it (the
-    oldest known for older versions).
-
-    >>> required_frontend_version("0.8.0"), required_frontend_version("0.9"), required_frontend_version("0.3.60")
-    ('1.35.9', '1.35.9', '1.27.10')
-    """
-    wanted = _parts(comfyui_version)
-    fitting = [frontend for version, frontend in _REQUIRED_FRONTEND if _parts(version) <= wanted]
-    return fitting[-1] if fitting else _REQUIRED_FRONTEND[0][1]
-
-
-def _parts(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.strip().lstrip("v").split(".") if part.isdigit())
-
 
 INSTALL_HINT = (
     "The ComfyUI web frontend is not installed: pip install 'comfy-cassettes[frontend]' "

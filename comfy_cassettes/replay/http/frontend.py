@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ...comfy import model_files as models
-from ...comfy.frontend import DOCS, FRONTEND, INSTALL_HINT, TEMPLATES, required_frontend_version
+from ...comfy.frontend import DOCS, FRONTEND, INSTALL_HINT, TEMPLATES
 from ...comfy.profiles import Profile
 from ...comfy.routes import aliases
 from ..sim.engine import ReplayEngine
@@ -54,11 +54,10 @@ class WebRoots:
     @classmethod
     def for_engine(cls, engine: ReplayEngine) -> WebRoots:
         """The web roots of a replay: the version it is, its --front-end-root, whether its cassettes recorded the page."""
-        comfyui_version = engine.config.comfyui_version or engine.recorded_version or engine.profile.version
         page = engine.interactions.find("GET", "/", [])
         # A page, not a probe of the root that kept no body (the bundled cassette's GET / has none).
         recorded = page is not None and page.interaction.status == 200 and bool(page.cassette.body(page.interaction))
-        return cls(wanted=required_frontend_version(comfyui_version), front_end_root=engine.config.front_end_root,
+        return cls(wanted=engine.profile.frontend_version, front_end_root=engine.config.front_end_root,
                    recorded_page=recorded)
 
     @property
