@@ -13,7 +13,8 @@ from ...comfy.graph import is_link, structure
 from ...comfy.nodes import OUTPUT_CLASSES, VOLATILE_INPUTS
 from ...comfy.timeline import PREVIEW, Pace, from_history, timeline
 from ...cassette.model import Job, OutputImage
-from ...cassette.templating import Renderer, compile_value, out_name, parse_templated, placeholder
+from ...cassette.naming import out_name
+from ...cassette.templating import Renderer, compile_value, parse_templated, placeholder
 
 
 @dataclass(frozen=True)
