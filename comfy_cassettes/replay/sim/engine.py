@@ -29,7 +29,7 @@ from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, is_canonical_uuid
 from ...comfy.validation import no_prompt_body, validate_prompt
-from ...cassette.templating import bind_job
+from ...cassette.templating import JobBinding, bind_job
 from ...comfy.shapes import QueueListing
 from . import plan as planning
 from .asset_store import Assets
@@ -41,10 +41,16 @@ from .interactions import InteractionIndex
 from ..harness.journal import Journal
 from .outputs import OutputFiles
 from .pixels import preview_jpeg
-from .run import JobRun, yield_between_jobs
+from .run import JobRun, WorkBudget
 from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, PromptQueue, QueueItem
 from .user_folder import UserFolder
+
+
+# A prompt of more nodes is planned in a thread: planning is linear in the graph, yet 10,000 nodes take most of a
+# second that the handlers must not wait. A smaller one (most prompts: txt2img has 7) is planned inline, where it
+# costs less than a thread's round trip.
+PLAN_INLINE_NODES = 64
 
 
 def _recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str | None:
@@ -118,6 +124,7 @@ class ReplayEngine:
         self.faults.on_error = self.journal.error
         self.faults.spawn = self.spawn
         self.clock = Clock()
+        self.budget = WorkBudget()
         self._ids = random.Random(config.seed)
         self._init_state()
 
@@ -365,10 +372,13 @@ class ReplayEngine:
     # ------------------------------------------------------------ the worker
 
     async def pause(self, seconds: float) -> None:
-        # Instant timing runs a job's events back to back (the worker yields once per job): yielding per
-        # event let a queue of jobs crawl behind the HTTP traffic it causes.
+        # Instant timing runs a job's events back to back, yielding only when the work budget is spent: yielding
+        # per event let a queue of jobs crawl behind the HTTP traffic it causes.
         if self.config.timing == "recorded" and seconds > 0:
             await asyncio.sleep(seconds / self.config.speed)
+            self.budget.restart()
+        else:
+            await self.budget.spend()
 
     async def _work(self) -> None:
         while True:
@@ -379,24 +389,44 @@ class ReplayEngine:
             if head is None:
                 self._wake.clear()
                 await self._wake.wait()
+                self.budget.restart()
                 continue
             if self.clock.holds_at(head.prompt_id, "queued"):
                 self._wake.clear()
                 advanced = await self.clock.checkpoint(head.prompt_id, "queued", abandon=self._wake)
                 if not advanced or self.queue.head() is not head:
                     continue  # the queue changed under the held job: look again
-            await yield_between_jobs()
+            await self.budget.spend()
             if self.queue.head() is not head:
                 continue
             try:
-                await self._prepare(head).execute()
+                run = await self._prepare(head)
+                if run is not None:
+                    await run.execute()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken run must not stop the queue
                 self._abort(head, exc)
 
-    def _prepare(self, item: QueueItem) -> JobRun:
-        """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running."""
+    async def _prepare(self, item: QueueItem) -> JobRun | None:
+        """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running. A large
+        graph is planned in a thread, so handlers keep answering; None when the queue changed meanwhile."""
+        if len(item.workflow) <= PLAN_INLINE_NODES:
+            plan, binding = self._plan_and_name(item)
+        else:
+            plan, binding = await asyncio.to_thread(self._plan_and_name, item)
+            if self.queue.head() is not item:
+                return None  # deleted, or overtaken by a prompt sent to the front: look again
+        # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
+        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
+        self.queue.take()
+        self.interrupt_requested = False
+        self.last_client = item.client_id
+        return JobRun(self, item, plan, binding)
+
+    def _plan_and_name(self, item: QueueItem) -> tuple[planning.Plan, JobBinding]:
+        """The plan of ``item`` and its output names. Reads only what the worker alone changes (the node cache,
+        the namer), so it may run in a thread while the worker awaits it."""
         plan = self._plan(item)
         sigs = item.signatures
         known = {}
@@ -408,17 +438,13 @@ class ReplayEngine:
             prompt_id=item.prompt_id, number=item.number, client_id=item.client_id or "", workflow=item.workflow,
             images=plan.outputs, namer=self.namer, known=known,
         )
-        # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
-        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
-        self.queue.take()
-        self.interrupt_requested = False
-        self.last_client = item.client_id
-        return JobRun(self, item, plan, binding)
+        return plan, binding
 
     def _plan(self, item: QueueItem) -> planning.Plan:
         order, sigs = item.order, item.signatures
         # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async).
-        cached = [node for node in item.workflow if node in order and sigs.get(node) in self.node_cache]
+        runs = set(order)
+        cached = [node for node in item.workflow if node in runs and sigs.get(node) in self.node_cache]
         has_client = item.client_id is not None
         job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape)
         if job is not None and job.status != "interrupted":
@@ -428,7 +454,7 @@ class ReplayEngine:
         timed = self.config.timing == "recorded"
         pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
         synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self._input_size,
-                                        previews=self.config.preview_method != "none", pace=pace)
+                                        previews=self.config.preview_method != "none", pace=pace, prompt_id=item.prompt_id)
         return planning.resume_interrupted(job, synthetic) if job is not None else synthetic
 
     def _abort(self, item: QueueItem, exc: Exception) -> None:
@@ -455,8 +481,7 @@ class ReplayEngine:
     def materialize(self, run: JobRun, node: str, output: Any) -> None:
         """Make one node's output images answerable by /view (written in dynamic mode). On the loop, not a thread:
         jobs run one at a time, so a thread's round trip held up the queue (measured: half the jobs/s)."""
-        recorded = {o.index: o for o in run.plan.outputs if o.node == node}
-        self.files.materialize(output, recorded, self.cassette_of(run.plan.job), run.png_metadata,
+        self.files.materialize(output, run.recorded_images(node), self.cassette_of(run.plan.job), run.png_metadata,
                               seed=run.plan.seeds.get(node), wrote=self.namer.wrote)
 
     def enrich_output(self, output: Any, prompt_id: str) -> Any:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...comfy.events import WsEvent
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
-from ...comfy.timeline import PREVIEW
+from ...comfy.timeline import PREVIEW, ProgressNodes
 from ...cassette.templating import JobBinding, event_renderer, render_value
 from ...comfy.shapes import ExecutionStatus
 from ..harness.faults import FaultRule, JobFault
+from ...cassette.model import OutputImage
 from .plan import Plan
 from .state import JobState, QueueItem
 
@@ -48,7 +49,7 @@ class JobRun:
         self.item = item
         self.plan = plan
         self.bindings: dict[str, Any] = dict(binding.values)
-        self.executed: list[str] = []  # nodes that ran, in order
+        self.executed: dict[str, None] = {}  # nodes that ran, in order (a dict: looked up per message)
         self.outputs: dict[str, Any] = {}
         self.messages: list[list[Any]] = []  # what history keeps: start, cached, the terminal message
         self.current: str | None = None
@@ -58,6 +59,10 @@ class JobRun:
         # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
         self._announced = item.client_id is not None
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
+        self._progress: ProgressNodes | None = None  # the last shared progress map observed
+        self._images: dict[str, dict[int, OutputImage]] = {}
+        for image in plan.outputs:
+            self._images.setdefault(image.node, {})[image.index] = image
         if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
             self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
@@ -100,8 +105,14 @@ class JobRun:
             self._emit_preview(event)
             return
         kind = str(event.type)
-        bindings = {**self.bindings, "now_ms": _now_ms()}
-        data = event_renderer(event)(bindings) if self._recorded_events else render_value(event.data, bindings)
+        self.bindings["now_ms"] = _now_ms()
+        nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
+        if isinstance(nodes, ProgressNodes):
+            data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        elif self._recorded_events:
+            data = event_renderer(event)(self.bindings)
+        else:
+            data = render_value(event.data, self.bindings)
         if kind in TERMINAL and self._pending:
             # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
             await self._fire(at_end=True)
@@ -116,7 +127,10 @@ class JobRun:
             # The node's files exist before `executed` says so (written in dynamic mode).
             engine.materialize(self, str(data.get("node")), data.get("output"))
         started = self._observe(kind, data)
-        engine.emit(item, kind, data)
+        if not isinstance(nodes, ProgressNodes):
+            engine.emit(item, kind, data)
+        elif engine.sockets.reaches(item.client_id, kind):
+            engine.emit(item, kind, {**data, "nodes": nodes.as_dict()})  # built only for a client that gets it
         if started:
             await self._at_node()
         elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
@@ -151,7 +165,7 @@ class JobRun:
         if kind == Event.EXECUTING and data.get("node") is not None and self._announced:
             started = str(data["node"])
         elif kind == Event.PROGRESS_STATE:
-            for node_id, state in (data.get("nodes") or {}).items():
+            for node_id, state in self._progress_changes(data.get("nodes") or {}):
                 if not isinstance(state, dict):
                     continue
                 if state.get("state") == "running" and not self._announced and node_id not in self._values:
@@ -159,7 +173,7 @@ class JobRun:
                 self._values[str(node_id)] = state.get("value")
                 # A recording made without a client_id has no `executing`: finished nodes say what ran.
                 if state.get("state") == "finished" and node_id not in self.executed:
-                    self.executed.append(str(node_id))
+                    self.executed[str(node_id)] = None
         elif kind == Event.EXECUTED:
             node = str(data.get("node"))
             if self.engine.profile.output_metadata:
@@ -171,10 +185,22 @@ class JobRun:
             self.status = JobState(STATUS_OF_TERMINAL[kind])
         if started is None:
             return False
-        if self.current is not None and self.current not in self.executed:
-            self.executed.append(self.current)
+        if self.current is not None:
+            self.executed.setdefault(self.current)
         self.current = self.engine.last_node = started
         return True
+
+    def _progress_changes(self, nodes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+        """The entries of a progress map to look at: all of them, or for a shared map that follows the last one
+        seen, only its change (so a run of n nodes reads O(n) states, not O(n²))."""
+        previous, self._progress = self._progress, nodes if isinstance(nodes, ProgressNodes) else None
+        if isinstance(nodes, ProgressNodes) and previous is not None and nodes.follows(previous):
+            return (nodes.last_change(),)
+        return nodes.items()
+
+    def recorded_images(self, node: str) -> dict[int, OutputImage]:
+        """The plan's images of one output node, by index."""
+        return self._images.get(node, {})
 
     async def _at_node(self) -> None:
         """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
@@ -202,7 +228,7 @@ class JobRun:
         self.status, self.ended = JobState.ERROR, True
 
     def _done(self) -> list[str]:
-        return self.executed + [n for n in self.plan.cached if n not in self.executed]
+        return [*self.executed, *(n for n in self.plan.cached if n not in self.executed)]
 
     def _as_recorded(self, kind: str, executed: list[str]) -> list[str]:
         """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
@@ -251,7 +277,8 @@ class JobRun:
         job = plan.job
         if job is not None and not job.has_client and job.history and self.status.value == job.status:
             # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
-            recorded = render_value((job.history.get("status") or {}).get("messages") or [], {**self.bindings, "now_ms": _now_ms()})
+            self.bindings["now_ms"] = _now_ms()
+            recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
         success = self.status is JobState.SUCCESS
         outputs, meta = self.outputs, dict[str, Any]()
@@ -315,6 +342,25 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def yield_between_jobs() -> None:
-    """Let handlers run between jobs (instant timing sends one job's events back to back)."""
-    await asyncio.sleep(0)
+class WorkBudget:
+    """How long the worker may run before it gives the event loop a pass.
+
+    Instant timing runs a job's events, and a queue's jobs, back to back. Yielding before every job let handlers
+    in but cost a loop pass per job: a client polled 2-11 times per job. Yielding once the worker has had
+    ``seconds`` keeps a handler's wait under about that long (a long job included) while a pass runs several
+    jobs.
+    """
+
+    def __init__(self, seconds: float = 0.002) -> None:
+        self.seconds = seconds
+        self._since = time.perf_counter()
+
+    def restart(self) -> None:
+        """The loop has just run other work (the worker waited): a full budget again."""
+        self._since = time.perf_counter()
+
+    async def spend(self) -> None:
+        """Yield to the loop when the budget is used up."""
+        if time.perf_counter() - self._since >= self.seconds:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
