@@ -21,9 +21,10 @@ from .drift import VerifyReport, compare_interaction, compare_jobs, render_repor
 from .cassette.model import Cassette, Interaction, Job
 from .record.build import build_cassette
 from .record.drafts import job_exchanges
-from .record.client import JobRun, LiveSocket, RecordingClient
+from .record.client import LiveJob, LiveSocket, RecordingClient
 from .record.session import HttpExchange, RawSession
-from .cassette.templating import PLACEHOLDER, out_name, parse_templated, render_text, url_escape
+from .cassette.naming import out_name
+from .cassette.templating import PLACEHOLDER, parse_templated, render_text, url_escape
 
 
 # ---------------------------------------------------------------- driving the server
@@ -180,7 +181,7 @@ class _Driver:
         job = self.cassette.jobs[k] if k < len(self.cassette.jobs) else None
         return job is not None and job.status in ("success", "error", "interrupted") and not job.cached
 
-    async def _finish(self, k: int, run: JobRun, body: dict[str, Any]) -> None:
+    async def _finish(self, k: int, run: LiveJob, body: dict[str, Any]) -> None:
         interrupter = self._interrupter(k)
         watcher = None
         if interrupter is not None and not body.get("client_id") and self.socket is not None and run.prompt_id:

@@ -39,6 +39,14 @@ T = TypeVar("T")
 DATA = Path(__file__).parent / "data"
 SESSIONS = DATA / "real_sessions"
 SCENARIOS = sorted(p.name for p in SESSIONS.iterdir() if (p / "session.har").is_file())
+# Captures of ComfyUI 0.8.0, named "real_sessions_0.8/SCENARIO" wherever a scenario name is taken.
+SESSIONS_08 = DATA / "real_sessions_0.8"
+SCENARIOS_08 = sorted(f"{SESSIONS_08.name}/{p.name}" for p in SESSIONS_08.iterdir() if (p / "session.har").is_file())
+
+
+def har_path(scenario: str) -> Path:
+    """A scenario's session.har: a bare name is a 0.3.64 capture, "set/name" one under tests/data/set."""
+    return (DATA / scenario if "/" in scenario else SESSIONS / scenario) / "session.har"
 
 
 # The ini of a user suite run by pytester: strict, quiet, warnings as errors.
@@ -69,7 +77,7 @@ HarEntry = dict[str, Any]
 
 @lru_cache(maxsize=None)
 def _har_text(scenario: str) -> str:
-    return (SESSIONS / scenario / "session.har").read_text(encoding="utf-8")
+    return har_path(scenario).read_text(encoding="utf-8")
 
 
 def load_har(scenario: str) -> dict[str, Any]:

@@ -101,3 +101,46 @@ def test_only_the_http_wing_speaks_starlette(module: str) -> None:
     web = sorted(t for t in GRAPH[module] if t.split(".")[0] in WEB_FRAMEWORKS)
     assert not web, f"{module} imports {web}; only {', '.join(WEB_ALLOWED)} may"
 
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import graph's strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph.get(module, ()):
+            if target not in graph:
+                continue
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_itself_round_a_circle() -> None:
+    # TYPE_CHECKING and function-level imports count too: a circle hidden from the interpreter still ties two
+    # modules into one idea (the engine and the run it created did so).
+    assert _cycles(GRAPH) == []

@@ -144,9 +144,11 @@ def test_hostile_and_malformed_requests(start_app) -> None:
         assert http.get("/view", params={"filename": "x.png", "type": "bogus"}).status_code == 400
         assert http.get("/view").status_code == 404
         assert http.post("/prompt", json={}, headers={"Origin": "http://evil.example"}).status_code == 403
+        # A route nothing knows: aiohttp's empty 404 (snapshots capture); the closest recordings reach problems.
         missing = http.get("/no/such/route")
-        assert missing.status_code == 404
-        assert missing.json()["closest"] and "differences" in missing.json()["closest"][0]
+        assert (missing.status_code, missing.content, missing.headers["content-type"]) == (404, b"", "application/octet-stream")
+        miss = server.engine.journal.problems()["unmatched"][-1]
+        assert miss["request"] == "GET /no/such/route" and "differences" in miss["closest"][0]
 
 
 def test_api_prefix_and_informational_routes(start_app) -> None:
@@ -233,7 +235,7 @@ def test_a_job_the_engine_cannot_replay_still_ends_for_the_client(start_app) -> 
     def broken(item: Any) -> Any:
         raise RuntimeError("no plan")
 
-    server.engine._plan = broken  # type: ignore[method-assign]
+    server.engine.worker.plan = broken  # type: ignore[method-assign]
     history, events = ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
     assert [e["type"] for e in events][-3:] == ["execution_error", "status", "executing"]
     assert history["status"]["status_str"] == "error"
@@ -371,6 +373,22 @@ def test_websocket_connections_are_in_the_journal(start_app) -> None:
     assert connected["method"] == "GET" and connected["status"] == 101 and connected["query"]["clientId"]
 
 
+@pytest.mark.parametrize("before", [None, '{"type": "hello"}'])
+def test_feature_flags_are_answered_only_as_the_first_message(start_app, before: str | None) -> None:
+    # server.py websocket_handler: only the socket's first JSON object is read as feature_flags (then the status
+    # broadcast of the next job is the first thing after the greeting, and binary previews keep the legacy format).
+    server = start_app("basic_save")
+    flags = json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    with server.websocket("/ws?clientId=flags") as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "status"
+        for text in ([before] if before else []) + [flags, flags]:
+            ws.send(text)
+        with server.client() as http:
+            http.post("/prompt", json={"prompt": replayable_jobs("basic_save")[0].workflow, "client_id": "flags"})
+        kinds = [json.loads(ws.recv(timeout=5))["type"] for _ in range(4)]
+    assert kinds.count("feature_flags") == (0 if before else 1) and kinds[0] == ("status" if before else "feature_flags")
+
+
 def _chunk_types(png: bytes) -> list[bytes]:
     import struct
 
@@ -406,3 +424,18 @@ def test_a_jpeg_source_image_is_saved_as_a_real_png(start_app, tmp_path: Path) -
     image = history["outputs"]["2"]["images"][0]
     saved = Image.open(server.engine.roots.output / image["subfolder"] / image["filename"])
     assert saved.format == "PNG" and saved.size == (51, 76) and "prompt" in saved.text
+
+
+def test_a_jpeg_source_image_is_served_as_a_png_in_static_mode(start_app, tmp_path: Path) -> None:
+    source = tmp_path / "photo.jpg"
+    Image.new("RGB", (51, 76), (9, 99, 199)).save(source, format="JPEG")
+    server = start_app("basic_save", source_image=source)
+    history, _ = ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
+    image = history["outputs"]["2"]["images"][0]
+    with server.client() as http:
+        view = http.get("/view", params=image)
+    assert view.headers["content-type"] == "image/png"
+    served = Image.open(io.BytesIO(view.content))
+    assert served.format == "PNG" and served.size == (51, 76)
+    assert not list(server.engine.roots.output.iterdir())  # static mode still writes nothing
+

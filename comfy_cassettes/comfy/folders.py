@@ -85,9 +85,12 @@ class OutputNamer:
             letters = "".join(self._rng.choice(TEMP_ALPHABET) for _ in range(5))
         return self._allocate(self._roots.temp, "temp", f"{prefix}_temp_{letters}", width, height, count)
 
-    def reset(self) -> None:
-        """Forget the names handed out so far; files on disk still count."""
+    def reset(self, rng: random.Random | None = None) -> None:
+        """Forget the names handed out so far (and draw temp names from ``rng`` when given); files on disk still
+        count."""
         with self._lock:
+            if rng is not None:
+                self._rng = rng
             self._listings.clear()
             self._next.clear()
 
@@ -233,3 +236,16 @@ def split_annotation(name: str) -> tuple[str, str | None]:
 
 def dir_for_type(roots: FileRoots, type_name: str) -> Path | None:
     return {"output": roots.output, "input": roots.input, "temp": roots.temp}.get(type_name)
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` so that it exists only whole: through a hidden file beside it, renamed into place. A full
+    disk leaves no empty or cut-off file for /view to serve (ComfyUI's saves leave none either), and the
+    hidden name never matches a ComfyUI prefix, so the output counter does not see it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -444,7 +444,7 @@ class _Validator:
         long = len(options) > 20
         list_info = f"(list of length {len(options)})" if long else str(options)
         extra = {"input_name": x, "input_config": None if long else info(), "received_value": val}
-        shown = repr(val) if self.profile.validates_combo_options else f"'{val}'"
+        shown = repr(val) if self.profile.combo_error_repr else f"'{val}'"
         return _error("value_not_in_list", "Value not in list", f"{x}: {shown} not in {list_info}", extra)
 
     def _check_file(self, class_type: str, name: str, inputs: Any) -> list[_Error]:

@@ -150,8 +150,9 @@ class Unmatched(Answer):
 
 
 class Problems(Answer):
-    errors: list[str]
-    unmatched: list[Unmatched]
+    errors: list[str] = Field(description="engine errors, the first 100")
+    unmatched: list[Unmatched] = Field(description="requests no recording answers, the first 100")
+    dropped: int = Field(0, description="how many more errors and unmatched requests there were, not kept (absent when none)")
 
 
 class Cleared(Answer):

@@ -48,7 +48,7 @@ class QuietProgress:
 
 
 @dataclass
-class JobRun:
+class LiveJob:
     """What the server did with one submitted prompt."""
 
     response: HttpExchange
@@ -201,7 +201,7 @@ class RecordingClient:
     async def run_job(
         self, body: dict[str, Any], socket: LiveSocket | None, *, index: int = 0, total: int = 1, headers: Mapping[str, str] | None = None,
         on_message: Callable[[dict[str, Any]], None] | None = None,
-    ) -> JobRun:
+    ) -> LiveJob:
         """POST /prompt, follow the job to its end (over ``socket`` when it has our client_id), fetch its history.
 
         ``on_message`` sees each of the job's WebSocket messages as it arrives (verify uses it to interrupt).
@@ -212,17 +212,17 @@ class RecordingClient:
         self.progress.job_started(index, total, run.prompt_id, body["prompt"])
         return await self.finish_job(run, body, socket, on_message=on_message)
 
-    async def submit_job(self, body: dict[str, Any], *, headers: Mapping[str, str] | None = None) -> JobRun:
+    async def submit_job(self, body: dict[str, Any], *, headers: Mapping[str, str] | None = None) -> LiveJob:
         """POST /prompt only; ``prompt_id`` is None when ComfyUI refused it."""
         x = await self.request("POST", "/prompt", json_body=body, headers=headers)
         answer = x.response_json()
         if x.status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("prompt_id"), str):
-            return JobRun(x, None)
-        return JobRun(x, answer["prompt_id"], status="unfinished")
+            return LiveJob(x, None)
+        return LiveJob(x, answer["prompt_id"], status="unfinished")
 
     async def finish_job(
-        self, run: JobRun, body: dict[str, Any], socket: LiveSocket | None, *, on_message: Callable[[dict[str, Any]], None] | None = None,
-    ) -> JobRun:
+        self, run: LiveJob, body: dict[str, Any], socket: LiveSocket | None, *, on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> LiveJob:
         """Wait for a submitted job to end, then read its history entry and output list."""
         prompt_id = run.prompt_id or ""
         followed = socket is not None and bool(body.get("client_id"))

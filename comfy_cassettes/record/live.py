@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ImportFormatError, RecordError
-from .client import JobRun, Progress, RecordingClient
+from .client import LiveJob, Progress, RecordingClient
 from .modes import RecordMode, missing_workflows, read_document, should_record
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession
@@ -141,7 +141,7 @@ class RecordResult:
 async def record_session(
     server: str, workflows: Sequence[dict[str, Any]], *, repeat: int = 1, uploads: Sequence[Path] = (),
     with_object_info: bool = False, timeout: float = 600.0, progress: Progress | None = None,
-) -> tuple[RawSession, list[JobRun]]:
+) -> tuple[RawSession, list[LiveJob]]:
     """Run each workflow ``repeat`` times in a row on ``server`` and return everything that was exchanged.
 
     Re-runs follow their first run at once because ComfyUI's cache only keeps the previous prompt's results: that

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -17,10 +19,12 @@ import uvicorn
 from ..cassette import load as cassette_io
 from ..errors import ConfigError
 from .http.app import create_app
+from .http.limits import BoundedHeadersProtocol
 from .config import ReplayConfig
 from .sim.engine import ReplayEngine
 
 T = TypeVar("T")
+SHUTDOWN_LIMIT = 8.0  # seconds `serve` may take to stop once signalled before it exits regardless
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -73,11 +77,16 @@ class ReplayServer:
         uv_config = uvicorn.Config(
             create_app(self.engine), log_level=log_level, lifespan="on", server_header=False,
             ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
+            # Like aiohttp under ComfyUI: no server pings (uvicorn's cut clients that answer them late) and
+            # idle keep-alive connections kept 75 s.
+            ws_ping_interval=None, ws_ping_timeout=None, timeout_keep_alive=75, http=BoundedHeadersProtocol,
             access_log=log_level in ("info", "debug", "trace"), proxy_headers=False,
         )
         self._server = uvicorn.Server(uv_config)
         self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
         self._thread: threading.Thread | None = None
+        self._finished = threading.Event()  # run() returned
+        self._ready_error: ConfigError | None = None  # what on_ready raised: run() raises it once the server stopped
 
     @property
     def url(self) -> str:
@@ -88,17 +97,39 @@ class ReplayServer:
         """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
         if on_ready is not None:
             threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
+        threading.Thread(target=self._exit_when_stuck, daemon=True, name="comfy-cassettes-shutdown").start()
         try:
             self._server.run(sockets=[self.socket])
         finally:
+            self._finished.set()
             self.socket.close()
+            self.engine.remove_owned_dirs()
+        if self._ready_error is not None:
+            raise self._ready_error
+
+    def _exit_when_stuck(self) -> None:
+        """Bound the shutdown a signal asks for: past SHUTDOWN_LIMIT seconds (a client that never lets go, a
+        loop kept busy), remove the folders and end the process anyway."""
+        while not self._server.should_exit:
+            if self._finished.wait(0.05):
+                return
+        if self._finished.wait(SHUTDOWN_LIMIT):
+            return
+        self.engine.remove_owned_dirs()
+        sys.stderr.write(f"comfy-cassettes: the server did not stop within {SHUTDOWN_LIMIT:g} s; exiting anyway\n")
+        sys.stderr.flush()
+        os._exit(1)
 
     def _when_started(self, on_ready: Callable[[], None]) -> None:
         while not self._server.started:
             if self._server.should_exit:
                 return
             time.sleep(0.002)
-        on_ready()
+        try:
+            on_ready()
+        except ConfigError as exc:  # e.g. the ready file cannot be written: stop, and run() raises it
+            self._ready_error = exc
+            self._server.should_exit = True
 
     def start(self) -> ReplayServer:
         """Serve in a background thread; returns once the server accepts connections."""

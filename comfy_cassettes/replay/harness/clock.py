@@ -103,6 +103,8 @@ class Clock:
         self.release()
         self.finished.clear()
 
+    reset = clear
+
     def holds_at(self, prompt_id: str, point: str) -> bool:
         return any(h.applies(prompt_id, point) for h in self.holds)
 
@@ -152,10 +154,13 @@ class Clock:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            changed = self._changed
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the cancel that stops the server.
+            waiting = asyncio.ensure_future(self._changed.wait())
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
+                done, _ = await asyncio.wait({waiting}, timeout=remaining)
+            finally:
+                waiting.cancel()
+            if not done:
                 return bool(predicate())
         return True
 

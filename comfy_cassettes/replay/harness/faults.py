@@ -194,13 +194,15 @@ class Listener(Protocol):
 class Faults:
     """The active rules of one replay server, in the order they were added."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, *, on_restart: Callable[[], Awaitable[None]] | None = None,
+                 on_error: Callable[[str], None] | None = None,
+                 spawn: Callable[[Coroutine[Any, Any, None]], object] = asyncio.ensure_future) -> None:
         self.rules: list[FaultRule] = []
         self.listener: Listener | None = None
-        self.on_restart: Callable[[], Awaitable[None]] | None = None
-        self.on_error: Callable[[str], None] | None = None
+        self.on_restart = on_restart  # a `down` fault's restart: what a restarted ComfyUI forgets
+        self.on_error = on_error
         # Starts the task that ends a down period; the engine keeps it so stopping the server cancels it.
-        self.spawn: Callable[[Coroutine[Any, Any, None]], object] = asyncio.ensure_future
+        self.spawn = spawn
         self.down_until: float = 0.0
         self._seed = seed
         self._rng = random.Random(seed)
@@ -212,6 +214,8 @@ class Faults:
         """Forget every rule (a down period already under way still ends on time)."""
         self.rules.clear()
         self._rng = random.Random(self._seed)
+
+    reset = clear
 
     def add(self, spec: Any, *, keep: tuple[str, int] | None = None) -> FaultRule:
         """Validate and add one rule; ``down`` starts at once (call from the server's event loop), cutting every

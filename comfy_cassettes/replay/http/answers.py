@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..sim.engine import Reply, ReplayEngine
+from .static import empty_streamed, http_error
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -43,7 +44,10 @@ def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
 
 
 async def recorded(request: Request) -> Response:
-    """Any other route: a recorded interaction, or a 404 that names the closest recordings."""
+    """Any other route: a recorded interaction, or the empty 404 aiohttp gives a route nothing knows (the
+    snapshots captures: chunked, ``application/octet-stream``, no body), or its 405 to another method. The closest recordings go to the
+    journal's problems, where the pytest fixtures and ``check()`` turn them into a failure; the header
+    ``X-Comfy-Cassettes: unmatched`` tells a person reading the traffic that the replay, not ComfyUI, missed."""
     engine = engine_of(request)
     query = list(request.query_params.multi_items())
     rec = engine.interactions.find(request.method, request.url.path, query)
@@ -51,11 +55,8 @@ async def recorded(request: Request) -> Response:
         answer = engine.interactions.answer(rec)
         return Response(answer.body, answer.status, headers=answer.headers)
     closest = engine.interactions.closest(request.method, request.url.path, query)
-    body = {
-        "error": "no recorded interaction matches this request",
-        "request": f"{request.method} {request.url.path}{'?' + request.url.query if request.url.query else ''}",
-        "closest": closest,
-        "hint": "record it with `comfy-cassettes record`, or add a cassette that has it",
-    }
-    engine.journal.miss({"request": body["request"], "closest": closest})
-    return JSONResponse(body, 404, headers={"X-Comfy-Cassettes": "unmatched"})
+    missed = f"{request.method} {request.url.path}{'?' + request.url.query if request.url.query else ''}"
+    engine.journal.miss({"request": missed, "closest": closest})
+    if request.method not in ("GET", "HEAD"):  # ComfyUI's static route "/" takes every path, for GET and HEAD only
+        return http_error(405, "Method Not Allowed", {"Allow": "GET,HEAD", "X-Comfy-Cassettes": "unmatched"})
+    return empty_streamed(404, {"X-Comfy-Cassettes": "unmatched"})

@@ -39,7 +39,7 @@ class Catalogue:
         server is, so it needs no change."""
         found = self.interactions.find("GET", path, ())
         version = found.cassette.comfyui_version if found is not None else self.recorded_version
-        return self.profile is profiles.profile(version) and not self.config.assets
+        return self.profile.version == profiles.profile(version).version and not self.config.assets
 
     def recorded_json(self, path: str) -> Any:
         """The JSON a recorded GET ``path`` answered with 200 (the latest recording of it), or None."""

@@ -13,7 +13,8 @@ from ...comfy.graph import is_link, structure
 from ...comfy.nodes import OUTPUT_CLASSES, VOLATILE_INPUTS
 from ...comfy.timeline import PREVIEW, Pace, from_history, timeline
 from ...cassette.model import Job, OutputImage
-from ...cassette.templating import Renderer, compile_value, out_name, parse_templated, placeholder
+from ...cassette.naming import out_name
+from ...cassette.templating import Renderer, compile_value, parse_templated, placeholder
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class Plan:
     @property
     def synthetic(self) -> bool:
         return self.job is None
+
+    def images_of(self, node: str) -> dict[int, OutputImage]:
+        """One output node's images by index (indexed once: a wide prompt asks for each of its outputs)."""
+        by_node: dict[str, dict[int, OutputImage]] | None = self.__dict__.get("_by_node")
+        if by_node is None:
+            by_node = self.__dict__["_by_node"] = {}
+            for image in self.outputs:
+                by_node.setdefault(image.node, {})[image.index] = image
+        return by_node.get(node, {})
 
 
 def _widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:

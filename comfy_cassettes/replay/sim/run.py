@@ -1,32 +1,49 @@
 """One queued prompt, executed: its plan's events rendered and sent in order, with the points where the clock
 holds it, faults end it and an interrupt stops it, and what it leaves behind (history, cache, files).
 
-A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs) and
+A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs),
+``step:<id>:<k>`` (after a sampler step's ``progress`` and its preview, which ComfyUI sends back to back) and
 ``finished`` (after the terminal message, before history is written); the clock waits at them and job faults
 fire at them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...comfy.events import WsEvent
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
 from ...comfy.timeline import PREVIEW, ProgressNodes
-from ...cassette.templating import JobBinding, event_renderer, render_value
+from ...cassette.model import Job
+from ...cassette.naming import JobBinding
+from ...cassette.templating import event_renderer, render_value
 from ...comfy.shapes import ExecutionStatus
+from ..harness.clock import Clock
 from ..harness.faults import FaultRule, JobFault
-from ...cassette.model import OutputImage
+from .job_files import JobFiles
+from .pacing import Pacing
 from .plan import Plan
-from .state import JobState, QueueItem
+from .sockets import Sockets
+from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
 
-if TYPE_CHECKING:
-    from .engine import ReplayEngine
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run reaches of the simulated server: the parts it reads and the ones it leaves its results in."""
+
+    queue: PromptQueue
+    history: History
+    cache: NodeCache
+    sockets: Sockets
+    clock: Clock
+    files: JobFiles
+    pacing: Pacing
+    running: Running
+    recorded_history: Callable[[Job, Mapping[str, Any]], Any]  # a recorded job's history entry, rendered
 
 
 @dataclass(frozen=True)
@@ -42,10 +59,10 @@ class _Target:
 
 
 class JobRun:
-    """Executes one queue item against a plan; the engine creates one per job and awaits :meth:`execute`."""
+    """Executes one queue item against a plan; the worker creates one per job and awaits :meth:`execute`."""
 
-    def __init__(self, engine: ReplayEngine, item: QueueItem, plan: Plan, binding: JobBinding) -> None:
-        self.engine = engine
+    def __init__(self, context: RunContext, item: QueueItem, plan: Plan, binding: JobBinding) -> None:
+        self.context = context
         self.item = item
         self.plan = plan
         self.bindings: dict[str, Any] = dict(binding.values)
@@ -60,9 +77,7 @@ class JobRun:
         self._announced = item.client_id is not None
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
         self._progress: ProgressNodes | None = None  # the last shared progress map observed
-        self._images: dict[str, dict[int, OutputImage]] = {}
-        for image in plan.outputs:
-            self._images.setdefault(image.node, {})[image.index] = image
+        self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
         if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
             self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
@@ -74,33 +89,42 @@ class JobRun:
     # ------------------------------------------------------------ the run
 
     async def execute(self) -> None:
-        engine = self.engine
+        context = self.context
         # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
         # time this one already spent queued counts towards it (in recorded seconds).
-        waited = (time.time() - self.item.created) * engine.config.speed
-        await engine.pause(max(0.0, self.plan.queued_for - waited))
+        await context.pacing.pause(max(0.0, self.plan.queued_for - context.pacing.since(self.item.created)))
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
             event = events[i]
-            await engine.pause(event.t - previous_t)
+            await context.pacing.pause(event.t - previous_t)
             previous_t = event.t
             i += 1
-            if i < len(events) and self._swapped(event, events[i]):
-                # The preview and its `progress` go out in the order the client's format has (previews.md).
-                event, later = events[i], event
+            if i < len(events) and _paired(event, events[i]):
+                # A step's preview and its `progress` go out back to back, in the order the client's format has
+                # (legacy: progress then preview; metadata: preview then progress; previews.md), and the step's
+                # hold point comes after both.
+                later = events[i]
                 i += 1
+                if self._swapped(event, later):
+                    event, later = later, event
+                else:
+                    await context.pacing.pause(later.t - previous_t)
+                    previous_t = later.t
                 await self._handle(event)
                 if not self.ended:
                     await self._handle(later)
             else:
                 await self._handle(event)
-        await engine.clock.checkpoint(self.item.prompt_id, "finished")
+            if self._step_point is not None and not self.ended:
+                point, self._step_point = self._step_point, None
+                await context.clock.checkpoint(self.item.prompt_id, point)
+        await context.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
 
     async def _handle(self, event: WsEvent) -> None:
         """Send one planned message (or preview), with the step points it reaches."""
-        engine, item = self.engine, self.item
+        context, item = self.context, self.item
         if event.binary is not None or event.type == PREVIEW:
             self._emit_preview(event)
             return
@@ -118,32 +142,30 @@ class JobRun:
             await self._fire(at_end=True)
             if self.ended:
                 return
-        if kind == Event.PROGRESS_STATE and self._step_begins(data) and engine.interrupt_requested:
+        if kind == Event.PROGRESS_STATE and self._step_begins(data) and context.running.interrupt_requested:
             # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
             # (txt2img_interrupt capture).
             self._interrupt(self.current)
             return
         if kind == Event.EXECUTED and isinstance(data, dict):
             # The node's files exist before `executed` says so (written in dynamic mode).
-            engine.materialize(self, str(data.get("node")), data.get("output"))
+            context.files.materialize(self.plan, str(data.get("node")), data.get("output"), self.png_metadata)
         started = self._observe(kind, data)
         if not isinstance(nodes, ProgressNodes):
-            engine.emit(item, kind, data)
-        elif engine.sockets.reaches(item.client_id, kind):
-            engine.emit(item, kind, {**data, "nodes": nodes.as_dict()})  # built only for a client that gets it
+            context.sockets.emit(item.client_id, kind, data)
+        elif context.sockets.reaches(item.client_id, kind):
+            context.sockets.emit(item.client_id, kind, {**data, "nodes": nodes.as_dict()})  # built only for a receiver
         if started:
             await self._at_node()
         elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
-            await engine.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
+            self._step_point = f"step:{data['node']}:{data.get('value')}"  # reached once its preview is out too
 
     def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
-        """Whether a step's preview and ``progress`` must trade places for this client: after ``progress`` for a
-        legacy client, before it for one that announced preview metadata (txt2img capture)."""
-        is_preview = event.binary is not None or event.type == PREVIEW
-        after_preview = after.binary is not None or after.type == PREVIEW
-        if not (is_preview and after.type == Event.PROGRESS) and not (event.type == Event.PROGRESS and after_preview):
-            return False
-        client = self.engine.sockets.clients.get(self.item.client_id or "")
+        """Whether a step's preview and ``progress`` (a :func:`_paired` pair) must trade places for this client:
+        after ``progress`` for a legacy client, before it for one that announced preview metadata (txt2img,
+        ws_binary_legacy and ws_binary_with_metadata captures)."""
+        is_preview = _is_preview(event)
+        client = self.context.sockets.clients.get(self.item.client_id or "")
         if client is None:
             return False
         return client.preview_metadata != is_preview
@@ -176,8 +198,7 @@ class JobRun:
                     self.executed[str(node_id)] = None
         elif kind == Event.EXECUTED:
             node = str(data.get("node"))
-            if self.engine.profile.output_metadata:
-                data["output"] = self.engine.enrich_output(data.get("output"), self.item.prompt_id)
+            data["output"] = self.context.files.enrich(data.get("output"), self.item.prompt_id)
             self.outputs[node] = data.get("output")
         if kind in HISTORY_TYPES:
             self.messages.append([kind, data])
@@ -187,7 +208,7 @@ class JobRun:
             return False
         if self.current is not None:
             self.executed.setdefault(self.current)
-        self.current = self.engine.last_node = started
+        self.current = self.context.running.last_node = started
         return True
 
     def _progress_changes(self, nodes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
@@ -198,33 +219,35 @@ class JobRun:
             return (nodes.last_change(),)
         return nodes.items()
 
-    def recorded_images(self, node: str) -> dict[int, OutputImage]:
-        """The plan's images of one output node, by index."""
-        return self._images.get(node, {})
-
     async def _at_node(self) -> None:
         """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
-        if self.engine.interrupt_requested:
+        if self.context.running.interrupt_requested:
             self._interrupt(self.current)
             return
-        await self.engine.clock.checkpoint(self.item.prompt_id, f"node:{self.current}")
+        await self.context.clock.checkpoint(self.item.prompt_id, f"node:{self.current}")
         if self._pending:
             await self._fire()
 
     # ------------------------------------------------------------ endings
+
+    def end_by_reset(self) -> None:
+        """A reset took the job away mid-run: its client hears ``execution_interrupted``, as after /interrupt,
+        instead of waiting for an end that never comes."""
+        if not self.ended:
+            self._interrupt(self.current)
 
     def _interrupt(self, node: str | None) -> None:
         """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
         node_type = self.item.workflow.get(node or "", {}).get("class_type")
         data = interrupted(self.item.prompt_id, node, node_type, self._as_recorded(Event.EXECUTION_INTERRUPTED.value, self._done()), _now_ms())
         self.messages.append([Event.EXECUTION_INTERRUPTED.value, data])
-        self.engine.emit(self.item, Event.EXECUTION_INTERRUPTED.value, data)
+        self.context.sockets.emit(self.item.client_id, Event.EXECUTION_INTERRUPTED.value, data)
         self.status, self.ended = JobState.INTERRUPTED, True
 
     def _fail(self, fault: JobFault, node: str | None) -> None:
         data = fault.error_payload(self.item.prompt_id, node, self.item.workflow, self._done(), list(reversed(self.item.order)))
         self.messages.append([Event.EXECUTION_ERROR.value, data])
-        self.engine.emit(self.item, Event.EXECUTION_ERROR.value, data)
+        self.context.sockets.emit(self.item.client_id, Event.EXECUTION_ERROR.value, data)
         self.status, self.ended = JobState.ERROR, True
 
     def _done(self) -> list[str]:
@@ -264,7 +287,7 @@ class JobRun:
             node = named[0] if named else (self.item.outputs_to_execute[-1] if self.item.outputs_to_execute else None)
         if "ws_disconnect" in due:
             target = self._pending.pop("ws_disconnect")
-            self.engine.sockets.cut(self.item.client_id, target.fault.rule.code)
+            self.context.sockets.cut(self.item.client_id, target.fault.rule.code)
         if "execution_interrupted" in due:
             self._pending.pop("execution_interrupted")
             self._interrupt(node)
@@ -273,7 +296,7 @@ class JobRun:
 
     def _finish(self) -> None:
         """History, cache and queue after the run; then the status and ComfyUI's end-of-prompt ``executing``."""
-        engine, item, plan = self.engine, self.item, self.plan
+        context, item, plan = self.context, self.item, self.plan
         job = plan.job
         if job is not None and not job.has_client and job.history and self.status.value == job.status:
             # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
@@ -283,46 +306,43 @@ class JobRun:
         success = self.status is JobState.SUCCESS
         outputs, meta = self.outputs, dict[str, Any]()
         if success:
-            recorded_entry = engine.index.rendered_history(job, self.bindings) if job is not None and job.history else None
+            recorded_entry = context.recorded_history(job, self.bindings) if job is not None and job.history else None
             if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
                 outputs = recorded_entry["outputs"]
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
-        engine.history.record(item, outputs if success else {}, status, meta)
+        context.history.record(item, outputs if success else {}, status, meta)
         sigs = item.signatures
         done = set(self.executed) | set(plan.cached) | (set(outputs) if success else set())
         if success:
             done |= {n for n in item.workflow if n in sigs}
         results = {sigs[n]: outputs.get(n) for n in done if n in sigs}
-        if engine.profile.keeps_earlier_results:
-            engine.node_cache.update(results)  # the RAM-pressure cache keeps earlier prompts' results (0.23.0+)
-        else:
-            engine.node_cache = results  # 0.3.64's classic cache holds the last prompt only
-        engine.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
-        engine.emit(item, Event.EXECUTING.value, executing(None, item.prompt_id))
-        engine.clock.job_finished(item.prompt_id, self.status.value)
+        context.cache.store(results)
+        context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
+        context.sockets.emit(item.client_id, Event.EXECUTING.value, executing(None, item.prompt_id))
+        context.clock.job_finished(item.prompt_id, self.status.value)
 
     # ------------------------------------------------------------ previews
 
     def _emit_preview(self, event: WsEvent) -> None:
         """A recorded binary frame as recorded, or a step's preview drawn from the sampler's seed."""
-        if not self.engine.sockets.listening(self.item.client_id):
+        sockets = self.context.sockets
+        if not sockets.listening(self.item.client_id):
             return  # drawn for nobody otherwise
         binary = event.binary
         if binary is None:
             data = event.data if isinstance(event.data, dict) else {}
             node = str(data.get("node"))
-            image = self.engine.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
-            self.engine.sockets.emit_preview(self.item.client_id, image, image_format=1,
+            image = self.context.files.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
+            sockets.emit_preview(self.item.client_id, image, image_format=1,
                                              metadata=preview_metadata(node, self.item.prompt_id, "image/jpeg"))
             return
-        cassette = self.engine.cassette_of(self.plan.job)
-        image = cassette.read_blob(binary.file) if cassette is not None else b""
+        image = self.context.files.blob(self.plan.job, binary.file)
         metadata = render_value(binary.metadata, self.bindings) if binary.metadata else None
         if metadata is None:
             # A legacy recording, replayed to a client that wants metadata: build it as ComfyUI would.
-            metadata = preview_metadata(self.engine.last_node, self.item.prompt_id, "image/jpeg" if binary.image_format == 1 else "image/png")
-        self.engine.sockets.emit_preview(self.item.client_id, image, image_format=binary.image_format, metadata=metadata)
+            metadata = preview_metadata(self.context.running.last_node, self.item.prompt_id, "image/jpeg" if binary.image_format == 1 else "image/png")
+        sockets.emit_preview(self.item.client_id, image, image_format=binary.image_format, metadata=metadata)
 
     def png_metadata(self) -> dict[str, str]:
         """SaveImage/PreviewImage's PNG text chunks: the prompt, then one per extra_pnginfo key, each JSON."""
@@ -333,6 +353,15 @@ class JobRun:
         return metadata
 
 
+def _is_preview(event: WsEvent) -> bool:
+    return event.binary is not None or event.type == PREVIEW
+
+
+def _paired(event: WsEvent, after: WsEvent) -> bool:
+    """Whether two planned messages are a step's ``progress`` and its preview, in either order."""
+    return (_is_preview(event) and after.type == Event.PROGRESS) or (event.type == Event.PROGRESS and _is_preview(after))
+
+
 def _save_refusal(message: str) -> FaultRule:
     """SaveImage raises when it runs with a prefix outside the output folder (error_execution capture)."""
     return FaultRule(id="save", kind="execution_error", exception_type="Exception", exception_message=message + "\n")
@@ -340,27 +369,3 @@ def _save_refusal(message: str) -> FaultRule:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class WorkBudget:
-    """How long the worker may run before it gives the event loop a pass.
-
-    Instant timing runs a job's events, and a queue's jobs, back to back. Yielding before every job let handlers
-    in but cost a loop pass per job: a client polled 2-11 times per job. Yielding once the worker has had
-    ``seconds`` keeps a handler's wait under about that long (a long job included) while a pass runs several
-    jobs.
-    """
-
-    def __init__(self, seconds: float = 0.002) -> None:
-        self.seconds = seconds
-        self._since = time.perf_counter()
-
-    def restart(self) -> None:
-        """The loop has just run other work (the worker waited): a full budget again."""
-        self._since = time.perf_counter()
-
-    async def spend(self) -> None:
-        """Yield to the loop when the budget is used up."""
-        if time.perf_counter() - self._since >= self.seconds:
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()

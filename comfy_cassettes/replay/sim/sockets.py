@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...comfy.events import BROADCAST_TYPES, Event, encode_preview, message
@@ -21,17 +22,28 @@ from ...comfy.protocol import FEATURES
 
 Send = Callable[[str | bytes], Awaitable[None]]
 Close = Callable[[int | None], Awaitable[None]]
-SEND_TIMEOUT = 5.0  # seconds one socket may take to accept a frame before it is dropped
+# Seconds one socket may take to accept a frame before it is cut (COMFY_CASSETTES_WS_SEND_TIMEOUT overrides).
+SEND_TIMEOUT = float(os.environ.get("COMFY_CASSETTES_WS_SEND_TIMEOUT", "5"))
+CLIENT_BACKLOG = 4096  # messages waiting for one socket before it counts as stalled and is cut
 
 
-@dataclass
+@dataclass(frozen=True)
+class _Closing:
+    code: int | None  # None: cut the connection; else a close frame
+
+
+@dataclass(eq=False)
 class Client:
-    """A connected /ws socket."""
+    """A connected /ws socket. Its messages go through its own bounded queue and writer task, so a client
+    that stops reading delays nobody else."""
 
     sid: str
     send: Send
     preview_metadata: bool = False
-    close: Close | None = None  # cut the socket (ws_disconnect faults)
+    close: Close | None = None  # cut the socket (ws_disconnect faults, stalled clients)
+    outbox: asyncio.Queue[str | bytes | _Closing] = field(default_factory=lambda: asyncio.Queue(CLIENT_BACKLOG))
+    writer: asyncio.Task[None] | None = None
+    first_message: bool = True  # no JSON object read from it yet: only then is feature_flags answered
 
 
 @dataclass(frozen=True)
@@ -64,31 +76,52 @@ class Sockets:
         self.clients: dict[str, Client] = {}
         self.features = features if features is not None else FEATURES  # the feature_flags answer
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
+        self._writers: set[asyncio.Task[None]] = set()
 
     def add(self, client: Client) -> None:
+        """Register ``client`` and start its writer (on the running loop)."""
         self.clients[client.sid] = client
+        client.writer = asyncio.get_running_loop().create_task(self._write(client), name=f"comfy-cassettes-ws-{client.sid}")
+        self._writers.add(client.writer)
+        client.writer.add_done_callback(self._writers.discard)
 
     def remove(self, client: Client) -> None:
+        """Forget ``client`` and stop its writer (what it had not sent yet is dropped: it is gone)."""
         if self.clients.get(client.sid) is client:
             del self.clients[client.sid]
+        if client.writer is not None and client.writer is not _current_task():
+            client.writer.cancel()
+
+    async def stop(self) -> None:
+        """Stop every writer (server shutdown), waiting a bounded time for them to end."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.cancel()
+        if writers:
+            await asyncio.wait(writers, timeout=1.0)
 
     async def greet(self, client: Client, queue_remaining: int, running_node: str | None) -> None:
         """What ComfyUI sends a socket as it connects, before anything queued: ``status`` with its sid, and
         ``executing`` for the node running when the same client reconnects (ws_reconnect capture)."""
-        await client.send(message(Event.STATUS.value, status_data(queue_remaining, client.sid)))
+        self._queue(client, message(Event.STATUS.value, status_data(queue_remaining, client.sid)))
         if running_node is not None:
-            await client.send(message(Event.EXECUTING.value, {"node": running_node}))
+            self._queue(client, message(Event.EXECUTING.value, {"node": running_node}))
 
     async def on_message(self, client: Client, text: str) -> None:
-        """Only the first ``feature_flags`` message means anything (ws_binary_with_metadata)."""
+        """A ``feature_flags`` message is read and answered only as the socket's first JSON object, like
+        server.py websocket_handler: text that is not JSON, or JSON that is not an object, leaves it first (its
+        ``data.get`` fails before the flag is cleared); any object clears it."""
         try:
             parsed = json.loads(text)
         except ValueError:
             return
-        if isinstance(parsed, dict) and parsed.get("type") == Event.FEATURE_FLAGS.value:
+        if not isinstance(parsed, dict):
+            return
+        first, client.first_message = client.first_message, False
+        if first and parsed.get("type") == Event.FEATURE_FLAGS.value:
             data = parsed.get("data") or {}
             client.preview_metadata = isinstance(data, dict) and bool(data.get("supports_preview_metadata"))
-            await client.send(message(Event.FEATURE_FLAGS.value, self.features))
+            self._queue(client, message(Event.FEATURE_FLAGS.value, self.features))
 
     # ------------------------------------------------------------ queued messages
 
@@ -123,38 +156,75 @@ class Sockets:
         self._outbox.put_nowait(_Cut(client_id, code))
 
     async def publish(self) -> None:
-        """Send queued messages in order, forever (the engine runs this as a task)."""
+        """Hand queued messages, in order, to each recipient's writer, forever (the engine runs this as a task).
+        It never waits on a socket, so cancelling it always ends it."""
         while True:
-            item = await self._outbox.get()
-            try:
-                await self._deliver(item)
-            finally:
-                self._outbox.task_done()
+            self._deliver(await self._outbox.get())
 
-    async def _deliver(self, item: _Outgoing) -> None:
+    def _targets(self, client_id: str | None) -> list[Client]:
+        if client_id is None:
+            return list(self.clients.values())
+        client = self.clients.get(client_id)
+        return [client] if client is not None else []
+
+    def _deliver(self, item: _Outgoing) -> None:
         if isinstance(item, _Text):
-            targets = list(self.clients.values()) if item.client_id is None else [c for c in (self.clients.get(item.client_id),) if c]
-            for client in targets:
-                await self._send(client, item.text)
+            for client in self._targets(item.client_id):
+                self._queue(client, item.text)
         elif isinstance(item, _Preview):
             receiver = self.clients.get(item.client_id)
             if receiver is not None:
                 frame = encode_preview(item.image, metadata=item.metadata, image_format=item.image_format, with_metadata=receiver.preview_metadata)
-                await self._send(receiver, frame)
+                self._queue(receiver, frame)
         else:
-            targets = list(self.clients.values()) if item.client_id is None else [c for c in (self.clients.get(item.client_id),) if c]
-            for client in targets:
-                self.remove(client)
-                if client.close is not None:
-                    try:
-                        await client.close(item.code)
-                    except Exception:  # noqa: BLE001 - already gone is as good as cut
-                        pass
+            for client in self._targets(item.client_id):
+                if self.clients.get(client.sid) is client:
+                    del self.clients[client.sid]  # no more messages; its writer closes it after what is queued
+                self._queue(client, _Closing(item.code))
 
-    async def _send(self, client: Client, payload: str | bytes) -> None:
-        """Send, forgetting a socket that went away or stopped reading: one stuck client must not hold up
-        every job's messages for long."""
+    def _queue(self, client: Client, payload: str | bytes | _Closing) -> None:
         try:
-            await asyncio.wait_for(client.send(payload), SEND_TIMEOUT)
-        except Exception:  # noqa: BLE001 - gone, or stalled for SEND_TIMEOUT
-            self.remove(client)
+            client.outbox.put_nowait(payload)
+        except asyncio.QueueFull:
+            self._cut_stalled(client)
+
+    async def _write(self, client: Client) -> None:
+        """Send ``client``'s messages in order. A send that takes over SEND_TIMEOUT cuts the socket (a timer,
+        not ``wait_for``: on Python 3.11 that can swallow the cancel that stops the server)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            payload = await client.outbox.get()
+            if isinstance(payload, _Closing):
+                await self._close(client, payload.code)
+                return
+            timer = loop.call_later(SEND_TIMEOUT, self._cut_stalled, client)
+            try:
+                await client.send(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the socket went away
+                self.remove(client)
+                return
+            finally:
+                timer.cancel()
+
+    def _cut_stalled(self, client: Client) -> None:
+        """A client that stopped reading: forget it and close its connection, so it knows (and reconnects)."""
+        self.remove(client)
+        if client.close is not None:
+            asyncio.get_running_loop().create_task(self._close(client, None))
+
+    async def _close(self, client: Client, code: int | None) -> None:
+        self.remove(client)
+        if client.close is not None:
+            try:
+                await client.close(code)
+            except Exception:  # noqa: BLE001 - already gone is as good as cut
+                pass
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing is running either
+        return None

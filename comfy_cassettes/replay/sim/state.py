@@ -104,6 +104,13 @@ class PromptQueue:
         self.pending: list[QueueItem] = []
         self.running: QueueItem | None = None
         self.on_change = on_change
+        self.counter = 0  # server.number: the next prompt's number when the client gives none
+        self.sequence = 0  # the order items were accepted in, whatever their numbers
+
+    def reset(self) -> None:
+        """Empty, with the counter at 0: a fresh ComfyUI's queue (not reported: nobody is told of a restart)."""
+        self.pending, self.running = [], None
+        self.counter = self.sequence = 0
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -226,3 +233,44 @@ class History:
     def clear(self) -> None:
         self.entries.clear()
         self._texts.clear()
+
+    reset = clear
+
+
+class NodeCache:
+    """ComfyUI's execution cache: a node's signature to the outputs it made. 0.3.64's classic cache holds the
+    last prompt's results only; the RAM-pressure cache (0.23.0+) keeps earlier prompts' too."""
+
+    def __init__(self, *, keeps_earlier: bool) -> None:
+        self.keeps_earlier = keeps_earlier
+        self.results: dict[str, dict[str, Any] | None] = {}
+
+    def __contains__(self, signature: object) -> bool:
+        return signature in self.results
+
+    def get(self, signature: str) -> dict[str, Any] | None:
+        return self.results.get(signature)
+
+    def store(self, results: dict[str, dict[str, Any] | None]) -> None:
+        """What one prompt's run leaves cached."""
+        if self.keeps_earlier:
+            self.results.update(results)
+        else:
+            self.results = results
+
+    def reset(self) -> None:
+        self.results = {}
+
+
+@dataclass
+class Running:
+    """What the worker, the running job and the sockets share about the job in progress."""
+
+    interrupt_requested: bool = False  # POST /interrupt: the run checks it at its step points
+    last_node: str | None = None  # the node last announced: a reconnecting client is told it
+    last_client: str | None = None  # the client of the job last taken
+    free_memory: bool = False  # POST /free asked to drop the cache: done by the worker between prompts
+
+    def reset(self) -> None:
+        self.interrupt_requested = self.free_memory = False
+        self.last_node = self.last_client = None

@@ -1,0 +1,158 @@
+"""The simulated server's prompt worker: takes the queue's head, chooses its plan, names its outputs and runs it,
+one prompt at a time, as ComfyUI's prompt_worker thread does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ...cassette.naming import JobBinding, bind_job
+from ...comfy.events import default_traceback
+from ...comfy.folders import OutputNamer
+from ..harness.journal import Journal
+from . import plan as planning
+from .inputs import InputFiles
+from .run import JobRun, RunContext
+from .state import JobState, QueueItem
+
+STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (a reset, the server's shutdown)
+# A prompt of more nodes is planned in a thread: planning is linear in the graph, yet 10,000 nodes take most of a
+# second that the handlers must not wait. A smaller one (most prompts: txt2img has 7) is planned inline, where it
+# costs less than a thread's round trip.
+PLAN_INLINE_NODES = 64
+
+
+class Worker:
+    """Runs what :class:`RunContext`'s queue holds; :meth:`wake` when the queue or a flag changes."""
+
+    def __init__(self, context: RunContext, index: planning.JobIndex, namer: OutputNamer, inputs: InputFiles,
+                 journal: Journal, *, previews: bool) -> None:
+        self.context = context
+        self.index = index
+        self.namer = namer
+        self.inputs = inputs
+        self.journal = journal
+        self.previews = previews  # whether synthetic plans draw step previews (--preview-method)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._current: JobRun | None = None  # the run in progress
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._work(), name="comfy-cassettes-worker")
+
+    async def stop(self) -> JobRun | None:
+        """Stop working; returns the run it cut short, if a job was running."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)  # bounded, and never re-raises its cancel
+            self._task = None
+        cut, self._current = self._current, None
+        return cut
+
+    async def _work(self) -> None:
+        context = self.context
+        queue, clock = context.queue, context.clock
+        while True:
+            if context.running.free_memory:
+                context.running.free_memory = False
+                context.cache.reset()
+            head = queue.head()
+            if head is None:
+                self._wake.clear()
+                await self._wake.wait()
+                context.pacing.restart()
+                continue
+            if clock.holds_at(head.prompt_id, "queued"):
+                self._wake.clear()
+                advanced = await clock.checkpoint(head.prompt_id, "queued", abandon=self._wake)
+                if not advanced or queue.head() is not head:
+                    continue  # the queue changed under the held job: look again
+            await context.pacing.spend()  # let handlers run between jobs once the work budget is spent
+            if queue.head() is not head:
+                continue
+            try:
+                self._current = await self.prepare(head)
+                if self._current is not None:
+                    await self._current.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the queue
+                self.abort(head, exc)
+            self._current = None
+
+    async def prepare(self, item: QueueItem) -> JobRun | None:
+        """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running. A large
+        graph is planned in a thread, so handlers keep answering; None when the queue changed meanwhile."""
+        context = self.context
+        if len(item.workflow) <= PLAN_INLINE_NODES:
+            plan, binding = self.plan_and_name(item)
+        else:
+            plan, binding = await asyncio.to_thread(self.plan_and_name, item)
+            if context.queue.head() is not item:
+                return None  # deleted, or overtaken by a prompt sent to the front: look again
+        # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
+        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
+        context.queue.take()
+        context.running.interrupt_requested = False
+        context.running.last_client = item.client_id
+        return JobRun(context, item, plan, binding)
+
+    def plan_and_name(self, item: QueueItem) -> tuple[planning.Plan, JobBinding]:
+        """The plan of ``item`` and its output names. Reads only what the worker alone changes (the node cache,
+        the namer), so it may run in a thread while the worker awaits it."""
+        context = self.context
+        plan = self.plan(item)
+        sigs = item.signatures
+        known = {}
+        for node in plan.cached:
+            previous = context.cache.get(sigs.get(node, ""))
+            if previous:
+                known[node] = [(p["filename"], p["subfolder"]) for p in previous.get("images", [])]
+        binding = bind_job(
+            prompt_id=item.prompt_id, number=item.number, client_id=item.client_id or "", workflow=item.workflow,
+            images=plan.outputs, namer=self.namer, known=known,
+        )
+        return plan, binding
+
+    def plan(self, item: QueueItem) -> planning.Plan:
+        """The recorded job that answers ``item``, else a plan made from its graph."""
+        order, sigs = item.order, item.signatures
+        # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async).
+        runs = set(order)
+        cached = [node for node in item.workflow if node in runs and sigs.get(node) in self.context.cache]
+        has_client = item.client_id is not None
+        job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape)
+        if job is not None and job.status != "interrupted":
+            return planning.from_job(job, item.workflow, self.inputs.size, has_client=has_client)
+        # Run the graph with its own values: an interrupted recording's rest, or a graph recorded with other values
+        # (at the recording's pace when timing is recorded), or one no cassette has.
+        timed = self.context.pacing.recorded
+        pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
+        synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self.inputs.size,
+                                        previews=self.previews, pace=pace, prompt_id=item.prompt_id)
+        return planning.resume_interrupted(job, synthetic) if job is not None else synthetic
+
+    def abort(self, item: QueueItem, exc: Exception) -> None:
+        """A run the replay itself could not complete still ends like a failed ComfyUI job, so no client waits
+        forever: an error entry in history, ``execution_error``, the status, ``executing`` null."""
+        context = self.context
+        self.journal.error(f"job {item.prompt_id} failed in the replay engine: {exc!r}")
+        error: dict[str, Any] = {
+            "prompt_id": item.prompt_id, "node_id": context.running.last_node, "node_type": None, "executed": [],
+            "exception_message": f"comfy-cassettes could not replay this job: {exc!r}", "exception_type": type(exc).__name__,
+            "traceback": default_traceback(None, type(exc).__name__, str(exc)), "current_inputs": {}, "current_outputs": [],
+            "timestamp": int(time.time() * 1000),
+        }
+        if item.state is JobState.QUEUED and context.queue.head() is item:
+            context.queue.take()
+        context.history.record(item, {}, {"status_str": "error", "completed": False, "messages": [["execution_error", error]]}, {})
+        context.sockets.emit(item.client_id, "execution_error", error)
+        if item.state is JobState.RUNNING:
+            context.queue.done(item, JobState.ERROR)
+        context.sockets.emit(item.client_id, "executing", {"node": None, "prompt_id": item.prompt_id})
+        context.clock.job_finished(item.prompt_id, "error")
