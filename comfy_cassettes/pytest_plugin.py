@@ -49,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).")
     group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').")
     group.addoption("--comfy-preview-method", dest="comfy_preview_method", metavar="METHOD", help="sampler previews: none (default), auto, latent2rgb, taesd.")
+    group.addoption("--comfy-preview-size", dest="comfy_preview_size", type=int, metavar="PIXELS",
+                    help="largest side of a sampler preview, like ComfyUI's --preview-size (default 512).")
     parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
     parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
     parser.addini("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", default="0")
@@ -56,6 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", type="linelist", default=[])
     parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", default="")
     parser.addini("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", default="none")
+    parser.addini("comfy_cassettes_preview_size", "largest side of a sampler preview (default 512).", default="512")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,6 +97,7 @@ class Settings:
     models: tuple[str, ...] = ()
     preview_method: str = "none"
     comfyui_version: str | None = None
+    preview_size: int = 512
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -105,6 +109,12 @@ class Settings:
             seed = int(config.getini("comfy_cassettes_seed")) if seed is None else seed
         except ValueError:
             raise pytest.UsageError(f"comfy_cassettes_seed must be an integer, got {config.getini('comfy_cassettes_seed')!r}") from None
+        preview_size = config.getoption("comfy_preview_size")
+        try:
+            preview_size = int(config.getini("comfy_cassettes_preview_size")) if preview_size is None else preview_size
+        except ValueError:
+            raise pytest.UsageError("comfy_cassettes_preview_size must be an integer, got "
+                                    f"{config.getini('comfy_cassettes_preview_size')!r}") from None
         return cls(
             cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
             env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
@@ -113,6 +123,7 @@ class Settings:
             models=tuple(config.getoption("comfy_models") or config.getini("comfy_cassettes_models")),
             preview_method=config.getoption("comfy_preview_method") or config.getini("comfy_cassettes_preview_method") or "none",
             comfyui_version=config.getoption("comfy_version") or config.getini("comfy_cassettes_comfyui_version") or None,
+            preview_size=preview_size,
         )
 
     @property
@@ -140,14 +151,17 @@ class ComfyHandle(ReplayControl):
 
     @property
     def output_dir(self) -> Path:
+        """ComfyUI's output folder of this server (SaveImage; written in dynamic mode); emptied by a reset."""
         return self.server.engine.roots.output
 
     @property
     def input_dir(self) -> Path:
+        """The input folder (uploads, LoadImage); a reset empties it but for the files the recordings had."""
         return self.server.engine.roots.input
 
     @property
     def temp_dir(self) -> Path:
+        """The temp folder (PreviewImage); emptied by a reset."""
         return self.server.engine.roots.temp
 
     @property
@@ -228,7 +242,7 @@ class ComfyServers:
     def get(
         self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str = "instant",
         speed: float = 1.0, seed: int | None = None, models: Sequence[str] | None = None,
-        preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
+        preview_method: str | None = None, preview_size: int | None = None, comfyui_version: str | None = None,
         assets: bool = False,
     ) -> ComfyHandle:
         """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``models`` are
@@ -239,7 +253,8 @@ class ComfyServers:
             tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
             bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
             _with_session_models(self.settings.models, models), preview_method or self.settings.preview_method,
-            int(preview_size), comfyui_version or self.settings.comfyui_version, bool(assets),
+            int(self.settings.preview_size if preview_size is None else preview_size), comfyui_version or self.settings.comfyui_version,
+            bool(assets),
         )
         if key not in self._running:
             self._running[key] = self._start(key)
