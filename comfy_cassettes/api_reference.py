@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from .contract import bodies as m
 from .control import ReplayControl
-from .pytest_plugin import ComfyHandle
+from .pytest_servers import ComfyHandle
 
 # The answers whose keys the methods hand back (whole, or the entries of a list), in the order the README shows them.
 ANSWERS: tuple[tuple[str, type[BaseModel]], ...] = (

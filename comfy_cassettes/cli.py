@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .errors import ComfyCassettesError
+from .errors import ComfyCassettesError, ConfigError
 from .options import OPTIONS
-from .replay.config import ADMIN_PREFIX, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, ReplayConfig
+from .replay.config import ADMIN_PREFIX, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, ReplayConfig, check_file_target
+from .version import __version__
 
 if TYPE_CHECKING:
     from .replay.server import ReplayServer
@@ -32,6 +33,19 @@ def _fail(exc: ComfyCassettesError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"comfy-cassettes {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Record real ComfyUI sessions into YAML cassettes and replay them as a live ComfyUI."""
+
+
 def serve(**values: Any) -> None:
     """Serve the ComfyUI API (HTTP and /ws) from cassettes.
 
@@ -45,7 +59,10 @@ def serve(**values: Any) -> None:
     if values["no_base"]:
         settings["base"] = None
     config = ReplayConfig(cassettes=tuple(values["cassettes"] or (DEFAULT_CASSETTE,)), **settings)
+    ready_file = values["ready_file"]
     try:
+        if ready_file is not None:
+            check_file_target("--ready-file", ready_file)  # before binding: a harness waiting for it must not wait forever
         rules = [parse_cli_status(f) for f in values["fault"] or []] + [parse_cli_delay(d) for d in values["delay"] or []]
         server = ReplayServer(config, log_level=values["log_level"])
         for spec in rules:
@@ -53,11 +70,12 @@ def serve(**values: Any) -> None:
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
     _announce(server)
-    ready_file = values["ready_file"]
     try:
         server.run(on_ready=(lambda: write_ready_file(ready_file, server.url, server.port)) if ready_file else None)
     except KeyboardInterrupt:
         pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it captured
+    except ComfyCassettesError as exc:
+        raise _fail(exc) from None
     typer.echo("stopped")
 
 
@@ -118,7 +136,10 @@ def write_ready_file(path: Path, url: str, port: int) -> None:
     """``{"url", "port", "pid"}`` written atomically: a harness polling for the file never reads half of it."""
     from .cassette.storage import atomic_write
 
-    atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+    try:
+        atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+    except OSError as exc:
+        raise ConfigError(f"--ready-file {path}: cannot write it ({exc.strerror})") from None
 
 
 @app.command()
@@ -263,6 +284,10 @@ def _record_proxy(*, target: str, output: Path, host: str, port: int, mode: str,
         typer.echo(f"Ctrl-C (or POST {url}{SAVE_PATH}) saves {output}")
 
     result = run_proxy(recorder, host=host, port=port, on_ready=ready)
+    if result.error:
+        where = f"the recorded session was saved to {result.path} instead" if result.path else "the recorded session is lost"
+        typer.echo(f"error: {result.error}; {where}", err=True)
+        raise typer.Exit(code=1)
     if result.path is None:
         typer.echo(f"{result.reason}; {output} left as it was")
     else:

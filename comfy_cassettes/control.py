@@ -25,6 +25,9 @@ def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = Fals
         lines.append(f"unmatched request: {miss.get('request')} (no recording answers it)")
         for near in miss.get("closest") or []:
             lines.append(f"    closest: {near.get('request')}: {'; '.join(near.get('differences') or []) or 'same'}")
+    dropped = problems.get("dropped") or 0
+    if dropped:
+        lines.append(f"... and {dropped} more problem(s), not kept")
     if not lines:
         return ""
     hint = "" if allow_unmatched else "\n(expected unmatched requests? mark the test comfy_cassette(allow_unmatched=True))"

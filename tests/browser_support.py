@@ -130,15 +130,17 @@ def current_frontend_build() -> Path:
 class PageRun:
     """One browser context on the replay: every same-origin answer, page and console errors, timings, screenshots.
 
-    ``expected_errors`` are the error answers a real ComfyUI gives the page too (missing user files)."""
+    ``expected_errors`` are the error answers a real ComfyUI gives the page too (missing user files); ``har``: save
+    the context's traffic there as a HAR (bodies embedded), as Playwright records a browser session."""
 
-    def __init__(self, browser: Any, base: str, name: str, expected_errors: set[Answer]) -> None:
+    def __init__(self, browser: Any, base: str, name: str, expected_errors: set[Answer], har: Path | None = None) -> None:
         self.base = base
         self.name = name
         self.expected_errors = expected_errors
         for old in [*ARTIFACTS.glob(f"{name}-*.png"), ARTIFACTS / f"{name}.json"]:  # this run's artifacts only
             old.unlink(missing_ok=True)
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        recording = {"record_har_path": str(har), "record_har_content": "embed"} if har is not None else {}
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800}, **recording)
         # Offline like CI: the release-notes call to api.comfy.org fails on the real server here too.
         self.context.route(lambda url: not url.startswith(base), lambda route: route.abort("internetdisconnected"))
         self.page = self.context.new_page()
@@ -204,8 +206,8 @@ class PageRun:
 
 
 @contextmanager
-def page_run(browser: Any, base: str, name: str, expected_errors: set[Answer]) -> Iterator[PageRun]:
-    run = PageRun(browser, base, name, expected_errors)
+def page_run(browser: Any, base: str, name: str, expected_errors: set[Answer], har: Path | None = None) -> Iterator[PageRun]:
+    run = PageRun(browser, base, name, expected_errors, har)
     try:
         yield run
     finally:

@@ -231,3 +231,196 @@ def test_a_full_disk_leaves_no_partial_output_and_view_serves_none(tmp_path: Pat
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
+
+
+# ---------------------------------------------------------------- a served subprocess for the risks below
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = serve(tmp_path_factory.mktemp("served"))
+    yield url
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=10)
+
+
+# ---------------------------------------------------------------- 8: links out of a cassette folder
+
+
+def test_blobs_linked_from_outside_the_cassette_folder_are_refused(tmp_path: Path) -> None:
+    source = bundled("basic_save")
+    refs = {f"blobs/{p.name}" for p in (source.parent / "blobs").iterdir()} & set(re.findall(r"blobs/[0-9a-f]{64}\.\w+", source.read_text()))
+    assert refs
+    linked_folder = tmp_path / "a"
+    linked_folder.mkdir()
+    (linked_folder / "c.yaml").write_text(source.read_text())
+    (linked_folder / "blobs").symlink_to(source.parent / "blobs")  # the whole folder
+    linked_files = tmp_path / "b"
+    (linked_files / "blobs").mkdir(parents=True)
+    (linked_files / "c.yaml").write_text(source.read_text())
+    for ref in refs:  # every file
+        (linked_files / ref).symlink_to(source.parent / ref)
+    for cassette in (linked_folder / "c.yaml", linked_files / "c.yaml"):
+        result = subprocess.run([*CLI, "inspect", str(cassette)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1
+        assert "leads outside the cassette folder" in result.stderr and str(cassette) in result.stderr
+
+
+# ---------------------------------------------------------------- 9: uploads make no folders outside
+
+
+def test_an_upload_creates_no_folder_outside_the_input_folder(tmp_path: Path) -> None:
+    from comfy_cassettes.replay.config import ReplayConfig
+    from comfy_cassettes.replay.server import ReplayServer
+
+    config = ReplayConfig(port=0, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "temp", user_dir=tmp_path / "user")
+    outside = tmp_path / "x" / "y"
+    with ReplayServer(config) as server, httpx.Client(base_url=server.url, timeout=5) as http:
+        answer = http.post("/upload/image", data={"subfolder": str(outside)}, files={"image": ("../../in/a.png", b"png", "image/png")})
+        assert answer.status_code in (200, 400, 500)
+        assert http.post("/upload/image", data={"subfolder": "inside/deeper"}, files={"image": ("b.png", b"png", "image/png")}).status_code == 200
+    assert not (tmp_path / "x").exists()
+    assert (tmp_path / "in" / "inside" / "deeper" / "b.png").read_bytes() == b"png"
+
+
+# ---------------------------------------------------------------- 10: the admin API and DNS rebinding
+
+
+def test_the_admin_api_refuses_foreign_hosts_and_origins(served: str) -> None:
+    port = served.rsplit(":", 1)[1]
+    problems = served + "/__cassettes__/problems"
+    refused = [{"Host": f"rebound.example:{port}"}, {"Origin": "null"}, {"Origin": f"http://rebound.example:{port}"},
+               {"Host": f"attacker.test:{port}", "Origin": f"http://attacker.test:{port}"}]
+    for headers in refused:
+        answer = httpx.get(problems, headers=headers, timeout=5)
+        assert answer.status_code == 403, headers  # ComfyUI's own empty 403 when Host is loopback, else ours
+        assert answer.content == b"" or "admin API" in answer.json()["error"]
+    allowed = [{}, {"Host": f"localhost:{port}"}, {"Host": f"[::1]:{port}"}, {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"},
+               {"Origin": f"http://127.0.0.1:{port}"}]
+    for headers in allowed:
+        assert httpx.get(problems, headers=headers, timeout=5).status_code == 200, headers
+    # ComfyUI's own routes keep ComfyUI's rule (its origin check), not this one.
+    assert httpx.get(served + "/system_stats", headers={"Host": f"rebound.example:{port}"}, timeout=5).status_code == 200
+
+
+# ---------------------------------------------------------------- 11: size limits
+
+
+def _raw(url: str, payload: bytes | list[bytes], *, timeout: float = 5) -> bytes:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            for part in payload if isinstance(payload, list) else [payload]:
+                sock.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the rest was sent
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            if length and len(body) >= int(length.group(1)):
+                break
+        return answer
+
+
+def test_bodies_over_100_mib_get_413_and_headers_are_capped(served: str) -> None:
+    host = served.removeprefix("http://")
+    declared = _raw(served, f"POST /prompt HTTP/1.1\r\nHost: {host}\r\nContent-Length: {150 << 20}\r\n\r\n".encode())
+    assert declared.startswith(b"HTTP/1.1 413 ")
+    assert declared.endswith(f"Maximum request body size {100 << 20} exceeded, actual body size {150 << 20}".encode())
+    chunk = b"x" * (1 << 20)
+    chunked = [f"POST /prompt HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()]
+    chunked += [b"100000\r\n" + chunk + b"\r\n"] * 101 + [b"0\r\n\r\n"]
+    assert _raw(served, chunked).startswith(b"HTTP/1.1 413 ")
+    huge_header = _raw(served, [f"GET /system_stats HTTP/1.1\r\nHost: {host}\r\nX-Big: ".encode()] + [b"a" * (1 << 20)] * 4 + [b"\r\n\r\n"])
+    assert huge_header.startswith(b"HTTP/1.1 400 ")
+    assert httpx.get(served + "/system_stats", timeout=5).status_code == 200  # and it goes on serving
+
+
+# ---------------------------------------------------------------- 12: ComfyUI's keep-alive
+
+
+def test_keep_alive_is_aiohttps() -> None:
+    from comfy_cassettes.replay.config import ReplayConfig
+    from comfy_cassettes.replay.server import ReplayServer
+
+    server = ReplayServer(ReplayConfig(port=0))
+    try:
+        config = server._server.config
+        # No server pings (aiohttp under ComfyUI sends none; uvicorn's cut clients that answered late) and
+        # aiohttp's 75 s idle keep-alive.
+        assert (config.ws_ping_interval, config.ws_ping_timeout, config.timeout_keep_alive) == (None, None, 75)
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- 13: record --proxy when the cassette cannot be written
+
+
+def test_the_proxy_saves_the_session_elsewhere_when_the_cassette_cannot_be_written(served: str, tmp_path: Path) -> None:
+    blocked = tmp_path / "blocker"
+    blocked.write_text("a file where the cassette folder should be")  # writing under it fails like a full disk
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    proxy = subprocess.Popen([*CLI, "record", "--proxy", "--target", served, "--port", "0", "-o", str(blocked / "c.yaml")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(rescue)})
+    try:
+        assert proxy.stdout is not None
+        url = next(m.group(1) for line in proxy.stdout if (m := re.search(r"listening on (http://\S+)", line)))
+        assert httpx.get(url + "/system_stats", timeout=10).status_code == 200
+    finally:
+        proxy.send_signal(signal.SIGINT)
+        _, stderr = proxy.communicate(timeout=15)
+    assert proxy.returncode == 1
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    saved = Path(re.search(r"saved to (\S+) instead", stderr).group(1))  # type: ignore[union-attr]
+    assert saved.parent.parent == rescue and f"could not write {blocked / 'c.yaml'}" in stderr
+    assert [i.uri for i in cassette_io.load(saved).interactions][-1].endswith("/system_stats")
+
+
+# ---------------------------------------------------------------- 14: ids across resets, jobs in flight
+
+
+def test_prompt_ids_never_repeat_across_resets_and_a_job_in_flight_hears_its_end(served: str) -> None:
+    from comfy_cassettes.control import ReplayControl
+
+    ids: list[str] = []
+    with ReplayControl(served) as control, httpx.Client(base_url=served, timeout=5) as http, connect(served.replace("http", "ws") + "/ws?clientId=watcher") as ws:
+        for _ in range(3):
+            control.reset()
+            ids += [http.post("/prompt", json={"prompt": workflow()}).json()["prompt_id"] for _ in range(3)]
+        control.reset()
+        control.hold("node:3")
+        held = http.post("/prompt", json={"prompt": workflow(), "client_id": "watcher"}).json()["prompt_id"]
+        control.wait_held(held)
+        control.reset()
+        ends = []
+        deadline = time.monotonic() + 3
+        while not ends and time.monotonic() < deadline:
+            message = ws.recv(timeout=3)
+            if isinstance(message, str) and json.loads(message)["type"] == "execution_interrupted":
+                ends.append(json.loads(message)["data"])
+    assert len(set(ids)) == len(ids) == 9
+    assert ends and ends[0]["prompt_id"] == held
+
+
+# ---------------------------------------------------------------- 15: problems, bounded
+
+
+def test_problems_are_bounded_and_a_deep_settings_body_is_comfyuis_500_not_an_engine_error(served: str) -> None:
+    from comfy_cassettes.control import ReplayControl
+
+    with ReplayControl(served) as control, httpx.Client(base_url=served, timeout=5) as http:
+        control.reset()
+        for i in range(130):
+            assert http.get(f"/no/such/route/{i}").status_code == 404
+        deep = "[" * 100_000 + "]" * 100_000
+        assert http.post("/settings", content=deep).status_code == 500
+        assert http.post("/settings/Comfy.X", content=deep).status_code == 500
+        problems = control.problems()
+        assert problems["errors"] == []
+        assert len(problems["unmatched"]) == 100 and problems["dropped"] == 30
+        with pytest.raises(Exception, match="30 more problem"):
+            control.check()
+        control.reset()

@@ -402,6 +402,7 @@ import uuid
 
 
 @pytest.mark.vcr
+@pytest.mark.comfy_vcr  # records in the comfy-cassettes format (no cassette file says so yet)
 def test_generate():
     with httpx.Client(base_url=os.environ["LIVE_COMFY"]) as http:
         prompt_id = http.post("/prompt", json={"prompt": workflow(), "client_id": uuid.uuid4().hex}).json()["prompt_id"]

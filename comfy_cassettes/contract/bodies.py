@@ -150,8 +150,9 @@ class Unmatched(Answer):
 
 
 class Problems(Answer):
-    errors: list[str] = Field(description="errors inside the replay engine (a job it could not run, a cassette it could not answer from)")
-    unmatched: list[Unmatched] = Field(description="requests no route or recording answered (404s), with the closest recordings")
+    errors: list[str] = Field(description="errors inside the replay engine (a job it could not run, a cassette it could not answer from), the first 100")
+    unmatched: list[Unmatched] = Field(description="requests no route or recording answered (404s) with the closest recordings, the first 100")
+    dropped: int = Field(0, description="how many more errors and unmatched requests there were, not kept (absent when none)")
 
 
 class Cleared(Answer):

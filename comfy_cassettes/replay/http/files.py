@@ -216,7 +216,10 @@ def store_upload(
     stem, extension = os.path.splitext(filename)
     with _UPLOAD_LOCK:
         try:
-            os.makedirs(folder, exist_ok=True)
+            # ComfyUI creates the subfolder wherever it points, even outside the input folder when a "../" name
+            # brings the file back in (subfolder=/tmp/x plus ../.. names): only folders inside are created here.
+            if os.path.commonpath((upload_dir, os.path.abspath(folder))) == upload_dir:
+                os.makedirs(folder, exist_ok=True)
             duplicate = False
             attempt = 1
             while not replace and os.path.exists(path):

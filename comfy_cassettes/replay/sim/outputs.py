@@ -63,6 +63,12 @@ def _as_png(path: Path, mtime_ns: int) -> bytes:
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=32)
+def _is_png(path: Path, mtime_ns: int) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(_SIGNATURE)) == _SIGNATURE
+
+
 @functools.lru_cache(maxsize=1024)
 def _dimensions(path: Path, mtime_ns: int) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
@@ -154,7 +160,9 @@ class OutputFiles:
 
     def _source(self, image: OutputImage | None, cassette: Cassette | None, seed: int | None, index: int) -> Path | bytes:
         if self.source_image is not None:
-            return self.source_image
+            # Served under ComfyUI's .png names: another format is converted once, not sent as image/png.
+            version = self.source_image.stat().st_mtime_ns
+            return self.source_image if _is_png(self.source_image, version) else _as_png(self.source_image, version)
         if image is not None and image.file and cassette is not None:
             return cassette.blob_path(image.file)
         width, height = (image.width or 512, image.height or 512) if image is not None else (512, 512)

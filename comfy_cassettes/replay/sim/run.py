@@ -212,6 +212,12 @@ class JobRun:
 
     # ------------------------------------------------------------ endings
 
+    def end_by_reset(self) -> None:
+        """A reset took the job away mid-run: its client hears ``execution_interrupted``, as after /interrupt,
+        instead of waiting for an end that never comes."""
+        if not self.ended:
+            self._interrupt(self.current)
+
     def _interrupt(self, node: str | None) -> None:
         """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
         node_type = self.item.workflow.get(node or "", {}).get("class_type")

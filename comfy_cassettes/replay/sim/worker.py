@@ -32,6 +32,7 @@ class Worker:
         self.previews = previews  # whether synthetic plans draw step previews (--preview-method)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._current: JobRun | None = None  # the run in progress
 
     def wake(self) -> None:
         self._wake.set()
@@ -40,11 +41,14 @@ class Worker:
         if self._task is None:
             self._task = asyncio.create_task(self._work(), name="comfy-cassettes-worker")
 
-    async def stop(self) -> None:
+    async def stop(self) -> JobRun | None:
+        """Stop working; returns the run it cut short, if a job was running."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)  # bounded, and never re-raises its cancel
             self._task = None
+        cut, self._current = self._current, None
+        return cut
 
     async def _work(self) -> None:
         context = self.context
@@ -67,11 +71,13 @@ class Worker:
             if queue.head() is not head:
                 continue
             try:
-                await self.prepare(head).execute()
+                self._current = self.prepare(head)
+                await self._current.execute()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken run must not stop the queue
                 self.abort(head, exc)
+            self._current = None
 
     def prepare(self, item: QueueItem) -> JobRun:
         """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running."""
