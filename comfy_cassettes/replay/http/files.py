@@ -249,7 +249,7 @@ def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, by
     def write(path: str, data: bytes) -> None:
         try:
             ref = json.loads(original_ref or "")
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(ref, dict):
             return
