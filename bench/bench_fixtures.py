@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from comfy_cassettes.cassette import load as cassette_io
-from comfy_cassettes.pytest_plugin import ComfyServers, Settings
+from comfy_cassettes.pytest_servers import ComfyServers, Settings
 from comfy_cassettes.replay.config import DEFAULT_CASSETTE
 from comfy_cassettes.replay.server import bind_socket
 

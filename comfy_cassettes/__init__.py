@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .cassette.load import Cassette, Job, OutputImage, WsEvent, load, save
 from .errors import (
     CassetteError,
     CassetteExistsError,
@@ -16,18 +15,28 @@ from .errors import (
     PatternError,
     RecordError,
 )
-from .replay.config import DEFAULT_CASSETTE, ReplayConfig
 from .version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from .cassette.load import Cassette, Job, OutputImage, WsEvent, load, save
     from .control import ReplayControl
     from .importer import import_har
     from .record.live import record_workflow
+    from .replay.config import DEFAULT_CASSETTE, ReplayConfig
     from .replay.server import ReplayServer
 
-# Imported on first use: the pytest plugin loads this package in every test run, and the server stack
-# (uvicorn, starlette, httpx) costs most of a second to import.
+# Imported on first use: the pytest plugin loads this package in every test run of every project where it is
+# installed, and even the cassette model (yaml) and the config (pydantic, through the admin contract) cost
+# a tenth of a second each; the server stack (uvicorn, starlette, httpx) most of a second.
 _LAZY = {
+    "Cassette": ".cassette.load",
+    "Job": ".cassette.load",
+    "OutputImage": ".cassette.load",
+    "WsEvent": ".cassette.load",
+    "load": ".cassette.load",
+    "save": ".cassette.load",
+    "DEFAULT_CASSETTE": ".replay.config",
+    "ReplayConfig": ".replay.config",
     "ReplayControl": ".control",
     "ReplayServer": ".replay.server",
     "import_har": ".importer",

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from inspect import Parameter, Signature
 import json
 import os
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .errors import ComfyCassettesError
-from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMING, PREVIEW_METHODS, TIMINGS, ReplayConfig
+from .errors import ComfyCassettesError, ConfigError
+from .options import OPTIONS
+from .replay.config import ADMIN_PREFIX, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, ReplayConfig, check_file_target
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .replay.server import ReplayServer
 
 app = typer.Typer(
     name="comfy-cassettes",
@@ -25,85 +33,113 @@ def _fail(exc: ComfyCassettesError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-@app.command()
-def serve(
-    cassettes: Annotated[Optional[list[Path]], typer.Argument(help="Cassette files or folders (default: the bundled cassette).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = DEFAULT_PORT,
-    output_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI output folder (default: a temporary folder).")] = None,
-    input_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI input folder, for /upload/image and LoadImage.")] = None,
-    temp_dir: Annotated[Optional[Path], typer.Option(help="ComfyUI temp folder, for PreviewImage outputs.")] = None,
-    user_dir: Annotated[Optional[Path], typer.Option(help="The web page's user folder: settings, workflows (default: a temporary folder; the admin reset restores it).")] = None,
-    front_end_root: Annotated[Optional[Path], typer.Option(help="Serve this frontend build at / instead of the installed comfyui-frontend-package.")] = None,
-    source_image: Annotated[Optional[Path], typer.Option(help="Serve this image for every output instead of the recorded ones.")] = None,
-    disable_static_return: Annotated[bool, typer.Option("--disable-static-return", help="Dynamic mode: copy each job's outputs into --output-dir under ComfyUI names.")] = False,
-    timing: Annotated[str, typer.Option(help="How jobs are paced: " + "; ".join(f"{name}: {text}" for name, text in TIMINGS.items()) + ".")] = DEFAULT_TIMING,
-    speed: Annotated[float, typer.Option(help="With --timing recorded: divide recorded delays by this factor.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed for generated prompt_ids and preview names.")] = 0,
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="Declare a model file as FOLDER/NAME, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable): listed where ComfyUI lists that folder, accepted by validation.")] = None,
-    preview_method: Annotated[str, typer.Option(help=f"Sampler previews like ComfyUI's --preview-method: {', '.join(PREVIEW_METHODS)} (none: no preview frames).")] = "none",
-    preview_size: Annotated[int, typer.Option(help="Largest side of a preview image, like ComfyUI's --preview-size.")] = 512,
-    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version to be: 0.3.64 or 0.38 (default: the version the cassettes were recorded from).")] = None,
-    assets: Annotated[bool, typer.Option("--assets", help="With --comfyui-version 0.38: ComfyUI's assets system on (asset ids on uploads and outputs, /api/assets).")] = False,
-    base: Annotated[Path, typer.Option(help="A cassette whose informational answers (/object_info, /system_stats, /models...) serve the routes yours never recorded.", show_default="the bundled snapshots.yaml")] = DEFAULT_BASE,
-    no_base: Annotated[bool, typer.Option("--no-base", help="Answer only what your cassettes recorded (no base).")] = False,
-    no_recorded_inputs: Annotated[bool, typer.Option("--no-recorded-inputs", help="Start with an empty input folder, as the recording server was before its session (default: with the files its uploads and jobs had).")] = False,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
-    fault: Annotated[Optional[list[str]], typer.Option("--fault", help="ROUTE:STATUS[:COUNT], e.g. /prompt:503:2 (COUNT * = always; repeatable).")] = None,
-    delay: Annotated[Optional[list[str]], typer.Option("--delay", help="ROUTE:SECONDS or ROUTE:MIN-MAX, e.g. /history/*:0.1-0.3 (repeatable).")] = None,
-    admin_token: Annotated[Optional[str], typer.Option(envvar=ADMIN_TOKEN_ENV, show_envvar=True, help="Token the admin API (/__cassettes__) requires as 'Authorization: Bearer TOKEN'. Bound to anything but loopback, one is generated and printed when not given.")] = None,
-    ready_file: Annotated[Optional[Path], typer.Option(help="Once serving, write {\"url\", \"port\", \"pid\"} to this file (atomically), for a test harness in any language.")] = None,
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"comfy-cassettes {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
+    """Record real ComfyUI sessions into YAML cassettes and replay them as a live ComfyUI."""
+
+
+def serve(**values: Any) -> None:
     """Serve the ComfyUI API (HTTP and /ws) from cassettes.
 
     The first line printed is 'serving URL  (pid N)'; with --port 0 the URL has the port picked.
     """
     from .replay.harness.faults import parse_cli_delay, parse_cli_status
-    from .replay.http.frontend import WebRoots
     from .replay.server import ReplayServer
 
-    config = ReplayConfig(
-        cassettes=tuple(cassettes or (DEFAULT_CASSETTE,)), host=host, port=port, output_dir=output_dir,
-        input_dir=input_dir, temp_dir=temp_dir, source_image=source_image, dynamic=disable_static_return,
-        timing=timing, speed=speed, seed=seed, models=tuple(model or ()), preview_method=preview_method, base=None if no_base else base,
-        comfyui_version=comfyui_version, assets=assets,
-        preview_size=preview_size, user_dir=user_dir, front_end_root=front_end_root, admin_token=admin_token,
-        recorded_inputs=not no_recorded_inputs,
-    )
+    settings = {option.name: values[option.name] for option in OPTIONS if option.config and option.cli}
+    settings["models"] = tuple(settings["models"] or ())
+    if values["no_base"]:
+        settings["base"] = None
+    config = ReplayConfig(cassettes=tuple(values["cassettes"] or (DEFAULT_CASSETTE,)), **settings)
+    ready_file = values["ready_file"]
     try:
-        rules = [parse_cli_status(f) for f in fault or []] + [parse_cli_delay(d) for d in delay or []]
-        server = ReplayServer(config, log_level=log_level)
+        if ready_file is not None:
+            check_file_target("--ready-file", ready_file)  # before binding: a harness waiting for it must not wait forever
+        rules = [parse_cli_status(f) for f in values["fault"] or []] + [parse_cli_delay(d) for d in values["delay"] or []]
+        server = ReplayServer(config, log_level=values["log_level"])
         for spec in rules:
             server.engine.faults.add(spec)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
+    _announce(server)
+    try:
+        server.run(on_ready=(lambda: write_ready_file(ready_file, server.url, server.port)) if ready_file else None)
+    except KeyboardInterrupt:
+        pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it captured
+    except ComfyCassettesError as exc:
+        raise _fail(exc) from None
+    typer.echo("stopped")
+
+
+def _serve_signature() -> Signature:
+    """serve's parameters, one per row of the options table (typer reads them from the signature)."""
+    cassettes = Annotated[Optional[list[Path]], typer.Argument(help="Cassette files or folders (default: the bundled cassette).")]
+    parameters = [Parameter("cassettes", Parameter.KEYWORD_ONLY, default=None, annotation=cassettes)]
+    for option in OPTIONS:
+        if not option.cli:
+            continue
+        kind, default = _cli_type(option.type), option.config_default
+        if isinstance(default, tuple):
+            default = None  # a repeatable option: typer's list, None when not given
+        info = typer.Option(option.cli_flag, help=option.help, envvar=option.envvar, show_envvar=option.envvar is not None,
+                            show_default=option.shown_default if option.shown_default is not None else True)
+        parameters.append(Parameter(option.name, Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]))
+    return Signature(parameters, return_annotation=None)
+
+
+def _cli_type(kind: Any) -> Any:
+    """A ReplayConfig type as typer parses it: ``X | None`` as Optional[X], a tuple as an optional list."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return Optional[args[0]]
+    if typing.get_origin(kind) in (tuple, list):
+        return Optional[list[args[0]]]  # type: ignore[valid-type]
+    return kind
+
+
+serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
+app.command()(serve)
+
+
+def _announce(server: ReplayServer) -> None:
+    """What `serve` prints before it listens. The first line, for harnesses that read stdout: the URL (with the port
+    --port 0 picked) and the pid."""
+    from .replay.http.frontend import WebRoots
+
     engine = server.engine
     mode = "dynamic" if engine.config.dynamic else "static"
-    # First line, for harnesses that read stdout: the URL (with the port --port 0 picked) and the pid.
     typer.echo(f"serving {server.url}  (pid {os.getpid()})")
     if engine.config.admin_token:
         typer.echo(f"admin token: {engine.config.admin_token}  (send 'Authorization: Bearer <token>' to {ADMIN_PREFIX}/...)")
     typer.echo(f"comfy-cassettes serving {len(engine.cassettes)} cassette(s), {len(engine.jobs)} recorded job(s), {mode} mode, "
                f"{engine.config.timing} timing, as ComfyUI {engine.profile.version}")
+    if engine.profile.notice:
+        typer.echo(f"warning: {engine.profile.notice}", err=True)
     if engine.catalogue.declared:
         typer.echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     typer.echo(f"output folder: {engine.roots.output}")
-    typer.echo(WebRoots.resolve(engine.config.front_end_root).describe())
+    typer.echo(WebRoots.for_engine(engine).describe())  # finds (or fetches) the build the page needs, once
     for rule in engine.faults.rules:
         typer.echo(f"fault {rule.id}: {rule.as_dict()}")
     typer.echo(f"listening on {server.url}  (Ctrl-C to stop)")
-    try:
-        server.run(on_ready=(lambda: write_ready_file(ready_file, server.url, server.port)) if ready_file else None)
-    except KeyboardInterrupt:
-        pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it captured
-    typer.echo("stopped")
 
 
 def write_ready_file(path: Path, url: str, port: int) -> None:
     """``{"url", "port", "pid"}`` written atomically: a harness polling for the file never reads half of it."""
     from .cassette.storage import atomic_write
 
-    atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+    try:
+        atomic_write(path, json.dumps({"url": url, "port": port, "pid": os.getpid()}).encode() + b"\n", overwrite=True)
+    except OSError as exc:
+        raise ConfigError(f"--ready-file {path}: cannot write it ({exc.strerror})") from None
 
 
 @app.command()
@@ -129,7 +165,7 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing cassette.")] = False,
     scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
     scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
-    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from, when they never asked /system_stats.")] = None,
+    comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from (default: their /system_stats, else what their traffic shows).")] = None,
 ) -> None:
     """Turn HTTP Archives (with WebSocket frames) into one templated cassette, secrets scrubbed."""
     from .cassette.load import load
@@ -142,7 +178,17 @@ def import_(
         cassette = load(path)
     except ComfyCassettesError as exc:
         raise _fail(exc) from None
-    typer.echo(f"wrote {path}: {len(cassette.interactions)} interactions, {len(cassette.jobs)} jobs")
+    typer.echo(f"wrote {path}: {len(cassette.interactions)} interactions, {len(cassette.jobs)} jobs, {_version_line(cassette.recorded)}")
+
+
+def _version_line(recorded: dict[str, Any]) -> str:
+    """"ComfyUI 0.8.0 (inferred from its traffic)": the cassette's version and where it came from."""
+    origin = {"system_stats": "from /system_stats", "traffic": "inferred from its traffic", "given": "as given"}
+    source = origin.get(str(recorded.get("comfyui_version_from")), "")
+    version = recorded.get("comfyui_version")
+    if version is None:
+        return "ComfyUI ? (nothing in its traffic tells; replayed as 0.3.64, set it with --comfyui-version)"
+    return f"ComfyUI {version}" + (f" ({source})" if source else "")
 
 
 @app.command()
@@ -165,7 +211,7 @@ def inspect(
         raise _fail(exc) from None
     console = Console()
     recorded = loaded.recorded
-    console.print(f"[bold]{cassette}[/bold]  ComfyUI {recorded.get('comfyui_version') or '?'}  recorded {recorded.get('at') or '?'}")
+    console.print(f"[bold]{cassette}[/bold]  {_version_line(recorded)}  recorded {recorded.get('at') or '?'}")
     jobs = Table("#", "nodes", "status", "outputs", "cached", "events", title="jobs")
     for i, job in enumerate(loaded.jobs):
         classes = " → ".join(str(n.get("class_type")) for n in job.workflow.values() if isinstance(n, dict))
@@ -238,6 +284,10 @@ def _record_proxy(*, target: str, output: Path, host: str, port: int, mode: str,
         typer.echo(f"Ctrl-C (or POST {url}{SAVE_PATH}) saves {output}")
 
     result = run_proxy(recorder, host=host, port=port, on_ready=ready)
+    if result.error:
+        where = f"the recorded session was saved to {result.path} instead" if result.path else "the recorded session is lost"
+        typer.echo(f"error: {result.error}; {where}", err=True)
+        raise typer.Exit(code=1)
     if result.path is None:
         typer.echo(f"{result.reason}; {output} left as it was")
     else:

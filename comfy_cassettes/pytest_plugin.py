@@ -3,73 +3,143 @@
 Fixtures: ``comfy_servers`` (session: one server per distinct configuration, started on first use),
 ``comfy_server`` / ``comfy_server_dynamic`` and ``comfy_url`` / ``comfy_url_dynamic`` (session), and
 ``comfy`` / ``comfy_dynamic`` (function: a reset server, its URL in ``$COMFYUI_URL``). Marker:
-``@pytest.mark.comfy_cassette("basic_save", dynamic=True, timing="recorded")``. pytest-recording's
-``@pytest.mark.vcr`` reads and writes our cassettes through ``pytest_recording_configure``.
+``@pytest.mark.comfy_cassette("basic_save", dynamic=True, timing="recorded")``.
+
+pytest-recording's ``@pytest.mark.vcr`` reads and writes our cassettes only for tests that are ours (see
+:func:`is_ours`); every other vcr test runs exactly as pytest-recording alone runs it.
+
+pytest imports this module in every run of every project where the package is installed, so it imports nothing
+heavy: the server stack (pytest_servers.py and under it) and vcrpy load when a fixture or hook needs them.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .control import ReplayControl, problems_report
-from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, FIXTURE_TIMING, TIMING_MODES
+from .pytest_names import DEFAULT_ENV_VAR, FIXTURE_TIMING, MARKER, VCR_MARKER
 
 if TYPE_CHECKING:
+    from .pytest_servers import ComfyHandle, ComfyServers
     from .replay.server import ReplayServer
 
-DEFAULT_ENV_VAR = "COMFYUI_URL"
-MARKER = "comfy_cassette"
 _MARKER_HELP = (
-    f"{MARKER}(*cassettes, dynamic=False, timing='{FIXTURE_TIMING}', speed=1.0, seed=None, models=(), preview_method=None, "
-    "preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): "
+    f'{MARKER}(*cassettes, dynamic=False, timing="{FIXTURE_TIMING}", speed=1.0, seed=None, models=(), preview_method="none", '
+    'preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): '
     "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
-    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; other "
-    "keywords go to the server's configure()."
+    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; models are "
+    "declared besides the session's (--comfy-model, comfy_cassettes_models); other keywords go to the "
+    "server's configure()."
 )
+_VCR_MARKER_HELP = (
+    f"{VCR_MARKER}: this test's @pytest.mark.vcr cassette is a comfy-cassettes one (read with templates rendered, "
+    "recorded in the comfy-cassettes format, ComfyUI matchers and filters); a test whose cassette file already is "
+    "one needs no marker."
+)
+# Command-line options (dest, flags, help) and ini keys (name, help, type, default): one table each, read by
+# pytest_addoption and by _configured (a session that sets none of them pays nothing for checking them).
+_OPTIONS: tuple[tuple[str, tuple[str, ...], str, dict[str, Any]], ...] = (
+    ("comfy_cassettes", ("--comfy-cassette-dir",), "cassette file or folder to replay (repeatable; default: the bundled comfyui.yaml).",
+     {"action": "append", "metavar": "PATH"}),
+    ("comfy_env_var", ("--comfy-env-var",), f"environment variable the comfy fixture sets to the server URL (default {DEFAULT_ENV_VAR}).",
+     {"metavar": "NAME"}),
+    ("comfy_seed", ("--comfy-seed",), "seed for minted prompt_ids (default 0).", {"type": int, "metavar": "N"}),
+    ("comfy_source_image", ("--comfy-source-image",), "one image every output serves (default: the recorded images).", {"metavar": "PATH"}),
+    ("comfy_models", ("--comfy-model",), "declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).",
+     {"action": "append", "metavar": "FOLDER/NAME"}),
+    ("comfy_version", ("--comfy-version",), "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", {"metavar": "VERSION"}),
+    ("comfy_timing", ("--comfy-timing",), f"how jobs are paced: faithful, floor, instant (zero latency) or recorded (default {FIXTURE_TIMING}).",
+     {"metavar": "MODE"}),
+    ("comfy_preview_method", ("--comfy-preview-method",), "sampler previews: none (default), auto, latent2rgb, taesd.", {"metavar": "METHOD"}),
+    ("comfy_preview_size", ("--comfy-preview-size",), "largest side of a sampler preview, like ComfyUI's --preview-size (default 512).",
+     {"type": int, "metavar": "PIXELS"}),
+)
+_INI: tuple[tuple[str, str, str | None, Any], ...] = (
+    ("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", "paths", []),
+    ("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", None, DEFAULT_ENV_VAR),
+    ("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", None, "0"),
+    ("comfy_cassettes_source_image", "one image every output serves.", None, ""),
+    ("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", "linelist", []),
+    ("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", None, ""),
+    ("comfy_cassettes_timing", f"how jobs are paced: faithful, floor, instant (zero latency) or recorded (default {FIXTURE_TIMING}).", None, FIXTURE_TIMING),
+    ("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", None, "none"),
+    ("comfy_cassettes_preview_size", "largest side of a sampler preview (default 512).", None, "512"),
+)
+# The `vcr` fixture's request while pytest-recording sets it up: pytest_recording_configure is given no test.
+_VCR_REQUEST = pytest.StashKey["pytest.FixtureRequest"]()
+# A comfy cassette is YAML with a top-level `comfy:` key; a key at column 0 can only be a top-level one.
+_COMFY_KEY = re.compile(rb"^comfy:", re.MULTILINE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("comfy-cassettes", "comfy-cassettes replay server")
-    group.addoption(
-        "--comfy-cassette-dir", action="append", dest="comfy_cassettes", metavar="PATH", default=None,
-        help="cassette file or folder to replay (repeatable; default: the bundled comfyui.yaml).",
-    )
-    group.addoption("--comfy-env-var", dest="comfy_env_var", metavar="NAME", help=f"environment variable the comfy fixture sets to the server URL (default {DEFAULT_ENV_VAR}).")
-    group.addoption("--comfy-seed", dest="comfy_seed", type=int, metavar="N", help="seed for minted prompt_ids (default 0).")
-    group.addoption("--comfy-source-image", dest="comfy_source_image", metavar="PATH", help="one image every output serves (default: the recorded images).")
-    group.addoption("--comfy-model", action="append", dest="comfy_models", metavar="FOLDER/NAME", default=None,
-                    help="declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).")
-    group.addoption("--comfy-version", dest="comfy_version", metavar="VERSION", help="the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').")
-    group.addoption("--comfy-timing", dest="comfy_timing", metavar="MODE",
-                    help=f"how jobs are paced: {', '.join(TIMING_MODES)} (default {FIXTURE_TIMING}; instant: zero latency).")
-    group.addoption("--comfy-preview-method", dest="comfy_preview_method", metavar="METHOD", help="sampler previews: none (default), auto, latent2rgb, taesd.")
-    parser.addini("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", type="paths", default=[])
-    parser.addini("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", default=DEFAULT_ENV_VAR)
-    parser.addini("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", default="0")
-    parser.addini("comfy_cassettes_source_image", "one image every output serves.", default="")
-    parser.addini("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", type="linelist", default=[])
-    parser.addini("comfy_cassettes_comfyui_version", "the ComfyUI version to be: 0.3.64 or 0.38 (default: the cassettes').", default="")
-    parser.addini("comfy_cassettes_timing", f"how jobs are paced: {', '.join(TIMING_MODES)} (default {FIXTURE_TIMING}).", default=FIXTURE_TIMING)
-    parser.addini("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", default="none")
+    for dest, flags, help_text, extra in _OPTIONS:
+        group.addoption(*flags, dest=dest, default=None, help=help_text, **extra)
+    for name, help_text, kind, default in _INI:
+        parser.addini(name, help_text, type=kind, default=default)  # type: ignore[arg-type]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_HELP)
+    config.addinivalue_line("markers", _VCR_MARKER_HELP)
+    if _configured(config):
+        from .pytest_servers import Settings
+
+        Settings.from_config(config).check()  # one usage error now, not one error per test
+
+
+def _configured(config: pytest.Config) -> bool:
+    """Whether the session sets any of our options (else the defaults, the bundled cassettes, need no check)."""
+    return any(config.getoption(dest) is not None for dest, *_ in _OPTIONS) or any(
+        config.getini(name) != default for name, _, _, default in _INI
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Generator[None, object, object]:
+    """Remember the test whose ``vcr`` fixture is being set up, for pytest_recording_configure."""
+    if fixturedef.argname != "vcr":
+        return (yield)
+    request.config.stash[_VCR_REQUEST] = request
+    try:
+        return (yield)
+    finally:
+        del request.config.stash[_VCR_REQUEST]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
-    """pytest-recording built a VCR for a ``@pytest.mark.vcr`` test: teach it our cassettes and matchers."""
+    """pytest-recording built a VCR for a ``@pytest.mark.vcr`` test: if the test is ours, teach it our cassettes and
+    matchers; any other test keeps pytest-recording's VCR untouched."""
+    request = config.stash.get(_VCR_REQUEST, None)
+    if request is None or not is_ours(request, vcr):
+        return
+    from .pytest_servers import Settings
     from .vcr import configure_vcr
 
     configure_vcr(vcr, seed=Settings.from_config(config).seed)
+
+
+def is_ours(request: pytest.FixtureRequest, vcr: Any) -> bool:
+    """A vcr test is ours when it is marked ``comfy_vcr`` (itself, its class or module), asks for the
+    ``comfy_vcr_config`` fixture (e.g. through its ``vcr_config``), or a cassette it reads is a comfy cassette."""
+    if request.node.get_closest_marker(VCR_MARKER) is not None or "comfy_vcr_config" in request.fixturenames:
+        return True
+    default = os.path.join(vcr.cassette_library_dir or "", request.getfixturevalue("default_cassette_name"))
+    paths = [vcr.path_transformer(default), *(getattr(vcr.persister, "extra_paths", None) or [])]
+    return any(_is_comfy_cassette(Path(path)) for path in paths)
+
+
+def _is_comfy_cassette(path: Path) -> bool:
+    try:
+        return _COMFY_KEY.search(path.read_bytes()) is not None
+    except OSError:
+        return False  # not there yet (a test about to record), or not readable: pytest-recording decides
 
 
 @pytest.hookimpl(wrapper=True)
@@ -85,207 +155,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         raise
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The session's options, command line over ini over defaults."""
-
-    cassettes: tuple[Path, ...]
-    env_var: str
-    seed: int
-    source_image: Path | None
-    models: tuple[str, ...] = ()
-    preview_method: str = "none"
-    comfyui_version: str | None = None
-    timing: str = FIXTURE_TIMING
-
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> Settings:
-        given = config.getoption("comfy_cassettes")
-        cassettes = tuple(Path(p).expanduser().resolve() for p in given) if given else tuple(Path(p) for p in config.getini("comfy_cassettes"))
-        seed = config.getoption("comfy_seed")
-        image = config.getoption("comfy_source_image") or config.getini("comfy_cassettes_source_image")
-        try:
-            seed = int(config.getini("comfy_cassettes_seed")) if seed is None else seed
-        except ValueError:
-            raise pytest.UsageError(f"comfy_cassettes_seed must be an integer, got {config.getini('comfy_cassettes_seed')!r}") from None
-        timing = config.getoption("comfy_timing") or config.getini("comfy_cassettes_timing") or FIXTURE_TIMING
-        if timing not in TIMING_MODES:
-            raise pytest.UsageError(f"--comfy-timing / comfy_cassettes_timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
-        return cls(
-            cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
-            env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
-            seed=seed,
-            source_image=Path(image).expanduser().resolve() if image else None,
-            models=tuple(config.getoption("comfy_models") or config.getini("comfy_cassettes_models")),
-            preview_method=config.getoption("comfy_preview_method") or config.getini("comfy_cassettes_preview_method") or "none",
-            comfyui_version=config.getoption("comfy_version") or config.getini("comfy_cassettes_comfyui_version") or None,
-            timing=timing,
-        )
-
-    @property
-    def search_dirs(self) -> list[Path]:
-        """Where a marker's cassette names are looked up after the test's own folder."""
-        dirs = [p if p.is_dir() else p.parent for p in self.cassettes] + [BUNDLED_DIR]
-        return list(dict.fromkeys(dirs))
-
-
-class ComfyHandle(ReplayControl):
-    """A running replay server as a test sees it: URL, folders, and every ReplayControl method.
-
-    Usage::
-
-        def test_generate(comfy):
-            entry = comfy.run(WORKFLOW)
-            assert entry["status"]["completed"]
-            assert comfy.journal(method="POST", path="/prompt")
-    """
-
-    def __init__(self, server: ReplayServer, root: Path) -> None:
-        super().__init__(server.url)
-        self.server = server
-        self.root = root
-
-    @property
-    def output_dir(self) -> Path:
-        return self.server.engine.roots.output
-
-    @property
-    def input_dir(self) -> Path:
-        return self.server.engine.roots.input
-
-    @property
-    def temp_dir(self) -> Path:
-        return self.server.engine.roots.temp
-
-    @property
-    def user_dir(self) -> Path:
-        """The web page's user folder (settings, workflows); a reset puts it back as it started (empty)."""
-        return self.server.engine.user_folder.root
-
-    def reset(self) -> None:
-        """Forget queue, history, journal and names, and empty the output, input and temp folders (the input
-        folder keeps the files the cassettes' recordings had)."""
-        super().reset()
-        self.clear_files()
-        self.server.engine.recorded_inputs.reset()
-
-    def up(self) -> bool:
-        """End a down period early (``down()``); False when the server was not down."""
-        return self.server.end_down()
-
-    def clear_files(self) -> None:
-        """Empty the output, input and temp folders (the folders stay)."""
-        for folder in (self.output_dir, self.input_dir, self.temp_dir):
-            folder.mkdir(parents=True, exist_ok=True)  # a test may have removed it
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
-
-    def submit(self, workflow: dict[str, Any], *, client_id: str | None = None, **fields: Any) -> str:
-        """POST /prompt like a client; returns the prompt_id, or raises naming the status and ComfyUI's answer."""
-        body: dict[str, Any] = {"prompt": workflow, **fields}
-        if client_id is not None:
-            body["client_id"] = client_id
-        response = self._http.post("/prompt", json=body)
-        if response.status_code != 200:
-            raise AssertionError(f"POST /prompt answered {response.status_code}: {response.text[:2000]}")
-        return str(response.json()["prompt_id"])
-
-    def run(self, workflow: dict[str, Any], *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        """submit() then wait_for_job(): the finished job's history entry."""
-        return self.wait_for_job(self.submit(workflow, **fields), timeout=timeout)
-
-    def output_files(self, entry: dict[str, Any]) -> list[Path]:
-        """Paths of the images a history entry lists (written to disk in dynamic mode)."""
-        paths = []
-        for output in (entry.get("outputs") or {}).values():
-            for image in (output or {}).get("images", []):
-                folder = self.temp_dir if image.get("type") == "temp" else self.output_dir
-                paths.append(folder / image.get("subfolder", "") / image["filename"])
-        return paths
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """What makes two replay servers different: one session server per distinct value."""
-
-    cassettes: tuple[Path, ...]
-    dynamic: bool
-    timing: str
-    speed: float
-    seed: int
-    models: tuple[str, ...]
-    preview_method: str
-    preview_size: int
-    comfyui_version: str | None
-    assets: bool
-
-
-class ComfyServers:
-    """The session's replay servers, one per distinct :class:`ServerOptions`, started on first use."""
-
-    def __init__(self, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
-        self.settings = settings
-        self._tmp = tmp_path_factory
-        self._running: dict[ServerOptions, ComfyHandle] = {}
-
-    def get(
-        self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str | None = None,
-        speed: float = 1.0, seed: int | None = None, models: Sequence[str] | None = None,
-        preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
-        assets: bool = False,
-    ) -> ComfyHandle:
-        """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``timing`` None
-        is the session's (``--comfy-timing``, ini ``comfy_cassettes_timing``, else floor)."""
-        timing = timing or self.settings.timing
-        if timing not in TIMING_MODES:
-            raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
-        key = ServerOptions(
-            tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
-            bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
-            tuple(self.settings.models if models is None else models), preview_method or self.settings.preview_method,
-            int(preview_size), comfyui_version or self.settings.comfyui_version, bool(assets),
-        )
-        if key not in self._running:
-            self._running[key] = self._start(key)
-        return self._running[key]
-
-    def _start(self, key: ServerOptions) -> ComfyHandle:
-        from .replay.config import ReplayConfig
-        from .replay.server import ReplayServer
-
-        root = self._tmp.mktemp("comfy-server")
-        config = ReplayConfig(
-            cassettes=key.cassettes, port=0, output_dir=root / "output", input_dir=root / "input", temp_dir=root / "temp",
-            user_dir=root / "user",
-            source_image=self.settings.source_image, dynamic=key.dynamic, timing=key.timing, speed=key.speed, seed=key.seed,
-            models=key.models, preview_method=key.preview_method, preview_size=key.preview_size,
-            comfyui_version=key.comfyui_version, assets=key.assets,
-        )
-        try:
-            server = ReplayServer(config).start()
-        except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
-            raise
-        return ComfyHandle(server, root)
-
-    def close(self) -> None:
-        """Stop every server, join its thread and remove its folders."""
-        while self._running:
-            _, handle = self._running.popitem()
-            try:
-                handle.close()
-                handle.server.stop()
-            finally:
-                shutil.rmtree(handle.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def comfy_servers(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServers]:
     """Every replay server of the session; stopped and their folders removed at the end."""
+    from .pytest_servers import ComfyServers, Settings
+
     servers = ComfyServers(Settings.from_config(pytestconfig), tmp_path_factory)
     try:
         yield servers
@@ -324,22 +198,17 @@ def comfy(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypat
     At teardown the test fails if the server hit an engine error or answered a request nothing recorded matches
     (``comfy_cassette(allow_unmatched=True)`` allows those), and a down period it started is ended.
     """
-    yield from _serve(request, comfy_servers, monkeypatch, dynamic=None)
+    from .pytest_servers import serve
+
+    yield from serve(request, comfy_servers, monkeypatch, dynamic=None)
 
 
 @pytest.fixture
 def comfy_dynamic(request: pytest.FixtureRequest, comfy_servers: ComfyServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[ComfyHandle]:
     """Like ``comfy``, in dynamic mode: each job's output files exist under ``comfy_dynamic.output_dir``."""
-    yield from _serve(request, comfy_servers, monkeypatch, dynamic=True)
+    from .pytest_servers import serve
 
-
-def _serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> Iterator[ComfyHandle]:
-    handle, allow_unmatched = _prepare(request, servers, monkeypatch, dynamic=dynamic)
-    yield handle
-    handle.server.end_down()
-    report = problems_report(handle.problems(), allow_unmatched=allow_unmatched)
-    if report:
-        pytest.fail(report, pytrace=False)
+    yield from serve(request, comfy_servers, monkeypatch, dynamic=True)
 
 
 @pytest.fixture
@@ -348,35 +217,3 @@ def comfy_vcr_config() -> dict[str, Any]:
     from .vcr import vcr_config
 
     return vcr_config()
-
-
-def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> tuple[ComfyHandle, bool]:
-    names: Sequence[Any] = ()
-    options: dict[str, Any] = {}
-    for mark in reversed(list(request.node.iter_markers(MARKER))):  # module first, the test's own mark last
-        names = mark.args or names
-        options.update(mark.kwargs)
-    allow_unmatched = bool(options.pop("allow_unmatched", False))
-    known = {k: options.pop(k) for k in ("dynamic", "timing", "speed", "seed", "models", "preview_method", "preview_size",
-                                         "comfyui_version", "assets") if k in options}
-    if dynamic is not None:
-        known["dynamic"] = dynamic
-    cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]
-    handle = servers.get(cassettes=cassettes or None, **known)
-    handle.server.end_down()  # a test that used the session server directly may have left one running
-    handle.reset()
-    handle.configure(**options)
-    monkeypatch.setenv(servers.settings.env_var, handle.url)
-    return handle, allow_unmatched
-
-
-def _resolve(name: Any, test_dir: Path, settings: Settings) -> Path:
-    """A marker's cassette: a path, or a name looked up next to the test, in the cassette folders, then bundled."""
-    raw = Path(os.fspath(name)).expanduser()
-    bases = [raw] if raw.is_absolute() else [test_dir / raw, *(d / raw for d in settings.search_dirs)]
-    for base in bases:
-        for path in (base, base.with_name(base.name + ".yaml")):
-            if path.exists():
-                return path.resolve()
-    where = ", ".join(str(b.parent) for b in bases)
-    pytest.fail(f"{MARKER}: no cassette {str(name)!r} (looked in {where})", pytrace=False)

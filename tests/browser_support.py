@@ -1,6 +1,6 @@
 """What the browser tests share: Debian's headless Chromium driven by Playwright, one browser context on a replay
 (every same-origin answer, page and console errors, timings, screenshots), the API-format workflow they run, and
-the current frontend build fetched into the user cache.
+frontend builds of other versions fetched into the user cache.
 
 Chromium comes from the distribution (``apt-get install -y chromium``; ``$COMFY_CASSETTES_CHROMIUM`` names
 another), never from Playwright's own download. Outside CI a missing browser, Playwright or frontend skips the
@@ -13,11 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from comfy_cassettes.comfy.frontend import CURRENT_FRONTEND
+from comfy_cassettes.replay.sim.frontend_builds import FrontendFetchError, fetch_build, fetch_hint
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("COMFY_CASSETTES_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
@@ -104,58 +101,28 @@ def chromium() -> Iterator[Any]:
         playwright.stop()
 
 
-# ---------------------------------------------------------------- the current frontend build
+# ---------------------------------------------------------------- frontend builds of other versions
 
 CURRENT_FRONTEND_ENV = "COMFY_CASSETTES_CURRENT_FRONTEND"
 
 
-def fetch_hint() -> str:
-    """The commands that put the current frontend build where the test finds it without a download."""
-    return (f"python -m pip download --no-deps --only-binary=:all: -d /tmp/fe {CURRENT_FRONTEND.requirement} && "
-            f"unzip -q /tmp/fe/*.whl '{CURRENT_FRONTEND.module}/{CURRENT_FRONTEND.folder}/*' -d /tmp/fe && "
-            f"export {CURRENT_FRONTEND_ENV}=/tmp/fe/{CURRENT_FRONTEND.module}/{CURRENT_FRONTEND.folder}")
-
-
-def frontend_cache() -> Path:
-    """Where fetched frontend builds are kept: ``~/.cache/comfy-cassettes/frontend/<version>/static``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "comfy-cassettes" / "frontend" / CURRENT_FRONTEND.version / CURRENT_FRONTEND.folder
+def frontend_build(version: str) -> Path:
+    """The static folder of a frontend version: the user cache, fetched there from the package index when missing
+    (what `serve` does for the version its ComfyUI requires)."""
+    try:
+        return fetch_build(version)
+    except FrontendFetchError as exc:
+        unavailable(f"{exc}; fetch it by hand: {fetch_hint(version)}")
 
 
 def current_frontend_build() -> Path:
-    """The static folder of CURRENT_FRONTEND: ``$COMFY_CASSETTES_CURRENT_FRONTEND``, else the user cache, fetched
-    there from the package index when missing (pip download of the wheel, its static folder unpacked)."""
+    """The static folder of CURRENT_FRONTEND: ``$COMFY_CASSETTES_CURRENT_FRONTEND``, else the user cache."""
     named = os.environ.get(CURRENT_FRONTEND_ENV)
     if named:
         if not (Path(named) / "index.html").is_file():
-            unavailable(f"${CURRENT_FRONTEND_ENV}={named} holds no index.html: {fetch_hint()}")
+            unavailable(f"${CURRENT_FRONTEND_ENV}={named} holds no index.html: {fetch_hint(CURRENT_FRONTEND.version)}")
         return Path(named)
-    build = frontend_cache()
-    if not (build / "index.html").is_file():
-        try:
-            _fetch_into(build)
-        except (OSError, subprocess.SubprocessError, zipfile.BadZipFile, StopIteration) as exc:
-            detail = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else exc
-            unavailable(f"could not fetch {CURRENT_FRONTEND.requirement} ({detail}); fetch it by hand: {fetch_hint()}")
-    return build
-
-
-def _fetch_into(build: Path) -> None:
-    """Download the wheel and move its static folder to ``build`` in one rename (test workers may race)."""
-    build.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=build.parent, prefix=".fetch-") as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-                        "--disable-pip-version-check", "-d", tmp, CURRENT_FRONTEND.requirement],
-                       check=True, capture_output=True, timeout=600)
-        wheel = next(Path(tmp).glob("*.whl"))
-        prefix = f"{CURRENT_FRONTEND.module}/{CURRENT_FRONTEND.folder}/"
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(tmp, members=[name for name in archive.namelist() if name.startswith(prefix)])
-        try:
-            os.rename(Path(tmp) / prefix, build)
-        except OSError:
-            if not (build / "index.html").is_file():  # else another worker was first
-                raise
+    return frontend_build(CURRENT_FRONTEND.version)
 
 
 # ---------------------------------------------------------------- one browser context on a replay
@@ -163,15 +130,17 @@ def _fetch_into(build: Path) -> None:
 class PageRun:
     """One browser context on the replay: every same-origin answer, page and console errors, timings, screenshots.
 
-    ``expected_errors`` are the error answers a real ComfyUI gives the page too (missing user files)."""
+    ``expected_errors`` are the error answers a real ComfyUI gives the page too (missing user files); ``har``: save
+    the context's traffic there as a HAR (bodies embedded), as Playwright records a browser session."""
 
-    def __init__(self, browser: Any, base: str, name: str, expected_errors: set[Answer]) -> None:
+    def __init__(self, browser: Any, base: str, name: str, expected_errors: set[Answer], har: Path | None = None) -> None:
         self.base = base
         self.name = name
         self.expected_errors = expected_errors
         for old in [*ARTIFACTS.glob(f"{name}-*.png"), ARTIFACTS / f"{name}.json"]:  # this run's artifacts only
             old.unlink(missing_ok=True)
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        recording = {"record_har_path": str(har), "record_har_content": "embed"} if har is not None else {}
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800}, **recording)
         # Offline like CI: the release-notes call to api.comfy.org fails on the real server here too.
         self.context.route(lambda url: not url.startswith(base), lambda route: route.abort("internetdisconnected"))
         self.page = self.context.new_page()
@@ -237,8 +206,8 @@ class PageRun:
 
 
 @contextmanager
-def page_run(browser: Any, base: str, name: str, expected_errors: set[Answer]) -> Iterator[PageRun]:
-    run = PageRun(browser, base, name, expected_errors)
+def page_run(browser: Any, base: str, name: str, expected_errors: set[Answer], har: Path | None = None) -> Iterator[PageRun]:
+    run = PageRun(browser, base, name, expected_errors, har)
     try:
         yield run
     finally:

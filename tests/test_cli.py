@@ -102,3 +102,57 @@ SCRIPT = shutil.which("comfy-cassettes", path=str(Path(sys.executable).parent))
 def test_console_script_is_installed() -> None:
     result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
+
+
+def _refused(*args: str) -> str:
+    """serve's one-line error for ``args`` (exit code 1, no traceback), without ever listening."""
+    result = subprocess.run([*CLI, "serve", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stdout
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_serve_refuses_a_port_out_of_range() -> None:
+    assert _refused("--port", "99999") == "error: --port 99999: must be 0 to 65535 (0 picks a free port)"
+
+
+def test_serve_refuses_an_output_dir_that_is_a_file_or_under_one(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    assert _refused("--port", "0", "--output-dir", str(a_file)) == f"error: --output-dir {a_file}: it is a file, not a folder"
+    under = a_file / "out"
+    assert _refused("--port", "0", "--output-dir", str(under)) == f"error: --output-dir {under}: {a_file} is a file, not a folder"
+    assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder whatever its mode")
+def test_serve_refuses_an_unwritable_output_dir(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert _refused("--port", "0", "--output-dir", str(locked / "out")) == f"error: --output-dir {locked / 'out'}: {locked} is not writable"
+
+
+def test_serve_checks_the_ready_file_folder_before_binding(tmp_path: Path) -> None:
+    ready = tmp_path / "missing" / "ready.json"
+    with socket.socket() as busy:  # the port is taken too: the ready file's error comes first, nothing was bound
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        line = _refused("--port", str(busy.getsockname()[1]), "--ready-file", str(ready))
+    assert line == f"error: --ready-file {ready}: no folder {ready.parent}"
+    assert not ready.parent.exists()
+
+
+def test_serve_refuses_a_source_image_that_is_not_an_image(tmp_path: Path) -> None:
+    cassette = tmp_path / "cassette.yaml"
+    cassette.write_text("version: 1\ninteractions: []\n")
+    line = _refused("--port", "0", "--source-image", str(cassette))
+    assert line == f"error: --source-image {cassette}: not an image Pillow can read (UnidentifiedImageError)"
+
+
+def test_version() -> None:
+    from comfy_cassettes.version import __version__
+
+    result = subprocess.run([*CLI, "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout == f"comfy-cassettes {__version__}\n"

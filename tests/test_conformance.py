@@ -35,7 +35,7 @@ def captured_frames(scenario: str) -> dict[int, list[tuple[float, str | bytes]]]
             for index, entry in enumerate(sockets)}
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", SCENARIOS + SCENARIOS_08)
 def test_replay_answers_as_the_real_server_did(scenario: str, imported: dict[str, Path], start_server, tmp_path: Path) -> None:
     # Its informational answers come from the bundled base, as `serve SESSION.yaml` gives them; its input folder
     # starts empty, as the capture's server did (by default a replay starts with the files the session uploaded).

@@ -17,6 +17,8 @@ from comfy_cassettes.errors import ConfigError
 from comfy_cassettes.replay.http import frontend as replay_frontend
 from comfy_cassettes.replay.config import BUNDLED_DIR, ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
+from comfy_cassettes.replay.sim import frontend_builds
+from serve_process import offline_env
 
 DATA = Path(__file__).parent / "data" / "frontend"
 INDEX = b"<!doctype html><html><head><title>ComfyUI</title></head></html>"
@@ -181,10 +183,16 @@ def test_recorded_answers_win(tmp_path: Path, build: Path) -> None:
 
 
 def test_without_a_frontend_the_root_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_frontend, "FRONTEND", facts.WebPackage("absent", "no_such_frontend_package", "static", "/", "0"))
+    absent = facts.WebPackage("absent", "no_such_frontend_package", "static", "/", "0")
+    monkeypatch.setattr(replay_frontend, "FRONTEND", absent)
+    monkeypatch.setattr(frontend_builds, "FRONTEND", absent)
+    monkeypatch.setattr(frontend_builds, "_served", {})
+    (tmp_path / "empty").mkdir()
+    for name, value in offline_env(tmp_path / "cache", tmp_path / "empty").items():
+        monkeypatch.setenv(name, value)
     server = start(tmp_path)
     try:
-        with httpx.Client(base_url=server.url) as http:
+        with httpx.Client(base_url=server.url, timeout=120) as http:  # the first page request tries pip first
             r = http.get("/")
             assert r.status_code == 404 and r.text.count("\n") == 1
             assert "pip install 'comfy-cassettes[frontend]'" in r.text and "--front-end-root" in r.text

@@ -3,6 +3,7 @@ images per seed, interrupts at a step, and the default cassette's recorded txt2i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -247,7 +248,7 @@ def test_serve_declares_models_on_the_command_line() -> None:
     from comfy_cassettes.cli import app
 
     result = CliRunner().invoke(app, ["serve", "--model", "checkpoints/x.txt", "--port", "0"])
-    assert result.exit_code == 1 and "ComfyUI lists only" in result.stderr
+    assert result.exit_code == 1 and "ComfyUI lists only" in result.output
 
 
 def test_the_marker_declares_models_for_a_test(pytester: pytest.Pytester) -> None:
@@ -263,3 +264,36 @@ def test_the_marker_declares_models_for_a_test(pytester: pytest.Pytester) -> Non
             assert entry["outputs"]["9"]["images"][0]["filename"] == "gen_job_123_00001_.png"
     """)
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("metadata", [False, True], ids=["legacy", "metadata"])
+@pytest.mark.parametrize("recorded", [False, True], ids=["synthetic", "recorded"])
+def test_a_step_hold_never_splits_a_progress_from_its_preview(declared: ReplayServer, metadata: bool, recorded: bool) -> None:
+    """ComfyUI sends a step's progress and its preview back to back (legacy: progress then preview; metadata:
+    preview then progress): a client held at step k has k of each, the pair last."""
+    workflow, step, steps = (recorded_txt2img(3), 2, 3) if recorded else (txt2img(steps=6, width=64, height=64, batch=1), 4, 6)
+    with ReplayControl(declared.url) as control, \
+            connect(declared.url.replace("http", "ws") + "/ws?clientId=me", max_queue=None) as ws:
+        control.hold("step", node="3", step=step)
+        ws.recv(timeout=5)  # the greeting status
+        if metadata:
+            ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+            assert json.loads(ws.recv(timeout=5))["type"] == "feature_flags"
+        answer = httpx.post(declared.url + "/prompt", json={"prompt": workflow, "client_id": "me"})
+        prompt_id = answer.json()["prompt_id"]
+        assert control.wait_held(prompt_id)["at"] == f"step:3:{step}"
+        held: list[Any] = []
+        with contextlib.suppress(TimeoutError):
+            while True:  # everything sent before the hold, until the socket is quiet
+                frame = ws.recv(timeout=0.5)
+                held.append(frame if isinstance(frame, bytes) else json.loads(frame))
+        assert progress(held) == [(k, steps) for k in range(1, step + 1)]
+        assert kinds(held).count("binary") == step
+        assert kinds(held)[-2:] == (["binary", "progress"] if metadata else ["progress", "binary"])
+        control.release()
+        rest: list[Any] = []
+        while rest[-1:] != [{"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}]:
+            frame = ws.recv(timeout=10)
+            rest.append(frame if isinstance(frame, bytes) else json.loads(frame))
+    assert progress(rest) == [(k, steps) for k in range(step + 1, steps + 1)]
+    assert kinds(rest).count("binary") == steps - step

@@ -171,7 +171,7 @@ def test_assets_on_make_uploads_and_outputs_assets(start_server: Callable[..., R
 
 def test_a_cassettes_version_picks_its_profile_and_serve_can_choose() -> None:
     assert profile("0.3.64").jobs_api is False and profile("0.38.1").jobs_api is True
-    with pytest.raises(ConfigError, match="needs --comfyui-version 0.38"):
+    with pytest.raises(ConfigError, match="needs a ComfyUI with the assets system"):
         ReplayConfig(assets=True).validated()
     with pytest.raises(ConfigError, match="expected a version"):
         ReplayConfig(comfyui_version="latest").validated()

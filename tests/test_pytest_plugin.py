@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from hashlib import sha256
 import shutil
 import threading
 from collections.abc import Callable
@@ -327,6 +329,61 @@ def test_requests_client_too():
     suite.runpytest().assert_outcomes(passed=2)
 
 
+def _names_and_bytes(http: httpx.Client, sequence: list[tuple[int, str]]) -> list[tuple[list[str], bytes]]:
+    """Submit each (color, prefix) of basic_save's workflow; the output names /history lists and the first image."""
+    seen = []
+    for color, prefix in sequence:
+        graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": color}},
+                 "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
+        prompt_id = http.post("/prompt", json={"prompt": graph, "client_id": "me"}).json()["prompt_id"]
+        for _ in range(200):
+            history = http.get(f"/history/{prompt_id}").json()
+            if prompt_id in history:
+                break
+        images = history[prompt_id]["outputs"]["2"]["images"]
+        view = http.get("/view", params=images[0])
+        assert view.headers["content-disposition"] == f'filename="{images[0]["filename"]}"'
+        seen.append(([f"{i['subfolder']}/{i['filename']}" for i in images], view.content))
+    return seen
+
+
+@pytest.mark.parametrize("sequence", [
+    [(16744448, "gen_job_1"), (33023, "ComfyUI")],
+    [(33023, "gen/job_2")],  # the cassette's second job alone
+], ids=["prefix-then-recorded", "second-job-alone"])
+def test_vcr_answers_name_outputs_from_the_submitted_prefix_as_serve_does(
+        suite: pytest.Pytester, start_server: Callable[..., ReplayServer], sequence: list[tuple[int, str]]) -> None:
+    with httpx.Client(base_url=start_server("basic_save").url) as http:
+        served = _names_and_bytes(http, sequence)
+    assert served[0][0][0].split("/")[-1].startswith(sequence[0][1].split("/")[-1] + "_00001_")
+    expected = suite.path / "expected.json"  # what serve answered
+    expected.write_text(json.dumps({"names": [names for names, _ in served], "images": [sha256(b).hexdigest() for _, b in served]}))
+    suite.makepyfile(
+        HEADER
+        + f"""
+import hashlib
+import sys
+
+import httpx
+import pytest
+
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_pytest_plugin import _names_and_bytes
+from comfy_cassettes.vcr import bundled_cassette
+
+
+@pytest.mark.vcr(bundled_cassette("basic_save"))
+def test_in_process():
+    with httpx.Client(base_url="http://comfy.invalid:8188") as http:  # nothing listens: the cassette answers
+        seen = _names_and_bytes(http, {sequence!r})
+    want = json.loads(Path({str(expected)!r}).read_text())
+    assert [names for names, _ in seen] == want["names"]
+    assert [hashlib.sha256(body).hexdigest() for _, body in seen] == want["images"]
+"""
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+
+
 @pytest.fixture
 def live_comfy(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     """Our own replay server standing in for a live ComfyUI."""
@@ -345,6 +402,7 @@ import uuid
 
 
 @pytest.mark.vcr
+@pytest.mark.comfy_vcr  # records in the comfy-cassettes format (no cassette file says so yet)
 def test_generate():
     with httpx.Client(base_url=os.environ["LIVE_COMFY"]) as http:
         prompt_id = http.post("/prompt", json={"prompt": workflow(), "client_id": uuid.uuid4().hex}).json()["prompt_id"]
@@ -393,3 +451,77 @@ def test_job_{i}(comfy_dynamic):
     assert url_a != url_b and root_a != root_b
     for url, root in ((url_a, root_a), (url_b, root_b)):
         assert_stopped(url, root)
+
+
+def test_a_markers_models_add_to_the_sessions(suite: pytest.Pytester) -> None:
+    suite.makeini(SUITE_INI + "comfy_cassettes_models =\n    checkpoints/from_ini.safetensors\n")
+    suite.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        def test_the_session_models(comfy):
+            assert "from_ini.safetensors" in httpx.get(comfy.url + "/models/checkpoints").json()
+
+        @pytest.mark.comfy_cassette(models=["loras/ink.safetensors", "checkpoints/own.safetensors"])
+        def test_the_markers_and_the_sessions(comfy):
+            checkpoints = httpx.get(comfy.url + "/models/checkpoints").json()
+            assert {"from_ini.safetensors", "own.safetensors"} <= set(checkpoints)
+            assert "ink.safetensors" in httpx.get(comfy.url + "/models/loras").json()
+
+        @pytest.mark.comfy_cassette(models="loras/one.safetensors")
+        def test_one_name(comfy):
+            assert "one.safetensors" in httpx.get(comfy.url + "/models/loras").json()
+            assert "from_ini.safetensors" in httpx.get(comfy.url + "/models/checkpoints").json()
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=3)
+
+
+def test_pytest_markers_shows_the_signature_the_readme_documents(suite: pytest.Pytester) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    signature = re.search(r"`(comfy_cassette\(\*cassettes,[^`]*)`", readme, re.S)
+    assert signature is not None
+    documented = " ".join(signature.group(1).split())
+    shown = " ".join(suite.runpytest("--markers").stdout.str().split())
+    assert "@pytest.mark." + documented in shown and 'preview_method="none"' in documented
+
+
+def test_preview_size_from_the_command_line_or_the_ini(suite: pytest.Pytester) -> None:
+    suite.makeini(SUITE_INI + "comfy_cassettes_preview_size = 96\n")
+    suite.makepyfile(
+        """
+        import io
+        import json
+
+        import pytest
+        from PIL import Image
+        from websockets.sync.client import connect
+
+        GRAPH = {
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 8, "sampler_name": "euler",
+                  "scheduler": "normal", "denoise": 1, "model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
+                  "latent_image": ["5", 0]}},
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 256, "batch_size": 1}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+            "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "p", "images": ["8", 0]}},
+        }
+
+        @pytest.mark.comfy_cassette(models=["checkpoints/x.safetensors"], preview_method="auto")
+        def test_previews(comfy, pytestconfig):
+            with connect(comfy.url.replace("http", "ws") + "/ws?clientId=me") as ws:
+                ws.recv()
+                prompt_id = comfy.submit(GRAPH, client_id="me")
+                frames = []
+                while not (frames and frames[-1] == {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}):
+                    frame = ws.recv(timeout=10)
+                    frames.append(frame if isinstance(frame, bytes) else json.loads(frame))
+            sizes = {Image.open(io.BytesIO(f[8:])).size for f in frames if isinstance(f, bytes)}
+            want = int(pytestconfig.getoption("comfy_preview_size") or pytestconfig.getini("comfy_cassettes_preview_size"))
+            assert sizes == {(want, want // 2)}
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+    suite.runpytest("--comfy-preview-size", "64").assert_outcomes(passed=1)

@@ -424,3 +424,18 @@ def test_a_jpeg_source_image_is_saved_as_a_real_png(start_app, tmp_path: Path) -
     image = history["outputs"]["2"]["images"][0]
     saved = Image.open(server.engine.roots.output / image["subfolder"] / image["filename"])
     assert saved.format == "PNG" and saved.size == (51, 76) and "prompt" in saved.text
+
+
+def test_a_jpeg_source_image_is_served_as_a_png_in_static_mode(start_app, tmp_path: Path) -> None:
+    source = tmp_path / "photo.jpg"
+    Image.new("RGB", (51, 76), (9, 99, 199)).save(source, format="JPEG")
+    server = start_app("basic_save", source_image=source)
+    history, _ = ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
+    image = history["outputs"]["2"]["images"][0]
+    with server.client() as http:
+        view = http.get("/view", params=image)
+    assert view.headers["content-type"] == "image/png"
+    served = Image.open(io.BytesIO(view.content))
+    assert served.format == "PNG" and served.size == (51, 76)
+    assert not list(server.engine.roots.output.iterdir())  # static mode still writes nothing
+

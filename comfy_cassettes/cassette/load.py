@@ -29,6 +29,7 @@ from .model import Headers as Headers
 from .model import Interaction as Interaction
 from .model import Job as Job
 from .model import OutputImage as OutputImage
+from .aliases import expanded_size, expansion_limit, may_alias
 from .schema import Checker
 from .storage import BLOB_DIR as BLOB_DIR
 from .storage import BlobStore as BlobStore
@@ -73,8 +74,12 @@ def load(path: str | os.PathLike[str]) -> Cassette:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise CassetteError(path, None, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    aliased = may_alias(text)
+    if aliased and expanded_size(data, expansion_limit(text)) is None:
+        raise CassetteError(path, None, f"its YAML aliases expand to over {expansion_limit(text) >> 20} MiB or into "
+                                        "themselves (an alias bomb?); write the values out instead of aliasing them")
     cassette = from_dict(data, path, text=text)
-    if cache is not None:
+    if cache is not None and not aliased:  # JSON would write every alias out in full
         keep_parsed(cache, data)
     return cassette
 

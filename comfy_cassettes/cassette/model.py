@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..comfy.events import WsEvent
+from ..errors import CassetteError
 
 FORMAT = 1
 
@@ -161,8 +162,12 @@ class Cassette:
         return self.path.parent if self.path is not None else Path.cwd()
 
     def blob_path(self, ref: str) -> Path:
-        """Absolute path of a blob reference such as ``blobs/<sha>.png``."""
-        return self.root / ref
+        """Absolute path of a blob reference such as ``blobs/<sha>.png``. Only a file inside the cassette's folder
+        once links are resolved: a ``blobs`` link to elsewhere must not let /view serve any file on the machine."""
+        path = self.root / ref
+        if not blob_inside(self.root, path):
+            raise CassetteError(self.path, None, f"blob {ref!r} leads outside the cassette folder {self.root} (a link?)")
+        return path
 
     def read_blob(self, ref: str) -> bytes:
         """The bytes of a blob reference."""
@@ -193,3 +198,11 @@ class Cassette:
 
 
 # ---------------------------------------------------------------- loading
+
+
+def blob_inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, links resolved, is inside ``root``, links resolved."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return False

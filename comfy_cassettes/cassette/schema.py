@@ -7,7 +7,7 @@ from typing import Any
 
 from ..comfy.events import BinaryFrame, WsEvent
 from ..errors import CassetteError
-from .model import Cassette, Job, OutputImage
+from .model import Cassette, Job, OutputImage, blob_inside
 from .templating import ROOTS, is_valid_name, names_in
 
 JOB_STATES = ("success", "error", "interrupted", "rejected", "unfinished")
@@ -125,5 +125,8 @@ class Checker:
         for key, ref in self.refs:
             if ".." in Path(ref).parts or Path(ref).is_absolute():
                 self.fail(key, f"blob reference {ref!r} must stay inside the cassette folder")
-            if not cassette.blob_path(ref).is_file():
+            path = cassette.root / ref
+            if not blob_inside(cassette.root, path):
+                self.fail(key, f"blob {ref!r} leads outside the cassette folder (a link?); copy the file in instead")
+            if not path.is_file():
                 self.fail(key, f"blob {ref!r} is missing next to the cassette")

@@ -236,3 +236,16 @@ def split_annotation(name: str) -> tuple[str, str | None]:
 
 def dir_for_type(roots: FileRoots, type_name: str) -> Path | None:
     return {"output": roots.output, "input": roots.input, "temp": roots.temp}.get(type_name)
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` so that it exists only whole: through a hidden file beside it, renamed into place. A full
+    disk leaves no empty or cut-off file for /view to serve (ComfyUI's saves leave none either), and the
+    hidden name never matches a ComfyUI prefix, so the output counter does not see it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -59,7 +59,7 @@ class WebPackage:
 # The version ComfyUI 0.3.64, the bundled cassettes' server, pins in requirements.txt (pip install '.[frontend]').
 FRONTEND = WebPackage("comfyui-frontend-package", "comfyui_frontend_package", "static", "/", "1.27.10")
 # The newest frontend on PyPI, booted on `serve --comfyui-version 0.38` by tests/test_browser_current.py. ComfyUI
-# 0.38.1 pins 1.53.6 (requirements.txt, profiles.V0_38.frontend_version, what /system_stats reports as required);
+# 0.38.1 pins 1.53.6 (requirements.txt, differences.py, what /system_stats reports as required);
 # users upgrade the frontend past the pin, and the newest is the one that reads the 0.38 routes (/api/jobs,
 # /node_replacements, /global_subgraphs). Same distribution as FRONTEND, so it is never installed beside it:
 # its wheel's static folder is served with --front-end-root.

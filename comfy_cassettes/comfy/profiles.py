@@ -1,55 +1,66 @@
-"""The ComfyUI versions the replay can be: what differs between them on the wire, kept as data in one place.
-
-Two profiles: **0.3.64**, the version every capture in real-sessions comes from, and **0.38.1**, the newest
-release read from ComfyUI's source (server.py, execution.py, comfy_execution/jobs.py, comfy_api/feature_flags.py,
-app/user_manager.py at master 783545f6 = 0.33.0 and the later stored versions; see the README's version table).
-A cassette replays as the version it was recorded from; ``serve --comfyui-version`` picks one for all.
+"""The ComfyUI version the replay is: a version number, and the behaviour every row of the differences table
+(differences.py) not newer than it gives. Any version in the known range (the first to the last confirmed
+version) is served; an older one is a one-line error, a newer one is emulated as the newest known, with a
+notice that ``verify`` tells what differs. A cassette replays as the version it was recorded from;
+``serve --comfyui-version`` picks one for all.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .differences import CONFIRMED, DIFFERENCES
 
 
 @dataclass(frozen=True)
 class Profile:
-    """One ComfyUI version's observable behaviour."""
+    """One ComfyUI version's observable behaviour: 0.3.64's, with every row of the differences table that is
+    not newer than ``version`` applied (see :func:`profile`)."""
 
     version: str
-    frontend_version: str  # the comfyui-frontend-package it pins (requirements.txt)
-    templates_version: str
-    features: dict[str, Any]  # GET /features and the /ws feature_flags answer
-    jobs_api: bool = False  # /api/jobs (comfy_execution/jobs.py, 0.6.0+)
-    assets_api: bool = False  # /api/assets* and /api/tags, 503 unless the assets system is on (0.17.0+)
-    prompt_id_must_be_uuid: bool = False  # POST /prompt validate_job_id (0.25.0+)
-    stamps_create_time: bool = False  # extra_data.create_time in ms (0.3.69+)
-    hides_secrets: bool = False  # API keys kept out of queue items, not only history (0.3.68+)
-    usage_source_header: bool = False  # Comfy-Usage-Source copied into extra_data (0.25.0+)
-    output_metadata: bool = False  # output entries carry {"kind", "width", "height"} (media_enrichment, 0.34+)
-    missing_node_type_errors: bool = False  # unknown class_type -> "missing_node_type" (0.12.0+)
-    validates_combo_options: bool = False  # V3 ["COMBO", {"options"}] inputs checked (0.3.64 checks list types only)
-    keeps_earlier_results: bool = False  # the RAM-pressure cache keeps every prompt's results (0.23.0+)
-    userdata_times_in_ms: bool = False  # /userdata?full_info times (0.21.0+)
-    view_nosniff: bool = False  # /view file answers carry X-Content-Type-Options: nosniff (0.28.0+)
-    refuses_cross_site: bool = False  # Sec-Fetch-Site: cross-site -> 403 (0.19.0+)
-    node_replacements_api: bool = False  # GET /node_replacements (app/node_replace_manager.py, 0.14.0+)
-    global_subgraphs_api: bool = False  # GET /global_subgraphs[/{id}] (app/subgraph_manager.py, 0.3.67+)
-    model_folder_extensions: bool = False  # /experiment/models items carry "extensions" (0.28.0+)
-    user_file_headers: bool = False  # GET /userdata/{file}: nosniff, Content-Disposition, no dangerous types (0.30.0+)
-    # The cache_control middleware's value for .js, .css and index*.json, and get_root's for the page itself;
-    # both "no-store..." since 0.18.0 (middleware/cache_middleware.py, server.py get_root).
+    frontend_version: str = ""  # the comfyui-frontend-package it pins (requirements.txt)
+    templates_version: str = ""
+    features: dict[str, Any] = field(default_factory=dict)  # GET /features and the /ws feature_flags answer
+    jobs_api: bool = False
+    jobs_cancel_api: bool = False
+    jobs_cancelled_status: bool = False
+    jobs_rich_previews: bool = False
+    assets_api: bool = False
+    prompt_id_must_be_uuid: bool = False
+    stamps_create_time: bool = False
+    hides_secrets: bool = False
+    usage_source_header: bool = False
+    output_metadata: bool = False
+    missing_node_type_errors: bool = False
+    validates_combo_options: bool = False
+    combo_error_repr: bool = False
+    keeps_earlier_results: bool = False
+    userdata_times_in_ms: bool = False
+    view_nosniff: bool = False
+    refuses_cross_site: bool = False
+    node_replacements_api: bool = False
+    global_subgraphs_api: bool = False
+    model_folder_extensions: bool = False
+    user_file_headers: bool = False
+    os_is_platform: bool = False
+    model_folders_added: tuple[tuple[str, str], ...] = ()  # (folder, the folder it follows) in /models
     script_cache_control: str = "no-cache"
     page_cache_control: str = "no-cache"
     system_stats: dict[str, Any] = field(default_factory=dict)  # keys this version sets in /system_stats "system"
     package_versions: tuple[tuple[str, str], ...] = ()  # comfy* packages it pins, for /system_stats
+    notice: str = ""  # said once when serving: a version newer than any known one is emulated as the newest
 
-    @property
-    def key(self) -> str:
-        return ".".join(self.version.split(".")[:2])
+    def model_folders(self, recorded: list[str]) -> list[str]:
+        """A /models answer recorded from another version, with the folders this one adds (none it lacks)."""
+        folders = list(recorded)
+        for folder, after in self.model_folders_added:
+            if folder not in folders:
+                folders.insert(folders.index(after) + 1 if after in folders else len(folders), folder)
+        return folders
 
     def feature_flags(self, *, assets: bool = False) -> dict[str, Any]:
         """The feature flags this version announces (``assets``: the assets system is on)."""
@@ -67,10 +78,10 @@ class Profile:
             return answer
         system.update(comfyui_version=self.version, required_frontend_version=self.frontend_version,
                       required_templates_version=self.templates_version, installed_templates_version=self.templates_version)
+        if self.os_is_platform and system.get("os") == "posix":
+            system["os"] = "linux"  # sys.platform, where 0.3.64 sent os.name
         if not self.package_versions:
             return answer
-        if system.get("os") == "posix":
-            system["os"] = "linux"  # sys.platform since 0.4.0, where 0.3.64 sent os.name
         added = {"required_templates_version": {"comfy_package_versions": [
                      {"name": name, "installed": version, "required": version} for name, version in self.package_versions]},
                  "embedded_python": self.system_stats}
@@ -82,45 +93,57 @@ class Profile:
         return answer
 
 
-V0_3_64 = Profile(
-    version="0.3.64", frontend_version="1.27.10", templates_version="0.1.95",
-    features={"supports_preview_metadata": True, "max_upload_size": 104857600},
-)
 
-V0_38 = Profile(
-    version="0.38.1", frontend_version="1.53.6", templates_version="0.11.73",
-    # comfy_api/feature_flags.py _CORE_FEATURE_FLAGS, in its key order
-    features={"supports_preview_metadata": True, "supports_model_type_tags": True, "max_upload_size": 104857600,
-              "extension": {"manager": {"supports_v4": True}}, "node_replacements": True, "assets": False},
-    jobs_api=True, assets_api=True, prompt_id_must_be_uuid=True, stamps_create_time=True, hides_secrets=True, usage_source_header=True,
-    output_metadata=True, missing_node_type_errors=True, validates_combo_options=True, keeps_earlier_results=True, userdata_times_in_ms=True,
-    view_nosniff=True, refuses_cross_site=True, node_replacements_api=True, global_subgraphs_api=True, model_folder_extensions=True,
-    user_file_headers=True, script_cache_control="no-store", page_cache_control="no-store, must-revalidate",
-    system_stats={"deploy_environment": "local-git"},
-    package_versions=(("comfyui-frontend-package", "1.53.6"), ("comfyui-workflow-templates", "0.11.73"),
-                      ("comfyui-embedded-docs", "0.5.12"), ("comfy-kitchen", "0.2.36"), ("comfy-aimdo", "0.5.5")),
-)
 
-PROFILES: dict[str, Profile] = {p.key: p for p in (V0_3_64, V0_38)}
-DEFAULT = V0_3_64
+def parts(version: str) -> tuple[int, ...]:
+    """A version's numbers: ``"v0.8.0"`` -> (0, 8, 0); ValueError when it is not one."""
+    numbers = tuple(int(part) for part in str(version).strip().lstrip("v").split("."))
+    if not numbers or len(numbers) > 3:
+        raise ValueError(version)
+    return numbers
+
+
+def full_version(version: str) -> str:
+    """A version as three numbers: "0.38" is the newest confirmed 0.38.x (0.38.1), else X.Y.0."""
+    wanted = parts(version)
+    if len(wanted) == 3:
+        return ".".join(map(str, wanted))
+    fitting = [v for v in CONFIRMED if parts(v)[:len(wanted)] == wanted]
+    return max(fitting, key=parts) if fitting else ".".join(map(str, wanted + (0,) * (3 - len(wanted))))
+
+
+OLDEST, NEWEST = min(CONFIRMED, key=parts), max(CONFIRMED, key=parts)
+KNOWN_RANGE = f"{OLDEST} to {NEWEST}"
+
+
+@functools.lru_cache(maxsize=None)
+def _folded(version: str, notice: str) -> Profile:
+    values: dict[str, Any] = {}
+    for row in sorted(DIFFERENCES, key=lambda d: parts(d.since)):
+        if parts(row.since) <= parts(version):
+            values[row.field] = copy.deepcopy(row.value)
+    return Profile(version=version, notice=notice, **values)
 
 
 def profile(version: str | None) -> Profile:
-    """The profile for a ComfyUI version: the newest profile not newer than it (0.3.64 for older or unknown
-    versions, which is what every bundled capture is).
+    """The profile of a ComfyUI version: every difference not newer than it (0.3.64 for a cassette that does
+    not know its version). Older than the known range: ConfigError; newer: the newest known, with a notice.
 
-    >>> profile("0.38").version, profile("0.41.2").version, profile("0.3.60").version, profile(None).version
-    ('0.38.1', '0.38.1', '0.3.64', '0.3.64')
+    >>> profile("0.38").version, profile("0.8").version, profile("0.5.0").jobs_api, profile(None).version
+    ('0.38.1', '0.8.0', False, '0.3.64')
+    >>> profile("9.9").version, bool(profile("9.9").notice)
+    ('0.38.1', True)
     """
     if version is None:
-        return DEFAULT
+        return _folded(OLDEST, "")
     try:
-        wanted = _parts(version)
+        wanted = full_version(version)
     except ValueError:
-        raise ConfigError(f"--comfyui-version {version!r}: expected a version such as 0.3.64 or 0.38") from None
-    fitting = [p for p in PROFILES.values() if _parts(p.key) <= wanted[:2]]
-    return max(fitting, key=lambda p: _parts(p.version)) if fitting else DEFAULT
-
-
-def _parts(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in str(version).strip().lstrip("v").split("."))
+        raise ConfigError(f"ComfyUI version {version!r}: expected a version such as 0.3.64 or 0.8.0") from None
+    if parts(wanted) < parts(OLDEST):
+        raise ConfigError(f"ComfyUI {wanted} is older than the versions known ({KNOWN_RANGE})")
+    if parts(wanted) > parts(NEWEST):
+        return _folded(NEWEST, f"ComfyUI {wanted} is newer than the versions known ({KNOWN_RANGE}): emulated as {NEWEST}; "
+                               f"`comfy-cassettes verify CASSETTE --server URL` against your server lists what differs")
+    return _folded(wanted, "")
+DEFAULT = profile(None)  # a cassette that does not know its version

@@ -75,10 +75,10 @@ ROUTES: tuple[ComfyRoute, ...] = (
     ComfyRoute("POST", "/upload/image", "post_upload", "Store an image in the input (or temp/output) folder"),
     ComfyRoute("POST", "/upload/mask", "post_upload", "Store a mask composited onto its original image"),
     # ComfyUI declares these with the /api prefix, then adds /api to every route: also /api/api/jobs (0.6.0+).
-    ComfyRoute("GET", "/api/jobs", "get_jobs", "Jobs (pending, in_progress, completed, failed, cancelled), filtered, sorted and paged", "jobs_api"),
-    ComfyRoute("POST", "/api/jobs/cancel", "post_jobs_cancel", "Cancel several jobs by id: {job_ids: [...]}", "jobs_api"),
+    ComfyRoute("GET", "/api/jobs", "get_jobs", "Jobs (pending, in_progress, completed, failed; cancelled since 0.38), filtered, sorted and paged", "jobs_api"),
+    ComfyRoute("POST", "/api/jobs/cancel", "post_jobs_cancel", "Cancel several jobs by id: {job_ids: [...]}", "jobs_cancel_api"),
     ComfyRoute("GET", "/api/jobs/{job_id}", "get_job", "One job in full; 404 {error: 'Job not found'}", "jobs_api"),
-    ComfyRoute("POST", "/api/jobs/{job_id}/cancel", "post_job_cancel", "Cancel one job: interrupt it if it runs, dequeue it if it waits", "jobs_api"),
+    ComfyRoute("POST", "/api/jobs/{job_id}/cancel", "post_job_cancel", "Cancel one job: interrupt it if it runs, dequeue it if it waits", "jobs_cancel_api"),
     ComfyRoute("GET", "/node_replacements", "get_node_replacements",
                "Replacements for deprecated node classes, by old class: [{new_node_id, old_node_id, old_widget_ids, input_mapping, output_mapping}]",
                "node_replacements_api"),

@@ -1,4 +1,5 @@
-"""The README's admin tables, rendered from the route table and the models (a test keeps the README equal to them).
+"""The README's generated tables: the admin API's, rendered from the route table and the models, and the ComfyUI
+versions' differences, rendered from comfy/differences.py (a test keeps the README equal to them).
 
 ``python -m comfy_cassettes.contract.readme README.md`` rewrites every ``<!-- contract:NAME -->`` ...
 ``<!-- /contract:NAME -->`` block of the file in place.
@@ -14,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..comfy.differences import CONFIRMED, DIFFERENCES
 from . import bodies as m
 from .routes import ADMIN_ROUTES
 
@@ -70,7 +72,27 @@ def keys_table(model: type[BaseModel]) -> str:
     return "\n".join(rows)
 
 
+def _shown(value: Any) -> str:
+    if value is True:
+        return ""
+    if isinstance(value, dict):
+        return " `" + ", ".join(value) + "`"
+    if isinstance(value, tuple):
+        return " " + ", ".join(f"{name} {version}" for name, version in value)
+    return f" `{value}`"
+
+
+def versions_table() -> str:
+    """The versions confirmed as a whole, then every difference with the release it appeared in and its source."""
+    rows = ["| confirmed version | by |", "|---|---|"]
+    rows += [f"| **{version}** | {how} |" for version, how in CONFIRMED.items()]
+    rows += ["", "| since | what a client sees | profile field | source |", "|---|---|---|---|"]
+    rows += [f"| {d.since} | {d.what} | `{d.field}`{_shown(d.value)} | {d.source} |" for d in DIFFERENCES]
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "comfyui-versions": versions_table,
     "admin-routes": routes_table,
     "fault-rules": faults_table,
     "journal-pattern": lambda: keys_table(m.JournalExpectation),

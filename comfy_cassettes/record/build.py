@@ -24,6 +24,7 @@ from ..comfy.events import STATUS_OF_TERMINAL, BinaryFrame, Event, WsEvent, deco
 from ..comfy.timeline import from_history
 from ..cassette.templating import Templater, dumps_templated, escape_literals, placeholder
 from .drafts import JobDraft, client_ids, collect, find_jobs, view_bodies
+from ..errors import ConfigError
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsFrame
 
@@ -64,6 +65,7 @@ def merge_documents(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One cassette document holding the interactions and jobs of several, in order (job placeholders renumbered)."""
     merged: dict[str, Any] = {"version": 1, "interactions": [], "comfy": {"format": FORMAT, "recorded": {}, "jobs": []}}
     sources = []
+    versions: dict[str, str] = {}  # version -> the first source that said it
     for doc in documents:
         offset = len(merged["comfy"]["jobs"])
         for item in doc["interactions"]:
@@ -74,8 +76,13 @@ def merge_documents(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
         merged["comfy"]["jobs"].extend(_shift_jobs(job, offset) for job in doc["comfy"]["jobs"])
         recorded = doc["comfy"].get("recorded", {})
         sources.append(recorded.get("source", ""))
-        merged["comfy"]["recorded"].setdefault("comfyui_version", recorded.get("comfyui_version"))
+        if recorded.get("comfyui_version") is not None:
+            versions.setdefault(str(recorded["comfyui_version"]), recorded.get("source", ""))
         merged["comfy"]["recorded"].setdefault("at", recorded.get("at"))
+    if len(versions) > 1:
+        raise ConfigError("the sessions come from different ComfyUI versions: "
+                          + ", ".join(f"{v} ({source or '?'})" for v, source in versions.items()) + "; import them apart")
+    merged["comfy"]["recorded"]["comfyui_version"] = next(iter(versions), None)
     merged["comfy"]["recorded"]["source"] = ", ".join(s for s in sources if s)
     return merged
 

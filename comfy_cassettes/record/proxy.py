@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +54,7 @@ class SaveResult:
     jobs: int = 0
     interactions: int = 0
     reason: str = ""
+    error: str = ""  # the cassette could not be written: ``path`` is where the session went instead, if anywhere
 
 
 class RecordingProxy:
@@ -97,18 +100,36 @@ class RecordingProxy:
         sockets = [WsConnection(t=s.t, url=s.url, frames=list(s.frames)) for s in list(self.session.sockets)]
         return RawSession(exchanges=list(self.session.exchanges), sockets=sockets, source=self.session.source)
 
-    def save_now(self) -> SaveResult:
-        """Write the cassette (merged per the record mode with what the file held when the proxy started)."""
+    def save_now(self, output: Path | None = None) -> SaveResult:
+        """Write the cassette (merged per the record mode with what the file held when the proxy started), to
+        ``output`` instead of the proxy's own when given."""
         with self._lock:
             session = self.snapshot()
             if not session.exchanges and not session.sockets:
                 return SaveResult(None, reason="nothing recorded yet")
             path, document = write_session(
-                session, self.output, mode=self.mode, existing=self.existing, scrubber=self.scrubber, via="proxy",
-                overwrite=self.existing is not None or self.saved > 0, comfyui_version=self.comfyui_version,
+                session, output or self.output, mode=self.mode, existing=self.existing, scrubber=self.scrubber, via="proxy",
+                overwrite=output is None and (self.existing is not None or self.saved > 0), comfyui_version=self.comfyui_version,
             )
             self.saved += 1
             return SaveResult(path, len(document["comfy"]["jobs"]), len(document["interactions"]))
+
+    def save_final(self) -> SaveResult:
+        """The save at exit. When the cassette cannot be written (a full disk), the session goes to a new folder
+        under the temporary folder, else the home folder, and ``error`` says why; the old cassette stays whole."""
+        try:
+            return self.save_now()
+        except OSError as exc:
+            failure = f"could not write {self.output}: {exc.strerror or exc}"
+        for base in (Path(tempfile.gettempdir()), Path.home()):
+            folder = base / f"comfy-cassettes-rescued-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            try:
+                result = self.save_now(folder / self.output.name)
+            except OSError as exc:
+                failure += f"; nor under {base}: {exc.strerror or exc}"
+                continue
+            return SaveResult(result.path, result.jobs, result.interactions, error=failure)
+        return SaveResult(None, error=failure)
 
     def state(self) -> dict[str, Any]:
         frames = [f for s in self.session.sockets for f in s.frames]
@@ -307,4 +328,4 @@ def run_proxy(
         server.run(sockets=[sock])
     finally:
         sock.close()
-    return proxy.save_now()
+    return proxy.save_final()

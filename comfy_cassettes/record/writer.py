@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cassette.load import save
+from ..comfy.profiles import profile
+from ..errors import ConfigError
 from .build import build_cassette, merge_documents
+from .infer import infer_version
 from .modes import RecordMode, combine
 from .scrub import Scrubber
 from .session import RawSession
@@ -44,9 +47,30 @@ def write_session(
         meta = {"source": f"comfy-cassettes record ({via})", "server": runs[0].source if runs else "", **meta}
     built = [build_cassette(session, output, recorded=meta, scrubber=scrubber).to_dict() for session in runs]
     document = built[0] if len(built) == 1 else merge_documents(built)
-    if document["comfy"]["recorded"].get("comfyui_version") is None:
-        document["comfy"]["recorded"]["comfyui_version"] = comfyui_version
+    _choose_version(document["comfy"]["recorded"], runs, comfyui_version)
     if metadata:
         document["metadata"] = dict(metadata)
     merged = combine(mode, existing, document)
     return save(merged, output, overwrite=existing is not None if overwrite is None else overwrite), merged
+
+
+def _choose_version(recorded: dict[str, Any], runs: Sequence[RawSession], given: str | None) -> None:
+    """Where a cassette's ComfyUI version comes from: the sessions' /system_stats, else ``given`` (``import
+    --comfyui-version``), else what the traffic shows (record/infer.py); ``comfyui_version_from`` says which."""
+    stated = recorded.get("comfyui_version")
+    if stated is not None:
+        if given is not None and profile(given).version != profile(str(stated)).version:
+            raise ConfigError(f"--comfyui-version {given}: the sessions' /system_stats says ComfyUI {stated}")
+        recorded.setdefault("comfyui_version_from", "system_stats")
+        return
+    if given is not None:
+        profile(given)  # ConfigError for a version outside the known range
+        recorded.update(comfyui_version=given, comfyui_version_from="given")
+        return
+    inferred = {run.source or "?": version for run in runs if (version := infer_version([run])) is not None}
+    if len(set(inferred.values())) > 1:
+        raise ConfigError("the sessions' traffic shows different ComfyUI versions: "
+                          + ", ".join(f"{v} ({source})" for source, v in inferred.items()) + "; import them apart")
+    recorded["comfyui_version"] = next(iter(inferred.values()), None)
+    if inferred:
+        recorded["comfyui_version_from"] = "traffic"

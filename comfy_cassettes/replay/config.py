@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,6 @@ TIMINGS = {
 }
 TIMING_MODES = tuple(TIMINGS)
 DEFAULT_TIMING = "faithful"
-FIXTURE_TIMING = "floor"
 # ComfyUI's --preview-method (cli_args.py); in 0.3.64 "auto", and "taesd" without its decoder, mean latent2rgb.
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 DEFAULT_HOST = "127.0.0.1"
@@ -79,13 +79,15 @@ class ReplayConfig:
             raise ConfigError(f"--speed must be > 0, got {self.speed}")
         if self.preview_method not in PREVIEW_METHODS:
             raise ConfigError(f"--preview-method must be one of {', '.join(PREVIEW_METHODS)}, got {self.preview_method!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port {self.port}: must be 0 to 65535 (0 picks a free port)")
         if self.preview_size < 1:
             raise ConfigError(f"--preview-size must be at least 1, got {self.preview_size}")
         by_folder(self.models)  # each FOLDER/NAME checked: ConfigError names the bad one
         if self.comfyui_version is not None:
             profile(self.comfyui_version)  # ConfigError for a version that is not one
         if self.assets and not profile(self.comfyui_version).assets_api:
-            raise ConfigError("--assets needs --comfyui-version 0.38 (ComfyUI 0.3.64 has no assets system)")
+            raise ConfigError("--assets needs a ComfyUI with the assets system (0.17.0 or newer, e.g. --comfyui-version 0.38)")
         if self.assets and importlib.util.find_spec("blake3") is None:
             raise ConfigError("--assets needs the blake3 package for ComfyUI's asset hashes: pip install 'comfy-cassettes[assets]'")
         if not self.cassettes:
@@ -106,8 +108,12 @@ class ReplayConfig:
             raise ConfigError(f"--base {self.base}: no such cassette")
         if self.front_end_root is not None and not Path(self.front_end_root).expanduser().is_dir():
             raise ConfigError(f"--front-end-root {self.front_end_root}: no such folder")
-        if self.source_image is not None and not Path(self.source_image).expanduser().is_file():
-            raise ConfigError(f"--source-image {self.source_image}: no such file")
+        if self.source_image is not None:
+            check_image("--source-image", Path(self.source_image).expanduser())
+        for flag, folder in (("--output-dir", self.output_dir), ("--input-dir", self.input_dir), ("--temp-dir", self.temp_dir),
+                             ("--user-dir", self.user_dir)):
+            if folder is not None:
+                check_folder(flag, Path(folder).expanduser())
 
         def absolute(value: Path | None) -> Path | None:
             return Path(value).expanduser().resolve() if value is not None else None
@@ -130,6 +136,44 @@ class ReplayConfig:
             front_end_root=absolute(self.front_end_root),
             user_dir=absolute(self.user_dir),
         )
+
+
+def check_folder(flag: str, path: Path) -> None:
+    """ConfigError unless ``path`` is a folder the server can write, or one it can create (nothing is created)."""
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "it is a file" if existing == path.absolute() else f"{existing} is a file"
+        raise ConfigError(f"{flag} {path}: {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable")
+
+
+def check_file_target(flag: str, path: Path) -> None:
+    """ConfigError unless a file can be written at ``path``: its folder exists and is writable (nothing is written)."""
+    path = path.absolute()
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: no folder {path.parent}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {path.parent} is not writable")
+
+
+def check_image(flag: str, path: Path) -> None:
+    """ConfigError unless ``path`` is an image file Pillow reads (its header only): the outputs are served from it."""
+    if not path.is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            kind = image.format
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ConfigError(f"{flag} {path}: not an image Pillow can read ({type(exc).__name__})") from None
+    if kind is None:
+        raise ConfigError(f"{flag} {path}: not an image Pillow can read")
 
 
 def is_loopback(host: str | None) -> bool:

@@ -19,6 +19,7 @@ import uvicorn
 from ..cassette import load as cassette_io
 from ..errors import ConfigError
 from .http.app import create_app
+from .http.limits import BoundedHeadersProtocol
 from .config import ReplayConfig
 from .sim.engine import ReplayEngine
 
@@ -78,13 +79,14 @@ class ReplayServer:
             ws="websockets-sansio", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=2,
             # Like aiohttp under ComfyUI: no server pings (uvicorn's cut clients that answer them late) and
             # idle keep-alive connections kept 75 s.
-            ws_ping_interval=None, ws_ping_timeout=None, timeout_keep_alive=75,
+            ws_ping_interval=None, ws_ping_timeout=None, timeout_keep_alive=75, http=BoundedHeadersProtocol,
             access_log=log_level in ("info", "debug", "trace"), proxy_headers=False,
         )
         self._server = uvicorn.Server(uv_config)
         self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()  # run() returned
+        self._ready_error: ConfigError | None = None  # what on_ready raised: run() raises it once the server stopped
 
     @property
     def url(self) -> str:
@@ -102,6 +104,8 @@ class ReplayServer:
             self._finished.set()
             self.socket.close()
             self.engine.remove_owned_dirs()
+        if self._ready_error is not None:
+            raise self._ready_error
 
     def _exit_when_stuck(self) -> None:
         """Bound the shutdown a signal asks for: past SHUTDOWN_LIMIT seconds (a client that never lets go, a
@@ -121,7 +125,11 @@ class ReplayServer:
             if self._server.should_exit:
                 return
             time.sleep(0.002)
-        on_ready()
+        try:
+            on_ready()
+        except ConfigError as exc:  # e.g. the ready file cannot be written: stop, and run() raises it
+            self._ready_error = exc
+            self._server.should_exit = True
 
     def start(self) -> ReplayServer:
         """Serve in a background thread; returns once the server accepts connections."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -25,6 +25,8 @@ class RecordedTemplate:
     uri: str
     own: dict[str, str]  # the values this interaction's placeholders were rendered with
     taken: frozenset[str] = frozenset()  # every prompt_id and filename handed to other recorded jobs
+    offer: Callable[[bytes], None] | None = None  # told the body of a request matching a recorded POST /prompt
+    judge: Callable[[str, str], bool | None] | None = None  # its job's names as played (vcr/live.py), asked first
 
 
 def _template(request: Request) -> RecordedTemplate | None:
@@ -56,6 +58,11 @@ def _fits(template_text: str, value: str, template: RecordedTemplate) -> bool:
     if found is None:
         return False
     for name, got in zip(names, found.groups()):
+        verdict = template.judge(name, got) if template.judge is not None else None
+        if verdict is not None:
+            if not verdict:
+                return False
+            continue
         # Another job's prompt_id or filename means another recorded request; anything unknown is fine.
         if got != template.own.get(name) and got in template.taken:
             return False
@@ -94,17 +101,18 @@ def comfy_body(r1: Request, r2: Request) -> None:
     """Same body; JSON is compared without client_id, prompt_id, ids to delete, and the inputs the replay server
     ignores when it matches a prompt: seeds, texts and filename prefixes (a per-job ``gen_job_<id>``)."""
     a, b = body_bytes(r1), body_bytes(r2)
-    if a == b:
-        return
-    ja, jb = json_or_none(a), json_or_none(b)
-    if ja is not None and jb is not None:
+    incoming, template, _ = _sides(r1, r2)
+    if a != b:
+        ja, jb = json_or_none(a), json_or_none(b)
+        if ja is None or jb is None:
+            if _is_multipart(r1) and _is_multipart(r2):
+                return  # each upload draws a new random boundary
+            raise AssertionError(f"bodies differ ({len(a)} bytes vs {len(b)} bytes recorded)")
         sa, sb = stable_json(ja), stable_json(jb)
         if sa != sb:
             raise AssertionError(_json_diff(sa, sb))
-        return
-    if _is_multipart(r1) and _is_multipart(r2):
-        return  # each upload draws a new random boundary
-    raise AssertionError(f"bodies differ ({len(a)} bytes vs {len(b)} bytes recorded)")
+    if template is not None and template.offer is not None:
+        template.offer(a if incoming is r1 else b)  # the answer names this job's outputs from the prompt it was sent
 
 
 def stable_json(value: Any) -> Any:

@@ -22,11 +22,12 @@ from ..cassette.model import Cassette, Interaction, Job
 from ..cassette.naming import bind_job
 from ..cassette.templating import json_escape, names_in, render_text, url_escape
 from ..comfy.folders import FileRoots, OutputNamer
-from ..comfy.routes import is_comfy_path
+from ..comfy.routes import is_comfy_path, normalize
 from ..record.modes import RecordMode
 from ..record.scrub import Scrubber
 from ..record.session import TRANSFER_HEADERS, HttpExchange, RawSession
 from ..record.writer import write_session
+from .live import LiveJob, LiveResponse
 from .matchers import RecordedTemplate, body_bytes
 
 class ComfyPersister:
@@ -102,7 +103,10 @@ def explain_miss(error: BaseException) -> None:
     if searched is None or searched == [str(Path(path).resolve())]:
         return
     files = ", ".join(searched) if searched else "(none: no cassette file was found)"
-    error.args = (str(error.args[0]).replace(f"Cassette: {path}", f"Cassette: {path}\n  searched: {files}", 1), *error.args[1:])
+    message, named = str(error.args[0]), f"Cassette: {path}"
+    # vcrpy 9 names the cassette on a line of its own; earlier versions in one sentence: add the line after it.
+    message = message.replace(named, f"{named}\n  searched: {files}", 1) if named in message else f"{message}\n  searched: {files}"
+    error.args = (message, *error.args[1:])
 
 
 def to_session(requests: Sequence[Request], responses: Sequence[Mapping[str, Any]], *, source: str = "") -> RawSession:
@@ -139,7 +143,9 @@ class _Renderer:
         self._rng = random.Random(seed)
         # Names are allocated as if into an empty output folder: ComfyUI's rule, nothing on disk.
         nowhere = Path("/nonexistent/comfy-cassettes-vcr")
-        self._namer = OutputNamer(FileRoots(nowhere / "output", nowhere / "input", nowhere / "temp"), rng=random.Random(seed + 1))
+        roots = FileRoots(nowhere / "output", nowhere / "input", nowhere / "temp")
+        self._namer = OutputNamer(roots, rng=random.Random(seed + 1))  # names as loaded: the recorded prefixes
+        self._played = OutputNamer(roots, rng=random.Random(seed + 1))  # names as played: the submitted prefixes
         self._number = 0
         self._common: dict[str, Any] = {
             "client_id": uuid.UUID(int=self._rng.getrandbits(128)).hex,
@@ -148,6 +154,8 @@ class _Renderer:
         }
         self._templates: list[RecordedTemplate] = []
         self._taken: set[str] = set()
+        self._version = 0  # bumped whenever a job's names change (live.LiveJob.settle)
+        self._live: list[LiveJob] = []  # every job of every cassette of this load
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -160,20 +168,50 @@ class _Renderer:
         return dict(binding.values)
 
     def render(self, cassette: Cassette) -> list[tuple[Request, dict[str, Any]]]:
-        jobs = [self._bind_job(job) for job in cassette.jobs]
-        common = dict(self._common)
-        for index, bound in enumerate(jobs):
-            common[f"job.{index}.prompt_id"] = bound["prompt_id"]
-            common[f"job.{index}.number"] = bound["number"]
-        out = []
+        jobs = [LiveJob(job, self._bind_job(job), self._played, self._changed, self._live) for job in cassette.jobs]
+        out: list[tuple[Request, dict[str, Any]]] = []
+        current = self._current(jobs)
         for item in cassette.interactions:
             k = item.job
-            bindings = {**common, **(jobs[k] if k is not None and 0 <= k < len(jobs) else {})}
-            for name in names_in(item.to_dict()):
+            live = jobs[k] if k is not None and 0 <= k < len(jobs) else None
+            bindings = {**current, **(live.values if live is not None else {})}
+            names = names_in(item.to_dict())
+            for name in names:
                 if name not in bindings:
                     bindings[name] = self._fallback(name)
-            out.append(self._interaction(cassette, item, bindings))
+            request, response = self._interaction(cassette, item, bindings)
+            if live is not None or any(name.startswith(("out.", "job.")) for name in names):
+                response = self._follow(cassette, item, request, response, live, jobs, {n: bindings[n] for n in names})
+            out.append((request, response))
         return out
+
+    def _current(self, jobs: list[LiveJob]) -> dict[str, Any]:
+        """Every job's values as other interactions' placeholders see them (``job.<k>.*``), as they are now."""
+        values = dict(self._common)
+        for index, live in enumerate(jobs):
+            values.update({f"job.{index}.{name}": value for name, value in live.values.items()})
+        return values
+
+    def _follow(self, cassette: Cassette, item: Interaction, request: Request, response: dict[str, Any], live: LiveJob | None,
+                jobs: list[LiveJob], fixed: dict[str, Any]) -> LiveResponse:
+        """The answer rendered again when names change (live.py); a job's ``POST /prompt`` names the job's outputs
+        from the prompt it matched, and the job's requests are matched with those names."""
+        def parts() -> tuple[dict[str, Any], dict[str, Any]]:
+            return self._response_parts(cassette, item, {**fixed, **self._current(jobs), **(live.values if live is not None else {})})
+
+        settle = None
+        template = request.comfy_template
+        if live is not None:
+            template.judge = live.judge
+            if item.method == "POST" and normalize(item.path) == "/prompt":
+                template.offer, settle = live.offer, live.settle
+        return LiveResponse(response, parts, self._version_now, settle)
+
+    def _version_now(self) -> int:
+        return self._version
+
+    def _changed(self) -> None:
+        self._version += 1
 
     def _fallback(self, name: str) -> Any:
         """A value for a placeholder no recorded job explains (a sid, an output of a job we do not know)."""
@@ -197,20 +235,21 @@ class _Renderer:
         template = RecordedTemplate(item.uri, own)
         self._templates.append(template)
         request.comfy_template = template
+        answer, answer_headers = self._response_parts(cassette, item, bindings)
+        return request, {"status": {"code": item.status, "message": item.reason}, "headers": answer_headers, "body": answer}
+
+    @staticmethod
+    def _response_parts(cassette: Cassette, item: Interaction, bindings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The answer's body and headers rendered with ``bindings`` (bodies stored decoded, re-measured on replay)."""
         if item.body_file is not None:
             content = cassette.read_blob(item.body_file)
         elif isinstance(item.body, str):
             content = _render_body(item.body, bindings).encode("utf-8")
         else:
             content = bytes(item.body)
-        response = {
-            "status": {"code": item.status, "message": item.reason},
-            # Our bodies are stored decoded and re-measured on replay.
-            "headers": {k: [render_text(v, bindings) for v in values] for k, values in item.response_headers.items()
-                        if k.lower() not in TRANSFER_HEADERS},
-            "body": {"string": content},
-        }
-        return request, response
+        headers = {k: [render_text(v, bindings) for v in values] for k, values in item.response_headers.items()
+                   if k.lower() not in TRANSFER_HEADERS}
+        return {"string": content}, headers
 
     def seal(self) -> None:
         """Give every template the full set of values handed out, once all cassettes are rendered."""

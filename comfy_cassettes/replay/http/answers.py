@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..sim.engine import Reply, ReplayEngine
-from .static import empty_streamed
+from .static import empty_streamed, http_error
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -63,7 +63,7 @@ def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
 
 async def recorded(request: Request) -> Response:
     """Any other route: a recorded interaction, or the empty 404 aiohttp gives a route nothing knows (the
-    snapshots captures: chunked, ``application/octet-stream``, no body). The closest recordings go to the
+    snapshots captures: chunked, ``application/octet-stream``, no body), or its 405 to another method. The closest recordings go to the
     journal's problems, where the pytest fixtures and ``check()`` turn them into a failure; the header
     ``X-Comfy-Cassettes: unmatched`` tells a person reading the traffic that the replay, not ComfyUI, missed."""
     engine = engine_of(request)
@@ -75,4 +75,6 @@ async def recorded(request: Request) -> Response:
     closest = engine.interactions.closest(request.method, request.url.path, query)
     missed = f"{request.method} {request.url.path}{'?' + request.url.query if request.url.query else ''}"
     engine.journal.miss({"request": missed, "closest": closest})
+    if request.method not in ("GET", "HEAD"):  # ComfyUI's static route "/" takes every path, for GET and HEAD only
+        return http_error(405, "Method Not Allowed", {"Allow": "GET,HEAD", "X-Comfy-Cassettes": "unmatched"})
     return empty_streamed(404, {"X-Comfy-Cassettes": "unmatched"})

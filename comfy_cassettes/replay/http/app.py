@@ -17,7 +17,7 @@ from . import media, prompts, system
 from .admin import admin_app
 from .answers import Handler, recorded
 from .assets import asset_routes
-from .frontend import frontend_routes
+from .frontend import WebRoots, frontend_routes
 from .middleware import ReplayMiddleware
 from .routing import IndexedRouter
 from .userdata import userdata_routes
@@ -38,7 +38,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
     if engine.profile.assets_api:
         routes.extend(asset_routes(engine.assets.enabled))
     routes.extend(userdata_routes(engine.profile))
-    routes.extend(frontend_routes(engine.config.front_end_root, engine.interactions, fallback=recorded,
+    routes.extend(frontend_routes(WebRoots.for_engine(engine), engine.interactions, fallback=recorded,
                                   folders=engine.catalogue, profile=engine.profile))  # ends with the static folders
     routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
 

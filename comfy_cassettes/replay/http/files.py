@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...comfy.folders import FileRoots, dir_for_type, split_annotation
+from ...comfy.folders import FileRoots, dir_for_type, split_annotation, write_whole
 from ..sim.recorded_inputs import composite_mask
 
 __all__ = [
@@ -123,7 +123,9 @@ def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[byte
     """
     if result.status != 200 or result.path is None or result.filename is None:
         raise ValueError(f"only a 200 ViewResult has a body, got status {result.status}")
-    disposition = f'filename="{result.filename}"'
+    # aiohttp writes header values as UTF-8 (ComfyUI sends filename="猫.png" as its UTF-8 bytes); Starlette
+    # writes them as latin-1, so the UTF-8 bytes go in spelled as latin-1 characters.
+    disposition = f'filename="{result.filename}"'.encode("utf-8", "replace").decode("latin-1")
     channel = query.get("channel")
     if "preview" in query:
         preview = query["preview"].split(";")
@@ -214,7 +216,10 @@ def store_upload(
     stem, extension = os.path.splitext(filename)
     with _UPLOAD_LOCK:
         try:
-            os.makedirs(folder, exist_ok=True)
+            # ComfyUI creates the subfolder wherever it points, even outside the input folder when a "../" name
+            # brings the file back in (subfolder=/tmp/x plus ../.. names): only folders inside are created here.
+            if os.path.commonpath((upload_dir, os.path.abspath(folder))) == upload_dir:
+                os.makedirs(folder, exist_ok=True)
             duplicate = False
             attempt = 1
             while not replace and os.path.exists(path):
@@ -228,7 +233,7 @@ def store_upload(
                 if write is not None:
                     write(path, data)
                 else:
-                    Path(path).write_bytes(data)
+                    write_whole(Path(path), data)
         except (OSError, ValueError):
             # ComfyUI lets these escape (a directory in the way, a missing parent, a NUL byte): 500.
             return UploadResult(500, None)
@@ -244,7 +249,7 @@ def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, by
     def write(path: str, data: bytes) -> None:
         try:
             ref = json.loads(original_ref or "")
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(ref, dict):
             return
@@ -262,7 +267,7 @@ def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, by
         original = os.path.join(folder, name)
         if not os.path.isfile(original):
             return
-        Path(path).write_bytes(composite_mask(Path(original), data))
+        write_whole(Path(path), composite_mask(Path(original), data))
 
     return write
 

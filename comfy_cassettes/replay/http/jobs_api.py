@@ -1,8 +1,9 @@
-"""ComfyUI 0.38's jobs API (``/api/jobs``), computed from the engine's real queue and history.
+"""ComfyUI's jobs API (``/api/jobs``, 0.6.0+), computed from the engine's real queue and history.
 
-A port of comfy_execution/jobs.py and the four routes of server.py (ComfyUI master 783545f6, unchanged in the
-newest stored version): the same statuses, job fields, filters, sort keys, pagination, error texts and cancel
-rules, so a client built on the current frontend's queue panel sees what the real server would show.
+A port of comfy_execution/jobs.py and the routes of server.py as each version has them: 0.8.0's (pollockjj/
+ComfyUI 618b803d: four statuses, an interrupted job is failed, plain previews, no cancel routes) and 0.38's
+(Comfy-Org/ComfyUI 783545f6: ``cancelled``, previewable counts, text and 3D previews, normalized outputs, the
+cancel routes). Which one is the profile's rows ``jobs_cancelled_status`` and ``jobs_rich_previews``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...comfy.events import TERMINAL
+from ...comfy.profiles import Profile
 from ...comfy.protocol import is_canonical_uuid
 
 if TYPE_CHECKING:
     from ..sim.engine import ReplayEngine
 
 PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELLED = "pending", "in_progress", "completed", "failed", "cancelled"
-STATUSES = [PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELLED]
 PREVIEWABLE_MEDIA_TYPES = frozenset({"images", "video", "audio", "3d", "text"})
+PLAIN_PREVIEWABLE_MEDIA_TYPES = frozenset({"images", "video", "audio"})  # 0.8.0
 THREE_D_EXTENSIONS = (".obj", ".fbx", ".gltf", ".glb", ".usdz")
+PLAIN_THREE_D_EXTENSIONS = (".obj", ".fbx", ".gltf", ".glb")  # 0.8.0
 TEXT_EXTENSIONS = (".txt", ".md", ".json")
 TEXT_PREVIEW_MAX_LENGTH = 1024
 
@@ -42,15 +45,23 @@ def _metadata(extra_data: Mapping[str, Any]) -> tuple[Any, Any]:
     return extra_data.get("create_time"), workflow.get("id") if isinstance(workflow, dict) else None
 
 
-def queue_job(item: Sequence[Any], status: str) -> dict[str, Any]:
+def statuses(profile: Profile) -> list[str]:
+    """JobStatus.ALL of the version, in its order."""
+    return [PENDING, IN_PROGRESS, COMPLETED, FAILED] + ([CANCELLED] if profile.jobs_cancelled_status else [])
+
+
+def queue_job(item: Sequence[Any], status: str, profile: Profile) -> dict[str, Any]:
     """normalize_queue_item: a pending or running queue item."""
     create_time, workflow_id = _metadata(item[3])
+    counts = {"outputs_count": 0, "previewable_outputs_count": 0} if profile.jobs_rich_previews else {"outputs_count": 0}
     return _prune({"id": item[1], "status": status, "priority": item[0], "create_time": create_time,
-                   "outputs_count": 0, "previewable_outputs_count": 0, "workflow_id": workflow_id})
+                   **counts, "workflow_id": workflow_id})
 
 
-def history_job(prompt_id: str, entry: Mapping[str, Any], *, detail: bool = False) -> dict[str, Any]:
+def history_job(prompt_id: str, entry: Mapping[str, Any], profile: Profile, *, detail: bool = False) -> dict[str, Any]:
     """normalize_history_item: a finished prompt (with its outputs, status and workflow for ``detail``)."""
+    if not profile.jobs_rich_previews:
+        return _plain_history_job(prompt_id, entry, detail=detail)
     priority, _, prompt, extra_data, _ = entry["prompt"]
     create_time, workflow_id = _metadata(extra_data)
     status_info = entry.get("status") or {}
@@ -68,7 +79,7 @@ def history_job(prompt_id: str, entry: Mapping[str, Any], *, detail: bool = Fals
                 error = data if name == "execution_error" else error
                 interrupted = interrupted or name == "execution_interrupted"
     status_str = status_info.get("status_str")
-    status = (CANCELLED if interrupted else FAILED) if status_str == "error" else COMPLETED
+    status = (CANCELLED if interrupted and profile.jobs_cancelled_status else FAILED) if status_str == "error" else COMPLETED
     job = _prune({"id": prompt_id, "status": status, "priority": priority, "create_time": create_time,
                   "execution_start_time": start, "execution_end_time": end, "execution_error": error,
                   "outputs_count": count, "previewable_outputs_count": _previewable(outputs),
@@ -78,6 +89,53 @@ def history_job(prompt_id: str, entry: Mapping[str, Any], *, detail: bool = Fals
         job["execution_status"] = status_info
         job["workflow"] = {"prompt": prompt, "extra_data": extra_data}
     return job
+
+
+def _plain_history_job(prompt_id: str, entry: Mapping[str, Any], *, detail: bool) -> dict[str, Any]:
+    """0.8.0's normalize_history_item: outputs as stored, the plain preview summary, no previewable count."""
+    priority, _, prompt, extra_data, _ = entry["prompt"]
+    create_time, workflow_id = _metadata(extra_data)
+    status_info = entry.get("status") or {}
+    outputs = entry.get("outputs") or {}
+    count, preview = _plain_summary(outputs)
+    start = end = error = None
+    for message in status_info.get("messages") or []:
+        if isinstance(message, (list, tuple)) and len(message) >= 2 and isinstance(message[1], dict):
+            name, data = message[0], message[1]
+            if name == "execution_start":
+                start = data.get("timestamp")
+            elif name in TERMINAL:
+                end = data.get("timestamp")
+                error = data if name == "execution_error" else error
+    job = _prune({"id": prompt_id, "status": FAILED if status_info.get("status_str") == "error" else COMPLETED,
+                  "priority": priority, "create_time": create_time, "execution_start_time": start,
+                  "execution_end_time": end, "execution_error": error, "outputs_count": count,
+                  "preview_output": preview, "workflow_id": workflow_id})
+    if detail:
+        job["outputs"] = outputs
+        job["execution_status"] = status_info
+        job["workflow"] = {"prompt": prompt, "extra_data": extra_data}
+    return job
+
+
+def _plain_summary(outputs: Mapping[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """0.8.0's get_outputs_summary: dict items counted, the first saved (else any) image, video or audio."""
+    count = 0
+    preview = fallback = None
+    for node, media, item in _output_items(outputs):
+        if not isinstance(item, dict):
+            continue
+        count += 1
+        fmt, filename = str(item.get("format", "")), str(item.get("filename", "")).lower()
+        if preview is not None or not (media in PLAIN_PREVIEWABLE_MEDIA_TYPES or fmt.startswith(("video/", "audio/"))
+                                       or filename.endswith(PLAIN_THREE_D_EXTENSIONS)):
+            continue
+        enriched = {**item, "nodeId": node, "mediaType": media}
+        if item.get("type") == "output":
+            preview = enriched
+        elif fallback is None:
+            fallback = enriched
+    return count, preview or fallback
 
 
 def _normalized_item(item: Any) -> Any:
@@ -163,12 +221,12 @@ def _previewable(outputs: Mapping[str, Any]) -> int:
 
 def list_jobs(engine: ReplayEngine, query: Mapping[str, str]) -> dict[str, Any]:
     """GET /api/jobs: validate the query like server.py get_jobs, then filter, sort and page."""
-    wanted = STATUSES
+    known = wanted = statuses(engine.profile)
     if query.get("status"):
         wanted = [s.strip().lower() for s in query["status"].split(",") if s.strip()]
-        invalid = [s for s in wanted if s not in STATUSES]
+        invalid = [s for s in wanted if s not in known]
         if invalid:
-            raise JobsError(f"Invalid status value(s): {', '.join(invalid)}. Valid values: {', '.join(STATUSES)}")
+            raise JobsError(f"Invalid status value(s): {', '.join(invalid)}. Valid values: {', '.join(known)}")
     sort_by, sort_order = query.get("sort_by", "created_at").lower(), query.get("sort_order", "desc").lower()
     if sort_by not in ("created_at", "execution_duration"):
         raise JobsError("sort_by must be 'created_at' or 'execution_duration'")
@@ -192,13 +250,13 @@ def list_jobs(engine: ReplayEngine, query: Mapping[str, str]) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = []
     running = engine.queue.running
     if IN_PROGRESS in wanted and running is not None:
-        jobs.append(queue_job(running.as_list(), IN_PROGRESS))
+        jobs.append(queue_job(running.as_list(), IN_PROGRESS, engine.profile))
     if PENDING in wanted:
-        jobs.extend(queue_job(item.as_list(), PENDING) for item in engine.queue.pending)
+        jobs.extend(queue_job(item.as_list(), PENDING, engine.profile) for item in engine.queue.pending)
     finished = {COMPLETED, FAILED, CANCELLED} & set(wanted)
     if finished:
         jobs.extend(job for prompt_id, entry in engine.history.entries.items()
-                    if (job := history_job(prompt_id, entry))["status"] in finished)
+                    if (job := history_job(prompt_id, entry, engine.profile))["status"] in finished)
     if query.get("workflow_id"):
         jobs = [j for j in jobs if j.get("workflow_id") == query["workflow_id"]]
 
@@ -218,12 +276,12 @@ def get_job(engine: ReplayEngine, job_id: str) -> dict[str, Any] | None:
     """GET /api/jobs/{id}: a finished job in full, or a running or pending one; None when unknown."""
     entry = engine.history.entries.get(job_id)
     if entry is not None:
-        return history_job(job_id, entry, detail=True)
+        return history_job(job_id, entry, engine.profile, detail=True)
     running = engine.queue.running
     if running is not None and running.prompt_id == job_id:
-        return queue_job(running.as_list(), IN_PROGRESS)
+        return queue_job(running.as_list(), IN_PROGRESS, engine.profile)
     pending = next((item for item in engine.queue.pending if item.prompt_id == job_id), None)
-    return queue_job(pending.as_list(), PENDING) if pending is not None else None
+    return queue_job(pending.as_list(), PENDING, engine.profile) if pending is not None else None
 
 
 def cancel(engine: ReplayEngine, job_id: str) -> bool:

@@ -9,13 +9,14 @@ import traceback
 from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ..config import ADMIN_PREFIX, is_loopback
 from ..sim.engine import ReplayEngine
+from .limits import MAX_BODY, BodyTooLarge, declared_length, too_large
 
 
 def foreign_origin(host: str | None, origin: str | None) -> bool:
@@ -71,12 +72,41 @@ class ReplayMiddleware:
         if kind == "http" and scope["method"] == "OPTIONS":
             await Response(status_code=200)(scope, receive, send)
             return
+        if kind == "http":
+            length = declared_length(scope.get("headers", ()))
+            if length is not None and length > MAX_BODY:
+                await too_large(length)(scope, receive, send)
+                return
+            receive = _bounded(receive)
         if scope["path"].startswith(ADMIN_PREFIX):
+            refusal = self._admin_refusal(scope)
+            if refusal is not None:
+                await JSONResponse({"error": refusal}, 403)(scope, receive, send)
+                return
             await self._answer(scope, receive, send)
         elif kind == "http":
             await self._journaled(scope, receive, send)
         else:
             await self._faulted(scope, receive, send)
+
+    def _admin_refusal(self, scope: Scope) -> str | None:
+        """Without a token the admin API is open to this machine: a request must name it (Host) and, from a
+        browser, come from a page of it (Origin). A DNS-rebinding page sends its own name as Host; a sandboxed
+        page or file sends ``Origin: null``. Clients in any language send a loopback Host and no Origin."""
+        if self.engine.config.admin_token:
+            return None
+        host = origin = None
+        for name, value in scope.get("headers", ()):
+            name = name.lower()
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+        if host is not None and not is_loopback(urlsplit("//" + host).hostname):
+            return f"the admin API answers requests to this machine only (Host {host!r} is not a loopback name or address)"
+        if origin is not None and not is_loopback(urlsplit(origin).hostname):
+            return f"the admin API answers pages of this machine only (Origin {origin!r} is not a loopback address)"
+        return None
 
     def _refused(self, scope: Scope) -> bool:
         host = origin = fetch_site = None
@@ -164,6 +194,10 @@ class ReplayMiddleware:
             if started or scope["type"] != "http":
                 raise
             await PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)(scope, receive, send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await too_large(exc.size)(scope, receive, send)
         except Exception as exc:
             # Inputs ComfyUI itself crashes on are answered as such by the handlers; reaching here is a replay bug.
             self.engine.journal.error(f"{scope.get('method', 'WEBSOCKET')} {scope['path']} raised {exc!r}\n"
@@ -190,3 +224,19 @@ class ReplayMiddleware:
             await asyncio.wait_for(gone(), 1.0)
         except asyncio.TimeoutError:
             pass
+
+
+def _bounded(receive: Receive) -> Receive:
+    """``receive`` raising BodyTooLarge once the body passes MAX_BODY (a body without Content-Length)."""
+    size = 0
+
+    async def bounded() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > MAX_BODY:
+                raise BodyTooLarge(size)
+        return message
+
+    return bounded

@@ -29,7 +29,7 @@ from .answers import Handler, engine_of, recorded
 from .static import file_response, json_response, with_cache_control
 
 # What ComfyUI's own handlers raise on bad input (no guard): aiohttp answers each with its 500.
-_COMFY_CRASHES = (OSError, ValueError, TypeError, KeyError)
+_COMFY_CRASHES = (OSError, ValueError, TypeError, KeyError, RecursionError)
 
 
 def file_info(path: str, relative_to: str, *, in_ms: bool = False) -> dict[str, Any]:

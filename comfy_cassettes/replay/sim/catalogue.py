@@ -39,7 +39,7 @@ class Catalogue:
         server is, so it needs no change."""
         found = self.interactions.find("GET", path, ())
         version = found.cassette.comfyui_version if found is not None else self.recorded_version
-        return self.profile is profiles.profile(version) and not self.config.assets
+        return self.profile.version == profiles.profile(version).version and not self.config.assets
 
     def recorded_json(self, path: str) -> Any:
         """The JSON a recorded GET ``path`` answered with 200 (the latest recording of it), or None."""
@@ -70,9 +70,13 @@ class Catalogue:
         return self._object_info
 
     def model_folders(self) -> list[str]:
-        """GET /models: the recorded server's folders, else ComfyUI's."""
+        """GET /models: the recorded server's folders (with the ones the served version adds, when recorded from
+        another), else ComfyUI's."""
         recorded = self.recorded_json("/models")
-        return [str(f) for f in recorded] if isinstance(recorded, list) else list(models.FOLDERS)
+        if not isinstance(recorded, list):
+            return list(models.FOLDERS)
+        folders = [str(f) for f in recorded]
+        return folders if self.as_recorded("/models") else self.profile.model_folders(folders)
 
     def embeddings(self) -> list[str]:
         """GET /embeddings: the recorded answer with the declared embeddings, extensions taken off like ComfyUI."""

@@ -131,6 +131,7 @@ class ReplayEngine:
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
+        self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
         self.history = History()
@@ -153,7 +154,11 @@ class ReplayEngine:
 
     def _dir(self, given: Path | None, kind: str) -> Path:
         if given is not None:
-            given.mkdir(parents=True, exist_ok=True)
+            try:
+                given.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # ReplayConfig.validated checked what it could; the file system has the last word
+                self.remove_owned_dirs()
+                raise ConfigError(f"--{kind}-dir {given}: cannot create it ({exc.strerror})") from None
             return given
         path = Path(tempfile.mkdtemp(prefix=f"comfy-cassettes-{kind}-"))
         self._owned_dirs.append(path)
@@ -206,13 +211,21 @@ class ReplayEngine:
 
         A request still held by a delay fault is let go first and answered from the state its test left (the file
         it asks for still there), then forgotten with that test's journal: it never lands in the next test's."""
-        await self.worker.stop()
+        cut = await self.worker.stop()
+        if cut is not None:
+            cut.end_by_reset()
         self.faults.reset()
         await self.journal.settle(SETTLE_TIMEOUT)
+        pending = self.queue.remaining() > 0
         for part in self._test_parts:
             part.reset()
-        self._ids = random.Random(self.config.seed)
+        # A new id sequence per reset, each from the seed: ids stay reproducible and never repeat in a server's
+        # life (a client still polling an old id must not find another job there).
+        self._resets += 1
+        self._ids = random.Random(f"{self.config.seed}/{self._resets}")
         self._forget()
+        if pending:
+            self.sockets.status(0)  # the queue emptied, as ComfyUI announces a cleared queue
         await self.start()
 
     async def restart(self) -> None:

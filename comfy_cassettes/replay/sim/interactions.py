@@ -86,8 +86,7 @@ class InteractionIndex:
         interaction = rec.interaction
         body = rec.cassette.body(interaction)
         if b"{{" in body:
-            now: dict[str, str | int | float] = {"now_ms": int(time.time() * 1000), "http_date": formatdate(usegmt=True)}
-            body = render_text(body.decode("utf-8"), now).encode("utf-8")
+            body = _rendered(body)
         headers = {k: v[0] for k, v in interaction.response_headers.items() if v and k.lower() not in _SKIP_HEADERS}
         return Answer(interaction.status, body, headers, f"cassette {rec.cassette.path.name if rec.cassette.path else ''}: {rec.describe()}")
 
@@ -115,3 +114,14 @@ class InteractionIndex:
             scored.append((score, {"request": rec.describe(), "differences": differences}))
         scored.sort(key=lambda s: -s[0])
         return [item for _, item in scored[:limit]]
+
+
+def _rendered(body: bytes) -> bytes:
+    """A recorded text body with its time placeholders filled; a binary body (a font, an image of a recorded page)
+    that happens to hold ``{{`` is no template and passes unchanged."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+    now: dict[str, str | int | float] = {"now_ms": int(time.time() * 1000), "http_date": formatdate(usegmt=True)}
+    return render_text(text, now).encode("utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...cassette.model import Cassette, OutputImage
-from ...comfy.folders import FileRoots
+from ...comfy.folders import FileRoots, write_whole
 from .pixels import output_png
 
 
@@ -61,6 +61,12 @@ def _as_png(path: Path, mtime_ns: int) -> bytes:
     with Image.open(io.BytesIO(data)) as image:
         image.save(buffer, format="PNG", compress_level=4)
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=32)
+def _is_png(path: Path, mtime_ns: int) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(_SIGNATURE)) == _SIGNATURE
 
 
 @functools.lru_cache(maxsize=1024)
@@ -129,7 +135,7 @@ class OutputFiles:
                 if before is None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                 text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
-                target.write_bytes(png_with_text(png, text) if text else png)
+                write_whole(target, png_with_text(png, text) if text else png)
                 if wrote is not None:
                     wrote(target, before)
             else:
@@ -154,7 +160,9 @@ class OutputFiles:
 
     def _source(self, image: OutputImage | None, cassette: Cassette | None, seed: int | None, index: int) -> Path | bytes:
         if self.source_image is not None:
-            return self.source_image
+            # Served under ComfyUI's .png names: another format is converted once, not sent as image/png.
+            version = self.source_image.stat().st_mtime_ns
+            return self.source_image if _is_png(self.source_image, version) else _as_png(self.source_image, version)
         if image is not None and image.file and cassette is not None:
             return cassette.blob_path(image.file)
         width, height = (image.width or 512, image.height or 512) if image is not None else (512, 512)
@@ -166,7 +174,7 @@ class OutputFiles:
             self._spill_dir = self._make_dir("static")
         path = self._spill_dir / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
         if not path.exists():
-            path.write_bytes(data)
+            write_whole(path, data)
         return path
 
 

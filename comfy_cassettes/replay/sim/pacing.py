@@ -12,14 +12,32 @@ from ...comfy.latency import FASTEST_JOB, LONGEST_IDLE_START
 
 
 class Pacing:
-    """The replay's timing mode and speed."""
+    """The replay's timing mode and speed, and the worker's work budget when recorded delays are not kept.
 
-    def __init__(self, timing: str, speed: float) -> None:
+    Without them a job's events, and a queue's jobs, run back to back. Yielding to the event loop before every
+    job let handlers in but cost a loop pass per job (a polling client asked 2-11 times per job); yielding per
+    event let a queue crawl behind the traffic it causes. The worker yields once it has worked ``budget``
+    seconds instead: a handler waits about that long at most, a long job included, and one pass runs many jobs.
+    """
+
+    def __init__(self, timing: str, speed: float, budget: float = 0.002) -> None:
         self.timing = timing
         self.speed = speed
+        self.budget = budget
+        self._since = time.perf_counter()
         # Seconds waited per recorded second; 0: recorded delays are not waited.
         self._scale = {"recorded": 1 / speed, "faithful": 1.0}.get(timing, 0.0)
         self.faithful = timing in ("faithful", "floor")
+
+    def restart(self) -> None:
+        """The loop has just run other work (the worker waited): a full budget again."""
+        self._since = time.perf_counter()
+
+    async def spend(self) -> None:
+        """Yield to the loop when the budget is used up."""
+        if time.perf_counter() - self._since >= self.budget:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
 
     @property
     def recorded(self) -> bool:
@@ -28,10 +46,12 @@ class Pacing:
         return bool(self._scale)
 
     async def pause(self, seconds: float) -> None:
-        """Wait ``seconds`` of recorded time. Without recorded delays a job's events go back to back (the worker
-        yields once per job): yielding per event let a queue of jobs crawl behind the HTTP traffic it causes."""
+        """Wait ``seconds`` of recorded time; without recorded delays, yield only when the work budget is spent."""
         if self._scale and seconds > 0:
             await asyncio.sleep(seconds * self._scale)
+            self.restart()
+        else:
+            await self.spend()
 
     def start_delay(self, created: float, answered: float | None, recorded: float) -> float:
         """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds, for a job
@@ -53,3 +73,4 @@ class Pacing:
             remaining = answered + FASTEST_JOB - time.monotonic()
             if remaining > 0:
                 await asyncio.sleep(remaining)
+                self.restart()

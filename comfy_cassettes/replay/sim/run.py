@@ -1,7 +1,8 @@
 """One queued prompt, executed: its plan's events rendered and sent in order, with the points where the clock
 holds it, faults end it and an interrupt stops it, and what it leaves behind (history, cache, files).
 
-A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs) and
+A run's step points are ``node:<id>`` (right after ComfyUI announces the node, before its outputs),
+``step:<id>:<k>`` (after a sampler step's ``progress`` and its preview, which ComfyUI sends back to back) and
 ``finished`` (after the terminal message, before history is written); the clock waits at them and job faults
 fire at them.
 """
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...comfy.events import WsEvent
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
-from ...comfy.timeline import PREVIEW
+from ...comfy.timeline import PREVIEW, ProgressNodes
 from ...cassette.model import Job
 from ...cassette.naming import JobBinding
 from ...cassette.templating import event_renderer, render_value
@@ -65,7 +66,7 @@ class JobRun:
         self.item = item
         self.plan = plan
         self.bindings: dict[str, Any] = dict(binding.values)
-        self.executed: list[str] = []  # nodes that ran, in order
+        self.executed: dict[str, None] = {}  # nodes that ran, in order (a dict: looked up per message)
         self.outputs: dict[str, Any] = {}
         self.messages: list[list[Any]] = []  # what history keeps: start, cached, the terminal message
         self.current: str | None = None
@@ -75,6 +76,8 @@ class JobRun:
         # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
         self._announced = item.client_id is not None
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
+        self._progress: ProgressNodes | None = None  # the last shared progress map observed
+        self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
         if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
             self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
@@ -87,8 +90,6 @@ class JobRun:
 
     async def execute(self) -> None:
         context = self.context
-        # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
-        # time this one already spent queued counts towards it (in recorded seconds).
         await context.pacing.pause(context.pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
         events = self.plan.events
         previous_t, i = 0.0, 0
@@ -97,15 +98,25 @@ class JobRun:
             await context.pacing.pause(event.t - previous_t)
             previous_t = event.t
             i += 1
-            if i < len(events) and self._swapped(event, events[i]):
-                # The preview and its `progress` go out in the order the client's format has (previews.md).
-                event, later = events[i], event
+            if i < len(events) and _paired(event, events[i]):
+                # A step's preview and its `progress` go out back to back, in the order the client's format has
+                # (legacy: progress then preview; metadata: preview then progress; previews.md), and the step's
+                # hold point comes after both.
+                later = events[i]
                 i += 1
+                if self._swapped(event, later):
+                    event, later = later, event
+                else:
+                    await context.pacing.pause(later.t - previous_t)
+                    previous_t = later.t
                 await self._handle(event)
                 if not self.ended:
                     await self._handle(later)
             else:
                 await self._handle(event)
+            if self._step_point is not None and not self.ended:
+                point, self._step_point = self._step_point, None
+                await context.clock.checkpoint(self.item.prompt_id, point)
         await context.pacing.keep_floor(self.item.answered)  # a run sent to nobody, or without its terminal message
         await context.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
@@ -119,8 +130,14 @@ class JobRun:
         kind = str(event.type)
         if kind in TERMINAL:
             await context.pacing.keep_floor(item.answered)  # a client may map the job's end to its POST answer
-        bindings = {**self.bindings, "now_ms": _now_ms()}
-        data = event_renderer(event)(bindings) if self._recorded_events else render_value(event.data, bindings)
+        self.bindings["now_ms"] = _now_ms()
+        nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
+        if isinstance(nodes, ProgressNodes):
+            data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        elif self._recorded_events:
+            data = event_renderer(event)(self.bindings)
+        else:
+            data = render_value(event.data, self.bindings)
         if kind in TERMINAL and self._pending:
             # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
             await self._fire(at_end=True)
@@ -135,19 +152,20 @@ class JobRun:
             # The node's files exist before `executed` says so (written in dynamic mode).
             context.files.materialize(self.plan, str(data.get("node")), data.get("output"), self.png_metadata)
         started = self._observe(kind, data)
-        context.sockets.emit(item.client_id, kind, data)
+        if not isinstance(nodes, ProgressNodes):
+            context.sockets.emit(item.client_id, kind, data)
+        elif context.sockets.reaches(item.client_id, kind):
+            context.sockets.emit(item.client_id, kind, {**data, "nodes": nodes.as_dict()})  # built only for a receiver
         if started:
             await self._at_node()
         elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
-            await context.clock.checkpoint(item.prompt_id, f"step:{data['node']}:{data.get('value')}")
+            self._step_point = f"step:{data['node']}:{data.get('value')}"  # reached once its preview is out too
 
     def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
-        """Whether a step's preview and ``progress`` must trade places for this client: after ``progress`` for a
-        legacy client, before it for one that announced preview metadata (txt2img capture)."""
-        is_preview = event.binary is not None or event.type == PREVIEW
-        after_preview = after.binary is not None or after.type == PREVIEW
-        if not (is_preview and after.type == Event.PROGRESS) and not (event.type == Event.PROGRESS and after_preview):
-            return False
+        """Whether a step's preview and ``progress`` (a :func:`_paired` pair) must trade places for this client:
+        after ``progress`` for a legacy client, before it for one that announced preview metadata (txt2img,
+        ws_binary_legacy and ws_binary_with_metadata captures)."""
+        is_preview = _is_preview(event)
         client = self.context.sockets.clients.get(self.item.client_id or "")
         if client is None:
             return False
@@ -170,7 +188,7 @@ class JobRun:
         if kind == Event.EXECUTING and data.get("node") is not None and self._announced:
             started = str(data["node"])
         elif kind == Event.PROGRESS_STATE:
-            for node_id, state in (data.get("nodes") or {}).items():
+            for node_id, state in self._progress_changes(data.get("nodes") or {}):
                 if not isinstance(state, dict):
                     continue
                 if state.get("state") == "running" and not self._announced and node_id not in self._values:
@@ -178,7 +196,7 @@ class JobRun:
                 self._values[str(node_id)] = state.get("value")
                 # A recording made without a client_id has no `executing`: finished nodes say what ran.
                 if state.get("state") == "finished" and node_id not in self.executed:
-                    self.executed.append(str(node_id))
+                    self.executed[str(node_id)] = None
         elif kind == Event.EXECUTED:
             node = str(data.get("node"))
             data["output"] = self.context.files.enrich(data.get("output"), self.item.prompt_id)
@@ -189,10 +207,18 @@ class JobRun:
             self.status = JobState(STATUS_OF_TERMINAL[kind])
         if started is None:
             return False
-        if self.current is not None and self.current not in self.executed:
-            self.executed.append(self.current)
+        if self.current is not None:
+            self.executed.setdefault(self.current)
         self.current = self.context.running.last_node = started
         return True
+
+    def _progress_changes(self, nodes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+        """The entries of a progress map to look at: all of them, or for a shared map that follows the last one
+        seen, only its change (so a run of n nodes reads O(n) states, not O(n²))."""
+        previous, self._progress = self._progress, nodes if isinstance(nodes, ProgressNodes) else None
+        if isinstance(nodes, ProgressNodes) and previous is not None and nodes.follows(previous):
+            return (nodes.last_change(),)
+        return nodes.items()
 
     async def _at_node(self) -> None:
         """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
@@ -204,6 +230,12 @@ class JobRun:
             await self._fire()
 
     # ------------------------------------------------------------ endings
+
+    def end_by_reset(self) -> None:
+        """A reset took the job away mid-run: its client hears ``execution_interrupted``, as after /interrupt,
+        instead of waiting for an end that never comes."""
+        if not self.ended:
+            self._interrupt(self.current)
 
     def _interrupt(self, node: str | None) -> None:
         """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
@@ -220,7 +252,7 @@ class JobRun:
         self.status, self.ended = JobState.ERROR, True
 
     def _done(self) -> list[str]:
-        return self.executed + [n for n in self.plan.cached if n not in self.executed]
+        return [*self.executed, *(n for n in self.plan.cached if n not in self.executed)]
 
     def _as_recorded(self, kind: str, executed: list[str]) -> list[str]:
         """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
@@ -269,7 +301,8 @@ class JobRun:
         job = plan.job
         if job is not None and not job.has_client and job.history and self.status.value == job.status:
             # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
-            recorded = render_value((job.history.get("status") or {}).get("messages") or [], {**self.bindings, "now_ms": _now_ms()})
+            self.bindings["now_ms"] = _now_ms()
+            recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
         success = self.status is JobState.SUCCESS
         outputs, meta = self.outputs, dict[str, Any]()
@@ -319,6 +352,15 @@ class JobRun:
         if isinstance(extra, dict):
             metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
         return metadata
+
+
+def _is_preview(event: WsEvent) -> bool:
+    return event.binary is not None or event.type == PREVIEW
+
+
+def _paired(event: WsEvent, after: WsEvent) -> bool:
+    """Whether two planned messages are a step's ``progress`` and its preview, in either order."""
+    return (_is_preview(event) and after.type == Event.PROGRESS) or (event.type == Event.PROGRESS and _is_preview(after))
 
 
 def _save_refusal(message: str) -> FaultRule:

@@ -1,0 +1,10 @@
+"""The pytest plugin's names, shared by the plugin module and the fixtures' code (pytest_servers.py) so that
+neither imports the other: the plugin loads the fixtures' code only when a test uses it."""
+
+from __future__ import annotations
+
+DEFAULT_ENV_VAR = "COMFYUI_URL"  # the environment variable the comfy fixtures set to the server's URL
+MARKER = "comfy_cassette"  # the marker that picks a test's cassettes and server options
+VCR_MARKER = "comfy_vcr"  # the marker that makes a @pytest.mark.vcr test ours
+# The fixtures' timing: jobs after their POST answer, over no sooner than real ComfyUI's quickest (README "Timing").
+FIXTURE_TIMING = "floor"

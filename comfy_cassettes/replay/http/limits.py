@@ -1,0 +1,63 @@
+"""How much one request may send: ComfyUI's body limit (aiohttp's ``client_max_size``, 413 past it) and a cap on
+the request line and headers, which aiohttp bounds per line and uvicorn's httptools parser does not at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import PlainTextResponse, Response
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ...comfy.protocol import FEATURES
+
+MAX_BODY: int = FEATURES["max_upload_size"]  # ComfyUI's default --max-upload-size, 100 MiB
+MAX_HEADER_BYTES = 1 << 20  # the request line and headers together; a browser sends a few kB
+
+
+class BodyTooLarge(Exception):
+    """Raised by a request's ``receive`` once its body passes MAX_BODY (a body sent without Content-Length)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"request body over {MAX_BODY} bytes")
+        self.size = size
+
+
+def too_large(size: int) -> Response:
+    """aiohttp's HTTPRequestEntityTooLarge, as ComfyUI answers it."""
+    return PlainTextResponse(f"Maximum request body size {MAX_BODY} exceeded, actual body size {size}", 413)
+
+
+def declared_length(headers: Any) -> int | None:
+    """The Content-Length of an ASGI scope's headers, None when absent or not a number."""
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class BoundedHeadersProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering 400 and closing once a request's line and headers pass
+    MAX_HEADER_BYTES (the parser would otherwise buffer a 64 MB header whole)."""
+
+    _header_bytes = 0
+    _in_headers = True
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes, self._in_headers = 0, True
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_headers:
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self.send_400_response(f"Request line and headers over {MAX_HEADER_BYTES} bytes")
+                return
+        super().data_received(data)

@@ -1,0 +1,42 @@
+"""`comfy-cassettes serve` as a user runs it, in a subprocess: its URL once ready and the lines of its banner; and
+the environment of a machine whose pip cannot reach a package index."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def offline_env(cache: Path, empty: Path) -> dict[str, str]:
+    """An environment whose pip finds nothing (no index, no config, an empty find-links folder) and whose user
+    cache is ``cache``: what `serve` meets offline on a machine that never fetched a frontend."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return {**env, "XDG_CACHE_HOME": str(cache), "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(empty)}
+
+
+@contextmanager
+def serve(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """`comfy-cassettes serve --port 0 ARGS` with its folders under ``root``: its URL and the banner's lines."""
+    ready, out = root / "ready.json", root / "stdout.txt"
+    folders = [arg for name in ("output", "input", "temp", "user") for arg in (f"--{name}-dir", str(root / name))]
+    with out.open("w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "comfy_cassettes", "serve", "--port", "0", "--ready-file",
+                                    str(ready), *folders, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        yield json.loads(ready.read_text())["url"], out.read_text().splitlines()
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=10)
+        assert "Traceback" not in errors, errors

@@ -1,0 +1,154 @@
+"""The installed plugin is a good citizen: it configures only the vcr tests that are ours, costs nothing heavy to
+load, and refuses a bad option once, as a usage error. Each suite runs in a pytest subprocess, as a user's would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import SUITE_INI
+
+# What a session that never uses comfy-cassettes must not import because the plugin is installed.
+HEAVY = ("starlette", "uvicorn", "pydantic", "vcr", "httpx", "PIL", "yaml", "websockets", "rich", "typer",
+         "comfy_cassettes.replay", "comfy_cassettes.cassette", "comfy_cassettes.control", "comfy_cassettes.contract")
+
+
+def _plain_cassette() -> dict[str, object]:
+    """A vcrpy cassette of another service: one path on two hosts, and a POST whose body carries a timestamp."""
+
+    def interaction(method: str, uri: str, body: str | None, answer: str) -> dict[str, object]:
+        return {
+            "request": {"method": method, "uri": uri, "body": body, "headers": {}},
+            "response": {"status": {"code": 200, "message": "OK"}, "headers": {"Content-Type": ["application/json"]},
+                         "body": {"string": answer}},
+        }
+
+    return {"version": 1, "interactions": [
+        interaction("GET", "http://a.example.invalid/v1/thing", None, '{"from": "a"}'),
+        interaction("GET", "http://b.example.invalid/v1/thing", None, '{"from": "b"}'),
+        interaction("POST", "http://a.example.invalid/v1/events", '{"event": "start", "ts": 1000}', '{"ok": true}'),
+    ]}
+
+
+THEIRS = '''
+import httpx
+import pytest
+
+
+@pytest.mark.vcr
+def test_two_hosts_and_a_post_with_another_ts(vcr):
+    assert httpx.get("http://b.example.invalid/v1/thing").json() == {"from": "b"}
+    assert httpx.get("http://a.example.invalid/v1/thing").json() == {"from": "a"}
+    assert httpx.post("http://a.example.invalid/v1/events", json={"event": "start", "ts": 2000}).json() == {"ok": True}
+    assert type(vcr._persister).__name__ == "CombinedPersister"  # pytest-recording's own
+    assert [m.__name__ for m in vcr._match_on] == ["method", "scheme", "host", "port", "path", "query"]
+'''
+
+OURS_ON_DISK = '''
+import httpx
+import pytest
+
+from comfy_cassettes.vcr import bundled_cassette
+
+GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16744448}},
+         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
+
+
+@pytest.mark.vcr(bundled_cassette("basic_save"))
+def test_a_comfy_cassette_on_disk_is_ours(vcr):
+    with httpx.Client(base_url="http://comfy.invalid:8188") as http:  # nothing listens: the cassette answers
+        prompt_id = http.post("/prompt", json={"prompt": GRAPH, "client_id": "me"}).json()["prompt_id"]
+        assert list(http.get(f"/history/{prompt_id}").json()) == [prompt_id]
+    assert type(vcr._persister).__name__ == "ComfyPersister"
+'''
+
+OURS_BY_MARKER = '''
+import pytest
+
+pytestmark = pytest.mark.comfy_vcr
+
+
+@pytest.mark.vcr
+def test_the_module_marker_makes_it_ours(vcr):
+    assert type(vcr._persister).__name__ == "ComfyPersister"
+    assert [m.__name__ for m in vcr._match_on] == ["method", "comfy_path", "comfy_query", "comfy_body"]
+'''
+
+OURS_BY_FIXTURE = '''
+import pytest
+
+
+@pytest.fixture
+def vcr_config(comfy_vcr_config):
+    return {**comfy_vcr_config, "filter_headers": [*comfy_vcr_config["filter_headers"], "x-tenant"]}
+
+
+@pytest.mark.vcr
+def test_a_vcr_config_built_on_ours_is_ours(vcr):
+    assert type(vcr._persister).__name__ == "ComfyPersister"
+'''
+
+
+def test_only_our_vcr_tests_are_configured_and_theirs_pass_beside_them(pytester: pytest.Pytester) -> None:
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(test_theirs=THEIRS, test_ours_on_disk=OURS_ON_DISK, test_ours_by_marker=OURS_BY_MARKER,
+                        test_ours_by_fixture=OURS_BY_FIXTURE)
+    cassette = pytester.path / "cassettes" / "test_theirs" / "test_two_hosts_and_a_post_with_another_ts.yaml"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_text(yaml.safe_dump(_plain_cassette()))
+    before = cassette.read_text()
+    pytester.runpytest_subprocess().assert_outcomes(passed=4)
+    assert cassette.read_text() == before
+    # The same test with the plugin off: pytest-recording alone gives the same result.
+    pytester.runpytest_subprocess("-p", "no:comfy_cassettes", "test_theirs.py").assert_outcomes(passed=1)
+
+
+def _loaded(*args: str, cwd: Path) -> set[str]:
+    """The modules loaded by the end of a pytest session on one no-op test (a conftest writes them out)."""
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=cwd, check=True,
+                   capture_output=True, timeout=120)
+    return set(json.loads((cwd / "modules.json").read_text()))
+
+
+def test_the_plugin_loads_nothing_heavy_until_used(tmp_path: Path) -> None:
+    imported = subprocess.run(
+        [sys.executable, "-c", "import json, sys, comfy_cassettes.pytest_plugin; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert not [m for m in json.loads(imported.stdout) if m.startswith(HEAVY)]
+    (tmp_path / "conftest.py").write_text(
+        "import json, sys\n\n\ndef pytest_sessionfinish():\n"
+        "    open('modules.json', 'w').write(json.dumps(sorted(sys.modules)))\n"
+    )
+    (tmp_path / "test_noop.py").write_text("def test_noop():\n    pass\n")
+    added = _loaded(cwd=tmp_path) - _loaded("-p", "no:comfy_cassettes", cwd=tmp_path)
+    assert added and not [m for m in added if m.startswith(HEAVY)], sorted(added)
+
+
+def test_a_bad_option_is_one_usage_error_not_an_error_per_test(pytester: pytest.Pytester) -> None:
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile("\n".join(f"def test_{i}(comfy):\n    pass\n" for i in range(5)))
+    result = pytester.runpytest_subprocess("--comfy-model", "v1-5-pruned-emaonly.safetensors")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if "comfy-cassettes" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("ERROR: comfy-cassettes: --comfy-model 'v1-5-pruned-emaonly.safetensors': unknown model folder")
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize(("ini", "option"), [
+    ("comfy_cassettes_comfyui_version = latest", "--comfy-version 'latest': ComfyUI version 'latest': expected a version"),
+    ("comfy_cassettes_preview_method = fancy", "--comfy-preview-method must be one of"),
+    ("comfy_cassettes = nowhere.yaml", "nowhere.yaml: no such cassette"),
+])
+def test_bad_ini_values_are_usage_errors_too(pytester: pytest.Pytester, ini: str, option: str) -> None:
+    pytester.makeini(SUITE_INI + ini + "\n")
+    pytester.makepyfile("def test_one(comfy):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert option in result.stderr.str()
