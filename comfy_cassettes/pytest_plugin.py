@@ -54,6 +54,8 @@ _OPTIONS: tuple[tuple[str, tuple[str, ...], str, dict[str, Any]], ...] = (
      {"action": "append", "metavar": "FOLDER/NAME"}),
     ("comfy_version", ("--comfy-version",), "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", {"metavar": "VERSION"}),
     ("comfy_preview_method", ("--comfy-preview-method",), "sampler previews: none (default), auto, latent2rgb, taesd.", {"metavar": "METHOD"}),
+    ("comfy_preview_size", ("--comfy-preview-size",), "largest side of a sampler preview, like ComfyUI's --preview-size (default 512).",
+     {"type": int, "metavar": "PIXELS"}),
 )
 _INI: tuple[tuple[str, str, str | None, Any], ...] = (
     ("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", "paths", []),
@@ -63,6 +65,7 @@ _INI: tuple[tuple[str, str, str | None, Any], ...] = (
     ("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", "linelist", []),
     ("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", None, ""),
     ("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", None, "none"),
+    ("comfy_cassettes_preview_size", "largest side of a sampler preview (default 512).", None, "512"),
 )
 # The `vcr` fixture's request while pytest-recording sets it up: pytest_recording_configure is given no test.
 _VCR_REQUEST = pytest.StashKey["pytest.FixtureRequest"]()

@@ -40,6 +40,7 @@ class Settings:
     models: tuple[str, ...] = ()
     preview_method: str = "none"
     comfyui_version: str | None = None
+    preview_size: int = 512
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -51,6 +52,12 @@ class Settings:
             seed = int(config.getini("comfy_cassettes_seed")) if seed is None else seed
         except ValueError:
             raise pytest.UsageError(f"comfy_cassettes_seed must be an integer, got {config.getini('comfy_cassettes_seed')!r}") from None
+        preview_size = config.getoption("comfy_preview_size")
+        try:
+            preview_size = int(config.getini("comfy_cassettes_preview_size")) if preview_size is None else preview_size
+        except ValueError:
+            raise pytest.UsageError("comfy_cassettes_preview_size must be an integer, got "
+                                    f"{config.getini('comfy_cassettes_preview_size')!r}") from None
         return cls(
             cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
             env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
@@ -59,6 +66,7 @@ class Settings:
             models=tuple(config.getoption("comfy_models") or config.getini("comfy_cassettes_models")),
             preview_method=config.getoption("comfy_preview_method") or config.getini("comfy_cassettes_preview_method") or "none",
             comfyui_version=config.getoption("comfy_version") or config.getini("comfy_cassettes_comfyui_version") or None,
+            preview_size=preview_size,
         )
 
     def check(self) -> None:
@@ -70,7 +78,8 @@ class Settings:
                 except ConfigError as exc:  # its message names the version, not the option
                     raise ConfigError(f"--comfy-version {self.comfyui_version!r}: {exc}") from None
             ReplayConfig(cassettes=self.cassettes, port=0, source_image=self.source_image, seed=self.seed, models=self.models,
-                         preview_method=self.preview_method, comfyui_version=self.comfyui_version).validated()
+                         preview_method=self.preview_method, preview_size=self.preview_size,
+                         comfyui_version=self.comfyui_version).validated()
         except ConfigError as exc:
             message = str(exc)
             for flag, option in _OPTION_NAMES.items():
@@ -102,14 +111,17 @@ class ComfyHandle(ReplayControl):
 
     @property
     def output_dir(self) -> Path:
+        """ComfyUI's output folder of this server (SaveImage; written in dynamic mode); emptied by a reset."""
         return self.server.engine.roots.output
 
     @property
     def input_dir(self) -> Path:
+        """The input folder (uploads, LoadImage); a reset empties it but for the files the recordings had."""
         return self.server.engine.roots.input
 
     @property
     def temp_dir(self) -> Path:
+        """The temp folder (PreviewImage); emptied by a reset."""
         return self.server.engine.roots.temp
 
     @property
@@ -190,7 +202,7 @@ class ComfyServers:
     def get(
         self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str = "instant",
         speed: float = 1.0, seed: int | None = None, models: Sequence[str] | None = None,
-        preview_method: str | None = None, preview_size: int = 512, comfyui_version: str | None = None,
+        preview_method: str | None = None, preview_size: int | None = None, comfyui_version: str | None = None,
         assets: bool = False,
     ) -> ComfyHandle:
         """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``models`` are
@@ -201,7 +213,8 @@ class ComfyServers:
             tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
             bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
             _with_session_models(self.settings.models, models), preview_method or self.settings.preview_method,
-            int(preview_size), comfyui_version or self.settings.comfyui_version, bool(assets),
+            int(self.settings.preview_size if preview_size is None else preview_size), comfyui_version or self.settings.comfyui_version,
+            bool(assets),
         )
         if key not in self._running:
             self._running[key] = self._start(key)
