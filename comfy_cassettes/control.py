@@ -62,6 +62,7 @@ class ReplayControl:
         return httpx.Client(base_url=self.url, timeout=self._timeout, headers=self._headers, transport=self._transport)
 
     def close(self) -> None:
+        """Close this client's connections (the server runs on)."""
         self._http.close()
 
     def __enter__(self) -> ReplayControl:
@@ -90,14 +91,14 @@ class ReplayControl:
 
     @documents("state")
     def state(self) -> dict[str, Any]:
-        """Mode, timing, folders, queue and history sizes."""
+        """Mode, timing, seed, cassettes, folders, queue and history sizes, faults and held jobs (keys below)."""
         result: dict[str, Any] = self._admin("GET", "/state")
         return result
 
     @documents("journal")
     def journal(self, *, method: str | None = None, path: str | None = None, status: int | None = None,
                 body_contains: str | None = None, since: int | None = None) -> list[dict[str, Any]]:
-        """Requests the server received, oldest first, optionally filtered."""
+        """The requests the server received, oldest first, optionally filtered: journal entries (keys below)."""
         query = {"method": method, "path": path, "status": status, "body_contains": body_contains, "since": since}
         entries: list[dict[str, Any]] = self._admin("GET", "/journal", params={k: v for k, v in query.items() if v is not None})["entries"]
         return entries
@@ -154,7 +155,7 @@ class ReplayControl:
     def find(self, *, method: str | None = None, path: str | None = None, status: int | None = None,
              body_contains: str | None = None, body_json: dict[str, Any] | None = None,
              query: dict[str, str | int | float | bool] | None = None, since: int | None = None) -> list[dict[str, Any]]:
-        """Journal entries matching a pattern."""
+        """The journal entries (keys below) matching a pattern, oldest first."""
         pattern = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query, since=since)
         entries: list[dict[str, Any]] = self._admin("POST", "/journal/find", json=pattern)["entries"]
         return entries
@@ -260,7 +261,7 @@ class ReplayControl:
 
     @documents("get_faults")
     def faults(self) -> list[dict[str, Any]]:
-        """The active rules with ``remaining`` and ``hits``."""
+        """The active rules, each with its ``id``, ``remaining`` and ``hits`` (keys below)."""
         rules: list[dict[str, Any]] = self._admin("GET", "/faults")["faults"]
         return rules
 
@@ -281,10 +282,10 @@ class ReplayControl:
     def hold(self, at: str | None = None, *, node: str | None = None, step: int | Literal["*"] | None = None,
              prompt_id: str | None = None) -> dict[str, Any]:
         """Hold jobs at ``queued``, ``node:<id>`` (or ``node=``), ``node:*``, a sampler's step (``at="step"`` with
-        ``node=`` and ``step=``, or ``step:<id>:<k>``) or ``finished`` until advanced.
+        ``node=`` and ``step=``, or ``step:<id>:<k>``) or ``finished`` until advanced; returns the clock's state.
 
         A job held at ``node:K`` has been told (``executing`` K) but K has not run; one held at ``step:K:2`` has sent
-        K's progress 2. See the README's "the clock at node boundaries" for what an interrupt then does."""
+        K's progress 2 and its preview (ComfyUI sends them back to back). See docs/control.md, "the clock at node boundaries", for what an interrupt then does."""
         state: dict[str, Any] = self._admin("POST", "/clock/hold", json=_given(at=at, node=node, step=step, prompt_id=prompt_id))
         return state
 
@@ -318,7 +319,7 @@ class ReplayControl:
 
     @documents("clock")
     def clock(self) -> dict[str, Any]:
-        """Holds and held jobs."""
+        """Holds and held jobs: ``{holds, held}`` (keys below)."""
         state: dict[str, Any] = self._admin("GET", "/clock")
         return state
 

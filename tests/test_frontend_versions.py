@@ -22,6 +22,7 @@ from serve_process import offline_env, serve
 installed = pytest.mark.skipif(facts.FRONTEND.installed_version() != "1.27.10", reason="comfyui-frontend-package "
                                "1.27.10 is not installed (pip install 'comfy-cassettes[frontend]')")
 
+DATA = Path(__file__).parent / "data" / "frontend"
 RECORDED_INDEX = b'<!doctype html><html><head><script type="module" src="/assets/index-Rec0rd3d.js"></script></head></html>'
 RECORDED_SCRIPT = b'console.log("the recorded page");'
 RECORDED_FONT = b"wOF2\x00\x01{{\xd8\xff\xfe}}"  # binary, with braces a text body would take for a placeholder
@@ -67,16 +68,28 @@ def test_a_cassette_that_recorded_the_page_serves_the_page_it_recorded(tmp_path:
 
 
 @installed
+def cached_build(cache: Path, version: str, files: dict[str, bytes]) -> Path:
+    """A frontend build in a user cache, where `serve` keeps the builds it fetched."""
+    build = cache / "comfy-cassettes" / "frontend" / version / "static"
+    for name, data in files.items():
+        (build / name).parent.mkdir(parents=True, exist_ok=True)
+        (build / name).write_bytes(data)
+    assert frontend_builds.cache_folder(version).relative_to(frontend_builds.cache_folder(version).parents[3]) == build.relative_to(cache)
+    return build
+
+
 def test_the_version_the_comfyui_requires_is_served_from_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    build = frontend_builds.cache_folder("1.35.9").relative_to(frontend_builds.cache_folder("1.35.9").parents[3])
-    (cache / build).mkdir(parents=True)
-    (cache / build / "index.html").write_bytes(b"<!doctype html><title>1.35.9</title>")
+    build = cached_build(cache, "1.35.9", {"index.html": b"<!doctype html><title>1.35.9</title>", "extensions/core/new.js": b""})
     (tmp_path / "empty").mkdir()
     env = offline_env(cache, tmp_path / "empty")
-    with serve(tmp_path, "--comfyui-version", "0.8.0", env=env) as (url, banner), httpx.Client(base_url=url, timeout=10) as http:
-        assert f"web frontend: comfyui-frontend-package 1.35.9 (from {cache / build})" in banner
+    cassette = DATA / "recorded_frontend.yaml"  # 0.3.64 with a custom node: its /extensions lists its widget script
+    with serve(tmp_path, str(cassette), "--comfyui-version", "0.8.0", env=env) as (url, banner), httpx.Client(base_url=url, timeout=10) as http:
+        assert f"web frontend: comfyui-frontend-package 1.35.9 (from {build})" in banner
         assert http.get("/").content == b"<!doctype html><title>1.35.9</title>"
+        # The build's own scripts are those of the build served, the custom node's as recorded (server.py
+        # get_extensions: the web root's extensions/**/*.js, then each custom node's web folder).
+        assert http.get("/api/extensions").json() == ["/extensions/core/new.js", "/extensions/my_node/widget.js"]
 
 
 @installed

@@ -1,4 +1,5 @@
-"""Against a real ComfyUI (opt-in: COMFYUI_URL, like the live recording test): the replay, being the version the
+"""Against a real ComfyUI (opt-in: COMFYUI_URL, like the live recording test; a server no other client uses meanwhile,
+since the jobs API lists every job): the replay, being the version the
 live server reports, answers the jobs API, the prompt rules and the feature flags as that server does, value by
 value; and `verify` of a cassette recorded from it finds no difference."""
 
@@ -15,6 +16,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from typer.testing import CliRunner
+
+from comfy_cassettes.cli import app
 from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.replay.server import ReplayServer
 from value_compare import ValueComparer
@@ -28,7 +32,7 @@ QUICK = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 24,
 SLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 1, "color": 1118481}},
         "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 10.0}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "live_versions_slow"}}}
-JOB_QUERIES = ["", "?status=cancelled", "?status=completed,failed&sort_by=execution_duration&sort_order=asc",
+JOB_QUERIES = ["", "?status=cancelled", "?status=completed,failed&sort_order=asc", "?sort_by=execution_duration&status=pending",
                "?limit=1&offset=1", "?limit=0", "?limit=x", "?offset=-3", "?sort_by=size", "?sort_order=up",
                "?workflow_id=wf-live"]
 
@@ -59,16 +63,19 @@ def run_sequence(url: str, color: int, interrupt: Callable[[httpx.Client, str], 
         slow = http.post("/prompt", json={"prompt": SLOW, "prompt_id": "live-job-2", "number": 8}).json()["prompt_id"]
         interrupt(http, slow)
         wait(http, slow)
-        for path in ["/api/jobs" + q for q in JOB_QUERIES] + ["/api/jobs/Live-Job-1", "/api/jobs/live-job-2", "/api/jobs/nope", "/features"]:
+        for path in ["/api/jobs" + q for q in JOB_QUERIES] + ["/api/jobs/Live-Job-1", "/api/jobs/live-job-2", "/api/jobs/nope", "/features",
+                                                                                                 "/models", "/object_info/SaveImage"]:
             answer = http.get(path)
             seen.append((f"GET {path}", answer.status_code, answer.json()))
+        stats = http.get("/system_stats")  # the machine's devices and the server's command line aside
+        seen.append(("GET /system_stats", stats.status_code, {k: v for k, v in stats.json()["system"].items() if k != "argv"}))
         for path in ("/api/jobs/live-job-2/cancel", "/api/jobs/cancel"):
             answer = http.post(path, json={"job_ids": ["live-job-2"]})
             seen.append((f"POST {path}", answer.status_code, answer.text))
     return seen
 
 
-def test_the_replay_of_the_live_version_answers_as_it_does(start_server: Callable[..., ReplayServer]) -> None:
+def test_the_replay_of_the_live_version_answers_as_it_does(start_server: Callable[..., ReplayServer], tmp_path: Path) -> None:
     version = httpx.get(LIVE + "/system_stats").json()["system"]["comfyui_version"]
 
     def live_interrupt(http: httpx.Client, prompt_id: str) -> None:
@@ -94,13 +101,12 @@ def test_the_replay_of_the_live_version_answers_as_it_does(start_server: Callabl
         else:
             comparer.compare(body, got, what)
     assert not comparer.problems, "\n".join(comparer.problems)
+    # In the same test: two tests driving one live server at once (xdist) would see each other's jobs.
+    verify_of_a_recording_finds_no_difference(tmp_path)
 
 
-def test_verify_of_a_cassette_recorded_from_it_finds_no_difference(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from comfy_cassettes.cli import app
-
+def verify_of_a_recording_finds_no_difference(tmp_path: Path) -> None:
+    """`record` from the live server, `inspect` shows its version, `verify` against it finds nothing."""
     workflow = tmp_path / "wf.json"
     quick = dict(QUICK, **{"1": {**QUICK["1"], "inputs": {**QUICK["1"]["inputs"], "color": int(time.time()) % 997 + 1000}}})
     workflow.write_text(json.dumps(quick))

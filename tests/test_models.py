@@ -247,7 +247,7 @@ def test_serve_declares_models_on_the_command_line() -> None:
     from comfy_cassettes.cli import app
 
     result = CliRunner().invoke(app, ["serve", "--model", "checkpoints/x.txt", "--port", "0"])
-    assert result.exit_code == 1 and "ComfyUI lists only" in result.stderr
+    assert result.exit_code == 1 and "ComfyUI lists only" in result.output
 
 
 def test_the_marker_declares_models_for_a_test(pytester: pytest.Pytester) -> None:

@@ -478,10 +478,50 @@ def test_a_markers_models_add_to_the_sessions(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=3)
 
 
-def test_pytest_markers_shows_the_signature_the_readme_documents(suite: pytest.Pytester) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_pytest_markers_shows_the_signature_the_docs_document(suite: pytest.Pytester) -> None:
+    readme = (Path(__file__).parent.parent / "docs" / "pytest.md").read_text()
     signature = re.search(r"`(comfy_cassette\(\*cassettes,[^`]*)`", readme, re.S)
     assert signature is not None
     documented = " ".join(signature.group(1).split())
     shown = " ".join(suite.runpytest("--markers").stdout.str().split())
     assert "@pytest.mark." + documented in shown and 'preview_method="none"' in documented
+
+
+def test_preview_size_from_the_command_line_or_the_ini(suite: pytest.Pytester) -> None:
+    suite.makeini(SUITE_INI + "comfy_cassettes_preview_size = 96\n")
+    suite.makepyfile(
+        """
+        import io
+        import json
+
+        import pytest
+        from PIL import Image
+        from websockets.sync.client import connect
+
+        GRAPH = {
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 8, "sampler_name": "euler",
+                  "scheduler": "normal", "denoise": 1, "model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
+                  "latent_image": ["5", 0]}},
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 256, "batch_size": 1}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+            "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "p", "images": ["8", 0]}},
+        }
+
+        @pytest.mark.comfy_cassette(models=["checkpoints/x.safetensors"], preview_method="auto")
+        def test_previews(comfy, pytestconfig):
+            with connect(comfy.url.replace("http", "ws") + "/ws?clientId=me") as ws:
+                ws.recv()
+                prompt_id = comfy.submit(GRAPH, client_id="me")
+                frames = []
+                while not (frames and frames[-1] == {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}):
+                    frame = ws.recv(timeout=10)
+                    frames.append(frame if isinstance(frame, bytes) else json.loads(frame))
+            sizes = {Image.open(io.BytesIO(f[8:])).size for f in frames if isinstance(f, bytes)}
+            want = int(pytestconfig.getoption("comfy_preview_size") or pytestconfig.getini("comfy_cassettes_preview_size"))
+            assert sizes == {(want, want // 2)}
+        """
+    )
+    suite.runpytest().assert_outcomes(passed=1)
+    suite.runpytest("--comfy-preview-size", "64").assert_outcomes(passed=1)

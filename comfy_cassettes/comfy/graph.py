@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,24 +30,38 @@ def structure(workflow: Mapping[str, Any]) -> str:
 
 
 def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
-    """Each node's cache signature: its class and values plus its ancestors' signatures, like ComfyUI's cache key."""
+    """Each node's cache signature: its class and values plus its ancestors' signatures, like ComfyUI's cache key.
+
+    A signature is a digest, so a node's key costs the same at any depth (an ancestor's key is never escaped
+    again inside its descendants'), and the walk is iterative, so a long chain needs no deep recursion. A link
+    to a node that is absent, or that closes a cycle, counts as ``missing:<id>``.
+    """
     done: dict[str, str] = {}
-
-    def sig(node_id: str, seen: frozenset[str]) -> str:
-        if node_id in done:
-            return done[node_id]
-        node = workflow.get(node_id)
-        if not isinstance(node, dict) or node_id in seen:
-            return f"missing:{node_id}"
-        parts = []
-        for key, value in sorted(node.get("inputs", {}).items()):
-            parts.append([key, sig(value[0], seen | {node_id}) + f"#{value[1]}" if is_link(value) else value])
-        done[node_id] = json.dumps([node.get("class_type"), parts], sort_keys=True, default=str)
-        return done[node_id]
-
-    for node_id in workflow:
-        sig(str(node_id), frozenset())
+    for root in workflow:
+        stack, on_path = [(str(root), False)], set[str]()
+        while stack:
+            node_id, expanded = stack.pop()
+            node = workflow.get(node_id)
+            if node_id in done or not isinstance(node, dict):
+                continue
+            inputs = node.get("inputs", {})
+            if expanded:
+                on_path.discard(node_id)
+                done[node_id] = _signature(node.get("class_type"), inputs, done)
+            elif node_id not in on_path:
+                on_path.add(node_id)
+                stack.append((node_id, True))
+                stack.extend((value[0], False) for value in inputs.values()
+                             if is_link(value) and value[0] not in done and value[0] not in on_path)
     return done
+
+
+def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, str]) -> str:
+    """One node's key from its class, its values and its inputs' keys (each link as ``<key>#<slot>``)."""
+    parts = [[key, done.get(value[0], f"missing:{value[0]}") + f"#{value[1]}" if is_link(value) else value]
+             for key, value in sorted(inputs.items())]
+    text = json.dumps([class_type, parts], sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def execution_order(
@@ -92,28 +108,40 @@ def execution_order(
             blocking[source][target] = None
             blockers[target].add(source)
 
-    def pick(ready: list[str]) -> str:
-        for node_id in ready:
-            if is_output(node_id):
-                return node_id
-        for node_id in ready:
-            if any(is_output(b) for b in blocking[node_id]):
-                return node_id
-        for node_id in ready:
-            if any(is_output(b1) for b in blocking[node_id] for b1 in blocking[b]):
-                return node_id
-        return ready[0]
+    def rank(node_id: str) -> int:
+        """Which of pick's rules takes the node once it is ready: it does not change while the node waits, since a
+        node's targets run after it."""
+        if is_output(node_id):
+            return 0
+        if any(is_output(b) for b in blocking[node_id]):
+            return 1
+        if any(is_output(b1) for b in blocking[node_id] for b1 in blocking[b]):
+            return 2
+        return 3
 
     for output in outputs:
         add_node(output)
+    # The ready nodes of each rank in a heap by their place in `pending`: ComfyUI's pick scans the ready list in
+    # that order, so the first of the best rank is its choice, found without rescanning every pending node.
+    place = {node_id: i for i, node_id in enumerate(pending)}
+    ready: list[list[tuple[int, str]]] = [[], [], [], []]
+
+    def make_ready(node_id: str) -> None:
+        heapq.heappush(ready[rank(node_id)], (place[node_id], node_id))
+
+    for node_id in pending:
+        if not blockers[node_id]:
+            make_ready(node_id)
     order: list[str] = []
     while pending:
-        ready = [node_id for node_id in pending if not blockers[node_id]]
-        if not ready:  # a cycle: ComfyUI stops here with a DependencyCycleError
+        heap = next((h for h in ready if h), None)
+        if heap is None:  # a cycle: ComfyUI stops here with a DependencyCycleError
             break
-        node_id = pick(ready)
+        node_id = heapq.heappop(heap)[1]
         order.append(node_id)
         del pending[node_id]
         for blocked in blocking.pop(node_id):
             blockers[blocked].discard(node_id)
+            if not blockers[blocked]:
+                make_ready(blocked)
     return order

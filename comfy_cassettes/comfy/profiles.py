@@ -47,11 +47,20 @@ class Profile:
     model_folder_extensions: bool = False
     user_file_headers: bool = False
     os_is_platform: bool = False
+    model_folders_added: tuple[tuple[str, str], ...] = ()  # (folder, the folder it follows) in /models
     script_cache_control: str = "no-cache"
     page_cache_control: str = "no-cache"
     system_stats: dict[str, Any] = field(default_factory=dict)  # keys this version sets in /system_stats "system"
     package_versions: tuple[tuple[str, str], ...] = ()  # comfy* packages it pins, for /system_stats
     notice: str = ""  # said once when serving: a version newer than any known one is emulated as the newest
+
+    def model_folders(self, recorded: list[str]) -> list[str]:
+        """A /models answer recorded from another version, with the folders this one adds (none it lacks)."""
+        folders = list(recorded)
+        for folder, after in self.model_folders_added:
+            if folder not in folders:
+                folders.insert(folders.index(after) + 1 if after in folders else len(folders), folder)
+        return folders
 
     def feature_flags(self, *, assets: bool = False) -> dict[str, Any]:
         """The feature flags this version announces (``assets``: the assets system is on)."""

@@ -9,8 +9,9 @@ at k/S, the preview, ``progress`` k/S; previews are :data:`PREVIEW` markers the 
 
 from __future__ import annotations
 
+import bisect
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,66 @@ class Pace:
         return self.node.get(node, self.default)
 
 
+class ProgressLog:
+    """One run's ``progress_state`` node map as it grows: each change kept once, in order. A message's map is a
+    :class:`ProgressNodes` view of the first k changes, so a run of n nodes keeps O(n) states instead of a copy
+    of the map per message (O(n²): a 10,000-node prompt filled gigabytes)."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, dict[str, Any]]] = []
+        self.at: dict[str, list[int]] = {}  # each node's changes, by index
+        self.first: list[int] = []  # the index where each node appears, in map order
+
+    def set(self, node: str, state: dict[str, Any]) -> ProgressNodes:
+        """Change ``node``'s state; the map as it is now."""
+        seen = self.at.setdefault(node, [])
+        if not seen:
+            self.first.append(len(self.changes))
+        seen.append(len(self.changes))
+        self.changes.append((node, state))
+        return ProgressNodes(self, len(self.changes))
+
+
+class ProgressNodes(Mapping[str, dict[str, Any]]):
+    """``progress_state.nodes`` after the first ``size`` changes of a :class:`ProgressLog`, built only when read
+    whole (:meth:`as_dict`, to be sent). Its states are shared between messages: read them, never change them."""
+
+    __slots__ = ("log", "size")
+
+    def __init__(self, log: ProgressLog, size: int) -> None:
+        self.log, self.size = log, size
+
+    def __getitem__(self, node: str) -> dict[str, Any]:
+        seen = self.log.at.get(node, ())
+        i = bisect.bisect_left(seen, self.size) - 1
+        if i < 0:
+            raise KeyError(node)
+        return self.log.changes[seen[i]][1]
+
+    def __iter__(self) -> Iterator[str]:
+        changes = self.log.changes
+        for i in self.log.first[:len(self)]:
+            yield changes[i][0]
+
+    def __len__(self) -> int:
+        return bisect.bisect_left(self.log.first, self.size)
+
+    def last_change(self) -> tuple[str, dict[str, Any]]:
+        """The node this message's change was about, with its new state."""
+        return self.log.changes[self.size - 1]
+
+    def follows(self, other: ProgressNodes) -> bool:
+        """Whether this map is ``other`` with one more change (consecutive messages of one run)."""
+        return self.log is other.log and self.size == other.size + 1
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """The map as ComfyUI sends it (insertion order: each node where it first appeared)."""
+        nodes: dict[str, dict[str, Any]] = {}
+        for node, state in self.log.changes[:self.size]:
+            nodes[node] = state
+        return nodes
+
+
 def timeline(
     order: Sequence[str],
     *,
@@ -48,6 +109,7 @@ def timeline(
     steps: Mapping[str, int] | None = None,
     previews: bool = False,
     pace: Pace | None = None,
+    shared_progress: bool = False,
 ) -> list[WsEvent]:
     """The events of one run over ``order`` (the execution order, cached nodes included).
 
@@ -55,6 +117,8 @@ def timeline(
     replays it. ``steps`` maps a sampler to its progress steps; ``previews`` puts a :data:`PREVIEW` marker in
     each step. ``failed_at`` stops the run right after that node's ``executing`` (ComfyUI sends the error next);
     ``terminal`` is the last message, ``execution_success`` by default. ``pace`` spreads the events in time.
+    With ``shared_progress`` each ``progress_state`` holds a :class:`ProgressNodes` view (for a replay, which sends
+    them), else its own copy of the map (for a cassette, which stores them).
     """
     outputs, steps, pace = outputs or {}, steps or {}, pace or Pace()
     t = 0.0
@@ -64,13 +128,18 @@ def timeline(
     ]
     # progress_state is cumulative over the prompt's non-pending nodes; cached nodes other than outputs never appear.
     progress: dict[str, dict[str, Any]] = {}
+    log = ProgressLog()
+    skipped = set(cached)
 
     def state(node: str, value: float, maximum: float, kind: str) -> WsEvent:
-        progress[node] = node_state(node, prompt_id, value, maximum, kind)
+        new = node_state(node, prompt_id, value, maximum, kind)
+        if shared_progress:
+            return WsEvent(t, Event.PROGRESS_STATE.value, {"prompt_id": prompt_id, "nodes": log.set(node, new)})
+        progress[node] = new
         return WsEvent(t, Event.PROGRESS_STATE.value, {"prompt_id": prompt_id, "nodes": copy.deepcopy(progress)})
 
     for node in order:
-        if node in cached:
+        if node in skipped:
             if node in outputs:
                 events.append(_executed(t, node, outputs[node], prompt_id))
                 events.append(state(node, 1, 1, "finished"))  # a cached output's bar is set by an int (real-sessions README)

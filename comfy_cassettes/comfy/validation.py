@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# ComfyUI's validate_inputs recurses one frame per link; ours takes three (node, link, memo): room for a chain
+# ComfyUI validates (real 0.3.64 runs 600 nodes), bounded so that Python 3.10, whose frames use the C stack,
+# cannot overflow it.
+_FRAMES_PER_LEVEL = 4
+_MAX_RECURSION_LIMIT = 10_000
 
 from .graph import is_link
 from .nodes import FILE_CHECKED_INPUTS
@@ -87,6 +95,27 @@ def validate_prompt(
         return ValidationResult(400, {"error": error, "node_errors": {}}, {}, [])
 
     validator = _Validator(prompt, object_info, input_file_exists, profile)
+    with _recursion_room(_FRAMES_PER_LEVEL * len(prompt)):
+        return _validate_outputs(prompt, validator, outputs)
+
+
+@contextlib.contextmanager
+def _recursion_room(frames: int) -> Iterator[None]:
+    """Raise Python's recursion limit while a large prompt is validated, and put it back after (a small one, most
+    prompts, leaves the process-wide limit alone)."""
+    before = sys.getrecursionlimit()
+    wanted = min(_MAX_RECURSION_LIMIT, before + frames)
+    if frames > 200 and wanted > before:
+        sys.setrecursionlimit(wanted)
+    try:
+        yield
+    finally:
+        if frames > 200 and wanted > before:
+            sys.setrecursionlimit(before)
+
+
+def _validate_outputs(prompt: Any, validator: _Validator, outputs: list[str]) -> ValidationResult:
+    """Each output with its ancestors, as ComfyUI's validate_prompt loop does; failures charged as it charges them."""
     good_outputs: list[str] = []
     failures: list[tuple[str, list[_Error]]] = []
     node_errors: dict[str, Any] = {}

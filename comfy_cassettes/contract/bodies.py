@@ -19,13 +19,13 @@ MAX_WAIT_S = 3600.0
 class Body(BaseModel):
     """A request body: unknown keys and loose types are errors, never silently dropped or coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, defer_build=True)
 
 
 class Answer(BaseModel):
     """An answer the server sends (documentation and checks; the handlers build plain JSON)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 Count = Annotated[int, Field(ge=1)]
@@ -95,7 +95,7 @@ class JournalExpectation(JournalPattern):
 class JournalQuery(BaseModel):
     """``GET /journal``'s query parameters (text, as query strings are): a subset of the pattern keys."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
 
     method: str | None = Field(None, description=_PATTERN["method"])
     path: str | None = Field(None, description=_PATTERN["path"])
@@ -109,9 +109,9 @@ class JournalEntry(Answer):
 
     seq: int = Field(description="position in the journal, from 1")
     t: float = Field(description="when it arrived, seconds since the epoch")
-    method: str
-    path: str
-    query: dict[str, str]
+    method: str = Field(description="the HTTP method (GET, POST, ...; a /ws connection is a GET answered 101)")
+    path: str = Field(description="the path as sent (/api/prompt stays /api/prompt)")
+    query: dict[str, str] = Field(description="the query parameters, name to value")
     body: str = Field(description="the body as text (over 64 KiB: its size)")
     status: int = Field(description="the status answered (101 for a WebSocket, 0 when the connection was dropped)")
     matched: str = Field(description="what answered: a route, a recording, a fault")
@@ -145,13 +145,13 @@ class Verdict(Answer):
 
 
 class Unmatched(Answer):
-    request: str
+    request: str = Field(description="'METHOD /path?query' of the request no route or recording answered")
     closest: list[dict[str, Any]] = Field(description="the closest recorded requests, each with its differences")
 
 
 class Problems(Answer):
-    errors: list[str] = Field(description="engine errors, the first 100")
-    unmatched: list[Unmatched] = Field(description="requests no recording answers, the first 100")
+    errors: list[str] = Field(description="errors inside the replay engine (a job it could not run, a cassette it could not answer from), the first 100")
+    unmatched: list[Unmatched] = Field(description="requests no route or recording answered (404s) with the closest recordings, the first 100")
     dropped: int = Field(0, description="how many more errors and unmatched requests there were, not kept (absent when none)")
 
 
@@ -164,16 +164,16 @@ class ResetDone(Answer):
 
 
 class State(Answer):
-    mode: Literal["static", "dynamic"]
-    timing: Literal["instant", "recorded"]
-    seed: int
-    cassettes: list[str]
-    jobs_recorded: int
-    queue_remaining: int
-    history: int
-    output_dir: str
-    input_dir: str
-    temp_dir: str
+    mode: Literal["static", "dynamic"] = Field(description="static (nothing written) or dynamic (outputs written)")
+    timing: Literal["instant", "recorded"] = Field(description="the timing mode")
+    seed: int = Field(description="the seed of prompt_ids and temp names")
+    cassettes: list[str] = Field(description="the cassette files replayed")
+    jobs_recorded: int = Field(description="how many recorded jobs they hold")
+    queue_remaining: int = Field(description="jobs running or pending")
+    history: int = Field(description="entries in /history")
+    output_dir: str = Field(description="the output folder")
+    input_dir: str = Field(description="the input folder")
+    temp_dir: str = Field(description="the temp folder")
     faults: int = Field(description="active fault rules")
     held: list[str] = Field(description="prompt_ids held by the clock")
 
@@ -269,18 +269,19 @@ FaultRule = Annotated[
     Field(discriminator="kind"),
 ]
 FaultRules = Union[FaultRule, list[FaultRule]]
-FAULT_RULE: TypeAdapter[Any] = TypeAdapter(FaultRule)
+FAULT_RULE: TypeAdapter[Any] = TypeAdapter(FaultRule, config=ConfigDict(defer_build=True))
 
 
 class ActiveFault(Answer):
     """An active rule: its id, ``remaining`` (null: every time), ``hits``, and the keys of its kind."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str = Field(description="f1, f2, ...: DELETE /faults/{id} removes it")
-    kind: Literal["delay", "status", "drop", "execution_error", "execution_interrupted", "ws_disconnect", "down"]
-    remaining: int | None
-    hits: int
+    kind: Literal["delay", "status", "drop", "execution_error", "execution_interrupted", "ws_disconnect", "down"] = Field(
+        description="its kind; the rule's other keys (route, count, node, ...) follow as given")
+    remaining: int | None = Field(description="how many more times it acts (null: every time)")
+    hits: int = Field(description="how many times it acted")
 
 
 class FaultState(Answer):
@@ -317,7 +318,7 @@ class Hold(Body):
                                                    "`finished` (or `node`/`step` with the node and step keys)")
     node: NodeId | None = Field(None, description="with at='node' (or alone): hold when this node starts; with at='step': the sampler")
     step: Step | None = Field(
-        None, description="with at='step': hold after the sampler's progress k (a bar shows k/N); '*' every step")
+        None, description="with at='step': hold after the sampler's progress k and its preview (a bar shows k/N); '*' every step")
     prompt_id: str | None = Field(None, description="hold only this prompt (default: every job)")
 
 
@@ -337,25 +338,25 @@ class Wait(Body):
 
 
 class HoldRule(Answer):
-    at: str
-    prompt_id: str | None
+    at: str = Field(description="the hold point")
+    prompt_id: str | None = Field(description="the prompt it holds (null: every job)")
 
 
 class HeldJob(Answer):
     prompt_id: str
-    at: str = Field(description="where it waits: `queued`, `node:<id>` or `finished`")
+    at: str = Field(description="where it waits: `queued`, `node:<id>`, `step:<id>:<k>` or `finished`")
     held_for: float = Field(description="seconds it has been waiting")
 
 
 class ClockState(Answer):
-    holds: list[HoldRule]
-    held: list[HeldJob]
+    holds: list[HoldRule] = Field(description="the hold points, each {at, prompt_id}")
+    held: list[HeldJob] = Field(description="the jobs waiting at one, each {prompt_id, at, held_for}")
 
 
 class Advanced(Answer):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
-    prompt_id: str
+    prompt_id: str = Field(description="the job advanced")
     from_: str = Field(alias="from", description="where it was held")
     to: str = Field(description="its next hold point, 'done', 'deleted', or 'running' (not held again within timeout)")
 

@@ -103,7 +103,10 @@ def explain_miss(error: BaseException) -> None:
     if searched is None or searched == [str(Path(path).resolve())]:
         return
     files = ", ".join(searched) if searched else "(none: no cassette file was found)"
-    error.args = (str(error.args[0]).replace(f"Cassette: {path}", f"Cassette: {path}\n  searched: {files}", 1), *error.args[1:])
+    message, named = str(error.args[0]), f"Cassette: {path}"
+    # vcrpy 9 names the cassette on a line of its own; earlier versions in one sentence: add the line after it.
+    message = message.replace(named, f"{named}\n  searched: {files}", 1) if named in message else f"{message}\n  searched: {files}"
+    error.args = (message, *error.args[1:])
 
 
 def to_session(requests: Sequence[Request], responses: Sequence[Mapping[str, Any]], *, source: str = "") -> RawSession:

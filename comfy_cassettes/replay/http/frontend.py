@@ -2,14 +2,17 @@
 informational routes the page reads at boot (``/extensions``, ``/i18n``, ``/workflow_templates``,
 ``/experiment/models``, ``/internal/folder_paths``), each answered from the cassette when it recorded one.
 
-Routing follows server.py:796-835: API routes first, then the static folders, the web root last; a file the
-folders do not have is answered from a recording if any, else as aiohttp does (an empty 404).
+The page is the one the replayed ComfyUI version requires (a build found or fetched by sim.frontend_builds), or
+the page the cassette recorded. Routing follows server.py:796-835: API routes first, then the static folders, the
+web root last; a file the folders do not have is answered from a recording if any, else as aiohttp does (an
+empty 404).
 """
 
 from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...comfy import model_files as models
 from ...comfy.frontend import DOCS, FRONTEND, INSTALL_HINT, TEMPLATES
-from ...comfy.profiles import Profile
+from ...comfy.profiles import Profile, profile as profile_of
 from ...comfy.routes import aliases
 from ..sim.engine import ReplayEngine
 from ..sim.frontend_builds import ServedBuild, build_for
@@ -82,6 +85,14 @@ class WebRoots:
         """:meth:`web_root` off the event loop when it may have to fetch."""
         return self.web_root() if self.resolved else await asyncio.to_thread(self.web_root)
 
+    def serves_another_build_than(self, comfyui_version: str | None) -> bool:
+        """Whether the build served is not the frontend a recording's ComfyUI had (a recording of 0.3.64 served
+        as 0.8.0); False for a --front-end-root or a recorded page, whose version is not known here."""
+        if self.custom is not None or self.recorded_page:
+            return False
+        served = self.served().version
+        return served is not None and served != profile_of(comfyui_version).frontend_version
+
     def describe(self) -> str:
         """``serve``'s banner about the page: what is served and, when it is not the version wanted, why (one
         line each)."""
@@ -117,6 +128,22 @@ def extension_scripts(web_root: Path) -> list[str]:
     listing order, not sorted)."""
     files = glob.glob(os.path.join(glob.escape(str(web_root)), "extensions/**/*.js"), recursive=True)
     return ["/" + os.path.relpath(f, web_root).replace(os.sep, "/") for f in files]
+
+
+def with_build_scripts(recorded: bytes, built: list[str], web_root: Path) -> list[str] | None:
+    """A recorded /extensions list with the recording's own frontend scripts replaced by those of the build served
+    (ComfyUI lists its web root's ``extensions/**/*.js`` first, then each custom node's folder); None when the
+    recording is not a list of paths."""
+    try:
+        listed = json.loads(recorded)
+    except ValueError:
+        return None
+    if not isinstance(listed, list) or not all(isinstance(entry, str) for entry in listed):
+        return None
+    folder = web_root / "extensions"
+    build_folders = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
+    custom = [entry for entry in listed if entry.split("/")[2:3] and entry.split("/")[2] not in build_folders]
+    return [*built, *custom]
 
 
 class ModelFolders(Protocol):
@@ -161,8 +188,18 @@ def frontend_routes(roots: WebRoots, index: InteractionIndex, fallback: Handler,
         return await file_response(request, web_root / "index.html", headers, scripts=scripts)
 
     async def extensions(request: Request) -> Response:
+        """server.py get_extensions: the served build's scripts, then the custom nodes' (from a recording)."""
         web_root = await roots.web_root_async()
-        return recorded(request) or json_response(extension_scripts(web_root) if web_root is not None else [])
+        built = extension_scripts(web_root) if web_root is not None else []
+        rec = index.find(request.method, request.url.path, list(request.query_params.multi_items()))
+        if rec is None:
+            return json_response(built)
+        if web_root is not None and roots.serves_another_build_than(rec.cassette.comfyui_version):
+            rebuilt = with_build_scripts(index.answer(rec).body, built, web_root)
+            if rebuilt is not None:
+                return json_response(rebuilt)
+        answer = index.answer(rec)
+        return Response(answer.body, answer.status, headers=answer.headers)
 
     def model_folders(request: Request) -> Response:
         return json_response(models.experiment_folders(folders.model_folders(), extensions=profile.model_folder_extensions))

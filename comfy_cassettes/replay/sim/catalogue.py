@@ -70,9 +70,13 @@ class Catalogue:
         return self._object_info
 
     def model_folders(self) -> list[str]:
-        """GET /models: the recorded server's folders, else ComfyUI's."""
+        """GET /models: the recorded server's folders (with the ones the served version adds, when recorded from
+        another), else ComfyUI's."""
         recorded = self.recorded_json("/models")
-        return [str(f) for f in recorded] if isinstance(recorded, list) else list(models.FOLDERS)
+        if not isinstance(recorded, list):
+            return list(models.FOLDERS)
+        folders = [str(f) for f in recorded]
+        return folders if self.as_recorded("/models") else self.profile.model_folders(folders)
 
     def embeddings(self) -> list[str]:
         """GET /embeddings: the recorded answer with the declared embeddings, extensions taken off like ComfyUI."""

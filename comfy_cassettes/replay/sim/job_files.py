@@ -36,8 +36,7 @@ class JobFiles:
     def materialize(self, plan: Plan, node: str, output: Any, png_metadata: Callable[[], Mapping[str, str]]) -> None:
         """Make one node's output images answerable by /view (written in dynamic mode). On the loop, not a thread:
         jobs run one at a time, so a thread's round trip held up the queue (measured: half the jobs/s)."""
-        recorded = {o.index: o for o in plan.outputs if o.node == node}
-        self.files.materialize(output, recorded, self.cassette_of(plan.job), png_metadata,
+        self.files.materialize(output, plan.images_of(node), self.cassette_of(plan.job), png_metadata,
                                seed=plan.seeds.get(node), wrote=self.namer.wrote)
 
     def enrich(self, output: Any, prompt_id: str) -> Any:

@@ -33,6 +33,15 @@ class Plan:
     def synthetic(self) -> bool:
         return self.job is None
 
+    def images_of(self, node: str) -> dict[int, OutputImage]:
+        """One output node's images by index (indexed once: a wide prompt asks for each of its outputs)."""
+        by_node: dict[str, dict[int, OutputImage]] | None = self.__dict__.get("_by_node")
+        if by_node is None:
+            by_node = self.__dict__["_by_node"] = {}
+            for image in self.outputs:
+                by_node.setdefault(image.node, {})[image.index] = image
+        return by_node.get(node, {})
+
 
 def _widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """A graph's non-volatile widget values by (node, input)."""
@@ -170,16 +179,21 @@ def synthesize(
     input_size: InputSize | None = None,
     previews: bool = False,
     pace: Pace | None = None,
+    prompt_id: str | None = None,
 ) -> Plan:
     """A run of ``workflow`` with its own values, in the event order real ComfyUI produces: each sampler's steps
-    (with preview markers when ``previews``), images of the size the graph says, at ``pace``."""
+    (with preview markers when ``previews``), images of the size the graph says, at ``pace``.
+
+    Its ``progress_state`` maps are shared views (timeline.ProgressNodes), made with ``prompt_id`` when given so
+    that a message needs no rendering, only building when a client will receive it."""
     images: list[OutputImage] = []
+    wanted = set(outputs_to_execute)
     outputs: dict[str, Any] = {}
     seeds: dict[str, int] = {}
     for node_id in order:
         cls = workflow[node_id].get("class_type")
         kind = OUTPUT_CLASSES.get(cls) if cls in OUTPUT_CLASSES else None
-        if kind and node_id in outputs_to_execute:
+        if kind and node_id in wanted:
             width, height, batch = output_size(workflow, node_id, input_size)
             produced = [OutputImage(node_id, i, kind, width, height) for i in range(batch)]
             images.extend(produced)
@@ -187,9 +201,10 @@ def synthesize(
             found = seed(workflow, node_id)
             if found is not None:
                 seeds[node_id] = found
-    steps = {n: s for n in order if n not in cached and (s := sampler_steps(workflow, n)) is not None}
-    events = timeline(order, prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
-                      outputs=outputs, steps=steps, previews=previews, pace=pace)
+    skipped = set(cached)
+    steps = {n: s for n in order if n not in skipped and (s := sampler_steps(workflow, n)) is not None}
+    events = timeline(order, prompt_id=prompt_id or placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
+                      outputs=outputs, steps=steps, previews=previews, pace=pace, shared_progress=True)
     return Plan(tuple(events), tuple(images), tuple(cached), "success", None, seeds=seeds)
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...comfy.events import WsEvent
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
-from ...comfy.timeline import PREVIEW
+from ...comfy.timeline import PREVIEW, ProgressNodes
 from ...cassette.model import Job
 from ...cassette.naming import JobBinding
 from ...cassette.templating import event_renderer, render_value
@@ -66,7 +66,7 @@ class JobRun:
         self.item = item
         self.plan = plan
         self.bindings: dict[str, Any] = dict(binding.values)
-        self.executed: list[str] = []  # nodes that ran, in order
+        self.executed: dict[str, None] = {}  # nodes that ran, in order (a dict: looked up per message)
         self.outputs: dict[str, Any] = {}
         self.messages: list[list[Any]] = []  # what history keeps: start, cached, the terminal message
         self.current: str | None = None
@@ -76,6 +76,7 @@ class JobRun:
         # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
         self._announced = item.client_id is not None
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
+        self._progress: ProgressNodes | None = None  # the last shared progress map observed
         self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
         if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
             self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
@@ -128,8 +129,14 @@ class JobRun:
             self._emit_preview(event)
             return
         kind = str(event.type)
-        bindings = {**self.bindings, "now_ms": _now_ms()}
-        data = event_renderer(event)(bindings) if self._recorded_events else render_value(event.data, bindings)
+        self.bindings["now_ms"] = _now_ms()
+        nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
+        if isinstance(nodes, ProgressNodes):
+            data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        elif self._recorded_events:
+            data = event_renderer(event)(self.bindings)
+        else:
+            data = render_value(event.data, self.bindings)
         if kind in TERMINAL and self._pending:
             # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
             await self._fire(at_end=True)
@@ -144,7 +151,10 @@ class JobRun:
             # The node's files exist before `executed` says so (written in dynamic mode).
             context.files.materialize(self.plan, str(data.get("node")), data.get("output"), self.png_metadata)
         started = self._observe(kind, data)
-        context.sockets.emit(item.client_id, kind, data)
+        if not isinstance(nodes, ProgressNodes):
+            context.sockets.emit(item.client_id, kind, data)
+        elif context.sockets.reaches(item.client_id, kind):
+            context.sockets.emit(item.client_id, kind, {**data, "nodes": nodes.as_dict()})  # built only for a receiver
         if started:
             await self._at_node()
         elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
@@ -177,7 +187,7 @@ class JobRun:
         if kind == Event.EXECUTING and data.get("node") is not None and self._announced:
             started = str(data["node"])
         elif kind == Event.PROGRESS_STATE:
-            for node_id, state in (data.get("nodes") or {}).items():
+            for node_id, state in self._progress_changes(data.get("nodes") or {}):
                 if not isinstance(state, dict):
                     continue
                 if state.get("state") == "running" and not self._announced and node_id not in self._values:
@@ -185,7 +195,7 @@ class JobRun:
                 self._values[str(node_id)] = state.get("value")
                 # A recording made without a client_id has no `executing`: finished nodes say what ran.
                 if state.get("state") == "finished" and node_id not in self.executed:
-                    self.executed.append(str(node_id))
+                    self.executed[str(node_id)] = None
         elif kind == Event.EXECUTED:
             node = str(data.get("node"))
             data["output"] = self.context.files.enrich(data.get("output"), self.item.prompt_id)
@@ -196,10 +206,18 @@ class JobRun:
             self.status = JobState(STATUS_OF_TERMINAL[kind])
         if started is None:
             return False
-        if self.current is not None and self.current not in self.executed:
-            self.executed.append(self.current)
+        if self.current is not None:
+            self.executed.setdefault(self.current)
         self.current = self.context.running.last_node = started
         return True
+
+    def _progress_changes(self, nodes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+        """The entries of a progress map to look at: all of them, or for a shared map that follows the last one
+        seen, only its change (so a run of n nodes reads O(n) states, not O(n²))."""
+        previous, self._progress = self._progress, nodes if isinstance(nodes, ProgressNodes) else None
+        if isinstance(nodes, ProgressNodes) and previous is not None and nodes.follows(previous):
+            return (nodes.last_change(),)
+        return nodes.items()
 
     async def _at_node(self) -> None:
         """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
@@ -233,7 +251,7 @@ class JobRun:
         self.status, self.ended = JobState.ERROR, True
 
     def _done(self) -> list[str]:
-        return self.executed + [n for n in self.plan.cached if n not in self.executed]
+        return [*self.executed, *(n for n in self.plan.cached if n not in self.executed)]
 
     def _as_recorded(self, kind: str, executed: list[str]) -> list[str]:
         """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
@@ -282,7 +300,8 @@ class JobRun:
         job = plan.job
         if job is not None and not job.has_client and job.history and self.status.value == job.status:
             # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
-            recorded = render_value((job.history.get("status") or {}).get("messages") or [], {**self.bindings, "now_ms": _now_ms()})
+            self.bindings["now_ms"] = _now_ms()
+            recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
         success = self.status is JobState.SUCCESS
         outputs, meta = self.outputs, dict[str, Any]()

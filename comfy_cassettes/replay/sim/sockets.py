@@ -137,10 +137,14 @@ class Sockets:
     def emit(self, client_id: str | None, kind: str, data: Any) -> None:
         """A job's message: to the submitting client, or to everyone when the prompt came without a client_id
         (and then only the types ComfyUI broadcasts)."""
-        if client_id is None and kind not in BROADCAST_TYPES:
-            return
-        if client_id in self.clients if client_id is not None else self.clients:
+        if self.reaches(client_id, kind):
             self._outbox.put_nowait(_Text(client_id, message(kind, data)))
+
+    def reaches(self, client_id: str | None, kind: str) -> bool:
+        """Whether a job's message of ``kind`` would go to anyone now (else it is not even built)."""
+        if client_id is None:
+            return kind in BROADCAST_TYPES and bool(self.clients)
+        return client_id in self.clients
 
     def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
         """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""

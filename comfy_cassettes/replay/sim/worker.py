@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from ...cassette.naming import bind_job
+from ...cassette.naming import JobBinding, bind_job
 from ...comfy.events import default_traceback
 from ...comfy.folders import OutputNamer
 from ..harness.journal import Journal
@@ -17,6 +17,10 @@ from .run import JobRun, RunContext
 from .state import JobState, QueueItem
 
 STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (a reset, the server's shutdown)
+# A prompt of more nodes is planned in a thread: planning is linear in the graph, yet 10,000 nodes take most of a
+# second that the handlers must not wait. A smaller one (most prompts: txt2img has 7) is planned inline, where it
+# costs less than a thread's round trip.
+PLAN_INLINE_NODES = 64
 
 
 class Worker:
@@ -61,26 +65,46 @@ class Worker:
             if head is None:
                 self._wake.clear()
                 await self._wake.wait()
+                context.pacing.restart()
                 continue
             if clock.holds_at(head.prompt_id, "queued"):
                 self._wake.clear()
                 advanced = await clock.checkpoint(head.prompt_id, "queued", abandon=self._wake)
                 if not advanced or queue.head() is not head:
                     continue  # the queue changed under the held job: look again
-            await asyncio.sleep(0)  # let handlers run between jobs (instant timing sends a job's events back to back)
+            await context.pacing.spend()  # let handlers run between jobs once the work budget is spent
             if queue.head() is not head:
                 continue
             try:
-                self._current = self.prepare(head)
-                await self._current.execute()
+                self._current = await self.prepare(head)
+                if self._current is not None:
+                    await self._current.execute()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken run must not stop the queue
                 self.abort(head, exc)
             self._current = None
 
-    def prepare(self, item: QueueItem) -> JobRun:
-        """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running."""
+    async def prepare(self, item: QueueItem) -> JobRun | None:
+        """Take ``item``, the head of the queue: choose its plan, name its outputs, and mark it running. A large
+        graph is planned in a thread, so handlers keep answering; None when the queue changed meanwhile."""
+        context = self.context
+        if len(item.workflow) <= PLAN_INLINE_NODES:
+            plan, binding = self.plan_and_name(item)
+        else:
+            plan, binding = await asyncio.to_thread(self.plan_and_name, item)
+            if context.queue.head() is not item:
+                return None  # deleted, or overtaken by a prompt sent to the front: look again
+        # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
+        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
+        context.queue.take()
+        context.running.interrupt_requested = False
+        context.running.last_client = item.client_id
+        return JobRun(context, item, plan, binding)
+
+    def plan_and_name(self, item: QueueItem) -> tuple[planning.Plan, JobBinding]:
+        """The plan of ``item`` and its output names. Reads only what the worker alone changes (the node cache,
+        the namer), so it may run in a thread while the worker awaits it."""
         context = self.context
         plan = self.plan(item)
         sigs = item.signatures
@@ -93,18 +117,14 @@ class Worker:
             prompt_id=item.prompt_id, number=item.number, client_id=item.client_id or "", workflow=item.workflow,
             images=plan.outputs, namer=self.namer, known=known,
         )
-        # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
-        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
-        context.queue.take()
-        context.running.interrupt_requested = False
-        context.running.last_client = item.client_id
-        return JobRun(context, item, plan, binding)
+        return plan, binding
 
     def plan(self, item: QueueItem) -> planning.Plan:
         """The recorded job that answers ``item``, else a plan made from its graph."""
         order, sigs = item.order, item.signatures
         # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async).
-        cached = [node for node in item.workflow if node in order and sigs.get(node) in self.context.cache]
+        runs = set(order)
+        cached = [node for node in item.workflow if node in runs and sigs.get(node) in self.context.cache]
         has_client = item.client_id is not None
         job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape)
         if job is not None and job.status != "interrupted":
@@ -114,7 +134,7 @@ class Worker:
         timed = self.context.pacing.recorded
         pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
         synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self.inputs.size,
-                                        previews=self.previews, pace=pace)
+                                        previews=self.previews, pace=pace, prompt_id=item.prompt_id)
         return planning.resume_interrupted(job, synthetic) if job is not None else synthetic
 
     def abort(self, item: QueueItem, exc: Exception) -> None:
