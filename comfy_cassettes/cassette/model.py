@@ -164,9 +164,13 @@ class Cassette:
     def blob_path(self, ref: str) -> Path:
         """Absolute path of a blob reference such as ``blobs/<sha>.png``. Only a file inside the cassette's folder
         once links are resolved: a ``blobs`` link to elsewhere must not let /view serve any file on the machine."""
-        path = self.root / ref
-        if not blob_inside(self.root, path):
-            raise CassetteError(self.path, None, f"blob {ref!r} leads outside the cassette folder {self.root} (a link?)")
+        checked: dict[str, Path] = self.__dict__.setdefault("_checked_blobs", {})
+        path = checked.get(ref)
+        if path is None:  # resolved once per reference: two resolve() calls cost more than a job's whole replay
+            path = self.root / ref
+            if not blob_inside(self.root, path):
+                raise CassetteError(self.path, None, f"blob {ref!r} leads outside the cassette folder {self.root} (a link?)")
+            checked[ref] = path
         return path
 
     def read_blob(self, ref: str) -> bytes:

@@ -19,13 +19,13 @@ MAX_WAIT_S = 3600.0
 class Body(BaseModel):
     """A request body: unknown keys and loose types are errors, never silently dropped or coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, defer_build=True)
 
 
 class Answer(BaseModel):
     """An answer the server sends (documentation and checks; the handlers build plain JSON)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 Count = Annotated[int, Field(ge=1)]
@@ -95,7 +95,7 @@ class JournalExpectation(JournalPattern):
 class JournalQuery(BaseModel):
     """``GET /journal``'s query parameters (text, as query strings are): a subset of the pattern keys."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
 
     method: str | None = Field(None, description=_PATTERN["method"])
     path: str | None = Field(None, description=_PATTERN["path"])
@@ -270,13 +270,13 @@ FaultRule = Annotated[
     Field(discriminator="kind"),
 ]
 FaultRules = Union[FaultRule, list[FaultRule]]
-FAULT_RULE: TypeAdapter[Any] = TypeAdapter(FaultRule)
+FAULT_RULE: TypeAdapter[Any] = TypeAdapter(FaultRule, config=ConfigDict(defer_build=True))
 
 
 class ActiveFault(Answer):
     """An active rule: its id, ``remaining`` (null: every time), ``hits``, and the keys of its kind."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str = Field(description="f1, f2, ...: DELETE /faults/{id} removes it")
     kind: Literal["delay", "status", "drop", "execution_error", "execution_interrupted", "ws_disconnect", "down"] = Field(
@@ -355,7 +355,7 @@ class ClockState(Answer):
 
 
 class Advanced(Answer):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     prompt_id: str = Field(description="the job advanced")
     from_: str = Field(alias="from", description="where it was held")

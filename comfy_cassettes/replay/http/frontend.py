@@ -2,8 +2,10 @@
 informational routes the page reads at boot (``/extensions``, ``/i18n``, ``/workflow_templates``,
 ``/experiment/models``, ``/internal/folder_paths``), each answered from the cassette when it recorded one.
 
-Routing follows server.py:796-835: API routes first, then the static folders, the web root last; a file the
-folders do not have is answered from a recording if any, else as aiohttp does (an empty 404).
+The page is the one the replayed ComfyUI version requires (a build found or fetched by sim.frontend_builds), or
+the page the cassette recorded. Routing follows server.py:796-835: API routes first, then the static folders, the
+web root last; a file the folders do not have is answered from a recording if any, else as aiohttp does (an
+empty 404).
 """
 
 from __future__ import annotations
