@@ -91,22 +91,6 @@ CACHED_RERUN_FIRST = job(10066329, prefix="cached", invert=True)  # cached_rerun
 BATCH_3_FIRST = job(8388863, batch_size=3, prefix="batch")  # batch_3: 0.32 s
 
 
-def test_comfyscript_gets_its_images_from_the_bundled_default_cassette(tmp_path: Path) -> None:
-    with serving(tmp_path) as url:
-        sizes = run_comfyscript(url, [BASIC_SAVE_FIRST, CACHED_RERUN_FIRST, BATCH_3_FIRST], tmp_path)
-    assert sizes == [[[64, 64]], [[64, 64]], [[64, 64]] * 3]
-
-
-def test_comfyscript_gets_its_images_from_an_imported_session_cassette(tmp_path: Path) -> None:
-    cassette = tmp_path / "batch_3.yaml"
-    imported = subprocess.run([sys.executable, "-m", "comfy_cassettes", "import", str(har_path("batch_3")), "-o", str(cassette)],
-                              capture_output=True, text=True, timeout=60)
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    with serving(tmp_path, str(cassette)) as url:
-        sizes = run_comfyscript(url, [BATCH_3_FIRST], tmp_path)
-    assert sizes == [[[64, 64]] * 3]
-
-
 # ---------------------------------------------------------------- the probe: 20 prompts in a row, one /ws listener
 
 PROBE_WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
