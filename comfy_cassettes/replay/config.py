@@ -125,8 +125,11 @@ class ReplayConfig:
 def check_folder(flag: str, path: Path) -> None:
     """ConfigError unless ``path`` is a folder the server can write, or one it can create (nothing is created)."""
     existing = path.absolute()
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
     if not existing.is_dir():
         where = "it is a file" if existing == path.absolute() else f"{existing} is a file"
         raise ConfigError(f"{flag} {path}: {where}, not a folder")
@@ -137,10 +140,13 @@ def check_folder(flag: str, path: Path) -> None:
 def check_file_target(flag: str, path: Path) -> None:
     """ConfigError unless a file can be written at ``path``: its folder exists and is writable (nothing is written)."""
     path = path.absolute()
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path}: it is a folder")
-    if not path.parent.is_dir():
-        raise ConfigError(f"{flag} {path}: no folder {path.parent}")
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path}: it is a folder")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{flag} {path}: no folder {path.parent}")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: {path.parent} is not writable")
 
