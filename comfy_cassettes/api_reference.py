@@ -1,9 +1,9 @@
-"""The README's reference of the Python test API, rendered from the code so it cannot drift: every method of
+"""The reference of the Python test API (docs/reference/tables.md), rendered from the code so it cannot drift: every method of
 ``ReplayControl`` and of the pytest ``comfy`` handle (signature, what it does and returns, the admin route it
 calls) and the keys of the answers they return (the contract's models).
 
-``python -m comfy_cassettes.api_reference README.md`` rewrites every ``<!-- api:NAME -->`` ... ``<!-- /api:NAME -->``
-block of the file in place; a test keeps the README equal to them.
+``python -m comfy_cassettes.api_reference [FILE...]`` (default: every page under docs/) rewrites every ``<!-- api:NAME -->`` ... ``<!-- /api:NAME -->``
+block of the file in place; a test keeps the pages equal to them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .contract import bodies as m
 from .control import ReplayControl
 from .pytest_servers import ComfyHandle
 
-# The answers whose keys the methods hand back (whole, or the entries of a list), in the order the README shows them.
+# The answers whose keys the methods hand back (whole, or the entries of a list), in the order the reference shows them.
 ANSWERS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("a journal entry (`journal()`, `find()`)", m.JournalEntry),
     ("`state()`", m.State),
@@ -107,7 +107,7 @@ def render(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    for name in argv or ["README.md"]:
+    for name in argv or sorted(str(page) for page in Path("docs").rglob("*.md")):
         path = Path(name)
         path.write_text(render(path.read_text()))
     return 0

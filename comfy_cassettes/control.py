@@ -285,7 +285,7 @@ class ReplayControl:
         ``node=`` and ``step=``, or ``step:<id>:<k>``) or ``finished`` until advanced; returns the clock's state.
 
         A job held at ``node:K`` has been told (``executing`` K) but K has not run; one held at ``step:K:2`` has sent
-        K's progress 2 and its preview (ComfyUI sends them back to back). See the README's "the clock at node boundaries" for what an interrupt then does."""
+        K's progress 2 and its preview (ComfyUI sends them back to back). See docs/control.md, "the clock at node boundaries", for what an interrupt then does."""
         state: dict[str, Any] = self._admin("POST", "/clock/hold", json=_given(at=at, node=node, step=step, prompt_id=prompt_id))
         return state
 

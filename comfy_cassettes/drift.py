@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .comfy.differences import DIFFERENCES
 from .comfy.events import WsEvent
+from .comfy.profiles import OLDEST, parts
 from .cassette.model import Cassette, Interaction, Job
 from .record.session import HttpExchange
 from .cassette.templating import INT_NAMES, PLACEHOLDER, parse_templated
@@ -169,6 +171,21 @@ def _short(uri: str) -> str:
     return parts.path + ("?" + parts.query if parts.query else "")
 
 
+def version_rows(recorded: str | None, live: str | None) -> list[str]:
+    """The known differences between the cassette's version and the server's (differences.py), which may
+    explain what verify found: serve the cassette with ``--comfyui-version`` of the server to get them."""
+    try:
+        low, high = sorted((parts(recorded or OLDEST), parts(live or OLDEST)))
+    except ValueError:
+        return []
+    rows = [d for d in DIFFERENCES if low < parts(d.since) <= high]
+    if not rows:
+        return []
+    head = (f"known differences between ComfyUI {recorded or '?'} and {live}: serve with --comfyui-version {live} "
+            f"to replay as the server")
+    return [head] + [f"  since {d.since}: {d.what}" for d in rows]
+
+
 def render_report(report: VerifyReport) -> None:
     """Print the report: differences side by side, then WebSocket orders that differ, aligned."""
     from rich.console import Console
@@ -195,6 +212,8 @@ def render_report(report: VerifyReport) -> None:
         console.print(table)
     for note in sorted(set(report.notes)):
         console.print(f"[dim]note: {note}[/dim]")
+    for line in version_rows(report.recorded_version, report.comfyui_version) if report.differences else []:
+        console.print(line, markup=False, soft_wrap=True)
     console.print("[green]no differences[/green]" if report.ok else f"[red]{len(report.differences)} difference(s)[/red]")
 
 

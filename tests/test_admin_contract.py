@@ -1,5 +1,5 @@
 """One contract for the admin API: every route reads its body and query strictly, the OpenAPI document is valid
-and says what the server accepts and answers, ReplayControl's signatures are the models', the README's tables
+and says what the server accepts and answers, ReplayControl's signatures are the models', the docs' tables
 are rendered from them, and a server bound beyond loopback guards its admin API with a token."""
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def test_the_issues_examples(http: httpx.Client) -> None:
     # /clock/hold with a misspelt key used to hold every job.
     assert http.post(f"{ADMIN_PREFIX}/clock/hold", json={"at": "node", "node": "2", "prompt": "x"}).status_code == 400
     assert http.get(f"{ADMIN_PREFIX}/clock").json()["holds"] == []
-    # The README's {pattern, count} form of /journal/assert works, as does the flat one; both at once is refused.
+    # The docs' {pattern, count} form of /journal/assert works, as does the flat one; both at once is refused.
     http.get("/queue")
     nested = http.post(f"{ADMIN_PREFIX}/journal/assert", json={"pattern": {"method": "GET", "path": "/queue"}, "count": 1})
     assert nested.status_code == 200 and nested.json()["pattern"] == {"method": "GET", "path": "/queue"}
@@ -252,7 +252,7 @@ def test_every_answer_has_the_documented_shape(http: httpx.Client, server: Repla
     _check("openapi", http.get(f"{admin}/openapi.json"))
 
 
-# ---------------------------------------------------------------- ReplayControl and the README come from the models
+# ---------------------------------------------------------------- ReplayControl and the docs come from the models
 
 
 def _annotation(hint: Any) -> Any:
@@ -295,11 +295,12 @@ def test_replaycontrol_methods_take_exactly_their_bodys_keys() -> None:
     assert checked >= {n for route in ADMIN_ROUTES for n in route.control} - {"check", "assert_not_requested", "configure"}
 
 
-def test_the_readme_tables_are_rendered_from_the_contract() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_tables_are_rendered_from_the_contract() -> None:
+    pages = {path: path.read_text() for path in sorted((ROOT / "docs").rglob("*.md"))}
     for block in ("admin-routes", "fault-rules", "journal-pattern", "clock-bodies"):
-        assert f"<!-- contract:{block} -->" in readme, block
-    assert readme == render(readme), "README tables are stale: run `python -m comfy_cassettes.contract.readme README.md`"
+        assert f"<!-- contract:{block} -->" in pages[ROOT / "docs" / "control.md"], block
+    for path, text in pages.items():
+        assert text == render(text), f"{path.name}'s tables are stale: run `python -m comfy_cassettes.contract.readme`"
 
 
 # ---------------------------------------------------------------- beyond loopback: the admin token
@@ -399,7 +400,7 @@ def test_environment_token_is_read_by_the_cli(tmp_path: Path) -> None:
         process.communicate(timeout=10)
 
 
-# ---------------------------------------------------------------- the clock at node boundaries, as the README says
+# ---------------------------------------------------------------- the clock at node boundaries, as docs/control.md says
 
 
 def _events(control: ReplayControl, http: httpx.Client, prompt_id: str) -> list[str]:

@@ -56,6 +56,14 @@ def test_twine_accepts_both(dist: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_readme_links_and_images_work_on_the_index() -> None:
+    # The index renders README.md away from the repository: a relative link or image there is broken.
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)", readme) + re.findall(r"<img [^>]*src=\"([^\"]+)", readme)
+    assert targets, "the README links to the documentation"
+    assert [t for t in targets if not t.startswith("https://")] == []
+
+
 def test_changelog_starts_with_this_version() -> None:
     first = re.search(r"^## \[(?P<version>[^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert first is not None and first["version"] == __version__

@@ -14,8 +14,11 @@ import yaml
 from helpers import SUITE_INI
 
 # What a session that never uses comfy-cassettes must not import because the plugin is installed.
+# The options table (comfy_cassettes.replay.options) imports nothing: the plugin reads its flags and ini keys there.
 HEAVY = ("starlette", "uvicorn", "pydantic", "vcr", "httpx", "PIL", "yaml", "websockets", "rich", "typer",
-         "comfy_cassettes.replay", "comfy_cassettes.cassette", "comfy_cassettes.control", "comfy_cassettes.contract")
+         "comfy_cassettes.replay.config", "comfy_cassettes.replay.server", "comfy_cassettes.replay.http",
+         "comfy_cassettes.replay.sim", "comfy_cassettes.replay.harness", "comfy_cassettes.cassette", "comfy_cassettes.control",
+         "comfy_cassettes.contract")
 
 
 def _plain_cassette() -> dict[str, object]:

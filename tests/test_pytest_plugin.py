@@ -478,8 +478,8 @@ def test_a_markers_models_add_to_the_sessions(suite: pytest.Pytester) -> None:
     suite.runpytest().assert_outcomes(passed=3)
 
 
-def test_pytest_markers_shows_the_signature_the_readme_documents(suite: pytest.Pytester) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_pytest_markers_shows_the_signature_the_docs_document(suite: pytest.Pytester) -> None:
+    readme = (Path(__file__).parent.parent / "docs" / "pytest.md").read_text()
     signature = re.search(r"`(comfy_cassette\(\*cassettes,[^`]*)`", readme, re.S)
     assert signature is not None
     documented = " ".join(signature.group(1).split())

@@ -141,3 +141,13 @@ def test_compare_names_keys_types_and_lengths() -> None:
     assert compare(shape(recorded), shape(recorded), "x") == []
     assert parse_templated('{"number": {{number}}, "id": "{{prompt_id}}", "t": {{job.3.number}}}') == {"number": 0, "id": "{{prompt_id}}", "t": 0}
     assert parse_templated("500 Internal Server Error") is None
+
+
+def test_verify_against_a_newer_version_names_the_known_differences(start_server: StartServer) -> None:
+    # The 0.3.64 cassette against a server that is 0.8.0: create_time appears, and verify says which rows explain it.
+    server = start_server("basic_save", comfyui_version="0.8.0")
+    result = runner.invoke(app, ["verify", str(BUNDLED_DIR / "basic_save.yaml"), "--server", server.url], terminal_width=200)
+    assert result.exit_code == 1 and "create_time" in result.output
+    assert "known differences between ComfyUI 0.3.64 and 0.8.0: serve with --comfyui-version 0.8.0" in result.output
+    assert "since 0.3.69: extra_data.create_time (ms) in queue items and history" in result.output
+    assert "since 0.12.0" not in result.output  # newer than the server

@@ -1,7 +1,7 @@
-"""The README's generated tables: the admin API's, rendered from the route table and the models, and the ComfyUI
-versions' differences, rendered from comfy/differences.py (a test keeps the README equal to them).
+"""The documentation's generated tables (docs/control.md, docs/versions.md): the admin API's, rendered from the route table and the models, and the ComfyUI
+versions' differences, rendered from comfy/differences.py (a test keeps the pages equal to them).
 
-``python -m comfy_cassettes.contract.readme README.md`` rewrites every ``<!-- contract:NAME -->`` ...
+``python -m comfy_cassettes.contract.readme [FILE...]`` (default: every page under docs/) rewrites every ``<!-- contract:NAME -->`` ...
 ``<!-- /contract:NAME -->`` block of the file in place.
 """
 
@@ -108,7 +108,7 @@ def render(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    for name in argv or ["README.md"]:
+    for name in argv or sorted(str(page) for page in Path("docs").rglob("*.md")):
         path = Path(name)
         path.write_text(render(path.read_text()))
     return 0

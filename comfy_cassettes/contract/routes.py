@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import AdminRequestError
+from . import ADMIN_PREFIX
 from . import bodies as m
 
 # Every admin route lives under this prefix, beside ComfyUI's own routes.
-ADMIN_PREFIX = "/__cassettes__"
 OPENAPI_PATH = "/openapi.json"
 
 
@@ -75,7 +75,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
                {200: m.FaultState, 404: m.Refusal, **_BAD}, body=m.NoBody, control=("remove_fault",),
                path_params={"fault_id": "a rule id from POST /faults (f1, f2, ...)"}),
     AdminRoute("GET", "/clock", "clock", "Holds and held jobs", {200: m.ClockState, **_BAD}, query=m.NoBody, control=("clock",)),
-    AdminRoute("POST", "/clock/hold", "clock_hold", "Hold jobs at a point until advanced (see the README: the clock at node boundaries)",
+    AdminRoute("POST", "/clock/hold", "clock_hold", "Hold jobs at a point until advanced (docs/control.md: the clock at node boundaries)",
                {200: m.ClockState, **_BAD}, body=m.Hold, control=("hold",)),
     AdminRoute("POST", "/clock/advance", "clock_advance", "Let a held job go on to its next hold or its end; 409 when none is held",
                {200: m.Advanced, 409: m.Refusal, **_BAD}, body=m.Advance, control=("advance",)),
