@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 from ...comfy.folders import FileRoots, dir_for_type, split_annotation, write_whole
 from ..sim.recorded_inputs import composite_mask
@@ -127,6 +130,8 @@ def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[byte
     # writes them as latin-1, so the UTF-8 bytes go in spelled as latin-1 characters.
     disposition = f'filename="{result.filename}"'.encode("utf-8", "replace").decode("latin-1")
     channel = query.get("channel")
+    if "preview" in query or channel in ("rgb", "a"):
+        from PIL import Image  # imported on first use: at boot it cost a tenth of serve's start-up
     if "preview" in query:
         preview = query["preview"].split(";")
         image_format = preview[0]
