@@ -83,12 +83,29 @@ def job(color: int, *, batch_size: int = 1, prefix: str = "ComfyUI", invert: boo
     return {"width": 64, "height": 64, "batch_size": batch_size, "color": color, "prefix": prefix, "invert": invert}
 
 
-# Recorded prompts whose jobs took ComfyUI tens of milliseconds or more. ComfyScript notes a prompt_id only after its
-# POST answer, on a thread that shares the GIL with its /ws watcher: on a busy machine that can take longer than the
-# few milliseconds a cached re-run takes (against ComfyUI too), which the probe below covers on the server's side.
+# Recorded prompts, as ComfyScript builds them (its own node ids: "EmptyImage.0"), whose jobs took ComfyUI tens of
+# milliseconds or more: replayed at the recording's pace. ComfyScript notes a prompt_id only after its POST answer, on
+# a thread that shares the GIL with its /ws watcher: on a busy machine that can take longer than the few milliseconds
+# a cached re-run takes (against ComfyUI too), which the probe below covers on the server's side.
 BASIC_SAVE_FIRST = job(16744448)  # basic_save: the first prompt of a fresh server, 64 ms
 CACHED_RERUN_FIRST = job(10066329, prefix="cached", invert=True)  # cached_rerun: 0.37 s
 BATCH_3_FIRST = job(8388863, batch_size=3, prefix="batch")  # batch_3: 0.32 s
+
+
+def test_comfyscript_gets_its_images_from_the_bundled_default_cassette(tmp_path: Path) -> None:
+    with serving(tmp_path) as url:
+        sizes = run_comfyscript(url, [BASIC_SAVE_FIRST, CACHED_RERUN_FIRST, BATCH_3_FIRST], tmp_path)
+    assert sizes == [[[64, 64]], [[64, 64]], [[64, 64]] * 3]
+
+
+def test_comfyscript_gets_its_images_from_an_imported_session_cassette(tmp_path: Path) -> None:
+    cassette = tmp_path / "batch_3.yaml"
+    imported = subprocess.run([sys.executable, "-m", "comfy_cassettes", "import", str(har_path("batch_3")), "-o", str(cassette)],
+                              capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    with serving(tmp_path, str(cassette)) as url:
+        sizes = run_comfyscript(url, [BATCH_3_FIRST], tmp_path)
+    assert sizes == [[[64, 64]] * 3]
 
 
 # ---------------------------------------------------------------- the probe: 20 prompts in a row, one /ws listener
