@@ -56,7 +56,34 @@ class ReplayConfig:
     recorded_inputs: bool = default("recorded_inputs")  # start with the input files the cassettes' recordings had; False: an empty folder
 
     def validated(self) -> ReplayConfig:
-        """This config with paths made absolute, or ConfigError naming the bad option."""
+        """This config with paths made absolute and the cassette folders expanded, or ConfigError naming the bad
+        option."""
+        self._check_values()
+        self._check_paths()
+        token = self.admin_token
+        if token is not None and not token.strip():
+            raise ConfigError("--admin-token must not be empty")
+        if token is None and not is_loopback(self.host):
+            token = secrets.token_urlsafe(24)  # the admin API is never open to the network
+
+        def absolute(value: Path | None) -> Path | None:
+            return Path(value).expanduser().resolve() if value is not None else None
+
+        return replace(
+            self,
+            admin_token=token,
+            cassettes=expand_cassettes(self.cassettes),
+            output_dir=absolute(self.output_dir),
+            input_dir=absolute(self.input_dir),
+            temp_dir=absolute(self.temp_dir),
+            source_image=absolute(self.source_image),
+            base=absolute(self.base),
+            front_end_root=absolute(self.front_end_root),
+            user_dir=absolute(self.user_dir),
+        )
+
+    def _check_values(self) -> None:
+        """The options that are values: within their range, and available in the ComfyUI version chosen."""
         if self.timing not in TIMING_MODES:
             raise ConfigError(f"--timing must be one of {', '.join(TIMING_MODES)}, got {self.timing!r}")
         if self.speed <= 0:
@@ -74,20 +101,9 @@ class ReplayConfig:
             raise ConfigError("--assets needs a ComfyUI with the assets system (0.17.0 or newer, e.g. --comfyui-version 0.38)")
         if self.assets and importlib.util.find_spec("blake3") is None:
             raise ConfigError("--assets needs the blake3 package for ComfyUI's asset hashes: pip install 'comfy-cassettes[assets]'")
-        if not self.cassettes:
-            raise ConfigError("no cassette given")
-        expanded: list[Path] = []
-        for path in self.cassettes:
-            path = Path(path).expanduser().resolve()
-            if path.is_dir():
-                found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
-                if not found:
-                    raise ConfigError(f"{path}: folder holds no *.yaml cassette")
-                expanded.extend(found)
-            elif not path.exists():
-                raise ConfigError(f"{path}: no such cassette")
-            else:
-                expanded.append(path)
+
+    def _check_paths(self) -> None:
+        """The options that are files and folders: there, of the right kind, writable where the server writes."""
         if self.base is not None and not Path(self.base).expanduser().is_file():
             raise ConfigError(f"--base {self.base}: no such cassette")
         if self.front_end_root is not None and not Path(self.front_end_root).expanduser().is_dir():
@@ -99,27 +115,25 @@ class ReplayConfig:
             if folder is not None:
                 check_folder(flag, Path(folder).expanduser())
 
-        def absolute(value: Path | None) -> Path | None:
-            return Path(value).expanduser().resolve() if value is not None else None
 
-        token = self.admin_token
-        if token is not None and not token.strip():
-            raise ConfigError("--admin-token must not be empty")
-        if token is None and not is_loopback(self.host):
-            token = secrets.token_urlsafe(24)  # the admin API is never open to the network
-
-        return replace(
-            self,
-            admin_token=token,
-            cassettes=tuple(expanded),
-            output_dir=absolute(self.output_dir),
-            input_dir=absolute(self.input_dir),
-            temp_dir=absolute(self.temp_dir),
-            source_image=absolute(self.source_image),
-            base=absolute(self.base),
-            front_end_root=absolute(self.front_end_root),
-            user_dir=absolute(self.user_dir),
-        )
+def expand_cassettes(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The cassette files ``paths`` name: a folder stands for its ``*.yaml`` files (ConfigError when a path is
+    missing or a folder holds none)."""
+    if not paths:
+        raise ConfigError("no cassette given")
+    expanded: list[Path] = []
+    for path in paths:
+        path = Path(path).expanduser().resolve()
+        if path.is_dir():
+            found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+            if not found:
+                raise ConfigError(f"{path}: folder holds no *.yaml cassette")
+            expanded.extend(found)
+        elif not path.exists():
+            raise ConfigError(f"{path}: no such cassette")
+        else:
+            expanded.append(path)
+    return tuple(expanded)
 
 
 def check_folder(flag: str, path: Path) -> None:
