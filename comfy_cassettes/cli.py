@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from .errors import ComfyCassettesError, ConfigError
-from .options import OPTIONS
+from .replay.options import OPTIONS
 from .replay.config import ADMIN_PREFIX, DEFAULT_BASE, DEFAULT_CASSETTE, DEFAULT_HOST, DEFAULT_PORT, ReplayConfig, check_file_target
 from .version import __version__
 
@@ -54,7 +54,7 @@ def serve(**values: Any) -> None:
     from .replay.harness.faults import parse_cli_delay, parse_cli_status
     from .replay.server import ReplayServer
 
-    settings = {option.name: values[option.name] for option in OPTIONS if option.config and option.cli}
+    settings = {option.name: values[option.name] for option in OPTIONS if option.config}
     settings["models"] = tuple(settings["models"] or ())
     if values["no_base"]:
         settings["base"] = None
@@ -84,9 +84,7 @@ def _serve_signature() -> Signature:
     cassettes = Annotated[Optional[list[Path]], typer.Argument(help="Cassette files or folders (default: the bundled cassette).")]
     parameters = [Parameter("cassettes", Parameter.KEYWORD_ONLY, default=None, annotation=cassettes)]
     for option in OPTIONS:
-        if not option.cli:
-            continue
-        kind, default = _cli_type(option.type), option.config_default
+        kind, default = _cli_type(option.type), option.default
         if isinstance(default, tuple):
             default = None  # a repeatable option: typer's list, None when not given
         info = typer.Option(option.cli_flag, help=option.help, envvar=option.envvar, show_envvar=option.envvar is not None,

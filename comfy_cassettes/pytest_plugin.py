@@ -22,51 +22,41 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .pytest_names import DEFAULT_ENV_VAR, MARKER, VCR_MARKER
+from .pytest_names import DEFAULT_ENV_VAR, MARKER, VCR_MARKER, option_dest
+from .replay.options import MARKER_OPTIONS, PYTEST_OPTIONS
 
 if TYPE_CHECKING:
     from .pytest_servers import ComfyHandle, ComfyServers
     from .replay.server import ReplayServer
 
 _MARKER_HELP = (
-    f'{MARKER}(*cassettes, dynamic=False, timing="instant", speed=1.0, seed=None, models=(), preview_method="none", '
-    'preview_size=512, comfyui_version=None, assets=False, allow_unmatched=False, **options): '
-    "replay these cassettes (names, files or folders; looked up next to the test, in the configured "
-    "cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; models are "
-    "declared besides the session's (--comfy-model, comfy_cassettes_models); other keywords go to the "
-    "server's configure()."
+    f"{MARKER}(*cassettes, "
+    + ", ".join(f'{o.name}="{o.default}"' if isinstance(o.default, str) else f"{o.name}={o.default!r}" for o in MARKER_OPTIONS)
+    + ", allow_unmatched=False, **options): replay these cassettes (names, files or folders; looked up next to the test, "
+    "in the configured cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; models are "
+    "declared besides the session's (--comfy-model, comfy_cassettes_models); other keywords go to the server's configure()."
 )
 _VCR_MARKER_HELP = (
     f"{VCR_MARKER}: this test's @pytest.mark.vcr cassette is a comfy-cassettes one (read with templates rendered, "
     "recorded in the comfy-cassettes format, ComfyUI matchers and filters); a test whose cassette file already is "
     "one needs no marker."
 )
-# Command-line options (dest, flags, help) and ini keys (name, help, type, default): one table each, read by
-# pytest_addoption and by _configured (a session that sets none of them pays nothing for checking them).
-_OPTIONS: tuple[tuple[str, tuple[str, ...], str, dict[str, Any]], ...] = (
+# The plugin's own settings (dest, flags, help, extra) and ini keys (name, help, type, default); the server options a
+# session sets come from the options table (replay/options.py). Read by pytest_addoption and by _configured (a session
+# that sets none of them pays nothing for checking them).
+_OPTIONS: list[tuple[str, tuple[str, ...], str, dict[str, Any]]] = [
     ("comfy_cassettes", ("--comfy-cassette-dir",), "cassette file or folder to replay (repeatable; default: the bundled comfyui.yaml).",
      {"action": "append", "metavar": "PATH"}),
     ("comfy_env_var", ("--comfy-env-var",), f"environment variable the comfy fixture sets to the server URL (default {DEFAULT_ENV_VAR}).",
      {"metavar": "NAME"}),
-    ("comfy_seed", ("--comfy-seed",), "seed for minted prompt_ids (default 0).", {"type": int, "metavar": "N"}),
-    ("comfy_source_image", ("--comfy-source-image",), "one image every output serves (default: the recorded images).", {"metavar": "PATH"}),
-    ("comfy_models", ("--comfy-model",), "declare a model file, e.g. checkpoints/v1-5-pruned-emaonly.safetensors (repeatable).",
-     {"action": "append", "metavar": "FOLDER/NAME"}),
-    ("comfy_version", ("--comfy-version",), "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", {"metavar": "VERSION"}),
-    ("comfy_preview_method", ("--comfy-preview-method",), "sampler previews: none (default), auto, latent2rgb, taesd.", {"metavar": "METHOD"}),
-    ("comfy_preview_size", ("--comfy-preview-size",), "largest side of a sampler preview, like ComfyUI's --preview-size (default 512).",
-     {"type": int, "metavar": "PIXELS"}),
-)
-_INI: tuple[tuple[str, str, str | None, Any], ...] = (
+    *((option_dest(o), (o.pytest_flag,), o.help, {"metavar": o.metavar, **({"action": "append"} if o.repeatable else {})})
+      for o in PYTEST_OPTIONS if o.pytest_flag),
+]
+_INI: list[tuple[str, str, str | None, Any]] = [
     ("comfy_cassettes", "cassette files or folders to replay (relative to the ini file).", "paths", []),
     ("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", None, DEFAULT_ENV_VAR),
-    ("comfy_cassettes_seed", "seed for minted prompt_ids (default 0).", None, "0"),
-    ("comfy_cassettes_source_image", "one image every output serves.", None, ""),
-    ("comfy_cassettes_models", "declared model files, one FOLDER/NAME per line.", "linelist", []),
-    ("comfy_cassettes_comfyui_version", "the ComfyUI version to be, any from 0.3.64 to 0.38.1 (default: the cassettes').", None, ""),
-    ("comfy_cassettes_preview_method", "sampler previews: none (default), auto, latent2rgb, taesd.", None, "none"),
-    ("comfy_cassettes_preview_size", "largest side of a sampler preview (default 512).", None, "512"),
-)
+    *((o.ini, o.help, "linelist" if o.repeatable else None, [] if o.repeatable else "") for o in PYTEST_OPTIONS if o.ini),
+]
 # The `vcr` fixture's request while pytest-recording sets it up: pytest_recording_configure is given no test.
 _VCR_REQUEST = pytest.StashKey["pytest.FixtureRequest"]()
 # A comfy cassette is YAML with a top-level `comfy:` key; a key at column 0 can only be a top-level one.

@@ -8,82 +8,77 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
 from .control import ReplayControl, problems_report
 from .comfy.profiles import profile
 from .errors import ConfigError
-from .pytest_names import DEFAULT_ENV_VAR, MARKER
+from .pytest_names import DEFAULT_ENV_VAR, MARKER, option_dest
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
+from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
 
 if TYPE_CHECKING:
     from .replay.server import ReplayServer
 
-# serve's flag names in ReplayConfig's errors -> the pytest option that set the value.
-_OPTION_NAMES = {"--model ": "--comfy-model ", "--preview-method ": "--comfy-preview-method ",
-                 "--source-image ": "--comfy-source-image "}
-
-
 @dataclass(frozen=True)
 class Settings:
-    """The session's options, command line over ini over defaults."""
+    """The session's options, command line over ini over defaults: its cassettes, the environment variable, and the
+    server options it sets (rows of the options table, by name)."""
 
     cassettes: tuple[Path, ...]
     env_var: str
-    seed: int
-    source_image: Path | None
-    models: tuple[str, ...] = ()
-    preview_method: str = "none"
-    comfyui_version: str | None = None
-    preview_size: int = 512
+    values: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         given = config.getoption("comfy_cassettes")
         cassettes = tuple(Path(p).expanduser().resolve() for p in given) if given else tuple(Path(p) for p in config.getini("comfy_cassettes"))
-        seed = config.getoption("comfy_seed")
-        image = config.getoption("comfy_source_image") or config.getini("comfy_cassettes_source_image")
-        try:
-            seed = int(config.getini("comfy_cassettes_seed")) if seed is None else seed
-        except ValueError:
-            raise pytest.UsageError(f"comfy_cassettes_seed must be an integer, got {config.getini('comfy_cassettes_seed')!r}") from None
-        preview_size = config.getoption("comfy_preview_size")
-        try:
-            preview_size = int(config.getini("comfy_cassettes_preview_size")) if preview_size is None else preview_size
-        except ValueError:
-            raise pytest.UsageError("comfy_cassettes_preview_size must be an integer, got "
-                                    f"{config.getini('comfy_cassettes_preview_size')!r}") from None
+        values: dict[str, Any] = {}
+        for option in PYTEST_OPTIONS:
+            raw = config.getoption(option_dest(option)) if option.pytest_flag else None
+            where = option.pytest_flag
+            if raw in (None, []) and option.ini:
+                raw, where = config.getini(option.ini), option.ini
+            if raw not in (None, "", []):
+                values[option.name] = _parsed(option, raw, where or option.name)
         return cls(
             cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
             env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
-            seed=seed,
-            source_image=Path(image).expanduser().resolve() if image else None,
-            models=tuple(config.getoption("comfy_models") or config.getini("comfy_cassettes_models")),
-            preview_method=config.getoption("comfy_preview_method") or config.getini("comfy_cassettes_preview_method") or "none",
-            comfyui_version=config.getoption("comfy_version") or config.getini("comfy_cassettes_comfyui_version") or None,
-            preview_size=preview_size,
+            values=values,
         )
+
+    def value(self, name: str) -> Any:
+        """The session's value of a server option: its own, else the table's default."""
+        return self.values.get(name, BY_NAME[name].default)
+
+    @property
+    def seed(self) -> int:
+        return int(self.value("seed"))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self.value("models"))
 
     def check(self) -> None:
         """Refuse a bad option once, at configure, as a usage error naming it (not one error per test)."""
         try:
-            if self.comfyui_version is not None:
+            version = self.values.get("comfyui_version")
+            if version is not None:
                 try:
-                    profile(self.comfyui_version)
+                    profile(version)
                 except ConfigError as exc:  # its message names the version, not the option
-                    raise ConfigError(f"--comfy-version {self.comfyui_version!r}: {exc}") from None
-            ReplayConfig(cassettes=self.cassettes, port=0, source_image=self.source_image, seed=self.seed, models=self.models,
-                         preview_method=self.preview_method, preview_size=self.preview_size,
-                         comfyui_version=self.comfyui_version).validated()
+                    raise ConfigError(f"{BY_NAME['comfyui_version'].cli_flag} {version!r}: {exc}") from None
+            ReplayConfig(cassettes=self.cassettes, port=0, **self.values).validated()
         except ConfigError as exc:
             message = str(exc)
-            for flag, option in _OPTION_NAMES.items():
-                message = message.replace(flag, option, 1) if message.startswith(flag) else message
+            for option in PYTEST_OPTIONS:  # serve's flag in ReplayConfig's message -> the pytest option that set it
+                if option.pytest_flag and message.startswith(option.cli_flag + " "):
+                    message = option.pytest_flag + message[len(option.cli_flag):]
             raise pytest.UsageError(f"comfy-cassettes: {message}") from None
 
     @property
@@ -175,62 +170,47 @@ class ComfyHandle(ReplayControl):
         return paths
 
 
-@dataclass(frozen=True)
-class ServerOptions:
-    """What makes two replay servers different: one session server per distinct value."""
-
-    cassettes: tuple[Path, ...]
-    dynamic: bool
-    timing: str
-    speed: float
-    seed: int
-    models: tuple[str, ...]
-    preview_method: str
-    preview_size: int
-    comfyui_version: str | None
-    assets: bool
+# What makes two replay servers different: one session server per distinct cassettes and marker option values.
+ServerKey = tuple[tuple[Path, ...], tuple[tuple[str, Any], ...]]
 
 
 class ComfyServers:
-    """The session's replay servers, one per distinct :class:`ServerOptions`, started on first use."""
+    """The session's replay servers, one per distinct :data:`ServerKey`, started on first use."""
 
     def __init__(self, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
         self.settings = settings
         self._tmp = tmp_path_factory
-        self._running: dict[ServerOptions, ComfyHandle] = {}
+        self._running: dict[ServerKey, ComfyHandle] = {}
 
-    def get(
-        self, *, cassettes: Sequence[Path] | None = None, dynamic: bool = False, timing: str = "instant",
-        speed: float = 1.0, seed: int | None = None, models: Sequence[str] | None = None,
-        preview_method: str | None = None, preview_size: int | None = None, comfyui_version: str | None = None,
-        assets: bool = False,
-    ) -> ComfyHandle:
-        """The handle of the server for this configuration (not reset: the comfy fixtures do that); ``models`` are
-        declared besides the session's (``--comfy-model``, ``comfy_cassettes_models``)."""
-        if timing not in TIMING_MODES:
-            raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
-        key = ServerOptions(
-            tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes,
-            bool(dynamic), timing, float(speed), self.settings.seed if seed is None else int(seed),
-            _with_session_models(self.settings.models, models), preview_method or self.settings.preview_method,
-            int(self.settings.preview_size if preview_size is None else preview_size), comfyui_version or self.settings.comfyui_version,
-            bool(assets),
-        )
+    def get(self, *, cassettes: Sequence[Path] | None = None, **options: Any) -> ComfyHandle:
+        """The handle of the server for these cassettes and marker options (not reset: the comfy fixtures do that);
+        an option not given is the session's, else the table's default. ``models`` are declared besides the
+        session's (``--comfy-model``, ``comfy_cassettes_models``)."""
+        values: dict[str, Any] = {}
+        for option in MARKER_OPTIONS:
+            given = options.pop(option.name, None)
+            values[option.name] = self.settings.value(option.name) if given is None else _parsed(option, given, f"{MARKER}: {option.name}")
+            if given is not None and option.name == "models":  # added to the session's, not instead of them
+                values["models"] = tuple(dict.fromkeys([*self.settings.models, *values["models"]]))
+        if options:
+            raise TypeError(f"{MARKER}: unknown server option(s) {', '.join(sorted(options))}; known: {', '.join(o.name for o in MARKER_OPTIONS)}")
+        if values["timing"] not in TIMING_MODES:
+            raise ValueError(f"{MARKER}: timing must be one of {', '.join(TIMING_MODES)}, got {values['timing']!r}")
+        key: ServerKey = (tuple(Path(p).resolve() for p in cassettes) if cassettes else self.settings.cassettes, tuple(values.items()))
         if key not in self._running:
             self._running[key] = self._start(key)
         return self._running[key]
 
-    def _start(self, key: ServerOptions) -> ComfyHandle:
+    def _start(self, key: ServerKey) -> ComfyHandle:
         from .replay.config import ReplayConfig
         from .replay.server import ReplayServer
 
+        cassettes, values = key
         root = self._tmp.mktemp("comfy-server")
+        session = {name: value for name, value in self.settings.values.items() if name not in dict(values)}
         config = ReplayConfig(
-            cassettes=key.cassettes, port=0, output_dir=root / "output", input_dir=root / "input", temp_dir=root / "temp",
-            user_dir=root / "user",
-            source_image=self.settings.source_image, dynamic=key.dynamic, timing=key.timing, speed=key.speed, seed=key.seed,
-            models=key.models, preview_method=key.preview_method, preview_size=key.preview_size,
-            comfyui_version=key.comfyui_version, assets=key.assets,
+            cassettes=cassettes, port=0, output_dir=root / "output", input_dir=root / "input", temp_dir=root / "temp",
+            user_dir=root / "user", **session, **dict(values),
         )
         try:
             server = ReplayServer(config).start()
@@ -250,10 +230,22 @@ class ComfyServers:
                 shutil.rmtree(handle.root, ignore_errors=True)
 
 
-def _with_session_models(session: Sequence[str], given: Sequence[str] | str | None) -> tuple[str, ...]:
-    """The session's declared models, then a marker's or a caller's own (one name may come as a plain string)."""
-    extra = [given] if isinstance(given, str) else list(given or ())
-    return tuple(dict.fromkeys([*session, *extra]))
+def _parsed(option: Option, raw: Any, where: str) -> Any:
+    """A value for ``option`` from the command line, an ini file or a marker, as its type; a usage error naming
+    ``where`` when it is not one."""
+    kind = option.type
+    try:
+        if option.repeatable:
+            return tuple([raw] if isinstance(raw, str) else raw)  # one name may come as a plain string
+        if kind in (int, float):
+            return kind(raw)
+        if kind is bool:
+            return bool(raw)
+        if kind == Optional[Path]:
+            return Path(raw).expanduser().resolve()
+        return raw
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"comfy-cassettes: {where} must be {kind.__name__}, got {raw!r}") from None
 
 
 def serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> Iterator[ComfyHandle]:
@@ -273,8 +265,7 @@ def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch:
         names = mark.args or names
         options.update(mark.kwargs)
     allow_unmatched = bool(options.pop("allow_unmatched", False))
-    known = {k: options.pop(k) for k in ("dynamic", "timing", "speed", "seed", "models", "preview_method", "preview_size",
-                                         "comfyui_version", "assets") if k in options}
+    known = {o.name: options.pop(o.name) for o in MARKER_OPTIONS if o.name in options}
     if dynamic is not None:
         known["dynamic"] = dynamic
     cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]

@@ -156,3 +156,19 @@ def test_version() -> None:
 
     result = subprocess.run([*CLI, "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout == f"comfy-cassettes {__version__}\n"
+
+
+def test_a_ready_file_name_too_long_is_one_line(tmp_path: Path) -> None:
+    ready = tmp_path / ("r" * 300 + ".json")
+    assert _refused("--port", "0", "--ready-file", str(ready)) == f"error: --ready-file {ready}: File name too long"
+
+
+def test_a_ready_file_that_cannot_be_written_once_serving_stops_serve_with_one_line() -> None:
+    # As root, /sys passes the folder checks (os.access says writable) yet refuses new files: the write fails once
+    # the server listens, which stops it. As anyone else (or without /sys) the check refuses it before binding.
+    ready = Path("/sys/comfy-cassettes-ready.json")
+    result = subprocess.run([*CLI, "serve", "--port", "0", "--ready-file", str(ready)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --ready-file {ready}: ")
+    assert not ready.exists()

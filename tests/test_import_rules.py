@@ -17,7 +17,7 @@ LAYERS = [
     ("replay.http",),
     ("replay.sim",),
     ("replay.harness",),
-    ("replay.config",),
+    ("replay.config", "replay.options"),
     ("contract",),
     ("cassette",),
     ("comfy",),

@@ -43,7 +43,7 @@ def wait(http: httpx.Client, prompt_id: str) -> None:
         time.sleep(0.05)
 
 
-def run_sequence(url: str, color: int, interrupt: Callable[[httpx.Client, str], None]) -> list[tuple[str, int, Any]]:
+def run_sequence(url: str, color: int, running: Callable[[str], None], resume: Callable[[], None]) -> list[tuple[str, int, Any]]:
     """The same client session against any server: (what, status, body) of each answer."""
     seen: list[tuple[str, int, Any]] = []
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -61,8 +61,16 @@ def run_sequence(url: str, color: int, interrupt: Callable[[httpx.Client, str], 
             seen.append((f"POST /prompt {body.get('prompt_id')}", answer.status_code, answer.json()))
         wait(http, "Live-Job-1")
         slow = http.post("/prompt", json={"prompt": SLOW, "prompt_id": "live-job-2", "number": 8}).json()["prompt_id"]
-        interrupt(http, slow)
+        waiting = dict(quick, **{"1": {**quick["1"], "inputs": {**quick["1"]["inputs"], "color": color + 1}}})
+        http.post("/prompt", json={"prompt": waiting, "prompt_id": "live-job-3", "number": 9})
+        running(slow)  # the slow job runs, the last one waits
+        for path in ("/api/jobs", "/api/jobs/live-job-2", "/api/jobs/live-job-3"):
+            answer = http.get(path)
+            seen.append((f"GET {path} (queued)", answer.status_code, answer.json()))
+        http.post("/interrupt", json={})
+        resume()
         wait(http, slow)
+        wait(http, "live-job-3")
         for path in ["/api/jobs" + q for q in JOB_QUERIES] + ["/api/jobs/Live-Job-1", "/api/jobs/live-job-2", "/api/jobs/nope", "/features",
                                                                                                  "/models", "/object_info/SaveImage"]:
             answer = http.get(path)
@@ -78,22 +86,13 @@ def run_sequence(url: str, color: int, interrupt: Callable[[httpx.Client, str], 
 def test_the_replay_of_the_live_version_answers_as_it_does(start_server: Callable[..., ReplayServer], tmp_path: Path) -> None:
     version = httpx.get(LIVE + "/system_stats").json()["system"]["comfyui_version"]
 
-    def live_interrupt(http: httpx.Client, prompt_id: str) -> None:
-        time.sleep(1.0)  # the slow job is running
-        http.post("/interrupt", json={})
-
     color = int(time.time()) % 1000  # a value the live server has not cached
-    live = run_sequence(LIVE, color, live_interrupt)
+    live = run_sequence(LIVE, color, lambda prompt_id: time.sleep(1.0), lambda: None)  # 1 s into its long blur
     server = start_server("comfyui", comfyui_version=version, dynamic=True)
-
-    def replay_interrupt(http: httpx.Client, prompt_id: str) -> None:
-        control.wait_held(prompt_id)
-        http.post("/interrupt", json={})
-        control.release()
 
     with ReplayControl(server.url) as control:
         control.hold("node:2", prompt_id="live-job-2")  # the slow job's blur, where the live server is interrupted
-        replayed = run_sequence(server.url, color, replay_interrupt)
+        replayed = run_sequence(server.url, color, lambda prompt_id: control.wait_held(prompt_id) and None, control.release)
     comparer = ValueComparer()
     for (what, status, body), (_, got_status, got) in zip(live, replayed, strict=True):
         if status != got_status:

@@ -6,7 +6,7 @@ import dataclasses
 import subprocess
 import sys
 
-from comfy_cassettes.options import OPTIONS
+from comfy_cassettes.replay.options import OPTIONS
 from comfy_cassettes.replay.config import ReplayConfig
 
 # Not options a user sets on serve: the cassettes are its arguments; the journal's cap is the harness's.
@@ -34,3 +34,12 @@ def test_a_row_reaches_the_server(tmp_path) -> None:
     bad = subprocess.run([sys.executable, "-m", "comfy_cassettes", "serve", "--port", "0", "--preview-size", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stderr.strip() == "error: --preview-size must be at least 1, got 0"
+
+
+def test_the_config_types_are_the_table_types() -> None:
+    import typing
+
+    hints = typing.get_type_hints(ReplayConfig)
+    for option in OPTIONS:
+        if option.config:
+            assert hints[option.name] == option.type, option.name

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import AdminRequestError
+from . import ADMIN_PREFIX
 from . import bodies as m
 
 # Every admin route lives under this prefix, beside ComfyUI's own routes.
-ADMIN_PREFIX = "/__cassettes__"
 OPENAPI_PATH = "/openapi.json"
 
 

@@ -11,19 +11,14 @@ from pathlib import Path
 
 from ..comfy.model_files import by_folder
 from ..comfy.profiles import profile
-from ..contract.routes import ADMIN_PREFIX as ADMIN_PREFIX
+from ..contract import ADMIN_PREFIX as ADMIN_PREFIX
 from ..errors import ConfigError
 
-ADMIN_TOKEN_ENV = "COMFY_CASSETTES_ADMIN_TOKEN"
-TIMING_MODES = ("instant", "recorded")
-# ComfyUI's --preview-method (cli_args.py); in 0.3.64 "auto", and "taesd" without its decoder, mean latent2rgb.
-PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8189
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "cassettes"
-DEFAULT_CASSETTE = BUNDLED_DIR / "comfyui.yaml"
-# A real ComfyUI 0.3.64's informational answers, for the routes a session cassette never recorded.
-DEFAULT_BASE = BUNDLED_DIR / "snapshots.yaml"
+from .options import (
+    ADMIN_TOKEN_ENV as ADMIN_TOKEN_ENV, BUNDLED_DIR as BUNDLED_DIR, DEFAULT_BASE as DEFAULT_BASE, DEFAULT_CASSETTE as DEFAULT_CASSETTE,
+    DEFAULT_HOST as DEFAULT_HOST, DEFAULT_PORT as DEFAULT_PORT, PREVIEW_METHODS as PREVIEW_METHODS, TIMING_MODES as TIMING_MODES,
+    default,
+)
 
 
 @dataclass(frozen=True)
@@ -38,30 +33,57 @@ class ReplayConfig:
     """
 
     cassettes: tuple[Path, ...] = (DEFAULT_CASSETTE,)
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    output_dir: Path | None = None
-    input_dir: Path | None = None
-    temp_dir: Path | None = None
-    source_image: Path | None = None
-    dynamic: bool = False
-    timing: str = "instant"
-    speed: float = 1.0
-    seed: int = 0
+    host: str = default("host")
+    port: int = default("port")
+    output_dir: Path | None = default("output_dir")
+    input_dir: Path | None = default("input_dir")
+    temp_dir: Path | None = default("temp_dir")
+    source_image: Path | None = default("source_image")
+    dynamic: bool = default("dynamic")
+    timing: str = default("timing")
+    speed: float = default("speed")
+    seed: int = default("seed")
     journal_limit: int = 10_000
-    base: Path | None = DEFAULT_BASE  # answers /object_info, /system_stats... a cassette lacks; None: no base
-    comfyui_version: str | None = None  # the ComfyUI version to be (a profile); None: the cassettes' own
-    assets: bool = False  # ComfyUI 0.38's assets system (--enable-assets): asset ids on outputs and uploads
-    models: tuple[str, ...] = ()  # declared model files, "FOLDER/NAME" (checkpoints/v1-5-pruned-emaonly.safetensors)
-    preview_method: str = "none"  # ComfyUI's default: sampler steps send no preview
-    preview_size: int = 512
-    front_end_root: Path | None = None  # a frontend build to serve instead of the installed package
-    user_dir: Path | None = None  # the web page's user folder (default: a temporary one)
-    admin_token: str | None = None
-    recorded_inputs: bool = True  # start with the input files the cassettes' recordings had; False: an empty folder
+    base: Path | None = default("base")  # answers /object_info, /system_stats... a cassette lacks; None: no base
+    comfyui_version: str | None = default("comfyui_version")  # the ComfyUI version to be (a profile); None: the cassettes' own
+    assets: bool = default("assets")  # ComfyUI 0.38's assets system (--enable-assets): asset ids on outputs and uploads
+    models: tuple[str, ...] = default("models")  # declared model files, "FOLDER/NAME" (checkpoints/v1-5-pruned-emaonly.safetensors)
+    preview_method: str = default("preview_method")  # ComfyUI's default: sampler steps send no preview
+    preview_size: int = default("preview_size")
+    front_end_root: Path | None = default("front_end_root")  # a frontend build to serve instead of the installed package
+    user_dir: Path | None = default("user_dir")  # the web page's user folder (default: a temporary one)
+    admin_token: str | None = default("admin_token")
+    recorded_inputs: bool = default("recorded_inputs")  # start with the input files the cassettes' recordings had; False: an empty folder
 
     def validated(self) -> ReplayConfig:
-        """This config with paths made absolute, or ConfigError naming the bad option."""
+        """This config with paths made absolute and the cassette folders expanded, or ConfigError naming the bad
+        option."""
+        self._check_values()
+        self._check_paths()
+        token = self.admin_token
+        if token is not None and not token.strip():
+            raise ConfigError("--admin-token must not be empty")
+        if token is None and not is_loopback(self.host):
+            token = secrets.token_urlsafe(24)  # the admin API is never open to the network
+
+        def absolute(value: Path | None) -> Path | None:
+            return Path(value).expanduser().resolve() if value is not None else None
+
+        return replace(
+            self,
+            admin_token=token,
+            cassettes=expand_cassettes(self.cassettes),
+            output_dir=absolute(self.output_dir),
+            input_dir=absolute(self.input_dir),
+            temp_dir=absolute(self.temp_dir),
+            source_image=absolute(self.source_image),
+            base=absolute(self.base),
+            front_end_root=absolute(self.front_end_root),
+            user_dir=absolute(self.user_dir),
+        )
+
+    def _check_values(self) -> None:
+        """The options that are values: within their range, and available in the ComfyUI version chosen."""
         if self.timing not in TIMING_MODES:
             raise ConfigError(f"--timing must be one of {', '.join(TIMING_MODES)}, got {self.timing!r}")
         if self.speed <= 0:
@@ -79,20 +101,9 @@ class ReplayConfig:
             raise ConfigError("--assets needs a ComfyUI with the assets system (0.17.0 or newer, e.g. --comfyui-version 0.38)")
         if self.assets and importlib.util.find_spec("blake3") is None:
             raise ConfigError("--assets needs the blake3 package for ComfyUI's asset hashes: pip install 'comfy-cassettes[assets]'")
-        if not self.cassettes:
-            raise ConfigError("no cassette given")
-        expanded: list[Path] = []
-        for path in self.cassettes:
-            path = Path(path).expanduser().resolve()
-            if path.is_dir():
-                found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
-                if not found:
-                    raise ConfigError(f"{path}: folder holds no *.yaml cassette")
-                expanded.extend(found)
-            elif not path.exists():
-                raise ConfigError(f"{path}: no such cassette")
-            else:
-                expanded.append(path)
+
+    def _check_paths(self) -> None:
+        """The options that are files and folders: there, of the right kind, writable where the server writes."""
         if self.base is not None and not Path(self.base).expanduser().is_file():
             raise ConfigError(f"--base {self.base}: no such cassette")
         if self.front_end_root is not None and not Path(self.front_end_root).expanduser().is_dir():
@@ -104,34 +115,35 @@ class ReplayConfig:
             if folder is not None:
                 check_folder(flag, Path(folder).expanduser())
 
-        def absolute(value: Path | None) -> Path | None:
-            return Path(value).expanduser().resolve() if value is not None else None
 
-        token = self.admin_token
-        if token is not None and not token.strip():
-            raise ConfigError("--admin-token must not be empty")
-        if token is None and not is_loopback(self.host):
-            token = secrets.token_urlsafe(24)  # the admin API is never open to the network
-
-        return replace(
-            self,
-            admin_token=token,
-            cassettes=tuple(expanded),
-            output_dir=absolute(self.output_dir),
-            input_dir=absolute(self.input_dir),
-            temp_dir=absolute(self.temp_dir),
-            source_image=absolute(self.source_image),
-            base=absolute(self.base),
-            front_end_root=absolute(self.front_end_root),
-            user_dir=absolute(self.user_dir),
-        )
+def expand_cassettes(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The cassette files ``paths`` name: a folder stands for its ``*.yaml`` files (ConfigError when a path is
+    missing or a folder holds none)."""
+    if not paths:
+        raise ConfigError("no cassette given")
+    expanded: list[Path] = []
+    for path in paths:
+        path = Path(path).expanduser().resolve()
+        if path.is_dir():
+            found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+            if not found:
+                raise ConfigError(f"{path}: folder holds no *.yaml cassette")
+            expanded.extend(found)
+        elif not path.exists():
+            raise ConfigError(f"{path}: no such cassette")
+        else:
+            expanded.append(path)
+    return tuple(expanded)
 
 
 def check_folder(flag: str, path: Path) -> None:
     """ConfigError unless ``path`` is a folder the server can write, or one it can create (nothing is created)."""
     existing = path.absolute()
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
     if not existing.is_dir():
         where = "it is a file" if existing == path.absolute() else f"{existing} is a file"
         raise ConfigError(f"{flag} {path}: {where}, not a folder")
@@ -142,10 +154,13 @@ def check_folder(flag: str, path: Path) -> None:
 def check_file_target(flag: str, path: Path) -> None:
     """ConfigError unless a file can be written at ``path``: its folder exists and is writable (nothing is written)."""
     path = path.absolute()
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path}: it is a folder")
-    if not path.parent.is_dir():
-        raise ConfigError(f"{flag} {path}: no folder {path.parent}")
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path}: it is a folder")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{flag} {path}: no folder {path.parent}")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: {path.parent} is not writable")
 

@@ -17,8 +17,9 @@ from . import media, prompts, system
 from .admin import admin_app
 from .answers import Handler, recorded
 from .assets import asset_routes
-from .frontend import WebRoots, frontend_routes
+from .frontend import WebRoots
 from .middleware import ReplayMiddleware
+from .page import page_routes
 from .routing import IndexedRouter
 from .userdata import userdata_routes
 from .websocket import websocket
@@ -38,8 +39,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
     if engine.profile.assets_api:
         routes.extend(asset_routes(engine.assets.enabled))
     routes.extend(userdata_routes(engine.profile))
-    routes.extend(frontend_routes(WebRoots.for_engine(engine), engine.interactions, fallback=recorded,
-                                  folders=engine.catalogue, profile=engine.profile))  # ends with the static folders
+    routes.extend(page_routes(engine.profile))  # ends with the static folders
     routes.append(Route("/{rest:path}", recorded, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
 
     @asynccontextmanager
@@ -50,5 +50,5 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         finally:
             await engine.stop()
 
-    router = IndexedRouter(routes, state=State({"engine": engine}), lifespan=lifespan)
+    router = IndexedRouter(routes, state=State({"engine": engine, "web_roots": WebRoots.for_engine(engine)}), lifespan=lifespan)
     return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)

@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 from ...comfy.folders import FileRoots, dir_for_type, split_annotation, write_whole
 from ..sim.recorded_inputs import composite_mask
@@ -127,6 +130,8 @@ def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[byte
     # writes them as latin-1, so the UTF-8 bytes go in spelled as latin-1 characters.
     disposition = f'filename="{result.filename}"'.encode("utf-8", "replace").decode("latin-1")
     channel = query.get("channel")
+    if "preview" in query or channel in ("rgb", "a"):
+        from PIL import Image  # imported on first use: at boot it cost a tenth of serve's start-up
     if "preview" in query:
         preview = query["preview"].split(";")
         image_format = preview[0]
@@ -213,22 +218,12 @@ def store_upload(
     if os.path.commonpath((upload_dir, path)) != upload_dir:
         return UploadResult(400, None)
     replace = overwrite in ("true", "1") if isinstance(overwrite, str) else bool(overwrite)
-    stem, extension = os.path.splitext(filename)
     with _UPLOAD_LOCK:
         try:
-            # ComfyUI creates the subfolder wherever it points, even outside the input folder when a "../" name
-            # brings the file back in (subfolder=/tmp/x plus ../.. names): only folders inside are created here.
+            # ComfyUI creates the subfolder wherever it points (subfolder=/tmp/x, ../.. names): only inside here.
             if os.path.commonpath((upload_dir, os.path.abspath(folder))) == upload_dir:
                 os.makedirs(folder, exist_ok=True)
-            duplicate = False
-            attempt = 1
-            while not replace and os.path.exists(path):
-                if Path(path).read_bytes() == data:
-                    duplicate = True
-                    break
-                filename = f"{stem} ({attempt}){extension}"
-                path = os.path.join(folder, filename)
-                attempt += 1
+            filename, path, duplicate = (filename, path, False) if replace else _free_name(folder, filename, path, data)
             if not duplicate:
                 if write is not None:
                     write(path, data)
@@ -238,6 +233,20 @@ def store_upload(
             # ComfyUI lets these escape (a directory in the way, a missing parent, a NUL byte): 500.
             return UploadResult(500, None)
     return UploadResult(200, {"name": filename, "subfolder": subfolder, "type": type_name})
+
+
+def _free_name(folder: str, filename: str, path: str, data: bytes) -> tuple[str, str, bool]:
+    """The name an upload keeps: its own when free or holding the same bytes (then True: nothing to write), else
+    ``"name (1).png"``, ``"name (2).png"``, ... as image_upload numbers them."""
+    stem, extension = os.path.splitext(filename)
+    attempt = 1
+    while os.path.exists(path):
+        if Path(path).read_bytes() == data:
+            return filename, path, True
+        filename = f"{stem} ({attempt}){extension}"
+        path = os.path.join(folder, filename)
+        attempt += 1
+    return filename, path, False
 
 
 def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, bytes], None]:

@@ -1,9 +1,8 @@
-"""The ComfyUI web page on the replay: the frontend's static folders at ``/``, ``/templates`` and ``/docs``, and the
-informational routes the page reads at boot (``/extensions``, ``/i18n``, ``/workflow_templates``,
-``/experiment/models``, ``/internal/folder_paths``), each answered from the cassette when it recorded one.
+"""Which web page the replay serves: the folders behind ``/``, ``/templates`` and ``/docs`` (WebRoots), and what
+the page's boot routes list of them (its extension scripts). The routes themselves are in page.py.
 
-Routing follows server.py:796-835: API routes first, then the static folders, the web root last; a file the
-folders do not have is answered from a recording if any, else as aiohttp does (an empty 404).
+The page is the one the replayed ComfyUI version requires (a build found or fetched by sim.frontend_builds), or
+the page the cassette recorded.
 """
 
 from __future__ import annotations
@@ -14,22 +13,14 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
 
-from ...comfy import model_files as models
 from ...comfy.frontend import DOCS, FRONTEND, INSTALL_HINT, TEMPLATES
-from ...comfy.profiles import Profile, profile as profile_of
-from ...comfy.routes import aliases
+from ...comfy.profiles import profile as profile_of
 from ..sim.engine import ReplayEngine
 from ..sim.frontend_builds import ServedBuild, build_for
-from ..sim.interactions import InteractionIndex
-from .static import (
-    empty_streamed, file_response, json_response, method_not_allowed, request_path, resolve_in, with_cache_control,
-)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -112,7 +103,7 @@ class WebRoots:
         return [(prefix, folder) for prefix, folder in found if folder is not None]
 
 
-def _is_page_file(path: str) -> bool:
+def is_page_file(path: str) -> bool:
     """A request for one of the page's files (under its folders, or a name with an extension such as
     ``/user.css``): missing, it gets ComfyUI's empty static 404. Any other miss (``/api/nope``, ``/system_stat``)
     keeps the replay's report of the closest recordings, which the pytest fixtures turn into a failure."""
@@ -142,119 +133,3 @@ def with_build_scripts(recorded: bytes, built: list[str], web_root: Path) -> lis
     build_folders = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
     custom = [entry for entry in listed if entry.split("/")[2:3] and entry.split("/")[2] not in build_folders]
     return [*built, *custom]
-
-
-class ModelFolders(Protocol):
-    """Where the page's model library reads the model folders: the engine's ``/models`` answers."""
-
-    started: float
-
-    def model_folders(self) -> list[str]: ...
-
-    def model_files(self, folder: str) -> list[str] | None: ...
-
-
-def frontend_routes(roots: WebRoots, index: InteractionIndex, fallback: Handler,
-                    folders: ModelFolders, profile: Profile) -> list[BaseRoute]:
-    """Routes serving the web page from ``roots``; ``fallback`` answers what neither a file nor a recording does
-    (the replay's unmatched 404); ``folders`` lists the models ``/models`` lists; ``profile`` is the ComfyUI version."""
-    scripts = profile.script_cache_control
-
-    def recorded(request: Request) -> Response | None:
-        rec = index.find(request.method, request.url.path, list(request.query_params.multi_items()))
-        if rec is None:
-            return None
-        answer = index.answer(rec)
-        return Response(answer.body, answer.status, headers=answer.headers)
-
-    def recorded_or(computed: Callable[[Request], Response]) -> Handler:
-        async def handler(request: Request) -> Response:
-            return recorded(request) or computed(request)
-
-        return handler
-
-    async def root(request: Request) -> Response:
-        if roots.recorded_page:
-            answer = recorded(request)
-            if answer is not None:
-                return answer
-        web_root = await roots.web_root_async()
-        if web_root is None:
-            return PlainTextResponse(INSTALL_HINT + "\n", 404)
-        # server.py:248-254: the page itself is never cached.
-        headers = {"Cache-Control": profile.page_cache_control, "Pragma": "no-cache", "Expires": "0"}
-        return await file_response(request, web_root / "index.html", headers, scripts=scripts)
-
-    async def extensions(request: Request) -> Response:
-        """server.py get_extensions: the served build's scripts, then the custom nodes' (from a recording)."""
-        web_root = await roots.web_root_async()
-        built = extension_scripts(web_root) if web_root is not None else []
-        rec = index.find(request.method, request.url.path, list(request.query_params.multi_items()))
-        if rec is None:
-            return json_response(built)
-        if web_root is not None and roots.serves_another_build_than(rec.cassette.comfyui_version):
-            rebuilt = with_build_scripts(index.answer(rec).body, built, web_root)
-            if rebuilt is not None:
-                return json_response(rebuilt)
-        answer = index.answer(rec)
-        return Response(answer.body, answer.status, headers=answer.headers)
-
-    def model_folders(request: Request) -> Response:
-        return json_response(models.experiment_folders(folders.model_folders(), extensions=profile.model_folder_extensions))
-
-    def folder_paths(request: Request) -> Response:
-        return json_response(models.internal_folder_paths(folders.model_folders()))
-
-    def models_in(request: Request) -> Response:
-        names = folders.model_files(request.path_params["folder"])
-        return json_response(models.experiment_files(names, folders.started)) if names is not None else Response(status_code=404)
-
-    def mounted(path: str, web_root: Path | None) -> tuple[Path, str] | None:
-        """The served folder a path falls in and the file name under it (aiohttp's static resources, in order)."""
-        for prefix, folder in roots.mounts(web_root):
-            if not prefix or path == prefix or path.startswith(prefix + "/"):
-                return folder, path[len(prefix) + 1:]
-        return None
-
-    async def static(request: Request) -> Response:
-        """server.py's static folders: a file, else a recording, else aiohttp's miss (or the replay's report); a
-        recorded page's files are answered from the recording first."""
-        if roots.recorded_page:
-            answer = recorded(request)
-            if answer is not None:
-                return answer
-        page_file = _is_page_file(request.url.path)
-        web_root = await roots.web_root_async() if page_file else None  # only the page's files are looked for
-        found: Path | Response | None = None
-        if request.method in ("GET", "HEAD"):
-            mount = mounted(request_path(request), web_root)
-            found = resolve_in(*mount) if mount is not None else None
-            if isinstance(found, Path) and found.is_file():
-                return await file_response(request, found, scripts=scripts)
-        answer = recorded(request)
-        if answer is not None:
-            return answer
-        if web_root is None or not page_file:
-            return await fallback(request)
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed()
-        if isinstance(found, Response):
-            return found
-        return await file_response(request, found, scripts=scripts) if found is not None else empty_streamed(404)
-
-    routes: list[BaseRoute] = [Route("/", root, methods=["GET"])]
-    routes.extend(Route(p, with_cache_control(extensions, scripts=scripts), methods=["GET"]) for p in aliases("/extensions"))
-    informational: list[tuple[str, Callable[[Request], Response]]] = [
-        ("/i18n", lambda request: json_response({})),  # no custom node has locales on the replay
-        ("/workflow_templates", lambda request: json_response({})),  # nor example workflows
-        ("/experiment/models", model_folders),
-        ("/experiment/models/{folder}", models_in),
-    ]
-    for path, computed in informational:
-        routes.extend(Route(p, with_cache_control(recorded_or(computed), scripts=scripts), methods=["GET"]) for p in aliases(path))
-    # /internal is an aiohttp sub-app (server.py add_routes): no /api twin.
-    routes.append(Route("/internal/folder_paths", with_cache_control(recorded_or(folder_paths), scripts=scripts), methods=["GET"]))
-    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
-    # Not under the cache middleware: aiohttp raises its static refusals past it; files carry their own header.
-    routes.append(Route("/{path:path}", static, methods=methods))
-    return routes

@@ -12,7 +12,10 @@ import functools
 import io
 import random
 
-from PIL import Image, ImageOps
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 LATENT_SCALE = 8  # an SD latent pixel is 8x8 image pixels
 
@@ -25,6 +28,8 @@ def _latent(seed: int, width: int, height: int, index: int) -> Image.Image:
 
 
 def _blobs(key: str, size: tuple[int, int]) -> Image.Image:
+    from PIL import Image  # imported on first use: at boot it cost a tenth of serve's start-up
+
     cells = (min(size[0], 4), min(size[1], 4))
     coarse = Image.frombytes("RGB", cells, random.Random(key).randbytes(cells[0] * cells[1] * 3))
     return coarse.resize(size, Image.Resampling.BILINEAR)
@@ -33,6 +38,8 @@ def _blobs(key: str, size: tuple[int, int]) -> Image.Image:
 @functools.lru_cache(maxsize=256)
 def output_png(seed: int, width: int, height: int, index: int = 0) -> bytes:
     """The PNG a sampler with ``seed`` would produce at ``width`` x ``height`` (SaveImage's compress_level 4)."""
+    from PIL import Image
+
     image = _latent(seed, width, height, index).resize((max(1, width), max(1, height)), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=4)
@@ -42,6 +49,8 @@ def output_png(seed: int, width: int, height: int, index: int = 0) -> bytes:
 @functools.lru_cache(maxsize=1024)
 def preview_jpeg(seed: int, width: int, height: int, step: int, steps: int, preview_size: int = 512) -> bytes:
     """Step ``step`` of ``steps``'s preview of the first image of the batch: noise giving way to the picture."""
+    from PIL import Image, ImageOps
+
     final = _latent(seed, width, height, 0)
     noise = _blobs(f"comfy-cassettes:{seed}:noise:{step}", final.size)
     picture = Image.blend(noise, final, step / max(steps, 1))

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from python_multipart import parse_form
 from python_multipart.multipart import Field, File
 
@@ -39,6 +38,8 @@ _PROBE = (7919, 7933)
 def composite_mask(original: bytes | Path, mask: bytes) -> bytes:
     """/upload/mask's stored file: the original image with the mask's alpha, as a PNG (server.py upload_mask)."""
     source_file = io.BytesIO(original) if isinstance(original, bytes) else original
+    from PIL import Image  # imported on first use: at boot it cost a tenth of serve's start-up
+
     with Image.open(source_file) as source, Image.open(io.BytesIO(mask)) as alpha:
         result = source.convert("RGBA")
         result.putalpha(alpha.convert("RGBA").getchannel("A"))
@@ -223,5 +224,7 @@ def _ancestors(workflow: Mapping[str, Any], outputs: Iterable[str]) -> set[str]:
 def _stand_in(size: tuple[int, int]) -> bytes:
     """A plain grey PNG of ``size``: the recording shows that the image existed and how big, not its pixels."""
     buffer = io.BytesIO()
+    from PIL import Image
+
     Image.new("RGB", (max(1, size[0]), max(1, size[1])), (128, 128, 128)).save(buffer, format="PNG", compress_level=4)
     return buffer.getvalue()
