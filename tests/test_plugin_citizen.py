@@ -148,10 +148,12 @@ def test_a_bad_option_is_one_usage_error_not_an_error_per_test(pytester: pytest.
     ("comfy_cassettes_comfyui_version = latest", "--comfy-version 'latest': ComfyUI version 'latest': expected a version"),
     ("comfy_cassettes_preview_method = fancy", "--comfy-preview-method must be one of"),
     ("comfy_cassettes = nowhere.yaml", "nowhere.yaml: no such cassette"),
+    ("comfy_cassettes_source_image = tox.ini", "tox.ini: not an image Pillow can read"),
 ])
 def test_bad_ini_values_are_usage_errors_too(pytester: pytest.Pytester, ini: str, option: str) -> None:
     pytester.makeini(SUITE_INI + ini + "\n")
     pytester.makepyfile("def test_one(comfy):\n    pass\n")
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert option in result.stderr.str()
+    [line] = [line for line in result.errlines if line.strip()]
+    assert line.startswith("ERROR: comfy-cassettes: ") and option in line

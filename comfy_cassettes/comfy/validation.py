@@ -19,16 +19,16 @@ _MAX_RECURSION_LIMIT = 10_000
 from .graph import is_link
 from .nodes import FILE_CHECKED_INPUTS
 from .profiles import DEFAULT, Profile
+from .validation_frames import (
+    ENDSWITH_FRAMES, INPUTS_FRAME, LINK_SOURCE_FRAME, MAX_FRAME, MEMBERSHIP_FRAME, MIN_FRAME, RECURSE_FRAME, RETURN_TYPE_FRAME,
+    VALIDATE_PROMPT_FRAME, VALUE_FRAME, Raised, at, custom_frames,
+)
 
 __all__ = ["ValidationResult", "no_prompt_body", "validate_prompt"]
 
 _Error = dict[str, Any]
 _Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
 
-# The server paths in error_invalid_prompt's exception_during_validation traceback.
-_EXECUTION_PY = "/home/comfy/ComfyUI/execution.py"
-_NODES_PY = "/home/comfy/ComfyUI/nodes.py"
-_FOLDER_PATHS_PY = "/home/comfy/ComfyUI/folder_paths.py"
 
 
 
@@ -122,9 +122,9 @@ def _validate_outputs(prompt: Any, validator: _Validator, outputs: list[str]) ->
     for output in outputs:
         try:
             valid, reasons, _ = validator.validate_inputs(output)
-        except _Raised as raised:
+        except Raised as raised:
             valid = False
-            extra = {"exception_type": raised.type_name, "traceback": [_VALIDATE_PROMPT_FRAME, *raised.frames]}
+            extra = {"exception_type": raised.type_name, "traceback": [VALIDATE_PROMPT_FRAME, *raised.frames]}
             message = "Exception when validating node"
             reasons = [_error("exception_during_validation", message, str(raised.error), extra)]
             validator.validated[output] = (False, reasons, output)
@@ -154,95 +154,6 @@ class _Rejected(Exception):
     def __init__(self, error: _Error) -> None:
         super().__init__(error["message"])
         self.error = error
-
-
-class _Raised(Exception):
-    """An exception ComfyUI's validate_inputs would raise, with the traceback frames it would print."""
-
-    def __init__(self, error: BaseException, frames: list[str]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.frames = frames
-
-    @property
-    def type_name(self) -> str:
-        # ComfyUI's full_type_name: builtins lose their module prefix.
-        klass = type(self.error)
-        return klass.__qualname__ if klass.__module__ == "builtins" else f"{klass.__module__}.{klass.__qualname__}"
-
-
-def _frame(line: int, function: str, code: str, tilde: str = "", caret: str = "", path: str = _EXECUTION_PY) -> str:
-    """One ``traceback.format_tb`` entry as Python 3.11 prints it, with its ~~^^ marker line."""
-    text = f'  File "{path}", line {line}, in {function}\n    {code}\n'
-    if caret:
-        start = code.index(tilde + caret)
-        text += "    " + " " * start + "~" * len(tilde) + "^" * len(caret) + "\n"
-    return text
-
-
-# Lines 1010 and 788 are those of error_invalid_prompt's traceback; the others are counted from ComfyUI's
-# source around them and the non-execution.py ones are estimates: only the shape is ComfyUI's.
-_VALIDATE_PROMPT_FRAME = _frame(
-    1010, "validate_prompt", "m = await validate_inputs(prompt_id, prompt, o, validated)",
-    caret="await validate_inputs(prompt_id, prompt, o, validated)",
-)
-_RECURSE_FRAME = _frame(
-    808, "validate_inputs", "r = await validate_inputs(prompt_id, prompt, o_id, validated)",
-    caret="await validate_inputs(prompt_id, prompt, o_id, validated)",
-)
-_INPUTS_FRAME = _frame(
-    725, "validate_inputs", "inputs = prompt[unique_id]['inputs']", "prompt[unique_id]", "['inputs']"
-)
-_MEMBERSHIP_FRAME = _frame(756, "validate_inputs", "if x not in inputs:", caret="x not in inputs")
-_VALUE_FRAME = _frame(770, "validate_inputs", "val = inputs[x]", "inputs", "[x]")
-_LINK_SOURCE_FRAME = _frame(788, "validate_inputs", "o_class_type = prompt[o_id]['class_type']", "prompt", "[o_id]")
-_RETURN_TYPE_FRAME = _frame(790, "validate_inputs", "received_type = r[val[1]]", "r", "[val[1]]")
-_MIN_FRAME = _frame(
-    871, "validate_inputs", 'if "min" in extra_info and val < extra_info["min"]:', caret='val < extra_info["min"]'
-)
-_MAX_FRAME = _frame(
-    884, "validate_inputs", 'if "max" in extra_info and val > extra_info["max"]:', caret='val > extra_info["max"]'
-)
-
-
-def _custom_frames(dispatch: str) -> list[str]:
-    """From validate_inputs down to the call of a node's VALIDATE_INPUTS (``dispatch``: how it is reached)."""
-    call = (
-        "await _async_map_node_over_list(prompt_id, unique_id, obj_class, input_filtered, "
-        "validate_function_name, v3_data=v3_data)"
-    )
-    return [
-        _frame(937, "validate_inputs", f"ret = {call}", caret=call),
-        _frame(305, "_async_map_node_over_list", dispatch),
-        _frame(293, "process_inputs", "result = f(**inputs)", caret="f(**inputs)"),
-    ]
-
-
-_ENDSWITH_FRAMES = [
-    _frame(1716, "VALIDATE_INPUTS", "if not folder_paths.exists_annotated_filepath(image):",
-           caret="folder_paths.exists_annotated_filepath(image)", path=_NODES_PY),
-    _frame(345, "exists_annotated_filepath", "name, base_dir = annotated_filepath(name)",
-           caret="annotated_filepath(name)", path=_FOLDER_PATHS_PY),
-    _frame(314, "annotated_filepath", 'if name.endswith("[output]"):', caret="name.endswith",
-           path=_FOLDER_PATHS_PY),
-]
-
-
-class _at:
-    """Turn an exception raised by ComfyUI-equivalent code into a _Raised at that source line (a class, not a
-    generator context manager: validation enters a few per input of every submitted node)."""
-
-    __slots__ = ("frames",)
-
-    def __init__(self, *frames: str) -> None:
-        self.frames = frames
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, Exception) and not isinstance(exc, _Raised):
-            raise _Raised(exc, list(self.frames)) from exc
 
 
 def _error(kind: str, message: str, details: str, extra_info: dict[str, Any]) -> _Error:
@@ -345,20 +256,20 @@ class _Validator:
 
     def _validate_node(self, unique_id: Any) -> _Outcome:
         node = self.prompt[unique_id]
-        with _at(_INPUTS_FRAME):
+        with at(INPUTS_FRAME):
             inputs = node["inputs"]
         class_type = node["class_type"]
         file_input = FILE_CHECKED_INPUTS.get(class_type)
         errors: list[_Error] = []
         valid = True
         for x, category, input_type, extra_info in _declared_inputs(self.object_info[class_type]):
-            with _at(_MEMBERSHIP_FRAME):
+            with at(MEMBERSHIP_FRAME):
                 missing = x not in inputs
             if missing:
                 if category == "required":
                     errors.append(_error("required_input_missing", "Required input is missing", x, {"input_name": x}))
                 continue
-            with _at(_VALUE_FRAME):
+            with at(VALUE_FRAME):
                 val = inputs[x]
             # The input's config, copied only for an error that shows it (a COMBO's options can be long).
             info = functools.partial(copy.deepcopy, [input_type, extra_info])
@@ -393,10 +304,10 @@ class _Validator:
             errors.append(_error("bad_linked_input", message, x, extra))
             return True
         o_id = val[0]
-        with _at(_LINK_SOURCE_FRAME):
+        with at(LINK_SOURCE_FRAME):
             o_class_type = self.prompt[o_id]["class_type"]
         returns = tuple(self.object_info[o_class_type].get("output", []))
-        with _at(_RETURN_TYPE_FRAME):
+        with at(RETURN_TYPE_FRAME):
             received_type = returns[val[1]]
         if not _types_compatible(received_type, input_type):
             extra = {"input_name": x, "input_config": info(), "received_type": received_type, "linked_node": val}
@@ -405,13 +316,13 @@ class _Validator:
             return True
         try:
             return self.validate_inputs(o_id)[0]
-        except _Raised as raised:
+        except Raised as raised:
             extra = {
                 "input_name": x,
                 "input_config": info(),
                 "exception_message": str(raised.error),
                 "exception_type": raised.type_name,
-                "traceback": [_RECURSE_FRAME, *raised.frames],
+                "traceback": [RECURSE_FRAME, *raised.frames],
                 "linked_node": val,
             }
             message = "Exception when validating inner node"
@@ -423,12 +334,12 @@ class _Validator:
         self, x: str, val: Any, input_type: Any, extra_info: dict[str, Any], info: Callable[[], list[Any]]
     ) -> _Error | None:
         """Range and option-list checks on a converted constant."""
-        with _at(_MIN_FRAME):
+        with at(MIN_FRAME):
             too_small = "min" in extra_info and val < extra_info["min"]
         if too_small:
             extra = {"input_name": x, "input_config": info(), "received_value": val}
             return _error("value_smaller_than_min", f"Value {val} smaller than min of {extra_info['min']}", x, extra)
-        with _at(_MAX_FRAME):
+        with at(MAX_FRAME):
             too_big = "max" in extra_info and val > extra_info["max"]
         if too_big:
             extra = {"input_name": x, "input_config": info(), "received_value": val}
@@ -451,7 +362,7 @@ class _Validator:
         """LoadImage's VALIDATE_INPUTS, run the way ComfyUI feeds it (links arrive as None)."""
         if name not in inputs:
             missing = TypeError(f"{class_type}.VALIDATE_INPUTS() missing 1 required positional argument: '{name}'")
-            raise _Raised(missing, _custom_frames("await process_inputs({})"))
+            raise Raised(missing, custom_frames("await process_inputs({})"))
         value = inputs[name]
         if isinstance(value, dict) and "__value__" in value:
             value = value["__value__"]
@@ -459,7 +370,7 @@ class _Validator:
             value = None
         if not isinstance(value, str):
             no_method = AttributeError(f"'{type(value).__name__}' object has no attribute 'endswith'")
-            raise _Raised(no_method, _custom_frames("await process_inputs(input_dict, i)") + _ENDSWITH_FRAMES)
+            raise Raised(no_method, custom_frames("await process_inputs(input_dict, i)") + ENDSWITH_FRAMES)
         if self.file_exists is not None:
             exists = self.file_exists(value)
         else:
