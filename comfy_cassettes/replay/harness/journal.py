@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 
 _KEPT_BODY = 64 * 1024  # bytes of a request body the journal keeps
+SETTLE_TIMEOUT = 1.0  # seconds a reset waits for the requests in flight to be answered
 # Engine errors, and unmatched requests, kept for a test (the first ones: they name the cause); 20,000 failing
 # requests once made a 47 MB answer.
 PROBLEMS_KEPT = 100
@@ -123,8 +124,9 @@ class Journal:
         """Requests received since the last clear and not answered yet."""
         return self._in_flight
 
-    async def settle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every request received to be answered; True when none is left."""
+    async def settle(self, timeout: float = SETTLE_TIMEOUT) -> bool:
+        """Wait up to ``timeout`` seconds for every request received to be answered; True when none is left (a
+        reset waits so; one still going then is left out of every journal)."""
         deadline = time.monotonic() + timeout
         while self._in_flight > 0:
             if time.monotonic() >= deadline:

@@ -91,10 +91,6 @@ class Reply:
         return cls(500, CRASH_BODY, dict(CRASH_HEADERS))
 
 
-# Seconds a reset waits for requests in flight to be answered; one still going then is left out of every journal.
-SETTLE_TIMEOUT = 1.0
-
-
 class ReplayEngine:
     """ComfyUI's server state, replayed from cassettes: the parts of a simulated ComfyUI, and what its routes ask."""
 
@@ -215,7 +211,7 @@ class ReplayEngine:
         if cut is not None:
             cut.end_by_reset()
         self.faults.reset()
-        await self.journal.settle(SETTLE_TIMEOUT)
+        await self.journal.settle()
         pending = self.queue.remaining() > 0
         for part in self._test_parts:
             part.reset()
