@@ -21,7 +21,7 @@ LAYERS = [
     ("contract",),
     ("cassette",),
     ("comfy",),
-    ("errors", "version", "listening"),
+    ("errors", "version", "listening", "doc_blocks"),
 ]
 # Only the HTTP wing (and the recording proxy, its own HTTP server) may speak Starlette or uvicorn.
 WEB_FRAMEWORKS = ("starlette", "uvicorn")
