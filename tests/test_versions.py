@@ -46,7 +46,7 @@ def test_a_version_has_for_each_field_its_newest_row_not_newer_than_it(version: 
 
 
 def test_0_5_0_is_served_with_the_differences_older_than_it(start_server: Callable[..., ReplayServer]) -> None:
-    server = start_server("comfyui", comfyui_version="0.5.0")
+    server = start_server("comfyui", comfyui_version="0.5.0", timing="instant")  # polled back to back: over at once
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/system_stats").json()["system"]["comfyui_version"] == "0.5.0"
         assert "extension" in http.get("/features").json()  # 0.4.0
@@ -57,7 +57,7 @@ def test_0_5_0_is_served_with_the_differences_older_than_it(start_server: Callab
 
 
 def test_0_8_0_answers_the_jobs_api_as_0_8_0(start_server: Callable[..., ReplayServer]) -> None:
-    server = start_server("comfyui", comfyui_version="0.8.0")
+    server = start_server("comfyui", comfyui_version="0.8.0", timing="instant")  # polled back to back: over at once
     with httpx.Client(base_url=server.url) as http:
         prompt_id = http.post("/prompt", json={"prompt": GRAPH, "prompt_id": "MY-JOB"}).json()["prompt_id"]
         assert prompt_id == "MY-JOB"  # no prompt_id validation
