@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -87,30 +87,44 @@ def execution_order(
             return node_id in wanted
         return object_info.get(prompt[node_id]["class_type"], {}).get("output_node") is True
 
-    pending: dict[str, None] = {}
-    blockers: dict[str, set[str]] = {}
-    blocking: dict[str, dict[str, None]] = {}
+    execution = _ExecutionList(prompt, is_output)
+    for output in outputs:
+        execution.add_node(output)
+    return execution.order()
 
-    def add_node(start: str) -> None:
+
+class _ExecutionList:
+    """ComfyUI's ExecutionList (comfy_execution/graph.py): the pending nodes, what blocks each, and the pick rule."""
+
+    def __init__(self, prompt: Mapping[str, Any], is_output: Callable[[str], bool]) -> None:
+        self.prompt = prompt
+        self.is_output = is_output
+        self.pending: dict[str, None] = {}
+        self.blockers: dict[str, set[str]] = {}
+        self.blocking: dict[str, dict[str, None]] = {}
+
+    def add_node(self, start: str) -> None:
+        """``start`` and its ancestors, each blocked by the nodes it takes a link from."""
         stack, links = [start], []
         while stack:
             node_id = stack.pop()
-            if node_id in pending:
+            if node_id in self.pending:
                 continue
-            pending[node_id] = None
-            blockers[node_id] = set()
-            blocking[node_id] = {}
-            for value in prompt[node_id]["inputs"].values():
+            self.pending[node_id] = None
+            self.blockers[node_id] = set()
+            self.blocking[node_id] = {}
+            for value in self.prompt[node_id]["inputs"].values():
                 if is_link(value):
                     stack.append(value[0])
                     links.append((value[0], node_id))
         for source, target in links:
-            blocking[source][target] = None
-            blockers[target].add(source)
+            self.blocking[source][target] = None
+            self.blockers[target].add(source)
 
-    def rank(node_id: str) -> int:
-        """Which of pick's rules takes the node once it is ready: it does not change while the node waits, since a
-        node's targets run after it."""
+    def rank(self, node_id: str) -> int:
+        """Which of pick's rules takes the node once it is ready (an output, a node feeding one, one two links from
+        one, any): it does not change while the node waits, since a node's targets run after it."""
+        blocking, is_output = self.blocking, self.is_output
         if is_output(node_id):
             return 0
         if any(is_output(b) for b in blocking[node_id]):
@@ -119,29 +133,25 @@ def execution_order(
             return 2
         return 3
 
-    for output in outputs:
-        add_node(output)
-    # The ready nodes of each rank in a heap by their place in `pending`: ComfyUI's pick scans the ready list in
-    # that order, so the first of the best rank is its choice, found without rescanning every pending node.
-    place = {node_id: i for i, node_id in enumerate(pending)}
-    ready: list[list[tuple[int, str]]] = [[], [], [], []]
-
-    def make_ready(node_id: str) -> None:
-        heapq.heappush(ready[rank(node_id)], (place[node_id], node_id))
-
-    for node_id in pending:
-        if not blockers[node_id]:
-            make_ready(node_id)
-    order: list[str] = []
-    while pending:
-        heap = next((h for h in ready if h), None)
-        if heap is None:  # a cycle: ComfyUI stops here with a DependencyCycleError
-            break
-        node_id = heapq.heappop(heap)[1]
-        order.append(node_id)
-        del pending[node_id]
-        for blocked in blocking.pop(node_id):
-            blockers[blocked].discard(node_id)
-            if not blockers[blocked]:
-                make_ready(blocked)
-    return order
+    def order(self) -> list[str]:
+        """Run the list to the end: the nodes in the order ComfyUI picks them (up to a cycle, where it stops)."""
+        # The ready nodes of each rank in a heap by their place in `pending`: ComfyUI's pick scans the ready list in
+        # that order, so the first of the best rank is its choice, found without rescanning every pending node.
+        place = {node_id: i for i, node_id in enumerate(self.pending)}
+        ready: list[list[tuple[int, str]]] = [[], [], [], []]
+        for node_id in self.pending:
+            if not self.blockers[node_id]:
+                heapq.heappush(ready[self.rank(node_id)], (place[node_id], node_id))
+        order: list[str] = []
+        while self.pending:
+            heap = next((h for h in ready if h), None)
+            if heap is None:  # a cycle: ComfyUI stops here with a DependencyCycleError
+                break
+            node_id = heapq.heappop(heap)[1]
+            order.append(node_id)
+            del self.pending[node_id]
+            for blocked in self.blocking.pop(node_id):
+                self.blockers[blocked].discard(node_id)
+                if not self.blockers[blocked]:
+                    heapq.heappush(ready[self.rank(blocked)], (place[blocked], blocked))
+        return order

@@ -121,48 +121,64 @@ def timeline(
     them), else its own copy of the map (for a cassette, which stores them).
     """
     outputs, steps, pace = outputs or {}, steps or {}, pace or Pace()
-    t = 0.0
-    events = [
-        WsEvent(t, Event.EXECUTION_START.value, {"prompt_id": prompt_id, "timestamp": timestamp}),
-        WsEvent(t, Event.EXECUTION_CACHED.value, {"nodes": list(cached), "prompt_id": prompt_id, "timestamp": timestamp}),
-    ]
-    # progress_state is cumulative over the prompt's non-pending nodes; cached nodes other than outputs never appear.
-    progress: dict[str, dict[str, Any]] = {}
-    log = ProgressLog()
-    skipped = set(cached)
-
-    def state(node: str, value: float, maximum: float, kind: str) -> WsEvent:
-        new = node_state(node, prompt_id, value, maximum, kind)
-        if shared_progress:
-            return WsEvent(t, Event.PROGRESS_STATE.value, {"prompt_id": prompt_id, "nodes": log.set(node, new)})
-        progress[node] = new
-        return WsEvent(t, Event.PROGRESS_STATE.value, {"prompt_id": prompt_id, "nodes": copy.deepcopy(progress)})
-
+    run = _Events(prompt_id, shared_progress)
+    run.add(Event.EXECUTION_START.value, {"prompt_id": prompt_id, "timestamp": timestamp})
+    run.add(Event.EXECUTION_CACHED.value, {"nodes": list(cached), "prompt_id": prompt_id, "timestamp": timestamp})
+    skipped = set(cached)  # cached nodes other than outputs never appear in progress_state
     for node in order:
         if node in skipped:
             if node in outputs:
-                events.append(_executed(t, node, outputs[node], prompt_id))
-                events.append(state(node, 1, 1, "finished"))  # a cached output's bar is set by an int (real-sessions README)
+                run.events.append(_executed(run.t, node, outputs[node], prompt_id))
+                run.state(node, 1, 1, "finished")  # a cached output's bar is set by an int (real-sessions README)
             continue
-        events.append(state(node, 0.0, 1.0, "running"))
-        events.append(WsEvent(t, Event.EXECUTING.value, executing(node, prompt_id)))
+        run.state(node, 0.0, 1.0, "running")
+        run.add(Event.EXECUTING.value, executing(node, prompt_id))
         if node == failed_at:
             break
         total = steps.get(node, 0)
-        for k in range(1, total + 1):
-            t += pace.run(node, total) / total
-            events.append(state(node, k, total, "running"))  # a progress bar's values are ints (txt2img capture)
-            if previews:
-                events.append(WsEvent(t, PREVIEW, {"node": node, "step": k, "steps": total}))
-            events.append(WsEvent(t, Event.PROGRESS.value, {"value": k, "max": total, "prompt_id": prompt_id, "node": node}))
-        if not total:
-            t += pace.run(node, 0)
+        if total:
+            run.steps(node, total, pace, previews=previews)
+        else:
+            run.t += pace.run(node, 0)
         if node in outputs:
-            events.append(_executed(t, node, outputs[node], prompt_id))
-        events.append(state(node, total, total, "finished") if total else state(node, 1.0, 1.0, "finished"))
+            run.events.append(_executed(run.t, node, outputs[node], prompt_id))
+        run.state(node, total or 1.0, total or 1.0, "finished")  # ints after steps, floats for a node without
     kind, data = terminal or (Event.EXECUTION_SUCCESS.value, {"prompt_id": prompt_id, "timestamp": timestamp})
-    events.append(WsEvent(t, kind, data))
-    return events
+    run.add(kind, data)
+    return run.events
+
+
+class _Events:
+    """One run's events as they are built, with the time so far and the cumulative progress map (progress_state
+    holds every non-pending node of the prompt)."""
+
+    def __init__(self, prompt_id: str, shared_progress: bool) -> None:
+        self.prompt_id = prompt_id
+        self.shared_progress = shared_progress
+        self.t = 0.0
+        self.events: list[WsEvent] = []
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._log = ProgressLog()
+
+    def add(self, kind: str, data: Any) -> None:
+        self.events.append(WsEvent(self.t, kind, data))
+
+    def state(self, node: str, value: float, maximum: float, kind: str) -> None:
+        new = node_state(node, self.prompt_id, value, maximum, kind)
+        if self.shared_progress:
+            self.add(Event.PROGRESS_STATE.value, {"prompt_id": self.prompt_id, "nodes": self._log.set(node, new)})
+            return
+        self._progress[node] = new
+        self.add(Event.PROGRESS_STATE.value, {"prompt_id": self.prompt_id, "nodes": copy.deepcopy(self._progress)})
+
+    def steps(self, node: str, total: int, pace: Pace, *, previews: bool) -> None:
+        """A sampler's ``total`` steps: each a progress_state, its preview marker, its ``progress``."""
+        for k in range(1, total + 1):
+            self.t += pace.run(node, total) / total
+            self.state(node, k, total, "running")  # a progress bar's values are ints (txt2img capture)
+            if previews:
+                self.add(PREVIEW, {"node": node, "step": k, "steps": total})
+            self.add(Event.PROGRESS.value, {"value": k, "max": total, "prompt_id": self.prompt_id, "node": node})
 
 
 def _executed(t: float, node: str, output: Any, prompt_id: str) -> WsEvent:
