@@ -9,13 +9,13 @@ block of the file in place; a test keeps the pages equal to them.
 from __future__ import annotations
 
 import inspect
-import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from .doc_blocks import DocBlocks
 
 from .contract import bodies as m
 from .control import ReplayControl
@@ -98,20 +98,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "handle-methods": lambda: methods_table(ComfyHandle, own_only=True),
     "answer-keys": answer_keys,
 }
-_BLOCK = re.compile(r"(<!-- api:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /api:(?P=name) -->)", re.S)
-
-
-def render(text: str) -> str:
-    """``text`` with every api block re-rendered."""
-    return _BLOCK.sub(lambda found: found.group(1) + BLOCKS[found.group("name")]() + "\n" + found.group(4), text)
-
-
-def main(argv: list[str]) -> int:
-    for name in argv or sorted(str(page) for page in Path("docs").rglob("*.md")):
-        path = Path(name)
-        path.write_text(render(path.read_text()))
-    return 0
+_BLOCKS = DocBlocks("api", BLOCKS)
+render = _BLOCKS.render
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(_BLOCKS.rewrite(sys.argv[1:]))

@@ -11,9 +11,9 @@ from urllib.parse import quote
 import httpx
 
 from .contract import bodies as m
-from .contract.routes import documents
+from .contract.routes import ROUTES_BY_NAME, documents
 from .errors import AdminRequestError, ClockError, FaultSpecError
-from .replay.config import ADMIN_PREFIX, ADMIN_TOKEN_ENV
+from .replay.options import ADMIN_TOKEN_ENV
 
 
 def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = False) -> str:
@@ -71,9 +71,13 @@ class ReplayControl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> httpx.Response:
-        """One admin request; a 400 becomes AdminRequestError carrying the server's explanation."""
-        response = self._http.request(method, f"{ADMIN_PREFIX}{path}", **kwargs)
+    def _call(self, route_name: str, *, ok: tuple[int, ...] = (200, 201), path_params: Mapping[str, str] | None = None,
+              **kwargs: Any) -> httpx.Response:
+        """One request to the contract's admin route ``route_name``; a 400 becomes AdminRequestError carrying the
+        server's explanation."""
+        route = ROUTES_BY_NAME[route_name]
+        path = route.full_path.format(**{k: quote(v, safe="") for k, v in (path_params or {}).items()})
+        response = self._http.request(route.method, path, **kwargs)
         if response.status_code == 400:
             refusal = response.json()
             raise AdminRequestError(refusal.get("error", response.text), problems=refusal.get("problems"), accepted=refusal.get("accepted"))
@@ -81,18 +85,18 @@ class ReplayControl:
             response.raise_for_status()
         return response
 
-    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._call(method, path, **kwargs).json()
+    def _admin(self, route_name: str, **kwargs: Any) -> Any:
+        return self._call(route_name, **kwargs).json()
 
     @documents("reset")
     def reset(self) -> None:
         """Forget queue, history, caches, handed-out names, the journal, faults and holds."""
-        self._admin("POST", "/reset")
+        self._admin("reset")
 
     @documents("state")
     def state(self) -> dict[str, Any]:
         """Mode, timing, seed, cassettes, folders, queue and history sizes, faults and held jobs (keys below)."""
-        result: dict[str, Any] = self._admin("GET", "/state")
+        result: dict[str, Any] = self._admin("state")
         return result
 
     @documents("journal")
@@ -100,18 +104,18 @@ class ReplayControl:
                 body_contains: str | None = None, since: int | None = None) -> list[dict[str, Any]]:
         """The requests the server received, oldest first, optionally filtered: journal entries (keys below)."""
         query = {"method": method, "path": path, "status": status, "body_contains": body_contains, "since": since}
-        entries: list[dict[str, Any]] = self._admin("GET", "/journal", params={k: v for k, v in query.items() if v is not None})["entries"]
+        entries: list[dict[str, Any]] = self._admin("journal", params={k: v for k, v in query.items() if v is not None})["entries"]
         return entries
 
     @documents("clear_journal")
     def clear_journal(self) -> None:
         """Forget the requests received."""
-        self._admin("DELETE", "/journal")
+        self._admin("clear_journal")
 
     @documents("problems")
     def problems(self) -> dict[str, Any]:
         """Engine errors and unmatched requests since the last reset: ``{"errors": [...], "unmatched": [...]}``."""
-        result: dict[str, Any] = self._admin("GET", "/problems")
+        result: dict[str, Any] = self._admin("problems")
         return result
 
     def check(self, *, allow_unmatched: bool = False) -> None:
@@ -127,7 +131,7 @@ class ReplayControl:
     @documents("openapi")
     def openapi(self) -> dict[str, Any]:
         """The server's OpenAPI 3.1 document (admin API and ComfyUI routes)."""
-        document: dict[str, Any] = self._admin("GET", "/openapi.json")
+        document: dict[str, Any] = self._admin("openapi")
         return document
 
     def configure(self, *, faults: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None = None,
@@ -157,7 +161,7 @@ class ReplayControl:
              query: dict[str, str | int | float | bool] | None = None, since: int | None = None) -> list[dict[str, Any]]:
         """The journal entries (keys below) matching a pattern, oldest first."""
         pattern = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query, since=since)
-        entries: list[dict[str, Any]] = self._admin("POST", "/journal/find", json=pattern)["entries"]
+        entries: list[dict[str, Any]] = self._admin("journal_find", json=pattern)["entries"]
         return entries
 
     @documents("journal_count")
@@ -166,7 +170,7 @@ class ReplayControl:
               query: dict[str, str | int | float | bool] | None = None, since: int | None = None) -> int:
         """How many received requests match the pattern (the keys of :meth:`find`)."""
         pattern = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query, since=since)
-        return int(self._admin("POST", "/journal/count", json=pattern)["count"])
+        return int(self._admin("journal_count", json=pattern)["count"])
 
     @documents("journal_assert")
     def assert_requested(
@@ -184,7 +188,7 @@ class ReplayControl:
         """
         body = _given(method=method, path=path, status=status, body_contains=body_contains, body_json=body_json, query=query,
                       since=since, count=count, min=min, max=max)
-        response = self._call("POST", "/journal/assert", json=body, ok=(200, 409))
+        response = self._call("journal_assert", json=body, ok=(200, 409))
         if response.status_code == 409:
             result = response.json()
             received = "\n  ".join(result.get("received", [])) or "(nothing)"
@@ -211,7 +215,7 @@ class ReplayControl:
         FaultSpecError (a ValueError) naming the bad key and the keys the kind accepts.
         """
         try:
-            added: list[dict[str, Any]] = self._admin("POST", "/faults", json=list(rules))["added"]
+            added: list[dict[str, Any]] = self._admin("add_faults", json=list(rules))["added"]
         except AdminRequestError as exc:
             raise FaultSpecError(str(exc)) from None
         return added
@@ -262,19 +266,19 @@ class ReplayControl:
     @documents("get_faults")
     def faults(self) -> list[dict[str, Any]]:
         """The active rules, each with its ``id``, ``remaining`` and ``hits`` (keys below)."""
-        rules: list[dict[str, Any]] = self._admin("GET", "/faults")["faults"]
+        rules: list[dict[str, Any]] = self._admin("get_faults")["faults"]
         return rules
 
     @documents("remove_fault")
     def remove_fault(self, fault_id: str) -> bool:
         """Remove one rule by its id (``f1``...); False when no such rule is active."""
-        response = self._call("DELETE", f"/faults/{quote(fault_id, safe='')}", ok=(200, 404))
+        response = self._call("remove_fault", ok=(200, 404), path_params={"fault_id": fault_id})
         return response.status_code == 200
 
     @documents("clear_faults")
     def clear_faults(self) -> None:
         """Remove every rule."""
-        self._admin("DELETE", "/faults")
+        self._admin("clear_faults")
 
     # ------------------------------------------------------------ manual clock
 
@@ -286,14 +290,14 @@ class ReplayControl:
 
         A job held at ``node:K`` has been told (``executing`` K) but K has not run; one held at ``step:K:2`` has sent
         K's progress 2 and its preview (ComfyUI sends them back to back). See docs/control.md, "the clock at node boundaries", for what an interrupt then does."""
-        state: dict[str, Any] = self._admin("POST", "/clock/hold", json=_given(at=at, node=node, step=step, prompt_id=prompt_id))
+        state: dict[str, Any] = self._admin("clock_hold", json=_given(at=at, node=node, step=step, prompt_id=prompt_id))
         return state
 
     @documents("clock_wait")
     def wait_held(self, prompt_id: str | None = None, *, at: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
         """Wait until a job (``prompt_id`` if given) is held (at ``at`` if given); returns ``{prompt_id, at, held_for}``;
         TimeoutError when none is within ``timeout``."""
-        response = self._call("POST", "/clock/wait", json=_given(prompt_id=prompt_id, at=at, timeout=timeout),
+        response = self._call("clock_wait", json=_given(prompt_id=prompt_id, at=at, timeout=timeout),
                               timeout=timeout + 5, ok=(200, 408))
         if response.status_code == 408:
             raise TimeoutError(f"no job {prompt_id or ''} was held{' at ' + at if at else ''} within {timeout}s: {response.json()}")
@@ -304,7 +308,7 @@ class ReplayControl:
     def advance(self, prompt_id: str | None = None, *, timeout: float = 5.0) -> dict[str, Any]:
         """Let the held job go on to its next hold or its end; returns ``{prompt_id, from, to}``; ClockError when
         no job is held."""
-        response = self._call("POST", "/clock/advance", json=_given(prompt_id=prompt_id, timeout=timeout),
+        response = self._call("clock_advance", json=_given(prompt_id=prompt_id, timeout=timeout),
                               timeout=2 * timeout + 5, ok=(200, 409))
         if response.status_code == 409:
             raise ClockError(response.json()["error"])
@@ -314,13 +318,13 @@ class ReplayControl:
     @documents("clock_release")
     def release(self) -> list[str]:
         """Remove every hold and let held jobs run on; returns their prompt_ids."""
-        released: list[str] = self._admin("POST", "/clock/release")["released"]
+        released: list[str] = self._admin("clock_release")["released"]
         return released
 
     @documents("clock")
     def clock(self) -> dict[str, Any]:
         """Holds and held jobs: ``{holds, held}`` (keys below)."""
-        state: dict[str, Any] = self._admin("GET", "/clock")
+        state: dict[str, Any] = self._admin("clock")
         return state
 
     def wait_for_job(self, prompt_id: str, *, timeout: float = 10.0, poll: float = 0.01) -> dict[str, Any]:

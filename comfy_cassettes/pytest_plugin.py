@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _MARKER_HELP = (
     f"{MARKER}(*cassettes, "
-    + ", ".join(f'{o.name}="{o.default}"' if isinstance(o.default, str) else f"{o.name}={o.default!r}" for o in MARKER_OPTIONS)
+    + ", ".join(f'{o.name}="{o.fixture_value}"' if isinstance(o.fixture_value, str) else f"{o.name}={o.fixture_value!r}" for o in MARKER_OPTIONS)
     + ", allow_unmatched=False, **options): replay these cassettes (names, files or folders; looked up next to the test, "
     "in the configured cassette folders, then among the bundled ones) for the comfy / comfy_dynamic fixtures; models are "
     "declared besides the session's (--comfy-model, comfy_cassettes_models); other keywords go to the server's configure()."

@@ -55,7 +55,7 @@ class Settings:
 
     def value(self, name: str) -> Any:
         """The session's value of a server option: its own, else the table's default."""
-        return self.values.get(name, BY_NAME[name].default)
+        return self.values.get(name, BY_NAME[name].fixture_value)
 
     @property
     def seed(self) -> int:

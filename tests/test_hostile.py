@@ -118,7 +118,8 @@ def test_sigterm_under_load_stops_quickly_and_removes_the_folders(tmp_path: Path
 
 
 def test_a_client_that_stops_reading_delays_nobody_and_is_cut(tmp_path: Path) -> None:
-    process, url = serve(tmp_path / "tmp", env={"COMFY_CASSETTES_WS_SEND_TIMEOUT": "1.5"})
+    # Zero latency: 61 txt2img runs at their recorded 8 s each would take minutes.
+    process, url = serve(tmp_path / "tmp", "--timing", "instant", env={"COMFY_CASSETTES_WS_SEND_TIMEOUT": "1.5"})
     stalled = None
     try:
         stalled = stalled_socket(url, "stuck")
@@ -215,7 +216,7 @@ def _full_disk() -> None:
 
 def test_a_full_disk_leaves_no_partial_output_and_view_serves_none(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    process = subprocess.Popen([*CLI, "serve", "--port", "0", "--disable-static-return", "--output-dir", str(out)],
+    process = subprocess.Popen([*CLI, "serve", "--port", "0", "--timing", "instant", "--disable-static-return", "--output-dir", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "TMPDIR": str(tmp_path)}, preexec_fn=_full_disk)
     try:
@@ -242,7 +243,8 @@ def test_a_full_disk_leaves_no_partial_output_and_view_serves_none(tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, url = serve(tmp_path_factory.mktemp("served"))
+    # Zero latency: these hostile clients poll for jobs they expect over at once, not txt2img's recorded 8 s.
+    process, url = serve(tmp_path_factory.mktemp("served"), "--timing", "instant")
     yield url
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=10)

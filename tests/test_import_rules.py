@@ -21,7 +21,7 @@ LAYERS = [
     ("contract",),
     ("cassette",),
     ("comfy",),
-    ("errors", "version"),
+    ("errors", "version", "listening", "doc_blocks"),
 ]
 # Only the HTTP wing (and the recording proxy, its own HTTP server) may speak Starlette or uvicorn.
 WEB_FRAMEWORKS = ("starlette", "uvicorn")
@@ -144,3 +144,10 @@ def test_no_module_imports_itself_round_a_circle() -> None:
     # TYPE_CHECKING and function-level imports count too: a circle hidden from the interpreter still ties two
     # modules into one idea (the engine and the run it created did so).
     assert _cycles(GRAPH) == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith(NAME + ".record")))
+def test_recording_stands_beside_the_replay_not_on_it(module: str) -> None:
+    # record and replay are two uses of the cassette, side by side: neither reaches into the other.
+    sideways = sorted(t for t in GRAPH[module] if t.startswith(NAME + ".replay"))
+    assert not sideways, f"{module} imports {sideways}"

@@ -82,7 +82,8 @@ def progress(messages: list[Any]) -> list[tuple[int, int]]:
 
 @pytest.fixture
 def declared(start_server: Callable[..., ReplayServer]) -> ReplayServer:
-    return start_server("comfyui", models=(f"checkpoints/{CHECKPOINT}",), preview_method="auto", dynamic=True)
+    # Zero latency: these tests hold, interrupt and count what txt2img sends, not how long its recorded 8 s take.
+    return start_server("comfyui", models=(f"checkpoints/{CHECKPOINT}",), preview_method="auto", dynamic=True, timing="instant")
 
 
 def test_the_seeds_txt2img_runs_with_a_declared_checkpoint(declared: ReplayServer) -> None:

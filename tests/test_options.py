@@ -26,7 +26,7 @@ def test_serve_help_shows_every_row_with_its_help_and_default() -> None:
     for option in OPTIONS:
         assert all(flag in shown for flag in option.cli_flag.split("/")), option.name
         assert option.help.split(":")[0][:30] in " ".join(shown.split()), option.name
-    assert "[default: instant]" in shown and "[env var: COMFY_CASSETTES_ADMIN_TOKEN]" in shown
+    assert "[default: faithful]" in shown and "[env var: COMFY_CASSETTES_ADMIN_TOKEN]" in shown
 
 
 def test_a_row_reaches_the_server(tmp_path) -> None:

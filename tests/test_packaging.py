@@ -4,6 +4,7 @@ suite, the README renders on the package index, and the changelog starts at the 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist and the wheel, built from this checkout (the venv's setuptools: CI builds in isolation too)."""
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+    # Built from a copy: each xdist worker that runs a test here builds once, and two builds in the checkout
+    # itself would share (and break) its build/ and egg-info folders.
+    source = tmp_path_factory.mktemp("source") / "checkout"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "node_modules", "build", "dist", "site", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
+        "test-artifacts"))
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out

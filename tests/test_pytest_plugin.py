@@ -202,7 +202,7 @@ def test_typo(comfy):
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines([
         "*comfy_cassette: no cassette 'no_such_cassette' (looked in *",
-        "*timing must be one of instant, recorded*",
+        "*timing must be one of faithful, floor, instant, recorded*",
         "*unknown replay option(s): no_such_option*",
     ])
 

@@ -34,10 +34,11 @@ ROOTS = ("prompt_id", "client_id", "number", "now_ms", "http_date", "out", "job"
 LBRACE = "lbrace"
 # A name in our namespace, valid or not: validation rejects the invalid ones, rendering fills the valid ones.
 PLACEHOLDER = re.compile(r"\{\{((?:" + "|".join(ROOTS) + r")[^{}]*)\}\}")
+# A node id is any string ComfyUI accepts as a prompt key, dots included (ComfyScript names nodes "SaveImage.0").
 _NAME = re.compile(
     r"^(?:prompt_id|client_id|number|now_ms|http_date"
-    r"|out\.[^.{}]+\.\d+\.(?:filename|subfolder)"
-    r"|job\.\d+\.(?:prompt_id|number|out\.[^.{}]+\.\d+\.(?:filename|subfolder))"
+    r"|out\.[^{}]+\.\d+\.(?:filename|subfolder)"
+    r"|job\.\d+\.(?:prompt_id|number|out\.[^{}]+\.\d+\.(?:filename|subfolder))"
     r"|sid\.\d+|lbrace)$"
 )
 _QUOTED = re.compile('"(' + PLACEHOLDER.pattern + ')"')

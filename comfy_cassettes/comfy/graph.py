@@ -29,6 +29,34 @@ def structure(workflow: Mapping[str, Any]) -> str:
     return json.dumps(shape, sort_keys=True)
 
 
+def node_roles(workflow: Mapping[str, Any]) -> dict[str, str]:
+    """Each node's role in the graph whatever the node ids are: its class and, recursively, what feeds each input
+    (values ignored). Two workflows that differ only in their ids (``"3"`` against ComfyScript's
+    ``"KSampler.0"``) give their matching nodes the same roles; nodes with the same role are numbered in the
+    workflow's order."""
+    roles: dict[str, str] = {}
+
+    def role(node_id: str, seen: frozenset[str]) -> str:
+        if node_id in roles:
+            return roles[node_id]
+        node = workflow.get(node_id)
+        if not isinstance(node, dict) or node_id in seen:
+            return "?"
+        feeds = sorted((key, role(value[0], seen | {node_id}), value[1]) for key, value in (node.get("inputs") or {}).items()
+                       if is_link(value))
+        made = hashlib.sha1(json.dumps([node.get("class_type"), feeds], default=str).encode()).hexdigest()[:16]
+        roles[node_id] = made
+        return made
+
+    numbered: dict[str, str] = {}
+    count: dict[str, int] = {}
+    for node_id in workflow:
+        made = role(str(node_id), frozenset())
+        count[made] = count.get(made, -1) + 1
+        numbered[str(node_id)] = f"{made}.{count[made]}"
+    return numbered
+
+
 def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     """Each node's cache signature: its class and values plus its ancestors' signatures, like ComfyUI's cache key.
 

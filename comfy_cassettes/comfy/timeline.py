@@ -29,6 +29,7 @@ class Pace:
     node: Mapping[str, float] = field(default_factory=dict)
     step: Mapping[str, float] = field(default_factory=dict)
     default: float = 0.0
+    start: float = 0.0  # from POST /prompt to execution_start
 
     def run(self, node: str, steps: int) -> float:
         """A node's whole run: its recorded time, or its steps at the recorded pace."""

@@ -165,7 +165,7 @@ class ResetDone(Answer):
 
 class State(Answer):
     mode: Literal["static", "dynamic"] = Field(description="static (nothing written) or dynamic (outputs written)")
-    timing: Literal["instant", "recorded"] = Field(description="the timing mode")
+    timing: Literal["faithful", "floor", "instant", "recorded"] = Field(description="the timing mode")
     seed: int = Field(description="the seed of prompt_ids and temp names")
     cassettes: list[str] = Field(description="the cassette files replayed")
     jobs_recorded: int = Field(description="how many recorded jobs they hold")
@@ -176,6 +176,7 @@ class State(Answer):
     temp_dir: str = Field(description="the temp folder")
     faults: int = Field(description="active fault rules")
     held: list[str] = Field(description="prompt_ids held by the clock")
+    in_flight: int = Field(description="requests received and not answered yet (one a delay fault holds, say)")
 
 
 # ------------------------------------------------------------------ faults

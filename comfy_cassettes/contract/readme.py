@@ -7,13 +7,13 @@ versions' differences, rendered from comfy/differences.py (a test keeps the page
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from ..doc_blocks import DocBlocks
 
 from ..comfy.differences import CONFIRMED, DIFFERENCES
 from . import bodies as m
@@ -99,20 +99,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "clock-bodies": lambda: "\n\n".join(f"`{name}`:\n\n{keys_table(model)}" for name, model in
                                         (("POST /clock/hold", m.Hold), ("POST /clock/wait", m.Wait), ("POST /clock/advance", m.Advance))),
 }
-_BLOCK = re.compile(r"(<!-- contract:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /contract:(?P=name) -->)", re.S)
-
-
-def render(text: str) -> str:
-    """``text`` with every contract block re-rendered."""
-    return _BLOCK.sub(lambda found: found.group(1) + BLOCKS[found.group("name")]() + "\n" + found.group(4), text)
-
-
-def main(argv: list[str]) -> int:
-    for name in argv or sorted(str(page) for page in Path("docs").rglob("*.md")):
-        path = Path(name)
-        path.write_text(render(path.read_text()))
-    return 0
+_BLOCKS = DocBlocks("contract", BLOCKS)
+render = _BLOCKS.render
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(_BLOCKS.rewrite(sys.argv[1:]))

@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ..errors import ConfigError
-from ..replay.config import ADMIN_PREFIX
+from ..contract import ADMIN_PREFIX
 from .modes import RecordMode, read_document
 from .scrub import Scrubber
 from .session import HttpExchange, RawSession, WsConnection, WsFrame
@@ -315,7 +315,7 @@ def run_proxy(
     on_ready: Callable[[str], None] | None = None,
 ) -> SaveResult:
     """Serve ``proxy`` until Ctrl-C or SIGTERM, then save; returns what the final save wrote."""
-    from ..replay.server import bind_socket
+    from ..listening import bind_socket
 
     sock = bind_socket(host, port)
     shown = f"[{host}]" if ":" in host else host

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 ADMIN_TOKEN_ENV = "COMFY_CASSETTES_ADMIN_TOKEN"
-TIMING_MODES = ("instant", "recorded")
+# How a replay paces a job (docs/serve.md "Timing"). The faithful ones start a job only once its POST /prompt answer
+# has been sent and never end it sooner than real ComfyUI ended any job (comfy/latency.py).
+TIMINGS = {
+    "faithful": "like the recorded ComfyUI: each job after its POST answer, at its recorded pace (the default of serve)",
+    "floor": "as quick as real ComfyUI ever was: each job after its POST answer, over no sooner than 0.6 ms after it "
+             "(the default of the pytest fixtures)",
+    "instant": "zero latency: each job at once, its events back to back, maybe before the client has its POST answer",
+    "recorded": "the cassette's recorded delays divided by --speed",
+}
+TIMING_MODES = tuple(TIMINGS)
 # ComfyUI's --preview-method (cli_args.py); in 0.3.64 "auto", and "taesd" without its decoder, mean latent2rgb.
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 DEFAULT_HOST = "127.0.0.1"
@@ -40,6 +49,12 @@ class Option:
     envvar: str | None = None
     config: bool = True  # a ReplayConfig field
     shown_default: str | None = None  # what --help says the default is, when the value itself says it badly
+    fixture_default: Any = None  # the pytest fixtures' default, when it is not serve's
+
+    @property
+    def fixture_value(self) -> Any:
+        """The default a comfy fixture's server takes."""
+        return self.default if self.fixture_default is None else self.fixture_default
 
     @property
     def cli_flag(self) -> str:
@@ -69,7 +84,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("dynamic", False, "Dynamic mode: copy each job's outputs into the output folder under ComfyUI names (ComfyUI's "
            "own file behaviour; the default static mode writes nothing and serves the recorded or source image).",
            flag="--disable-static-return", marker=True),
-    Option("timing", "instant", f"{' or '.join(TIMING_MODES)}: answer at once, or with the cassette's delays.", marker=True),
+    Option("timing", "faithful", "How jobs are paced: " + "; ".join(f"{name}: {text}" for name, text in TIMINGS.items()) + ".",
+           pytest_flag="--comfy-timing", ini="comfy_cassettes_timing", metavar="MODE", marker=True, fixture_default="floor"),
     Option("speed", 1.0, "With timing recorded: divide recorded delays by this factor.", marker=True),
     Option("seed", 0, "Seed for generated prompt_ids and preview names.", pytest_flag="--comfy-seed", ini="comfy_cassettes_seed",
            metavar="N", marker=True),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import os
-import socket
 import sys
 import threading
 import time
@@ -18,6 +16,7 @@ import uvicorn
 
 from ..cassette import load as cassette_io
 from ..errors import ConfigError
+from ..listening import bind_socket
 from .http.app import create_app
 from .http.limits import BoundedHeadersProtocol
 from .config import ReplayConfig
@@ -33,23 +32,6 @@ def build_engine(config: ReplayConfig) -> ReplayEngine:
     cassettes = [cassette_io.load(path) for path in config.cassettes]
     base = cassette_io.load(config.base) if config.base is not None and config.base not in config.cassettes else None
     return ReplayEngine(config, cassettes, base=base)
-
-
-def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
-    """Bind before starting uvicorn so a busy port is a clear error, and port 0 yields the real port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is already in use; pick another with --port") from None
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
 
 
 class ReplayServer:

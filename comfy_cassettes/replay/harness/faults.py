@@ -209,11 +209,24 @@ class Faults:
         self._ids = 0
         self._back: asyncio.TimerHandle | None = None
         self._restart = False
+        self._cleared: asyncio.Event | None = None  # set when the rules are cleared: delays under way end
 
     def clear(self) -> None:
-        """Forget every rule (a down period already under way still ends on time)."""
+        """Forget every rule and end every delay under way (a down period already under way still ends on time)."""
         self.rules.clear()
         self._rng = random.Random(self._seed)
+        cleared, self._cleared = self._cleared, None
+        if cleared is not None:
+            cleared.set()
+
+    async def wait(self, seconds: float) -> None:
+        """A delay rule's wait: ``seconds``, or until the rules are cleared (a reset: the test that set it is over)."""
+        if self._cleared is None:
+            self._cleared = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._cleared.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     reset = clear
 

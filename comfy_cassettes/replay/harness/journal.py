@@ -1,7 +1,13 @@
-"""The request journal: every request the replay server received, in order, for tests to inspect."""
+"""The request journal: every request the replay server received, in the order received, for tests to inspect.
+
+A request is numbered when it arrives and listed once answered, in its place: a request held by a delay fault
+comes before the retry sent after it. A reset starts a new generation: a request received before it never lands
+in the journal after it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
@@ -12,6 +18,7 @@ from urllib.parse import parse_qsl
 
 
 _KEPT_BODY = 64 * 1024  # bytes of a request body the journal keeps
+SETTLE_TIMEOUT = 1.0  # seconds a reset waits for the requests in flight to be answered
 # Engine errors, and unmatched requests, kept for a test (the first ones: they name the cause); 20,000 failing
 # requests once made a 47 MB answer.
 PROBLEMS_KEPT = 100
@@ -49,6 +56,15 @@ class JournalEntry:
                 "body": self.body, "status": self.status, "matched": self.matched, "client": self.client}
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """When a request arrived: its place in the journal (``seq``), the time, and the journal's generation."""
+
+    seq: int
+    t: float
+    generation: int
+
+
 @dataclass
 class Journal:
     """A bounded, thread-safe list of JournalEntry, plus what a test should hear about: errors inside the engine
@@ -64,12 +80,59 @@ class Journal:
         self.entries = deque(maxlen=self.limit)
         self._lock = threading.Lock()
         self._seq = 0
+        self._generation = 0
+        self._in_flight = 0  # requests of this generation received and not yet answered
 
-    def add(self, method: str, path: str, query: str, body: bytes, status: int, matched: str = "", client: str = "") -> None:
-        """One request: ``query`` is its raw query string, decoded when asked for."""
+    def receive(self) -> Receipt:
+        """A request has arrived: its number and time. Every receipt is closed by :meth:`add` (answered or not)."""
         with self._lock:
             self._seq += 1
-            self.entries.append(JournalEntry(self._seq, time.time(), method, path, query, body, status, matched, client))
+            self._in_flight += 1
+            return Receipt(self._seq, time.time(), self._generation)
+
+    def add(self, method: str, path: str, query: str, body: bytes, status: int, matched: str = "", client: str = "",
+            *, receipt: Receipt | None = None) -> None:
+        """One answered request (``receipt``: from :meth:`receive` when it arrived; None: arrived just now), listed
+        in the order received; dropped when the journal was cleared since it arrived. ``query`` is its raw query
+        string, decoded when asked for."""
+        with self._lock:
+            if receipt is None:
+                self._seq += 1
+                receipt = Receipt(self._seq, time.time(), self._generation)
+            elif receipt.generation == self._generation:
+                self._in_flight -= 1
+            if receipt.generation != self._generation:
+                return  # received before a reset: the test it belonged to is over
+            entry = JournalEntry(receipt.seq, receipt.t, method, path, query, body, status, matched, client)
+            entries = self.entries
+            if not entries or entries[-1].seq < receipt.seq:
+                entries.append(entry)
+                return
+            # Answered after requests that arrived later (a delay fault held it): back to where it arrived.
+            place = len(entries)
+            while place > 0 and entries[place - 1].seq > receipt.seq:
+                place -= 1
+            if len(entries) == entries.maxlen:
+                if place == 0:
+                    return  # older than everything a full journal keeps
+                entries.popleft()
+                place -= 1
+            entries.insert(place, entry)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received since the last clear and not answered yet."""
+        return self._in_flight
+
+    async def settle(self, timeout: float = SETTLE_TIMEOUT) -> bool:
+        """Wait up to ``timeout`` seconds for every request received to be answered; True when none is left (a
+        reset waits so; one still going then is left out of every journal)."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
 
     def error(self, message: str) -> None:
         with self._lock:
@@ -96,7 +159,10 @@ class Journal:
             return found
 
     def clear(self) -> None:
+        """Forget every entry and problem; requests still in flight will not be listed (a new generation)."""
         with self._lock:
+            self._generation += 1
+            self._in_flight = 0
             self.entries.clear()
             self.errors.clear()
             self.unmatched.clear()

@@ -139,6 +139,7 @@ async def state(_: Any, request: Request) -> Response:
         "temp_dir": str(engine.roots.temp),
         "faults": len(engine.faults.rules),
         "held": [h["prompt_id"] for h in engine.clock.snapshot()["held"]],
+        "in_flight": engine.journal.in_flight,
     })
 
 

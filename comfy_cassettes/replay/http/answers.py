@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..sim.engine import Reply, ReplayEngine
 from .static import empty_streamed, http_error
@@ -23,7 +24,24 @@ def engine_of(connection: HTTPConnection) -> ReplayEngine:
 
 
 def reply(r: Reply) -> Response:
+    if r.sent is not None:
+        return _ThenTell(r.body, r.status, headers=r.headers, sent=r.sent)
     return Response(r.body, r.status, headers=r.headers)
+
+
+class _ThenTell(Response):
+    """A response that tells the engine once it has gone out, or failed to (POST /prompt: the job it queued may run
+    from then on, so no event of it reaches a client that cannot know its prompt_id yet)."""
+
+    def __init__(self, content: bytes, status_code: int, headers: dict[str, str], sent: Callable[[], None]) -> None:
+        super().__init__(content, status_code, headers=headers)
+        self._sent = sent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._sent()
 
 
 async def body_json(request: Request) -> Any:

@@ -67,17 +67,7 @@ def history_job(prompt_id: str, entry: Mapping[str, Any], profile: Profile, *, d
     status_info = entry.get("status") or {}
     outputs = entry.get("outputs") or {}
     count, preview = _summary(outputs)
-    start = end = error = None
-    interrupted = False
-    for message in status_info.get("messages") or []:
-        if isinstance(message, (list, tuple)) and len(message) >= 2 and isinstance(message[1], dict):
-            name, data = message[0], message[1]
-            if name == "execution_start":
-                start = data.get("timestamp")
-            elif name in TERMINAL:
-                end = data.get("timestamp")
-                error = data if name == "execution_error" else error
-                interrupted = interrupted or name == "execution_interrupted"
+    start, end, error, interrupted = _execution(status_info)
     status_str = status_info.get("status_str")
     status = (CANCELLED if interrupted and profile.jobs_cancelled_status else FAILED) if status_str == "error" else COMPLETED
     job = _prune({"id": prompt_id, "status": status, "priority": priority, "create_time": create_time,
@@ -98,15 +88,7 @@ def _plain_history_job(prompt_id: str, entry: Mapping[str, Any], *, detail: bool
     status_info = entry.get("status") or {}
     outputs = entry.get("outputs") or {}
     count, preview = _plain_summary(outputs)
-    start = end = error = None
-    for message in status_info.get("messages") or []:
-        if isinstance(message, (list, tuple)) and len(message) >= 2 and isinstance(message[1], dict):
-            name, data = message[0], message[1]
-            if name == "execution_start":
-                start = data.get("timestamp")
-            elif name in TERMINAL:
-                end = data.get("timestamp")
-                error = data if name == "execution_error" else error
+    start, end, error, _ = _execution(status_info)
     job = _prune({"id": prompt_id, "status": FAILED if status_info.get("status_str") == "error" else COMPLETED,
                   "priority": priority, "create_time": create_time, "execution_start_time": start,
                   "execution_end_time": end, "execution_error": error, "outputs_count": count,
@@ -116,6 +98,23 @@ def _plain_history_job(prompt_id: str, entry: Mapping[str, Any], *, detail: bool
         job["execution_status"] = status_info
         job["workflow"] = {"prompt": prompt, "extra_data": extra_data}
     return job
+
+
+def _execution(status_info: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any] | None, bool]:
+    """What a history entry's status messages say of the run: its start and end timestamps, its error message,
+    and whether it was interrupted."""
+    start = end = error = None
+    interrupted = False
+    for message in status_info.get("messages") or []:
+        if isinstance(message, (list, tuple)) and len(message) >= 2 and isinstance(message[1], dict):
+            name, data = message[0], message[1]
+            if name == "execution_start":
+                start = data.get("timestamp")
+            elif name in TERMINAL:
+                end = data.get("timestamp")
+                error = data if name == "execution_error" else error
+                interrupted = interrupted or name == "execution_interrupted"
+    return start, end, error, interrupted
 
 
 def _plain_summary(outputs: Mapping[str, Any]) -> tuple[int, dict[str, Any] | None]:

@@ -121,6 +121,7 @@ class ReplayMiddleware:
         return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
+        receipt = self.engine.journal.receive()  # listed in the order received, whenever it is answered
         chunks: list[bytes] = []
         status = 0
 
@@ -142,7 +143,7 @@ class ReplayMiddleware:
             client = scope.get("client") or ("", 0)
             self.engine.journal.add(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(chunks), status,
-                matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
+                matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}", receipt=receipt,
             )
 
     async def _faulted(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,7 +157,7 @@ class ReplayMiddleware:
             await self._answer(scope, receive, send)
             return
         if fault.delay > 0:
-            await asyncio.sleep(fault.delay)
+            await faults.wait(fault.delay)  # a reset ends the wait: the request is answered before the state goes
         rule = fault.rule
         scope[FAULT_SCOPE_KEY] = f"fault {rule.id}: {rule.kind}" if rule is not None else f"fault: delayed {fault.delay:.3f}s"
         if rule is None:

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,6 +73,7 @@ class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    sent: Callable[[], None] | None = None  # to call once the answer has gone out (or failed to): POST /prompt's
 
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Reply:
@@ -135,8 +136,9 @@ class ReplayEngine:
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
         enricher = OutputEnricher(self.files, self.assets) if self.profile.output_metadata else None
         job_files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
+        self.pacing = Pacing(config.timing, config.speed)
         context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
-                             files=job_files, pacing=Pacing(config.timing, config.speed), running=self.running,
+                             files=job_files, pacing=self.pacing, running=self.running,
                              recorded_history=self.index.rendered_history)
         self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none")
         self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
@@ -201,10 +203,15 @@ class ReplayEngine:
             shutil.rmtree(path, ignore_errors=True)
 
     async def reset(self) -> None:
-        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes."""
+        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes.
+
+        A request still held by a delay fault is let go first and answered from the state its test left (the file
+        it asks for still there), then forgotten with that test's journal: it never lands in the next test's."""
         cut = await self.worker.stop()
         if cut is not None:
             cut.end_by_reset()
+        self.faults.reset()
+        await self.journal.settle()
         pending = self.queue.remaining() > 0
         for part in self._test_parts:
             part.reset()
@@ -261,7 +268,17 @@ class ReplayEngine:
         item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
         self.worker.wake()
-        return Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        answer = Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        if not self.pacing.faithful:
+            item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
+            return answer
+        return replace(answer, sent=lambda: self.answered(item))
+
+    def answered(self, item: QueueItem) -> None:
+        """The POST /prompt answer that queued ``item`` has gone out: from now on the worker may run it."""
+        if item.answered is None:
+            item.answered = time.monotonic()
+            self.worker.wake()
 
     def _number(self, body: dict[str, Any]) -> int | float | None:
         """The prompt's queue number: the client's, as a float; else the server's counter (negated with

@@ -1,16 +1,20 @@
-"""How a job's recorded delays pass on replay: not at all (``instant``), or at the recording's pace divided by
-``speed`` (``recorded``). One place, so the worker and the run agree on what a recorded second is."""
+"""How a job's recorded delays pass on replay, one place so the worker and the run agree on what a recorded
+second is: not at all (``instant``, ``floor``), at the recording's pace (``faithful``), or at it divided by
+``speed`` (``recorded``). The faithful timings (``faithful``, ``floor``) also start a job only once its POST
+/prompt answer has gone out and never end it sooner than real ComfyUI ended any job (comfy/latency.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+from ...comfy.latency import FASTEST_JOB, LONGEST_IDLE_START
+
 
 class Pacing:
-    """The replay's timing mode and speed, and the worker's work budget in instant timing.
+    """The replay's timing mode and speed, and the worker's work budget when recorded delays are not kept.
 
-    Instant timing runs a job's events, and a queue's jobs, back to back. Yielding to the event loop before every
+    Without them a job's events, and a queue's jobs, run back to back. Yielding to the event loop before every
     job let handlers in but cost a loop pass per job (a polling client asked 2-11 times per job); yielding per
     event let a queue crawl behind the traffic it causes. The worker yields once it has worked ``budget``
     seconds instead: a handler waits about that long at most, a long job included, and one pass runs many jobs.
@@ -21,6 +25,9 @@ class Pacing:
         self.speed = speed
         self.budget = budget
         self._since = time.perf_counter()
+        # Seconds waited per recorded second; 0: recorded delays are not waited.
+        self._scale = {"recorded": 1 / speed, "faithful": 1.0}.get(timing, 0.0)
+        self.faithful = timing in ("faithful", "floor")
 
     def restart(self) -> None:
         """The loop has just run other work (the worker waited): a full budget again."""
@@ -34,17 +41,36 @@ class Pacing:
 
     @property
     def recorded(self) -> bool:
-        """Whether recorded delays are kept (``--timing recorded``)."""
-        return self.timing == "recorded"
+        """Whether recorded delays are kept (``faithful`` and ``recorded``): a graph the cassettes recorded with
+        other values runs at the recording's pace too."""
+        return bool(self._scale)
 
     async def pause(self, seconds: float) -> None:
-        """Wait ``seconds`` of recorded time; in instant timing, yield only when the work budget is spent."""
-        if self.recorded and seconds > 0:
-            await asyncio.sleep(seconds / self.speed)
+        """Wait ``seconds`` of recorded time; without recorded delays, yield only when the work budget is spent."""
+        if self._scale and seconds > 0:
+            await asyncio.sleep(seconds * self._scale)
             self.restart()
         else:
             await self.spend()
 
-    def since(self, start: float) -> float:
-        """Recorded seconds since the wall-clock time ``start``."""
-        return (time.time() - start) * self.speed
+    def start_delay(self, created: float, answered: float | None, recorded: float) -> float:
+        """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds, for a job
+        queued at wall-clock time ``created`` whose answer went out at ``answered`` (time.monotonic()): time it
+        already spent queued counts towards it. Faithful timing counts from the answer instead: a client reading
+        it on a busy machine still has the recorded delay to note the prompt_id, at the cost of our own answer
+        time (under a millisecond) over the recording; and it leaves out what the recording spent queued behind
+        its other prompts (comfy/latency.py)."""
+        if not self._scale:
+            return 0.0
+        if self.timing == "faithful" and answered is not None:
+            return max(0.0, min(recorded, LONGEST_IDLE_START) - (time.monotonic() - answered))
+        return max(0.0, recorded - (time.time() - created) / self._scale)
+
+    async def keep_floor(self, answered: float | None) -> None:
+        """Hold a job's end until real ComfyUI could have ended it: :data:`FASTEST_JOB` after its POST answer went
+        out (``answered``, time.monotonic())."""
+        if self.faithful and answered is not None:
+            remaining = answered + FASTEST_JOB - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                self.restart()

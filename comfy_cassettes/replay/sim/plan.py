@@ -3,13 +3,14 @@ the submitted values (at a recording's pace when one has the same graph)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...comfy.behaviours import DECISIVE_INPUTS, InputSize, output_size, sampler_steps, seed
 from ...comfy.events import Event, WsEvent
-from ...comfy.graph import is_link, structure
+from ...comfy.graph import is_link, node_roles, structure
 from ...comfy.nodes import OUTPUT_CLASSES, VOLATILE_INPUTS
 from ...comfy.timeline import PREVIEW, Pace, from_history, timeline
 from ...cassette.model import Job, OutputImage
@@ -87,10 +88,12 @@ class JobIndex:
     def __init__(self, jobs: Sequence[Job]) -> None:
         self.jobs = list(jobs)
         self._by_structure: dict[str, list[Job]] = {}
+        self._by_roles: dict[str, list[Job]] = {}  # the same, whatever the node ids (for a recording's pace)
         self._facts = {id(job): _Facts.of(job) for job in self.jobs}
         self._history_renderers: dict[int, Renderer] = {}
         for job in self.jobs:
             self._by_structure.setdefault(structure(job.workflow), []).append(job)
+            self._by_roles.setdefault(_roles_key(node_roles(job.workflow)), []).append(job)
 
     def rendered_history(self, job: Job, bindings: Mapping[str, Any]) -> Any:
         """The job's recorded history entry with a replay's values (its renderer compiled on first use)."""
@@ -134,11 +137,24 @@ class JobIndex:
         return best[1] if best else None
 
     def pace(self, workflow: Mapping[str, Any], *, has_client: bool, shape: str | None = None) -> Pace | None:
-        """How long this graph's nodes took in a recording of the same structure (any values), for running it with
-        other values at the recorded pace; None when no finished recording has it."""
-        jobs = [j for j in self._same_shape(workflow, shape)
-                if j.status in ("success", "interrupted") and j.ws and (j.has_client or not has_client)]
-        return recorded_pace(max(jobs, key=lambda j: (j.status == "success", len(j.ws)))) if jobs else None
+        """How long this graph's nodes took in a recording of the same structure (any values, any node ids: a
+        client such as ComfyScript names its nodes its own way), for running it with other values at the recorded
+        pace; None when no finished recording has it."""
+        same = self._same_shape(workflow, shape)
+        roles = None if same else node_roles(workflow)
+        candidates = same or self._by_roles.get(_roles_key(roles or {}), [])
+        jobs = [j for j in candidates if j.status in ("success", "interrupted") and j.ws and (j.has_client or not has_client)]
+        if not jobs:
+            return None
+        job = max(jobs, key=lambda j: (j.status == "success", len(j.ws)))
+        pace = recorded_pace(job)
+        if roles is None:
+            return pace
+        # The recording's node ids -> this graph's, by role.
+        theirs = {role: node for node, role in node_roles(job.workflow).items()}
+        ours = {node: theirs[role] for node, role in roles.items() if role in theirs}
+        return Pace({n: pace.node[r] for n, r in ours.items() if r in pace.node},
+                    {n: pace.step[r] for n, r in ours.items() if r in pace.step}, pace.default, pace.start)
 
     def rejection(self, workflow: Mapping[str, Any]) -> Job | None:
         """A recorded 400 for exactly this workflow (used when no /object_info is recorded to validate against)."""
@@ -205,7 +221,12 @@ def synthesize(
     steps = {n: s for n in order if n not in skipped and (s := sampler_steps(workflow, n)) is not None}
     events = timeline(order, prompt_id=prompt_id or placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
                       outputs=outputs, steps=steps, previews=previews, pace=pace, shared_progress=True)
-    return Plan(tuple(events), tuple(images), tuple(cached), "success", None, seeds=seeds)
+    return Plan(tuple(events), tuple(images), tuple(cached), "success", None, pace.start if pace else 0.0, seeds=seeds)
+
+
+def _roles_key(roles: Mapping[str, str]) -> str:
+    """A key equal for graphs whose nodes have the same roles (graph.node_roles), whatever their ids."""
+    return json.dumps(sorted(roles.values()))
 
 
 def _image_ref(image: OutputImage) -> dict[str, str]:
@@ -228,7 +249,7 @@ def recorded_pace(job: Job) -> Pace:
     began = dict(starts)
     node_time = {n: max(0.0, (starts[i + 1][1] if i + 1 < len(starts) else end) - t) for i, (n, t) in enumerate(starts)}
     step_time = {n: (times[-1] - began.get(n, times[0])) / len(times) for n, times in steps.items() if times}
-    return Pace(node_time, step_time)
+    return Pace(node_time, step_time, start=job.queued_for)
 
 
 def resume_interrupted(job: Job, synthetic: Plan) -> Plan:

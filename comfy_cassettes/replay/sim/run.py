@@ -90,9 +90,7 @@ class JobRun:
 
     async def execute(self) -> None:
         context = self.context
-        # The recorded delay from POST to execution_start includes any time that job spent queued behind another:
-        # time this one already spent queued counts towards it (in recorded seconds).
-        await context.pacing.pause(max(0.0, self.plan.queued_for - context.pacing.since(self.item.created)))
+        await context.pacing.pause(context.pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
@@ -119,6 +117,7 @@ class JobRun:
             if self._step_point is not None and not self.ended:
                 point, self._step_point = self._step_point, None
                 await context.clock.checkpoint(self.item.prompt_id, point)
+        await context.pacing.keep_floor(self.item.answered)  # a run sent to nobody, or without its terminal message
         await context.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
 
@@ -129,6 +128,8 @@ class JobRun:
             self._emit_preview(event)
             return
         kind = str(event.type)
+        if kind in TERMINAL:
+            await context.pacing.keep_floor(item.answered)  # a client may map the job's end to its POST answer
         self.bindings["now_ms"] = _now_ms()
         nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
         if isinstance(nodes, ProgressNodes):

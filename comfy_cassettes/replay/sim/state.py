@@ -67,6 +67,7 @@ class QueueItem:
     started: float | None = None
     finished: float | None = None
     shape: str | None = None  # graph.structure(workflow), worked out once at submit
+    answered: float | None = None  # time.monotonic() when its POST /prompt answer went out; None: not yet
 
     @functools.cached_property
     def signatures(self) -> dict[str, str]:

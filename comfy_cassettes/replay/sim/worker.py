@@ -62,7 +62,8 @@ class Worker:
                 context.running.free_memory = False
                 context.cache.reset()
             head = queue.head()
-            if head is None:
+            if head is None or head.answered is None:
+                # Nothing to run, or a job whose POST answer has not gone out: a client could not know of it yet.
                 self._wake.clear()
                 await self._wake.wait()
                 context.pacing.restart()
