@@ -10,6 +10,8 @@ import time
 
 from ...comfy.latency import FASTEST_JOB, LONGEST_IDLE_START
 
+_TIMER = 0.001  # seconds the event loop's timer may sleep past a due time (epoll counts in milliseconds)
+
 
 class Pacing:
     """The replay's timing mode and speed, and the worker's work budget when recorded delays are not kept.
@@ -27,6 +29,7 @@ class Pacing:
         self._since = time.perf_counter()
         # Seconds waited per recorded second; 0: recorded delays are not waited.
         self._scale = {"recorded": 1 / speed, "faithful": 1.0}.get(timing, 0.0)
+        self._due = 0.0  # time.monotonic() the recorded gaps so far add up to
         self.faithful = timing in ("faithful", "floor")
 
     def restart(self) -> None:
@@ -46,12 +49,18 @@ class Pacing:
         return bool(self._scale)
 
     async def pause(self, seconds: float) -> None:
-        """Wait ``seconds`` of recorded time; without recorded delays, yield only when the work budget is spent."""
+        """Wait ``seconds`` of recorded time; without recorded delays, yield only when the work budget is spent.
+
+        The waits run to a due time that adds the gaps up: the loop's timer rounds each sleep up to a millisecond,
+        and a job of ten 0.1 ms gaps took 10 ms instead of 1. A due time long past (the job was held) starts anew."""
         if self._scale and seconds > 0:
-            await asyncio.sleep(seconds * self._scale)
-            self.restart()
-        else:
-            await self.spend()
+            now = time.monotonic()
+            self._due = max(self._due, now - _TIMER) + seconds * self._scale
+            if self._due > now:
+                await asyncio.sleep(self._due - now)
+                self.restart()
+                return
+        await self.spend()
 
     def start_delay(self, created: float, answered: float | None, recorded: float) -> float:
         """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds, for a job
