@@ -118,7 +118,7 @@ def test_queue_operations_and_an_interrupt_land_where_they_were_recorded(start_s
 
 
 def test_instant_replay_cannot_be_interrupted_and_verify_says_so(start_server: StartServer) -> None:
-    report = verify(BUNDLED_DIR / "interrupt.yaml", start_server("interrupt").url, timeout=30)
+    report = verify(BUNDLED_DIR / "interrupt.yaml", start_server("interrupt", timing="instant").url, timeout=30)
     assert ("job 0 (job0) status", "interrupted", "success") in {(d.where, d.recorded, d.live) for d in report.differences}
 
 
