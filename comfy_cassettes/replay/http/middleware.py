@@ -95,13 +95,7 @@ class ReplayMiddleware:
         page or file sends ``Origin: null``. Clients in any language send a loopback Host and no Origin."""
         if self.engine.config.admin_token:
             return None
-        host = origin = None
-        for name, value in scope.get("headers", ()):
-            name = name.lower()
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"origin":
-                origin = value.decode("latin-1")
+        host, origin = _headers(scope, b"host", b"origin")
         if host is not None and not is_loopback(urlsplit("//" + host).hostname):
             return f"the admin API answers requests to this machine only (Host {host!r} is not a loopback name or address)"
         if origin is not None and not is_loopback(urlsplit(origin).hostname):
@@ -109,15 +103,7 @@ class ReplayMiddleware:
         return None
 
     def _refused(self, scope: Scope) -> bool:
-        host = origin = fetch_site = None
-        for name, value in scope.get("headers", ()):
-            name = name.lower()
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"sec-fetch-site":
-                fetch_site = value.decode("latin-1")
+        host, origin, fetch_site = _headers(scope, b"host", b"origin", b"sec-fetch-site")
         return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -240,3 +226,14 @@ def _bounded(receive: Receive) -> Receive:
         return message
 
     return bounded
+
+
+def _headers(scope: Scope, *names: bytes) -> list[str | None]:
+    """The values of the headers ``names`` (lower-case) in a request's scope, None for one it does not have (the
+    last one wins, as for a single-valued header)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope.get("headers", ()):
+        name = name.lower()
+        if name in names:
+            found[name] = value.decode("latin-1")
+    return [found.get(name) for name in names]
