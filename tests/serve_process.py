@@ -5,12 +5,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+CLI = [sys.executable, "-m", "comfy_cassettes"]
+
+
+def start_serve(*args: str, env: dict[str, str] | None = None,
+                preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`comfy-cassettes serve --port 0 ARGS` in a subprocess, and its URL once its banner says it listens (the
+    caller stops it)."""
+    process = subprocess.Popen([*CLI, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env, preexec_fn=preexec_fn)
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return process, match.group(1)
+    process.wait(10)
+    raise AssertionError(f"serve did not start (exit {process.returncode})")
 
 
 def offline_env(cache: Path, empty: Path) -> dict[str, str]:
@@ -27,7 +46,7 @@ def serve(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator
     ready, out = root / "ready.json", root / "stdout.txt"
     folders = [arg for name in ("output", "input", "temp", "user") for arg in (f"--{name}-dir", str(root / name))]
     with out.open("w") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", "comfy_cassettes", "serve", "--port", "0", "--ready-file",
+        process = subprocess.Popen([*CLI, "serve", "--port", "0", "--ready-file",
                                     str(ready), *folders, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 120

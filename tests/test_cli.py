@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -15,19 +14,8 @@ import httpx
 import pytest
 
 from helpers import SESSIONS
+from serve_process import CLI, start_serve
 
-CLI = [sys.executable, "-m", "comfy_cassettes"]
-
-
-def start_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([*CLI, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1)
-    process.wait(10)
-    raise AssertionError(f"serve did not start (exit {process.returncode})")
 
 
 def test_serve_default_cassette_answers_and_stops_on_ctrl_c() -> None:

@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,8 @@ from websockets.sync.client import connect
 
 from comfy_cassettes.cassette import load as cassette_io
 from helpers import bundled
+from serve_process import CLI, start_serve
 
-CLI = [sys.executable, "-m", "comfy_cassettes"]
 MEMORY_CAP = 2 << 30  # bytes of address space a served subprocess may take
 
 
@@ -37,15 +36,7 @@ def _cap_memory() -> None:
 def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """`serve` in a subprocess with its own TMPDIR (its temporary folders are created there) and capped memory."""
     tmp.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([*CLI, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TMPDIR": str(tmp), **(env or {})}, preexec_fn=_cap_memory)
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1)
-    process.wait(10)
-    raise AssertionError(f"serve did not start (exit {process.returncode})")
+    return start_serve(*args, env={**os.environ, "TMPDIR": str(tmp), **(env or {})}, preexec_fn=_cap_memory)
 
 
 @functools.lru_cache(maxsize=1)
