@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ...cassette.naming import JobBinding, bind_job
-from ...comfy.events import default_traceback
+from ...comfy.events import Event, default_traceback, executing
 from ...comfy.folders import OutputNamer
 from ..harness.journal import Journal
 from . import plan as planning
@@ -152,8 +152,8 @@ class Worker:
         if item.state is JobState.QUEUED and context.queue.head() is item:
             context.queue.take()
         context.history.record(item, {}, {"status_str": "error", "completed": False, "messages": [["execution_error", error]]}, {})
-        context.sockets.emit(item.client_id, "execution_error", error)
+        context.sockets.emit(item.client_id, Event.EXECUTION_ERROR.value, error)
         if item.state is JobState.RUNNING:
             context.queue.done(item, JobState.ERROR)
-        context.sockets.emit(item.client_id, "executing", {"node": None, "prompt_id": item.prompt_id})
+        context.sockets.emit(item.client_id, Event.EXECUTING.value, executing(None, item.prompt_id))
         context.clock.job_finished(item.prompt_id, "error")
