@@ -17,6 +17,7 @@ from . import media, prompts, system
 from .admin import admin_app
 from .answers import Handler, recorded
 from .assets import asset_routes
+from .file_bodies import FileBodies
 from .frontend import WebRoots
 from .middleware import ReplayMiddleware
 from .page import page_routes
@@ -50,5 +51,6 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         finally:
             await engine.stop()
 
-    router = IndexedRouter(routes, state=State({"engine": engine, "web_roots": WebRoots.for_engine(engine)}), lifespan=lifespan)
+    state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": FileBodies()})
+    router = IndexedRouter(routes, state=state, lifespan=lifespan)
     return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)
