@@ -20,7 +20,7 @@ async def get_view(request: Request) -> Response:
     result = resolve_view(engine.roots, query, virtual=engine.view_virtual)
     if result.status != 200:
         return Response(status_code=result.status)
-    body, headers = render_view_body(result, query)
+    body, headers = render_view_body(result, query, request.app.state.file_bodies)
     headers.pop("Content-Length", None)
     if engine.profile.view_nosniff and "Accept-Ranges" in headers:  # the file itself, not a re-encoding
         headers = {"X-Content-Type-Options": "nosniff", **headers}

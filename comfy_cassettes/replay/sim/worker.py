@@ -57,6 +57,7 @@ class Worker:
     async def _work(self) -> None:
         context = self.context
         queue, clock = context.queue, context.clock
+        context.pacing.restart()  # the budget counts this thread's CPU time: start it here, on the loop's thread
         while True:
             if context.running.free_memory:
                 context.running.free_memory = False
