@@ -139,6 +139,10 @@ def bare_command(port: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "serve-bare", "--port", str(port)]
 
 
+def timing_options(args: argparse.Namespace) -> list[str]:
+    return ["--timing", args.timing] if args.timing else []
+
+
 def serve_command(port: int, *options: str) -> list[str]:
     """`comfy-cassettes serve` through the console script installed next to this interpreter."""
     script = Path(sys.executable).with_name("comfy-cassettes")
@@ -552,7 +556,7 @@ def compare(args: argparse.Namespace, kind: str, scratch: Path) -> list[RunResul
     """bare, static and dynamic runs with one kind of load generator, `--rounds` times interleaved; prints verdicts."""
     setups: list[tuple[str, str, Any]] = [
         ("bare", "bare uvicorn+Starlette", bare_command),
-        ("static", "serve (static)", lambda port: serve_command(port)),
+        ("static", "serve (static)", lambda port: serve_command(port, *timing_options(args))),
         ("dynamic", "serve (dynamic)", None),
     ]
     if args.other:  # another checkout's serve, in the same rounds: before/after figures from one run
@@ -567,7 +571,8 @@ def compare(args: argparse.Namespace, kind: str, scratch: Path) -> list[RunResul
                 continue
             if argv_for_port is None or argv_for_port == "other":
                 output = scratch / f"output-{key}-{kind}-{round_number}"
-                command = (lambda port: [*other, "--port", str(port)]) if argv_for_port == "other" else serve_command
+                command = ((lambda port: [*other, "--port", str(port)]) if argv_for_port == "other" else
+                           lambda port: serve_command(port, *timing_options(args)))
                 argv_for_port = lambda port, output=output, command=command: [  # noqa: E731
                     *command(port), "--disable-static-return", "--output-dir", str(output)]
             with running(name, argv_for_port) as server:
@@ -608,6 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run only these servers")
     parser.add_argument("--other", metavar="COMFY_CASSETTES",
                         help="also run another checkout's `comfy-cassettes` (its venv's script) in the same rounds")
+    parser.add_argument("--timing", choices=["faithful", "floor", "instant", "recorded"],
+                        help="this checkout's `serve --timing` (its default when not given; a wrapper given to --other "
+                             "adds its own, e.g. /tmp/perf/cc-instant)")
     parser.add_argument("--soak", type=int, metavar="JOBS",
                         help="instead: JOBS lifecycles (e.g. 10000, with --clients 64) against dynamic mode, checking "
                              "none is lost or duplicated and showing the server's memory")

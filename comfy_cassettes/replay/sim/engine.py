@@ -137,7 +137,7 @@ class ReplayEngine:
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
         enricher = OutputEnricher(self.files, self.assets) if self.profile.output_metadata else None
         job_files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
-        self.pacing = Pacing(config.timing, config.speed)
+        self.pacing = Pacing(config.timing, config.speed, backlog=self.queue.remaining)
         context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
                              files=job_files, pacing=self.pacing, running=self.running,
                              recorded_history=self.index.rendered_history)

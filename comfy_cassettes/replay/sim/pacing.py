@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from ...comfy.latency import FASTEST_JOB, LONGEST_IDLE_START
 
@@ -19,28 +20,34 @@ class Pacing:
     Without them a job's events, and a queue's jobs, run back to back. Yielding to the event loop before every
     job let handlers in but cost a loop pass per job (a polling client asked 2-11 times per job); yielding per
     event let a queue crawl behind the traffic it causes. The worker yields once it has worked ``budget``
-    seconds instead: a handler waits about that long at most, a long job included, and one pass runs many jobs.
+    seconds per job waiting (``backlog()``, counted as it starts a pass) instead, in the loop thread's CPU time (on
+    a busy machine, time the process is not running is no work done): a queue the handlers filled in
+    one pass is run in the next, before the polls its clients send as their answers arrive (a fixed 2 ms let
+    64 clients' jobs wait 3-5 polls each); a lone long job still lets a handler in every ``budget`` seconds.
     """
 
-    def __init__(self, timing: str, speed: float, budget: float = 0.002) -> None:
+    def __init__(self, timing: str, speed: float, budget: float = 0.002, backlog: Callable[[], int] = lambda: 1) -> None:
         self.timing = timing
         self.speed = speed
         self.budget = budget
-        self._since = time.perf_counter()
+        self._backlog = backlog
+        self._since = 0.0  # time.thread_time() the pass began, on the loop's thread (restart() sets it)
+        self._allowance = budget  # seconds this pass may work: budget per job waiting as it began
         # Seconds waited per recorded second; 0: recorded delays are not waited.
         self._scale = {"recorded": 1 / speed, "faithful": 1.0}.get(timing, 0.0)
         self._due = 0.0  # time.monotonic() the recorded gaps so far add up to
         self.faithful = timing in ("faithful", "floor")
 
     def restart(self) -> None:
-        """The loop has just run other work (the worker waited): a full budget again."""
-        self._since = time.perf_counter()
+        """The loop has just run other work (the worker waited): a new pass, with a budget per job waiting."""
+        self._allowance = self.budget * max(1, self._backlog())
+        self._since = time.thread_time()
 
     async def spend(self) -> None:
-        """Yield to the loop when the budget is used up."""
-        if time.perf_counter() - self._since >= self.budget:
+        """Yield to the loop when this pass's budget is used up."""
+        if time.thread_time() - self._since >= self._allowance:
             await asyncio.sleep(0)
-            self._since = time.perf_counter()
+            self.restart()
 
     @property
     def recorded(self) -> bool:
