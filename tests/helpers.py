@@ -42,6 +42,9 @@ SCENARIOS = sorted(p.name for p in SESSIONS.iterdir() if (p / "session.har").is_
 # Captures of ComfyUI 0.8.0, named "real_sessions_0.8/SCENARIO" wherever a scenario name is taken.
 SESSIONS_08 = DATA / "real_sessions_0.8"
 SCENARIOS_08 = sorted(f"{SESSIONS_08.name}/{p.name}" for p in SESSIONS_08.iterdir() if (p / "session.har").is_file())
+# Further 0.8.0 captures of scenarios the shared set lacks, recorded here through `record --proxy` (their README).
+MORE_08 = DATA / "more_sessions_0.8"
+SCENARIOS_MORE_08 = sorted(f"{MORE_08.name}/{p.name}" for p in MORE_08.iterdir() if (p / "session.har").is_file())
 
 
 def har_path(scenario: str) -> Path:

@@ -217,7 +217,9 @@ def test_string_values_are_converted_before_range_checks(object_info: dict[str, 
     )
     result = validate_prompt(graph, object_info)
     assert result == ValidationResult(200, None, {}, ["2"])
-    assert graph["1"]["inputs"]["width"] == "64"  # the caller's prompt is left untouched
+    # ComfyUI writes each converted value back into the prompt it validates (more_sessions_0.8/coerced_inputs).
+    assert graph["1"]["inputs"] == {"width": 64, "height": 64, "batch_size": 1, "color": 3}
+    assert graph["2"]["inputs"]["filename_prefix"] == "7"
 
 
 def test_bad_link_shapes(object_info: dict[str, Any]) -> None:

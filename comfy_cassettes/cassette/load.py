@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..comfy.events import BinaryFrame as BinaryFrame
 from ..comfy.events import WsEvent as WsEvent
 from ..errors import CassetteError
@@ -38,17 +36,23 @@ from .templating import PLACEHOLDER, is_valid_name
 
 INLINE_LIMIT = 64 * 1024  # bodies above this go to a sidecar blob, keeping YAML diffable
 
-# libyaml's loader when PyYAML was built with it (several times faster), the pure-Python one otherwise.
-YAML_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+def yaml_loader() -> type[Any]:
+    """libyaml's loader when PyYAML was built with it (several times faster), the pure-Python one otherwise.
+
+    yaml is imported on first use: a cassette read from the parsed cache, as `serve`'s default is, needs none of it."""
+    import yaml
+
+    loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return loader
 
 
 def load(path: str | os.PathLike[str]) -> Cassette:
     """Read and validate a cassette; every problem names the file and the key.
 
-    Cassettes over 1 MiB are also kept parsed, as JSON, in the user cache folder (``$XDG_CACHE_HOME`` or
-    ``~/.cache``, ``comfy-cassettes/``), keyed by the text's hash: YAML builds an object per scalar and a
-    cassette of many recorded jobs took seconds to parse. ``COMFY_CASSETTES_CACHE=0`` turns it off.
+    Cassettes over 32 KiB are also kept parsed, as JSON, in the user cache folder (``$XDG_CACHE_HOME`` or
+    ``~/.cache``, ``comfy-cassettes/``), keyed by the text's hash: YAML builds an object per scalar, a
+    cassette of many recorded jobs took seconds to parse and the bundled one a fifth of `serve`'s start-up. ``COMFY_CASSETTES_CACHE=0`` turns it off.
     """
     path = Path(path)
     try:
@@ -67,9 +71,11 @@ def load(path: str | os.PathLike[str]) -> Cassette:
         if cached is not None:
             with no_gc():
                 return from_dict(cached, path, text=text)
+    import yaml
+
     try:
         with no_gc():
-            data = yaml.load(text, Loader=YAML_LOADER)
+            data = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -119,7 +125,9 @@ def from_dict(data: Any, path: Path | None = None, *, text: str | None = None) -
 
 def dump(document: dict[str, Any]) -> str:
     """The YAML text of a cassette document (key order kept, long strings unfolded)."""
-    text: str = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30)
+    import yaml
+
+    text: str = yaml.dump(document, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, allow_unicode=True, width=1 << 30)
     return text
 
 

@@ -276,10 +276,12 @@ class _Validator:
             if isinstance(val, list):
                 valid = self._check_link(x, val, input_type, info, errors) and valid
                 continue
+            # ComfyUI writes the unwrapped and converted value back into the prompt it was sent: the queue,
+            # the history and the cache key all see 64 for a width sent as 64.7 (execution.py validate_inputs).
             try:
                 if isinstance(val, dict) and "__value__" in val:
-                    val = val["__value__"]
-                val = _convert(input_type, val)
+                    val = inputs[x] = val["__value__"]
+                val = inputs[x] = _convert(input_type, val)
             except Exception as ex:
                 extra = {"input_name": x, "input_config": info(), "received_value": val, "exception_message": str(ex)}
                 message = f"Failed to convert an input value to a {input_type} value"

@@ -17,7 +17,7 @@ from vcr.request import Request  # type: ignore[import-untyped]
 from vcr.serialize import deserialize  # type: ignore[import-untyped]
 
 from ..cassette import load as cassette_io
-from ..cassette.load import YAML_LOADER
+from ..cassette.load import yaml_loader
 from ..cassette.model import Cassette, Interaction, Job
 from ..cassette.naming import bind_job
 from ..cassette.templating import json_escape, names_in, render_text, url_escape
@@ -60,7 +60,7 @@ class ComfyPersister:
             found = True
             searched.append(str(Path(path).resolve()))
             try:
-                data = yaml.load(text, Loader=YAML_LOADER)
+                data = yaml.load(text, Loader=yaml_loader())
             except yaml.YAMLError:
                 data = None
             if isinstance(data, dict) and "comfy" in data:

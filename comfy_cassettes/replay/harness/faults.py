@@ -27,8 +27,6 @@ from typing import Any, Protocol
 from ...comfy.events import execution_error
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ...comfy.routes import route_matches
-from ...contract.bodies import FAULT_MODELS
-from ...contract.routes import parse_fault
 from ...errors import AdminRequestError, FaultSpecError
 
 HTTP_KINDS = ("delay", "status", "drop")
@@ -103,6 +101,8 @@ class FaultRule:
 def parse_rule(spec: Any, rule_id: str) -> FaultRule:
     """A FaultRule from its JSON form (validated by its kind's model in contract/models.py), or FaultSpecError
     naming the bad key and the keys that kind accepts."""
+    from ...contract.routes import parse_fault  # pydantic: only once a rule is given, not on every start-up
+
     try:
         model = parse_fault(spec)
     except AdminRequestError as exc:

@@ -7,16 +7,16 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from starlette.datastructures import State
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...comfy.routes import ROUTES, WEBSOCKET_PATH, aliases
 from ..config import ADMIN_PREFIX
 from ..sim.engine import ReplayEngine
 from . import media, prompts, system
-from .admin import admin_app
 from .answers import Handler, recorded
 from .assets import asset_routes
+from .file_bodies import FileBodies
 from .frontend import WebRoots
 from .middleware import ReplayMiddleware
 from .page import page_routes
@@ -27,6 +27,30 @@ from .websocket import websocket
 HANDLERS: dict[str, Handler] = {**prompts.HANDLERS, **system.HANDLERS, **media.HANDLERS}
 
 
+class AdminOnFirstUse:
+    """The admin API, built on its first request: its strict bodies are pydantic models, whose import and build
+    were a sixth of `serve`'s start-up, and no ComfyUI route needs them."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token
+        self._app: Router | None = None
+
+    def built(self) -> Router:
+        if self._app is None:
+            from .admin import admin_app
+
+            self._app = admin_app(self._token)
+        return self._app
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The admin routes (what a Mount lists), built if no request has built them yet."""
+        return self.built().routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.built()(scope, receive, send)
+
+
 def create_app(engine: ReplayEngine) -> ASGIApp:
     """The ASGI app serving ``engine`` (its lifespan starts the engine's worker)."""
     routes: list[BaseRoute] = []
@@ -35,7 +59,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
             continue
         routes.extend(Route(path, HANDLERS[route.name], methods=[route.method]) for path in aliases(route.path))
     routes.extend(WebSocketRoute(path, websocket) for path in aliases(WEBSOCKET_PATH))
-    routes.append(Mount(ADMIN_PREFIX, app=admin_app(engine.config.admin_token)))
+    routes.append(Mount(ADMIN_PREFIX, app=AdminOnFirstUse(engine.config.admin_token)))
     if engine.profile.assets_api:
         routes.extend(asset_routes(engine.assets.enabled))
     routes.extend(userdata_routes(engine.profile))
@@ -50,5 +74,6 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         finally:
             await engine.stop()
 
-    router = IndexedRouter(routes, state=State({"engine": engine, "web_roots": WebRoots.for_engine(engine)}), lifespan=lifespan)
+    state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": FileBodies()})
+    router = IndexedRouter(routes, state=state, lifespan=lifespan)
     return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)

@@ -117,19 +117,23 @@ class JobIndex:
         """The recorded jobs with ``workflow``'s structure (``shape``, when the caller worked it out already)."""
         return self._by_structure.get(shape if shape is not None else structure(workflow), [])
 
-    def choose(self, workflow: Mapping[str, Any], *, has_client: bool, cached: Sequence[str], shape: str | None = None) -> Job | None:
+    def choose(self, workflow: Mapping[str, Any], *, has_client: bool, cached: Sequence[str], shape: str | None = None,
+               outputs: Sequence[str] = ()) -> Job | None:
         """The recorded job that best matches a submission, or None.
 
-        Same structure is required, and the same values where they decide what a client sees (sizes, image
-        counts, sampler steps); the recorded cache pattern must agree with the engine's (a fully cached re-run only
-        replays a fully cached recording); then shared values, recorded image bytes, client presence and a
-        finished recording break ties.
+        Same structure is required, the same output nodes run (``outputs``, the submission's outputs_to_execute: a
+        job recorded with partial_execution_targets ran only those), and the same values where they decide what a
+        client sees (sizes, image counts, sampler steps); the recorded cache pattern must agree with the engine's (a
+        fully cached re-run only replays a fully cached recording); then shared values, recorded image bytes, client
+        presence and a finished recording break ties.
         """
         best: tuple[tuple[int, ...], Job] | None = None
-        wanted_cached, decisive, values = sorted(cached), None, None
+        wanted_cached, wanted_outputs, decisive, values = sorted(cached), sorted(outputs), None, None
         for job in self._same_shape(workflow, shape):
             facts = self._facts[id(job)]
             if job.status in ("rejected", "unfinished") or facts.cached != wanted_cached:
+                continue
+            if wanted_outputs and job.outputs_to_execute and sorted(job.outputs_to_execute) != wanted_outputs:
                 continue
             decisive = _decisive(workflow) if decisive is None else decisive
             if decisive != facts.decisive:
@@ -214,9 +218,12 @@ def synthesize(
     wanted = set(outputs_to_execute)
     outputs: dict[str, Any] = {}
     seeds: dict[str, int] = {}
+    sent: dict[str, tuple[int, int, int]] = {}
     for node_id in order:
         cls = workflow[node_id].get("class_type")
         kind = OUTPUT_CLASSES.get(cls) if cls in OUTPUT_CLASSES else None
+        if cls in OUTPUT_CLASSES and kind is None and node_id in wanted and node_id not in cached:
+            sent[node_id] = output_size(workflow, node_id, input_size)  # sent over /ws, not saved (SaveImageWebsocket)
         if kind and node_id in wanted:
             width, height, batch = output_size(workflow, node_id, input_size)
             produced = [OutputImage(node_id, i, kind, width, height) for i in range(batch)]
@@ -228,7 +235,7 @@ def synthesize(
     skipped = set(cached)
     steps = {n: s for n in order if n not in skipped and (s := sampler_steps(workflow, n)) is not None}
     events = timeline(order, prompt_id=prompt_id or placeholder("prompt_id"), timestamp=placeholder("now_ms"), cached=cached,
-                      outputs=outputs, steps=steps, previews=previews, pace=pace, shared_progress=True)
+                      outputs=outputs, steps=steps, previews=previews, pace=pace, shared_progress=True, sent_images=sent)
     return Plan(tuple(events), tuple(images), tuple(cached), "success", None, pace.start if pace else 0.0, seeds=seeds)
 
 

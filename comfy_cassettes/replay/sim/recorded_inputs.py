@@ -53,7 +53,12 @@ class RecordedInputs:
 
     def __init__(self, cassettes: Iterable[Cassette], jobs: Iterable[Job], folder: Path) -> None:
         self.folder = folder
+        # Each name's first recorded bytes: the session's uploads, replayed, then find what they found on the
+        # recording server (an identical file keeps its name, so re-uploading it changes nothing), where its last
+        # bytes would send the first upload of a later-overwritten name to "name (N).png" (more_sessions_0.8/
+        # upload_collisions). The last bytes are kept apart: what a recorded /upload/mask found as its original.
         self.files: dict[str, bytes] = {}
+        self._latest: dict[str, bytes] = {}
         for cassette in cassettes:
             for interaction in cassette.interactions:
                 self._read(cassette, interaction)
@@ -87,7 +92,7 @@ class RecordedInputs:
                 return  # not the input folder, or a re-encoding rather than the file
             key = _inside(query.get("subfolder", ""), posixpath.basename(name))
             if key is not None:
-                self.files[key] = cassette.body(interaction)
+                self._found(key, cassette.body(interaction))
 
     def _upload(self, cassette: Cassette, interaction: Interaction, *, mask: bool) -> None:
         try:
@@ -109,7 +114,11 @@ class RecordedInputs:
                 data = composite_mask(original, data)
             except (OSError, ValueError):
                 return
-        self.files[key] = data
+        self._found(key, data)
+
+    def _found(self, key: str, data: bytes) -> None:
+        self.files.setdefault(key, data)
+        self._latest[key] = data
 
     def _original(self, ref_text: Any) -> bytes | None:
         try:
@@ -122,7 +131,7 @@ class RecordedInputs:
         if (tag or ref.get("type", "output")) != "input":
             return None
         key = _inside(str(ref.get("subfolder") or ""), name)
-        return self.files.get(key) if key is not None else None
+        return self._latest.get(key) if key is not None else None
 
 
 def _inside(subfolder: str, name: str) -> str | None:

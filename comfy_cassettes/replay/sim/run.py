@@ -25,6 +25,7 @@ from ...comfy.shapes import ExecutionStatus
 from ..harness.clock import Clock
 from ..harness.faults import FaultRule, JobFault
 from .job_files import JobFiles
+from .outputs import solid_png
 from .pacing import Pacing
 from .plan import Plan
 from .sockets import Sockets
@@ -336,6 +337,10 @@ class JobRun:
         if binary is None:
             data = event.data if isinstance(event.data, dict) else {}
             node = str(data.get("node"))
+            if "image" in data:  # an image SaveImageWebsocket sends: full size, PNG (websocket_image_save.py)
+                sockets.emit_preview(self.item.client_id, solid_png(int(data["width"]), int(data["height"])), image_format=2,
+                                     metadata=preview_metadata(node, self.item.prompt_id, "image/png"))
+                return
             image = self.context.files.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
             sockets.emit_preview(self.item.client_id, image, image_format=1,
                                              metadata=preview_metadata(node, self.item.prompt_id, "image/jpeg"))

@@ -128,7 +128,8 @@ class Worker:
         runs = set(order)
         cached = [node for node in item.workflow if node in runs and sigs.get(node) in self.context.cache]
         has_client = item.client_id is not None
-        job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape)
+        job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape,
+                                outputs=item.outputs_to_execute)
         if job is not None and job.status != "interrupted":
             return planning.from_job(job, item.workflow, self.inputs.size, has_client=has_client)
         # Run the graph with its own values: an interrupted recording's rest, or a graph recorded with other values
