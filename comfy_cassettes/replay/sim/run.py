@@ -271,6 +271,8 @@ class JobRun:
 
     def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
         """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
+        if not faults:
+            return {}  # most jobs: no need to look through the plan for the nodes it runs
         ran = [str(e.data["node"]) for e in self.plan.events
                if e.type == Event.EXECUTING.value and isinstance(e.data, dict) and e.data.get("node") is not None]
         targets: dict[str, _Target] = {}
