@@ -25,6 +25,9 @@ def main() -> None:
         from .commands import _fail
 
         sys.exit(_fail(exc).exit_code)  # the typer app's message and exit status
+    except BrokenPipeError:  # stdout closed early (`serve | head -1`): a quiet exit 1, as click's main does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def __getattr__(name: str) -> Any:
