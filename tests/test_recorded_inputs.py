@@ -3,6 +3,7 @@ where ComfyUI lists and validates them, while names the recording never had are 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import signal
@@ -11,12 +12,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from PIL import Image
 
-from helpers import SESSIONS
+from helpers import SESSIONS, har_path, http_entries, response_bytes, response_json
 from test_cli import CLI, start_serve
 
 # The capture's session: three uploads of test_input.png (same bytes, other bytes -> "test_input (1).png",
@@ -184,3 +186,31 @@ def test_every_comfy_test_starts_with_the_recorded_inputs(suite: pytest.Pytester
         """
     )
     suite.runpytest().assert_outcomes(passed=2)
+
+
+def test_a_session_replays_its_same_name_uploads_to_the_names_it_got(tmp_path: Path) -> None:
+    # A live 0.8.0's answers to six uploads of pic.png: new, other bytes (1), other again (2), overwrite=true with
+    # the (1) bytes, the first bytes again (3), the (2) bytes again. The replay starts with every name the session
+    # made; each must hold its first recorded bytes for the same uploads to meet what they met on the real server.
+    scenario = "more_sessions_0.8/upload_collisions"
+    target = tmp_path / "session.yaml"
+    done = subprocess.run([*CLI, "import", str(har_path(scenario)), "-o", str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    process, url = start_serve(str(target), "--input-dir", str(tmp_path / "input"))
+    try:
+        for entry in http_entries(scenario):
+            request = entry["request"]
+            path = urlsplit(request["url"])
+            post = request.get("postData")
+            body = base64.b64decode(post["text"]) if post else None
+            headers = {"Content-Type": post["mimeType"]} if post else {}
+            got = httpx.request(request["method"], url + path.path + ("?" + path.query if path.query else ""),
+                                content=body, headers=headers)
+            assert got.status_code == entry["response"]["status"]
+            if path.path == "/view":
+                assert got.content == response_bytes(entry)  # pic.png as the overwrite left it
+            else:
+                assert got.json() == response_json(entry), request["url"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)

@@ -39,6 +39,16 @@ class JournalEntry:
         if len(raw_body) > _KEPT_BODY:  # an upload: the journal says how big, and does not hold on to it
             self.raw_body, self._body = b"", f"<{len(raw_body)} bytes>"
 
+    @classmethod
+    def of(cls, kept: _Kept) -> JournalEntry:
+        """The entry a journal keeps as a tuple (``_Kept``)."""
+        seq, t, method, path, raw_query, body, status, matched, client = kept
+        if isinstance(body, int):
+            entry = cls(seq, t, method, path, raw_query, b"", status, matched, client)
+            entry._body = f"<{body} bytes>"
+            return entry
+        return cls(seq, t, method, path, raw_query, body, status, matched, client)
+
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:
@@ -56,13 +66,15 @@ class JournalEntry:
                 "body": self.body, "status": self.status, "matched": self.matched, "client": self.client}
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """When a request arrived: its place in the journal (``seq``), the time, and the journal's generation."""
+# An entry as the journal keeps it: JournalEntry's arguments in a plain tuple of strings and numbers, which the
+# cyclic garbage collector stops tracking (an object per request, kept by the ten thousand, made every full
+# collection longer). A body over _KEPT_BODY is kept as its size.
+_Kept = tuple[int, float, str, str, str, "bytes | int", int, str, str]
 
-    seq: int
-    t: float
-    generation: int
+
+# When a request arrived: its place in the journal (seq), the time, and the journal's generation. A plain tuple:
+# one is made per request, and a NamedTuple's constructor cost eight times as much.
+Receipt = tuple[int, float, int]
 
 
 @dataclass
@@ -71,7 +83,7 @@ class Journal:
     and requests nothing recorded could answer (each with its closest recordings)."""
 
     limit: int = 10_000
-    entries: deque[JournalEntry] = field(init=False)
+    entries: deque[_Kept] = field(init=False)
     errors: list[str] = field(default_factory=list)
     unmatched: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0  # problems past the first PROBLEMS_KEPT of their kind, counted and not kept
@@ -88,7 +100,7 @@ class Journal:
         with self._lock:
             self._seq += 1
             self._in_flight += 1
-            return Receipt(self._seq, time.time(), self._generation)
+            return (self._seq, time.time(), self._generation)
 
     def add(self, method: str, path: str, query: str, body: bytes, status: int, matched: str = "", client: str = "",
             *, receipt: Receipt | None = None) -> None:
@@ -98,19 +110,20 @@ class Journal:
         with self._lock:
             if receipt is None:
                 self._seq += 1
-                receipt = Receipt(self._seq, time.time(), self._generation)
-            elif receipt.generation == self._generation:
+                receipt = (self._seq, time.time(), self._generation)
+            elif receipt[2] == self._generation:
                 self._in_flight -= 1
-            if receipt.generation != self._generation:
+            seq, received, generation = receipt
+            if generation != self._generation:
                 return  # received before a reset: the test it belonged to is over
-            entry = JournalEntry(receipt.seq, receipt.t, method, path, query, body, status, matched, client)
+            entry = (seq, received, method, path, query, body if len(body) <= _KEPT_BODY else len(body), status, matched, client)
             entries = self.entries
-            if not entries or entries[-1].seq < receipt.seq:
+            if not entries or entries[-1][0] < seq:
                 entries.append(entry)
                 return
             # Answered after requests that arrived later (a delay fault held it): back to where it arrived.
             place = len(entries)
-            while place > 0 and entries[place - 1].seq > receipt.seq:
+            while place > 0 and entries[place - 1][0] > seq:
                 place -= 1
             if len(entries) == entries.maxlen:
                 if place == 0:
@@ -149,6 +162,11 @@ class Journal:
             else:
                 self.dropped += 1
 
+    @property
+    def has_problems(self) -> bool:
+        """Whether :meth:`problems` has anything to say; read without the lock (a teardown's look, every test)."""
+        return bool(self.errors or self.unmatched or self.dropped)
+
     def problems(self) -> dict[str, Any]:
         """Engine errors and unmatched requests since the last clear (the first PROBLEMS_KEPT of each), and, when
         there were more, how many (``dropped``)."""
@@ -172,7 +190,8 @@ class Journal:
 
     def __iter__(self) -> Iterator[JournalEntry]:
         with self._lock:
-            return iter(list(self.entries))
+            kept = list(self.entries)
+        return map(JournalEntry.of, kept)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -16,6 +16,7 @@ from ..sim.engine import ReplayEngine
 from . import media, prompts, system
 from .answers import Handler, recorded
 from .assets import asset_routes
+from .file_bodies import FileBodies
 from .frontend import WebRoots
 from .middleware import ReplayMiddleware
 from .page import page_routes
@@ -73,5 +74,6 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         finally:
             await engine.stop()
 
-    router = IndexedRouter(routes, state=State({"engine": engine, "web_roots": WebRoots.for_engine(engine)}), lifespan=lifespan)
+    state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": FileBodies()})
+    router = IndexedRouter(routes, state=state, lifespan=lifespan)
     return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import email.utils
+import functools
 import json
-import math
 import mimetypes
 import os
 import threading
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 
 from ...comfy.folders import FileRoots, dir_for_type, split_annotation, write_whole
 from ..sim.recorded_inputs import composite_mask
+from .file_bodies import FileBodies, read_once
 
 __all__ = [
     "UploadResult",
@@ -34,6 +34,9 @@ __all__ = [
 _FORCED_DOWNLOAD = frozenset(
     {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}
 )
+
+# Extensions whose type mimetypes works out from the one before them (x.tar.gz, x.tgz), and a blank one.
+_NAME_DEPENDENT = frozenset({"", *mimetypes.encodings_map, *mimetypes.suffix_map})
 
 # ComfyUI runs image_upload on its event loop, so uploads never interleave; a lock gives us the same.
 _UPLOAD_LOCK = threading.Lock()
@@ -95,18 +98,16 @@ def resolve_view(
     if root is None:
         return _status_only(400)
     base_dir = os.path.abspath(root)
-    folder = base_dir
-    if "subfolder" in query:
-        folder = os.path.join(base_dir, query["subfolder"])
-        if os.path.commonpath((os.path.abspath(folder), base_dir)) != base_dir:
-            return _status_only(403)
+    found = _folder(base_dir, query.get("subfolder"))
+    if found is None:
+        return _status_only(403)
+    folder, subfolder = found
     # A "/" inside filename does not pick a subfolder: only its last part is looked up
     # (subfolder_prefix capture: filename=gen/job_7_00001_.png -> 404).
     name = os.path.basename(filename)
     content_type = _content_type(name)
     if virtual is not None:
-        subfolder = os.path.relpath(os.path.abspath(folder), base_dir)
-        source = virtual(type_name, "" if subfolder == "." else subfolder, name)
+        source = virtual(type_name, subfolder, name)
         if source is not None:
             return ViewResult(200, source, content_type, name)
     path = os.path.join(folder, name)
@@ -115,7 +116,23 @@ def resolve_view(
     return _status_only(404)
 
 
-def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+@functools.lru_cache(maxsize=256)
+def _folder(base_dir: str, subfolder: str | None) -> tuple[str, str] | None:
+    """The folder a /view ``subfolder`` names under the absolute ``base_dir``, and its path relative to it ("" for
+    ``base_dir`` itself); None when it leaves ``base_dir`` (ComfyUI's 403). Cached: the same few are asked for by
+    every request, and the path arithmetic cost more than the rest of the lookup."""
+    folder = base_dir
+    if subfolder is not None:
+        folder = os.path.join(base_dir, subfolder)
+        if os.path.commonpath((os.path.abspath(folder), base_dir)) != base_dir:
+            return None
+    relative = os.path.relpath(os.path.abspath(folder), base_dir)
+    return folder, "" if relative == "." else relative
+
+
+def render_view_body(
+    result: ViewResult, query: Mapping[str, str], files: FileBodies | None = None
+) -> tuple[bytes, dict[str, str]]:
     """The body and headers ComfyUI sends for a 200 ViewResult, honouring `preview=` and `channel=`.
 
     Re-encoded answers carry Content-Disposition, Content-Type and Content-Length only.
@@ -123,6 +140,7 @@ def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[byte
     (computed from the served file's stat); that Accept-Ranges is present tells the caller
     the body is the file itself. Answering If-None-Match / Range requests is left to the caller.
     A file Pillow cannot read raises PIL.UnidentifiedImageError, where ComfyUI answers 500.
+    ``files``: where a plain file's bytes may be kept for the next request (None: read now, not kept).
     """
     if result.status != 200 or result.path is None or result.filename is None:
         raise ValueError(f"only a 200 ViewResult has a body, got status {result.status}")
@@ -162,15 +180,15 @@ def render_view_body(result: ViewResult, query: Mapping[str, str]) -> tuple[byte
             body = _encode(alpha_image, "PNG")
         return body, _headers(disposition, "image/png", body)
     # Any other channel value (including "rgba") serves the file untouched.
-    body = result.path.read_bytes()
-    stat = result.path.stat()
-    headers = _headers(disposition, result.content_type or "application/octet-stream", body)
-    headers["Etag"] = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-    # aiohttp rounds the mtime up to the next second (view_errors: Etag mtime ...40.83 -> 09:07:41).
-    headers["Last-Modified"] = email.utils.formatdate(math.ceil(stat.st_mtime), usegmt=True)
-    headers["Content-Length"] = headers.pop("Content-Length")
-    headers["Accept-Ranges"] = "bytes"
-    return body, headers
+    body, tag, modified = files.read(result.path) if files is not None else read_once(result.path)
+    return body, {
+        "Content-Disposition": disposition,
+        "Content-Type": result.content_type or "application/octet-stream",
+        "Etag": tag,
+        "Last-Modified": modified,
+        "Content-Length": str(len(body)),
+        "Accept-Ranges": "bytes",
+    }
 
 
 def store_upload(
@@ -282,6 +300,14 @@ def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, by
 
 
 def _content_type(filename: str) -> str:
+    extension = os.path.splitext(filename)[1]
+    if ":" in filename or extension.lower() in _NAME_DEPENDENT:
+        return _content_type_of(filename)
+    return _content_type_of("x" + extension)  # the type depends on the extension only: one cache entry per extension
+
+
+@functools.lru_cache(maxsize=512)
+def _content_type_of(filename: str) -> str:
     guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return "application/octet-stream" if guessed in _FORCED_DOWNLOAD else guessed
 

@@ -3,8 +3,6 @@ the request line and headers, which aiohttp bounds per line and uvicorn's httpto
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.responses import PlainTextResponse, Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -13,7 +11,6 @@ from ...comfy.protocol import FEATURES
 MAX_BODY: int = FEATURES["max_upload_size"]  # ComfyUI's default --max-upload-size, 100 MiB
 MAX_HEADER_BYTES = 1 << 20  # the request line and headers together; a browser sends a few kB
 
-
 class BodyTooLarge(Exception):
     """Raised by a request's ``receive`` once its body passes MAX_BODY (a body sent without Content-Length)."""
 
@@ -21,22 +18,9 @@ class BodyTooLarge(Exception):
         super().__init__(f"request body over {MAX_BODY} bytes")
         self.size = size
 
-
 def too_large(size: int) -> Response:
     """aiohttp's HTTPRequestEntityTooLarge, as ComfyUI answers it."""
     return PlainTextResponse(f"Maximum request body size {MAX_BODY} exceeded, actual body size {size}", 413)
-
-
-def declared_length(headers: Any) -> int | None:
-    """The Content-Length of an ASGI scope's headers, None when absent or not a number."""
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
 
 class BoundedHeadersProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering 400 and closing once a request's line and headers pass

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ..config import ADMIN_PREFIX, is_loopback
 from ..sim.engine import ReplayEngine
-from .limits import MAX_BODY, BodyTooLarge, declared_length, too_large
+from .limits import MAX_BODY, BodyTooLarge, too_large
 
 
 def foreign_origin(host: str | None, origin: str | None) -> bool:
@@ -59,77 +59,72 @@ class ReplayMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind == "http":
+            await self._http(scope, receive, send)
+            return
+        if kind != "websocket":
             await self.app(scope, receive, send)
             return
         scope["app"] = self.app  # Starlette's routes raise HTTPException (a 405) when they run inside an app
-        if self._refused(scope):
-            if kind == "http":
-                await Response(status_code=403)(scope, receive, send)
-            else:
-                await WebSocket(scope, receive, send).send_denial_response(Response(status_code=403))
-            return
-        if kind == "http" and scope["method"] == "OPTIONS":
-            await Response(status_code=200)(scope, receive, send)
-            return
-        if kind == "http":
-            length = declared_length(scope.get("headers", ()))
-            if length is not None and length > MAX_BODY:
-                await too_large(length)(scope, receive, send)
-                return
-            receive = _bounded(receive)
-        if scope["path"].startswith(ADMIN_PREFIX):
-            refusal = self._admin_refusal(scope)
-            if refusal is not None:
-                await JSONResponse({"error": refusal}, 403)(scope, receive, send)
-                return
-            await self._answer(scope, receive, send)
-        elif kind == "http":
-            await self._journaled(scope, receive, send)
+        host, origin, fetch_site, _ = _request_headers(scope)
+        if self._refused(host, origin, fetch_site):
+            await WebSocket(scope, receive, send).send_denial_response(Response(status_code=403))
+        elif scope["path"].startswith(ADMIN_PREFIX):
+            await self._admin(scope, receive, send, host, origin)
         else:
             await self._faulted(scope, receive, send)
 
-    def _admin_refusal(self, scope: Scope) -> str | None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.app
+        host, origin, fetch_site, length = _request_headers(scope)
+        if self._refused(host, origin, fetch_site):
+            await Response(status_code=403)(scope, receive, send)
+        elif scope["method"] == "OPTIONS":
+            await Response(status_code=200)(scope, receive, send)
+        elif length is not None and length > MAX_BODY:
+            await too_large(length)(scope, receive, send)
+        elif scope["path"].startswith(ADMIN_PREFIX):
+            await self._admin(scope, _Exchange(receive, send).receive, send, host, origin)
+        else:
+            await self._journaled(scope, receive, send)
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send, host: str | None, origin: str | None) -> None:
+        refusal = self._admin_refusal(host, origin)
+        if refusal is not None:
+            await JSONResponse({"error": refusal}, 403)(scope, receive, send)
+        else:
+            await self._answer(scope, receive, send)
+
+    def _admin_refusal(self, host: str | None, origin: str | None) -> str | None:
         """Without a token the admin API is open to this machine: a request must name it (Host) and, from a
         browser, come from a page of it (Origin). A DNS-rebinding page sends its own name as Host; a sandboxed
         page or file sends ``Origin: null``. Clients in any language send a loopback Host and no Origin."""
         if self.engine.config.admin_token:
             return None
-        host, origin = _headers(scope, b"host", b"origin")
         if host is not None and not is_loopback(urlsplit("//" + host).hostname):
             return f"the admin API answers requests to this machine only (Host {host!r} is not a loopback name or address)"
         if origin is not None and not is_loopback(urlsplit(origin).hostname):
             return f"the admin API answers pages of this machine only (Origin {origin!r} is not a loopback address)"
         return None
 
-    def _refused(self, scope: Scope) -> bool:
-        host, origin, fetch_site = _headers(scope, b"host", b"origin", b"sec-fetch-site")
+    def _refused(self, host: str | None, origin: str | None, fetch_site: str | None) -> bool:
         return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
-        receipt = self.engine.journal.receive()  # listed in the order received, whenever it is answered
-        chunks: list[bytes] = []
-        status = 0
-
-        async def receive_and_keep() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-            return message
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        journal = self.engine.journal
+        receipt = journal.receive()  # listed in the order received, whenever it is answered
+        exchange = _Exchange(receive, send)
         try:
-            await self._faulted(scope, receive_and_keep, send_and_note)
+            if self.engine.faults.is_down or self.engine.faults.rules:
+                await self._faulted(scope, exchange.receive, exchange.send)
+            else:
+                await self._answer(scope, exchange.receive, exchange.send, exchange)
         finally:
             client = scope.get("client") or ("", 0)
-            self.engine.journal.add(
-                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(chunks), status,
-                matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}", receipt=receipt,
+            journal.add(
+                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(exchange.chunks),
+                exchange.status, matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
+                receipt=receipt,
             )
 
     async def _faulted(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,30 +160,27 @@ class ReplayMiddleware:
                         break
                     await asyncio.sleep(0.005)
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The route's answer; an exception becomes Starlette's answer to an HTTPException or aiohttp's crash."""
-        started = False
-
-        async def noting_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] in ("http.response.start", "websocket.accept")
-            await send(message)
-
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange | None = None) -> None:
+        """The route's answer; an exception becomes Starlette's answer to an HTTPException or aiohttp's crash.
+        ``exchange``: the request's, when ``send`` is its ``send`` (it knows whether the answer has started)."""
+        if exchange is None:
+            exchange = _Exchange(receive, send)
+            send = exchange.send
         try:
-            await self.app(scope, receive, noting_start)
+            await self.app(scope, receive, send)
         except HTTPException as exc:
-            if started or scope["type"] != "http":
+            if exchange.started or scope["type"] != "http":
                 raise
             await PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)(scope, receive, send)
         except BodyTooLarge as exc:
-            if started:
+            if exchange.started:
                 raise
             await too_large(exc.size)(scope, receive, send)
         except Exception as exc:
             # Inputs ComfyUI itself crashes on are answered as such by the handlers; reaching here is a replay bug.
             self.engine.journal.error(f"{scope.get('method', 'WEBSOCKET')} {scope['path']} raised {exc!r}\n"
                                       f"{''.join(traceback.format_exception(exc))}")
-            if started or scope["type"] != "http":
+            if exchange.started or scope["type"] != "http":
                 raise
             await Response(CRASH_BODY, 500, headers=CRASH_HEADERS)(scope, receive, send)
 
@@ -212,28 +204,56 @@ class ReplayMiddleware:
             pass
 
 
-def _bounded(receive: Receive) -> Receive:
-    """``receive`` raising BodyTooLarge once the body passes MAX_BODY (a body without Content-Length)."""
-    size = 0
+class _Exchange:
+    """One request's messages on their way through: the body as received (kept for the journal; BodyTooLarge once
+    it passes MAX_BODY, for a body sent without Content-Length) and whether, and with what status, it was answered."""
 
-    async def bounded() -> Message:
-        nonlocal size
-        message = await receive()
+    __slots__ = ("_receive", "_send", "chunks", "size", "status", "started")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive, self._send = receive, send
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.status = 0
+        self.started = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
         if message["type"] == "http.request":
-            size += len(message.get("body", b""))
-            if size > MAX_BODY:
-                raise BodyTooLarge(size)
+            chunk = message.get("body", b"")
+            self.size += len(chunk)
+            if self.size > MAX_BODY:
+                raise BodyTooLarge(self.size)
+            self.chunks.append(chunk)
         return message
 
-    return bounded
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status, self.started = int(message["status"]), True
+        elif kind == "websocket.accept":
+            self.started = True
+        await self._send(message)
 
 
-def _headers(scope: Scope, *names: bytes) -> list[str | None]:
-    """The values of the headers ``names`` (lower-case) in a request's scope, None for one it does not have (the
-    last one wins, as for a single-valued header)."""
-    found: dict[bytes, str] = {}
+def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None, int | None]:
+    """Host, Origin and Sec-Fetch-Site (None when absent; the last one wins, as for a single-valued header) and the
+    Content-Length (the first; None when absent or not a number) of a request's scope, in one pass."""
+    host = origin = fetch_site = None
+    length: int | None = None
+    seen_length = False
     for name, value in scope.get("headers", ()):
         name = name.lower()
-        if name in names:
-            found[name] = value.decode("latin-1")
-    return [found.get(name) for name in names]
+        if name == b"host":
+            host = value.decode("latin-1")
+        elif name == b"origin":
+            origin = value.decode("latin-1")
+        elif name == b"sec-fetch-site":
+            fetch_site = value.decode("latin-1")
+        elif name == b"content-length" and not seen_length:
+            seen_length = True
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+    return host, origin, fetch_site, length

@@ -26,6 +26,7 @@ from ...comfy.folders import split_annotation
 from ...comfy.graph import is_link
 from ...comfy.nodes import FILE_CHECKED_INPUTS, OUTPUT_CLASSES
 from ...comfy.routes import normalize
+from ..harness.kept_files import KeptFiles
 
 __all__ = ["RecordedInputs", "composite_mask"]
 
@@ -53,7 +54,12 @@ class RecordedInputs:
 
     def __init__(self, cassettes: Iterable[Cassette], jobs: Iterable[Job], folder: Path) -> None:
         self.folder = folder
+        # Each name's first recorded bytes: the session's uploads, replayed, then find what they found on the
+        # recording server (an identical file keeps its name, so re-uploading it changes nothing), where its last
+        # bytes would send the first upload of a later-overwritten name to "name (N).png" (more_sessions_0.8/
+        # upload_collisions). The last bytes are kept apart: what a recorded /upload/mask found as its original.
         self.files: dict[str, bytes] = {}
+        self._latest: dict[str, bytes] = {}
         for cassette in cassettes:
             for interaction in cassette.interactions:
                 self._read(cassette, interaction)
@@ -61,18 +67,16 @@ class RecordedInputs:
             for name, size in _loaded_images(job).items():
                 if name not in self.files:
                     self.files[name] = _stand_in(size)
+        self._kept = KeptFiles(folder, self.files)
 
-    def reset(self) -> None:
-        """Write every recorded input the folder lacks (a file already there is the user's or the test's: kept)."""
-        for name, data in self.files.items():
-            path = self.folder / name
-            if path.exists():
-                continue
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            except OSError:
-                continue  # a folder in the way of a name: that file stays missing, as ComfyUI would find it
+    def reset(self, *, only: bool = False) -> None:
+        """Write every recorded input the folder lacks (a file already there is the user's or the test's: kept).
+        ``only`` (the fixtures' reset between tests): remove every other file, and rewrite a recorded one that was
+        changed (one nobody changed since a reset wrote it is kept as it is)."""
+        if only:
+            self._kept.restore()
+        else:
+            self._kept.write_missing()
 
     def _read(self, cassette: Cassette, interaction: Interaction) -> None:
         if interaction.status != 200:
@@ -87,7 +91,7 @@ class RecordedInputs:
                 return  # not the input folder, or a re-encoding rather than the file
             key = _inside(query.get("subfolder", ""), posixpath.basename(name))
             if key is not None:
-                self.files[key] = cassette.body(interaction)
+                self._found(key, cassette.body(interaction))
 
     def _upload(self, cassette: Cassette, interaction: Interaction, *, mask: bool) -> None:
         try:
@@ -109,7 +113,11 @@ class RecordedInputs:
                 data = composite_mask(original, data)
             except (OSError, ValueError):
                 return
-        self.files[key] = data
+        self._found(key, data)
+
+    def _found(self, key: str, data: bytes) -> None:
+        self.files.setdefault(key, data)
+        self._latest[key] = data
 
     def _original(self, ref_text: Any) -> bytes | None:
         try:
@@ -122,7 +130,7 @@ class RecordedInputs:
         if (tag or ref.get("type", "output")) != "input":
             return None
         key = _inside(str(ref.get("subfolder") or ""), name)
-        return self.files.get(key) if key is not None else None
+        return self._latest.get(key) if key is not None else None
 
 
 def _inside(subfolder: str, name: str) -> str | None:
