@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from .nodes import NEVER_CACHED
+
+# ComfyUI puts IS_CHANGED's answer in a node's cache key; for NEVER_CACHED classes that answer is new each prompt.
+_CHANGED = itertools.count()
 
 
 def is_link(value: Any) -> bool:
@@ -84,11 +90,17 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     return done
 
 
+# json.dumps(..., sort_keys=True, default=str) made once: dumps builds a new encoder per call given options.
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, str]) -> str:
-    """One node's key from its class, its values and its inputs' keys (each link as ``<key>#<slot>``)."""
+    """One node's key from its class, its values and its inputs' keys (each link as ``<key>#<slot>``); a
+    NEVER_CACHED class's key also holds a fresh count, as ComfyUI's holds IS_CHANGED's new answer."""
     parts = [[key, done.get(value[0], f"missing:{value[0]}") + f"#{value[1]}" if is_link(value) else value]
              for key, value in sorted(inputs.items())]
-    text = json.dumps([class_type, parts], sort_keys=True, default=str)
+    changed = next(_CHANGED) if class_type in NEVER_CACHED else None
+    text = _KEY_ENCODER.encode([class_type, parts, changed])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 # folder; "temp": PreviewImage; None: SaveImageWebsocket sends them over /ws and writes nothing).
 OUTPUT_CLASSES: dict[str, str | None] = {"SaveImage": "output", "PreviewImage": "temp", "SaveImageWebsocket": None}
 
+# Core nodes whose IS_CHANGED answers something new on every prompt, so ComfyUI never takes them (nor what they feed)
+# from its cache: SaveImageWebsocket returns time.time() (custom_nodes/websocket_image_save.py), so re-running the
+# same prompt sends its images over /ws again (checked against ComfyUI 0.8.0).
+NEVER_CACHED = frozenset({"SaveImageWebsocket"})
+
 # Inputs that vary per run without changing what the server does: never used to tell recordings apart.
 VOLATILE_INPUTS = frozenset({"seed", "noise_seed", "text", "filename_prefix"})
 

@@ -111,6 +111,7 @@ def timeline(
     previews: bool = False,
     pace: Pace | None = None,
     shared_progress: bool = False,
+    sent_images: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> list[WsEvent]:
     """The events of one run over ``order`` (the execution order, cached nodes included).
 
@@ -119,9 +120,10 @@ def timeline(
     each step. ``failed_at`` stops the run right after that node's ``executing`` (ComfyUI sends the error next);
     ``terminal`` is the last message, ``execution_success`` by default. ``pace`` spreads the events in time.
     With ``shared_progress`` each ``progress_state`` holds a :class:`ProgressNodes` view (for a replay, which sends
-    them), else its own copy of the map (for a cassette, which stores them).
+    them), else its own copy of the map (for a cassette, which stores them). ``sent_images`` maps a node that sends
+    its images over /ws (SaveImageWebsocket) to their (width, height, count): a :data:`PREVIEW` marker each.
     """
-    outputs, steps, pace = outputs or {}, steps or {}, pace or Pace()
+    outputs, steps, pace, sent_images = outputs or {}, steps or {}, pace or Pace(), sent_images or {}
     run = _Events(prompt_id, shared_progress)
     run.add(Event.EXECUTION_START.value, {"prompt_id": prompt_id, "timestamp": timestamp})
     run.add(Event.EXECUTION_CACHED.value, {"nodes": list(cached), "prompt_id": prompt_id, "timestamp": timestamp})
@@ -136,8 +138,11 @@ def timeline(
         run.add(Event.EXECUTING.value, executing(node, prompt_id))
         if node == failed_at:
             break
-        total = steps.get(node, 0)
-        if total:
+        total = steps.get(node, 0) or (sent_images[node][2] if node in sent_images else 0)
+        if node in sent_images:
+            run.t += pace.run(node, 0)
+            run.sent(node, *sent_images[node])
+        elif total:
             run.steps(node, total, pace, previews=previews)
         else:
             run.t += pace.run(node, 0)
@@ -180,6 +185,15 @@ class _Events:
             if previews:
                 self.add(PREVIEW, {"node": node, "step": k, "steps": total})
             self.add(Event.PROGRESS.value, {"value": k, "max": total, "prompt_id": self.prompt_id, "node": node})
+
+
+    def sent(self, node: str, width: int, height: int, count: int) -> None:
+        """SaveImageWebsocket's images: its ProgressBar's update_absolute(k, count, image) for each, i.e. the bar at
+        k/count, ``progress`` k/count, then the image (ws_binary captures; the bar ends at count/count)."""
+        for k in range(count):
+            self.state(node, k, count, "running")
+            self.add(Event.PROGRESS.value, {"value": k, "max": count, "prompt_id": self.prompt_id, "node": node})
+            self.add(PREVIEW, {"node": node, "image": k, "width": width, "height": height})
 
 
 def _executed(t: float, node: str, output: Any, prompt_id: str) -> WsEvent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import sys
 import threading
@@ -76,7 +77,12 @@ class ReplayServer:
         return f"http://{host}:{self.port}"
 
     def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
+        """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves.
+
+        The process is the server's (``serve``), so what it holds by now (the modules, the engine, its cassettes)
+        lives as long as it does: frozen out of the cyclic garbage collector, which otherwise walked all of it again
+        in every full collection that the history and journal's growth set off (a few per thousand jobs)."""
+        gc.freeze()
         if on_ready is not None:
             threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
         threading.Thread(target=self._exit_when_stuck, daemon=True, name="comfy-cassettes-shutdown").start()

@@ -4,13 +4,14 @@ a body read as ComfyUI reads it, and the recorded answer for a route the simulat
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ...comfy.protocol import JSON_CONTENT_TYPE
 from ..sim.engine import Reply, ReplayEngine
 from .static import empty_streamed, http_error
 
@@ -24,20 +25,38 @@ def engine_of(connection: HTTPConnection) -> ReplayEngine:
 
 
 def reply(r: Reply) -> Response:
-    if r.sent is not None:
-        return _ThenTell(r.body, r.status, headers=r.headers, sent=r.sent)
-    return Response(r.body, r.status, headers=r.headers)
+    return Prepared(r.body, r.status, r.headers, sent=r.sent)
 
 
-class _ThenTell(Response):
-    """A response that tells the engine once it has gone out, or failed to (POST /prompt: the job it queued may run
-    from then on, so no event of it reaches a client that cannot know its prompt_id yet)."""
+def json_text(body: bytes, status: int = 200) -> Response:
+    """A JSON answer whose text is made already (kept history entries): ``reply(Reply.json_text(body))``."""
+    return Prepared(body, status, _JSON_ONLY)
 
-    def __init__(self, content: bytes, status_code: int, headers: dict[str, str], sent: Callable[[], None]) -> None:
-        super().__init__(content, status_code, headers=headers)
-        self._sent = sent
+
+_JSON_ONLY = {"Content-Type": JSON_CONTENT_TYPE}
+_JSON_LINE = (b"content-type", JSON_CONTENT_TYPE.encode("latin-1"))
+
+
+class Prepared(Response):
+    """A Response for ``body`` and ``headers`` with the header lines Starlette's would send (names lower-cased,
+    Content-Length added), made without its general path: most answers are JSON, whose one line is made once.
+    ``sent``: to call once the answer has gone out, or failed to (POST /prompt: the job it queued may run from
+    then on, so no event of it reaches a client that cannot know its prompt_id yet)."""
+
+    def __init__(self, body: bytes, status: int, headers: Mapping[str, str], *, sent: Callable[[], None] | None = None) -> None:
+        self.status_code, self.body, self.background, self._sent = status, body, None, sent
+        if headers == _JSON_ONLY:
+            lines = [_JSON_LINE]
+        else:
+            lines = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        if status >= 200 and status not in (204, 304) and all(name != b"content-length" for name, _ in lines):
+            lines.append((b"content-length", str(len(body)).encode("latin-1")))
+        self.raw_headers = lines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._sent is None:
+            await super().__call__(scope, receive, send)
+            return
         try:
             await super().__call__(scope, receive, send)
         finally:

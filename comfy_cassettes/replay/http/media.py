@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ...comfy.protocol import FEATURES
 from ..sim.engine import Reply
-from .answers import Handler, engine_of, reply
+from .answers import Handler, Prepared, engine_of, reply
 from .files import mask_writer, render_view_body, resolve_view, store_upload
 
 
@@ -24,7 +24,7 @@ async def get_view(request: Request) -> Response:
     headers.pop("Content-Length", None)
     if engine.profile.view_nosniff and "Accept-Ranges" in headers:  # the file itself, not a re-encoding
         headers = {"X-Content-Type-Options": "nosniff", **headers}
-    return Response(body, 200, headers=headers)
+    return Prepared(body, 200, headers)
 
 
 async def post_upload(request: Request) -> Response:

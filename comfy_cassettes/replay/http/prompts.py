@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from ..sim.engine import Reply
 from . import jobs_api as jobs
-from .answers import Handler, body_json, engine_of, reply
+from .answers import Handler, body_json, engine_of, json_text, reply
 
 
 async def post_prompt(request: Request) -> Response:
@@ -45,12 +45,12 @@ async def get_history(request: Request) -> Response:
         offset = int(q["offset"]) if "offset" in q else -1
     except ValueError:
         return reply(Reply.crash())
-    return reply(Reply.json_text(engine.history.view_json(max_items, offset)))
+    return json_text(engine.history.view_json(max_items, offset))
 
 
 async def get_history_item(request: Request) -> Response:
     engine = engine_of(request)
-    return reply(Reply.json_text(engine.history.item_json(request.path_params["prompt_id"])))
+    return json_text(engine.history.item_json(request.path_params["prompt_id"]))
 
 
 async def post_history(request: Request) -> Response:

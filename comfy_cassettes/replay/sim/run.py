@@ -25,6 +25,8 @@ from ...comfy.shapes import ExecutionStatus
 from ..harness.clock import Clock
 from ..harness.faults import FaultRule, JobFault
 from .job_files import JobFiles
+from .outputs import solid_png
+from .pixels import output_png
 from .pacing import Pacing
 from .plan import Plan
 from .sockets import Sockets
@@ -137,6 +139,8 @@ class JobRun:
         nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
         if isinstance(nodes, ProgressNodes):
             data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        elif nodes is not None and _plain_states(event) and not context.sockets.reaches(item.client_id, kind):
+            data = event.data  # sent to nobody: the run reads only node ids and states, which hold no placeholder
         elif self._recorded_events:
             data = event_renderer(event)(self.bindings)
         else:
@@ -146,7 +150,7 @@ class JobRun:
             await self._fire(at_end=True)
             if self.ended:
                 return
-        if kind == Event.PROGRESS_STATE and self._step_begins(data) and context.running.interrupt_requested:
+        if kind == Event.PROGRESS_STATE and context.running.interrupt_requested and self._step_begins(data):
             # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
             # (txt2img_interrupt capture).
             self._interrupt(self.current)
@@ -273,6 +277,8 @@ class JobRun:
 
     def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
         """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
+        if not faults:
+            return {}  # most jobs: no need to look through the plan for the nodes it runs
         ran = [str(e.data["node"]) for e in self.plan.events
                if e.type == Event.EXECUTING.value and isinstance(e.data, dict) and e.data.get("node") is not None]
         targets: dict[str, _Target] = {}
@@ -338,6 +344,11 @@ class JobRun:
         if binary is None:
             data = event.data if isinstance(event.data, dict) else {}
             node = str(data.get("node"))
+            if "image" in data:  # an image SaveImageWebsocket sends: full size, PNG (websocket_image_save.py)
+                width, height, found = int(data["width"]), int(data["height"]), self.plan.seeds.get(node)
+                picture = output_png(found, width, height, int(data["image"])) if found is not None else solid_png(width, height)
+                sockets.emit_preview(self.item.client_id, picture, image_format=2, metadata=preview_metadata(node, self.item.prompt_id, "image/png"))
+                return
             image = self.context.files.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
             sockets.emit_preview(self.item.client_id, image, image_format=1,
                                              metadata=preview_metadata(node, self.item.prompt_id, "image/jpeg"))
@@ -356,6 +367,18 @@ class JobRun:
         if isinstance(extra, dict):
             metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
         return metadata
+
+
+def _plain_states(event: WsEvent) -> bool:
+    """Whether a ``progress_state``'s node ids and their states and values hold no placeholder, so that a run can
+    read them from the planned message itself (worked out once per recorded message)."""
+    plain: bool | None = event.__dict__.get("_plain_states")
+    if plain is None:
+        nodes = event.data.get("nodes") if isinstance(event.data, dict) else None
+        plain = event.__dict__["_plain_states"] = isinstance(nodes, dict) and not any(
+            "{{" in str(node) or isinstance(state, dict) and ("{{" in str(state.get("state")) or "{{" in str(state.get("value")))
+            for node, state in nodes.items())
+    return plain
 
 
 def _is_preview(event: WsEvent) -> bool:

@@ -1,0 +1,213 @@
+"""Public Python ComfyUI clients from PyPI (in the test extra), and the patterns of ComfyUI's own script_examples,
+against `comfy-cassettes serve` at its default settings: each gets its images from the bundled default cassette and
+from an imported session cassette, as it does from ComfyUI (each was run against ComfyUI 0.8.0 as well)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import json
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from helpers import har_path
+from PIL import Image
+from serve_process import serve
+
+T = TypeVar("T")
+
+# basic_save's first prompt and ws_binary_legacy's prompt, as the bundled default cassette recorded them.
+SAVE = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16744448}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
+SEND = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 2, "color": 16711680}},
+        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}}}
+# prompt_options' partial_execution_targets graph: recorded with only "4" targeted; sent whole, both outputs run.
+TWO_OUTPUTS = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 460809}},
+               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "target_a"}},
+               "3": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+               "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "target_b"}}}
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``'s result, failing the test if the client has not returned after ``seconds`` (a hang)."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(call).result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        raise AssertionError(f"the client still waited after {seconds} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def sizes(pictures: list[bytes]) -> list[tuple[int, int]]:
+    return [Image.open(io.BytesIO(picture)).size for picture in pictures]
+
+
+@pytest.fixture(scope="module")
+def default_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`serve` with nothing but its folders: the bundled default cassette, default timing."""
+    with serve(tmp_path_factory.mktemp("default")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def session_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`serve` on a cassette imported from a real session's HAR (prompt_options), default timing."""
+    root = tmp_path_factory.mktemp("session")
+    cassette = root / "prompt_options.yaml"
+    imported = subprocess.run([sys.executable, "-m", "comfy_cassettes", "import", str(har_path("prompt_options")), "-o", str(cassette)],
+                              capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    with serve(root, str(cassette)) as (url, _):
+        yield url
+
+
+# ---------------------------------------------------------------- ComfyUI's script_examples, with websocket-client
+
+def websockets_api_example(url: str, prompt: dict[str, Any]) -> dict[str, list[bytes]]:
+    """script_examples/websockets_api_example.py: /ws first, POST /prompt with client_id and prompt_id, wait for
+    ``executing`` with node null, then /history and /view for every output image."""
+    import websocket
+
+    host, client_id, prompt_id = urllib.parse.urlsplit(url).netloc, str(uuid.uuid4()), str(uuid.uuid4())
+    ws = websocket.WebSocket()
+    ws.connect(f"ws://{host}/ws?clientId={client_id}", timeout=30)
+    try:
+        body = json.dumps({"prompt": prompt, "client_id": client_id, "prompt_id": prompt_id}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"http://{host}/prompt", data=body)).read()
+        while True:
+            out = ws.recv()
+            if isinstance(out, str):
+                message = json.loads(out)
+                if message["type"] == "executing" and message["data"]["node"] is None and message["data"]["prompt_id"] == prompt_id:
+                    break
+    finally:
+        ws.close()
+    with urllib.request.urlopen(f"http://{host}/history/{prompt_id}") as response:
+        history = json.loads(response.read())[prompt_id]
+    images: dict[str, list[bytes]] = {}
+    for node_id, output in history["outputs"].items():
+        for image in output.get("images", []):
+            query = urllib.parse.urlencode({"filename": image["filename"], "subfolder": image["subfolder"], "type": image["type"]})
+            with urllib.request.urlopen(f"http://{host}/view?{query}") as response:
+                images.setdefault(node_id, []).append(response.read())
+    return images
+
+
+def websockets_api_example_ws_images(url: str, prompt: dict[str, Any], node: str) -> list[bytes]:
+    """script_examples/websockets_api_example_ws_images.py: the binary frames received while ``node`` (a
+    SaveImageWebsocket) executes, each an 8-byte header then the image."""
+    import websocket
+
+    host, client_id = urllib.parse.urlsplit(url).netloc, str(uuid.uuid4())
+    ws = websocket.WebSocket()
+    ws.connect(f"ws://{host}/ws?clientId={client_id}", timeout=30)
+    try:
+        body = json.dumps({"prompt": prompt, "client_id": client_id}).encode()
+        prompt_id = json.loads(urllib.request.urlopen(urllib.request.Request(f"http://{host}/prompt", data=body)).read())["prompt_id"]
+        current, images = "", []
+        while True:
+            out = ws.recv()
+            if isinstance(out, str):
+                data = json.loads(out)["data"] if json.loads(out)["type"] == "executing" else {}
+                if data.get("prompt_id") == prompt_id:
+                    if data["node"] is None:
+                        return images
+                    current = data["node"]
+            elif current == node:
+                images.append(out[8:])
+    finally:
+        ws.close()
+
+
+def test_script_example_gets_the_images_of_every_output_node(default_url: str, session_url: str) -> None:
+    assert [sizes(v) for v in within(30, lambda: websockets_api_example(default_url, SAVE)).values()] == [[(64, 64)]]
+    # Sent whole, a graph recorded with partial_execution_targets runs both outputs, as ComfyUI does.
+    images = within(30, lambda: websockets_api_example(session_url, TWO_OUTPUTS))
+    assert {node: sizes(pictures) for node, pictures in images.items()} == {"2": [(64, 64)], "4": [(64, 64)]}
+
+
+def test_save_image_websocket_sends_its_images_on_every_run(default_url: str) -> None:
+    # SaveImageWebsocket's IS_CHANGED is time.time(): ComfyUI never caches it, so a re-run sends the images again,
+    # and a graph no cassette has (other size and count) sends its own.
+    for _ in range(2):
+        assert sizes(within(30, lambda: websockets_api_example_ws_images(default_url, SEND, "2"))) == [(32, 32)] * 2
+    other = json.loads(json.dumps(SEND))
+    other["1"]["inputs"].update(width=48, batch_size=3)
+    assert sizes(within(30, lambda: websockets_api_example_ws_images(default_url, other, "2"))) == [(48, 32)] * 3
+
+
+# ---------------------------------------------------------------- clients from PyPI
+
+def test_comfy_api_simplified_gets_its_images(default_url: str, session_url: str) -> None:
+    """comfy-api-simplified: POST /prompt first, then /ws (a job already done shows in the first status as an empty
+    queue), then /history by the node's title and /view; workflows carry ``_meta`` titles as the UI exports them."""
+    from comfy_api_simplified import ComfyApiWrapper, ComfyWorkflowWrapper
+
+    def titled(prompt: dict[str, Any]) -> ComfyWorkflowWrapper:
+        return ComfyWorkflowWrapper({n: {**node, "_meta": {"title": f"{node['class_type']} {n}"}} for n, node in prompt.items()})
+
+    api = ComfyApiWrapper(default_url.rstrip("/"))
+    for _ in range(2):  # the second run is all cached: its image comes from history all the same
+        images = within(30, lambda: api.queue_and_wait_images(titled(SAVE), "SaveImage 2"))
+        assert sizes(list(images.values())) == [(64, 64)]
+    session = ComfyApiWrapper(session_url.rstrip("/"))
+    assert sizes(list(within(30, lambda: session.queue_and_wait_images(titled(TWO_OUTPUTS), "SaveImage 2")).values())) == [(64, 64)]
+
+
+def test_comfyui_utils_gets_its_outputs(default_url: str, session_url: str) -> None:
+    """comfyui-utils: POST /prompt, then /ws; on each status it reads /queue and, once the prompt has left it, finds
+    the outputs in /history by comparing the prompt it sent; else it ends on the first ``executed``."""
+    from comfyui_utils.comfy import Callbacks, ComfyAPI
+
+    class Collect(Callbacks):
+        def __init__(self) -> None:
+            self.outputs: dict[str, Any] = {}
+
+        async def queue_position(self, position: int) -> None:
+            pass
+
+        async def in_progress(self, node_id: int, progress: int, total: int) -> None:
+            pass
+
+        async def completed(self, outputs: dict[str, Any], cached: bool) -> None:
+            self.outputs = outputs
+
+    async def run(url: str, prompt: dict[str, Any]) -> list[bytes]:
+        api, collect, pictures = ComfyAPI(urllib.parse.urlsplit(url).netloc), Collect(), []
+        await api.submit(prompt, collect)
+
+        async def keep(data: io.BytesIO) -> None:
+            pictures.append(data.read())
+
+        for image in collect.outputs["images"]:
+            await api.fetch(image, keep)
+        return pictures
+
+    for url, prompt in ((default_url, SAVE), (default_url, SAVE), (session_url, TWO_OUTPUTS)):
+        assert sizes(within(30, lambda: asyncio.run(run(url, prompt)))) == [(64, 64)]
+
+
+def test_comfyapi_polls_history_for_its_output(default_url: str, tmp_path: Path) -> None:
+    """comfyapi: POST /prompt, poll /history/{id} until an output image is listed, then download it by /view."""
+    from comfyapi import ComfyAPIManager
+
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(json.dumps(SAVE))
+    manager = ComfyAPIManager()
+    manager.set_base_url(default_url.rstrip("/"))
+    manager.load_workflow(str(workflow))
+    manager.edit_workflow(["1", "inputs", "color"], 33023)  # basic_save's second prompt
+    prompt_id = manager.submit_workflow()
+    filename, image_url = within(30, lambda: manager.wait_for_finish(prompt_id, poll_interval=0.05, max_wait_time=20))
+    assert filename.endswith(".png")
+    with urllib.request.urlopen(image_url) as response:
+        assert sizes([response.read()]) == [(64, 64)]
