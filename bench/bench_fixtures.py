@@ -81,7 +81,7 @@ class Folders:
 
 
 def settings() -> Settings:
-    return Settings(cassettes=(DEFAULT_CASSETTE,), env_var="COMFYUI_URL", seed=0, source_image=None)
+    return Settings(cassettes=(DEFAULT_CASSETTE,), env_var="COMFYUI_URL")
 
 
 def timed(action: Callable[[], object]) -> float:

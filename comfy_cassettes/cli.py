@@ -25,6 +25,13 @@ def main() -> None:
         from .commands import _fail
 
         sys.exit(_fail(exc).exit_code)  # the typer app's message and exit status
+    # The rest as the typer app's main ends them: Ctrl-C while loading, exit 130; stdout closed early
+    # (`serve | head -1`), a quiet exit 1.
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def __getattr__(name: str) -> Any:

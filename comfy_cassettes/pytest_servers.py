@@ -21,10 +21,12 @@ from .comfy.profiles import profile
 from .errors import ConfigError
 from .pytest_names import DEFAULT_ENV_VAR, MARKER, option_dest
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
+from .replay.harness.kept_files import empty
 from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
 
 if TYPE_CHECKING:
     from .replay.server import ReplayServer
+    from .replay.sim.engine import ReplayEngine
 
 @dataclass(frozen=True)
 class Settings:
@@ -128,11 +130,7 @@ class ComfyHandle(ReplayControl):
     def reset(self) -> None:
         """Forget queue, history, journal and names, and empty the output, input and temp folders (the input
         folder keeps the files the cassettes' recordings had)."""
-        # What POST /__cassettes__/reset does, called on the server's loop directly: the fixtures reset before
-        # every test, and the HTTP round trip was most of a test's overhead.
-        self.server.call(self.server.engine.reset())
-        self.clear_files()
-        self.server.engine.recorded_inputs.reset()
+        self.server.call(fresh(self.server.engine, end_down=False))
 
     def problems(self) -> dict[str, Any]:
         """What GET /__cassettes__/problems answers, read from the journal directly (it is thread-safe)."""
@@ -146,13 +144,7 @@ class ComfyHandle(ReplayControl):
     def clear_files(self) -> None:
         """Empty the output, input and temp folders (the folders stay)."""
         for folder in (self.output_dir, self.input_dir, self.temp_dir):
-            folder.mkdir(parents=True, exist_ok=True)  # a test may have removed it
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
+            empty(folder)
 
     def submit(self, workflow: dict[str, Any], *, client_id: str | None = None, **fields: Any) -> str:
         """POST /prompt like a client; returns the prompt_id, or raises naming the status and ComfyUI's answer."""
@@ -256,14 +248,28 @@ def _parsed(option: Option, raw: Any, where: str) -> Any:
         raise pytest.UsageError(f"comfy-cassettes: {where} must be {kind.__name__}, got {raw!r}") from None
 
 
+async def fresh(engine: ReplayEngine, *, end_down: bool) -> None:
+    """A reset on the server's loop, folders included, in one call from the test's thread: what POST
+    /__cassettes__/reset does (the HTTP round trip was most of a test's overhead), then the output and temp folders
+    emptied and the input folder put back as the recordings had it. ``end_down``: first end a down period (a test
+    that used the session server directly may have left one running)."""
+    if end_down:
+        await engine.faults.end_down()
+    await engine.reset(folders=True)
+
+
 def serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> Iterator[ComfyHandle]:
     """The comfy fixtures' body: a reset server per the test's markers; at teardown, fail on the problems it saw."""
     handle, allow_unmatched = _prepare(request, servers, monkeypatch, dynamic=dynamic)
     yield handle
-    handle.server.end_down()
-    report = problems_report(handle.problems(), allow_unmatched=allow_unmatched)
-    if report:
-        pytest.fail(report, pytrace=False)
+    engine = handle.server.engine
+    # Both read from this thread without a call into the server's loop: most tests have nothing to end or report.
+    if engine.faults.down_scheduled:
+        handle.server.end_down()
+    if engine.journal.has_problems:
+        report = problems_report(handle.problems(), allow_unmatched=allow_unmatched)
+        if report:
+            pytest.fail(report, pytrace=False)
 
 
 def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> tuple[ComfyHandle, bool]:
@@ -278,8 +284,7 @@ def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch:
         known["dynamic"] = dynamic
     cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]
     handle = servers.get(cassettes=cassettes or None, **known)
-    handle.server.end_down()  # a test that used the session server directly may have left one running
-    handle.reset()
+    handle.server.call(fresh(handle.server.engine, end_down=True))
     handle.configure(**options)
     monkeypatch.setenv(servers.settings.env_var, handle.url)
     return handle, allow_unmatched

@@ -61,7 +61,11 @@ def run(values: Mapping[str, Any]) -> None:
     server = ReplayServer(config, log_level=values["log_level"])
     for spec in rules:
         server.engine.faults.add(spec)
-    announce(server)
+    try:
+        announce(server)
+    except BaseException:  # e.g. stdout closed (`serve | head -1`): the temporary folders go too
+        server.stop()
+        raise
     try:
         server.run(on_ready=(lambda: write_ready_file(ready_file, server.url, server.port)) if ready_file else None)
     except KeyboardInterrupt:

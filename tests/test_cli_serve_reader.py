@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +81,35 @@ def test_anything_else_goes_to_typer(argv: list[str]) -> None:
 def test_an_empty_token_variable_and_shell_completion_go_to_typer() -> None:
     assert read_plain(["serve"], {"COMFY_CASSETTES_ADMIN_TOKEN": ""}) is None
     assert read_plain(["serve"], {COMPLETION_ENV: "bash_complete"}) is None
+
+
+# What `serve` starts without: typer and pydantic (the CLI's and the admin API's), PIL; yaml once the bundled
+# cassettes are in the parsed cache.
+NOT_ON_THE_WAY_UP = ("typer", "pydantic", "rich", "PIL")
+_SERVE_ONCE = """
+import json, os, signal, sys, urllib.request
+from comfy_cassettes import cli, serve_command
+
+def ready(path, url, port):  # in place of the ready file: the modules loaded once the first request is answered
+    urllib.request.urlopen(url + "/system_stats").read()
+    path.write_text(json.dumps(sorted(sys.modules)))
+    os.kill(os.getpid(), signal.SIGINT)
+
+serve_command.write_ready_file = ready
+sys.argv = ["comfy-cassettes", "serve", "--port", "0", "--ready-file", sys.argv[1]]
+cli.main()
+"""
+
+
+def test_a_plain_serve_starts_without_typer_pydantic_or_yaml(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "COMFY_CASSETTES_CACHE": "1"}
+    loaded = []
+    for run in ("cold", "warm"):
+        out = tmp_path / f"{run}.json"
+        done = subprocess.run([sys.executable, "-c", _SERVE_ONCE, str(out)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "stopped" in done.stdout, done.stderr
+        loaded.append(set(json.loads(out.read_text())))
+    cold, warm = loaded
+    assert "comfy_cassettes.replay.server" in warm
+    assert not {m.split(".")[0] for m in cold | warm} & set(NOT_ON_THE_WAY_UP)
+    assert "yaml" in cold and "yaml" not in warm, "the bundled cassettes were not read from the parsed cache"

@@ -6,6 +6,7 @@ every layer that names or finds a file (replay, vcr, verify) uses this one copy.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -112,21 +113,9 @@ class OutputNamer:
     ) -> list[OutputName]:
         if "%" in prefix:
             prefix = _compute_vars(prefix, width, height)
-        normalized = os.path.normpath(prefix)
-        subfolder = os.path.dirname(normalized)
-        basename = os.path.basename(normalized)
-        base_dir = os.path.abspath(root)
-        folder = os.path.abspath(os.path.join(base_dir, subfolder))
-        common = os.path.commonpath((base_dir, folder))
-        if common != base_dir:
-            # Same text as folder_paths.get_save_image_path; it becomes execution_error's
-            # exception_message (see the error_execution capture).
-            raise ValueError(
-                "**** ERROR: Saving image outside the output folder is not allowed."
-                f"\n full_output_folder: {folder}"
-                f"\n         output_dir: {base_dir}"
-                f"\n         commonpath: {common}"
-            )
+        # A relative root depends on the working directory: only an absolute one's answers are kept.
+        place = _place if root.is_absolute() else _place.__wrapped__
+        subfolder, basename, folder = place(str(root), prefix)
         with self._lock:
             counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
             names = []
@@ -173,6 +162,28 @@ class _Listing:
             stem = os.path.normcase(basename) + "_"
             if name.startswith(stem):
                 self.counters[basename] = max(counter, _next_counter(basename, (name,)))
+
+
+@functools.lru_cache(maxsize=256)
+def _place(root: str, prefix: str) -> tuple[str, str, str]:
+    """Where SaveImage puts ``prefix``'s files under ``root``: (subfolder, basename, folder); kept per prefix, since
+    a server names many jobs' images with the same few. ValueError with ComfyUI's message outside ``root``."""
+    normalized = os.path.normpath(prefix)
+    subfolder = os.path.dirname(normalized)
+    basename = os.path.basename(normalized)
+    base_dir = os.path.abspath(root)
+    folder = os.path.abspath(os.path.join(base_dir, subfolder))
+    common = os.path.commonpath((base_dir, folder))
+    if common != base_dir:
+        # Same text as folder_paths.get_save_image_path; it becomes execution_error's
+        # exception_message (see the error_execution capture).
+        raise ValueError(
+            "**** ERROR: Saving image outside the output folder is not allowed."
+            f"\n full_output_folder: {folder}"
+            f"\n         output_dir: {base_dir}"
+            f"\n         commonpath: {common}"
+        )
+    return subfolder, basename, folder
 
 
 def _compute_vars(prefix: str, width: int, height: int) -> str:

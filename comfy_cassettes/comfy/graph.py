@@ -90,13 +90,17 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     return done
 
 
+# json.dumps(..., sort_keys=True, default=str) made once: dumps builds a new encoder per call given options.
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, str]) -> str:
     """One node's key from its class, its values and its inputs' keys (each link as ``<key>#<slot>``); a
     NEVER_CACHED class's key also holds a fresh count, as ComfyUI's holds IS_CHANGED's new answer."""
     parts = [[key, done.get(value[0], f"missing:{value[0]}") + f"#{value[1]}" if is_link(value) else value]
              for key, value in sorted(inputs.items())]
     changed = next(_CHANGED) if class_type in NEVER_CACHED else None
-    text = json.dumps([class_type, parts, changed], sort_keys=True, default=str)
+    text = _KEY_ENCODER.encode([class_type, parts, changed])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -302,6 +302,12 @@ class Faults:
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
 
+    @property
+    def down_scheduled(self) -> bool:
+        """Whether a down period is under way and its end still to come: what :meth:`end_down` would end. Read
+        from another thread, it may be a moment behind the loop's."""
+        return self._back is not None
+
     def go_down(self, seconds: float, *, restart: bool = False, keep: tuple[str, int] | None = None) -> None:
         """Refuse connections for ``seconds``, then listen again; open connections and sockets are cut.
         With ``restart`` the server comes back like a restarted ComfyUI: queue and history gone."""

@@ -162,6 +162,11 @@ class Journal:
             else:
                 self.dropped += 1
 
+    @property
+    def has_problems(self) -> bool:
+        """Whether :meth:`problems` has anything to say; read without the lock (a teardown's look, every test)."""
+        return bool(self.errors or self.unmatched or self.dropped)
+
     def problems(self) -> dict[str, Any]:
         """Engine errors and unmatched requests since the last clear (the first PROBLEMS_KEPT of each), and, when
         there were more, how many (``dropped``)."""

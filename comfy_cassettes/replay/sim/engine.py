@@ -32,6 +32,7 @@ from ..config import ReplayConfig
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
+from ..harness.kept_files import empty
 from . import plan as planning
 from .asset_store import Assets
 from .catalogue import Catalogue
@@ -143,8 +144,7 @@ class ReplayEngine:
         self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none")
         self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
-        self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal,
-                                            self.recorded_inputs]
+        self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
 
     # ------------------------------------------------------------ lifecycle
 
@@ -202,21 +202,23 @@ class ReplayEngine:
         for path in self._owned_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
-    async def reset(self) -> None:
-        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes.
+    async def reset(self, *, folders: bool = False) -> None:
+        """Forget queue, history, caches, journal and handed-out names; keep sockets and cassettes. ``folders`` (the
+        fixtures' reset, not the admin route's): also empty output and temp, and input but for the recorded inputs.
 
         A request still held by a delay fault is let go first and answered from the state its test left (the file
         it asks for still there), then forgotten with that test's journal: it never lands in the next test's."""
-        cut = await self.worker.stop()
-        if cut is not None:
+        if not self.worker.idle and (cut := await self.worker.stop()) is not None:  # an idle worker is kept as it is
             cut.end_by_reset()
         self.faults.reset()
         await self.journal.settle()
         pending = self.queue.remaining() > 0
         for part in self._test_parts:
             part.reset()
-        # A new id sequence per reset, each from the seed: ids stay reproducible and never repeat in a server's
-        # life (a client still polling an old id must not find another job there).
+        for folder in (self.roots.output, self.roots.temp) if folders else ():
+            empty(folder)
+        self.recorded_inputs.reset(only=folders)
+        # A new id sequence per reset from the seed: reproducible, and never repeated (an old id must stay unknown).
         self._resets += 1
         self._ids = random.Random(f"{self.config.seed}/{self._resets}")
         self._forget()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import struct
 import zlib
 from collections.abc import Callable, Mapping
@@ -125,11 +126,11 @@ class OutputFiles:
                 continue
             kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
             folder = self.roots.temp if kind == "temp" else self.roots.output
-            target = folder / subfolder / filename
-            if target.exists() or (kind, subfolder, filename) in self.virtual:
+            if (kind, subfolder, filename) in self.virtual or os.path.exists(os.path.join(folder, subfolder, filename)):
                 continue  # a cached re-run reports files that already exist
             source = self._source(recorded.get(index), cassette, seed, index)
             if self.dynamic or kind == "temp":
+                target = folder / subfolder / filename
                 png = _as_png(source, source.stat().st_mtime_ns) if isinstance(source, Path) else source
                 before = _mtime(target.parent)
                 if before is None:

@@ -56,7 +56,11 @@ def _inputs(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
 
 def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, str], Any]) -> int:
     """How many of a graph's widget values another graph of the same structure has too."""
-    return sum(1 for key, value in values.items() if inputs.get(key) == value)
+    get, shared = inputs.get, 0
+    for key, value in values.items():  # a plain loop: this runs for every candidate of every submission
+        if get(key) == value:
+            shared += 1
+    return shared
 
 
 def _decisive(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
@@ -91,15 +95,22 @@ class JobIndex:
         self._by_roles: dict[str, list[Job]] = {}  # the same, whatever the node ids (for a recording's pace)
         self._facts = {id(job): _Facts.of(job) for job in self.jobs}
         self._history_renderers: dict[int, Renderer] = {}
+        # Per structure, each recorded set of outputs (sorted) in the order the first recording listed it.
+        self._output_orders: dict[str, dict[tuple[str, ...], list[str]]] = {}
         for job in self.jobs:
-            self._by_structure.setdefault(structure(job.workflow), []).append(job)
+            shape = structure(job.workflow)
+            self._by_structure.setdefault(shape, []).append(job)
             self._by_roles.setdefault(_roles_key(node_roles(job.workflow)), []).append(job)
+            if job.outputs_to_execute:
+                self._output_orders.setdefault(shape, {}).setdefault(tuple(sorted(job.outputs_to_execute)), list(job.outputs_to_execute))
 
     def rendered_history(self, job: Job, bindings: Mapping[str, Any]) -> Any:
-        """The job's recorded history entry with a replay's values (its renderer compiled on first use)."""
+        """The parts of the job's recorded history entry a run takes (``outputs`` and ``meta``: its status messages
+        are the run's own), with a replay's values; the renderer is compiled on first use."""
         render = self._history_renderers.get(id(job))
         if render is None:
-            render = self._history_renderers[id(job)] = compile_value(job.history)
+            kept = {k: v for k, v in job.history.items() if k in ("outputs", "meta")} if isinstance(job.history, dict) else job.history
+            render = self._history_renderers[id(job)] = compile_value(kept)
         return render(bindings)
 
     def _same_shape(self, workflow: Mapping[str, Any], shape: str | None) -> list[Job]:
@@ -180,11 +191,8 @@ class JobIndex:
     def output_order(self, workflow: Mapping[str, Any], outputs: Sequence[str], shape: str | None = None) -> list[str]:
         """``outputs`` in the order a recording of this graph listed them. ComfyUI builds the list from a set, so
         its order is the recorded process's; a replay of that recording keeps it."""
-        wanted = sorted(outputs)
-        for job in self._same_shape(workflow, shape):
-            if job.outputs_to_execute and sorted(job.outputs_to_execute) == wanted:
-                return list(job.outputs_to_execute)
-        return list(outputs)
+        recorded = self._output_orders.get(shape if shape is not None else structure(workflow), {}).get(tuple(sorted(outputs)))
+        return list(recorded if recorded is not None else outputs)
 
 
 # ---------------------------------------------------------------- runs from the graph
@@ -221,6 +229,7 @@ def synthesize(
             produced = [OutputImage(node_id, i, kind, width, height) for i in range(batch)]
             images.extend(produced)
             outputs[node_id] = {"images": [_image_ref(image) for image in produced]}
+        if node_id in sent or node_id in outputs:
             found = seed(workflow, node_id)
             if found is not None:
                 seeds[node_id] = found

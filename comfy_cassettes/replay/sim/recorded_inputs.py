@@ -26,6 +26,7 @@ from ...comfy.folders import split_annotation
 from ...comfy.graph import is_link
 from ...comfy.nodes import FILE_CHECKED_INPUTS, OUTPUT_CLASSES
 from ...comfy.routes import normalize
+from ..harness.kept_files import KeptFiles
 
 __all__ = ["RecordedInputs", "composite_mask"]
 
@@ -66,18 +67,16 @@ class RecordedInputs:
             for name, size in _loaded_images(job).items():
                 if name not in self.files:
                     self.files[name] = _stand_in(size)
+        self._kept = KeptFiles(folder, self.files)
 
-    def reset(self) -> None:
-        """Write every recorded input the folder lacks (a file already there is the user's or the test's: kept)."""
-        for name, data in self.files.items():
-            path = self.folder / name
-            if path.exists():
-                continue
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            except OSError:
-                continue  # a folder in the way of a name: that file stays missing, as ComfyUI would find it
+    def reset(self, *, only: bool = False) -> None:
+        """Write every recorded input the folder lacks (a file already there is the user's or the test's: kept).
+        ``only`` (the fixtures' reset between tests): remove every other file, and rewrite a recorded one that was
+        changed (one nobody changed since a reset wrote it is kept as it is)."""
+        if only:
+            self._kept.restore()
+        else:
+            self._kept.write_missing()
 
     def _read(self, cassette: Cassette, interaction: Interaction) -> None:
         if interaction.status != 200:

@@ -26,6 +26,7 @@ from ..harness.clock import Clock
 from ..harness.faults import FaultRule, JobFault
 from .job_files import JobFiles
 from .outputs import solid_png
+from .pixels import output_png
 from .pacing import Pacing
 from .plan import Plan
 from .sockets import Sockets
@@ -271,6 +272,8 @@ class JobRun:
 
     def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
         """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
+        if not faults:
+            return {}  # most jobs: no need to look through the plan for the nodes it runs
         ran = [str(e.data["node"]) for e in self.plan.events
                if e.type == Event.EXECUTING.value and isinstance(e.data, dict) and e.data.get("node") is not None]
         targets: dict[str, _Target] = {}
@@ -336,8 +339,9 @@ class JobRun:
             data = event.data if isinstance(event.data, dict) else {}
             node = str(data.get("node"))
             if "image" in data:  # an image SaveImageWebsocket sends: full size, PNG (websocket_image_save.py)
-                sockets.emit_preview(self.item.client_id, solid_png(int(data["width"]), int(data["height"])), image_format=2,
-                                     metadata=preview_metadata(node, self.item.prompt_id, "image/png"))
+                width, height, found = int(data["width"]), int(data["height"]), self.plan.seeds.get(node)
+                picture = output_png(found, width, height, int(data["image"])) if found is not None else solid_png(width, height)
+                sockets.emit_preview(self.item.client_id, picture, image_format=2, metadata=preview_metadata(node, self.item.prompt_id, "image/png"))
                 return
             image = self.context.files.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
             sockets.emit_preview(self.item.client_id, image, image_format=1,

@@ -50,6 +50,12 @@ class InvalidTransition(RuntimeError):
     """Raised when a job is moved to a state it cannot reach from where it is (an engine bug, never user input)."""
 
 
+# Execution orders by (graph.structure, outputs): a bounded few, of graphs small enough that their key is cheap to keep.
+_ORDERS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+_ORDERS_KEPT = 64
+_ORDERS_UP_TO_NODES = 256
+
+
 @dataclass(eq=False)
 class QueueItem:
     """One accepted prompt and its lifecycle."""
@@ -76,8 +82,17 @@ class QueueItem:
 
     @functools.cached_property
     def order(self) -> list[str]:
-        """The nodes ComfyUI runs for this prompt, in its execution order."""
-        return execution_order(self.workflow, self.outputs_to_execute)
+        """The nodes ComfyUI runs for this prompt, in its execution order: a function of its structure and outputs
+        alone, so worked out once for the many prompts of one graph (a queue's prompts mostly share a few)."""
+        if self.shape is None or len(self.workflow) > _ORDERS_UP_TO_NODES:
+            return execution_order(self.workflow, self.outputs_to_execute)
+        key = (self.shape, tuple(self.outputs_to_execute))
+        known = _ORDERS.get(key)
+        if known is None:
+            if len(_ORDERS) >= _ORDERS_KEPT:
+                _ORDERS.pop(next(iter(_ORDERS)))  # the oldest: a few graphs are the common case
+            known = _ORDERS[key] = tuple(execution_order(self.workflow, self.outputs_to_execute))
+        return list(known)
 
     def __lt__(self, other: QueueItem) -> bool:
         # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id.

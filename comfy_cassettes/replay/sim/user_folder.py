@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+from ..harness.kept_files import empty
 
 DEFAULT_USER = "default"  # single-user mode (user_manager.py:47)
 SETTINGS_FILE = "comfy.settings.json"
@@ -38,13 +39,7 @@ class UserFolder:
 
     def reset(self) -> None:
         """Back to what the folder held when the server started (empty for the default temporary one)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+        empty(self.root)
         for rel, data in self._seed:
             target = self.root / rel
             if data is None:

@@ -37,6 +37,12 @@ class Worker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._current: JobRun | None = None  # the run in progress
+        self._waiting = False  # parked until woken, with nothing to run
+
+    @property
+    def idle(self) -> bool:
+        """Parked with nothing to run and not woken since: stopping it would cut nothing, and a reset may keep it."""
+        return self._waiting and not self._wake.is_set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -66,7 +72,11 @@ class Worker:
             if head is None or head.answered is None:
                 # Nothing to run, or a job whose POST answer has not gone out: a client could not know of it yet.
                 self._wake.clear()
-                await self._wake.wait()
+                self._waiting = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._waiting = False
                 context.pacing.restart()
                 continue
             if clock.holds_at(head.prompt_id, "queued"):
