@@ -136,6 +136,8 @@ class JobRun:
         nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
         if isinstance(nodes, ProgressNodes):
             data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        elif nodes is not None and _plain_states(event) and not context.sockets.reaches(item.client_id, kind):
+            data = event.data  # sent to nobody: the run reads only node ids and states, which hold no placeholder
         elif self._recorded_events:
             data = event_renderer(event)(self.bindings)
         else:
@@ -145,7 +147,7 @@ class JobRun:
             await self._fire(at_end=True)
             if self.ended:
                 return
-        if kind == Event.PROGRESS_STATE and self._step_begins(data) and context.running.interrupt_requested:
+        if kind == Event.PROGRESS_STATE and context.running.interrupt_requested and self._step_begins(data):
             # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
             # (txt2img_interrupt capture).
             self._interrupt(self.current)
@@ -361,6 +363,18 @@ class JobRun:
         if isinstance(extra, dict):
             metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
         return metadata
+
+
+def _plain_states(event: WsEvent) -> bool:
+    """Whether a ``progress_state``'s node ids and their states and values hold no placeholder, so that a run can
+    read them from the planned message itself (worked out once per recorded message)."""
+    plain: bool | None = event.__dict__.get("_plain_states")
+    if plain is None:
+        nodes = event.data.get("nodes") if isinstance(event.data, dict) else None
+        plain = event.__dict__["_plain_states"] = isinstance(nodes, dict) and not any(
+            "{{" in str(node) or isinstance(state, dict) and ("{{" in str(state.get("state")) or "{{" in str(state.get("value")))
+            for node, state in nodes.items())
+    return plain
 
 
 def _is_preview(event: WsEvent) -> bool:
