@@ -388,7 +388,7 @@ class ReplayEngine:
         return client
 
     def disconnect(self, client: Client) -> None:
-        self.sockets.remove(client)
+        self.sockets.disconnect(client)
 
     async def on_message(self, client: Client, text: str) -> None:
         await self.sockets.on_message(client, text)
