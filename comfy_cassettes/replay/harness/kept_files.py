@@ -67,6 +67,8 @@ class KeptFiles:
         self._folders = sorted(set(folders))  # parents first
         parents = {name.rsplit("/", i)[0] for name in [*files, *folders] for i in range(1, name.count("/") + 1)}
         self._dirs = parents | set(folders)
+        # Everything a restore looks at, with its path: the folder, its folders (parents first), the files.
+        self._looks = [(name, self._path(name)) for name in ["", *sorted(self._dirs), *files]]
         # What the folder, its folders and each file written here looked like when last written or found unchanged,
         # and whether that look was too soon after the ctime to trust a stat (looked into again next time).
         self._seen: dict[str, tuple[Signature, bool]] = {}
@@ -98,16 +100,16 @@ class KeptFiles:
         for name in self._folders:
             os.makedirs(self._path(name), exist_ok=True)
         self.write_missing(present)
-        for name in ("", *self._dirs):
+        for name, path in self._looks[: len(self._dirs) + 1]:
             try:
-                self._saw(name, os.lstat(self._path(name)))
+                self._saw(name, os.lstat(path))
             except OSError:
                 self._seen.pop(name, None)
 
     def _untouched(self) -> bool:
-        for name in ("", *self._dirs, *self.files):
+        for name, path in self._looks:
             try:
-                stat = os.lstat(self._path(name))
+                stat = os.lstat(path)
             except OSError:
                 return False
             if not self._unchanged(name, stat):
