@@ -32,7 +32,6 @@ from ..config import ReplayConfig
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
-from ..harness.kept_files import empty
 from . import plan as planning
 from .asset_store import Assets
 from .catalogue import Catalogue
@@ -215,8 +214,8 @@ class ReplayEngine:
         pending = self.queue.remaining() > 0
         for part in self._test_parts:
             part.reset()
-        for folder in (self.roots.output, self.roots.temp) if folders else ():
-            empty(folder)
+        if folders:
+            self.files.empty_folders()
         self.recorded_inputs.reset(only=folders)
         # A new id sequence per reset from the seed: reproducible, and never repeated (an old id must stay unknown).
         self._resets += 1
@@ -389,7 +388,7 @@ class ReplayEngine:
         return client
 
     def disconnect(self, client: Client) -> None:
-        self.sockets.remove(client)
+        self.sockets.disconnect(client)
 
     async def on_message(self, client: Client, text: str) -> None:
         await self.sockets.on_message(client, text)

@@ -80,8 +80,11 @@ class JobRun:
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
         self._progress: ProgressNodes | None = None  # the last shared progress map observed
         self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
-        if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
-            self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
+        # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
+        self._unseen = (plan.job is not None and not any(e.type in TERMINAL for e in plan.events)
+                        and plan.job.status in STATUS_OF_TERMINAL.values())
+        if self._unseen and plan.job is not None:
+            self.status = JobState(plan.job.status)  # the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
         # plan's events are new each time, so they are rendered directly.
         self._recorded_events = plan.job is not None and plan.events is plan.job.ws
@@ -305,8 +308,9 @@ class JobRun:
         """History, cache and queue after the run; then the status and ComfyUI's end-of-prompt ``executing``."""
         context, item, plan = self.context, self.item, self.plan
         job = plan.job
-        if job is not None and not job.has_client and job.history and self.status.value == job.status:
-            # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
+        if job is not None and (self._unseen or not job.has_client) and job.history and self.status.value == job.status:
+            # Sent to nobody (only a no-client job's execution_interrupted is broadcast), yet ComfyUI keeps these in
+            # history: take them from the recording.
             self.bindings["now_ms"] = _now_ms()
             recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
