@@ -14,6 +14,7 @@ from typing import Any
 
 from ...cassette.model import Cassette, OutputImage
 from ...comfy.folders import FileRoots, write_whole
+from ..harness.kept_files import KeptFiles
 from .pixels import output_png
 
 
@@ -102,6 +103,13 @@ class OutputFiles:
         self._make_dir = make_dir
         self._spill_dir: Path | None = None
         self.virtual: dict[tuple[str, str, str], Path] = {}
+        self._emptied = [KeptFiles(roots.output, {}), KeptFiles(roots.temp, {})]
+
+    def empty_folders(self) -> None:
+        """Empty the output and temp folders: the fixtures' reset between tests (a restart keeps the files, as
+        ComfyUI's restart does)."""
+        for folder in self._emptied:
+            folder.restore()
 
     def reset(self) -> None:
         self.virtual.clear()
