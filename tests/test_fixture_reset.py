@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ def test_each_test_starts_from_clean_folders_whatever_the_last_one_wrote(suite: 
             assert {str(p): p.stat().st_ino for p in comfy.input_dir.rglob("*")} == inodes
         """
     )
-    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+    suite.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
 
 
 def test_work_left_by_a_test_is_gone_and_the_worker_runs_the_next_tests_jobs(suite: pytest.Pytester) -> None:
@@ -149,7 +150,7 @@ def test_work_left_by_a_test_is_gone_and_the_worker_runs_the_next_tests_jobs(sui
             assert comfy.run(WORKFLOW)["status"]["completed"]
         """
     )
-    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+    suite.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
 
 
 def test_a_problem_fails_its_own_tests_teardown_only(suite: pytest.Pytester) -> None:
@@ -168,9 +169,42 @@ def test_a_problem_fails_its_own_tests_teardown_only(suite: pytest.Pytester) -> 
             comfy.server.engine.journal.error("broken on purpose")
         """
     )
-    result = suite.runpytest("-p", "no:randomly")
+    result = suite.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=3, errors=2)
     output = result.stdout.str()
     assert "ERROR at teardown of test_one_after_a_reset" in output and "unmatched request: GET /no/such/route" in output
     assert "ERROR at teardown of test_three_reports_an_engine_error" in output and "engine error: broken on purpose" in output
     assert "test_two_is_clean" not in output.split("short test summary info")[-1]
+
+
+def test_past_the_racy_window_a_stat_of_each_folder_and_file_is_all_a_restore_costs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kept_files, "RACY_NS", 0)
+    monkeypatch.setattr(kept_files, "WHOLE_SECOND_RACY_NS", 0)
+    folder = tmp_path / "input"
+    kept = KeptFiles(folder, FILES)
+    kept.restore()
+    kept.restore()  # looks again at what the first one wrote: now known
+    listed: list[str] = []
+    real_listing = kept_files.listing
+    monkeypatch.setattr(kept_files, "listing", lambda path: listed.append(str(path)) or real_listing(path))
+    kept.restore()
+    assert listed == []
+    time.sleep(0.05)  # past any timestamp tick: the folder's own stat changes with what is added to it
+    (folder / "sub" / "deeper" / "new.png").write_bytes(b"n")
+    kept.restore()
+    assert listed and _tree(folder) == FILES
+
+
+def test_an_empty_folder_kept_empty_and_a_user_folder_put_back(tmp_path: Path) -> None:
+    emptied = KeptFiles(tmp_path / "output", {})
+    emptied.restore()
+    (tmp_path / "output" / "a" / "b").mkdir(parents=True)
+    emptied.restore()
+    assert list((tmp_path / "output").iterdir()) == []
+    seeded = KeptFiles(tmp_path / "user", {"default/comfy.settings.json": b"{}"}, folders=["default/workflows"])
+    seeded.restore()
+    (tmp_path / "user" / "default" / "workflows" / "w.json").write_text("{}")
+    seeded.restore()
+    assert sorted(p.relative_to(tmp_path / "user").as_posix() for p in (tmp_path / "user").rglob("*")) == [
+        "default", "default/comfy.settings.json", "default/workflows"]

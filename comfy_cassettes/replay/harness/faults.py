@@ -206,6 +206,7 @@ class Faults:
         self.down_until: float = 0.0
         self._seed = seed
         self._rng = random.Random(seed)
+        self._first_state = self._rng.getstate()  # put back by each clear: cheaper than seeding again
         self._ids = 0
         self._back: asyncio.TimerHandle | None = None
         self._restart = False
@@ -214,7 +215,7 @@ class Faults:
     def clear(self) -> None:
         """Forget every rule and end every delay under way (a down period already under way still ends on time)."""
         self.rules.clear()
-        self._rng = random.Random(self._seed)
+        self._rng.setstate(self._first_state)
         cleared, self._cleared = self._cleared, None
         if cleared is not None:
             cleared.set()

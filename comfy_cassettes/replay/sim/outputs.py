@@ -14,6 +14,7 @@ from typing import Any
 
 from ...cassette.model import Cassette, OutputImage
 from ...comfy.folders import FileRoots, write_whole
+from ..harness.kept_files import KeptFiles
 from .pixels import output_png
 
 
@@ -34,20 +35,40 @@ _TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt"}
 def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
     """``png`` with its text chunks replaced by ``text``, placed after IHDR as ComfyUI's SaveImage writes them
     (basic_save capture: IHDR, tEXt "prompt", IDAT, IEND). The pixels are not re-encoded."""
-    out = [png[:8]]
+    chunks = []
+    for key, value in text.items():
+        data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "backslashreplace")
+        chunks.append(struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+    return b"".join(chunks).join(_around_text(png))
+
+
+_SPLIT_KEPT = 32
+_splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
+
+
+def _around_text(png: bytes) -> tuple[bytes, ...]:
+    """``png`` without its text chunks, cut after each IHDR (where the text goes), read once per source image:
+    every job that saves it adds its own text to the same bytes."""
+    kept = _splits.get(id(png))
+    if kept is not None and kept[0] is png:
+        return kept[1]
+    pieces, piece = [], [png[:8]]
     position = 8
     while position < len(png):
         length = struct.unpack(">I", png[position : position + 4])[0]
         kind = png[position + 4 : position + 8]
         end = position + 12 + length
         if kind not in _TEXT_CHUNKS:
-            out.append(png[position:end])
+            piece.append(png[position:end])
         if kind == b"IHDR":
-            for key, value in text.items():
-                data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "backslashreplace")
-                out.append(struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+            pieces.append(b"".join(piece))
+            piece = []
         position = end
-    return b"".join(out)
+    pieces.append(b"".join(piece))
+    if len(_splits) >= _SPLIT_KEPT:
+        _splits.pop(next(iter(_splits)))
+    _splits[id(png)] = (png, tuple(pieces))
+    return tuple(pieces)
 
 
 @functools.lru_cache(maxsize=32)
@@ -102,6 +123,13 @@ class OutputFiles:
         self._make_dir = make_dir
         self._spill_dir: Path | None = None
         self.virtual: dict[tuple[str, str, str], Path] = {}
+        self._emptied = [KeptFiles(roots.output, {}), KeptFiles(roots.temp, {})]
+
+    def empty_folders(self) -> None:
+        """Empty the output and temp folders: the fixtures' reset between tests (a restart keeps the files, as
+        ComfyUI's restart does)."""
+        for folder in self._emptied:
+            folder.restore()
 
     def reset(self) -> None:
         self.virtual.clear()

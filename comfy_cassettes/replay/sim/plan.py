@@ -229,6 +229,7 @@ def synthesize(
             produced = [OutputImage(node_id, i, kind, width, height) for i in range(batch)]
             images.extend(produced)
             outputs[node_id] = {"images": [_image_ref(image) for image in produced]}
+        if node_id in sent or node_id in outputs:
             found = seed(workflow, node_id)
             if found is not None:
                 seeds[node_id] = found

@@ -26,6 +26,7 @@ from ..harness.clock import Clock
 from ..harness.faults import FaultRule, JobFault
 from .job_files import JobFiles
 from .outputs import solid_png
+from .pixels import output_png
 from .pacing import Pacing
 from .plan import Plan
 from .sockets import Sockets
@@ -79,8 +80,11 @@ class JobRun:
         self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
         self._progress: ProgressNodes | None = None  # the last shared progress map observed
         self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
-        if plan.job is not None and not any(e.type in TERMINAL for e in plan.events) and plan.job.status in STATUS_OF_TERMINAL.values():
-            self.status = JobState(plan.job.status)  # sent to nobody (no_client_id capture): the recording says how it ended
+        # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
+        self._unseen = (plan.job is not None and not any(e.type in TERMINAL for e in plan.events)
+                        and plan.job.status in STATUS_OF_TERMINAL.values())
+        if self._unseen and plan.job is not None:
+            self.status = JobState(plan.job.status)  # the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
         # plan's events are new each time, so they are rendered directly.
         self._recorded_events = plan.job is not None and plan.events is plan.job.ws
@@ -135,6 +139,8 @@ class JobRun:
         nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
         if isinstance(nodes, ProgressNodes):
             data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        elif nodes is not None and _plain_states(event) and not context.sockets.reaches(item.client_id, kind):
+            data = event.data  # sent to nobody: the run reads only node ids and states, which hold no placeholder
         elif self._recorded_events:
             data = event_renderer(event)(self.bindings)
         else:
@@ -144,7 +150,7 @@ class JobRun:
             await self._fire(at_end=True)
             if self.ended:
                 return
-        if kind == Event.PROGRESS_STATE and self._step_begins(data) and context.running.interrupt_requested:
+        if kind == Event.PROGRESS_STATE and context.running.interrupt_requested and self._step_begins(data):
             # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
             # (txt2img_interrupt capture).
             self._interrupt(self.current)
@@ -302,8 +308,9 @@ class JobRun:
         """History, cache and queue after the run; then the status and ComfyUI's end-of-prompt ``executing``."""
         context, item, plan = self.context, self.item, self.plan
         job = plan.job
-        if job is not None and not job.has_client and job.history and self.status.value == job.status:
-            # Sent to nobody, yet ComfyUI keeps these in history (no_client_id capture): take them from the recording.
+        if job is not None and (self._unseen or not job.has_client) and job.history and self.status.value == job.status:
+            # Sent to nobody (only a no-client job's execution_interrupted is broadcast), yet ComfyUI keeps these in
+            # history: take them from the recording.
             self.bindings["now_ms"] = _now_ms()
             recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
@@ -338,8 +345,9 @@ class JobRun:
             data = event.data if isinstance(event.data, dict) else {}
             node = str(data.get("node"))
             if "image" in data:  # an image SaveImageWebsocket sends: full size, PNG (websocket_image_save.py)
-                sockets.emit_preview(self.item.client_id, solid_png(int(data["width"]), int(data["height"])), image_format=2,
-                                     metadata=preview_metadata(node, self.item.prompt_id, "image/png"))
+                width, height, found = int(data["width"]), int(data["height"]), self.plan.seeds.get(node)
+                picture = output_png(found, width, height, int(data["image"])) if found is not None else solid_png(width, height)
+                sockets.emit_preview(self.item.client_id, picture, image_format=2, metadata=preview_metadata(node, self.item.prompt_id, "image/png"))
                 return
             image = self.context.files.preview(self.item.workflow, node, int(data.get("step", 1)), int(data.get("steps", 1)))
             sockets.emit_preview(self.item.client_id, image, image_format=1,
@@ -359,6 +367,18 @@ class JobRun:
         if isinstance(extra, dict):
             metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
         return metadata
+
+
+def _plain_states(event: WsEvent) -> bool:
+    """Whether a ``progress_state``'s node ids and their states and values hold no placeholder, so that a run can
+    read them from the planned message itself (worked out once per recorded message)."""
+    plain: bool | None = event.__dict__.get("_plain_states")
+    if plain is None:
+        nodes = event.data.get("nodes") if isinstance(event.data, dict) else None
+        plain = event.__dict__["_plain_states"] = isinstance(nodes, dict) and not any(
+            "{{" in str(node) or isinstance(state, dict) and ("{{" in str(state.get("state")) or "{{" in str(state.get("value")))
+            for node, state in nodes.items())
+    return plain
 
 
 def _is_preview(event: WsEvent) -> bool:

@@ -92,6 +92,12 @@ class Sockets:
         if client.writer is not None and client.writer is not _current_task():
             client.writer.cancel()
 
+    def disconnect(self, client: Client) -> None:
+        """``client``'s connection has ended: like server.py websocket_handler's ``finally: sockets.pop(sid)``, its
+        sid is forgotten even when a newer socket took it over, which then receives nothing more (ws_edge capture)."""
+        self.clients.pop(client.sid, None)
+        self.remove(client)
+
     async def stop(self) -> None:
         """Stop every writer (server shutdown), waiting a bounded time for them to end."""
         writers = list(self._writers)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from ..harness.kept_files import empty
+from ..harness.kept_files import KeptFiles
 
 DEFAULT_USER = "default"  # single-user mode (user_manager.py:47)
 SETTINGS_FILE = "comfy.settings.json"
@@ -23,29 +23,24 @@ class UserFolder:
     def __init__(self, root: Path) -> None:
         self.root = Path(os.path.abspath(root))
         self.root.mkdir(parents=True, exist_ok=True)
-        self._seed = self._snapshot()
+        self._kept = KeptFiles(self.root, *self._snapshot())
         self.users: dict[str, str] = {DEFAULT_USER: DEFAULT_USER}
 
-    def _snapshot(self) -> list[tuple[str, bytes | None]]:
-        """Every folder (None) and file (its bytes) under the root, parents first."""
-        seed: list[tuple[str, bytes | None]] = []
-        for folder, dirs, files in os.walk(self.root):
-            dirs.sort()
-            rel = os.path.relpath(folder, self.root)
+    def _snapshot(self) -> tuple[dict[str, bytes], list[str]]:
+        """Every file under the root (relative POSIX path -> its bytes) and every folder."""
+        files: dict[str, bytes] = {}
+        folders: list[str] = []
+        for folder, _, names in os.walk(self.root):
+            rel = Path(folder).relative_to(self.root).as_posix()
             if rel != ".":
-                seed.append((rel, None))
-            seed.extend((os.path.join(rel, name), Path(folder, name).read_bytes()) for name in sorted(files))
-        return seed
+                folders.append(rel)
+            files.update({(name if rel == "." else f"{rel}/{name}"): Path(folder, name).read_bytes() for name in names})
+        return files, folders
 
     def reset(self) -> None:
-        """Back to what the folder held when the server started (empty for the default temporary one)."""
-        empty(self.root)
-        for rel, data in self._seed:
-            target = self.root / rel
-            if data is None:
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.write_bytes(data)
+        """Back to what the folder held when the server started (empty for the default temporary one); a file
+        nobody changed since is kept as it is."""
+        self._kept.restore()
         self.users = {DEFAULT_USER: DEFAULT_USER}
 
     @property
