@@ -322,7 +322,7 @@ class ReplayEngine:
         """The queue item's extra_data as the profile's ComfyUI keeps it."""
         profile = self.profile
         extra_data = dict(body.get("extra_data") or {})
-        if body.get("client_id") is not None:
+        if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
             extra_data["client_id"] = body["client_id"]
         usage_source = headers.get("comfy-usage-source")
         if profile.usage_source_header and usage_source and "comfy_usage_source" not in extra_data:
