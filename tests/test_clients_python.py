@@ -211,3 +211,48 @@ def test_comfyapi_polls_history_for_its_output(default_url: str, tmp_path: Path)
     assert filename.endswith(".png")
     with urllib.request.urlopen(image_url) as response:
         assert sizes([response.read()]) == [(64, 64)]
+
+
+# ---------------------------------------------------------------- previews asked for per prompt
+
+TXT2IMG = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "random-sd15.safetensors"}},
+           "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+           "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+           "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+           "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 7, "sampler_name": "euler", "scheduler": "normal",
+                                                      "denoise": 1, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+                                                      "latent_image": ["5", 0]}},
+           "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+           "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "txt2img", "images": ["8", 0]}}}
+
+
+def binary_frames(url: str, prompt: dict[str, Any], extra_data: dict[str, Any]) -> int:
+    """How many binary frames a client gets for one prompt sent with ``extra_data``."""
+    import websocket
+
+    host, client_id = urllib.parse.urlsplit(url).netloc, str(uuid.uuid4())
+    ws = websocket.WebSocket()
+    ws.connect(f"ws://{host}/ws?clientId={client_id}", timeout=30)
+    try:
+        body = json.dumps({"prompt": prompt, "client_id": client_id, "extra_data": extra_data}).encode()
+        prompt_id = json.loads(urllib.request.urlopen(urllib.request.Request(f"http://{host}/prompt", data=body)).read())["prompt_id"]
+        frames = 0
+        while True:
+            out = ws.recv()
+            if isinstance(out, bytes):
+                frames += 1
+            elif (message := json.loads(out))["type"] == "executing" and message["data"] == {"node": None, "prompt_id": prompt_id}:
+                return frames
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize(("version", "previews"), [("0.8.0", 2), ("0.3.64", 0)])
+def test_a_prompt_asks_for_previews_from_comfyui_0_5(tmp_path: Path, version: str, previews: int) -> None:
+    # ComfyUI 0.5.0+ sets the sampler previews of one prompt from its extra_data.preview_method (the web page sends
+    # its setting so); "default" or none given: the server's --preview-method, here none. 0.3.64 ignores the key.
+    # Instant timing: the recorded txt2img pace (seconds a run) has nothing to do with which frames are sent.
+    with serve(tmp_path, "--comfyui-version", version, "--timing", "instant") as (url, _):
+        assert within(30, lambda: binary_frames(url, TXT2IMG, {"preview_method": "auto"})) == previews
+        assert within(30, lambda: binary_frames(url, TXT2IMG, {"preview_method": "default"})) == 0
+        assert within(30, lambda: binary_frames(url, TXT2IMG, {})) == 0

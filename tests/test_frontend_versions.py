@@ -113,7 +113,7 @@ def test_the_bundled_cassettes_version_is_the_installed_one_and_never_fetches(tm
     env = offline_env(tmp_path / "cache", tmp_path / "empty")
     with serve(tmp_path, env=env) as (url, banner):
         assert [line for line in banner if line.startswith("web")] == ["web frontend: comfyui-frontend-package 1.27.10 (installed)"]
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cache" / "comfy-cassettes" / "frontend").exists()  # (the parsed cassettes are kept there)
 
 
 def test_the_version_served_is_the_one_the_comfyui_version_requires() -> None:

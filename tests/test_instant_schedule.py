@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from serve_process import start_serve
@@ -66,3 +67,29 @@ def test_prompts_sent_at_once_are_finished_when_their_first_poll_arrives() -> No
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_a_queue_of_thousands_still_lets_the_loop_in(tmp_path: Path) -> None:
+    """A pass's budget grows with the queue, up to pacing.LONGEST_PASS of work: 3,000 prompts queued at once
+    (well over a second of work) are run in several passes, and the loop's other tasks run between them."""
+    from comfy_cassettes.replay.config import ReplayConfig
+    from comfy_cassettes.replay.server import build_engine
+
+    async def run() -> tuple[int, int]:
+        engine = build_engine(ReplayConfig(timing="instant", output_dir=tmp_path / "out").validated())
+        await engine.start()
+        try:
+            for color in range(3000):
+                prompt = {**GRAPH, "1": {**GRAPH["1"], "inputs": {**GRAPH["1"]["inputs"], "color": color}}}
+                assert engine.submit(json.dumps({"prompt": prompt}).encode()).status == 200
+            turns = 0  # this task's turns while prompts were still queued: one per pass the worker yields
+            while engine.queue_remaining():
+                await asyncio.sleep(0)
+                turns += 1
+            return turns, len(engine.history)
+        finally:
+            await engine.stop()
+
+    turns, finished = asyncio.run(run())
+    assert finished == 3000
+    assert turns >= 3, "the worker ran the whole queue in one pass"

@@ -195,6 +195,24 @@ def test_upload_mask_puts_the_mask_alpha_on_the_original(start_app) -> None:
     assert result.getpixel((3, 3)) == (10, 200, 30, 77)
 
 
+def test_upload_mask_finds_a_saved_output_in_static_mode(start_app) -> None:
+    # Static mode serves outputs from the recording without writing them: a mask drawn on one still finds it, as
+    # a live 0.8.0 did (more_sessions_0.8/masks: original_ref type output -> the masked file is viewable).
+    server = start_app("basic_save")
+    entry, _ = ws_lifecycle(server, replayable_jobs("basic_save")[0].workflow)
+    (image,) = entry["outputs"]["2"]["images"]
+    mask = io.BytesIO()
+    Image.new("RGBA", (64, 64), (0, 0, 0, 90)).save(mask, format="PNG")
+    with server.client() as http:
+        saved = Image.open(io.BytesIO(http.get("/view", params={"filename": image["filename"], "type": "output"}).content))
+        ref = json.dumps({"filename": image["filename"], "subfolder": "", "type": "output"})
+        answer = http.post("/upload/mask", files={"image": ("om.png", mask.getvalue(), "image/png")}, data={"original_ref": ref})
+        assert answer.json() == {"name": "om.png", "subfolder": "", "type": "input"}
+        view = http.get("/view", params={"filename": "om.png", "type": "input"})
+    assert view.status_code == 200
+    assert Image.open(io.BytesIO(view.content)).getpixel((5, 5)) == (*saved.convert("RGB").getpixel((5, 5)), 90)
+
+
 def test_history_keeps_only_the_newest_entries_like_comfyui(start_app, monkeypatch: pytest.MonkeyPatch) -> None:
     from comfy_cassettes.replay.sim import state
 

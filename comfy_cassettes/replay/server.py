@@ -25,7 +25,8 @@ from .sim.engine import ReplayEngine
 
 T = TypeVar("T")
 SHUTDOWN_LIMIT = 8.0  # seconds `serve` may take to stop once signalled before it exits regardless
-FULL_COLLECTIONS_RARER = 10  # `serve` runs the cyclic GC's full collections this many times less often (run())
+# `serve` runs the cyclic GC's full collections after this many middle ones (CPython's default: 10); see run().
+FULL_COLLECTION_THRESHOLD = 100
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -87,7 +88,7 @@ class ReplayServer:
         cycles a request leaves are collected young."""
         gc.freeze()
         young, middle, full = gc.get_threshold()
-        gc.set_threshold(young, middle, full * FULL_COLLECTIONS_RARER)
+        gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))
         if on_ready is not None:
             threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
         threading.Thread(target=self._exit_when_stuck, daemon=True, name="comfy-cassettes-shutdown").start()

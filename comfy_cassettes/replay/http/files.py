@@ -267,10 +267,14 @@ def _free_name(folder: str, filename: str, path: str, data: bytes) -> tuple[str,
     return filename, path, False
 
 
-def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, bytes], None]:
+def mask_writer(
+    roots: FileRoots, original_ref: str | None, virtual: Callable[[str, str, str], Path | None] | None = None,
+) -> Callable[[str, bytes], None]:
     """/upload/mask's save function: the original image named by ``original_ref`` with the mask's alpha.
 
-    Like ComfyUI's upload_mask, a bad or hostile reference writes nothing and the upload still answers 200.
+    Like ComfyUI's upload_mask, a bad or hostile reference writes nothing and the upload still answers 200. The
+    original may be a static-mode output, which exists only as ``virtual(type, subfolder, filename)`` (as /view finds
+    it): a mask drawn on a saved image (more_sessions_0.8/masks).
     """
 
     def write(path: str, data: bytes) -> None:
@@ -291,10 +295,14 @@ def mask_writer(roots: FileRoots, original_ref: str | None) -> Callable[[str, by
             folder = os.path.abspath(os.path.join(folder, str(ref["subfolder"])))
             if os.path.commonpath((folder, os.path.abspath(base))) != os.path.abspath(base):
                 return
-        original = os.path.join(folder, name)
-        if not os.path.isfile(original):
+        original: Path | None = Path(folder, name)
+        if not os.path.isfile(os.path.join(folder, name)) and virtual is not None:
+            kind = annotated or str(ref.get("type", "output"))
+            found = _folder(os.path.abspath(base), str(ref.get("subfolder") or "") or None)
+            original = virtual(kind, found[1], name) if found is not None else None
+        if original is None or not original.is_file():
             return
-        write_whole(Path(path), composite_mask(Path(original), data))
+        write_whole(Path(path), composite_mask(original, data))
 
     return write
 

@@ -138,9 +138,9 @@ class ReplayEngine:
         job_files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
         self.pacing = Pacing(config.timing, config.speed, backlog=self.queue.remaining)
         context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
-                             files=job_files, pacing=self.pacing, running=self.running,
-                             recorded_history=self.index.rendered_history)
-        self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none")
+                             files=job_files, pacing=self.pacing, running=self.running, recorded_history=self.index.rendered_history)
+        self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none",
+                             per_prompt_previews=self.profile.preview_method_per_prompt)
         self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
         self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
@@ -322,7 +322,7 @@ class ReplayEngine:
         """The queue item's extra_data as the profile's ComfyUI keeps it."""
         profile = self.profile
         extra_data = dict(body.get("extra_data") or {})
-        if body.get("client_id") is not None:
+        if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
             extra_data["client_id"] = body["client_id"]
         usage_source = headers.get("comfy-usage-source")
         if profile.usage_source_header and usage_source and "comfy_usage_source" not in extra_data:

@@ -35,20 +35,40 @@ _TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt"}
 def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
     """``png`` with its text chunks replaced by ``text``, placed after IHDR as ComfyUI's SaveImage writes them
     (basic_save capture: IHDR, tEXt "prompt", IDAT, IEND). The pixels are not re-encoded."""
-    out = [png[:8]]
+    chunks = []
+    for key, value in text.items():
+        data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "backslashreplace")
+        chunks.append(struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+    return b"".join(chunks).join(_around_text(png))
+
+
+_SPLIT_KEPT = 32
+_splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
+
+
+def _around_text(png: bytes) -> tuple[bytes, ...]:
+    """``png`` without its text chunks, cut after each IHDR (where the text goes), read once per source image:
+    every job that saves it adds its own text to the same bytes."""
+    kept = _splits.get(id(png))
+    if kept is not None and kept[0] is png:
+        return kept[1]
+    pieces, piece = [], [png[:8]]
     position = 8
     while position < len(png):
         length = struct.unpack(">I", png[position : position + 4])[0]
         kind = png[position + 4 : position + 8]
         end = position + 12 + length
         if kind not in _TEXT_CHUNKS:
-            out.append(png[position:end])
+            piece.append(png[position:end])
         if kind == b"IHDR":
-            for key, value in text.items():
-                data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "backslashreplace")
-                out.append(struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+            pieces.append(b"".join(piece))
+            piece = []
         position = end
-    return b"".join(out)
+    pieces.append(b"".join(piece))
+    if len(_splits) >= _SPLIT_KEPT:
+        _splits.pop(next(iter(_splits)))
+    _splits[id(png)] = (png, tuple(pieces))
+    return tuple(pieces)
 
 
 @functools.lru_cache(maxsize=32)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from ...comfy.latency import FASTEST_JOB, LONGEST_IDLE_START
 
 _TIMER = 0.001  # seconds the event loop's timer may sleep past a due time (epoll counts in milliseconds)
+LONGEST_PASS = 0.1  # seconds of work a pass may take however long the queue: thousands of prompts queued at once
+# still let the handlers in ten times a second
 
 
 class Pacing:
@@ -23,7 +25,8 @@ class Pacing:
     seconds per job waiting (``backlog()``, counted as it starts a pass) instead, in the loop thread's CPU time (on
     a busy machine, time the process is not running is no work done): a queue the handlers filled in
     one pass is run in the next, before the polls its clients send as their answers arrive (a fixed 2 ms let
-    64 clients' jobs wait 3-5 polls each); a lone long job still lets a handler in every ``budget`` seconds.
+    64 clients' jobs wait 3-5 polls each); a lone long job still lets a handler in every ``budget`` seconds, and
+    a pass never works over :data:`LONGEST_PASS`.
     """
 
     def __init__(self, timing: str, speed: float, budget: float = 0.002, backlog: Callable[[], int] = lambda: 1) -> None:
@@ -41,7 +44,7 @@ class Pacing:
 
     def restart(self) -> None:
         """The loop has just run other work (the worker waited): a new pass, with a budget per job waiting."""
-        self._allowance = self.budget * max(1, self._backlog())
+        self._allowance = min(self.budget * max(1, self._backlog()), max(self.budget, LONGEST_PASS))
         self._since, self._wall_since = time.thread_time(), time.perf_counter()
 
     async def spend(self) -> None:

@@ -11,6 +11,7 @@ from ...cassette.naming import JobBinding, bind_job
 from ...comfy.events import Event, default_traceback, executing
 from ...comfy.folders import OutputNamer
 from ..harness.journal import Journal
+from ..options import PREVIEW_METHODS
 from . import plan as planning
 from .inputs import InputFiles
 from .run import JobRun, RunContext
@@ -27,13 +28,14 @@ class Worker:
     """Runs what :class:`RunContext`'s queue holds; :meth:`wake` when the queue or a flag changes."""
 
     def __init__(self, context: RunContext, index: planning.JobIndex, namer: OutputNamer, inputs: InputFiles,
-                 journal: Journal, *, previews: bool) -> None:
+                 journal: Journal, *, previews: bool, per_prompt_previews: bool = False) -> None:
         self.context = context
         self.index = index
         self.namer = namer
         self.inputs = inputs
         self.journal = journal
         self.previews = previews  # whether synthetic plans draw step previews (--preview-method)
+        self.per_prompt_previews = per_prompt_previews  # a prompt's extra_data.preview_method overrides it (0.5.0+)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._current: JobRun | None = None  # the run in progress
@@ -147,8 +149,14 @@ class Worker:
         timed = self.context.pacing.recorded
         pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
         synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self.inputs.size,
-                                        previews=self.previews, pace=pace, prompt_id=item.prompt_id)
+                                        previews=self.previews_for(item), pace=pace, prompt_id=item.prompt_id)
         return planning.resume_interrupted(job, synthetic) if job is not None else synthetic
+
+    def previews_for(self, item: QueueItem) -> bool:
+        """Whether ``item``'s samplers send previews: ComfyUI 0.5.0+ sets the method per prompt from
+        extra_data.preview_method when it names one (latent_preview.set_preview_method), else --preview-method's."""
+        method = item.extra_data.get("preview_method") if self.per_prompt_previews else None
+        return method != "none" if method in PREVIEW_METHODS else self.previews
 
     def abort(self, item: QueueItem, exc: Exception) -> None:
         """A run the replay itself could not complete still ends like a failed ComfyUI job, so no client waits
