@@ -28,9 +28,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _uvicorn_loaded_before_pytester(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Start and stop one ReplayServer first. pytester's in-process runs drop the modules first imported inside
-    them; uvicorn's protocol stack (httptools, the WebSocket protocol) imported again afterwards raises exception
-    classes the first copies do not catch, and every later WebSocket upgrade fails."""
+    """Start and stop one ReplayServer first, and import what the package imports lazily. pytester's in-process
+    runs drop the modules first imported inside them; uvicorn's protocol stack (httptools, the WebSocket protocol)
+    imported again afterwards raises exception classes the first copies do not catch, and every later WebSocket
+    upgrade fails. C extensions are not imported again at all: a second `yaml` beside the first `yaml._yaml` fails
+    every load with "could not determine a constructor for the tag None" (PIL and pydantic-core likewise)."""
+    import PIL.Image
+    import pydantic
+    import yaml
+
+    del PIL, pydantic, yaml
     folder = tmp_path_factory.mktemp("uvicorn")
     config = ReplayConfig(port=0, output_dir=folder / "out", input_dir=folder / "in", temp_dir=folder / "temp")
     ReplayServer(config).start().stop()

@@ -81,6 +81,21 @@ def test_polling_lifecycle_without_websocket(start_app) -> None:
     assert not any(server.engine.roots.output.iterdir())
 
 
+def test_a_repeated_query_key_reads_its_first_value_as_aiohttp_does(start_app) -> None:
+    server = start_app("basic_save")
+    workflow = replayable_jobs("basic_save")[0].workflow
+    with server.client() as http:
+        ids = [http.post("/prompt", json={"prompt": {**workflow, "1": {**workflow["1"], "inputs": {**workflow["1"]["inputs"], "color": c}}}}).json()["prompt_id"] for c in (7, 8)]
+        for _ in range(500):
+            if len(http.get("/history").json()) == 2:
+                break
+        assert list(http.get("/history?max_items=1&max_items=2").json()) == ids[1:]  # the newest one
+        image = http.get(f"/history/{ids[0]}").json()[ids[0]]["outputs"]["2"]["images"][0]
+        first = http.get(f"/view?filename={image['filename']}&filename=nothing.png&type=output&type=input")
+        assert first.status_code == 200 and first.content.startswith(b"\x89PNG")
+        assert http.get(f"/view?filename=nothing.png&filename={image['filename']}&type=output").status_code == 404
+
+
 def test_prompt_ids_are_deterministic_for_a_seed(start_app) -> None:
     ids = []
     for _ in range(2):

@@ -24,6 +24,15 @@ def engine_of(connection: HTTPConnection) -> ReplayEngine:
     return engine
 
 
+def query_of(connection: HTTPConnection) -> dict[str, str]:
+    """The query string as ComfyUI's handlers read it: aiohttp's MultiDict answers a repeated key with its first
+    value (Starlette's with its last)."""
+    query: dict[str, str] = {}
+    for key, value in connection.query_params.multi_items():
+        query.setdefault(key, value)
+    return query
+
+
 def reply(r: Reply) -> Response:
     return Prepared(r.body, r.status, r.headers, sent=r.sent)
 

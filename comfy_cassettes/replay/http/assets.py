@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...comfy.routes import ASSET_ROUTES
 from ..sim.asset_store import Asset, Assets
+from .answers import query_of
 
 DISABLED = {"error": {"code": "SERVICE_DISABLED", "message": "Assets system is disabled. Start the server with --enable-assets to use this feature.", "details": {}}}
 
@@ -58,7 +59,7 @@ async def _content(request: Request) -> Response:
     found = _store(request).find(request.path_params["id"])
     if found is None:
         return _not_found(request)
-    disposition = request.query_params.get("disposition", "attachment")
+    disposition = query_of(request).get("disposition", "attachment")
     headers = {"Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(found.name)}", "X-Content-Type-Options": "nosniff"}
     return FileResponse(found.path, media_type=found.mime_type, headers=headers)
 

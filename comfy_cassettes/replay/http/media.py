@@ -10,13 +10,13 @@ from starlette.responses import Response
 
 from ...comfy.protocol import FEATURES
 from ..sim.engine import Reply
-from .answers import Handler, Prepared, engine_of, reply
+from .answers import Handler, Prepared, engine_of, query_of, reply
 from .files import mask_writer, render_view_body, resolve_view, store_upload
 
 
 async def get_view(request: Request) -> Response:
     engine = engine_of(request)
-    query = dict(request.query_params)
+    query = query_of(request)
     result = resolve_view(engine.roots, query, virtual=engine.view_virtual)
     if result.status != 200:
         return Response(status_code=result.status)

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from ..sim.engine import Reply
 from . import jobs_api as jobs
-from .answers import Handler, body_json, engine_of, json_text, reply
+from .answers import Handler, body_json, engine_of, json_text, query_of, reply
 
 
 async def post_prompt(request: Request) -> Response:
@@ -39,7 +39,7 @@ async def post_queue(request: Request) -> Response:
 async def get_history(request: Request) -> Response:
     engine = engine_of(request)
     # ComfyUI int()s both without a check: a bad value is its 500.
-    q = request.query_params
+    q = query_of(request)
     try:
         max_items = int(q["max_items"]) if "max_items" in q else None
         offset = int(q["offset"]) if "offset" in q else -1
@@ -77,7 +77,7 @@ async def post_free(request: Request) -> Response:
 async def get_jobs(request: Request) -> Response:
     engine = engine_of(request)
     try:
-        return reply(Reply.json(jobs.list_jobs(engine, request.query_params)))
+        return reply(Reply.json(jobs.list_jobs(engine, query_of(request))))
     except jobs.JobsError as error:
         return reply(Reply.json(error.body, 400))
 

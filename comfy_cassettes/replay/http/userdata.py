@@ -25,7 +25,7 @@ from ...comfy.profiles import Profile
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ...comfy.routes import aliases
 from ..sim.user_folder import UserFolder
-from .answers import Handler, engine_of, recorded
+from .answers import Handler, engine_of, query_of, recorded
 from .static import file_response, json_response, with_cache_control
 
 # What ComfyUI's own handlers raise on bad input (no guard): aiohttp answers each with its 500.
@@ -111,7 +111,7 @@ async def setting(request: Request) -> Response:
 
 async def list_userdata(request: Request) -> Response:
     folder = engine_of(request).user_folder
-    query = request.query_params
+    query = query_of(request)
     directory = query.get("dir", "")
     if not directory:
         return _text(400, "Directory not provided")
@@ -139,7 +139,7 @@ async def list_userdata(request: Request) -> Response:
 
 async def list_userdata_v2(request: Request) -> Response:
     folder = engine_of(request).user_folder
-    requested = unquote(request.query_params.get("path", ""))
+    requested = unquote(query_of(request).get("path", ""))
     base = folder.path(None, create_dir=False)
     target = folder.path(requested, create_dir=False) if requested else base
     if not target or not base:
@@ -184,7 +184,7 @@ def _user_file(folder: UserFolder, name: str, *, must_exist: bool) -> str | Resp
 def _written(folder: UserFolder, path: str, request: Request) -> Response:
     user_root = folder.path(None)
     assert user_root is not None
-    if request.query_params.get("full_info", "false").lower() == "true":
+    if query_of(request).get("full_info", "false").lower() == "true":
         return json_response(file_info(path, user_root, in_ms=engine_of(request).profile.userdata_times_in_ms))
     return json_response(os.path.relpath(path, user_root))
 
@@ -214,7 +214,7 @@ async def userdata_file(request: Request) -> Response:
     path = _user_file(folder, name, must_exist=False)
     if isinstance(path, Response):
         return path
-    overwrite = request.query_params.get("overwrite", "true") != "false"
+    overwrite = query_of(request).get("overwrite", "true") != "false"
     if not overwrite and os.path.exists(path):
         return _text(409, "File already exists")
     body = await request.body()
@@ -238,7 +238,7 @@ async def _move(request: Request, source_name: str, dest_name: str) -> Response:
         # user_manager.py:427 checks the source again, so ComfyUI goes on with a Response as the destination
         # and crashes: a refused destination is its 500, and the source stays where it was.
         return _crash()
-    overwrite = request.query_params.get("overwrite", "true") != "false"
+    overwrite = query_of(request).get("overwrite", "true") != "false"
     if not overwrite and os.path.exists(dest):
         return _text(409, "File already exists")
     shutil.move(source, dest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .answers import engine_of
+from .answers import engine_of, query_of
 
 
 async def websocket(ws: WebSocket) -> None:
@@ -30,7 +30,7 @@ async def websocket(ws: WebSocket) -> None:
 
     client = None
     try:
-        client = await engine.connect(ws.query_params.get("clientId"), send, close)
+        client = await engine.connect(query_of(ws).get("clientId"), send, close)
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
