@@ -96,6 +96,18 @@ def test_a_repeated_query_key_reads_its_first_value_as_aiohttp_does(start_app) -
         assert http.get(f"/view?filename=nothing.png&filename={image['filename']}&type=output").status_code == 404
 
 
+def test_object_info_lists_an_upload_made_after_it_was_first_asked_for(start_app) -> None:
+    server = start_app()
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    with server.client() as http:
+        first = http.get("/object_info")
+        assert first.content == http.get("/object_info").content
+        assert http.post("/upload/image", files={"image": ("later.png", png.getvalue(), "image/png")}).status_code == 200
+        listed = http.get("/object_info").json()["LoadImage"]["input"]["required"]["image"][0]
+    assert "later.png" in listed and "later.png" not in first.json()["LoadImage"]["input"]["required"]["image"][0]
+
+
 def test_prompt_ids_are_deterministic_for_a_seed(start_app) -> None:
     ids = []
     for _ in range(2):

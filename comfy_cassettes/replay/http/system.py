@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from ...comfy.nodes import NODE_REPLACEMENTS
 from ..sim.engine import Reply
-from .answers import Handler, engine_of, recorded, recorded_or, reply
+from .answers import Handler, engine_of, json_text, recorded, recorded_or, reply
 
 
 async def get_features(request: Request) -> Response:
@@ -31,7 +31,7 @@ async def get_object_info(request: Request) -> Response:
     catalogue = engine.catalogue.object_info()
     if catalogue is None:
         return await recorded(request)
-    return reply(Reply.json(engine.catalogue.live_object_info(catalogue)))
+    return json_text(engine.catalogue.object_info_text(catalogue))
 
 
 async def get_object_info_class(request: Request) -> Response:

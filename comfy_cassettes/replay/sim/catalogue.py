@@ -33,6 +33,7 @@ class Catalogue:
         self._object_info: dict[str, Any] | None = None
         self._recorded_models: dict[str, list[str]] = {}
         self._object_info_loaded = False
+        self._encoded: tuple[tuple[str, ...], bytes] | None = None  # the input listing it was made with, the text
 
     def as_recorded(self, path: str) -> bool:
         """Whether the recording answering GET ``path`` (a cassette's or the base's) came from the version the
@@ -93,7 +94,15 @@ class Catalogue:
         files = [str(f) for f in recorded] if isinstance(recorded, list) else []
         return models.folder_list([*files, *self._recorded_models.get(folder, [])], self.declared.get(folder, []), folder)
 
-    def live_object_info(self, catalogue: dict[str, Any]) -> dict[str, Any]:
+    def object_info_text(self, catalogue: dict[str, Any]) -> bytes:
+        """GET /object_info's body, as aiohttp's json_response writes it: made again only when the input folder's
+        listing changed (the catalogue is about 500 KB of JSON, a web page and ComfyScript ask for it at start)."""
+        listing = tuple(self.input_images())
+        if self._encoded is None or self._encoded[0] != listing:
+            self._encoded = (listing, json.dumps(self.live_object_info(catalogue, listing)).encode())
+        return self._encoded[1]
+
+    def live_object_info(self, catalogue: dict[str, Any], listing: tuple[str, ...] | None = None) -> dict[str, Any]:
         """The catalogue with upload widgets listing the input folder's images, as ComfyUI lists them live."""
         patched: dict[str, Any] | None = None
         for name, info in catalogue.items():
@@ -106,7 +115,7 @@ class Catalogue:
                     if patched is None:
                         patched = dict(catalogue)
                     node = json.loads(json.dumps(info))
-                    node["input"]["required"][key] = [self.input_images(), spec[1]]
+                    node["input"]["required"][key] = [list(listing) if listing is not None else self.input_images(), spec[1]]
                     patched[name] = node
         return patched if patched is not None else catalogue
 
