@@ -69,6 +69,38 @@ def test_prompts_sent_at_once_are_finished_when_their_first_poll_arrives() -> No
         process.communicate(timeout=10)
 
 
+async def _sequential_first_polls(host: str, port: int, jobs: int) -> list[Any]:
+    """One connection: a prompt, then a poll of its /history the moment the answer arrives, ``jobs`` times."""
+    reader, writer = await asyncio.open_connection(host, port)
+    found = []
+    try:
+        for color in range(jobs):
+            prompt = {**GRAPH, "1": {**GRAPH["1"], "inputs": {**GRAPH["1"]["inputs"], "color": color + 1}}}
+            writer.write(_request("POST", "/prompt", json.dumps({"prompt": prompt, "client_id": "poller"}).encode()))
+            status, answer = await _answer(reader)
+            assert status == 200, answer
+            writer.write(_request("GET", f"/history/{answer['prompt_id']}"))
+            found.append((await _answer(reader))[1].get(answer["prompt_id"]))
+    finally:
+        writer.close()
+    return found
+
+
+def test_floor_timing_keeps_no_floor_for_a_job_no_socket_receives() -> None:
+    """The fixtures' `floor` holds a job's end 0.6 ms after its answer only while a socket would receive it: a
+    client that polls has its answer already, and a test polling at once must not sleep to a second poll."""
+    process, url = start_serve("--timing", "floor")
+    try:
+        address = urlsplit(url)
+        assert address.hostname is not None and address.port is not None
+        entries = asyncio.run(_sequential_first_polls(address.hostname, address.port, 20))
+        missed = [i for i, entry in enumerate(entries) if entry is None]
+        assert not missed, f"{len(missed)} of 20 jobs were not finished at their first poll"
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
 def test_a_queue_of_thousands_still_lets_the_loop_in(tmp_path: Path) -> None:
     """A pass's budget grows with the queue, up to pacing.LONGEST_PASS of work: 3,000 prompts queued at once
     (well over a second of work) are run in several passes, and the loop's other tasks run between them."""

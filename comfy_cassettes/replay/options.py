@@ -18,7 +18,7 @@ ADMIN_TOKEN_ENV = "COMFY_CASSETTES_ADMIN_TOKEN"
 TIMINGS = {
     "faithful": "like the recorded ComfyUI: each job after its POST answer, at its recorded pace (the default of serve)",
     "floor": "as quick as real ComfyUI ever was: each job after its POST answer, over no sooner than 0.6 ms after it "
-             "(the default of the pytest fixtures)",
+             "while a socket receives its messages (the default of the pytest fixtures)",
     "instant": "zero latency: each job at once, its events back to back, maybe before the client has its POST answer",
     "recorded": "the cassette's recorded delays divided by --speed",
 }

@@ -122,7 +122,8 @@ class JobRun:
             if self._step_point is not None and not self.ended:
                 point, self._step_point = self._step_point, None
                 await context.clock.checkpoint(self.item.prompt_id, point)
-        await context.pacing.keep_floor(self.item.answered)  # a run sent to nobody, or without its terminal message
+        watched = context.sockets.watching(self.item.client_id)
+        await context.pacing.keep_floor(self.item.answered, watched=watched)  # a run sent to nobody, or with no end
         await context.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
 
@@ -133,8 +134,8 @@ class JobRun:
             self._emit_preview(event)
             return
         kind = str(event.type)
-        if kind in TERMINAL:
-            await context.pacing.keep_floor(item.answered)  # a client may map the job's end to its POST answer
+        if kind in TERMINAL:  # a client may map the job's end to its POST answer
+            await context.pacing.keep_floor(item.answered, watched=context.sockets.watching(item.client_id))
         self.bindings["now_ms"] = _now_ms()
         nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
         if isinstance(nodes, ProgressNodes):

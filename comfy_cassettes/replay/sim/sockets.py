@@ -152,6 +152,11 @@ class Sockets:
             return kind in BROADCAST_TYPES and bool(self.clients)
         return client_id in self.clients
 
+    def watching(self, client_id: str | None) -> bool:
+        """Whether a socket would receive a job's messages now: the submitting client's, or any for a prompt sent
+        without client_id (ComfyUI sends those to every socket)."""
+        return bool(self.clients) if client_id is None else client_id in self.clients
+
     def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
         """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""
         if client_id is not None and self.listening(client_id):
