@@ -59,3 +59,13 @@ def serve(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator
         process.terminate()
         _, errors = process.communicate(timeout=10)
         assert "Traceback" not in errors, errors
+
+
+@contextmanager
+def serve_imported(root: Path, har: Path, *args: str) -> Iterator[str]:
+    """`serve` (default settings unless ``args``) on a cassette imported from a real session's HAR: its URL."""
+    cassette = root / f"{har.parent.name}.yaml"
+    imported = subprocess.run([*CLI, "import", str(har), "-o", str(cassette)], capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    with serve(root, str(cassette), *args) as (url, _):
+        yield url

@@ -10,13 +10,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import har_path
-from serve_process import serve
+from serve_process import serve, serve_imported
 
 CLIENTS = Path(__file__).resolve().parent / "clients_node"
 
@@ -51,12 +50,7 @@ def default_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def session_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`serve` on a cassette imported from a real session's HAR (batch_3)."""
-    root = tmp_path_factory.mktemp("session")
-    cassette = root / "batch_3.yaml"
-    imported = subprocess.run([sys.executable, "-m", "comfy_cassettes", "import", str(har_path("batch_3")), "-o", str(cassette)],
-                              capture_output=True, text=True, timeout=60)
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    with serve(root, str(cassette)) as (url, _):
+    with serve_imported(tmp_path_factory.mktemp("session"), har_path("batch_3")) as url:
         yield url
 
 

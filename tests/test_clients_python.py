@@ -8,8 +8,6 @@ import asyncio
 import concurrent.futures
 import io
 import json
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -20,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from helpers import har_path
 from PIL import Image
-from serve_process import serve
+from serve_process import serve, serve_imported
 
 T = TypeVar("T")
 
@@ -61,12 +59,7 @@ def default_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def session_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`serve` on a cassette imported from a real session's HAR (prompt_options), default timing."""
-    root = tmp_path_factory.mktemp("session")
-    cassette = root / "prompt_options.yaml"
-    imported = subprocess.run([sys.executable, "-m", "comfy_cassettes", "import", str(har_path("prompt_options")), "-o", str(cassette)],
-                              capture_output=True, text=True, timeout=60)
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    with serve(root, str(cassette)) as (url, _):
+    with serve_imported(tmp_path_factory.mktemp("session"), har_path("prompt_options")) as url:
         yield url
 
 
