@@ -15,10 +15,10 @@ MARKER = "<!-- cli-reference -->"
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
-    """Replace the marker with typer's reference of ``comfy_cassettes.cli:app``, headings one level down."""
+    """Replace the marker with typer's reference of ``comfy_cassettes.commands:app``, headings one level down."""
     if MARKER not in markdown:
         return markdown
-    done = subprocess.run([sys.executable, "-m", "typer", "comfy_cassettes.cli", "utils", "docs", "--name", "comfy-cassettes"],
+    done = subprocess.run([sys.executable, "-m", "typer", "comfy_cassettes.commands", "utils", "docs", "--name", "comfy-cassettes"],
                           capture_output=True, text=True, timeout=120)
     if done.returncode != 0 or "## `comfy-cassettes serve`" not in done.stdout:
         raise RuntimeError(f"typer utils docs failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
