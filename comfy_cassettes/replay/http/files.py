@@ -287,22 +287,19 @@ def mask_writer(
         name, annotated = split_annotation(str(ref.get("filename", "")))
         if not name or name.startswith("/") or ".." in name:
             return
-        base = dir_for_type(roots, annotated or str(ref.get("type", "output")))
+        kind = annotated or str(ref.get("type", "output"))
+        base = dir_for_type(roots, kind)
         if base is None:
             return
-        folder = os.path.abspath(base)
-        if ref.get("subfolder"):
-            folder = os.path.abspath(os.path.join(folder, str(ref["subfolder"])))
-            if os.path.commonpath((folder, os.path.abspath(base))) != os.path.abspath(base):
-                return
-        original: Path | None = Path(folder, name)
-        if not os.path.isfile(os.path.join(folder, name)) and virtual is not None:
-            kind = annotated or str(ref.get("type", "output"))
-            found = _folder(os.path.abspath(base), str(ref.get("subfolder") or "") or None)
-            original = virtual(kind, found[1], name) if found is not None else None
-        if original is None or not original.is_file():
+        found = _folder(os.path.abspath(base), str(ref.get("subfolder") or "") or None)
+        if found is None:
             return
-        write_whole(Path(path), composite_mask(original, data))
+        folder, subfolder = found
+        original = Path(folder, name)
+        source = virtual(kind, subfolder, name) if not original.is_file() and virtual is not None else original
+        if source is None or not source.is_file():
+            return
+        write_whole(Path(path), composite_mask(source, data))
 
     return write
 
