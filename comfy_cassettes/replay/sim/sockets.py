@@ -153,9 +153,9 @@ class Sockets:
         return client_id in self.clients
 
     def watching(self, client_id: str | None) -> bool:
-        """Whether a socket would receive a job's messages now: the submitting client's, or any for a prompt sent
-        without client_id (ComfyUI sends those to every socket)."""
-        return bool(self.clients) if client_id is None else client_id in self.clients
+        """Whether any of a job's messages would reach a socket now: its client's, or for a prompt sent without
+        client_id every socket, which gets the progress_state ComfyUI broadcasts."""
+        return self.reaches(client_id, Event.PROGRESS_STATE.value)
 
     def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
         """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""
