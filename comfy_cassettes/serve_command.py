@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from .errors import ComfyCassettesError, ConfigError
+from .errors import ConfigError
 from .replay.config import ADMIN_PREFIX, DEFAULT_CASSETTE, ReplayConfig, check_file_target
 from .replay.options import OPTIONS, Option
 
