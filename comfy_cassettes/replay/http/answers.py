@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ...comfy.protocol import JSON_CONTENT_TYPE
-from ..sim.engine import Reply, ReplayEngine
+from ..sim.engine import ReplayEngine, Reply
 from .static import empty_streamed, http_error
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -28,7 +29,8 @@ def query_of(connection: HTTPConnection) -> dict[str, str]:
     """The query string as ComfyUI's handlers read it: aiohttp's MultiDict answers a repeated key with its first
     value (Starlette's with its last)."""
     query: dict[str, str] = {}
-    for key, value in connection.query_params.multi_items():
+    # Parsed as Starlette's QueryParams parses it, without building the multi-dict a handler would read once.
+    for key, value in parse_qsl(connection.scope["query_string"].decode("latin-1"), keep_blank_values=True):
         query.setdefault(key, value)
     return query
 

@@ -1,22 +1,33 @@
-"""Starlette's Router, finding a request's route among the few that could match it instead of trying ~150 in turn.
+"""Starlette's Router, finding a request's route among the few that could match it instead of trying ~150 in turn,
+and calling a plain handler route's function itself.
 
 The replay has every ComfyUI route twice (``/x`` and ``/api/x``), the admin API, the web page's routes and
 catch-alls: Starlette's linear scan cost more per request than the handlers of the hot routes. A route can only
 match paths that start with its literal segments (those before its first ``{param}``), so the candidates for a
 request are the routes whose literal start agrees with the request's first segment (first two under ``/api``),
 kept in their order: the first full match is the same route Starlette would pick.
+
+A route whose path has only literal segments, ``{name}`` segments and a final ``{name:path}`` is matched by
+comparing segments (what its regex says, without the regex), and when its app is Starlette's bare
+``request_response(function)`` the function is awaited directly: with no exception handlers registered, Starlette's
+wrappers around it only re-raise, and the middleware answers what a handler raises.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from starlette.datastructures import State
-from starlette.routing import BaseRoute, Match, Router
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Route, Router, request_response
 from starlette.types import Receive, Scope, Send
 
+from .answers import Handler
+
 _API = "api"  # ComfyUI's alias prefix: the second segment tells routes apart
+_BARE_APP = f"{request_response.__qualname__}.<locals>.app"  # the app Route makes of a function, with no middleware
 
 
 def _literal_start(route: BaseRoute) -> tuple[str, ...]:
@@ -37,6 +48,68 @@ def _key(path: str) -> tuple[str, ...]:
     return tuple(segments) if segments and segments[0] == _API else tuple(segments[:1])
 
 
+class _Plain:
+    """A Route matched by its segments: literal text, ``{name}`` (str: one non-empty segment) or a last
+    ``{name:path}`` (the rest of the path), with its function when Starlette would only wrap it."""
+
+    __slots__ = ("route", "segments", "rest", "methods", "endpoint")
+
+    def __init__(self, route: Route, segments: list[str | tuple[str]], rest: str | None) -> None:
+        self.route = route
+        self.segments = segments  # a str is literal, a 1-tuple names a parameter
+        self.rest = rest  # the final path parameter's name
+        self.methods = route.methods
+        bare = getattr(route.app, "__qualname__", None) == _BARE_APP and inspect.iscoroutinefunction(route.endpoint)
+        self.endpoint: Handler | None = route.endpoint if bare else None
+
+    @classmethod
+    def of(cls, route: BaseRoute) -> _Plain | None:
+        """The segment matcher of ``route``, or None when only its regex can say what it matches."""
+        if type(route) is not Route or not route.path.startswith("/"):
+            return None
+        segments: list[str | tuple[str]] = []
+        parts = route.path.split("/")[1:]
+        rest = None
+        for position, part in enumerate(parts):
+            if "{" not in part:
+                segments.append(part)
+                continue
+            name, _, convertor = part[1:-1].partition(":")
+            if not (part.startswith("{") and part.endswith("}") and name.isidentifier() and "{" not in name):
+                return None
+            if convertor in ("", "str"):
+                segments.append((name,))
+            elif convertor == "path" and position == len(parts) - 1:
+                rest = name
+            else:
+                return None
+        return cls(route, segments, rest)
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """The path parameters when ``path`` matches, else None."""
+        parts = path.split("/")
+        if parts[0] != "":
+            return None
+        count = len(self.segments)
+        if self.rest is None:
+            if len(parts) != count + 1:
+                return None
+        elif len(parts) < count + 2:
+            return None
+        params: dict[str, Any] = {}
+        for segment, part in zip(self.segments, parts[1:]):
+            if isinstance(segment, str):
+                if segment != part:
+                    return None
+            elif not part:
+                return None
+            else:
+                params[segment[0]] = part
+        if self.rest is not None:
+            params[self.rest] = "/".join(parts[count + 1:])
+        return params
+
+
 class IndexedRouter(Router):
     """A Router whose http and websocket dispatch tries only the routes that can match the request's path."""
 
@@ -47,6 +120,7 @@ class IndexedRouter(Router):
         self._known = {start[0] for start, _ in self._starts if start}
         self._known_api = {start[1] for start, _ in self._starts if len(start) > 1 and start[0] == _API}
         self._candidates: dict[tuple[str, ...], list[BaseRoute]] = {}
+        self._plain = {id(route): _Plain.of(route) for route in self.routes}
 
     def candidates(self, path: str) -> list[BaseRoute]:
         """The routes that could match ``path``, in the router's order (cached per known first segments)."""
@@ -60,27 +134,46 @@ class IndexedRouter(Router):
             found = self._candidates[key] = [route for start, route in self._starts if _agrees(start, key)]
         return found
 
+    def resolve(self, scope: Scope) -> tuple[BaseRoute | None, Scope, Handler | None]:
+        """The route Starlette's Router would hand ``scope`` to (the first full match, else the first route for the
+        path but not the method: its 405; None: no route), the scope entries it adds, and the handler function to
+        await directly when Starlette would only wrap it."""
+        partial: tuple[BaseRoute, Scope] | None = None
+        path = scope["path"] if scope["type"] == "http" and not scope.get("root_path") else None  # else: the regex
+        for route in self.candidates(scope["path"]):
+            plain = self._plain[id(route)] if path is not None else None
+            if plain is None:
+                match, child_scope = route.matches(scope)
+            else:
+                params = plain.match(path)  # type: ignore[arg-type]
+                if params is None:
+                    continue
+                child_scope = {"endpoint": plain.route.endpoint, "path_params": {**scope.get("path_params", {}), **params}}
+                if not plain.methods or scope["method"] in plain.methods:
+                    return route, child_scope, plain.endpoint
+                match = Match.PARTIAL
+            if match is Match.FULL:
+                return route, child_scope, None
+            if match is Match.PARTIAL and partial is None:
+                partial = (route, child_scope)
+        return (partial[0], partial[1], None) if partial is not None else (None, {}, None)
+
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await super().app(scope, receive, send)
             return
         scope.setdefault("router", self)
-        partial: tuple[BaseRoute, Scope] | None = None
-        for route in self.candidates(scope["path"]):
-            match, child_scope = route.matches(scope)
-            if match is Match.FULL:
-                scope["route"] = route
-                scope.update(child_scope)
-                await route.handle(scope, receive, send)
-                return
-            if match is Match.PARTIAL and partial is None:
-                partial = (route, child_scope)
-        if partial is not None:  # a route for the path, not for the method: its 405
-            scope["route"] = partial[0]
-            scope.update(partial[1])
-            await partial[0].handle(scope, receive, send)
+        route, child_scope, handler = self.resolve(scope)
+        if route is None:
+            await self.default(scope, receive, send)
             return
-        await self.default(scope, receive, send)
+        scope["route"] = route
+        scope.update(child_scope)
+        if handler is not None:
+            response = await handler(Request(scope, receive, send))
+            await response(scope, receive, send)
+        else:
+            await route.handle(scope, receive, send)
 
 
 def _agrees(start: tuple[str, ...], key: tuple[str, ...]) -> bool:

@@ -296,10 +296,10 @@ class ReplayEngine:
     def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any]]:
         """ComfyUI's validation with the catalogue's object_info; without one, what the recordings answered.
         The outputs to execute and the node errors, or the refusal."""
-        object_info = self.catalogue.object_info()
-        if object_info is not None:
+        specs = self.catalogue.node_specs()
+        if specs is not None:
             result = validate_prompt(
-                workflow, object_info, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
+                workflow, specs, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
             )
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()
