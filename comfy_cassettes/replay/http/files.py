@@ -204,9 +204,8 @@ def store_upload(
 ) -> UploadResult:
     """Store an uploaded image like ComfyUI's image_upload (server.py) and say what it answers.
 
-    ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function``
-    (see :func:`mask_writer` for /upload/mask). ``placeholder(path)``: whether an existing file is to be taken
-    for absent (a recorded input standing for an upload the session made, RecordedInputs.placeholder).
+    ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function`` (see
+    :func:`mask_writer`); ``placeholder(path)`` says an existing file counts as absent (RecordedInputs.placeholder).
 
     Identical bytes under an existing name are not written again and keep the name; different
     bytes get `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values
