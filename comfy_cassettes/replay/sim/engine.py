@@ -66,11 +66,6 @@ def _recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str 
     return next(iter(versions), None)
 
 
-def served_profile(cassettes: Sequence[Cassette], chosen: str | None) -> profiles.Profile:
-    """The ComfyUI a replay of ``cassettes`` is: ``chosen`` (--comfyui-version), else the version they were recorded from."""
-    return profiles.profile(chosen or _recorded_version(cassettes, chosen))
-
-
 @dataclass(frozen=True)
 class Reply:
     """An HTTP answer: status, body bytes, headers (Content-Type included when the body has one)."""
@@ -104,7 +99,7 @@ class ReplayEngine:
         self.cassettes = list(cassettes)
         self.base = base  # informational answers the cassettes lack come from here (ReplayConfig.base)
         self.recorded_version = _recorded_version(self.cassettes, config.comfyui_version)
-        self.profile = served_profile(self.cassettes, config.comfyui_version)  # the ComfyUI version to be
+        self.profile = profiles.profile(config.comfyui_version or self.recorded_version)  # the ComfyUI version to be
         self.features = self.profile.feature_flags(assets=config.assets)
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
         self.index = planning.JobIndex(self.jobs)
