@@ -95,10 +95,10 @@ class OutputNamer:
             self._listings.clear()
             self._next.clear()
 
-    def wrote(self, path: Path, before: int | None) -> None:
+    def wrote(self, path: str | Path, before: int | None) -> None:
         """The replay created ``path``; ``before``: its folder's mtime_ns just before (None: the folder was new).
         A listing that was current then stays current with the new name, so the next name needs no rescan."""
-        folder = os.path.abspath(path.parent)
+        folder, name = os.path.split(os.path.abspath(path))
         try:
             after = os.stat(folder).st_mtime_ns
         except OSError:
@@ -106,7 +106,7 @@ class OutputNamer:
         with self._lock:
             listing = self._listings.get(folder)
             if listing is not None and listing.mtime == before:
-                listing.add(path.name, after)
+                listing.add(name, after)
 
     def _allocate(
         self, root: Path, type_name: str, prefix: str, width: int, height: int, count: int
@@ -160,8 +160,13 @@ class _Listing:
         name = os.path.normcase(name)
         for basename, counter in self.counters.items():
             stem = os.path.normcase(basename) + "_"
-            if name.startswith(stem):
-                self.counters[basename] = max(counter, _next_counter(basename, (name,)))
+            if name.startswith(stem):  # _next_counter's rule for one name, without its regex over a listing
+                digits = name[len(stem) :].split("_", 1)[0].split("\n", 1)[0]
+                try:
+                    value = int(digits)
+                except ValueError:
+                    value = 0
+                self.counters[basename] = max(counter, value + 1)
 
 
 @functools.lru_cache(maxsize=256)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 # cannot overflow it.
 _FRAMES_PER_LEVEL = 4
 _MAX_RECURSION_LIMIT = 10_000
+_ROOM_NEEDED = 200  # frames a prompt may take before the limit is raised for it
 
 from .graph import is_link
 from .nodes import FILE_CHECKED_INPUTS
@@ -24,12 +24,43 @@ from .validation_frames import (
     VALIDATE_PROMPT_FRAME, VALUE_FRAME, Raised, at, custom_frames,
 )
 
-__all__ = ["ValidationResult", "no_prompt_body", "validate_prompt"]
+__all__ = ["NodeSpecs", "ValidationResult", "no_prompt_body", "validate_prompt"]
 
 _Error = dict[str, Any]
 _Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
+# One declared input: name, required?, input type, options, and the type its constant is converted to (None: kept).
+_Declared = tuple[str, bool, Any, Any, "type | None"]
+
+# ComfyUI's validate_inputs converts a constant of these input types (execution.py: int(val), float(val)...).
+_CONVERSIONS: dict[str, type] = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
 
 
+class NodeSpecs:
+    """The facts validation reads from an /object_info catalogue, worked out once per class on first use.
+
+    Keep one for as long as its catalogue does not change (the replay's recorded catalogue never does) and every
+    prompt validated with it skips re-reading each class's input declarations; ``validate_prompt`` given a plain
+    mapping makes a fresh one per call.
+    """
+
+    def __init__(self, object_info: Mapping[str, Any]) -> None:
+        self.object_info = object_info
+        self._inputs: dict[str, tuple[_Declared, ...]] = {}
+        self._outputs: dict[str, tuple[Any, ...]] = {}
+
+    def inputs(self, class_type: str) -> tuple[_Declared, ...]:
+        """The class's required then optional inputs, in declared order."""
+        declared = self._inputs.get(class_type)
+        if declared is None:
+            declared = self._inputs[class_type] = tuple(_declared_inputs(self.object_info[class_type]))
+        return declared
+
+    def outputs(self, class_type: str) -> tuple[Any, ...]:
+        """The class's output types, indexed by slot."""
+        returns = self._outputs.get(class_type)
+        if returns is None:
+            returns = self._outputs[class_type] = tuple(self.object_info[class_type].get("output", []))
+        return returns
 
 
 @dataclass(frozen=True)
@@ -62,13 +93,14 @@ def no_prompt_body() -> dict[str, Any]:
 
 def validate_prompt(
     prompt: Any,
-    object_info: Mapping[str, Any],
+    object_info: Mapping[str, Any] | NodeSpecs,
     *,
     input_file_exists: Callable[[str], bool] | None = None,
     partial_execution_targets: Any = None,
     profile: Profile = DEFAULT,
 ) -> ValidationResult:
-    """Validate ``prompt`` (the request's ``"prompt"`` value; None when the key is absent).
+    """Validate ``prompt`` (the request's ``"prompt"`` value; None when the key is absent) against ``object_info``,
+    the catalogue or the :class:`NodeSpecs` kept for it.
 
     ``input_file_exists(name)`` answers LoadImage's file check; without it a name passes when it is in
     the recorded option list. ``partial_execution_targets`` is the request key of the same name; ``profile`` the
@@ -83,8 +115,9 @@ def validate_prompt(
     """
     if prompt is None:
         return ValidationResult(400, no_prompt_body(), {}, [])
+    specs = object_info if isinstance(object_info, NodeSpecs) else NodeSpecs(object_info)
     try:
-        outputs = _output_nodes(prompt, object_info, partial_execution_targets, profile)
+        outputs = _output_nodes(prompt, specs.object_info, partial_execution_targets, profile)
     except _Rejected as rejected:
         return ValidationResult(400, {"error": rejected.error, "node_errors": {}}, {}, [])
     except Exception:
@@ -94,23 +127,25 @@ def validate_prompt(
         error = _error("prompt_no_outputs", "Prompt has no outputs", "", {})
         return ValidationResult(400, {"error": error, "node_errors": {}}, {}, [])
 
-    validator = _Validator(prompt, object_info, input_file_exists, profile)
-    with _recursion_room(_FRAMES_PER_LEVEL * len(prompt)):
+    validator = _Validator(prompt, specs, input_file_exists, profile)
+    frames = _FRAMES_PER_LEVEL * len(prompt)
+    if frames <= _ROOM_NEEDED:  # most prompts: the process-wide limit is room enough, and entering nothing is cheaper
+        return _validate_outputs(prompt, validator, outputs)
+    with _recursion_room(frames):
         return _validate_outputs(prompt, validator, outputs)
 
 
 @contextlib.contextmanager
 def _recursion_room(frames: int) -> Iterator[None]:
-    """Raise Python's recursion limit while a large prompt is validated, and put it back after (a small one, most
-    prompts, leaves the process-wide limit alone)."""
+    """Raise Python's recursion limit while a large prompt is validated, and put it back after."""
     before = sys.getrecursionlimit()
     wanted = min(_MAX_RECURSION_LIMIT, before + frames)
-    if frames > 200 and wanted > before:
+    if wanted > before:
         sys.setrecursionlimit(wanted)
     try:
         yield
     finally:
-        if frames > 200 and wanted > before:
+        if wanted > before:
             sys.setrecursionlimit(before)
 
 
@@ -186,8 +221,8 @@ def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any, pro
     return outputs
 
 
-def _declared_inputs(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, Any, dict[str, Any]]]:
-    """(name, category, input type, options) for each required then optional input, in declared order."""
+def _declared_inputs(spec: Mapping[str, Any]) -> Iterator[_Declared]:
+    """Each required then optional input, in declared order."""
     declared = spec.get("input", {})
     order = spec.get("input_order", {})
     seen: set[str] = set()
@@ -197,19 +232,14 @@ def _declared_inputs(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, Any, d
             if name in entries and name not in seen:
                 seen.add(name)
                 config = entries[name]
-                yield name, category, config[0], config[1] if len(config) > 1 else {}
+                input_type = config[0]
+                conversion = _CONVERSIONS.get(input_type) if isinstance(input_type, str) else None
+                yield name, category == "required", input_type, config[1] if len(config) > 1 else {}, conversion
 
 
-def _convert(input_type: Any, value: Any) -> Any:
-    if input_type == "INT":
-        return int(value)
-    if input_type == "FLOAT":
-        return float(value)
-    if input_type == "STRING":
-        return str(value)
-    if input_type == "BOOLEAN":
-        return bool(value)
-    return value
+def _input_config(input_type: Any, extra_info: Any) -> list[Any]:
+    """The input's config as an error shows it: a copy, made only for an error (a COMBO's options can be long)."""
+    return copy.deepcopy([input_type, extra_info])
 
 
 def _types_compatible(received: Any, expected: Any) -> bool:
@@ -226,15 +256,20 @@ def _types_compatible(received: Any, expected: Any) -> bool:
 
 
 class _Validator:
-    """ComfyUI's validate_inputs with its ``validated`` memo, over a recorded catalogue."""
+    """ComfyUI's validate_inputs with its ``validated`` memo, over a recorded catalogue.
+
+    The lines ComfyUI's traceback names are guarded by try/except, not ``at``: they run for every input of every
+    submitted node, and a try costs nothing until it catches.
+    """
 
     def __init__(
-        self, prompt: Mapping[str, Any], object_info: Mapping[str, Any], file_exists: Callable[[str], bool] | None,
+        self, prompt: Mapping[str, Any], specs: NodeSpecs, file_exists: Callable[[str], bool] | None,
         profile: Profile = DEFAULT,
     ) -> None:
         self.profile = profile
         self.prompt = prompt
-        self.object_info = object_info
+        self.specs = specs
+        self.object_info = specs.object_info
         self.file_exists = file_exists
         self.validated: dict[Any, _Outcome] = {}
         self.visiting: set[Any] = set()
@@ -262,34 +297,39 @@ class _Validator:
         file_input = FILE_CHECKED_INPUTS.get(class_type)
         errors: list[_Error] = []
         valid = True
-        for x, category, input_type, extra_info in _declared_inputs(self.object_info[class_type]):
-            with at(MEMBERSHIP_FRAME):
+        for x, required, input_type, extra_info, conversion in self.specs.inputs(class_type):
+            try:
                 missing = x not in inputs
+            except Exception as exc:
+                raise Raised(exc, [MEMBERSHIP_FRAME]) from exc
             if missing:
-                if category == "required":
+                if required:
                     errors.append(_error("required_input_missing", "Required input is missing", x, {"input_name": x}))
                 continue
-            with at(VALUE_FRAME):
+            try:
                 val = inputs[x]
-            # The input's config, copied only for an error that shows it (a COMBO's options can be long).
-            info = functools.partial(copy.deepcopy, [input_type, extra_info])
+            except Exception as exc:
+                raise Raised(exc, [VALUE_FRAME]) from exc
             if isinstance(val, list):
-                valid = self._check_link(x, val, input_type, info, errors) and valid
+                valid = self._check_link(x, val, input_type, extra_info, errors) and valid
                 continue
             # ComfyUI writes the unwrapped and converted value back into the prompt it was sent: the queue,
             # the history and the cache key all see 64 for a width sent as 64.7 (execution.py validate_inputs).
+            # A value already of the converted type is left as it is (int(), float()... would return it).
             try:
                 if isinstance(val, dict) and "__value__" in val:
                     val = inputs[x] = val["__value__"]
-                val = inputs[x] = _convert(input_type, val)
+                if conversion is not None and type(val) is not conversion:
+                    val = inputs[x] = conversion(val)
             except Exception as ex:
-                extra = {"input_name": x, "input_config": info(), "received_value": val, "exception_message": str(ex)}
+                extra = {"input_name": x, "input_config": _input_config(input_type, extra_info), "received_value": val,
+                         "exception_message": str(ex)}
                 message = f"Failed to convert an input value to a {input_type} value"
                 errors.append(_error("invalid_input_type", message, f"{x}, {val}, {ex}", extra))
                 continue
             if x == file_input:
                 continue  # VALIDATE_INPUTS takes this input, so ComfyUI skips the range and list checks
-            error = self._check_value(x, val, input_type, extra_info, info)
+            error = self._check_value(x, val, input_type, extra_info)
             if error is not None:
                 errors.append(error)
         if file_input is not None:
@@ -298,21 +338,22 @@ class _Validator:
             return (False, errors, unique_id)
         return (True, [], unique_id)
 
-    def _check_link(self, x: str, val: list[Any], input_type: Any, info: Callable[[], list[Any]], errors: list[_Error]) -> bool:
+    def _check_link(self, x: str, val: list[Any], input_type: Any, extra_info: Any, errors: list[_Error]) -> bool:
         """Check one linked input and recurse into its source; False when the source is invalid."""
         if len(val) != 2:
             message = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
-            extra = {"input_name": x, "input_config": info(), "received_value": val}
+            extra = {"input_name": x, "input_config": _input_config(input_type, extra_info), "received_value": val}
             errors.append(_error("bad_linked_input", message, x, extra))
             return True
         o_id = val[0]
         with at(LINK_SOURCE_FRAME):
             o_class_type = self.prompt[o_id]["class_type"]
-        returns = tuple(self.object_info[o_class_type].get("output", []))
+        returns = self.specs.outputs(o_class_type)
         with at(RETURN_TYPE_FRAME):
             received_type = returns[val[1]]
         if not _types_compatible(received_type, input_type):
-            extra = {"input_name": x, "input_config": info(), "received_type": received_type, "linked_node": val}
+            extra = {"input_name": x, "input_config": _input_config(input_type, extra_info), "received_type": received_type,
+                     "linked_node": val}
             details = f"{x}, received_type({received_type}) mismatch input_type({input_type})"
             errors.append(_error("return_type_mismatch", "Return type mismatch between linked nodes", details, extra))
             return True
@@ -321,7 +362,7 @@ class _Validator:
         except Raised as raised:
             extra = {
                 "input_name": x,
-                "input_config": info(),
+                "input_config": _input_config(input_type, extra_info),
                 "exception_message": str(raised.error),
                 "exception_type": raised.type_name,
                 "traceback": [RECURSE_FRAME, *raised.frames],
@@ -332,19 +373,21 @@ class _Validator:
             self.validated[o_id] = (False, [reason], o_id)
             return False
 
-    def _check_value(
-        self, x: str, val: Any, input_type: Any, extra_info: dict[str, Any], info: Callable[[], list[Any]]
-    ) -> _Error | None:
+    def _check_value(self, x: str, val: Any, input_type: Any, extra_info: Any) -> _Error | None:
         """Range and option-list checks on a converted constant."""
-        with at(MIN_FRAME):
+        try:
             too_small = "min" in extra_info and val < extra_info["min"]
+        except Exception as exc:
+            raise Raised(exc, [MIN_FRAME]) from exc
         if too_small:
-            extra = {"input_name": x, "input_config": info(), "received_value": val}
+            extra = {"input_name": x, "input_config": _input_config(input_type, extra_info), "received_value": val}
             return _error("value_smaller_than_min", f"Value {val} smaller than min of {extra_info['min']}", x, extra)
-        with at(MAX_FRAME):
+        try:
             too_big = "max" in extra_info and val > extra_info["max"]
+        except Exception as exc:
+            raise Raised(exc, [MAX_FRAME]) from exc
         if too_big:
-            extra = {"input_name": x, "input_config": info(), "received_value": val}
+            extra = {"input_name": x, "input_config": _input_config(input_type, extra_info), "received_value": val}
             return _error("value_bigger_than_max", f"Value {val} bigger than max of {extra_info['max']}", x, extra)
         # 0.3.64 checks list types only (execution.py: isinstance(input_type, list)); later versions check V3 combos too.
         combo = input_type == "COMBO" and self.profile.validates_combo_options
@@ -356,7 +399,7 @@ class _Validator:
         # ComfyUI leaves long lists (scanned model files) out of the response.
         long = len(options) > 20
         list_info = f"(list of length {len(options)})" if long else str(options)
-        extra = {"input_name": x, "input_config": None if long else info(), "received_value": val}
+        extra = {"input_name": x, "input_config": None if long else _input_config(input_type, extra_info), "received_value": val}
         shown = repr(val) if self.profile.combo_error_repr else f"'{val}'"
         return _error("value_not_in_list", "Value not in list", f"{x}: {shown} not in {list_info}", extra)
 

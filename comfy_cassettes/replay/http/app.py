@@ -74,6 +74,8 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
         finally:
             await engine.stop()
 
-    state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": FileBodies()})
+    bodies = FileBodies()
+    engine.files.written.append(bodies.wrote)  # a job's files are served from the bytes written, not read back
+    state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": bodies})
     router = IndexedRouter(routes, state=state, lifespan=lifespan)
     return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)

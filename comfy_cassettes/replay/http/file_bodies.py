@@ -5,6 +5,7 @@ that), and a static-mode replay serves every output from the same few files."""
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import os
 from pathlib import Path
@@ -40,6 +41,11 @@ class FileBodies:
         self._keep(key, _signature(stat), answer)
         return answer
 
+    def wrote(self, path: Path | str, stat: os.stat_result, body: bytes) -> None:
+        """The replay just wrote ``body`` to ``path`` (``stat``: the file's right after): kept as if read, so the
+        /view that follows a job serves it without reading it back; a later change to the file shows in its stat."""
+        self._keep(os.fspath(path), _signature(stat), (body, etag(stat), last_modified(stat)))
+
     def _keep(self, key: str, signature: _Signature, answer: FileBody) -> None:
         old = self._kept.pop(key, None)
         if old is not None:
@@ -68,7 +74,13 @@ def etag(stat: os.stat_result) -> str:
 def last_modified(stat: os.stat_result) -> str:
     """aiohttp's Last-Modified: the mtime rounded up to the next second (view_errors: Etag mtime ...40.83 ->
     09:07:41)."""
-    return email.utils.formatdate(math.ceil(stat.st_mtime), usegmt=True)
+    return _http_date(math.ceil(stat.st_mtime))
+
+
+@functools.lru_cache(maxsize=64)
+def _http_date(second: int) -> str:
+    # Files written within the same second share it: formatting it was a tenth of serving a small file.
+    return email.utils.formatdate(second, usegmt=True)
 
 
 def _signature(stat: os.stat_result) -> _Signature:

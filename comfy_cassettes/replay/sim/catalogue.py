@@ -11,6 +11,7 @@ from typing import Any
 from ...comfy import model_files as models, profiles
 from ...comfy.model_files import listed_models
 from ...comfy.profiles import Profile
+from ...comfy.validation import NodeSpecs
 from ...cassette.model import Cassette, Job
 from ..config import ReplayConfig
 from .interactions import InteractionIndex
@@ -33,6 +34,7 @@ class Catalogue:
         self._object_info: dict[str, Any] | None = None
         self._recorded_models: dict[str, list[str]] = {}
         self._object_info_loaded = False
+        self._specs: NodeSpecs | None = None
         self._encoded: tuple[tuple[str, ...], bytes] | None = None  # the input listing it was made with, the text
 
     def as_recorded(self, path: str) -> bool:
@@ -69,6 +71,17 @@ class Catalogue:
                         recorded = models.declare(recorded, {folder: names})
                 self._object_info = models.declare(recorded, self.declared) if self.declared else recorded
         return self._object_info
+
+    def node_specs(self) -> NodeSpecs | None:
+        """What validation reads from :meth:`object_info`, kept with it (the catalogue is built once and never
+        changed: the live input listing only enters GET /object_info's answer, and LoadImage's check looks at the
+        folder itself)."""
+        object_info = self.object_info()
+        if object_info is None:
+            return None
+        if self._specs is None or self._specs.object_info is not object_info:
+            self._specs = NodeSpecs(object_info)
+        return self._specs
 
     def model_folders(self) -> list[str]:
         """GET /models: the recorded server's folders (with the ones the served version adds, when recorded from

@@ -66,6 +66,19 @@ def _recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str 
     return next(iter(versions), None)
 
 
+def _uuid4_text(bits: int) -> str:
+    """str(uuid.UUID(int=bits, version=4)) written out: the variant and version bits set as UUID sets them, the hex
+    grouped as it prints it (UUID's checks and properties cost more than the id itself, once per POST /prompt).
+
+    >>> bits = random.Random(7).getrandbits(128)
+    >>> _uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+    True
+    """
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 @dataclass(frozen=True)
 class Reply:
     """An HTTP answer: status, body bytes, headers (Content-Type included when the body has one)."""
@@ -234,7 +247,7 @@ class ReplayEngine:
 
     def new_prompt_id(self) -> str:
         """A UUID4 drawn from the seeded sequence: same seed, same ids, in the same order."""
-        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        return _uuid4_text(self._ids.getrandbits(128))
 
     # ------------------------------------------------------------ POST /prompt
 
@@ -296,10 +309,10 @@ class ReplayEngine:
     def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any]]:
         """ComfyUI's validation with the catalogue's object_info; without one, what the recordings answered.
         The outputs to execute and the node errors, or the refusal."""
-        object_info = self.catalogue.object_info()
-        if object_info is not None:
+        specs = self.catalogue.node_specs()
+        if specs is not None:
             result = validate_prompt(
-                workflow, object_info, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
+                workflow, specs, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
             )
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()

@@ -102,9 +102,9 @@ def _dimensions(path: Path, mtime_ns: int) -> tuple[int, int] | None:
         return None
 
 
-def _mtime(folder: Path) -> int | None:
+def _mtime(folder: str) -> int | None:
     try:
-        return folder.stat().st_mtime_ns
+        return os.stat(folder).st_mtime_ns
     except OSError:
         return None
 
@@ -124,6 +124,9 @@ class OutputFiles:
         self._spill_dir: Path | None = None
         self.virtual: dict[tuple[str, str, str], Path] = {}
         self._emptied = [KeptFiles(roots.output, {}), KeptFiles(roots.temp, {})]
+        # Told of each file written, with its stat just after and its bytes: /view keeps them (FileBodies.wrote)
+        # and answers the job's request for it without reading the file back.
+        self.written: list[Callable[[str, os.stat_result, bytes], None]] = []
 
     def empty_folders(self) -> None:
         """Empty the output and temp folders: the fixtures' reset between tests (a restart keeps the files, as
@@ -141,7 +144,7 @@ class OutputFiles:
     def materialize(
         self, output: Any, recorded: Mapping[int, OutputImage], cassette: Cassette | None,
         metadata: Callable[[], Mapping[str, str]] | None = None, *, seed: int | None = None,
-        wrote: Callable[[Path, int | None], None] | None = None,
+        wrote: Callable[[str, int | None], None] | None = None,
     ) -> None:
         """Make every image of one node's ``output`` viewable; ``recorded`` maps image index to its recording.
         Written files carry ``metadata()`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``; asked
@@ -153,22 +156,47 @@ class OutputFiles:
             if not isinstance(image, dict) or "filename" not in image:
                 continue
             kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
-            folder = self.roots.temp if kind == "temp" else self.roots.output
-            if (kind, subfolder, filename) in self.virtual or os.path.exists(os.path.join(folder, subfolder, filename)):
+            if (kind, subfolder, filename) in self.virtual:
                 continue  # a cached re-run reports files that already exist
-            source = self._source(recorded.get(index), cassette, seed, index)
+            path = os.path.join(self.roots.temp if kind == "temp" else self.roots.output, subfolder, filename)
             if self.dynamic or kind == "temp":
-                target = folder / subfolder / filename
-                png = _as_png(source, source.stat().st_mtime_ns) if isinstance(source, Path) else source
-                before = _mtime(target.parent)
-                if before is None:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
-                write_whole(target, png_with_text(png, text) if text else png)
-                if wrote is not None:
-                    wrote(target, before)
-            else:
+                self._write(path, self._source(recorded.get(index), cassette, seed, index), metadata, wrote)
+            elif not os.path.exists(path):
+                source = self._source(recorded.get(index), cassette, seed, index)
                 self.virtual[(kind, subfolder, filename)] = source if isinstance(source, Path) else self._spill(source)
+
+    def _write(self, path: str, source: Path | bytes, metadata: Callable[[], Mapping[str, str]] | None,
+               wrote: Callable[[str, int | None], None] | None) -> None:
+        """Create ``path`` with the image's bytes, unless it exists (a cached re-run reports files it wrote before).
+        Written in place, as PIL's save in ComfyUI's SaveImage does: a failed write (a full disk) removes the
+        file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
+        meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
+        place: one directory entry made instead of two changes."""
+        png = _as_png(source, source.stat().st_mtime_ns) if isinstance(source, Path) else source
+        text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
+        data = png_with_text(png, text) if text else png
+        folder = os.path.dirname(path)
+        before = _mtime(folder)
+        if before is None:
+            os.makedirs(folder, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            return
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+            stat = os.fstat(descriptor)
+        except BaseException:
+            os.close(descriptor)
+            os.unlink(path)
+            raise
+        os.close(descriptor)
+        if wrote is not None:
+            wrote(path, before)
+        for listener in self.written:
+            listener(path, stat, data)
 
     def served(self, image: Mapping[str, Any]) -> Path | None:
         """The file /view answers for an output entry (a static-mode name's source), None when there is none."""
