@@ -6,9 +6,11 @@ import importlib.util
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..cassette.model import Cassette
 from ..comfy.model_files import by_folder
 from ..comfy.profiles import parts, profile
 from ..contract import ADMIN_PREFIX as ADMIN_PREFIX
@@ -116,6 +118,25 @@ class ReplayConfig:
                              ("--user-dir", self.user_dir)):
             if folder is not None:
                 check_folder(flag, Path(folder).expanduser())
+
+
+def recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str | None:
+    """The ComfyUI version the cassettes were recorded from; cassettes of two profiles need ``chosen``, since
+    one server cannot answer as both."""
+    versions = {c.comfyui_version: c for c in cassettes if c.comfyui_version}
+    if chosen is None and len({profile(v).version for v in versions}) > 1:
+        recorded = ", ".join(f"{v} ({c.path.name if c.path else 'in memory'})" for v, c in versions.items())
+        raise ConfigError(f"the cassettes were recorded from different ComfyUI versions: {recorded}; "
+                          f"choose the one to be with --comfyui-version")
+    return next(iter(versions), None)
+
+
+def served_base(cassettes: Sequence[Cassette], config: ReplayConfig) -> Path | None:
+    """The base a replay of ``cassettes`` takes: --base, none with --no-base, else the bundled one of the ComfyUI
+    it serves (--comfyui-version, else the one they were recorded from)."""
+    if config.base != DEFAULT_BASE:
+        return config.base
+    return bundled_base(profile(config.comfyui_version or recorded_version(cassettes, config.comfyui_version)).version)
 
 
 def bundled_base(version: str) -> Path:

@@ -20,8 +20,8 @@ from ..errors import ConfigError
 from ..listening import bind_socket
 from .http.app import create_app
 from .http.limits import BoundedHeadersProtocol
-from .config import DEFAULT_BASE, ReplayConfig, bundled_base
-from .sim.engine import ReplayEngine, served_profile
+from .config import ReplayConfig, served_base
+from .sim.engine import ReplayEngine
 
 T = TypeVar("T")
 SHUTDOWN_LIMIT = 8.0  # seconds `serve` may take to stop once signalled before it exits regardless
@@ -33,9 +33,7 @@ def build_engine(config: ReplayConfig) -> ReplayEngine:
     """Validate the config and load its cassettes and base (errors name the file and key)."""
     config = config.validated()
     cassettes = [cassette_io.load(path) for path in config.cassettes]
-    base_path = config.base
-    if base_path == DEFAULT_BASE:  # --base not given: the bundled base of the ComfyUI served
-        base_path = bundled_base(served_profile(cassettes, config.comfyui_version).version)
+    base_path = served_base(cassettes, config)
     base = cassette_io.load(base_path) if base_path is not None and base_path not in config.cassettes else None
     return ReplayEngine(config, cassettes, base=base)
 
