@@ -30,9 +30,13 @@ def structure(workflow: Mapping[str, Any]) -> str:
     shape = {}
     for node_id, node in workflow.items():
         inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
-        links = sorted((k, v[0], v[1]) for k, v in inputs.items() if is_link(v))
+        links = sorted([(k, v[0], v[1]) for k, v in inputs.items() if is_link(v)])
         shape[str(node_id)] = [node.get("class_type") if isinstance(node, dict) else None, links]
-    return json.dumps(shape, sort_keys=True)
+    return _SHAPE_ENCODER.encode(shape)
+
+
+# json.dumps(..., sort_keys=True) made once: dumps builds a new encoder per call given options (every POST /prompt).
+_SHAPE_ENCODER = json.JSONEncoder(sort_keys=True)
 
 
 def node_roles(workflow: Mapping[str, Any]) -> dict[str, str]:

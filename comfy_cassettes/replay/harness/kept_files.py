@@ -106,6 +106,14 @@ class KeptFiles:
             except OSError:
                 self._seen.pop(name, None)
 
+    def untouched(self, name: str) -> bool:
+        """Whether the file ``name`` is still the one this folder wrote: not changed, replaced or removed since."""
+        try:
+            stat = os.lstat(self._path(name))
+        except OSError:
+            return False
+        return self._unchanged(name, stat)
+
     def _untouched(self) -> bool:
         for name, path in self._looks:
             try:

@@ -200,16 +200,16 @@ def store_upload(
     type: str | None = "input",
     overwrite: bool | str | None = False,
     write: Callable[[str, bytes], None] | None = None,
+    placeholder: Callable[[str], bool] | None = None,
 ) -> UploadResult:
     """Store an uploaded image like ComfyUI's image_upload (server.py) and say what it answers.
 
-    ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function``
-    (see :func:`mask_writer` for /upload/mask).
+    ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function`` (see
+    :func:`mask_writer`); ``placeholder(path)`` says an existing file counts as absent (RecordedInputs.placeholder).
 
-    Identical bytes under an existing name are not written again and keep the name; different
-    bytes get `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values
-    "true"/"1" exactly) replaces the file. Paths leaving the type's directory give 400; a missing
-    image gives 400; an unknown `type` gives 500, because ComfyUI crashes on it.
+    Identical bytes under an existing name are not written again and keep the name; different bytes get
+    `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values "true"/"1" exactly) replaces the
+    file. A path leaving the type's folder or a missing image: 400; an unknown `type`: 500 (ComfyUI crashes).
 
     >>> import tempfile
     >>> folder = tempfile.TemporaryDirectory()
@@ -241,7 +241,7 @@ def store_upload(
             # ComfyUI creates the subfolder wherever it points (subfolder=/tmp/x, ../.. names): only inside here.
             if os.path.commonpath((upload_dir, os.path.abspath(folder))) == upload_dir:
                 os.makedirs(folder, exist_ok=True)
-            filename, path, duplicate = (filename, path, False) if replace else _free_name(folder, filename, path, data)
+            filename, path, duplicate = (filename, path, False) if replace else _free_name(folder, filename, path, data, placeholder)
             if not duplicate:
                 if write is not None:
                     write(path, data)
@@ -253,12 +253,13 @@ def store_upload(
     return UploadResult(200, {"name": filename, "subfolder": subfolder, "type": type_name})
 
 
-def _free_name(folder: str, filename: str, path: str, data: bytes) -> tuple[str, str, bool]:
+def _free_name(folder: str, filename: str, path: str, data: bytes,
+               placeholder: Callable[[str], bool] | None = None) -> tuple[str, str, bool]:
     """The name an upload keeps: its own when free or holding the same bytes (then True: nothing to write), else
     ``"name (1).png"``, ``"name (2).png"``, ... as image_upload numbers them."""
     stem, extension = os.path.splitext(filename)
     attempt = 1
-    while os.path.exists(path):
+    while os.path.exists(path) and not (placeholder is not None and placeholder(path)):
         if Path(path).read_bytes() == data:
             return filename, path, True
         filename = f"{stem} ({attempt}){extension}"

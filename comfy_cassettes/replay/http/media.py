@@ -43,6 +43,7 @@ async def post_upload(request: Request) -> Response:
             type=str(form["type"]) if "type" in form else None,
             overwrite=str(form.get("overwrite")) if "overwrite" in form else None,
             write=mask_writer(engine.roots, str(form.get("original_ref") or ""), engine.view_virtual) if request.url.path.endswith("/mask") else None,
+            placeholder=engine.recorded_inputs.placeholder,
         )
     finally:
         await form.close()

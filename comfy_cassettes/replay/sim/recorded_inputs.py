@@ -6,12 +6,17 @@ files come, in the order they were recorded, from each cassette's ``/upload/imag
 (the uploaded bytes under the name ComfyUI gave them), from ``/view?type=input`` answers, and, for an image a
 recorded job loaded that no recording shows the bytes of, a stand-in PNG of the size the job's outputs say it had.
 Names no recording had stay absent, so ComfyUI's own refusal of them is unchanged.
+
+A name a recorded upload created was not there when the session began: until something changes the file written
+for it, an upload to that name finds it absent (:meth:`RecordedInputs.placeholder`), so it keeps the name it got
+on the recording server whatever its bytes, and a mask is composited and written as ComfyUI writes it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -60,6 +65,7 @@ class RecordedInputs:
         # upload_collisions). The last bytes are kept apart: what a recorded /upload/mask found as its original.
         self.files: dict[str, bytes] = {}
         self._latest: dict[str, bytes] = {}
+        self._uploaded: set[str] = set()  # names whose first recorded bytes a recorded upload wrote
         for cassette in cassettes:
             for interaction in cassette.interactions:
                 self._read(cassette, interaction)
@@ -105,6 +111,8 @@ class RecordedInputs:
         data = form.get("image")
         if key is None or not isinstance(data, bytes):
             return
+        if key not in self.files:
+            self._uploaded.add(key)  # even when its bytes come later, from a /view (a mask on an output)
         if mask:
             original = self._original(form.get("original_ref"))
             if original is None:
@@ -114,6 +122,12 @@ class RecordedInputs:
             except (OSError, ValueError):
                 return
         self._found(key, data)
+
+    def placeholder(self, path: str) -> bool:
+        """Whether the file at ``path`` (absolute) stands for an upload of the session that has not been replayed:
+        written by the replay for a name a recorded upload created, and unchanged since."""
+        key = os.path.relpath(path, self.folder).replace(os.sep, "/")
+        return key in self._uploaded and self._kept.untouched(key)
 
     def _found(self, key: str, data: bytes) -> None:
         self.files.setdefault(key, data)
