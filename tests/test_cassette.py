@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from comfy_cassettes.record.har import read_har
 from comfy_cassettes.record.session import RawSession
 from comfy_cassettes.cassette.templating import Templater, dumps_templated, render_text, render_value
 from comfy_cassettes.vcr import ComfyPersister
+from comfy_cassettes.replay.config import BUNDLED_DIR as CASSETTES
 from helpers import SCENARIOS, SESSIONS, load_har
 
 CLI = [sys.executable, "-m", "comfy_cassettes"]
@@ -312,3 +314,37 @@ def test_large_cassettes_load_from_a_parsed_cache_that_is_never_stale(tmp_path: 
     path.write_text(path.read_text().replace("renamed", "again"))
     load(path)
     assert len(list(folder.iterdir())) == 2
+
+
+def test_the_parsed_cache_drops_the_least_recently_used_past_its_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from comfy_cassettes.cassette import storage
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "comfy-cassettes"
+    text = (CASSETTES / "comfyui.yaml").read_text()  # over the size that is cached
+    paths = {}
+    for name in ("a", "b", "c"):  # three cassettes, three entries: the same text under another comment each
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(f"# {name}\n" + text)
+        (paths[name].parent / "blobs").mkdir(exist_ok=True)
+    for blob in (CASSETTES / "blobs").iterdir():
+        (tmp_path / "blobs" / blob.name).write_bytes(blob.read_bytes())
+
+    def entries() -> set[str]:
+        return {p.name for p in folder.iterdir()}
+
+    load(paths["a"])
+    time.sleep(0.02)
+    load(paths["b"])
+    first_two = entries()
+    time.sleep(0.02)
+    load(paths["a"])  # a used again: b is now the least recently used
+    size = max(p.stat().st_size for p in folder.iterdir())
+    monkeypatch.setattr(storage, "CACHE_LIMIT_BYTES", 2 * size + size // 2)
+    time.sleep(0.02)
+    load(paths["c"])
+    kept = entries()
+    assert len(kept) == 2 and len(first_two - kept) == 1
+    b_entry = storage.parsed_cache(paths["b"].read_text())
+    assert b_entry is not None and b_entry.name not in kept  # the least recently used went, a and c stayed
+    assert load(paths["b"]).jobs == load(paths["a"]).jobs  # and b still loads, from its YAML

@@ -31,7 +31,7 @@ from .aliases import expanded_size, expansion_limit, may_alias
 from .schema import Checker
 from .storage import BLOB_DIR as BLOB_DIR
 from .storage import BlobStore as BlobStore
-from .storage import atomic_write, from_json, keep_parsed, no_gc, parsed_cache
+from .storage import atomic_write, from_json, keep_parsed, no_gc, parsed_cache, used_parsed
 from .templating import PLACEHOLDER, is_valid_name
 
 INLINE_LIMIT = 64 * 1024  # bodies above this go to a sidecar blob, keeping YAML diffable
@@ -69,6 +69,7 @@ def load(path: str | os.PathLike[str]) -> Cassette:
         except (OSError, ValueError):
             cached = None  # unreadable cache: parse the YAML as if there were none
         if cached is not None:
+            used_parsed(cache)
             with no_gc():
                 return from_dict(cached, path, text=text)
     import yaml

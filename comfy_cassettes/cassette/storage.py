@@ -43,14 +43,54 @@ def parsed_cache(text: str) -> Path | None:
     return Path(base) / "comfy-cassettes" / f"{key}.json"
 
 
+CACHE_LIMIT_BYTES = 256 << 20  # the most the kept parsed cassettes may add up to; the least recently used go first
+
+
 def keep_parsed(cache: Path, data: Any) -> None:
-    """Write the parsed cassette next to the others; a cache that cannot be written is simply not used."""
+    """Write the parsed cassette next to the others, and drop the least recently used ones past
+    CACHE_LIMIT_BYTES; a cache that cannot be written is simply not used."""
     try:
         encoded = json.dumps(_to_json(data)).encode("utf-8")
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cache, encoded, overwrite=True)
     except (OSError, TypeError, ValueError):
+        return
+    prune_parsed(cache.parent, keep=cache)
+
+
+def used_parsed(cache: Path) -> None:
+    """Mark a kept parsed cassette as just used (its mtime), so pruning keeps it longest."""
+    try:
+        os.utime(cache)
+    except OSError:
         pass
+
+
+def prune_parsed(folder: Path, *, keep: Path | None = None, limit: int | None = None) -> None:
+    """Remove the least recently used parsed cassettes of ``folder`` until they add up to ``limit`` at most (never
+    ``keep``; ``limit`` defaults to CACHE_LIMIT_BYTES). Each is keyed by its text's hash: an edited cassette leaves
+    its old entry behind for good."""
+    limit = CACHE_LIMIT_BYTES if limit is None else limit
+    entries: list[tuple[float, int, Path]] = []
+    try:
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    entries.append((stat.st_mtime, stat.st_size, Path(entry.path)))
+    except OSError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries, key=lambda found: found[0]):
+        if total <= limit:
+            break
+        if keep is not None and path == keep:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
 
 
 def _to_json(document: Any) -> Any:

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ...comfy.events import WsEvent
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, executing, history_meta, interrupted, preview_metadata
@@ -28,6 +28,7 @@ from .job_files import JobFiles
 from .outputs import solid_png
 from .pixels import output_png
 from .pacing import Pacing
+from .planned import is_preview_event, paired, reads_plain
 from .plan import Plan
 from .sockets import Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
@@ -56,8 +57,10 @@ class _Target:
     node: str | None
 
 
-# Comparisons below use Event members directly: a str enum equals its value, and `.value` is a property lookup
-# on every message of every job.
+# The kinds a run compares every message with, as plain strings: a str enum member equals its value, yet comparing
+# with one, or reading its `.value`, costs more on every message of every job.
+_PROGRESS_STATE, _PROGRESS = Event.PROGRESS_STATE.value, Event.PROGRESS.value
+_EXECUTING, _EXECUTED = Event.EXECUTING.value, Event.EXECUTED.value
 
 
 class JobRun:
@@ -95,15 +98,17 @@ class JobRun:
 
     async def execute(self) -> None:
         context = self.context
-        await context.pacing.pause(context.pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
+        pacing = context.pacing
+        await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
             event = events[i]
-            await context.pacing.pause(event.t - previous_t)
+            if pacing.waits(event.t - previous_t):
+                await pacing.pause(event.t - previous_t)
             previous_t = event.t
             i += 1
-            if i < len(events) and _paired(event, events[i]):
+            if i < len(events) and paired(event, events[i]):
                 # A step's preview and its `progress` go out back to back, in the order the client's format has
                 # (legacy: progress then preview; metadata: preview then progress; previews.md), and the step's
                 # hold point comes after both.
@@ -112,7 +117,8 @@ class JobRun:
                 if self._swapped(event, later):
                     event, later = later, event
                 else:
-                    await context.pacing.pause(later.t - previous_t)
+                    if pacing.waits(later.t - previous_t):
+                        await pacing.pause(later.t - previous_t)
                     previous_t = later.t
                 await self._handle(event)
                 if not self.ended:
@@ -121,10 +127,12 @@ class JobRun:
                 await self._handle(event)
             if self._step_point is not None and not self.ended:
                 point, self._step_point = self._step_point, None
-                await context.clock.checkpoint(self.item.prompt_id, point)
+                if context.clock.holds:
+                    await context.clock.checkpoint(self.item.prompt_id, point)
         watched = context.sockets.watching(self.item.client_id)
-        await context.pacing.keep_floor(self.item.answered, watched=watched)  # a run sent to nobody, or with no end
-        await context.clock.checkpoint(self.item.prompt_id, "finished")
+        await pacing.keep_floor(self.item.answered, watched=watched)  # a run sent to nobody, or with no end
+        if context.clock.holds:
+            await context.clock.checkpoint(self.item.prompt_id, "finished")
         self._finish()
 
     async def _handle(self, event: WsEvent) -> None:
@@ -133,47 +141,46 @@ class JobRun:
         if event.binary is not None or event.type == PREVIEW:
             self._emit_preview(event)
             return
-        kind = str(event.type)
-        if kind in TERMINAL:  # a client may map the job's end to its POST answer
+        kind, data = str(event.type), event.data
+        terminal = kind in TERMINAL
+        if terminal:  # a client may map the job's end to its POST answer
             await context.pacing.keep_floor(item.answered, watched=context.sockets.watching(item.client_id))
-        self.bindings["now_ms"] = _now_ms()
-        nodes = event.data.get("nodes") if kind == Event.PROGRESS_STATE and isinstance(event.data, dict) else None
-        if isinstance(nodes, ProgressNodes):
-            data = event.data  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
-        elif nodes is not None and _plain_states(event) and not context.sockets.reaches(item.client_id, kind):
-            data = event.data  # sent to nobody: the run reads only node ids and states, which hold no placeholder
-        elif self._recorded_events:
-            data = event_renderer(event)(self.bindings)
-        else:
-            data = render_value(event.data, self.bindings)
-        if kind in TERMINAL and self._pending:
+        nodes = data.get("nodes") if kind == _PROGRESS_STATE and isinstance(data, dict) else None
+        shared = type(nodes) is ProgressNodes  # made with the job's own prompt_id (plan.synthesize): nothing to fill in
+        received = context.sockets.reaches(item.client_id, kind)
+        # Sent to nobody and kept by nothing, a message whose parts the run reads hold no placeholder is not rendered.
+        if not shared and (received or not reads_plain(event, kind)):
+            self.bindings["now_ms"] = _now_ms()
+            data = event_renderer(event)(self.bindings) if self._recorded_events else render_value(data, self.bindings)
+        if terminal and self._pending:
             # A forced fault whose node never ran (cached, or absent from the recording) fires at the end.
             await self._fire(at_end=True)
             if self.ended:
                 return
-        if kind == Event.PROGRESS_STATE and context.running.interrupt_requested and self._step_begins(data):
+        if kind == _PROGRESS_STATE and context.running.interrupt_requested and self._step_begins(data):
             # A sampler checks the flag in its progress callback, when a step ends: that step reports nothing
             # (txt2img_interrupt capture).
             self._interrupt(self.current)
             return
-        if kind == Event.EXECUTED and isinstance(data, dict):
+        if kind == _EXECUTED and isinstance(data, dict):
             # The node's files exist before `executed` says so (written in dynamic mode).
             context.files.materialize(self.plan, str(data.get("node")), data.get("output"), self.png_metadata)
         started = self._observe(kind, data)
-        if not isinstance(nodes, ProgressNodes):
+        if shared:
+            if received:  # built only for a receiver
+                context.sockets.emit(item.client_id, kind, {**data, "nodes": cast(ProgressNodes, nodes).as_dict()})
+        elif received or terminal:  # (a terminal message's faults may have awaited: emit asks again)
             context.sockets.emit(item.client_id, kind, data)
-        elif context.sockets.reaches(item.client_id, kind):
-            context.sockets.emit(item.client_id, kind, {**data, "nodes": nodes.as_dict()})  # built only for a receiver
         if started:
             await self._at_node()
-        elif kind == Event.PROGRESS and isinstance(data, dict) and data.get("node") is not None:
+        elif kind == _PROGRESS and isinstance(data, dict) and data.get("node") is not None:
             self._step_point = f"step:{data['node']}:{data.get('value')}"  # reached once its preview is out too
 
     def _swapped(self, event: WsEvent, after: WsEvent) -> bool:
-        """Whether a step's preview and ``progress`` (a :func:`_paired` pair) must trade places for this client:
+        """Whether a step's preview and ``progress`` (a :func:`planned.paired` pair) must trade places for this client:
         after ``progress`` for a legacy client, before it for one that announced preview metadata (txt2img,
         ws_binary_legacy and ws_binary_with_metadata captures)."""
-        is_preview = _is_preview(event)
+        is_preview = is_preview_event(event)
         client = self.context.sockets.clients.get(self.item.client_id or "")
         if client is None:
             return False
@@ -193,9 +200,9 @@ class JobRun:
         if not isinstance(data, dict):
             return False
         started = None
-        if kind == Event.EXECUTING and data.get("node") is not None and self._announced:
+        if kind == _EXECUTING and data.get("node") is not None and self._announced:
             started = str(data["node"])
-        elif kind == Event.PROGRESS_STATE:
+        elif kind == _PROGRESS_STATE:
             for node_id, state in self._progress_changes(data.get("nodes") or {}):
                 if not isinstance(state, dict):
                     continue
@@ -205,7 +212,7 @@ class JobRun:
                 # A recording made without a client_id has no `executing`: finished nodes say what ran.
                 if state.get("state") == "finished" and node_id not in self.executed:
                     self.executed[str(node_id)] = None
-        elif kind == Event.EXECUTED:
+        elif kind == _EXECUTED:
             node = str(data.get("node"))
             data["output"] = self.context.files.enrich(data.get("output"), self.item.prompt_id)
             self.outputs[node] = data.get("output")
@@ -223,9 +230,13 @@ class JobRun:
     def _progress_changes(self, nodes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
         """The entries of a progress map to look at: all of them, or for a shared map that follows the last one
         seen, only its change (so a run of n nodes reads O(n) states, not O(n²))."""
-        previous, self._progress = self._progress, nodes if isinstance(nodes, ProgressNodes) else None
-        if isinstance(nodes, ProgressNodes) and previous is not None and nodes.follows(previous):
-            return (nodes.last_change(),)
+        previous = self._progress
+        if type(nodes) is ProgressNodes:  # (not isinstance: an ABC's check costs on every message)
+            self._progress = nodes
+            if previous is not None and nodes.follows(previous):
+                return (nodes.last_change(),)
+        else:
+            self._progress = None
         return nodes.items()
 
     async def _at_node(self) -> None:
@@ -233,7 +244,9 @@ class JobRun:
         if self.context.running.interrupt_requested:
             self._interrupt(self.current)
             return
-        await self.context.clock.checkpoint(self.item.prompt_id, f"node:{self.current}")
+        clock = self.context.clock
+        if clock.holds:  # (no hold: checkpoint returns at once; its point's name is not even made)
+            await clock.checkpoint(self.item.prompt_id, f"node:{self.current}")
         if self._pending:
             await self._fire()
 
@@ -368,27 +381,6 @@ class JobRun:
         if isinstance(extra, dict):
             metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
         return metadata
-
-
-def _plain_states(event: WsEvent) -> bool:
-    """Whether a ``progress_state``'s node ids and their states and values hold no placeholder, so that a run can
-    read them from the planned message itself (worked out once per recorded message)."""
-    plain: bool | None = event.__dict__.get("_plain_states")
-    if plain is None:
-        nodes = event.data.get("nodes") if isinstance(event.data, dict) else None
-        plain = event.__dict__["_plain_states"] = isinstance(nodes, dict) and not any(
-            "{{" in str(node) or isinstance(state, dict) and ("{{" in str(state.get("state")) or "{{" in str(state.get("value")))
-            for node, state in nodes.items())
-    return plain
-
-
-def _is_preview(event: WsEvent) -> bool:
-    return event.binary is not None or event.type == PREVIEW
-
-
-def _paired(event: WsEvent, after: WsEvent) -> bool:
-    """Whether two planned messages are a step's ``progress`` and its preview, in either order."""
-    return (_is_preview(event) and after.type == Event.PROGRESS) or (event.type == Event.PROGRESS and _is_preview(after))
 
 
 def _save_refusal(message: str) -> FaultRule:
