@@ -21,15 +21,16 @@ from .nodes import FILE_CHECKED_INPUTS
 from .profiles import DEFAULT, Profile
 from .validation_frames import (
     ENDSWITH_FRAMES, INPUTS_FRAME, LINK_SOURCE_FRAME, MAX_FRAME, MEMBERSHIP_FRAME, MIN_FRAME, RECURSE_FRAME, RETURN_TYPE_FRAME,
-    VALIDATE_PROMPT_FRAME, VALUE_FRAME, Raised, at, custom_frames,
+    VALIDATE_PROMPT_FRAME, VALUE_FRAME, Raised, custom_frames,
 )
 
 __all__ = ["NodeSpecs", "ValidationResult", "no_prompt_body", "validate_prompt"]
 
 _Error = dict[str, Any]
 _Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
-# One declared input: name, required?, input type, options, and the type its constant is converted to (None: kept).
-_Declared = tuple[str, bool, Any, Any, "type | None"]
+# One declared input: name, required?, input type, options, the type its constant is converted to (None: kept), and
+# whether a constant needs the range and list checks (False: options without min/max for a type with no option list).
+_Declared = tuple[str, bool, Any, Any, "type | None", bool]
 
 # ComfyUI's validate_inputs converts a constant of these input types (execution.py: int(val), float(val)...).
 _CONVERSIONS: dict[str, type] = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
@@ -234,7 +235,16 @@ def _declared_inputs(spec: Mapping[str, Any]) -> Iterator[_Declared]:
                 config = entries[name]
                 input_type = config[0]
                 conversion = _CONVERSIONS.get(input_type) if isinstance(input_type, str) else None
-                yield name, category == "required", input_type, config[1] if len(config) > 1 else {}, conversion
+                extra_info = config[1] if len(config) > 1 else {}
+                yield name, category == "required", input_type, extra_info, conversion, _checked(input_type, extra_info)
+
+
+def _checked(input_type: Any, extra_info: Any) -> bool:
+    """Whether _Validator._check_value can find anything wrong with a constant for this input (options that are no
+    dict go through it, to fail where ComfyUI's lines do)."""
+    if not isinstance(extra_info, dict) or "min" in extra_info or "max" in extra_info:
+        return True
+    return isinstance(input_type, list) or input_type == "COMBO"
 
 
 def _input_config(input_type: Any, extra_info: Any) -> list[Any]:
@@ -258,8 +268,8 @@ def _types_compatible(received: Any, expected: Any) -> bool:
 class _Validator:
     """ComfyUI's validate_inputs with its ``validated`` memo, over a recorded catalogue.
 
-    The lines ComfyUI's traceback names are guarded by try/except, not ``at``: they run for every input of every
-    submitted node, and a try costs nothing until it catches.
+    Each line ComfyUI's traceback names is guarded by a try that turns an exception there into a Raised at that
+    line: they run for every input of every submitted node, and a try costs nothing until it catches.
     """
 
     def __init__(
@@ -291,13 +301,15 @@ class _Validator:
 
     def _validate_node(self, unique_id: Any) -> _Outcome:
         node = self.prompt[unique_id]
-        with at(INPUTS_FRAME):
+        try:
             inputs = node["inputs"]
+        except Exception as exc:
+            raise Raised(exc, [INPUTS_FRAME]) from exc
         class_type = node["class_type"]
         file_input = FILE_CHECKED_INPUTS.get(class_type)
         errors: list[_Error] = []
         valid = True
-        for x, required, input_type, extra_info, conversion in self.specs.inputs(class_type):
+        for x, required, input_type, extra_info, conversion, checked in self.specs.inputs(class_type):
             try:
                 missing = x not in inputs
             except Exception as exc:
@@ -327,8 +339,8 @@ class _Validator:
                 message = f"Failed to convert an input value to a {input_type} value"
                 errors.append(_error("invalid_input_type", message, f"{x}, {val}, {ex}", extra))
                 continue
-            if x == file_input:
-                continue  # VALIDATE_INPUTS takes this input, so ComfyUI skips the range and list checks
+            if x == file_input or not checked:
+                continue  # VALIDATE_INPUTS takes a file input, so ComfyUI skips the range and list checks
             error = self._check_value(x, val, input_type, extra_info)
             if error is not None:
                 errors.append(error)
@@ -346,11 +358,15 @@ class _Validator:
             errors.append(_error("bad_linked_input", message, x, extra))
             return True
         o_id = val[0]
-        with at(LINK_SOURCE_FRAME):
+        try:
             o_class_type = self.prompt[o_id]["class_type"]
+        except Exception as exc:
+            raise Raised(exc, [LINK_SOURCE_FRAME]) from exc
         returns = self.specs.outputs(o_class_type)
-        with at(RETURN_TYPE_FRAME):
+        try:
             received_type = returns[val[1]]
+        except Exception as exc:
+            raise Raised(exc, [RETURN_TYPE_FRAME]) from exc
         if not _types_compatible(received_type, input_type):
             extra = {"input_name": x, "input_config": _input_config(input_type, extra_info), "received_type": received_type,
                      "linked_node": val}

@@ -1,10 +1,8 @@
 """The Python tracebacks ComfyUI's validation failures carry (``exception_during_validation``): the frames of
-execution.py, nodes.py and folder_paths.py that ComfyUI 0.3.64 prints, and the context that turns an exception
-raised by equivalent code into one carrying those frames."""
+execution.py, nodes.py and folder_paths.py that ComfyUI 0.3.64 prints, and the exception that carries them from
+validation's equivalent of those lines."""
 
 from __future__ import annotations
-
-from typing import Any
 
 # The server paths in error_invalid_prompt's exception_during_validation traceback.
 EXECUTION_PY = "/home/comfy/ComfyUI/execution.py"
@@ -82,20 +80,3 @@ ENDSWITH_FRAMES = [
     frame(314, "annotated_filepath", 'if name.endswith("[output]"):', caret="name.endswith",
            path=FOLDER_PATHS_PY),
 ]
-
-
-class at:
-    """Turn an exception raised by ComfyUI-equivalent code into a Raised at that source line (a class, not a
-    generator context manager: validation enters a few per input of every submitted node)."""
-
-    __slots__ = ("frames",)
-
-    def __init__(self, *frames: str) -> None:
-        self.frames = frames
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, Exception) and not isinstance(exc, Raised):
-            raise Raised(exc, list(self.frames)) from exc

@@ -207,10 +207,9 @@ def store_upload(
     ``write(path, data)`` replaces the plain file write, like image_upload's ``image_save_function`` (see
     :func:`mask_writer`); ``placeholder(path)`` says an existing file counts as absent (RecordedInputs.placeholder).
 
-    Identical bytes under an existing name are not written again and keep the name; different
-    bytes get `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values
-    "true"/"1" exactly) replaces the file. Paths leaving the type's directory give 400; a missing
-    image gives 400; an unknown `type` gives 500, because ComfyUI crashes on it.
+    Identical bytes under an existing name are not written again and keep the name; different bytes get
+    `"name (1).png"`, `"name (2).png"`, ...; `overwrite` (True, or the form values "true"/"1" exactly) replaces the
+    file. A path leaving the type's folder or a missing image: 400; an unknown `type`: 500 (ComfyUI crashes).
 
     >>> import tempfile
     >>> folder = tempfile.TemporaryDirectory()
