@@ -139,6 +139,22 @@ def test_0_38_prompt_rules(current: ReplayServer) -> None:
         assert http.get("/api/assets").json()["error"]["code"] == "SERVICE_DISABLED"
 
 
+def test_output_metadata_is_the_size_of_the_file_as_it_is_now(current: ReplayServer) -> None:
+    """Dynamic mode: the size of a file the replay just wrote, and after someone else rewrote it, the new one's
+    (the same graph again is a cached re-run, reporting the same file)."""
+    with httpx.Client(base_url=current.url) as http:
+        first = wait(http, submit(http, 7))["outputs"]["2"]["images"][0]
+        assert first["metadata"] == {"kind": "image", "width": 40, "height": 24}
+        written = current.config.output_dir / first["filename"]
+        with Image.open(written) as image:
+            assert image.size == (40, 24)
+        buffer = io.BytesIO()
+        Image.new("RGB", (10, 6)).save(buffer, format="PNG")
+        written.write_bytes(buffer.getvalue())
+        again = wait(http, submit(http, 7))["outputs"]["2"]["images"][0]
+        assert again["filename"] == first["filename"] and again["metadata"] == {"kind": "image", "width": 10, "height": 6}
+
+
 def test_the_0_3_64_profile_has_none_of_it(start_server: Callable[..., ReplayServer]) -> None:
     server = start_server("comfyui")
     with httpx.Client(base_url=server.url) as http:

@@ -43,6 +43,7 @@ def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
 
 
 _SPLIT_KEPT = 32
+_SIZES_KEPT = 256  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
 _splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
 
 
@@ -93,13 +94,29 @@ def _is_png(path: Path, mtime_ns: int) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _dimensions(path: Path, mtime_ns: int) -> tuple[int, int] | None:
+    return _opened_size(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _png_dimensions(png: bytes) -> tuple[int, int] | None:
+    """The size of a source image the replay writes (with text chunks added, which leave it as it is): read once
+    per source, not from each job's new file."""
+    return _opened_size(io.BytesIO(png))
+
+
+def _opened_size(file: Path | io.BytesIO) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(file) as image:
             return int(image.width), int(image.height)
     except (OSError, UnidentifiedImageError):
         return None
+
+
+def _version(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file is written again, even within the clock tick that keeps its mtime."""
+    return stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino
 
 
 def _mtime(folder: str) -> int | None:
@@ -127,6 +144,8 @@ class OutputFiles:
         # Told of each file written, with its stat just after and its bytes: /view keeps them (FileBodies.wrote)
         # and answers the job's request for it without reading the file back.
         self.written: list[Callable[[str, os.stat_result, bytes], None]] = []
+        # The size of each file lately written, with its _version then: enrichment asks for it right after.
+        self._written_sizes: dict[str, tuple[tuple[int, int, int, int], tuple[int, int] | None]] = {}
 
     def empty_folders(self) -> None:
         """Empty the output and temp folders: the fixtures' reset between tests (a restart keeps the files, as
@@ -193,6 +212,10 @@ class OutputFiles:
             os.unlink(path)
             raise
         os.close(descriptor)
+        if png.startswith(_SIGNATURE):
+            if len(self._written_sizes) >= _SIZES_KEPT:
+                self._written_sizes.pop(next(iter(self._written_sizes)))
+            self._written_sizes[path] = (_version(stat), _png_dimensions(png))
         if wrote is not None:
             wrote(path, before)
         for listener in self.written:
@@ -211,9 +234,13 @@ class OutputFiles:
         enrichment does; None when there is no such image."""
         path = self.served(image)
         try:
-            return _dimensions(path, path.stat().st_mtime_ns) if path is not None else None
+            stat = path.stat() if path is not None else None
         except OSError:
             return None
+        if path is None or stat is None:
+            return None
+        written = self._written_sizes.get(os.fspath(path))
+        return written[1] if written is not None and written[0] == _version(stat) else _dimensions(path, stat.st_mtime_ns)
 
     def _source(self, image: OutputImage | None, cassette: Cassette | None, seed: int | None, index: int) -> Path | bytes:
         if self.source_image is not None:
