@@ -14,7 +14,7 @@ import typer
 
 from . import serve_command
 from .errors import ComfyCassettesError
-from .replay.options import OPTIONS
+from .replay.options import BY_NAME, OPTIONS
 from .replay.config import DEFAULT_BASE, DEFAULT_HOST, DEFAULT_PORT
 from .version import __version__
 
@@ -135,7 +135,7 @@ def _version_line(recorded: dict[str, Any]) -> str:
 @app.command()
 def inspect(
     cassette: Annotated[Path, typer.Argument(help="Cassette to summarise.")],
-    base: Annotated[Path, typer.Option(help="The cassette `serve` takes the routes this one lacks from.", show_default="the bundled snapshots.yaml")] = DEFAULT_BASE,
+    base: Annotated[Path, typer.Option(help="The cassette `serve` takes the routes this one lacks from.", show_default=BY_NAME["base"].shown_default)] = DEFAULT_BASE,
     no_base: Annotated[bool, typer.Option("--no-base", help="Serve with no base cassette.")] = False,
 ) -> None:
     """Validate a cassette and list its jobs, its recorded requests and what `serve` answers from the base."""
@@ -143,10 +143,14 @@ def inspect(
     from rich.table import Table
 
     from .cassette.load import load
+    from .comfy.profiles import profile
+    from .replay.config import bundled_base
     from .replay.sim.interactions import InteractionIndex
 
     try:
         loaded = load(cassette)
+        if base == DEFAULT_BASE:  # not given: the one `serve` takes for this cassette's version
+            base = bundled_base(profile(loaded.comfyui_version).version)
         from_base = [] if no_base else InteractionIndex([loaded], load(base)).from_base()
     except ComfyCassettesError as exc:
         raise _fail(exc) from None

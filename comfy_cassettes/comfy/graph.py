@@ -76,7 +76,18 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     """
     done: dict[str, str] = {}
     for root in workflow:
-        stack, on_path = [(str(root), False)], set[str]()
+        root = str(root)
+        node = workflow.get(root)
+        if root in done or not isinstance(node, dict):
+            continue
+        inputs = node.get("inputs", {})
+        for value in inputs.values():
+            if is_link(value) and value[0] not in done:
+                break
+        else:
+            done[root] = _signature(node.get("class_type"), inputs, done)  # its ancestors' keys are known: no walk
+            continue
+        stack, on_path = [(root, False)], set[str]()
         while stack:
             node_id, expanded = stack.pop()
             node = workflow.get(node_id)
@@ -96,16 +107,35 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
 
 # json.dumps(..., sort_keys=True, default=str) made once: dumps builds a new encoder per call given options.
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+# Values written as their repr: each type's repr tells its values apart and apart from the other types' (1, 1.0,
+# True, '1'), as their JSON does, at a fraction of an encoder's cost; any other value is written as JSON.
+_REPR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, str]) -> str:
     """One node's key from its class, its values and its inputs' keys (each link as ``<key>#<slot>``); a
-    NEVER_CACHED class's key also holds a fresh count, as ComfyUI's holds IS_CHANGED's new answer."""
-    parts = [[key, done.get(value[0], f"missing:{value[0]}") + f"#{value[1]}" if is_link(value) else value]
-             for key, value in sorted(inputs.items())]
-    changed = next(_CHANGED) if class_type in NEVER_CACHED else None
-    text = _KEY_ENCODER.encode([class_type, parts, changed])
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    NEVER_CACHED class's key also holds a fresh count, as ComfyUI's holds IS_CHANGED's new answer.
+
+    The text hashed is the class and each input in key order, every part self-delimiting (a repr, a JSON text, a
+    digest), so that different nodes never give the same text."""
+    parts = [_term(class_type)]
+    for key, value in sorted(inputs.items()):
+        name = f"S{key!r}" if type(key) is str else _term(key)
+        if type(value) in _REPR_TYPES:
+            parts.append(f"{name}=S{value!r}")
+        elif is_link(value):
+            source = done.get(value[0])
+            link = f"L{source}" if source is not None else f"M{value[0]!r}"
+            parts.append(f"{name}={link}#{value[1]!r}")
+        else:
+            parts.append(f"{name}=J{_KEY_ENCODER.encode(value)}")
+    if class_type in NEVER_CACHED:
+        parts.append(f"changed {next(_CHANGED)}")
+    return hashlib.blake2b(";".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _term(value: Any) -> str:
+    return f"S{value!r}" if type(value) in _REPR_TYPES else f"J{_KEY_ENCODER.encode(value)}"
 
 
 def execution_order(

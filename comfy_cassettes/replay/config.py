@@ -6,16 +6,18 @@ import importlib.util
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..cassette.model import Cassette
 from ..comfy.model_files import by_folder
-from ..comfy.profiles import profile
+from ..comfy.profiles import parts, profile
 from ..contract import ADMIN_PREFIX as ADMIN_PREFIX
 from ..errors import ConfigError
 
 from .options import (
-    ADMIN_TOKEN_ENV as ADMIN_TOKEN_ENV, BUNDLED_DIR as BUNDLED_DIR, DEFAULT_BASE as DEFAULT_BASE, DEFAULT_CASSETTE as DEFAULT_CASSETTE,
+    ADMIN_TOKEN_ENV as ADMIN_TOKEN_ENV, BUNDLED_BASES as BUNDLED_BASES, BUNDLED_DIR as BUNDLED_DIR, DEFAULT_BASE as DEFAULT_BASE, DEFAULT_CASSETTE as DEFAULT_CASSETTE,
     DEFAULT_HOST as DEFAULT_HOST, DEFAULT_PORT as DEFAULT_PORT, PREVIEW_METHODS as PREVIEW_METHODS, TIMING_MODES as TIMING_MODES,
     default,
 )
@@ -44,7 +46,9 @@ class ReplayConfig:
     speed: float = default("speed")
     seed: int = default("seed")
     journal_limit: int = 10_000
-    base: Path | None = default("base")  # answers /object_info, /system_stats... a cassette lacks; None: no base
+    # answers /object_info, /system_stats... a cassette lacks; None: no base; DEFAULT_BASE: the bundled one of the
+    # version served (bundled_base)
+    base: Path | None = default("base")
     comfyui_version: str | None = default("comfyui_version")  # the ComfyUI version to be (a profile); None: the cassettes' own
     assets: bool = default("assets")  # ComfyUI 0.38's assets system (--enable-assets): asset ids on outputs and uploads
     models: tuple[str, ...] = default("models")  # declared model files, "FOLDER/NAME" (checkpoints/v1-5-pruned-emaonly.safetensors)
@@ -114,6 +118,36 @@ class ReplayConfig:
                              ("--user-dir", self.user_dir)):
             if folder is not None:
                 check_folder(flag, Path(folder).expanduser())
+
+
+def recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str | None:
+    """The ComfyUI version the cassettes were recorded from; cassettes of two profiles need ``chosen``, since
+    one server cannot answer as both."""
+    versions = {c.comfyui_version: c for c in cassettes if c.comfyui_version}
+    if chosen is None and len({profile(v).version for v in versions}) > 1:
+        recorded = ", ".join(f"{v} ({c.path.name if c.path else 'in memory'})" for v, c in versions.items())
+        raise ConfigError(f"the cassettes were recorded from different ComfyUI versions: {recorded}; "
+                          f"choose the one to be with --comfyui-version")
+    return next(iter(versions), None)
+
+
+def served_base(cassettes: Sequence[Cassette], config: ReplayConfig) -> Path | None:
+    """The base a replay of ``cassettes`` takes: --base, none with --no-base, else the bundled one of the ComfyUI
+    it serves (--comfyui-version, else the one they were recorded from)."""
+    if config.base != DEFAULT_BASE:
+        return config.base
+    return bundled_base(profile(config.comfyui_version or recorded_version(cassettes, config.comfyui_version)).version)
+
+
+def bundled_base(version: str) -> Path:
+    """The bundled base for a replay as ComfyUI ``version``: the one recorded from the newest version not newer
+    than it, the oldest for an older one (a base recorded from a newer ComfyUI would list nodes it lacks).
+
+    >>> [bundled_base(v).name for v in ("0.3.64", "0.7.1", "0.8.0", "0.38.1")]
+    ['snapshots.yaml', 'snapshots.yaml', 'comfyui-0.8.0.yaml', 'comfyui-0.8.0.yaml']
+    """
+    fitting = [recorded for recorded in BUNDLED_BASES if parts(recorded) <= parts(version)]
+    return BUNDLED_BASES[max(fitting, key=parts) if fitting else min(BUNDLED_BASES, key=parts)]
 
 
 def expand_cassettes(paths: tuple[Path, ...]) -> tuple[Path, ...]:

@@ -29,8 +29,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8189
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "cassettes"
 DEFAULT_CASSETTE = BUNDLED_DIR / "comfyui.yaml"
-# A real ComfyUI 0.3.64's informational answers, for the routes a session cassette never recorded.
-DEFAULT_BASE = BUNDLED_DIR / "snapshots.yaml"
+# The bundled bases: a real ComfyUI's informational answers, for the routes a session cassette never recorded, by
+# the version each was recorded from (its cassette says the same). Without --base a replay takes the newest not
+# newer than the ComfyUI it serves, the oldest for an older one (config.bundled_base).
+BUNDLED_BASES = {"0.3.64": BUNDLED_DIR / "snapshots.yaml", "0.8.0": BUNDLED_DIR / "bases" / "comfyui-0.8.0.yaml"}
+# --base when not given: stands for the bundled base of the version served.
+DEFAULT_BASE = BUNDLED_BASES["0.3.64"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("recorded_inputs", True, "Start with the input files the recording server had (its uploads, the images its jobs "
            "loaded); --no-recorded-inputs: an empty input folder.", flag="--recorded-inputs/--no-recorded-inputs"),
     Option("base", DEFAULT_BASE, "A cassette whose informational answers (/object_info, /system_stats, /models...) serve the "
-           "routes yours never recorded.", Optional[Path], shown_default="the bundled snapshots.yaml"),
+           "routes yours never recorded.", Optional[Path],
+           shown_default=f"the bundled base of the version served: ComfyUI {' or '.join(BUNDLED_BASES)}, the newest not newer"),
     Option("admin_token", None, "Token the admin API (/__cassettes__) requires as 'Authorization: Bearer TOKEN'. Bound to "
            "anything but loopback, one is generated and printed when not given.", Optional[str], envvar=ADMIN_TOKEN_ENV),
     Option("no_base", False, "Answer only what your cassettes recorded (no base).", config=False),

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..listening import bind_socket
 from .http.app import create_app
 from .http.limits import BoundedHeadersProtocol
-from .config import ReplayConfig
+from .config import ReplayConfig, served_base
 from .sim.engine import ReplayEngine
 
 T = TypeVar("T")
@@ -30,10 +30,11 @@ FULL_COLLECTION_THRESHOLD = 100
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
-    """Validate the config and load its cassettes (errors name the file and key)."""
+    """Validate the config and load its cassettes and base (errors name the file and key)."""
     config = config.validated()
     cassettes = [cassette_io.load(path) for path in config.cassettes]
-    base = cassette_io.load(config.base) if config.base is not None and config.base not in config.cassettes else None
+    base_path = served_base(cassettes, config)
+    base = cassette_io.load(base_path) if base_path is not None and base_path not in config.cassettes else None
     return ReplayEngine(config, cassettes, base=base)
 
 

@@ -24,11 +24,13 @@ from ...comfy import profiles
 from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
-from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, is_canonical_uuid
+from ...comfy.protocol import (
+    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
+)
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body, validate_prompt
 from ...errors import ConfigError
-from ..config import ReplayConfig
+from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
@@ -53,17 +55,6 @@ class Resettable(Protocol):
     """A part of the simulated server that knows how to start over."""
 
     def reset(self) -> None: ...
-
-
-def _recorded_version(cassettes: Sequence[Cassette], chosen: str | None) -> str | None:
-    """The ComfyUI version the cassettes were recorded from; cassettes of two profiles need ``chosen``, since
-    one server cannot answer as both."""
-    versions = {c.comfyui_version: c for c in cassettes if c.comfyui_version}
-    if chosen is None and len({profiles.profile(v).version for v in versions}) > 1:
-        recorded = ", ".join(f"{v} ({c.path.name if c.path else 'in memory'})" for v, c in versions.items())
-        raise ConfigError(f"the cassettes were recorded from different ComfyUI versions: {recorded}; "
-                          f"choose the one to be with --comfyui-version")
-    return next(iter(versions), None)
 
 
 def _uuid4_text(bits: int) -> str:
@@ -91,7 +82,7 @@ class Reply:
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Reply:
         # aiohttp's json_response: json.dumps defaults, utf-8
-        return cls.json_text(json.dumps(value).encode(), status)
+        return cls.json_text(dumps(value).encode(), status)
 
     @classmethod
     def json_text(cls, body: bytes, status: int = 200) -> Reply:
@@ -111,7 +102,7 @@ class ReplayEngine:
         self.config = config
         self.cassettes = list(cassettes)
         self.base = base  # informational answers the cassettes lack come from here (ReplayConfig.base)
-        self.recorded_version = _recorded_version(self.cassettes, config.comfyui_version)
+        self.recorded_version = recorded_version(self.cassettes, config.comfyui_version)
         self.profile = profiles.profile(config.comfyui_version or self.recorded_version)  # the ComfyUI version to be
         self.features = self.profile.feature_flags(assets=config.assets)
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]

@@ -8,14 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...comfy.behaviours import DECISIVE_INPUTS, InputSize, output_size, sampler_steps, seed
+from ...comfy.behaviours import InputSize, output_size, sampler_steps, seed
 from ...comfy.events import Event, WsEvent
-from ...comfy.graph import is_link, node_roles, structure
-from ...comfy.nodes import OUTPUT_CLASSES, VOLATILE_INPUTS
+from ...comfy.graph import node_roles, structure
+from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.timeline import PREVIEW, Pace, from_history, timeline
 from ...cassette.model import Job, OutputImage
 from ...cassette.naming import out_name
 from ...cassette.templating import Renderer, compile_value, parse_templated, placeholder
+from .matching import KINDS_KEPT, Facts, Kind, decisive_values, widget_values
 
 
 @dataclass(frozen=True)
@@ -44,48 +45,6 @@ class Plan:
         return by_node.get(node, {})
 
 
-def _widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    """A graph's non-volatile widget values by (node, input)."""
-    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()
-            if key not in VOLATILE_INPUTS and not is_link(value)}
-
-
-def _inputs(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()}
-
-
-def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, str], Any]) -> int:
-    """How many of a graph's widget values another graph of the same structure has too."""
-    get, shared = inputs.get, 0
-    for key, value in values.items():  # a plain loop: this runs for every candidate of every submission
-        if get(key) == value:
-            shared += 1
-    return shared
-
-
-def _decisive(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    """The values in a graph that decide what a client sees (behaviours.DECISIVE_INPUTS)."""
-    return {(str(n), k): v for n, node in workflow.items() if isinstance(node, dict)
-            for k, v in (node.get("inputs") or {}).items() if k in DECISIVE_INPUTS and not is_link(v)}
-
-
-@dataclass(frozen=True)
-class _Facts:
-    """What matching asks of a recorded job, worked out once at load instead of for every submission."""
-
-    decisive: dict[tuple[str, str], Any]
-    cached: list[str]  # sorted
-    own_values: int  # how many widget values the job shares with itself
-    with_bytes: int
-    inputs: dict[tuple[str, str], Any]  # every input by (node, input)
-
-    @classmethod
-    def of(cls, job: Job) -> _Facts:
-        inputs = _inputs(job.workflow)
-        return cls(_decisive(job.workflow), sorted(job.cached), _shared(_widget_values(job.workflow), inputs),
-                   int(all(o.file for o in job.outputs)), inputs)
-
-
 class JobIndex:
     """The recorded jobs, grouped once by workflow structure, so matching a submission costs one lookup."""
 
@@ -93,7 +52,8 @@ class JobIndex:
         self.jobs = list(jobs)
         self._by_structure: dict[str, list[Job]] = {}
         self._by_roles: dict[str, list[Job]] = {}  # the same, whatever the node ids (for a recording's pace)
-        self._facts = {id(job): _Facts.of(job) for job in self.jobs}
+        self._facts = {id(job): Facts.of(job) for job in self.jobs}
+        self._kinds: dict[tuple[str, bool, tuple[str, ...], tuple[str, ...]], Kind] = {}
         self._history_renderers: dict[int, Renderer] = {}
         # Per structure, each recorded set of outputs (sorted) in the order the first recording listed it.
         self._output_orders: dict[str, dict[tuple[str, ...], list[str]]] = {}
@@ -127,29 +87,50 @@ class JobIndex:
         fully cached re-run only replays a fully cached recording); then shared values, recorded image bytes, client
         presence and a finished recording break ties.
         """
-        best: tuple[tuple[int, ...], Job] | None = None
-        wanted_cached, wanted_outputs, decisive, values = sorted(cached), sorted(outputs), None, None
-        for job in self._same_shape(workflow, shape):
-            facts = self._facts[id(job)]
-            if job.status in ("rejected", "unfinished") or facts.cached != wanted_cached:
-                continue
-            if wanted_outputs and job.outputs_to_execute and sorted(job.outputs_to_execute) != wanted_outputs:
-                continue
-            decisive = _decisive(workflow) if decisive is None else decisive
-            if decisive != facts.decisive:
+        kind = self._kind(shape if shape is not None else structure(workflow), has_client, cached, outputs)
+        if kind is None:
+            return None
+        decisive = decisive_values(workflow)
+        candidates, compare = kind.matching(decisive)
+        best: tuple[tuple[Any, ...], Job] | None = None
+        shared: list[int] | None = None
+        for i, (job, facts, finished, rest) in enumerate(candidates.jobs):
+            if compare and decisive != facts.decisive:
                 continue  # other sizes, counts or steps: the graph is run with the submitted values instead
-            if has_client and not job.has_client and (job.status not in ("success", "error") or not job.history):
-                continue  # recorded without a client_id: only history can tell the client's stream, for a finished job
-            values = _widget_values(workflow) if values is None else values
-            shared = _shared(values, facts.inputs)
+            shared = candidates.shared(widget_values(workflow)) if shared is None else shared
             # A recorded failure was caused by its values: replay it only for the very same values.
-            if job.status == "error" and shared != facts.own_values:
+            if job.status == "error" and shared[i] != facts.own_values:
                 continue
-            finished = int(job.status != "interrupted")  # an interrupted recording only knows half the run
-            score = (finished, shared, facts.with_bytes, int(job.has_client == has_client), len(job.ws))
+            # A finished recording first (an interrupted one only knows half the run), then shared values, then
+            # recorded image bytes, the same client presence, the longer stream.
+            score = (finished, shared[i], rest)
             if best is None or score > best[0]:
                 best = (score, job)
         return best[1] if best else None
+
+    def _kind(self, shape: str, has_client: bool, cached: Sequence[str], outputs: Sequence[str]) -> Kind | None:
+        """The recorded jobs of ``shape`` that :meth:`choose` may take whatever the values, worked out once per kind of
+        submission: the same cache pattern, the same outputs, and with a client, a stream a client can be sent."""
+        if shape not in self._by_structure:
+            return None
+        wanted_cached, wanted_outputs = sorted(cached), sorted(outputs)
+        key = (shape, has_client, tuple(wanted_cached), tuple(wanted_outputs))
+        found = self._kinds.get(key)
+        if found is None:
+            jobs = []
+            for job in self._by_structure[shape]:
+                facts = self._facts[id(job)]
+                if job.status in ("rejected", "unfinished") or facts.cached != wanted_cached:
+                    continue
+                if wanted_outputs and job.outputs_to_execute and sorted(job.outputs_to_execute) != wanted_outputs:
+                    continue
+                if has_client and not job.has_client and (job.status not in ("success", "error") or not job.history):
+                    continue  # recorded without a client_id: only history can tell the client's stream, for a finished job
+                jobs.append((job, facts))
+            if len(self._kinds) >= KINDS_KEPT:
+                self._kinds.clear()  # (a bounded few: submissions of the recorded graphs, with their cache patterns)
+            found = self._kinds[key] = Kind(jobs, has_client)
+        return found
 
     def pace(self, workflow: Mapping[str, Any], *, has_client: bool, shape: str | None = None) -> Pace | None:
         """How long this graph's nodes took in a recording of the same structure (any values, any node ids: a
