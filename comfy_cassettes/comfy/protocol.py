@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # GET /features and the WebSocket feature_flags answer.
@@ -41,5 +42,26 @@ def is_canonical_uuid(value: Any) -> bool:
 
 
 def dumps(value: Any) -> str:
-    """JSON text as ComfyUI writes it (``json.dumps`` defaults: ``", "`` and ``": "``, ASCII escapes)."""
-    return json.dumps(value)
+    r"""JSON text as ComfyUI writes it (``json.dumps`` defaults: ``", "`` and ``": "``, ASCII escapes).
+
+    >>> print(dumps({"prompt_id": "\u00e9", "number": 1.0, "node_errors": {}, "x": [None, True, float("nan")]}))
+    {"prompt_id": "\u00e9", "number": 1.0, "node_errors": {}, "x": [null, true, NaN]}
+    """
+    if _ENCODE is None:
+        return json.dumps(value)
+    try:
+        return "".join(_ENCODE(value, 0))
+    except BaseException:
+        _MARKERS.clear()  # what a failed call left in the circular-reference memo (a successful one empties it)
+        raise
+
+
+# The C encoder json.dumps makes on every call, made once with the same settings: json.dumps spends a few
+# microseconds building it (and a float formatter, and checks of its arguments) before encoding a small value,
+# and every JSON answer and history entry comes through here. Its memo of the containers being encoded is kept
+# too, so a circular value still fails as json.dumps fails.
+_MARKERS: dict[int, Any] = {}
+_C_ENCODER: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE = None if _C_ENCODER is None else _C_ENCODER(
+    _MARKERS, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True,
+)

@@ -24,7 +24,9 @@ from ...comfy import profiles
 from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
-from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, is_canonical_uuid
+from ...comfy.protocol import (
+    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
+)
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body, validate_prompt
 from ...errors import ConfigError
@@ -80,7 +82,7 @@ class Reply:
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Reply:
         # aiohttp's json_response: json.dumps defaults, utf-8
-        return cls.json_text(json.dumps(value).encode(), status)
+        return cls.json_text(dumps(value).encode(), status)
 
     @classmethod
     def json_text(cls, body: bytes, status: int = 200) -> Reply:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -18,7 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ...comfy.graph import execution_order, signatures
-from ...comfy.protocol import MAXIMUM_HISTORY_SIZE, SENSITIVE_EXTRA_DATA_KEYS
+from ...comfy.protocol import MAXIMUM_HISTORY_SIZE, SENSITIVE_EXTRA_DATA_KEYS, dumps
 from ...comfy.shapes import ExecutionStatus, HistoryEntry, QueueListing
 
 if TYPE_CHECKING:
@@ -237,8 +236,8 @@ class History:
         for prompt_id, entry in entries.items():
             text = self._texts.get(prompt_id)
             if text is None:
-                text = self._texts[prompt_id] = json.dumps(entry)
-            parts.append(f"{json.dumps(prompt_id)}: {text}")
+                text = self._texts[prompt_id] = dumps(entry)
+            parts.append(f"{dumps(prompt_id)}: {text}")
         return ("{" + ", ".join(parts) + "}").encode()
 
     def delete(self, prompt_ids: Iterable[str]) -> None:
