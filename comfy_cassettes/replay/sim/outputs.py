@@ -10,6 +10,7 @@ import struct
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from ...cassette.model import Cassette, OutputImage
@@ -93,7 +94,7 @@ def _is_png(path: Path, mtime_ns: int) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _dimensions(path: Path, mtime_ns: int) -> tuple[int, int] | None:
+def _dimensions(path: str, mtime_ns: int) -> tuple[int, int] | None:
     return _opened_size(path)
 
 
@@ -104,7 +105,7 @@ def _png_dimensions(png: bytes) -> tuple[int, int] | None:
     return _opened_size(io.BytesIO(png))
 
 
-def _opened_size(file: Path | io.BytesIO) -> tuple[int, int] | None:
+def _opened_size(file: str | io.BytesIO) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -191,7 +192,7 @@ class OutputFiles:
         file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
         meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
         place: one directory entry made instead of two changes."""
-        png = _as_png(source, source.stat().st_mtime_ns) if isinstance(source, Path) else source
+        png = _as_png(source, os.stat(source).st_mtime_ns) if isinstance(source, Path) else source
         text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
         data = png_with_text(png, text) if text else png
         folder = os.path.dirname(path)
@@ -223,24 +224,26 @@ class OutputFiles:
 
     def served(self, image: Mapping[str, Any]) -> Path | None:
         """The file /view answers for an output entry (a static-mode name's source), None when there is none."""
-        kind, subfolder, filename = str(image.get("type", "output")), str(image.get("subfolder", "")), str(image.get("filename", ""))
-        path = self.virtual.get((kind, subfolder, filename))
-        if path is None:
-            path = (self.roots.temp if kind == "temp" else self.roots.output) / subfolder / filename
-        return path if path.is_file() else None
+        path = self._file_of(image)
+        return Path(path) if os.path.isfile(path) else None
 
     def dimensions(self, image: Mapping[str, Any]) -> tuple[int, int] | None:
         """(width, height) of the file an output entry names, read from its header as ComfyUI's media
         enrichment does; None when there is no such image."""
-        path = self.served(image)
+        path = os.fspath(self._file_of(image))
         try:
-            stat = path.stat() if path is not None else None
+            stat = os.stat(path)
         except OSError:
             return None
-        if path is None or stat is None:
+        if not S_ISREG(stat.st_mode):
             return None
-        written = self._written_sizes.get(os.fspath(path))
+        written = self._written_sizes.get(path)
         return written[1] if written is not None and written[0] == _version(stat) else _dimensions(path, stat.st_mtime_ns)
+
+    def _file_of(self, image: Mapping[str, Any]) -> Path | str:
+        kind, subfolder, filename = str(image.get("type", "output")), str(image.get("subfolder", "")), str(image.get("filename", ""))
+        path = self.virtual.get((kind, subfolder, filename))
+        return path if path is not None else os.path.join(self.roots.temp if kind == "temp" else self.roots.output, subfolder, filename)
 
     def _source(self, image: OutputImage | None, cassette: Cassette | None, seed: int | None, index: int) -> Path | bytes:
         if self.source_image is not None:
