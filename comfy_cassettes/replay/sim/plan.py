@@ -54,7 +54,7 @@ class JobIndex:
         self._by_roles: dict[str, list[Job]] = {}  # the same, whatever the node ids (for a recording's pace)
         self._facts = {id(job): Facts.of(job) for job in self.jobs}
         self._kinds: dict[tuple[str, bool, tuple[str, ...], tuple[str, ...]], Kind] = {}
-        self._history_renderers: dict[int, Renderer] = {}
+        self._history_renderers: dict[tuple[int, tuple[str, ...]], Renderer] = {}
         # Per structure, each recorded set of outputs (sorted) in the order the first recording listed it.
         self._output_orders: dict[str, dict[tuple[str, ...], list[str]]] = {}
         for job in self.jobs:
@@ -64,13 +64,14 @@ class JobIndex:
             if job.outputs_to_execute:
                 self._output_orders.setdefault(shape, {}).setdefault(tuple(sorted(job.outputs_to_execute)), list(job.outputs_to_execute))
 
-    def rendered_history(self, job: Job, bindings: Mapping[str, Any]) -> Any:
-        """The parts of the job's recorded history entry a run takes (``outputs`` and ``meta``: its status messages
-        are the run's own), with a replay's values; the renderer is compiled on first use."""
-        render = self._history_renderers.get(id(job))
+    def rendered_history(self, job: Job, bindings: Mapping[str, Any], parts: tuple[str, ...] = ("outputs", "meta")) -> Any:
+        """The ``parts`` of the job's recorded history entry a run takes (of ``outputs`` and ``meta``: its status
+        messages are the run's own), with a replay's values; each renderer is compiled on first use."""
+        key = (id(job), parts)
+        render = self._history_renderers.get(key)
         if render is None:
-            kept = {k: v for k, v in job.history.items() if k in ("outputs", "meta")} if isinstance(job.history, dict) else job.history
-            render = self._history_renderers[id(job)] = compile_value(kept)
+            kept = {k: v for k, v in job.history.items() if k in parts} if isinstance(job.history, dict) else job.history
+            render = self._history_renderers[key] = compile_value(kept)
         return render(bindings)
 
     def _same_shape(self, workflow: Mapping[str, Any], shape: str | None) -> list[Job]:

@@ -46,7 +46,7 @@ class RunContext:
     files: JobFiles
     pacing: Pacing
     running: Running
-    recorded_history: Callable[[Job, Mapping[str, Any]], Any]  # a recorded job's history entry, rendered
+    recorded_history: Callable[[Job, Mapping[str, Any], tuple[str, ...]], Any]  # parts of a recorded history entry, rendered
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class _Target:
 # with one, or reading its `.value`, costs more on every message of every job.
 _PROGRESS_STATE, _PROGRESS = Event.PROGRESS_STATE.value, Event.PROGRESS.value
 _EXECUTING, _EXECUTED = Event.EXECUTING.value, Event.EXECUTED.value
+_PAIRED_KINDS = frozenset({_PROGRESS, PREVIEW})  # the only messages a step's pair starts with (planned.paired)
 
 
 class JobRun:
@@ -84,8 +85,9 @@ class JobRun:
         self._progress: ProgressNodes | None = None  # the last shared progress map observed
         self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
         # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
-        self._unseen = (plan.job is not None and not any(e.type in TERMINAL for e in plan.events)
-                        and plan.job.status in STATUS_OF_TERMINAL.values())
+        # (Looked for from the end, where a run's terminal message is.)
+        self._unseen = (plan.job is not None and plan.job.status in STATUS_OF_TERMINAL.values()
+                        and not any(e.type in TERMINAL for e in reversed(plan.events)))
         if self._unseen and plan.job is not None:
             self.status = JobState(plan.job.status)  # the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
@@ -108,7 +110,7 @@ class JobRun:
                 await pacing.pause(event.t - previous_t)
             previous_t = event.t
             i += 1
-            if i < len(events) and paired(event, events[i]):
+            if i < len(events) and (event.binary is not None or event.type in _PAIRED_KINDS) and paired(event, events[i]):
                 # A step's preview and its `progress` go out back to back, in the order the client's format has
                 # (legacy: progress then preview; metadata: preview then progress; previews.md), and the step's
                 # hold point comes after both.
@@ -331,7 +333,9 @@ class JobRun:
         success = self.status is JobState.SUCCESS
         outputs, meta = self.outputs, dict[str, Any]()
         if success:
-            recorded_entry = context.recorded_history(job, self.bindings) if job is not None and job.history else None
+            # The recorded outputs are taken only when the run saw none (its own are the replay's files).
+            parts = ("meta",) if outputs else ("outputs", "meta")
+            recorded_entry = context.recorded_history(job, self.bindings, parts) if job is not None and job.history else None
             if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
                 outputs = recorded_entry["outputs"]
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
