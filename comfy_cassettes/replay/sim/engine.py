@@ -328,8 +328,9 @@ class ReplayEngine:
         extra_data = dict(body.get("extra_data") or {})
         if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
             extra_data["client_id"] = body["client_id"]
-        usage_source = headers.get("comfy-usage-source")
-        if profile.usage_source_header and usage_source and "comfy_usage_source" not in extra_data:
+        # The header is looked up only for a version that reads it (a request's headers are searched, not indexed).
+        usage_source = headers.get("comfy-usage-source") if profile.usage_source_header else None
+        if usage_source and "comfy_usage_source" not in extra_data:
             extra_data["comfy_usage_source"] = usage_source
         if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
             for key in SENSITIVE_EXTRA_DATA_KEYS:
