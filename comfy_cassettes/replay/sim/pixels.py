@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import random
+import zlib
 
 from typing import TYPE_CHECKING
 
@@ -37,12 +38,15 @@ def _blobs(key: str, size: tuple[int, int]) -> Image.Image:
 
 @functools.lru_cache(maxsize=256)
 def output_png(seed: int, width: int, height: int, index: int = 0) -> bytes:
-    """The PNG a sampler with ``seed`` would produce at ``width`` x ``height`` (SaveImage's compress_level 4)."""
+    """The PNG a sampler with ``seed`` would produce at ``width`` x ``height`` (SaveImage's compress_level 4).
+
+    Deflated run-length only: the same pixels in a third more bytes, a quarter less time (the encoding was
+    nearly all of a new seed's 10 ms at 512x768; PIL's row filtering, the rest, has no cheaper setting)."""
     from PIL import Image
 
     image = _latent(seed, width, height, index).resize((max(1, width), max(1, height)), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=4)
+    image.save(buffer, format="PNG", compress_level=4, compress_type=zlib.Z_RLE)
     return buffer.getvalue()
 
 
