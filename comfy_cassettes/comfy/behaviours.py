@@ -204,6 +204,13 @@ def sampler_steps(workflow: Mapping[str, Any], node_id: str) -> int | None:
 
 def seed(workflow: Mapping[str, Any], node_id: str) -> int | None:
     """The seed of the sampler an output's images come from (None when no sampler made them)."""
+    holder = seed_holder(workflow, node_id)
+    return seed_at(workflow, holder) if holder is not None else None
+
+
+def seed_holder(workflow: Mapping[str, Any], node_id: str) -> str | None:
+    """The node whose seed :func:`seed` reads for ``node_id`` (None when no sampler made its images): found by classes
+    and links alone, so graphs of one structure share it."""
     seen: set[str] = set()
     current: str | None = node_id
     while current is not None and current not in seen:
@@ -211,8 +218,14 @@ def seed(workflow: Mapping[str, Any], node_id: str) -> int | None:
         node = workflow.get(current)
         if not isinstance(node, dict):
             return None
-        rule = behaviour(node.get("class_type")).seed
-        if rule is not None:
-            return rule(node.get("inputs", {}), workflow)
+        if behaviour(node.get("class_type")).seed is not None:
+            return current
         current = upstream(workflow, current)
     return None
+
+
+def seed_at(workflow: Mapping[str, Any], holder: str) -> int | None:
+    """The seed a sampler node (a :func:`seed_holder`) gives its images."""
+    node = workflow.get(holder)
+    rule = behaviour(node.get("class_type")).seed if isinstance(node, dict) else None
+    return rule(node.get("inputs", {}), workflow) if rule is not None and isinstance(node, dict) else None

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...comfy.behaviours import InputSize, output_size, sampler_steps, seed
+from ...comfy.behaviours import InputSize, output_size, sampler_steps, seed, seed_at, seed_holder
 from ...comfy.events import Event, WsEvent
 from ...comfy.graph import node_roles, structure
 from ...comfy.nodes import OUTPUT_CLASSES
@@ -285,9 +285,14 @@ def _running(event: WsEvent) -> set[str]:
 
 def from_job(job: Job, workflow: Mapping[str, Any], input_size: InputSize | None = None, *, has_client: bool = True) -> Plan:
     """A plan that replays a recorded job as it happened; images the recording never downloaded get the
-    size the submitted graph says. A client's stream of a job recorded without one is rebuilt from its history."""
+    size the submitted graph says. A client's stream of a job recorded without one is rebuilt from its history.
+    ``workflow`` has the job's structure (JobIndex.choose), so the samplers its outputs' seeds come from are the
+    recording's, found once per job."""
     outputs = tuple(_sized(o, workflow, input_size) for o in job.outputs)
-    seeds = {n: s for n in {o.node for o in outputs} if (s := seed(workflow, n)) is not None}
+    holders: dict[str, str | None] | None = job.__dict__.get("_seed_holders")
+    if holders is None:
+        holders = job.__dict__["_seed_holders"] = {o.node: seed_holder(job.workflow, o.node) for o in job.outputs}
+    seeds = {n: s for n, holder in holders.items() if holder is not None and (s := seed_at(workflow, holder)) is not None}
     events = job.ws
     if has_client and not job.has_client and job.history:
         events = tuple(from_history(job.workflow, job.outputs_to_execute, job.history, cached=job.cached,

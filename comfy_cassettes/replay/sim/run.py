@@ -342,10 +342,10 @@ class JobRun:
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
         context.history.record(item, outputs if success else {}, status, meta)
         sigs = item.signatures
-        done = set(self.executed) | set(plan.cached) | (set(outputs) if success else set())
-        if success:
-            done |= {n for n in item.workflow if n in sigs}
-        results = {sigs[n]: outputs.get(n) for n in done if n in sigs}
+        if success:  # every node of the prompt is done
+            results = {sig: outputs.get(n) for n, sig in sigs.items()}
+        else:
+            results = {sigs[n]: outputs.get(n) for n in {*self.executed, *plan.cached} if n in sigs}
         context.cache.store(results)
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         context.sockets.emit(item.client_id, Event.EXECUTING.value, executing(None, item.prompt_id))
