@@ -172,6 +172,8 @@ class OutputFiles:
         no recording has bytes for is drawn from the ``seed`` of the sampler that made it, else plain grey.
         ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote)."""
         images = output.get("images", []) if isinstance(output, dict) else []
+        if metadata is not None and len(images) > 1:
+            metadata = functools.cache(metadata)  # the same text for every image of the batch: encoded once
         for index, image in enumerate(images):
             if not isinstance(image, dict) or "filename" not in image:
                 continue
