@@ -1,4 +1,5 @@
-"""ComfyUI's fixed protocol values, as the real captures show them (real-sessions README)."""
+"""ComfyUI's fixed protocol values, as the real captures show them (real-sessions README), and how it writes JSON and
+ids."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def is_canonical_uuid(value: Any) -> bool:
         return isinstance(value, str) and str(uuid.UUID(value)) == value
     except ValueError:
         return False
+
+
+def uuid4_text(bits: int) -> str:
+    """str(uuid.UUID(int=bits, version=4)) written out: the variant and version bits set as UUID sets them, the hex
+    grouped as it prints it (UUID's checks and properties cost more than the id itself: the replay's prompt ids).
+
+    >>> import random
+    >>> bits = random.Random(7).getrandbits(128)
+    >>> uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+    True
+    """
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def dumps(value: Any) -> str:
