@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from comfy_cassettes.comfy.protocol import dumps
+from comfy_cassettes.comfy.protocol import KeptEncoder, dumps
 from helpers import http_entries, response_json
 
 VALUES: list[Any] = [
@@ -15,12 +16,22 @@ VALUES: list[Any] = [
     float("nan"), float("inf"), -float("inf"), True, False, None,
     {"prompt_id": "e3e70682-c209-4cac-a29f-6fbed82c07cd", "number": 5, "node_errors": {}},
     {1: "int key", 2.5: "float key", None: "null key", False: "bool key"}, [[[]], {"a": [{"b": None}]}],
+    {"b": {"z": 1, "a": [2, {"y": 3, "c": 4}]}, "a": None},
 ]
 
 
 @pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
 def test_same_text_as_json_dumps(value: Any) -> None:
     assert dumps(value) == json.dumps(value)
+    assert _outcome(KeptEncoder(sort_keys=True).dumps, value) == _outcome(lambda v: json.dumps(v, sort_keys=True), value)
+
+
+def _outcome(encode: Callable[[Any], str], value: Any) -> str:
+    """The text, or the failure (keys of mixed types cannot be sorted)."""
+    try:
+        return encode(value)
+    except TypeError as error:
+        return f"TypeError: {error}"
 
 
 def test_same_text_for_recorded_history_answers() -> None:

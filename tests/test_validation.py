@@ -10,7 +10,7 @@ import pytest
 
 from comfy_cassettes.comfy import model_files as models
 from comfy_cassettes.comfy.graph import execution_order
-from comfy_cassettes.comfy.validation import ValidationResult, no_prompt_body, validate_prompt
+from comfy_cassettes.comfy.validation import NodeSpecs, ValidationResult, no_prompt_body, validate_prompt
 from helpers import SESSIONS, http_entries, request_json, request_path, response_json, ws_received
 
 
@@ -82,6 +82,30 @@ def test_every_kind_is_covered() -> None:
     assert kinds == {"invalid_prompt", "prompt_no_outputs", "no_prompt", "prompt_outputs_failed_validation"}
     assert len(node_kinds) == 9
     assert any(s == 200 and c["node_errors"] for _, s, c in _INVALID)
+
+
+def test_kept_node_specs_answer_as_a_fresh_catalogue(object_info: dict[str, Any]) -> None:
+    """The replay keeps one NodeSpecs for every prompt: what one prompt's validation converts or reports never
+    reaches the catalogue, so each later prompt gets what a fresh catalogue gives it (every capture, twice over)."""
+    before = json.dumps(object_info)
+    kept = NodeSpecs(object_info)
+    bodies = [body for body, _, _ in _INVALID if body.get("prompt") is not None] * 2
+    for body in bodies:
+        fresh_prompt, kept_prompt = copy.deepcopy(body["prompt"]), copy.deepcopy(body["prompt"])
+        fresh = validate_prompt(fresh_prompt, object_info, partial_execution_targets=body.get("partial_execution_targets"))
+        again = validate_prompt(kept_prompt, kept, partial_execution_targets=body.get("partial_execution_targets"))
+        assert json.dumps([again.status, again.body, again.node_errors, again.outputs_to_execute, kept_prompt]) == json.dumps(
+            [fresh.status, fresh.body, fresh.node_errors, fresh.outputs_to_execute, fresh_prompt])
+        if again.body is not None:  # an error's input_config is a copy: changing it leaves the catalogue alone
+            for node in again.body["node_errors"].values():
+                for error in node["errors"]:
+                    config = error["extra_info"].get("input_config")
+                    for part in config or []:
+                        if isinstance(part, list):
+                            part.append("changed")
+                        elif isinstance(part, dict):
+                            part["changed"] = True
+    assert json.dumps(object_info) == before
 
 
 def test_partial_acceptance_runs_only_the_valid_branch(object_info: dict[str, Any]) -> None:

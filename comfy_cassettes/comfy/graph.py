@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .nodes import NEVER_CACHED
+from .protocol import KeptEncoder
 
 # ComfyUI puts IS_CHANGED's answer in a node's cache key; for NEVER_CACHED classes that answer is new each prompt.
 _CHANGED = itertools.count()
@@ -30,13 +31,14 @@ def structure(workflow: Mapping[str, Any]) -> str:
     shape = {}
     for node_id, node in workflow.items():
         inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
-        links = sorted([(k, v[0], v[1]) for k, v in inputs.items() if is_link(v)])
+        # isinstance first: most inputs are values, and it spares them the call
+        links = sorted([(k, v[0], v[1]) for k, v in inputs.items() if isinstance(v, list) and is_link(v)])
         shape[str(node_id)] = [node.get("class_type") if isinstance(node, dict) else None, links]
-    return _SHAPE_ENCODER.encode(shape)
+    return _SHAPE_ENCODER.dumps(shape)
 
 
-# json.dumps(..., sort_keys=True) made once: dumps builds a new encoder per call given options (every POST /prompt).
-_SHAPE_ENCODER = json.JSONEncoder(sort_keys=True)
+# json.dumps(..., sort_keys=True) without its per-call setup: every POST /prompt keys its graph here.
+_SHAPE_ENCODER = KeptEncoder(sort_keys=True)
 
 
 def node_roles(workflow: Mapping[str, Any]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""ComfyUI's fixed protocol values, as the real captures show them (real-sessions README)."""
+"""ComfyUI's fixed protocol values, as the real captures show them (real-sessions README), and how it writes JSON and
+ids."""
 
 from __future__ import annotations
 
@@ -41,27 +42,56 @@ def is_canonical_uuid(value: Any) -> bool:
         return False
 
 
+def uuid4_text(bits: int) -> str:
+    """str(uuid.UUID(int=bits, version=4)) written out: the variant and version bits set as UUID sets them, the hex
+    grouped as it prints it (UUID's checks and properties cost more than the id itself: the replay's prompt ids).
+
+    >>> import random
+    >>> bits = random.Random(7).getrandbits(128)
+    >>> uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+    True
+    """
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def dumps(value: Any) -> str:
     r"""JSON text as ComfyUI writes it (``json.dumps`` defaults: ``", "`` and ``": "``, ASCII escapes).
 
     >>> print(dumps({"prompt_id": "\u00e9", "number": 1.0, "node_errors": {}, "x": [None, True, float("nan")]}))
     {"prompt_id": "\u00e9", "number": 1.0, "node_errors": {}, "x": [null, true, NaN]}
     """
-    if _ENCODE is None:
-        return json.dumps(value)
-    try:
-        return "".join(_ENCODE(value, 0))
-    except BaseException:
-        _MARKERS.clear()  # what a failed call left in the circular-reference memo (a successful one empties it)
-        raise
+    return _PLAIN.dumps(value)
 
 
-# The C encoder json.dumps makes on every call, made once with the same settings: json.dumps spends a few
-# microseconds building it (and a float formatter, and checks of its arguments) before encoding a small value,
-# and every JSON answer and history entry comes through here. Its memo of the containers being encoded is kept
-# too, so a circular value still fails as json.dumps fails.
-_MARKERS: dict[int, Any] = {}
 _C_ENCODER: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
-_ENCODE = None if _C_ENCODER is None else _C_ENCODER(
-    _MARKERS, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True,
-)
+
+
+class KeptEncoder:
+    """``json.dumps(value, sort_keys=sort_keys)`` with the C encoder json.dumps makes on every call made once.
+
+    json.dumps spends a few microseconds building that encoder (and a float formatter, and checks of its arguments)
+    before encoding a small value, and every JSON answer, history entry and graph key comes through one of these.
+    Its memo of the containers being encoded is kept too, so a circular value still fails as json.dumps fails.
+    """
+
+    def __init__(self, *, sort_keys: bool = False) -> None:
+        self.sort_keys = sort_keys
+        self._markers: dict[int, Any] = {}
+        self._encode = None if _C_ENCODER is None else _C_ENCODER(
+            self._markers, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+            sort_keys, False, True,
+        )
+
+    def dumps(self, value: Any) -> str:
+        if self._encode is None:
+            return json.dumps(value, sort_keys=self.sort_keys)
+        try:
+            return "".join(self._encode(value, 0))
+        except BaseException:
+            self._markers.clear()  # what a failed call left in the circular-reference memo (a successful one empties it)
+            raise
+
+
+_PLAIN = KeptEncoder()

@@ -26,6 +26,7 @@ from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import (
     CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
+    uuid4_text,
 )
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body, validate_prompt
@@ -55,19 +56,6 @@ class Resettable(Protocol):
     """A part of the simulated server that knows how to start over."""
 
     def reset(self) -> None: ...
-
-
-def _uuid4_text(bits: int) -> str:
-    """str(uuid.UUID(int=bits, version=4)) written out: the variant and version bits set as UUID sets them, the hex
-    grouped as it prints it (UUID's checks and properties cost more than the id itself, once per POST /prompt).
-
-    >>> bits = random.Random(7).getrandbits(128)
-    >>> _uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
-    True
-    """
-    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
-    text = f"{bits:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclass(frozen=True)
@@ -238,7 +226,7 @@ class ReplayEngine:
 
     def new_prompt_id(self) -> str:
         """A UUID4 drawn from the seeded sequence: same seed, same ids, in the same order."""
-        return _uuid4_text(self._ids.getrandbits(128))
+        return uuid4_text(self._ids.getrandbits(128))
 
     # ------------------------------------------------------------ POST /prompt
 

@@ -98,7 +98,7 @@ def _dimensions(path: str, mtime_ns: int) -> tuple[int, int] | None:
     return _opened_size(path)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=_SPLIT_KEPT)  # holds its sources, as _splits does: as many
 def _png_dimensions(png: bytes) -> tuple[int, int] | None:
     """The size of a source image the replay writes (with text chunks added, which leave it as it is): read once
     per source, not from each job's new file."""
@@ -172,6 +172,8 @@ class OutputFiles:
         no recording has bytes for is drawn from the ``seed`` of the sampler that made it, else plain grey.
         ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote)."""
         images = output.get("images", []) if isinstance(output, dict) else []
+        if metadata is not None and len(images) > 1:
+            metadata = functools.cache(metadata)  # the same text for every image of the batch: encoded once
         for index, image in enumerate(images):
             if not isinstance(image, dict) or "filename" not in image:
                 continue
