@@ -98,7 +98,7 @@ def _dimensions(path: str, mtime_ns: int) -> tuple[int, int] | None:
     return _opened_size(path)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=_SPLIT_KEPT)  # holds its sources, as _splits does: as many
 def _png_dimensions(png: bytes) -> tuple[int, int] | None:
     """The size of a source image the replay writes (with text chunks added, which leave it as it is): read once
     per source, not from each job's new file."""
