@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from ...comfy.behaviours import DECISIVE_INPUTS
 from ...comfy.graph import is_link
@@ -63,64 +63,101 @@ class _Candidates:
     counting how many values a submission shares with each is one lookup per value, not one per value and job."""
 
     def __init__(self, jobs: Sequence[tuple[Job, Facts]], has_client: bool) -> None:
-        # Each job with the parts of its score that do not depend on the submission.
-        self.jobs = [(job, facts, int(job.status != "interrupted"), (facts.with_bytes, int(job.has_client == has_client), len(job.ws)))
-                     for job, facts in jobs]
-        self._holders: dict[tuple[str, str], dict[Any, list[int]]] = {}  # (node, input) -> value -> jobs holding it
-        self._odd: dict[tuple[str, str], list[tuple[int, Any]]] = {}  # values no lookup can find: compared one by one
-        self._present: dict[tuple[str, str], set[int]] = {}  # (node, input) -> the jobs that have that input at all
+        self.jobs = [job for job, _ in jobs]
+        self._facts = [facts for _, facts in jobs]
+        # The parts of each job's score that do not depend on the submission (JobIndex.choose), and its place.
+        self._finished = [int(job.status != "interrupted") for job, _ in jobs]  # an interrupted recording knows half the run
+        self._rests = [(facts.with_bytes, int(job.has_client == has_client), len(job.ws)) for job, facts in jobs]
+        self._places = [-i for i in range(len(jobs))]  # the first of equal scores wins
+        self._errors = [i for i, (job, _) in enumerate(jobs) if job.status == "error"]
+        # By node and input: value -> the jobs holding it; the values no lookup can find, compared one by one; the
+        # jobs that have the input at all.
+        self._holders: dict[str, dict[str, dict[Any, list[int]]]] = {}
+        self._odd: dict[tuple[str, str], list[tuple[int, Any]]] = {}
+        self._present: dict[tuple[str, str], set[int]] = {}
         for i, (_, facts) in enumerate(jobs):
-            for key, value in facts.inputs.items():
-                self._present.setdefault(key, set()).add(i)
+            for (node, key), value in facts.inputs.items():
+                self._present.setdefault((node, key), set()).add(i)
                 if _findable(value):
-                    self._holders.setdefault(key, {}).setdefault(value, []).append(i)
+                    self._holders.setdefault(node, {}).setdefault(key, {}).setdefault(value, []).append(i)
                 else:
-                    self._odd.setdefault(key, []).append((i, value))
+                    self._odd.setdefault((node, key), []).append((i, value))
 
-    def shared(self, values: Mapping[tuple[str, str], Any]) -> list[int]:
-        """For each job, how many of ``values`` it has too (:func:`_shared`: equal by ``==``)."""
+    def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
+        """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:
+        the submission's decisive values when each job must still be compared with them."""
+        if not self.jobs:
+            return None
+        shared = self.shared(workflow)
+        finished = self._finished
+        excluded = [i for i in self._errors if shared[i] != self._facts[i].own_values]  # a failure replays only its values
+        if decisive is not None:
+            excluded += [i for i, facts in enumerate(self._facts) if decisive != facts.decisive]
+        if excluded:
+            finished = list(finished)
+            for i in excluded:
+                finished[i] = -1
+        score = max(zip(finished, shared, self._rests, self._places))
+        return self.jobs[-score[3]] if score[0] >= 0 else None
+
+    def shared(self, workflow: Mapping[str, Any]) -> list[int]:
+        """For each job, how many of ``workflow``'s widget values (:func:`widget_values`) it has too (:func:`_shared`:
+        equal by ``==``), read from the graph itself."""
         counts = [0] * len(self.jobs)
         holders, odd = self._holders, self._odd
-        for key, value in values.items():
-            if _findable(value):  # equal hashable values are found by lookup; unhashable ones equal none of them
-                for i in holders.get(key, {}).get(value, ()):
-                    counts[i] += 1
-            for i, theirs in odd.get(key, ()):
-                if theirs == value:
-                    counts[i] += 1
-            if value is None:  # a job without the input shares a None too (_shared: inputs.get(key) == value)
-                present = self._present.get(key, set())
-                for i in range(len(counts)):
-                    counts[i] += i not in present
+        for node_id, node in workflow.items():
+            held_here = holders.get(node_id, {})
+            for key, value in node.get("inputs", {}).items():
+                if key in VOLATILE_INPUTS or isinstance(value, list) and is_link(value):
+                    continue
+                held = held_here.get(key)
+                if held is not None:
+                    # Equal values are found by lookup (the holders hold no NaN, the one value a lookup finds unequal);
+                    # an unhashable value equals none of them.
+                    try:
+                        found = held.get(value, ())
+                    except TypeError:
+                        found = ()
+                    for i in found:
+                        counts[i] += 1
+                if odd and (node_id, key) in odd:
+                    for i, theirs in odd[(node_id, key)]:
+                        if theirs == value:
+                            counts[i] += 1
+                if value is None:  # a job without the input shares a None too (_shared: inputs.get(key) == value)
+                    present = self._present.get((node_id, key), set())
+                    for i in range(len(counts)):
+                        counts[i] += i not in present
         return counts
 
 
 class Kind:
     """The recorded jobs one kind of submission (structure, client, cache pattern, outputs) may be answered by,
-    also grouped by their decisive values, so a submission's values pick their group in one lookup."""
+    also grouped by their decisive values, so a submission's values pick their group with a few comparisons."""
 
     def __init__(self, jobs: Sequence[tuple[Job, Facts]], has_client: bool) -> None:
         self.all = _Candidates(jobs, has_client)
-        keys = [_value_key(facts.decisive) for _, facts in jobs]
-        # A job whose decisive values no lookup can find is compared with each submission (all of them are, then).
-        self.groups: dict[frozenset[tuple[tuple[str, str], Any]], _Candidates] | None = None
-        if all(key is not None for key in keys):
-            grouped: dict[frozenset[tuple[tuple[str, str], Any]], list[tuple[Job, Facts]]] = {}
-            for key, job in zip(keys, jobs):
-                grouped.setdefault(cast(frozenset[tuple[tuple[str, str], Any]], key), []).append(job)
-            self.groups = {key: _Candidates(group, has_client) for key, group in grouped.items()}
+        # Groups of equal decisive values, in the order their first job comes. Only values a lookup can find
+        # (_findable) make ``==`` transitive; with any other, each job is compared with each submission instead.
+        self.groups: list[tuple[Mapping[tuple[str, str], Any], _Candidates]] | None = None
+        if all(_findable(v) for _, facts in jobs for v in facts.decisive.values()):
+            grouped: list[tuple[Mapping[tuple[str, str], Any], list[tuple[Job, Facts]]]] = []
+            for job, facts in jobs:
+                group = next((members for decisive, members in grouped if decisive == facts.decisive), None)
+                if group is None:
+                    group = []
+                    grouped.append((facts.decisive, group))
+                group.append((job, facts))
+            self.groups = [(decisive, _Candidates(members, has_client)) for decisive, members in grouped]
 
-    def matching(self, decisive: dict[tuple[str, str], Any]) -> tuple[_Candidates, bool]:
+    def matching(self, decisive: Mapping[tuple[str, str], Any]) -> tuple[_Candidates, bool]:
         """The candidates for a submission's decisive values, and whether each must still be compared with them."""
-        key = _value_key(decisive) if self.groups is not None else None
-        if key is None or self.groups is None:
+        if self.groups is None:
             return self.all, True
-        return self.groups.get(key, NO_CANDIDATES), False
-
-
-def _value_key(values: Mapping[tuple[str, str], Any]) -> frozenset[tuple[tuple[str, str], Any]] | None:
-    """A key equal for value maps that are equal (``==``), or None when a value is not :func:`_findable`."""
-    return frozenset(values.items()) if all(_findable(v) for v in values.values()) else None
+        for theirs, candidates in self.groups:
+            if decisive == theirs:
+                return candidates, False
+        return NO_CANDIDATES, False
 
 
 NO_CANDIDATES = _Candidates((), False)

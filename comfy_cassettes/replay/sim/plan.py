@@ -16,7 +16,7 @@ from ...comfy.timeline import PREVIEW, Pace, from_history, timeline
 from ...cassette.model import Job, OutputImage
 from ...cassette.naming import out_name
 from ...cassette.templating import Renderer, compile_value, parse_templated, placeholder
-from .matching import KINDS_KEPT, Facts, Kind, decisive_values, widget_values
+from .matching import KINDS_KEPT, Facts, Kind, decisive_values
 
 
 @dataclass(frozen=True)
@@ -93,21 +93,7 @@ class JobIndex:
             return None
         decisive = decisive_values(workflow)
         candidates, compare = kind.matching(decisive)
-        best: tuple[tuple[Any, ...], Job] | None = None
-        shared: list[int] | None = None
-        for i, (job, facts, finished, rest) in enumerate(candidates.jobs):
-            if compare and decisive != facts.decisive:
-                continue  # other sizes, counts or steps: the graph is run with the submitted values instead
-            shared = candidates.shared(widget_values(workflow)) if shared is None else shared
-            # A recorded failure was caused by its values: replay it only for the very same values.
-            if job.status == "error" and shared[i] != facts.own_values:
-                continue
-            # A finished recording first (an interrupted one only knows half the run), then shared values, then
-            # recorded image bytes, the same client presence, the longer stream.
-            score = (finished, shared[i], rest)
-            if best is None or score > best[0]:
-                best = (score, job)
-        return best[1] if best else None
+        return candidates.best(workflow, decisive if compare else None)
 
     def _kind(self, shape: str, has_client: bool, cached: Sequence[str], outputs: Sequence[str]) -> Kind | None:
         """The recorded jobs of ``shape`` that :meth:`choose` may take whatever the values, worked out once per kind of
