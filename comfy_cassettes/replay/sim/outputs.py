@@ -193,10 +193,8 @@ class OutputFiles:
         Written in place, as PIL's save in ComfyUI's SaveImage does: a failed write (a full disk) removes the
         file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
         meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
-        place: one directory entry made instead of two changes."""
-        png = _as_png(source, os.stat(source).st_mtime_ns) if isinstance(source, Path) else source
-        text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
-        data = png_with_text(png, text) if text else png
+        place: one directory entry made instead of two changes. The bytes are made once the file is known to be
+        new: a cached re-run's files cost one failed open."""
         folder = os.path.dirname(path)
         before = _mtime(folder)
         if before is None:
@@ -206,6 +204,9 @@ class OutputFiles:
         except FileExistsError:
             return
         try:
+            png = _as_png(source, os.stat(source).st_mtime_ns) if isinstance(source, Path) else source
+            text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
+            data = png_with_text(png, text) if text else png
             written = 0
             while written < len(data):
                 written += os.write(descriptor, data[written:])
