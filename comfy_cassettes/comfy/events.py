@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .protocol import dumps
+
 
 class Event(str, Enum):
     """A server-to-client message type (``{"type": ..., "data": ...}``)."""
@@ -65,8 +67,8 @@ class WsEvent:
 
 
 def message(kind: str, data: Any) -> str:
-    """The text frame ComfyUI sends (``json.dumps`` defaults)."""
-    return json.dumps({"type": kind, "data": data})
+    """The text frame ComfyUI sends (``json.dumps`` defaults; a job with a socket sends a dozen)."""
+    return dumps({"type": kind, "data": data})
 
 
 def status(queue_remaining: int, sid: str | None = None) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class OutputNamer:
         # are added (wrote()), so a server writing every output (dynamic mode) still lists each folder once.
         self._listings: dict[str, _Listing] = {}
         self._next: dict[tuple[str, str], int] = {}
+        self._root_texts: dict[Path, tuple[str, bool]] = {}  # a root's text and whether it is absolute (asked per name)
 
     def save_names(
         self, filename_prefix: str, *, width: int, height: int, count: int
@@ -114,8 +115,8 @@ class OutputNamer:
         if "%" in prefix:
             prefix = _compute_vars(prefix, width, height)
         # A relative root depends on the working directory: only an absolute one's answers are kept.
-        place = _place if root.is_absolute() else _place.__wrapped__
-        subfolder, basename, folder = place(str(root), prefix)
+        text, absolute = self._root_texts.get(root) or self._root_texts.setdefault(root, (str(root), root.is_absolute()))
+        subfolder, basename, folder = (_place if absolute else _place.__wrapped__)(text, prefix)
         with self._lock:
             counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
             names = []

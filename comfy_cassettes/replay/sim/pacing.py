@@ -70,7 +70,7 @@ class Pacing:
     def waits(self, seconds: float) -> bool:
         """Whether :meth:`pause` of ``seconds`` would wait or yield: a run skips awaiting it when not (most messages
         of an instant run), which is two coroutines per message fewer."""
-        return bool(self._scale and seconds > 0) or self._spent()
+        return bool(self._scale and seconds > 0) or time.perf_counter() >= self._wall_due and self._spent()
 
     @property
     def recorded(self) -> bool:

@@ -81,7 +81,7 @@ class Worker:
                     self._waiting = False
                 context.pacing.restart()
                 continue
-            if clock.holds_at(head.prompt_id, "queued"):
+            if clock.holds and clock.holds_at(head.prompt_id, "queued"):
                 self._wake.clear()
                 advanced = await clock.checkpoint(head.prompt_id, "queued", abandon=self._wake)
                 if not advanced or queue.head() is not head:
