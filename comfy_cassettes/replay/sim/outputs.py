@@ -44,6 +44,9 @@ def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
 
 
 _SPLIT_KEPT = 32
+# A new file only; not inherited by child processes (os.open's default, PEP 446); no newline translation where
+# there is any (Windows' O_BINARY, which open() adds by itself).
+_CREATE_NEW: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _SIZES_KEPT = 256  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
 _splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
 
@@ -200,7 +203,7 @@ class OutputFiles:
         if before is None:
             os.makedirs(folder, exist_ok=True)
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            descriptor = os.open(path, _CREATE_NEW, 0o666)
         except FileExistsError:
             return
         try:
