@@ -44,6 +44,9 @@ def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
 
 
 _SPLIT_KEPT = 32
+# A new file only; not inherited by child processes (os.open's default, PEP 446); no newline translation where
+# there is any (Windows' O_BINARY, which open() adds by itself).
+_CREATE_NEW: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _SIZES_KEPT = 256  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
 _splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
 
@@ -193,19 +196,20 @@ class OutputFiles:
         Written in place, as PIL's save in ComfyUI's SaveImage does: a failed write (a full disk) removes the
         file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
         meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
-        place: one directory entry made instead of two changes."""
-        png = _as_png(source, os.stat(source).st_mtime_ns) if isinstance(source, Path) else source
-        text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
-        data = png_with_text(png, text) if text else png
+        place: one directory entry made instead of two changes. The bytes are made once the file is known to be
+        new: a cached re-run's files cost one failed open."""
         folder = os.path.dirname(path)
         before = _mtime(folder)
         if before is None:
             os.makedirs(folder, exist_ok=True)
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            descriptor = os.open(path, _CREATE_NEW, 0o666)
         except FileExistsError:
             return
         try:
+            png = _as_png(source, os.stat(source).st_mtime_ns) if isinstance(source, Path) else source
+            text = metadata() if metadata is not None and png.startswith(_SIGNATURE) else None
+            data = png_with_text(png, text) if text else png
             written = 0
             while written < len(data):
                 written += os.write(descriptor, data[written:])
