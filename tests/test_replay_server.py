@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,33 @@ def test_hostile_and_malformed_requests(start_app) -> None:
         assert (missing.status_code, missing.content, missing.headers["content-type"]) == (404, b"", "application/octet-stream")
         miss = server.engine.journal.problems()["unmatched"][-1]
         assert miss["request"] == "GET /no/such/route" and "differences" in miss["closest"][0]
+
+
+def test_request_bodies_are_decoded_as_aiohttp_decodes_them_for_comfyui(start_app) -> None:
+    # ComfyUI reads JSON with aiohttp's request.json(): the text decoded with the Content-Type's charset (UTF-8 by
+    # default), then json.loads. json.loads(bytes) would also take a byte order mark or UTF-16: ComfyUI crashes on both.
+    server = start_app()
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "café"}}}
+    text = json.dumps({"prompt": graph}, ensure_ascii=False)
+    crash = "500 Internal Server Error\n\nServer got itself in trouble"
+    with server.client() as http:
+        for body, content_type in ((b"\xef\xbb\xbf" + text.encode(), "application/json"), (text.encode("utf-16"), "application/json"),
+                                   (text.encode("latin-1"), "application/json"), (text.encode(), "application/json; charset=no-such")):
+            answer = http.post("/prompt", content=body, headers={"Content-Type": content_type})
+            assert (answer.status_code, answer.text) == (500, crash), (body[:8], content_type)
+            assert http.post("/interrupt", content=body, headers={"Content-Type": content_type}).status_code == 200
+        for body, content_type in ((text.encode(), "application/json"), (text.encode("latin-1"), 'application/json; charset="ISO-8859-1"')):
+            answer = http.post("/prompt", content=body, headers={"Content-Type": content_type})
+            assert answer.status_code == 200 and answer.json()["node_errors"] == {}, content_type
+            prompt_id = answer.json()["prompt_id"]
+            for _ in range(200):
+                entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
+                if entry:
+                    break
+                time.sleep(0.02)
+            [image] = entry["outputs"]["2"]["images"]
+            assert image["filename"].startswith("café_")  # the é read as the charset says
 
 
 def test_api_prefix_and_informational_routes(start_app) -> None:

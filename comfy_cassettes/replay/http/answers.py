@@ -3,7 +3,6 @@ a body read as ComfyUI reads it, and the recorded answer for a route the simulat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -12,7 +11,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ...comfy.protocol import JSON_CONTENT_TYPE
+from ...comfy.protocol import JSON_CONTENT_TYPE, request_json
 from ..sim.engine import ReplayEngine, Reply
 from .static import empty_streamed, http_error
 
@@ -75,10 +74,11 @@ class Prepared(Response):
 
 
 async def body_json(request: Request) -> Any:
+    """The body as ComfyUI's handlers read it (protocol.request_json); None when empty or not JSON."""
     raw = await request.body()
     try:
-        return json.loads(raw) if raw else None
-    except (ValueError, RecursionError):
+        return request_json(raw, request.headers.get("content-type")) if raw else None
+    except (ValueError, LookupError, RecursionError):
         return None
 
 

@@ -28,11 +28,11 @@ class FileBodies:
         self._kept: dict[str, tuple[_Signature, FileBody]] = {}
         self._size = 0
 
-    def read(self, path: Path | str) -> FileBody:
-        """The file's bytes and validators (the OSError reading it raises)."""
+    def read(self, path: Path | str, stat: os.stat_result | None = None) -> FileBody:
+        """The file's bytes and validators (the OSError reading it raises); ``stat``: the file's, taken just now."""
         key = os.fspath(path)
         kept = self._kept.get(key)
-        if kept is not None and kept[0] == _signature(os.stat(key)):
+        if kept is not None and kept[0] == _signature(stat or os.stat(key)):
             return kept[1]
         with open(key, "rb") as file:
             stat = os.fstat(file.fileno())

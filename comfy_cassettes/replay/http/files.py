@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class ViewResult:
     path: Path | None
     content_type: str | None
     filename: str | None
+    stat: os.stat_result | None = None  # the file's, when the lookup took one: the body is read against it
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,11 @@ def resolve_view(
         if source is not None:
             return ViewResult(200, source, content_type, name)
     path = os.path.join(folder, name)
-    if os.path.isfile(path):
-        return ViewResult(200, Path(path), content_type, name)
-    return _status_only(404)
+    try:  # os.path.isfile, keeping the stat for the body's validators
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return _status_only(404)
+    return ViewResult(200, Path(path), content_type, name, stat) if S_ISREG(stat.st_mode) else _status_only(404)
 
 
 @functools.lru_cache(maxsize=256)
@@ -149,7 +153,9 @@ def render_view_body(
     disposition = f'filename="{result.filename}"'.encode("utf-8", "replace").decode("latin-1")
     channel = query.get("channel")
     if "preview" in query or channel in ("rgb", "a"):
-        from PIL import Image  # imported on first use: at boot it cost a tenth of serve's start-up
+        from PIL import (
+            Image,  # imported on first use: at boot it cost a tenth of serve's start-up
+        )
     if "preview" in query:
         preview = query["preview"].split(";")
         image_format = preview[0]
@@ -180,7 +186,7 @@ def render_view_body(
             body = _encode(alpha_image, "PNG")
         return body, _headers(disposition, "image/png", body)
     # Any other channel value (including "rgba") serves the file untouched.
-    body, tag, modified = files.read(result.path) if files is not None else read_once(result.path)
+    body, tag, modified = files.read(result.path, result.stat) if files is not None else read_once(result.path)
     return body, {
         "Content-Disposition": disposition,
         "Content-Type": result.content_type or "application/octet-stream",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...comfy.protocol import request_json
 from ..sim.engine import Reply
 from . import jobs_api as jobs
 from .answers import Handler, body_json, engine_of, json_text, query_of, reply
@@ -96,8 +96,8 @@ async def post_job_cancel(request: Request) -> Response:
 async def post_jobs_cancel(request: Request) -> Response:
     engine = engine_of(request)
     try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        body = request_json(await request.body(), request.headers.get("content-type"))
+    except (ValueError, LookupError, RecursionError):
         return reply(Reply.json({"error": "Request body must be valid JSON"}, 400))
     try:
         return reply(Reply.json({"cancelled": jobs.cancel_batch(engine, body)}))

@@ -9,7 +9,6 @@ What a user writes lands in real files in ComfyUI's layout (``<user-dir>/default
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...comfy.frontend import user_file_headers
 from ...comfy.profiles import Profile
-from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
+from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, request_json
 from ...comfy.routes import aliases
 from ..sim.user_folder import UserFolder
 from .answers import Handler, engine_of, query_of, recorded
@@ -66,8 +65,8 @@ def _segments(request: Request, route: str) -> list[str] | None:
 
 
 async def _json_body(request: Request) -> Any:
-    """aiohttp's ``request.json()``: any JSON value, Content-Type ignored; raises ValueError on bad JSON."""
-    return json.loads((await request.body()).decode("utf-8"))
+    """aiohttp's ``request.json()`` (protocol.request_json): any JSON value; raises ValueError on bad JSON."""
+    return request_json(await request.body(), request.headers.get("content-type"))
 
 
 async def get_users(request: Request) -> Response:

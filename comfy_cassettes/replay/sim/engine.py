@@ -8,7 +8,6 @@ state lives on one asyncio loop, so handlers need no locks.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import (
     CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
-    uuid4_text,
+    request_json, uuid4_text,
 )
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body, validate_prompt
@@ -233,8 +232,8 @@ class ReplayEngine:
     def submit(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
         """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt) of the profile's version."""
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            body = request_json(raw, (headers or {}).get("content-type"))
+        except (ValueError, LookupError, RecursionError):  # UnicodeDecodeError is a ValueError
             return Reply.crash()
         if not isinstance(body, dict):
             body = {}
