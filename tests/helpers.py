@@ -13,6 +13,7 @@ import json
 import queue
 import re
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -657,3 +658,15 @@ def _json(text: str | None) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
+
+
+def finished(http: httpx.Client, prompt_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The history entry of ``prompt_id`` once the job has finished; waits by the clock (the default timing is
+    faithful: a job takes as long as the real server's did)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
+        if entry:
+            return dict(entry)
+        time.sleep(0.01)
+    raise AssertionError(f"{prompt_id} never finished")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from comfy_cassettes.comfy.routes import is_base_route
 from comfy_cassettes.importer import import_har
 from comfy_cassettes.replay.config import BUNDLED_BASES, DEFAULT_BASE
 from comfy_cassettes.replay.server import ReplayServer
-from helpers import DATA, bundled, http_entries, request_path, response_json
+from helpers import DATA, bundled, finished, http_entries, request_path, response_json
 from serve_process import serve
 from value_compare import ValueComparer
 
@@ -40,16 +39,6 @@ def captured_object_info() -> dict[str, Any]:
     """Real 0.8.0's GET /object_info, from the captured snapshots session."""
     entry = next(e for e in http_entries(SNAPSHOTS_08) if request_path(e) == "/object_info")
     return dict(response_json(entry))
-
-
-def finished(http: httpx.Client, prompt_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
-        if entry:
-            return dict(entry)
-        time.sleep(0.01)
-    raise AssertionError(f"{prompt_id} never finished")
 
 
 def test_each_bundled_base_is_recorded_from_the_version_it_is_listed_under() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from comfy_cassettes.control import ReplayControl
 from comfy_cassettes.errors import ConfigError
 from comfy_cassettes.replay.config import ReplayConfig
 from comfy_cassettes.replay.server import ReplayServer
+from helpers import finished
 
 
 def graph(color: int) -> dict[str, Any]:
@@ -34,15 +34,6 @@ def submit(http: httpx.Client, color: int, **fields: Any) -> str:
     return str(answer.json()["prompt_id"])
 
 
-def wait(http: httpx.Client, prompt_id: str) -> dict[str, Any]:
-    for _ in range(500):
-        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
-        if entry:
-            return dict(entry)
-        time.sleep(0.01)
-    raise AssertionError(f"{prompt_id} never finished")
-
-
 @pytest.fixture
 def current(start_server: Callable[..., ReplayServer]) -> ReplayServer:
     return start_server("comfyui", comfyui_version="0.38", dynamic=True)
@@ -52,9 +43,9 @@ def test_the_jobs_api_follows_the_engines_state(current: ReplayServer) -> None:
     with httpx.Client(base_url=current.url) as http, ReplayControl(current.url) as control:
         control.fail_jobs(1, exception_message="CUDA out of memory")
         failed = submit(http, 1, extra_data={"extra_pnginfo": {"workflow": {"id": "wf-a"}}})
-        wait(http, failed)
+        finished(http, failed)
         completed = submit(http, 2, extra_data={"extra_pnginfo": {"workflow": {"id": "wf-a"}}})
-        wait(http, completed)
+        finished(http, completed)
         control.hold("node:1")
         running = submit(http, 3)
         control.wait_held(running)
@@ -83,7 +74,7 @@ def test_the_jobs_api_follows_the_engines_state(current: ReplayServer) -> None:
         assert http.get(f"/api/jobs/{pending}").json() == {"error": "Job not found"}
         assert http.post("/api/jobs/cancel", json={"job_ids": [running, completed]}).json() == {"cancelled": True}
         control.release()
-        wait(http, running)
+        finished(http, running)
         cancelled = http.get(f"/api/jobs/{running}").json()
         assert cancelled["status"] == "cancelled"
         assert cancelled["execution_status"]["messages"][-1][0] == "execution_interrupted"
@@ -121,7 +112,7 @@ def test_0_38_prompt_rules(current: ReplayServer) -> None:
                              headers={"Comfy-Usage-Source": "frontend"})
         assert accepted.json()["number"] == 1  # the refused prompt still took a number
         prompt_id = accepted.json()["prompt_id"]
-        entry = wait(http, prompt_id)
+        entry = finished(http, prompt_id)
         extra = entry["prompt"][3]
         assert "api_key_comfy_org" not in extra and extra["comfy_usage_source"] == "frontend" and isinstance(extra["create_time"], int)
         image = entry["outputs"]["2"]["images"][0]
@@ -143,7 +134,7 @@ def test_output_metadata_is_the_size_of_the_file_as_it_is_now(current: ReplaySer
     """Dynamic mode: the size of a file the replay just wrote, and after someone else rewrote it, the new one's
     (the same graph again is a cached re-run, reporting the same file)."""
     with httpx.Client(base_url=current.url) as http:
-        first = wait(http, submit(http, 7))["outputs"]["2"]["images"][0]
+        first = finished(http, submit(http, 7))["outputs"]["2"]["images"][0]
         assert first["metadata"] == {"kind": "image", "width": 40, "height": 24}
         written = current.config.output_dir / first["filename"]
         with Image.open(written) as image:
@@ -151,7 +142,7 @@ def test_output_metadata_is_the_size_of_the_file_as_it_is_now(current: ReplaySer
         buffer = io.BytesIO()
         Image.new("RGB", (10, 6)).save(buffer, format="PNG")
         written.write_bytes(buffer.getvalue())
-        again = wait(http, submit(http, 7))["outputs"]["2"]["images"][0]
+        again = finished(http, submit(http, 7))["outputs"]["2"]["images"][0]
         assert again["filename"] == first["filename"] and again["metadata"] == {"kind": "image", "width": 10, "height": 6}
 
 
@@ -160,7 +151,7 @@ def test_the_0_3_64_profile_has_none_of_it(start_server: Callable[..., ReplaySer
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/api/jobs").status_code == 404
         assert http.post("/prompt", json={"prompt": graph(6), "prompt_id": "my-job-42"}).json()["prompt_id"] == "my-job-42"
-        entry = wait(http, "my-job-42")
+        entry = finished(http, "my-job-42")
         assert "metadata" not in entry["outputs"]["2"]["images"][0] and "create_time" not in entry["prompt"][3]
         assert http.get("/features").json() == {"supports_preview_metadata": True, "max_upload_size": 104857600}
         assert http.get("/system_stats").json()["system"]["comfyui_version"] == "0.3.64"
@@ -177,7 +168,7 @@ def test_assets_on_make_uploads_and_outputs_assets(start_server: Callable[..., R
         assert asset["asset_hash"].startswith("blake3:") and asset["mime_type"] == "image/png"
         assert http.get(f"/api/assets/{asset['id']}/content").content == png.getvalue()
         prompt_id = submit(http, 7)
-        image = wait(http, prompt_id)["outputs"]["2"]["images"][0]
+        image = finished(http, prompt_id)["outputs"]["2"]["images"][0]
         assert image["id"] == image["preview_id"]
         described = http.get(f"/api/assets/{image['id']}").json()
         assert described["job_id"] == prompt_id and described["metadata"] == {"kind": "image", "width": 40, "height": 24}

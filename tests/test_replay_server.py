@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from PIL import Image
 
 from comfy_cassettes.cassette.load import load
 from comfy_cassettes.replay.config import BUNDLED_DIR
-from helpers import control_for, ws_lifecycle
+from helpers import control_for, finished, ws_lifecycle
 
 BUNDLED = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
 
@@ -196,13 +195,7 @@ def test_request_bodies_are_decoded_as_aiohttp_decodes_them_for_comfyui(start_ap
         for body, content_type in ((text.encode(), "application/json"), (text.encode("latin-1"), 'application/json; charset="ISO-8859-1"')):
             answer = http.post("/prompt", content=body, headers={"Content-Type": content_type})
             assert answer.status_code == 200 and answer.json()["node_errors"] == {}, content_type
-            prompt_id = answer.json()["prompt_id"]
-            for _ in range(200):
-                entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
-                if entry:
-                    break
-                time.sleep(0.02)
-            [image] = entry["outputs"]["2"]["images"]
+            [image] = finished(http, answer.json()["prompt_id"])["outputs"]["2"]["images"]
             assert image["filename"].startswith("café_")  # the é read as the charset says
 
 

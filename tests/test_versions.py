@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from comfy_cassettes.comfy.differences import DIFFERENCES
 from comfy_cassettes.comfy.profiles import Profile, parts, profile
 from comfy_cassettes.replay.server import ReplayServer
-from helpers import SESSIONS, SESSIONS_08
+from helpers import SESSIONS, SESSIONS_08, finished
 
 CLI = [sys.executable, "-m", "comfy_cassettes"]
 GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 5}},
@@ -27,17 +25,6 @@ GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
-
-
-def finished(http: httpx.Client, prompt_id: str) -> dict[str, Any]:
-    # The default timing is faithful: a job takes as long as the real server's did, so wait by the clock.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        entry = http.get(f"/history/{prompt_id}").json().get(prompt_id)
-        if entry:
-            return dict(entry)
-        time.sleep(0.01)
-    raise AssertionError(f"{prompt_id} never finished")
 
 
 @pytest.mark.parametrize("version", ["0.3.64", "0.5.0", "0.8.0", "0.20.0", "0.38.1"])
