@@ -139,10 +139,9 @@ def render_view_body(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers ComfyUI sends for a 200 ViewResult, honouring `preview=` and `channel=`.
 
-    Re-encoded answers carry Content-Disposition, Content-Type and Content-Length only.
-    A plain file also gets the Etag, Last-Modified and Accept-Ranges of aiohttp's FileResponse
-    (computed from the served file's stat); that Accept-Ranges is present tells the caller
-    the body is the file itself. Answering If-None-Match / Range requests is left to the caller.
+    Re-encoded answers carry Content-Disposition, Content-Type and Content-Length only. A plain file also gets the
+    Etag, Last-Modified and Accept-Ranges of aiohttp's FileResponse (from the file's stat); Accept-Ranges tells the
+    caller the body is the file itself. Answering If-None-Match / Range requests is left to the caller.
     A file Pillow cannot read raises PIL.UnidentifiedImageError, where ComfyUI answers 500.
     ``files``: where a plain file's bytes may be kept for the next request (None: read now, not kept).
     """
