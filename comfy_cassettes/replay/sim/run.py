@@ -95,6 +95,7 @@ class JobRun:
         self._recorded_events = plan.job is not None and plan.events is plan.job.ws
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
         self._pending = self._targets([*item.faults, *refusals])
+        self._png_text: Mapping[str, str] | None = None  # png_metadata's, made on the first save
 
     # ------------------------------------------------------------ the run
 
@@ -378,13 +379,16 @@ class JobRun:
             metadata = preview_metadata(self.context.running.last_node, self.item.prompt_id, "image/jpeg" if binary.image_format == 1 else "image/png")
         sockets.emit_preview(self.item.client_id, image, image_format=binary.image_format, metadata=metadata)
 
-    def png_metadata(self) -> dict[str, str]:
-        """SaveImage/PreviewImage's PNG text chunks: the prompt, then one per extra_pnginfo key, each JSON."""
-        metadata = {"prompt": json.dumps(self.item.workflow)}
-        extra = self.item.extra_data.get("extra_pnginfo")
-        if isinstance(extra, dict):
-            metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
-        return metadata
+    def png_metadata(self) -> Mapping[str, str]:
+        """SaveImage/PreviewImage's PNG text chunks: the prompt, then one per extra_pnginfo key, each JSON. The same
+        for every image the run saves, so encoded once (a prompt can be large and have several save nodes)."""
+        if self._png_text is None:
+            metadata = {"prompt": json.dumps(self.item.workflow)}
+            extra = self.item.extra_data.get("extra_pnginfo")
+            if isinstance(extra, dict):
+                metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
+            self._png_text = metadata
+        return self._png_text
 
 
 def _save_refusal(message: str) -> FaultRule:
