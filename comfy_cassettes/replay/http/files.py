@@ -152,9 +152,7 @@ def render_view_body(
     disposition = f'filename="{result.filename}"'.encode("utf-8", "replace").decode("latin-1")
     channel = query.get("channel")
     if "preview" in query or channel in ("rgb", "a"):
-        from PIL import (
-            Image,  # imported on first use: at boot it cost a tenth of serve's start-up
-        )
+        from PIL import Image  # imported on first use: at boot it cost a tenth of serve's start-up
     if "preview" in query:
         preview = query["preview"].split(";")
         image_format = preview[0]

@@ -75,7 +75,7 @@ class _Plain:
                 segments.append(part)
                 continue
             name, _, convertor = part[1:-1].partition(":")
-            if not (part.startswith("{") and part.endswith("}") and name.isidentifier() and "{" not in name):
+            if not (part.startswith("{") and part.endswith("}") and name.isidentifier()):
                 return None
             if convertor in ("", "str"):
                 segments.append((name,))
