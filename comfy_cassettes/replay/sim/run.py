@@ -100,9 +100,9 @@ class JobRun:
     # ------------------------------------------------------------ the run
 
     async def execute(self) -> None:
-        context = self.context
-        pacing = context.pacing
+        context, pacing = self.context, self.context.pacing
         await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
+        context.queue.report_taken()  # ComfyUI reports the taken prompt right before execution_start, no delay between
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
