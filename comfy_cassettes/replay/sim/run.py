@@ -99,12 +99,13 @@ class JobRun:
     async def execute(self) -> None:
         script = self._script()
         if script is not None:
+            self.context.queue.report_taken()
             self._apply(script)
             self._finish()
             return
-        context = self.context
-        pacing = context.pacing
+        context, pacing = self.context, self.context.pacing
         await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
+        context.queue.report_taken()  # ComfyUI reports the taken prompt right before execution_start, no delay between
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:

@@ -110,8 +110,9 @@ class Worker:
             if context.queue.head() is not item:
                 return None  # deleted, or overtaken by a prompt sent to the front: look again
         # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
-        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
-        context.queue.take()
+        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt). The status that reports
+        # it waits for the run's start: ComfyUI sends it right before execution_start.
+        context.queue.take(report=False)
         context.running.interrupt_requested = False
         context.running.last_client = item.client_id
         return JobRun(context, item, plan, binding)
