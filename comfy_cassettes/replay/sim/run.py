@@ -62,6 +62,7 @@ class _Target:
 # with one, or reading its `.value`, costs more on every message of every job.
 _PROGRESS_STATE, _PROGRESS = Event.PROGRESS_STATE.value, Event.PROGRESS.value
 _EXECUTING, _EXECUTED = Event.EXECUTING.value, Event.EXECUTED.value
+_STATE_TEXT = {state: state.value for state in JobState}  # (an enum's .value is a property: a call)
 _PAIRED_KINDS = frozenset({_PROGRESS, PREVIEW})  # the only messages a step's pair starts with (planned.paired)
 
 
@@ -157,19 +158,18 @@ class JobRun:
         node's outputs materialized then enriched, the nodes that ran, the last one started, the status."""
         context, bindings, outputs = self.context, self.bindings, self.outputs
         bindings["now_ms"] = _now_ms()
-        for kind, render in script.kept:
+        for kind, render, node in script.kept:
             data = render(bindings)
-            if kind == _EXECUTED:
-                node = str(data.get("node"))
-                context.files.materialize(self.plan, node, data.get("output"), self.png_metadata)
-                outputs[node] = data["output"] = context.files.enrich(data.get("output"), self.item.prompt_id)
-            else:
+            if node is None:
                 self.messages.append([kind, data])
+                continue
+            context.files.materialize(self.plan, node, data.get("output"), self.png_metadata)
+            outputs[node] = data["output"] = context.files.enrich(data.get("output"), self.item.prompt_id)
         self.executed.update(dict.fromkeys(script.executed))
         if script.current is not None:
             self.current = context.running.last_node = script.current
         if script.status is not None:
-            self.status = JobState(script.status)
+            self.status = script.status
 
     async def _handle(self, event: WsEvent) -> None:
         """Send one planned message (or preview), with the step points it reaches."""
@@ -329,7 +329,8 @@ class JobRun:
             recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
         success = self.status is JobState.SUCCESS
-        outputs, meta = self.outputs, dict[str, Any]()
+        outputs = self.outputs
+        meta: dict[str, Any] = {}
         if success:
             # The recorded outputs are taken only when the run saw none (its own are the replay's files).
             parts = ("meta",) if outputs else ("outputs", "meta")
@@ -346,8 +347,9 @@ class JobRun:
             results = {sigs[n]: outputs.get(n) for n in {*self.executed, *plan.cached} if n in sigs}
         context.cache.store(results)
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
-        context.sockets.emit(item.client_id, Event.EXECUTING.value, executing(None, item.prompt_id))
-        context.clock.job_finished(item.prompt_id, self.status.value)
+        if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)
+            context.sockets.emit(item.client_id, _EXECUTING, executing(None, item.prompt_id))
+        context.clock.job_finished(item.prompt_id, _STATE_TEXT[self.status])
 
     # ------------------------------------------------------------ previews
 

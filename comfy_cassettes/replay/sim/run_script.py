@@ -14,6 +14,7 @@ from ...cassette.templating import Renderer, event_renderer
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, WsEvent
 from ...comfy.timeline import PREVIEW, ProgressNodes
 from .planned import reads_plain
+from .state import JobState
 
 _PROGRESS_STATE, _EXECUTING, _EXECUTED = Event.PROGRESS_STATE.value, Event.EXECUTING.value, Event.EXECUTED.value
 _KEPT = HISTORY_TYPES | {_EXECUTED}  # the messages whose rendered data a run keeps (history, outputs)
@@ -65,14 +66,14 @@ class Starts:
 @dataclass(frozen=True)
 class RunScript:
     """A recorded run's effects when nobody receives its messages: the messages it keeps, in order, as
-    ``(kind, renderer)`` (history's start, cached and terminal messages; each ``executed``, whose output the run
-    materializes and keeps); the nodes that ran, in order; the last node started; how its messages say it ended
-    (None: they do not)."""
+    ``(kind, renderer, node)`` (history's start, cached and terminal messages, node None; each ``executed``, whose
+    node's output the run materializes and keeps); the nodes that ran, in order; the last node started; how its
+    messages say it ended (None: they do not)."""
 
-    kept: tuple[tuple[str, Renderer], ...]
+    kept: tuple[tuple[str, Renderer, str | None], ...]
     executed: tuple[str, ...]
     current: str | None
-    status: str | None
+    status: JobState | None
 
 
 def script_of(job: Job, announced: bool) -> RunScript | None:
@@ -91,18 +92,19 @@ def _compile(events: Sequence[WsEvent], announced: bool) -> RunScript | None:
     """What JobRun._handle and _observe do with each message when nobody receives it, done once."""
     executed: dict[str, None] = {}
     starts = Starts(announced, executed)
-    kept: list[tuple[str, Renderer]] = []
+    kept: list[tuple[str, Renderer, str | None]] = []
     current: str | None = None
-    status: str | None = None
+    status: JobState | None = None
     for event in events:
         kind, data = str(event.type), event.data
         if event.binary is not None or kind == PREVIEW or not isinstance(data, dict):
             continue  # a preview is drawn for a client only; a message without an object says nothing of the run
         if kind in _KEPT:
-            if kind == _EXECUTED and "{{" in str(data.get("node")):
+            node = str(data.get("node")) if kind == _EXECUTED else None
+            if node is not None and "{{" in node:
                 return None
-            kept.append((kind, event_renderer(event)))
-            status = STATUS_OF_TERMINAL[kind] if kind in TERMINAL else status
+            kept.append((kind, event_renderer(event), node))
+            status = JobState(STATUS_OF_TERMINAL[kind]) if kind in TERMINAL else status
             continue
         if not reads_plain(event, kind):
             return None
