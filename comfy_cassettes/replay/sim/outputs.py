@@ -47,6 +47,7 @@ _SPLIT_KEPT = 32
 # A new file only; not inherited by child processes (os.open's default, PEP 446); no newline translation where
 # there is any (Windows' O_BINARY, which open() adds by itself).
 _CREATE_NEW: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_FOLDERS_KEPT = 256  # output folders whose joined path is kept (a prompt's prefix may name a new one each time)
 _SIZES_KEPT = 256  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
 _splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
 
@@ -150,6 +151,7 @@ class OutputFiles:
         self.written: list[Callable[[str, os.stat_result, bytes], None]] = []
         # The size of each file lately written, with its _version then: enrichment asks for it right after.
         self._written_sizes: dict[str, tuple[tuple[int, int, int, int], tuple[int, int] | None]] = {}
+        self._folders: dict[tuple[str, str], str] = {}  # (type, subfolder) -> its folder, ending with a separator
 
     def empty_folders(self) -> None:
         """Empty the output and temp folders: the fixtures' reset between tests (a restart keeps the files, as
@@ -183,12 +185,24 @@ class OutputFiles:
             kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
             if (kind, subfolder, filename) in self.virtual:
                 continue  # a cached re-run reports files that already exist
-            path = os.path.join(self.roots.temp if kind == "temp" else self.roots.output, subfolder, filename)
+            path = self._path(kind, subfolder, filename)
             if self.dynamic or kind == "temp":
                 self._write(path, self._source(recorded.get(index), cassette, seed, index), metadata, wrote)
             elif not os.path.exists(path):
                 source = self._source(recorded.get(index), cassette, seed, index)
                 self.virtual[(kind, subfolder, filename)] = source if isinstance(source, Path) else self._spill(source)
+
+    def _path(self, kind: str, subfolder: str, filename: str) -> str:
+        """``os.path.join(<kind's root>, subfolder, filename)``, the folder joined once per subfolder: a name with no
+        separator or drive in it (every name the namer hands out) is then only appended to it."""
+        folder = self._folders.get((kind, subfolder))
+        if folder is None:
+            if len(self._folders) >= _FOLDERS_KEPT:
+                self._folders.pop(next(iter(self._folders)))
+            folder = self._folders[(kind, subfolder)] = os.path.join(self.roots.temp if kind == "temp" else self.roots.output, subfolder, "")
+        if "/" in filename or "\\" in filename or ":" in filename:
+            return os.path.join(folder, filename)
+        return folder + filename
 
     def _write(self, path: str, source: Path | bytes, metadata: Callable[[], Mapping[str, str]] | None,
                wrote: Callable[[str, int | None], None] | None) -> None:
