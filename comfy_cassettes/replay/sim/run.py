@@ -341,12 +341,11 @@ class JobRun:
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
         context.history.record(item, outputs if success else {}, status, meta)
-        sigs = item.signatures
-        if success:  # every node of the prompt is done
-            results = {sig: outputs.get(n) for n, sig in sigs.items()}
-        else:
-            results = {sigs[n]: outputs.get(n) for n in {*self.executed, *plan.cached} if n in sigs}
-        context.cache.store(results)
+        # What the cache keeps: the prompt's nodes it held already (ComfyUI drops the rest), and those that ran; on
+        # success every node an output needed. A node no output needed is never run, so never newly cached.
+        sigs, cache = item.signatures, context.cache
+        done = {*plan.cached, *(item.order if success else self.executed)}
+        context.cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)
             context.sockets.emit(item.client_id, _EXECUTING, executing(None, item.prompt_id))

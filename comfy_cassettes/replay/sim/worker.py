@@ -142,9 +142,9 @@ class Worker:
     def plan(self, item: QueueItem) -> planning.Plan:
         """The recorded job that answers ``item``, else a plan made from its graph."""
         order, sigs = item.order, item.signatures
-        # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async).
-        runs = set(order)
-        cached = [node for node in item.workflow if node in runs and sigs.get(node) in self.context.cache]
+        # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async), every
+        # node the cache holds, also one no output needs (a branch that failed validation, one partial targets skip).
+        cached = [node for node in item.workflow if sigs.get(node) in self.context.cache]
         has_client = item.client_id is not None
         job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape,
                                 outputs=item.outputs_to_execute)
