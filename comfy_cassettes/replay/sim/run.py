@@ -80,17 +80,18 @@ class JobRun:
         self.current: str | None = None
         self.status = JobState.SUCCESS
         self.ended = False  # a fault or an interrupt ended the run before its plan did
-        self._starts = Starts(item.client_id is not None, self.executed)
+        self._starts: Starts  # what the messages say of the nodes: made by a run that reads them (execute)
         self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
-        # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
-        # (Looked for from the end, where a run's terminal message is.)
-        self._unseen = (plan.job is not None and plan.job.status in STATUS_OF_TERMINAL.values()
-                        and not any(e.type in TERMINAL for e in reversed(plan.events)))
-        if self._unseen and plan.job is not None:
-            self.status = JobState(plan.job.status)  # the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
         # plan's events are new each time, so they are rendered directly.
-        self._recorded_events = plan.job is not None and plan.events is plan.job.ws
+        job = plan.job
+        self._recorded_events = job is not None and plan.events is job.ws
+        # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
+        # (Looked for from the end, where a run's terminal message is.)
+        self._unseen = (job is not None and job.status in STATUS_OF_TERMINAL.values()
+                        and not any(e.type in TERMINAL for e in reversed(plan.events)))
+        if self._unseen and job is not None:
+            self.status = JobState(job.status)  # the recording says how it ended
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
         self._pending = self._targets([*item.faults, *refusals])
         self._png_text: Mapping[str, str] | None = None  # png_metadata's, made on the first save
@@ -98,13 +99,11 @@ class JobRun:
     # ------------------------------------------------------------ the run
 
     async def execute(self) -> None:
-        script = self._script()
-        if script is not None:
-            self.context.queue.report_taken()
+        if (script := self._script()) is not None:
             self._apply(script)
-            self._finish()
             return
         context, pacing = self.context, self.context.pacing
+        self._starts = Starts(self.item.client_id is not None, self.executed)
         await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
         context.queue.report_taken()  # ComfyUI reports the taken prompt right before execution_start, no delay between
         events = self.plan.events
@@ -143,9 +142,8 @@ class JobRun:
         self._finish()
 
     def _script(self) -> RunScript | None:
-        """The run's effects compiled once per recorded job (run_script), when nobody can observe the run while it
-        runs: no socket any of its messages would reach, no clock hold, no fault due, no interrupt asked, no delay
-        kept. Such a run does not give the loop away before it ends, so none of that can change meanwhile."""
+        """The job's compiled effects (run_script) when nobody can observe the run: no socket any of its messages would
+        reach, no clock hold, fault due, interrupt asked or delay kept. It keeps the loop to its end: none can change."""
         context, job = self.context, self.plan.job
         if job is None or not self._recorded_events or self._pending or context.clock.holds or context.running.interrupt_requested:
             return None
@@ -154,9 +152,11 @@ class JobRun:
         return script_of(job, self.item.client_id is not None)
 
     def _apply(self, script: RunScript) -> None:
-        """What the run's messages leave behind, as _handle and _observe leave it: the kept messages rendered, each
-        node's outputs materialized then enriched, the nodes that ran, the last one started, the status."""
+        """The run from its script: what its messages leave behind as _handle and _observe leave it (the kept messages
+        rendered, each node's outputs materialized then enriched, the nodes that ran, the last one started, the
+        status), then its end."""
         context, bindings, outputs = self.context, self.bindings, self.outputs
+        context.queue.report_taken()
         bindings["now_ms"] = _now_ms()
         for kind, render, node in script.kept:
             data = render(bindings)
@@ -170,6 +170,7 @@ class JobRun:
             self.current = context.running.last_node = script.current
         if script.status is not None:
             self.status = script.status
+        self._finish()
 
     async def _handle(self, event: WsEvent) -> None:
         """Send one planned message (or preview), with the step points it reaches."""
