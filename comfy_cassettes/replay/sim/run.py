@@ -341,7 +341,7 @@ class JobRun:
                 outputs = recorded_entry["outputs"]
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
-        context.history.record(item, outputs if success else {}, status, meta)
+        context.history.record(item, outputs if success else {}, status, meta, plan.cached)
         sigs = item.signatures
         if success:  # every node of the prompt is done
             results = {sig: outputs.get(n) for n, sig in sigs.items()}
