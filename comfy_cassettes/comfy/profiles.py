@@ -46,6 +46,7 @@ class Profile:
     refuses_cross_site: bool = False
     node_replacements_api: bool = False
     global_subgraphs_api: bool = False
+    move_checks_destination: bool = False
     model_folder_extensions: bool = False
     user_file_headers: bool = False
     os_is_platform: bool = False

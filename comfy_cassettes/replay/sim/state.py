@@ -104,7 +104,7 @@ class QueueItem:
         self.state = to
         if to is JobState.RUNNING:
             self.started = time.time()
-        elif to.finished:
+        else:  # (every state it can reach but RUNNING is a finished one)
             self.finished = time.time()
 
     def as_list(self) -> list[Any]:
