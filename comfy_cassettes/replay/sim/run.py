@@ -340,7 +340,7 @@ class JobRun:
                 outputs = recorded_entry["outputs"]
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
-        context.history.record(item, outputs if success else {}, status, meta)
+        context.history.record(item, outputs if success else {}, status, meta, plan.cached)
         # What the cache keeps: the prompt's nodes it held already (ComfyUI drops the rest), and those that ran; on
         # success every node an output needed. A node no output needed is never run, so never newly cached.
         sigs, cache = item.signatures, context.cache
