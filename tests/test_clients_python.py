@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from helpers import har_path
@@ -175,6 +175,30 @@ def test_the_status_of_a_job_taken_comes_with_its_execution_start(tmp_path: Path
     delay = received[start][0] - received[0][0]
     assert delay > 0.6, f"the recorded start-up delay was not kept ({delay:.2f} s)"
     assert received[start][0] - received[start - 1][0] < delay / 2, received
+
+
+def polled_outputs(url: str, prompt: dict[str, Any]) -> dict[str, Any]:
+    """comfyui-xy's ComfyUiClient.process_workflow: POST only the prompt (no client_id, no socket), poll
+    /history/{id} until the id is listed, and take its outputs."""
+    body = json.dumps({"prompt": prompt}).encode()
+    prompt_id = json.loads(urllib.request.urlopen(urllib.request.Request(f"{url}/prompt", data=body)).read())["prompt_id"]
+    while True:
+        with urllib.request.urlopen(f"{url}/history/{prompt_id}") as response:
+            history = json.loads(response.read())
+        if prompt_id in history:
+            return cast(dict[str, Any], history[prompt_id]["outputs"])
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("version", "cached_listed"), [("0.3.64", True), ("0.8.0", False)])
+def test_a_cached_rerun_without_client_id_lists_its_outputs_up_to_0_3_67(tmp_path: Path, version: str, cached_listed: bool) -> None:
+    # 0.3.68-0.8.0 execution.py adds a cached node's outputs to the prompt's history only for a client_id (a live
+    # 0.8.0 answers so too): a client that polls without one finds a fully cached re-run with no outputs.
+    with serve(tmp_path, "--comfyui-version", version) as (url, _):
+        first = within(30, lambda: polled_outputs(url, SAVE))
+        again = within(30, lambda: polled_outputs(url, SAVE))
+    assert list(first) == ["2"] and first["2"]["images"][0]["filename"].endswith(".png")
+    assert again == (first if cached_listed else {})
 
 
 # ---------------------------------------------------------------- clients from PyPI

@@ -39,6 +39,7 @@ class Profile:
     validates_combo_options: bool = False
     combo_error_repr: bool = False
     keeps_earlier_results: bool = False
+    cached_history_needs_client: bool = False
     preview_method_per_prompt: bool = False
     userdata_times_in_ms: bool = False
     view_nosniff: bool = False

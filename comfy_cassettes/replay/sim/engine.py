@@ -121,7 +121,7 @@ class ReplayEngine:
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
-        self.history = History()
+        self.history = History(cached_needs_client=self.profile.cached_history_needs_client)
         self.running = Running()
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())

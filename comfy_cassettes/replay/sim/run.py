@@ -159,12 +159,12 @@ class JobRun:
         context.queue.report_taken()
         bindings["now_ms"] = _now_ms()
         for kind, render, node in script.kept:
-            data = render(bindings)
+            data = render(bindings)  # an executed message's output (run_script)
             if node is None:
                 self.messages.append([kind, data])
                 continue
-            context.files.materialize(self.plan, node, data.get("output"), self.png_metadata)
-            outputs[node] = data["output"] = context.files.enrich(data.get("output"), self.item.prompt_id)
+            context.files.materialize(self.plan, node, data, self.png_metadata)
+            outputs[node] = context.files.enrich(data, self.item.prompt_id)
         self.executed.update(dict.fromkeys(script.executed))
         if script.current is not None:
             self.current = context.running.last_node = script.current
@@ -340,7 +340,7 @@ class JobRun:
                 outputs = recorded_entry["outputs"]
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
-        context.history.record(item, outputs if success else {}, status, meta)
+        context.history.record(item, outputs if success else {}, status, meta, plan.cached)
         # What the cache keeps: the prompt's nodes it held already (ComfyUI drops the rest), and those that ran; on
         # success every node an output needed. A node no output needed is never run, so never newly cached.
         sigs, cache = item.signatures, context.cache

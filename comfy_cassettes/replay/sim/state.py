@@ -201,9 +201,13 @@ class PromptQueue:
 class History:
     """Finished prompts by prompt_id, oldest first; a re-used prompt_id keeps its place (prompt_options capture)."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, *, cached_needs_client: bool = False) -> None:
         self.entries: OrderedDict[str, HistoryEntry] = OrderedDict()
         self.limit = MAXIMUM_HISTORY_SIZE if limit is None else limit
+        # From 0.3.68 a prompt sent without client_id leaves its cached nodes out of its outputs and meta:
+        # execution.py execute() adds a cached node's ui to ui_outputs only for a client (seen on a live 0.8.0),
+        # until emit_cached_output adds it for everyone.
+        self.cached_needs_client = cached_needs_client
         # Each entry's JSON, made on its first request: clients poll /history, an entry never changes once written.
         self._texts: dict[str, str] = {}
 
@@ -213,8 +217,14 @@ class History:
     def __contains__(self, prompt_id: object) -> bool:
         return prompt_id in self.entries
 
-    def record(self, item: QueueItem, outputs: dict[str, Any], status: ExecutionStatus, meta: dict[str, Any]) -> HistoryEntry:
-        """Write ``item``'s entry; like task_done, the oldest goes first once the history is over its limit."""
+    def record(self, item: QueueItem, outputs: dict[str, Any], status: ExecutionStatus, meta: dict[str, Any],
+               cached: Iterable[str] = ()) -> HistoryEntry:
+        """Write ``item``'s entry (``cached``: the nodes its run took from the cache); like task_done, the oldest
+        goes first once the history is over its limit."""
+        if self.cached_needs_client and item.client_id is None and cached:
+            skipped = set(cached)
+            outputs = {node: part for node, part in outputs.items() if node not in skipped}
+            meta = {node: part for node, part in meta.items() if node not in skipped}
         while len(self.entries) > self.limit:
             self._texts.pop(self.entries.popitem(last=False)[0], None)
         self._texts.pop(item.prompt_id, None)
