@@ -81,10 +81,11 @@ def _session(server: AnyServer, parts: tuple[str, ...]) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
-def test_an_unobserved_run_leaves_what_a_watched_one_does(dynamic: bool, start_app: Callable[..., AnyServer]) -> None:
+@pytest.mark.parametrize(("timing", "dynamic"), [("instant", False), ("instant", True), ("floor", False)],
+                         ids=["instant-static", "instant-dynamic", "floor-static"])  # (floor: the fixtures' default)
+def test_an_unobserved_run_leaves_what_a_watched_one_does(timing: str, dynamic: bool, start_app: Callable[..., AnyServer]) -> None:
     cassettes = [bundled(name) for name in CASSETTES]
-    seen = {mode: _session(start_app(*cassettes, timing="instant", dynamic=dynamic), parts) for mode, parts in MODES.items()}
+    seen = {mode: _session(start_app(*cassettes, timing=timing, dynamic=dynamic), parts) for mode, parts in MODES.items()}
     history = seen["unobserved"]["history"]
     assert len(history) == len(_submissions())
     assert {e["status"]["status_str"] for e in history.values()} >= {"success", "error"}
