@@ -121,7 +121,7 @@ class ReplayEngine:
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
-        self.history = History()
+        self.history = History(cached_needs_client=self.profile.cached_history_needs_client)
         self.running = Running()
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
@@ -294,9 +294,10 @@ class ReplayEngine:
             )
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()
+            recorded = self.index.recorded_verdict(workflow, result.status, result.node_errors) if result.node_errors else None
             if result.status != 200:
-                return Reply.json(result.body, result.status)
-            return list(result.outputs_to_execute), result.node_errors
+                return Reply.json(recorded or result.body, result.status)
+            return list(result.outputs_to_execute), (recorded or {}).get("node_errors") or result.node_errors
         rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
         if rejection is not None:
             return Reply.json_text(rejection.response_body.encode(), rejection.response_status)

@@ -16,14 +16,20 @@ from ...cassette.model import Job
 KINDS_KEPT = 256  # kinds of submission a JobIndex keeps (JobIndex._kind): the recorded graphs, their cache patterns
 
 
+def _node_inputs(node: Any) -> Mapping[str, Any]:
+    """A node's inputs; none for what is no node (a rejected submission's ``"2": "x"``) or has no inputs object."""
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    return inputs if isinstance(inputs, dict) else {}
+
+
 def widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """A graph's non-volatile widget values by (node, input)."""
-    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in _node_inputs(node).items()
             if key not in VOLATILE_INPUTS and not (isinstance(value, list) and is_link(value))}
 
 
 def _inputs(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()}
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in _node_inputs(node).items()}
 
 
 def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, str], Any]) -> int:
@@ -37,8 +43,8 @@ def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, st
 
 def decisive_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """The values in a graph that decide what a client sees (behaviours.DECISIVE_INPUTS)."""
-    return {(str(n), k): v for n, node in workflow.items() if isinstance(node, dict)
-            for k, v in (node.get("inputs") or {}).items() if k in DECISIVE_INPUTS and not is_link(v)}
+    return {(str(n), k): v for n, node in workflow.items() for k, v in _node_inputs(node).items()
+            if k in DECISIVE_INPUTS and not is_link(v)}
 
 
 @dataclass(frozen=True)

@@ -156,11 +156,35 @@ class JobIndex:
                 return (errors if isinstance(errors, dict) else {}), list(job.outputs_to_execute)
         return None
 
+    def recorded_verdict(self, workflow: Mapping[str, Any], status: int, node_errors: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The answer recorded for exactly this workflow when ComfyUI found the same errors in the same nodes: the
+        order of its details lines and the outputs each node error names follow a set of output ids, whose order
+        is the recorded process's string hashing; a replay of that recording keeps it."""
+        for job in self._same_shape(workflow, None):
+            if job.response_status != status or job.workflow != workflow:
+                continue
+            answer = parse_templated(job.response_body)
+            if not isinstance(answer, dict):
+                continue
+            recorded = answer.get("node_errors")
+            if isinstance(recorded, dict) and _same_errors(recorded, node_errors):
+                return answer
+        return None
+
     def output_order(self, workflow: Mapping[str, Any], outputs: Sequence[str], shape: str | None = None) -> list[str]:
         """``outputs`` in the order a recording of this graph listed them. ComfyUI builds the list from a set, so
         its order is the recorded process's; a replay of that recording keeps it."""
         recorded = self._output_orders.get(shape if shape is not None else structure(workflow), {}).get(tuple(sorted(outputs)))
         return list(recorded if recorded is not None else outputs)
+
+
+def _same_errors(recorded: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """Whether two ``node_errors`` name the same nodes with the same kinds of error (tracebacks and the outputs
+    charged aside: the former name the recording machine's files, the latter follow the set order)."""
+    def kinds(errors: Any) -> list[tuple[Any, Any]]:
+        entries = errors.get("errors") if isinstance(errors, dict) else None
+        return [(e.get("type"), e.get("details")) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    return recorded.keys() == found.keys() and all(kinds(recorded[n]) == kinds(found[n]) for n in found)
 
 
 # ---------------------------------------------------------------- runs from the graph
