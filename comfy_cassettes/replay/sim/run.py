@@ -159,12 +159,12 @@ class JobRun:
         context.queue.report_taken()
         bindings["now_ms"] = _now_ms()
         for kind, render, node in script.kept:
-            data = render(bindings)
+            data = render(bindings)  # an executed message's output (run_script)
             if node is None:
                 self.messages.append([kind, data])
                 continue
-            context.files.materialize(self.plan, node, data.get("output"), self.png_metadata)
-            outputs[node] = data["output"] = context.files.enrich(data.get("output"), self.item.prompt_id)
+            context.files.materialize(self.plan, node, data, self.png_metadata)
+            outputs[node] = context.files.enrich(data, self.item.prompt_id)
         self.executed.update(dict.fromkeys(script.executed))
         if script.current is not None:
             self.current = context.running.last_node = script.current

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...cassette.model import Job
-from ...cassette.templating import Renderer, event_renderer
+from ...cassette.templating import Renderer, compile_value, event_renderer
 from ...comfy.events import HISTORY_TYPES, STATUS_OF_TERMINAL, TERMINAL, Event, WsEvent
 from ...comfy.timeline import PREVIEW, ProgressNodes
 from .planned import reads_plain
@@ -67,8 +67,8 @@ class Starts:
 class RunScript:
     """A recorded run's effects when nobody receives its messages: the messages it keeps, in order, as
     ``(kind, renderer, node)`` (history's start, cached and terminal messages, node None; each ``executed``, whose
-    node's output the run materializes and keeps); the nodes that ran, in order; the last node started; how its
-    messages say it ended (None: they do not)."""
+    node's output alone the run materializes and keeps: its renderer renders that); the nodes that ran, in order;
+    the last node started; how its messages say it ended (None: they do not)."""
 
     kept: tuple[tuple[str, Renderer, str | None], ...]
     executed: tuple[str, ...]
@@ -103,7 +103,7 @@ def _compile(events: Sequence[WsEvent], announced: bool) -> RunScript | None:
             node = str(data.get("node")) if kind == _EXECUTED else None
             if node is not None and "{{" in node:
                 return None
-            kept.append((kind, event_renderer(event), node))
+            kept.append((kind, event_renderer(event) if node is None else compile_value(data.get("output")), node))
             status = JobState(STATUS_OF_TERMINAL[kind]) if kind in TERMINAL else status
             continue
         if not reads_plain(event, kind):
