@@ -88,6 +88,11 @@ class _Candidates:
                     self._holders.setdefault(node, {}).setdefault(key, {}).setdefault(value, []).append(i)
                 else:
                     self._odd.setdefault((node, key), []).append((i, value))
+        for by_key in self._holders.values():  # a value every job holds adds one to each: counted once (shared)
+            for by_value in by_key.values():
+                for value, held in by_value.items():
+                    if len(held) == len(jobs):
+                        by_value[value] = _EVERY
 
     def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
         """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:
@@ -110,6 +115,7 @@ class _Candidates:
         """For each job, how many of ``workflow``'s widget values (:func:`widget_values`) it has too (:func:`_shared`:
         equal by ``==``), read from the graph itself."""
         counts = [0] * len(self.jobs)
+        every = 0  # the values every job holds
         holders, odd = self._holders, self._odd
         for node_id, node in workflow.items():
             held_here = holders.get(node_id, {})
@@ -124,6 +130,8 @@ class _Candidates:
                         found = held.get(value, ())
                     except TypeError:
                         found = ()
+                    if found is _EVERY:
+                        every += 1
                     for i in found:
                         counts[i] += 1
                 if odd and (node_id, key) in odd:
@@ -134,7 +142,7 @@ class _Candidates:
                     present = self._present.get((node_id, key), set())
                     for i in range(len(counts)):
                         counts[i] += i not in present
-        return counts
+        return [count + every for count in counts] if every else counts
 
 
 class Kind:
@@ -166,6 +174,7 @@ class Kind:
         return NO_CANDIDATES, False
 
 
+_EVERY: list[int] = []  # stands for the list of every candidate (_Candidates.shared counts it once, for all)
 NO_CANDIDATES = _Candidates((), False)
 
 

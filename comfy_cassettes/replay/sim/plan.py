@@ -298,16 +298,47 @@ def from_job(job: Job, workflow: Mapping[str, Any], input_size: InputSize | None
     size the submitted graph says. A client's stream of a job recorded without one is rebuilt from its history.
     ``workflow`` has the job's structure (JobIndex.choose), so the samplers its outputs' seeds come from are the
     recording's, found once per job."""
+    replayed = _Replayed.of(job)
+    rebuilt = has_client and not job.has_client and bool(job.history)
+    if replayed.fixed:  # nothing the plan holds comes from the submission: one plan serves every replay of the job
+        plan = replayed.plans.get(rebuilt)
+        if plan is None:
+            plan = replayed.plans[rebuilt] = Plan(replayed.events(rebuilt), tuple(job.outputs), job.cached, job.status, job, job.queued_for, {})
+        return plan
     outputs = tuple(_sized(o, workflow, input_size) for o in job.outputs)
-    holders: dict[str, str | None] | None = job.__dict__.get("_seed_holders")
-    if holders is None:
-        holders = job.__dict__["_seed_holders"] = {o.node: seed_holder(job.workflow, o.node) for o in job.outputs}
-    seeds = {n: s for n, holder in holders.items() if holder is not None and (s := seed_at(workflow, holder)) is not None}
-    events = job.ws
-    if has_client and not job.has_client and job.history:
-        events = tuple(from_history(job.workflow, job.outputs_to_execute, job.history, cached=job.cached,
-                                    prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"))[0])
-    return Plan(events, outputs, job.cached, job.status, job, job.queued_for, seeds)
+    seeds = {n: s for n, holder in replayed.holders.items() if (s := seed_at(workflow, holder)) is not None}
+    return Plan(replayed.events(rebuilt), outputs, job.cached, job.status, job, job.queued_for, seeds)
+
+
+class _Replayed:
+    """What :func:`from_job` takes from a recorded job whatever the submission, worked out on its first replay and
+    kept on the job (a Job never changes once loaded)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        # Each output node's seed holder (behaviours.seed_holder: by classes and links, which the submission shares).
+        self.holders = {o.node: holder for o in job.outputs if (holder := seed_holder(job.workflow, o.node)) is not None}
+        # Neither a seed nor an image size to read from the submitted graph: the plan is the recording's alone.
+        self.fixed = not self.holders and all(o.width and o.height for o in job.outputs)
+        self.plans: dict[bool, Plan] = {}
+        self._rebuilt: tuple[WsEvent, ...] | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> _Replayed:
+        found: _Replayed | None = job.__dict__.get("_replayed")
+        if found is None:
+            found = job.__dict__["_replayed"] = cls(job)
+        return found
+
+    def events(self, rebuilt: bool) -> tuple[WsEvent, ...]:
+        """The recorded stream, or with ``rebuilt`` the one a client would have had, from the job's history."""
+        job = self.job
+        if not rebuilt:
+            return job.ws
+        if self._rebuilt is None:
+            self._rebuilt = tuple(from_history(job.workflow, job.outputs_to_execute, job.history or {}, cached=job.cached,
+                                               prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"))[0])
+        return self._rebuilt
 
 
 def _sized(image: OutputImage, workflow: Mapping[str, Any], input_size: InputSize | None) -> OutputImage:

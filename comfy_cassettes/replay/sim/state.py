@@ -77,7 +77,7 @@ class QueueItem:
     @functools.cached_property
     def signatures(self) -> dict[str, str]:
         """Each node's cache signature (graph.signatures): asked when the job is planned, named and finished."""
-        return signatures(self.workflow)
+        return signatures(self.workflow, self.shape if len(self.workflow) <= _ORDERS_UP_TO_NODES else None)
 
     @functools.cached_property
     def order(self) -> list[str]:
