@@ -8,12 +8,13 @@ import asyncio
 import concurrent.futures
 import io
 import json
+import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from helpers import har_path
@@ -136,6 +137,82 @@ def test_save_image_websocket_sends_its_images_on_every_run(default_url: str) ->
     other = json.loads(json.dumps(SEND))
     other["1"]["inputs"].update(width=48, batch_size=3)
     assert sizes(within(30, lambda: websockets_api_example_ws_images(default_url, other, "2"))) == [(48, 32)] * 3
+
+
+def status_then_start(url: str, prompt: dict[str, Any]) -> list[tuple[float, str]]:
+    """The messages one job sends a client (receipt time, type) from its POST until ``executing`` null."""
+    import websocket
+
+    host, client_id = urllib.parse.urlsplit(url).netloc, str(uuid.uuid4())
+    ws = websocket.WebSocket()
+    ws.connect(f"ws://{host}/ws?clientId={client_id}", timeout=30)
+    try:
+        ws.recv()  # the greeting status
+        body = json.dumps({"prompt": prompt, "client_id": client_id}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"http://{host}/prompt", data=body)).read()
+        received: list[tuple[float, str]] = []
+        while True:
+            out = ws.recv()
+            if isinstance(out, str):
+                message = json.loads(out)
+                received.append((time.monotonic(), message["type"]))
+                if message["type"] == "executing" and message["data"]["node"] is None:
+                    return received
+    finally:
+        ws.close()
+
+
+def test_the_status_of_a_job_taken_comes_with_its_execution_start(tmp_path: Path) -> None:
+    # ComfyUI's worker reports the queue as it gets a prompt and sends execution_start at once (0-3 ms apart in
+    # every capture): clients that read /queue on each status (@saintno/comfyui-sdk and its cfli) count on the
+    # job being listed then, and hang if it had already ended. The replay once sent that status before the
+    # recorded start-up delay. basic_save's is 64 ms, here slowed twentyfold to stand out from a busy machine.
+    with serve_imported(tmp_path, har_path("basic_save"), "--timing", "recorded", "--speed", "0.05") as url:
+        received = within(60, lambda: status_then_start(url, SAVE))
+    kinds = [kind for _, kind in received]
+    start = kinds.index("execution_start")
+    assert kinds[:start] == ["status", "status"]  # put, then get
+    delay = received[start][0] - received[0][0]
+    assert delay > 0.6, f"the recorded start-up delay was not kept ({delay:.2f} s)"
+    assert received[start][0] - received[start - 1][0] < delay / 2, received
+
+
+def polled_outputs(url: str, prompt: dict[str, Any]) -> dict[str, Any]:
+    """comfyui-xy's ComfyUiClient.process_workflow: POST only the prompt (no client_id, no socket), poll
+    /history/{id} until the id is listed, and take its outputs."""
+    body = json.dumps({"prompt": prompt}).encode()
+    prompt_id = json.loads(urllib.request.urlopen(urllib.request.Request(f"{url}/prompt", data=body)).read())["prompt_id"]
+    while True:
+        with urllib.request.urlopen(f"{url}/history/{prompt_id}") as response:
+            history = json.loads(response.read())
+        if prompt_id in history:
+            return cast(dict[str, Any], history[prompt_id]["outputs"])
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("version", "cached_listed"), [("0.3.64", True), ("0.8.0", False)])
+def test_a_cached_rerun_without_client_id_lists_its_outputs_up_to_0_3_67(tmp_path: Path, version: str, cached_listed: bool) -> None:
+    # 0.3.68-0.8.0 execution.py adds a cached node's outputs to the prompt's history only for a client_id (a live
+    # 0.8.0 answers so too): a client that polls without one finds a fully cached re-run with no outputs.
+    with serve(tmp_path, "--comfyui-version", version) as (url, _):
+        first = within(30, lambda: polled_outputs(url, SAVE))
+        again = within(30, lambda: polled_outputs(url, SAVE))
+    assert list(first) == ["2"] and first["2"]["images"][0]["filename"].endswith(".png")
+    assert again == (first if cached_listed else {})
+
+
+def test_a_job_recorded_without_client_id_has_its_files_when_polled(tmp_path: Path) -> None:
+    # A prompt sent without client_id replays a job recorded so, whose recording has no `executed` (ComfyUI sends
+    # it to nobody): its history's images are made then, and /view answers them (it once answered 404).
+    workflow = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 43690}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "anon"}}}
+    with serve_imported(tmp_path, har_path("no_client_id")) as url:
+        outputs = within(30, lambda: polled_outputs(url.rstrip("/"), workflow))
+        [image] = outputs["3"]["images"]
+        with urllib.request.urlopen(f"{url.rstrip('/')}/view?{urllib.parse.urlencode(image)}") as response:
+            picture = response.read()
+    assert image["filename"] == "anon_00001_.png" and sizes([picture]) == [(64, 64)]
 
 
 # ---------------------------------------------------------------- clients from PyPI

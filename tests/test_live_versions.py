@@ -60,6 +60,11 @@ def run_sequence(url: str, color: int, running: Callable[[str], None], resume: C
             answer = http.post("/prompt", json=body)
             seen.append((f"POST /prompt {body.get('prompt_id')}", answer.status_code, answer.json()))
         wait(http, "Live-Job-1")
+        # The same prompt again without client_id, all cached: from 0.3.68 its history leaves the cached outputs out.
+        http.post("/prompt", json={"prompt": quick, "prompt_id": "live-job-1-again", "number": 7, "extra_data": extra})
+        wait(http, "live-job-1-again")
+        entry = http.get("/history/live-job-1-again").json()["live-job-1-again"]
+        seen.append(("GET /history/live-job-1-again outputs and meta", 200, [entry["outputs"], entry["meta"]]))
         slow = http.post("/prompt", json={"prompt": SLOW, "prompt_id": "live-job-2", "number": 8}).json()["prompt_id"]
         waiting = dict(quick, **{"1": {**quick["1"], "inputs": {**quick["1"]["inputs"], "color": color + 1}}})
         http.post("/prompt", json={"prompt": waiting, "prompt_id": "live-job-3", "number": 9})

@@ -13,9 +13,10 @@ VOLATILE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}|.*\.(png|jpg|jpeg|webp)"
     r"|ComfyUI_temp_.*|.*\(\d+\)\..*)$", re.I)
 # Numbers a machine or a clock decides (create_time and the jobs API's execution times are wall-clock ms since
-# 0.3.69 and 0.6.0, like "timestamp"; the reference comparator predates them).
+# 0.3.69 and 0.6.0, like "timestamp"; a user file's modified/created are its file times; the reference comparator
+# predates them).
 FREE_NUMBERS = {"timestamp", "ram_free", "vram_free", "torch_vram_free", "ram_total", "vram_total", "torch_vram_total", "size",
-                "create_time", "execution_start_time", "execution_end_time"}
+                "create_time", "execution_start_time", "execution_end_time", "modified", "created"}
 # Lists ComfyUI builds with list(some_set): their order follows str hashing (PYTHONHASHSEED), not the protocol.
 SET_KEYS = {"executed", "current_outputs"}
 FREE_STRINGS = {"python_version", "pytorch_version", "Date", "Etag", "Last-Modified", "traceback", "exception_message", "argv"}

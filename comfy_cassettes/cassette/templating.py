@@ -156,13 +156,18 @@ def compile_value(value: Any) -> Renderer:
         if any(isinstance(k, str) and "{{" in k for k in value):
             items = [(k, compile_value(v)) for k, v in value.items()]
             return lambda b: {render_text(k, b) if isinstance(k, str) else k: f(b) for k, f in items}
-        dynamic = [(k, compile_value(v)) for k, v in value.items() if not _constant_leaf(v)]
-        if not dynamic:
+        # A value that is one placeholder is looked up in place (most of a message's: its prompt_id, its timestamp):
+        # a call per value costs more than the lookup.
+        named = [(k, whole.group(1), v) for k, v in value.items() if isinstance(v, str) and (whole := PLACEHOLDER.fullmatch(v))]
+        dynamic = [(k, compile_value(v)) for k, v in value.items() if not _constant_leaf(v) and not (isinstance(v, str) and PLACEHOLDER.fullmatch(v))]
+        if not dynamic and not named:
             return lambda b: value.copy()
         template = dict(value)  # constant values in place, in order; the others are overwritten on every call
 
         def render_dict(b: Bindings) -> dict[Any, Any]:
             out = template.copy()
+            for key, name, text in named:
+                out[key] = b[name] if name in b else render_text(text, b)
             for key, render in dynamic:
                 out[key] = render(b)
             return out

@@ -6,7 +6,8 @@ import hashlib
 import heapq
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .nodes import NEVER_CACHED
@@ -69,13 +70,41 @@ def node_roles(workflow: Mapping[str, Any]) -> dict[str, str]:
     return numbered
 
 
-def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
+def signatures(workflow: Mapping[str, Any], shape: str | None = None) -> dict[str, str]:
     """Each node's cache signature: its class and values plus its ancestors' signatures, like ComfyUI's cache key.
 
     A signature is a digest, so a node's key costs the same at any depth (an ancestor's key is never escaped
     again inside its descendants'), and the walk is iterative, so a long chain needs no deep recursion. A link
-    to a node that is absent, or that closes a cycle, counts as ``missing:<id>``.
+    to a node that is absent, or that closes a cycle, counts as ``missing:<id>``. ``shape``, the workflow's
+    :func:`structure` when known: the walk depends on it alone, so it is made once per structure.
     """
+    walk = _WALKS.get(shape) if shape is not None else None
+    if walk is not None:
+        done: dict[str, str] = {}
+        for node_id in walk:
+            node = workflow.get(node_id)
+            if isinstance(node, dict):
+                done[node_id] = _signature(node.get("class_type"), node.get("inputs", {}), done)
+        if len(done) == len(workflow):
+            return done
+    done = _walked(workflow)
+    if shape is not None and len(done) == len(workflow) <= _WALKS_UP_TO_NODES and _resolved(workflow, done):
+        if len(_WALKS) >= _WALKS_KEPT:
+            _WALKS.pop(next(iter(_WALKS)))  # the oldest: a few graphs are the common case
+        _WALKS[shape] = tuple(done)
+    return done
+
+
+# An order signatures' walk signs a structure's nodes in, every link's source before the link: kept only for a
+# graph without a missing link or a cycle, whose keys any such order gives (which link closes a cycle depends on
+# the inputs' order, which a structure leaves out). A bounded few, of graphs whose key is cheap to keep.
+_WALKS: dict[str, tuple[str, ...]] = {}
+_WALKS_KEPT = 64
+_WALKS_UP_TO_NODES = 256
+
+
+def _walked(workflow: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`signatures` by walking the graph, each node signed once its ancestors are."""
     done: dict[str, str] = {}
     for root in workflow:
         root = str(root)
@@ -84,7 +113,7 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
             continue
         inputs = node.get("inputs", {})
         for value in inputs.values():
-            if is_link(value) and value[0] not in done:
+            if isinstance(value, list) and is_link(value) and value[0] not in done:
                 break
         else:
             done[root] = _signature(node.get("class_type"), inputs, done)  # its ancestors' keys are known: no walk
@@ -107,33 +136,77 @@ def signatures(workflow: Mapping[str, Any]) -> dict[str, str]:
     return done
 
 
+def _resolved(workflow: Mapping[str, Any], order: Iterable[str]) -> bool:
+    """Whether every link in ``workflow`` comes from a node earlier in ``order``."""
+    earlier: set[str] = set()
+    for node_id in order:
+        if any(is_link(value) and value[0] not in earlier for value in workflow[node_id].get("inputs", {}).values()):
+            return False
+        earlier.add(node_id)
+    return True
+
+
 # json.dumps(..., sort_keys=True, default=str) made once: dumps builds a new encoder per call given options.
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
 # Values written as their repr: each type's repr tells its values apart and apart from the other types' (1, 1.0,
 # True, '1'), as their JSON does, at a fraction of an encoder's cost; any other value is written as JSON.
 _REPR_TYPES = frozenset({str, int, float, bool, type(None)})
+# By (class, input names in the node's order): a getter of the values in name order, and the texts they fill in (_form).
+_Form = tuple[Callable[[Mapping[str, Any]], tuple[Any, ...]], str, str]
+_FORMS: dict[tuple[str, tuple[Any, ...]], _Form] = {}
+_FORMS_KEPT = 1024
 
 
 def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, str]) -> str:
-    """One node's key from its class, its values and its inputs' keys (each link as ``<key>#<slot>``); a
+    """One node's key from its class, its values and its inputs' keys (each link as ``L<key>#<slot>``); a
     NEVER_CACHED class's key also holds a fresh count, as ComfyUI's holds IS_CHANGED's new answer.
 
-    The text hashed is the class and each input in key order, every part self-delimiting (a repr, a JSON text, a
-    digest), so that different nodes never give the same text."""
-    parts = [_term(class_type)]
-    for key, value in sorted(inputs.items()):
-        name = f"S{key!r}" if type(key) is str else _term(key)
-        if type(value) in _REPR_TYPES:
-            parts.append(f"{name}=S{value!r}")
-        elif is_link(value):
-            source = done.get(value[0])
-            link = f"L{source}" if source is not None else f"M{value[0]!r}"
-            parts.append(f"{name}={link}#{value[1]!r}")
-        else:
-            parts.append(f"{name}=J{_KEY_ENCODER.encode(value)}")
+    The text hashed is the class and each input in name order, every part self-delimiting (a repr, or a mark
+    that no repr starts with: ``L`` and a digest, ``M`` and a missing node's id, ``J`` and a JSON text), so that
+    different nodes never give the same text. Its form is kept per class and input names, so a node's text is one
+    ``%`` of its values."""
+    names = tuple(inputs)
+    known = _FORMS.get((class_type, names)) if type(class_type) is str else None
+    values_of, form, written = known if known is not None else _form(class_type, names)
+    values = values_of(inputs)
+    if set(map(type, values)) <= _REPR_TYPES:
+        text = form % values
+    else:  # a link or a JSON value: its mark, and every other value's repr
+        text = written % tuple([repr(value) if type(value) in _REPR_TYPES else _mark(value, done) for value in values])
     if class_type in NEVER_CACHED:
-        parts.append(f"changed {next(_CHANGED)}")
-    return hashlib.blake2b(";".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        text += f";changed {next(_CHANGED)}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _form(class_type: Any, names: tuple[Any, ...]) -> _Form:
+    """How :func:`_signature` writes a node of ``class_type`` with inputs ``names``: a getter of its values in name
+    order, the ``%`` text their reprs fill in, and the same text to fill with texts (kept for a class given by name)."""
+    ordered = sorted(names)
+    values_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    if len(ordered) > 1:
+        values_of = operator.itemgetter(*ordered)
+    else:  # itemgetter of one name gives the value itself, and of none is refused
+        values_of = (lambda inputs: (inputs[ordered[0]],)) if ordered else (lambda inputs: ())
+    terms = [_term(term).replace("%", "%%") for term in (class_type, *ordered)]
+    found = values_of, _joined(terms, "%r"), _joined(terms, "%s")
+    if type(class_type) is str:
+        if len(_FORMS) >= _FORMS_KEPT:
+            _FORMS.clear()  # (a bounded few: the classes a server sees, with their inputs)
+        _FORMS[(class_type, names)] = found
+    return found
+
+
+def _joined(terms: Sequence[str], slot: str) -> str:
+    """The class's term, then each input's name and ``slot`` for its value."""
+    return ";".join([terms[0], *(f"{name}={slot}" for name in terms[1:])])
+
+
+def _mark(value: Any, done: Mapping[str, str]) -> str:
+    """What a node's key holds for a value whose repr does not tell it apart: a link, or a JSON value."""
+    if is_link(value):
+        source = done.get(value[0])
+        return f"L{source}#{value[1]!r}" if source is not None else f"M{value[0]!r}#{value[1]!r}"
+    return f"J{_KEY_ENCODER.encode(value)}"
 
 
 def _term(value: Any) -> str:

@@ -39,12 +39,14 @@ class Profile:
     validates_combo_options: bool = False
     combo_error_repr: bool = False
     keeps_earlier_results: bool = False
+    cached_history_needs_client: bool = False
     preview_method_per_prompt: bool = False
     userdata_times_in_ms: bool = False
     view_nosniff: bool = False
     refuses_cross_site: bool = False
     node_replacements_api: bool = False
     global_subgraphs_api: bool = False
+    move_checks_destination: bool = False
     model_folder_extensions: bool = False
     user_file_headers: bool = False
     os_is_platform: bool = False

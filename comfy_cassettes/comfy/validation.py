@@ -25,7 +25,7 @@ from .validation_frames import (
     VALIDATE_PROMPT_FRAME, VALUE_FRAME, Raised, custom_frames,
 )
 
-__all__ = ["NodeSpecs", "ValidationResult", "no_prompt_body", "validate_prompt"]
+__all__ = ["NodeSpecs", "ValidationResult", "Validator", "no_prompt_body", "output_nodes", "validate_prompt"]
 
 _Error = dict[str, Any]
 _Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
@@ -85,7 +85,7 @@ def validate_prompt(
         return ValidationResult(400, no_prompt_body(), {}, [])
     specs = object_info if isinstance(object_info, NodeSpecs) else NodeSpecs(object_info)
     try:
-        outputs = _output_nodes(prompt, specs.object_info, partial_execution_targets, profile)
+        outputs = output_nodes(prompt, specs.object_info, partial_execution_targets, profile)
     except _Rejected as rejected:
         return ValidationResult(400, {"error": rejected.error, "node_errors": {}}, {}, [])
     except Exception:
@@ -95,7 +95,7 @@ def validate_prompt(
         error = _error("prompt_no_outputs", "Prompt has no outputs", "", {})
         return ValidationResult(400, {"error": error, "node_errors": {}}, {}, [])
 
-    validator = _Validator(prompt, specs, input_file_exists, profile)
+    validator = Validator(prompt, specs, input_file_exists, profile)
     frames = _FRAMES_PER_LEVEL * len(prompt)
     if frames <= _ROOM_NEEDED:  # most prompts: the process-wide limit is room enough, and entering nothing is cheaper
         return _validate_outputs(prompt, validator, outputs)
@@ -117,7 +117,7 @@ def _recursion_room(frames: int) -> Iterator[None]:
             sys.setrecursionlimit(before)
 
 
-def _validate_outputs(prompt: Any, validator: _Validator, outputs: list[str]) -> ValidationResult:
+def _validate_outputs(prompt: Any, validator: Validator, outputs: list[str]) -> ValidationResult:
     """Each output with its ancestors, as ComfyUI's validate_prompt loop does; failures charged as it charges them."""
     good_outputs: list[str] = []
     failures: list[tuple[str, list[_Error]]] = []
@@ -163,7 +163,7 @@ def _error(kind: str, message: str, details: str, extra_info: dict[str, Any]) ->
     return {"type": kind, "message": message, "details": details, "extra_info": extra_info}
 
 
-def _output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any, profile: Profile) -> list[str]:
+def output_nodes(prompt: Any, object_info: Mapping[str, Any], partial: Any, profile: Profile) -> list[str]:
     """ComfyUI's first pass: every node needs a known class_type; collect the output nodes."""
     outputs: list[str] = []
     for x in prompt:
@@ -207,7 +207,7 @@ def _types_compatible(received: Any, expected: Any) -> bool:
     return "*" in received_types or "*" in expected_types or bool(received_types & expected_types)
 
 
-class _Validator:
+class Validator:
     """ComfyUI's validate_inputs with its ``validated`` memo, over a recorded catalogue.
 
     Each line ComfyUI's traceback names is guarded by a try that turns an exception there into a Raised at that
@@ -283,11 +283,11 @@ class _Validator:
                 continue
             if x == file_input or not checked:
                 continue  # VALIDATE_INPUTS takes a file input, so ComfyUI skips the range and list checks
-            error = self._check_value(x, val, input_type, extra_info)
+            error = self.check_value(x, val, input_type, extra_info)
             if error is not None:
                 errors.append(error)
         if file_input is not None:
-            errors.extend(self._check_file(class_type, file_input, inputs))
+            errors.extend(self.check_file(class_type, file_input, inputs))
         if errors or not valid:
             return (False, errors, unique_id)
         return (True, [], unique_id)
@@ -331,7 +331,7 @@ class _Validator:
             self.validated[o_id] = (False, [reason], o_id)
             return False
 
-    def _check_value(self, x: str, val: Any, input_type: Any, extra_info: Any) -> _Error | None:
+    def check_value(self, x: str, val: Any, input_type: Any, extra_info: Any) -> _Error | None:
         """Range and option-list checks on a converted constant."""
         try:
             too_small = "min" in extra_info and val < extra_info["min"]
@@ -361,7 +361,7 @@ class _Validator:
         shown = repr(val) if self.profile.combo_error_repr else f"'{val}'"
         return _error("value_not_in_list", "Value not in list", f"{x}: {shown} not in {list_info}", extra)
 
-    def _check_file(self, class_type: str, name: str, inputs: Any) -> list[_Error]:
+    def check_file(self, class_type: str, name: str, inputs: Any) -> list[_Error]:
         """LoadImage's VALIDATE_INPUTS, run the way ComfyUI feeds it (links arrive as None)."""
         if name not in inputs:
             missing = TypeError(f"{class_type}.VALIDATE_INPUTS() missing 1 required positional argument: '{name}'")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel
 
@@ -49,10 +49,16 @@ def routes_table() -> str:
             takes = "?" + "&".join(f"{name}=" for name in route.query.model_fields)
         else:
             takes = ""
-        answers = ", ".join(f"{status} {model.__name__ if isinstance(model, type) else 'JSON'}" for status, model in route.answers.items() if status != 400)
+        answers = ", ".join(f"{status} {_answer_name(model)}" for status, model in route.answers.items() if status != 400)
         python = ", ".join(f"`{name}()`" for name in route.control)
         rows.append(f"| `{route.method} {route.path}` — {route.summary} | {takes} | {answers} | {python} |")
     return "\n".join(rows)
+
+
+def _answer_name(model: Any) -> str:
+    """A body model's class name; a plain JSON shape such as ``dict[str, Any]`` is "JSON" (on Python 3.10 a
+    generic alias still passes ``isinstance(model, type)``, hence the origin test)."""
+    return model.__name__ if isinstance(model, type) and get_origin(model) is None else "JSON"
 
 
 def faults_table() -> str:

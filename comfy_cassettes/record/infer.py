@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from ..comfy.differences import CONFIRMED, DIFFERENCES
 from ..comfy.profiles import OLDEST, Profile, parts
@@ -95,10 +96,37 @@ def _rich_previews(session: RawSession) -> bool | None:
     return all("previewable_outputs_count" in j for j in jobs) if jobs else None
 
 
+def _move_checks_destination(session: RawSession) -> bool | None:
+    """A user file moved to a destination outside the user folder: 403 where the destination is checked, else
+    the 500 of ComfyUI's going on with the refusal as a path."""
+    for x in session.exchanges:
+        head, move, dest = x.path.partition("/move/")
+        if x.method != "POST" or not move or "/userdata/" not in head or x.status not in (403, 500):
+            continue
+        source = unquote(head.rsplit("/userdata/", 1)[1])
+        if ".." not in source.replace("\\", "/").split("/") and ".." in unquote(dest).replace("\\", "/").split("/"):
+            return x.status == 403
+    return None
+
+
+def _userdata_times_in_ms(session: RawSession) -> bool | None:
+    """A user file's full_info times: seconds (a float near 1.8e9 today) or milliseconds."""
+    for x in session.exchanges:
+        if x.status != 200 or "/userdata" not in x.path or ("full_info", "true") not in x.query:
+            continue
+        body = x.response_json()
+        for info in body if isinstance(body, list) else [body]:
+            modified = info.get("modified") if isinstance(info, dict) else None
+            if isinstance(modified, (int, float)) and modified > 0:
+                return modified > 1e11
+    return None
+
+
 # The Profile fields a session can show, and how.
 OBSERVATIONS: dict[str, Observed] = {
     "stamps_create_time": _create_time, "features": _features, "output_metadata": _output_metadata,
     "jobs_api": _jobs_api, "jobs_cancelled_status": _cancelled_status, "jobs_rich_previews": _rich_previews,
+    "move_checks_destination": _move_checks_destination, "userdata_times_in_ms": _userdata_times_in_ms,
 }
 
 

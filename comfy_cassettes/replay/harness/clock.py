@@ -78,7 +78,8 @@ class Clock:
         self.holds: list[Hold] = []
         self.held: dict[str, Held] = {}
         self.finished: dict[str, str] = {}  # prompt_id -> final state ("success", "error", "interrupted", "deleted")
-        self._changed = asyncio.Event()
+        # Set (and dropped) at the next change; made only for a test waiting on one: every job's end is a change.
+        self._changed: asyncio.Event | None = None
 
     # ------------------------------------------------------------ setting holds
 
@@ -117,8 +118,9 @@ class Clock:
     # ------------------------------------------------------------ engine side
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     async def checkpoint(self, prompt_id: str, point: str, abandon: asyncio.Event | None = None) -> bool:
         """Wait here while a hold applies. True once advanced (or no hold); False if ``abandon`` fired first
@@ -155,6 +157,8 @@ class Clock:
             if remaining <= 0:
                 return False
             # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the cancel that stops the server.
+            if self._changed is None:
+                self._changed = asyncio.Event()
             waiting = asyncio.ensure_future(self._changed.wait())
             try:
                 done, _ = await asyncio.wait({waiting}, timeout=remaining)

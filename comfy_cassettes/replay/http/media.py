@@ -32,9 +32,13 @@ async def post_upload(request: Request) -> Response:
     form = await request.form(max_part_size=FEATURES["max_upload_size"])
     try:
         image = form.get("image")
-        # aiohttp gives ComfyUI a plain string for a part without a filename: no file, like a missing field.
-        filename = image.filename if isinstance(image, UploadFile) else None
-        data = await image.read() if isinstance(image, UploadFile) else None
+        is_file = isinstance(image, UploadFile) and bool(image.filename)
+        if image is not None and not is_file and await _value(image):
+            # aiohttp gives ComfyUI a part without a filename (or with an empty one) as its text or bytes, and
+            # image_upload asks that for .file: AttributeError, a 500; an empty value is falsy, a missing file's 400.
+            return reply(Reply.crash())
+        filename = image.filename if is_file and isinstance(image, UploadFile) else None
+        data = await image.read() if is_file and isinstance(image, UploadFile) else None
         result = store_upload(
             engine.roots,
             filename=filename,
@@ -59,6 +63,10 @@ async def post_upload(request: Request) -> Response:
         answer["asset"] = engine.assets.register(stored, name=answer["name"], kind=answer["type"], subfolder=answer["subfolder"],
                                                  tags=tags).upload_view()
     return reply(Reply.json(answer))
+
+
+async def _value(field: UploadFile | str) -> bytes | str:
+    return await field.read() if isinstance(field, UploadFile) else field
 
 
 # Keyed by the functions' own names: comfy/routes.py names each route's handler.

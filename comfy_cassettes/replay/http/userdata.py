@@ -234,9 +234,9 @@ async def _move(request: Request, source_name: str, dest_name: str) -> Response:
         return source
     dest = _user_file(folder, dest_name, must_exist=False)
     if isinstance(dest, Response):
-        # user_manager.py:427 checks the source again, so ComfyUI goes on with a Response as the destination
-        # and crashes: a refused destination is its 500, and the source stays where it was.
-        return _crash()
+        # Up to 0.3.75 user_manager.py checks the source again, so ComfyUI goes on with a Response as the
+        # destination and crashes: a refused destination is its 500, and the source stays where it was.
+        return dest if engine_of(request).profile.move_checks_destination else _crash()
     overwrite = query_of(request).get("overwrite", "true") != "false"
     if not overwrite and os.path.exists(dest):
         return _text(409, "File already exists")

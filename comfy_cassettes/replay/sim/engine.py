@@ -24,11 +24,12 @@ from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import (
-    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
-    request_json, uuid4_text,
+    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, dumps,
+    is_canonical_uuid, request_json, uuid4_text,
 )
 from ...comfy.shapes import QueueListing
-from ...comfy.validation import no_prompt_body, validate_prompt
+from ...comfy.validation import no_prompt_body
+from ...comfy.validation_plans import ValidationPlans
 from ...errors import ConfigError
 from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
@@ -118,10 +119,11 @@ class ReplayEngine:
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
+        self._plans: ValidationPlans | None = None  # validation's per-structure findings, for the catalogue's NodeSpecs
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
-        self.history = History()
+        self.history = History(cached_needs_client=self.profile.cached_history_needs_client)
         self.running = Running()
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
@@ -249,18 +251,19 @@ class ReplayEngine:
         checked = self._validate(workflow, body.get("partial_execution_targets"))
         if isinstance(checked, Reply):
             return checked
-        outputs, node_errors = checked
-        shape = structure(workflow)
+        outputs, node_errors, shape = checked
+        shape = shape if shape is not None else structure(workflow)
         outputs = self.index.output_order(workflow, outputs, shape)
         prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
         client_id = body.get("client_id")
         self.queue.sequence += 1
         item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
                          self.queue.sequence, shape=shape)
-        item.faults = self.faults.for_job(workflow)
+        if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
+            item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
         self.worker.wake()
-        answer = Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
@@ -284,19 +287,20 @@ class ReplayEngine:
         self.queue.counter += 1
         return -number if body.get("front") else number
 
-    def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any]]:
+    def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any], str | None]:
         """ComfyUI's validation with the catalogue's object_info; without one, what the recordings answered.
-        The outputs to execute and the node errors, or the refusal."""
+        The outputs to execute, the node errors and the graph's structure when known already; or the refusal."""
         specs = self.catalogue.node_specs()
         if specs is not None:
-            result = validate_prompt(
-                workflow, specs, input_file_exists=self.inputs.exists, partial_execution_targets=partial, profile=self.profile,
-            )
+            if self._plans is None or self._plans.specs is not specs:  # a new catalogue: what the old one accepted is moot
+                self._plans = ValidationPlans(specs, self.profile)
+            result, shape = self._plans.validate(workflow, input_file_exists=self.inputs.exists, partial_execution_targets=partial)
             if result.status == 500 or result.body is None and result.status != 200:
                 return Reply.crash()
+            recorded = self.index.recorded_verdict(workflow, result.status, result.node_errors) if result.node_errors else None
             if result.status != 200:
-                return Reply.json(result.body, result.status)
-            return list(result.outputs_to_execute), result.node_errors
+                return Reply.json(recorded or result.body, result.status)
+            return list(result.outputs_to_execute), (recorded or {}).get("node_errors") or result.node_errors, shape
         rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
         if rejection is not None:
             return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
@@ -307,7 +311,7 @@ class ReplayEngine:
         if partial:
             outputs = [n for n in outputs if n in partial]
         accepted = self.index.acceptance(workflow)  # (node_errors, outputs) as a recording answered them
-        return (accepted[1], accepted[0]) if accepted is not None else (outputs, {})
+        return (accepted[1], accepted[0], None) if accepted is not None else (outputs, {}, None)
 
     def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
         """The queue item's extra_data as the profile's ComfyUI keeps it."""

@@ -16,14 +16,20 @@ from ...cassette.model import Job
 KINDS_KEPT = 256  # kinds of submission a JobIndex keeps (JobIndex._kind): the recorded graphs, their cache patterns
 
 
+def _node_inputs(node: Any) -> Mapping[str, Any]:
+    """A node's inputs; none for what is no node (a rejected submission's ``"2": "x"``) or has no inputs object."""
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    return inputs if isinstance(inputs, dict) else {}
+
+
 def widget_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """A graph's non-volatile widget values by (node, input)."""
-    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in _node_inputs(node).items()
             if key not in VOLATILE_INPUTS and not (isinstance(value, list) and is_link(value))}
 
 
 def _inputs(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    return {(node_id, key): value for node_id, node in workflow.items() for key, value in node.get("inputs", {}).items()}
+    return {(node_id, key): value for node_id, node in workflow.items() for key, value in _node_inputs(node).items()}
 
 
 def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, str], Any]) -> int:
@@ -37,8 +43,8 @@ def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, st
 
 def decisive_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """The values in a graph that decide what a client sees (behaviours.DECISIVE_INPUTS)."""
-    return {(str(n), k): v for n, node in workflow.items() if isinstance(node, dict)
-            for k, v in (node.get("inputs") or {}).items() if k in DECISIVE_INPUTS and not is_link(v)}
+    return {(str(n), k): v for n, node in workflow.items() for k, v in _node_inputs(node).items()
+            if k in DECISIVE_INPUTS and not is_link(v)}
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,11 @@ class _Candidates:
                     self._holders.setdefault(node, {}).setdefault(key, {}).setdefault(value, []).append(i)
                 else:
                     self._odd.setdefault((node, key), []).append((i, value))
+        for by_key in self._holders.values():  # a value every job holds adds one to each: counted once (shared)
+            for by_value in by_key.values():
+                for value, held in by_value.items():
+                    if len(held) == len(jobs):
+                        by_value[value] = _EVERY
 
     def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
         """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:
@@ -104,6 +115,7 @@ class _Candidates:
         """For each job, how many of ``workflow``'s widget values (:func:`widget_values`) it has too (:func:`_shared`:
         equal by ``==``), read from the graph itself."""
         counts = [0] * len(self.jobs)
+        every = 0  # the values every job holds
         holders, odd = self._holders, self._odd
         for node_id, node in workflow.items():
             held_here = holders.get(node_id, {})
@@ -118,6 +130,8 @@ class _Candidates:
                         found = held.get(value, ())
                     except TypeError:
                         found = ()
+                    if found is _EVERY:
+                        every += 1
                     for i in found:
                         counts[i] += 1
                 if odd and (node_id, key) in odd:
@@ -128,7 +142,7 @@ class _Candidates:
                     present = self._present.get((node_id, key), set())
                     for i in range(len(counts)):
                         counts[i] += i not in present
-        return counts
+        return [count + every for count in counts] if every else counts
 
 
 class Kind:
@@ -160,6 +174,7 @@ class Kind:
         return NO_CANDIDATES, False
 
 
+_EVERY: list[int] = []  # stands for the list of every candidate (_Candidates.shared counts it once, for all)
 NO_CANDIDATES = _Candidates((), False)
 
 

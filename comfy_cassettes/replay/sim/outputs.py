@@ -47,6 +47,7 @@ _SPLIT_KEPT = 32
 # A new file only; not inherited by child processes (os.open's default, PEP 446); no newline translation where
 # there is any (Windows' O_BINARY, which open() adds by itself).
 _CREATE_NEW: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_FOLDERS_KEPT = 256  # output folders whose joined path is kept (a prompt's prefix may name a new one each time)
 _SIZES_KEPT = 256  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
 _splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
 
@@ -118,6 +119,15 @@ def _opened_size(file: str | io.BytesIO) -> tuple[int, int] | None:
         return None
 
 
+def _exists(path: str) -> bool:
+    """``os.path.exists(path)`` without the exception it catches when nothing is there, the usual answer for a new
+    output's name (an OSError with its message decoded from the locale: half the call's cost)."""
+    try:
+        return os.access(path, os.F_OK)
+    except ValueError:  # a NUL in the name, as exists() answers it
+        return False
+
+
 def _version(stat: os.stat_result) -> tuple[int, int, int, int]:
     """What changes when a file is written again, even within the clock tick that keeps its mtime."""
     return stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino
@@ -150,6 +160,7 @@ class OutputFiles:
         self.written: list[Callable[[str, os.stat_result, bytes], None]] = []
         # The size of each file lately written, with its _version then: enrichment asks for it right after.
         self._written_sizes: dict[str, tuple[tuple[int, int, int, int], tuple[int, int] | None]] = {}
+        self._folders: dict[tuple[str, str], tuple[str, str]] = {}  # (type, subfolder) -> its folder, with a separator after and without
 
     def empty_folders(self) -> None:
         """Empty the output and temp folders: the fixtures' reset between tests (a restart keeps the files, as
@@ -183,22 +194,35 @@ class OutputFiles:
             kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
             if (kind, subfolder, filename) in self.virtual:
                 continue  # a cached re-run reports files that already exist
-            path = os.path.join(self.roots.temp if kind == "temp" else self.roots.output, subfolder, filename)
+            folder, path = self._path(kind, subfolder, filename)
             if self.dynamic or kind == "temp":
-                self._write(path, self._source(recorded.get(index), cassette, seed, index), metadata, wrote)
-            elif not os.path.exists(path):
+                self._write(path, folder, self._source(recorded.get(index), cassette, seed, index), metadata, wrote)
+            elif not _exists(path):
                 source = self._source(recorded.get(index), cassette, seed, index)
                 self.virtual[(kind, subfolder, filename)] = source if isinstance(source, Path) else self._spill(source)
 
-    def _write(self, path: str, source: Path | bytes, metadata: Callable[[], Mapping[str, str]] | None,
+    def _path(self, kind: str, subfolder: str, filename: str) -> tuple[str, str]:
+        """``os.path.join(<kind's root>, subfolder, filename)`` and its dirname, the folder joined once per subfolder:
+        a name with no separator or drive in it (every name the namer hands out) is then only appended to it."""
+        known = self._folders.get((kind, subfolder))
+        if known is None:
+            if len(self._folders) >= _FOLDERS_KEPT:
+                self._folders.pop(next(iter(self._folders)))
+            joined = os.path.join(self.roots.temp if kind == "temp" else self.roots.output, subfolder, "")
+            known = self._folders[(kind, subfolder)] = (joined, os.path.dirname(joined + "name"))
+        if "/" in filename or "\\" in filename or ":" in filename:
+            path = os.path.join(known[0], filename)
+            return os.path.dirname(path), path
+        return known[1], known[0] + filename
+
+    def _write(self, path: str, folder: str, source: Path | bytes, metadata: Callable[[], Mapping[str, str]] | None,
                wrote: Callable[[str, int | None], None] | None) -> None:
         """Create ``path`` with the image's bytes, unless it exists (a cached re-run reports files it wrote before).
         Written in place, as PIL's save in ComfyUI's SaveImage does: a failed write (a full disk) removes the
         file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
         meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
         place: one directory entry made instead of two changes. The bytes are made once the file is known to be
-        new: a cached re-run's files cost one failed open."""
-        folder = os.path.dirname(path)
+        new: a cached re-run's files cost one failed open. ``folder``: the path's dirname."""
         before = _mtime(folder)
         if before is None:
             os.makedirs(folder, exist_ok=True)

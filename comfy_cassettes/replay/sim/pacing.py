@@ -78,6 +78,10 @@ class Pacing:
         other values runs at the recording's pace too."""
         return bool(self._scale)
 
+    def unpaced(self, *, watched: bool) -> bool:
+        """Whether a run neither waits recorded delays nor has its end held (:meth:`keep_floor`), ``watched`` or not."""
+        return not self._scale and (not self.faithful or self.timing == "floor" and not watched)
+
     async def pause(self, seconds: float) -> None:
         """Wait ``seconds`` of recorded time; without recorded delays, yield only when the work budget is spent.
 

@@ -156,11 +156,35 @@ class JobIndex:
                 return (errors if isinstance(errors, dict) else {}), list(job.outputs_to_execute)
         return None
 
+    def recorded_verdict(self, workflow: Mapping[str, Any], status: int, node_errors: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The answer recorded for exactly this workflow when ComfyUI found the same errors in the same nodes: the
+        order of its details lines and the outputs each node error names follow a set of output ids, whose order
+        is the recorded process's string hashing; a replay of that recording keeps it."""
+        for job in self._same_shape(workflow, None):
+            if job.response_status != status or job.workflow != workflow:
+                continue
+            answer = parse_templated(job.response_body)
+            if not isinstance(answer, dict):
+                continue
+            recorded = answer.get("node_errors")
+            if isinstance(recorded, dict) and _same_errors(recorded, node_errors):
+                return answer
+        return None
+
     def output_order(self, workflow: Mapping[str, Any], outputs: Sequence[str], shape: str | None = None) -> list[str]:
         """``outputs`` in the order a recording of this graph listed them. ComfyUI builds the list from a set, so
         its order is the recorded process's; a replay of that recording keeps it."""
         recorded = self._output_orders.get(shape if shape is not None else structure(workflow), {}).get(tuple(sorted(outputs)))
         return list(recorded if recorded is not None else outputs)
+
+
+def _same_errors(recorded: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """Whether two ``node_errors`` name the same nodes with the same kinds of error (tracebacks and the outputs
+    charged aside: the former name the recording machine's files, the latter follow the set order)."""
+    def kinds(errors: Any) -> list[tuple[Any, Any]]:
+        entries = errors.get("errors") if isinstance(errors, dict) else None
+        return [(e.get("type"), e.get("details")) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    return recorded.keys() == found.keys() and all(kinds(recorded[n]) == kinds(found[n]) for n in found)
 
 
 # ---------------------------------------------------------------- runs from the graph
@@ -274,16 +298,47 @@ def from_job(job: Job, workflow: Mapping[str, Any], input_size: InputSize | None
     size the submitted graph says. A client's stream of a job recorded without one is rebuilt from its history.
     ``workflow`` has the job's structure (JobIndex.choose), so the samplers its outputs' seeds come from are the
     recording's, found once per job."""
+    replayed = _Replayed.of(job)
+    rebuilt = has_client and not job.has_client and bool(job.history)
+    if replayed.fixed:  # nothing the plan holds comes from the submission: one plan serves every replay of the job
+        plan = replayed.plans.get(rebuilt)
+        if plan is None:
+            plan = replayed.plans[rebuilt] = Plan(replayed.events(rebuilt), tuple(job.outputs), job.cached, job.status, job, job.queued_for, {})
+        return plan
     outputs = tuple(_sized(o, workflow, input_size) for o in job.outputs)
-    holders: dict[str, str | None] | None = job.__dict__.get("_seed_holders")
-    if holders is None:
-        holders = job.__dict__["_seed_holders"] = {o.node: seed_holder(job.workflow, o.node) for o in job.outputs}
-    seeds = {n: s for n, holder in holders.items() if holder is not None and (s := seed_at(workflow, holder)) is not None}
-    events = job.ws
-    if has_client and not job.has_client and job.history:
-        events = tuple(from_history(job.workflow, job.outputs_to_execute, job.history, cached=job.cached,
-                                    prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"))[0])
-    return Plan(events, outputs, job.cached, job.status, job, job.queued_for, seeds)
+    seeds = {n: s for n, holder in replayed.holders.items() if (s := seed_at(workflow, holder)) is not None}
+    return Plan(replayed.events(rebuilt), outputs, job.cached, job.status, job, job.queued_for, seeds)
+
+
+class _Replayed:
+    """What :func:`from_job` takes from a recorded job whatever the submission, worked out on its first replay and
+    kept on the job (a Job never changes once loaded)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        # Each output node's seed holder (behaviours.seed_holder: by classes and links, which the submission shares).
+        self.holders = {o.node: holder for o in job.outputs if (holder := seed_holder(job.workflow, o.node)) is not None}
+        # Neither a seed nor an image size to read from the submitted graph: the plan is the recording's alone.
+        self.fixed = not self.holders and all(o.width and o.height for o in job.outputs)
+        self.plans: dict[bool, Plan] = {}
+        self._rebuilt: tuple[WsEvent, ...] | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> _Replayed:
+        found: _Replayed | None = job.__dict__.get("_replayed")
+        if found is None:
+            found = job.__dict__["_replayed"] = cls(job)
+        return found
+
+    def events(self, rebuilt: bool) -> tuple[WsEvent, ...]:
+        """The recorded stream, or with ``rebuilt`` the one a client would have had, from the job's history."""
+        job = self.job
+        if not rebuilt:
+            return job.ws
+        if self._rebuilt is None:
+            self._rebuilt = tuple(from_history(job.workflow, job.outputs_to_execute, job.history or {}, cached=job.cached,
+                                               prompt_id=placeholder("prompt_id"), timestamp=placeholder("now_ms"))[0])
+        return self._rebuilt
 
 
 def _sized(image: OutputImage, workflow: Mapping[str, Any], input_size: InputSize | None) -> OutputImage:

@@ -1,11 +1,12 @@
 """What a run can tell from a planned message without rendering it: whether it is a preview, whether it pairs with
-the next one, and whether the parts the run itself reads hold a placeholder (a message sent to nobody and kept
-by nothing is then never rendered)."""
+the next one, whether the parts the run itself reads hold a placeholder (a message sent to nobody and kept by
+nothing is then never rendered), and in what order the recording listed the nodes a message says ran."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...cassette.model import Job
 from ...comfy.events import HISTORY_TYPES, Event, WsEvent
 from ...comfy.timeline import PREVIEW
 
@@ -37,3 +38,17 @@ def _plain(kind: str, data: Any) -> bool:
             "{{" in str(node) or isinstance(state, dict) and ("{{" in str(state.get("state")) or "{{" in str(state.get("value")))
             for node, state in nodes.items())
     return not isinstance(data, dict) or not ("{{" in str(data.get("node")) or "{{" in str(data.get("value")))
+
+
+def as_recorded(job: Job | None, kind: str, executed: list[str]) -> list[str]:
+    """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
+    is the recorded process's; a replay of that recording keeps it."""
+    if job is None:
+        return executed
+    recorded = [e.data for e in job.ws if e.type == kind]
+    recorded += [m[1] for m in ((job.history or {}).get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2 and m[0] == kind]
+    for data in recorded:
+        listed = data.get("executed") if isinstance(data, dict) else None
+        if isinstance(listed, list) and sorted(map(str, listed)) == sorted(executed):
+            return [str(n) for n in listed]
+    return executed

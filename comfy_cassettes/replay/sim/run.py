@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,8 +28,9 @@ from .job_files import JobFiles
 from .outputs import solid_png
 from .pixels import output_png
 from .pacing import Pacing
-from .planned import is_preview_event, paired, reads_plain
+from .planned import as_recorded, is_preview_event, paired, reads_plain
 from .plan import Plan
+from .run_script import RunScript, Starts, script_of
 from .sockets import Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
 
@@ -61,6 +62,7 @@ class _Target:
 # with one, or reading its `.value`, costs more on every message of every job.
 _PROGRESS_STATE, _PROGRESS = Event.PROGRESS_STATE.value, Event.PROGRESS.value
 _EXECUTING, _EXECUTED = Event.EXECUTING.value, Event.EXECUTED.value
+_STATE_TEXT = {state: state.value for state in JobState}  # (an enum's .value is a property: a call)
 _PAIRED_KINDS = frozenset({_PROGRESS, PREVIEW})  # the only messages a step's pair starts with (planned.paired)
 
 
@@ -78,21 +80,18 @@ class JobRun:
         self.current: str | None = None
         self.status = JobState.SUCCESS
         self.ended = False  # a fault or an interrupt ended the run before its plan did
-        # A node has started once its last start message is out: `executing` for a client; without a client_id
-        # ComfyUI sends `executing` to nobody, and the broadcast progress_state is the last (no_client_id capture).
-        self._announced = item.client_id is not None
-        self._values: dict[str, Any] = {}  # each node's last progress_state value (a new one starts a step)
-        self._progress: ProgressNodes | None = None  # the last shared progress map observed
+        self._starts: Starts  # what the messages say of the nodes: made by a run that reads them (execute)
         self._step_point: str | None = None  # a sampler step's clock point, reached after the step's messages
-        # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
-        # (Looked for from the end, where a run's terminal message is.)
-        self._unseen = (plan.job is not None and plan.job.status in STATUS_OF_TERMINAL.values()
-                        and not any(e.type in TERMINAL for e in reversed(plan.events)))
-        if self._unseen and plan.job is not None:
-            self.status = JobState(plan.job.status)  # the recording says how it ended
         # A recorded job's events are rendered for every replay of it: compiled once (templating.event_renderer). A synthetic
         # plan's events are new each time, so they are rendered directly.
-        self._recorded_events = plan.job is not None and plan.events is plan.job.ws
+        job = plan.job
+        self._recorded_events = job is not None and plan.events is job.ws
+        # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
+        # (Looked for from the end, where a run's terminal message is.)
+        self._unseen = (job is not None and job.status in STATUS_OF_TERMINAL.values()
+                        and not any(e.type in TERMINAL for e in reversed(plan.events)))
+        if self._unseen and job is not None:
+            self.status = JobState(job.status)  # the recording says how it ended
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
         self._pending = self._targets([*item.faults, *refusals])
         self._png_text: Mapping[str, str] | None = None  # png_metadata's, made on the first save
@@ -100,9 +99,13 @@ class JobRun:
     # ------------------------------------------------------------ the run
 
     async def execute(self) -> None:
-        context = self.context
-        pacing = context.pacing
+        if (script := self._script()) is not None:
+            self._apply(script)
+            return
+        context, pacing = self.context, self.context.pacing
+        self._starts = Starts(self.item.client_id is not None, self.executed)
         await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
+        context.queue.report_taken()  # ComfyUI reports the taken prompt right before execution_start, no delay between
         events = self.plan.events
         previous_t, i = 0.0, 0
         while i < len(events) and not self.ended:
@@ -136,6 +139,37 @@ class JobRun:
         await pacing.keep_floor(self.item.answered, watched=watched)  # a run sent to nobody, or with no end
         if context.clock.holds:
             await context.clock.checkpoint(self.item.prompt_id, "finished")
+        self._finish()
+
+    def _script(self) -> RunScript | None:
+        """The job's compiled effects (run_script) when nobody can observe the run: no socket any of its messages would
+        reach, no clock hold, fault due, interrupt asked or delay kept. It keeps the loop to its end: none can change."""
+        context, job = self.context, self.plan.job
+        if job is None or not self._recorded_events or self._pending or context.clock.holds or context.running.interrupt_requested:
+            return None
+        if context.sockets.watching(self.item.client_id) or not context.pacing.unpaced(watched=False):
+            return None
+        return script_of(job, self.item.client_id is not None)
+
+    def _apply(self, script: RunScript) -> None:
+        """The run from its script: what its messages leave behind as _handle and _observe leave it (the kept messages
+        rendered, each node's outputs materialized then enriched, the nodes that ran, the last one started, the
+        status), then its end."""
+        context, bindings, outputs = self.context, self.bindings, self.outputs
+        context.queue.report_taken()
+        bindings["now_ms"] = _now_ms()
+        for kind, render, node in script.kept:
+            data = render(bindings)  # an executed message's output (run_script)
+            if node is None:
+                self.messages.append([kind, data])
+                continue
+            context.files.materialize(self.plan, node, data, self.png_metadata)
+            outputs[node] = context.files.enrich(data, self.item.prompt_id)
+        self.executed.update(dict.fromkeys(script.executed))
+        if script.current is not None:
+            self.current = context.running.last_node = script.current
+        if script.status is not None:
+            self.status = script.status
         self._finish()
 
     async def _handle(self, event: WsEvent) -> None:
@@ -195,7 +229,7 @@ class JobRun:
         if not isinstance(state, dict) or state.get("state") != "running":
             return False
         value = state.get("value")
-        return bool(value) and value != self._values.get(self.current or "")
+        return bool(value) and value != self._starts.values.get(self.current or "")
 
     def _observe(self, kind: str, data: Any) -> bool:
         """Keep what the run's messages say: which nodes ran, what outputs they made, what history keeps.
@@ -203,18 +237,8 @@ class JobRun:
         if not isinstance(data, dict):
             return False
         started = None
-        if kind == _EXECUTING and data.get("node") is not None and self._announced:
-            started = str(data["node"])
-        elif kind == _PROGRESS_STATE:
-            for node_id, state in self._progress_changes(data.get("nodes") or {}):
-                if not isinstance(state, dict):
-                    continue
-                if state.get("state") == "running" and not self._announced and node_id not in self._values:
-                    started = str(node_id)
-                self._values[str(node_id)] = state.get("value")
-                # A recording made without a client_id has no `executing`: finished nodes say what ran.
-                if state.get("state") == "finished" and node_id not in self.executed:
-                    self.executed[str(node_id)] = None
+        if kind == _EXECUTING or kind == _PROGRESS_STATE:
+            started = self._starts.started(kind, data)
         elif kind == _EXECUTED:
             node = str(data.get("node"))
             data["output"] = self.context.files.enrich(data.get("output"), self.item.prompt_id)
@@ -229,18 +253,6 @@ class JobRun:
             self.executed.setdefault(self.current)
         self.current = self.context.running.last_node = started
         return True
-
-    def _progress_changes(self, nodes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
-        """The entries of a progress map to look at: all of them, or for a shared map that follows the last one
-        seen, only its change (so a run of n nodes reads O(n) states, not O(n²))."""
-        previous = self._progress
-        if type(nodes) is ProgressNodes:  # (not isinstance: an ABC's check costs on every message)
-            self._progress = nodes
-            if previous is not None and nodes.follows(previous):
-                return (nodes.last_change(),)
-        else:
-            self._progress = None
-        return nodes.items()
 
     async def _at_node(self) -> None:
         """The step point after a node's ``executing``: interrupt, clock hold, forced faults."""
@@ -264,7 +276,7 @@ class JobRun:
     def _interrupt(self, node: str | None) -> None:
         """ComfyUI checks the interrupt flag before a node runs: the node just announced is the one named."""
         node_type = self.item.workflow.get(node or "", {}).get("class_type")
-        data = interrupted(self.item.prompt_id, node, node_type, self._as_recorded(Event.EXECUTION_INTERRUPTED.value, self._done()), _now_ms())
+        data = interrupted(self.item.prompt_id, node, node_type, as_recorded(self.plan.job, Event.EXECUTION_INTERRUPTED.value, self._done()), _now_ms())
         self.messages.append([Event.EXECUTION_INTERRUPTED.value, data])
         self.context.sockets.emit(self.item.client_id, Event.EXECUTION_INTERRUPTED.value, data)
         self.status, self.ended = JobState.INTERRUPTED, True
@@ -277,20 +289,6 @@ class JobRun:
 
     def _done(self) -> list[str]:
         return [*self.executed, *(n for n in self.plan.cached if n not in self.executed)]
-
-    def _as_recorded(self, kind: str, executed: list[str]) -> list[str]:
-        """``executed`` in the order the recording listed the same nodes. ComfyUI sends ``list(a set)``, whose order
-        is the recorded process's; a replay of that recording keeps it."""
-        job = self.plan.job
-        if job is None:
-            return executed
-        recorded = [e.data for e in job.ws if e.type == kind]
-        recorded += [m[1] for m in ((job.history or {}).get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2 and m[0] == kind]
-        for data in recorded:
-            listed = data.get("executed") if isinstance(data, dict) else None
-            if isinstance(listed, list) and sorted(map(str, listed)) == sorted(executed):
-                return [str(n) for n in listed]
-        return executed
 
     def _targets(self, faults: Sequence[JobFault]) -> dict[str, _Target]:
         """Each job fault with the node it fires at: its own, else the last node run (the first for a disconnect)."""
@@ -332,25 +330,26 @@ class JobRun:
             recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
         success = self.status is JobState.SUCCESS
-        outputs, meta = self.outputs, dict[str, Any]()
+        outputs = self.outputs
+        meta: dict[str, Any] = {}
         if success:
             # The recorded outputs are taken only when the run saw none (its own are the replay's files).
             parts = ("meta",) if outputs else ("outputs", "meta")
             recorded_entry = context.recorded_history(job, self.bindings, parts) if job is not None and job.history else None
             if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
-                outputs = recorded_entry["outputs"]
+                outputs = context.files.from_history(plan, recorded_entry["outputs"], self.png_metadata, item.prompt_id)
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
-        context.history.record(item, outputs if success else {}, status, meta)
-        sigs = item.signatures
-        if success:  # every node of the prompt is done
-            results = {sig: outputs.get(n) for n, sig in sigs.items()}
-        else:
-            results = {sigs[n]: outputs.get(n) for n in {*self.executed, *plan.cached} if n in sigs}
-        context.cache.store(results)
+        context.history.record(item, outputs if success else {}, status, meta, plan.cached)
+        # What the cache keeps: the prompt's nodes it held already (ComfyUI drops the rest), and those that ran; on
+        # success every node an output needed. A node no output needed is never run, so never newly cached.
+        sigs, cache = item.signatures, context.cache
+        done = {*plan.cached, *(item.order if success else self.executed)}
+        context.cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
-        context.sockets.emit(item.client_id, Event.EXECUTING.value, executing(None, item.prompt_id))
-        context.clock.job_finished(item.prompt_id, self.status.value)
+        if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)
+            context.sockets.emit(item.client_id, _EXECUTING, executing(None, item.prompt_id))
+        context.clock.job_finished(item.prompt_id, _STATE_TEXT[self.status])
 
     # ------------------------------------------------------------ previews
 

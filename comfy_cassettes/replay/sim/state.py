@@ -77,7 +77,7 @@ class QueueItem:
     @functools.cached_property
     def signatures(self) -> dict[str, str]:
         """Each node's cache signature (graph.signatures): asked when the job is planned, named and finished."""
-        return signatures(self.workflow)
+        return signatures(self.workflow, self.shape if len(self.workflow) <= _ORDERS_UP_TO_NODES else None)
 
     @functools.cached_property
     def order(self) -> list[str]:
@@ -104,7 +104,7 @@ class QueueItem:
         self.state = to
         if to is JobState.RUNNING:
             self.started = time.time()
-        elif to.finished:
+        else:  # (every state it can reach but RUNNING is a finished one)
             self.finished = time.time()
 
     def as_list(self) -> list[Any]:
@@ -121,11 +121,13 @@ class PromptQueue:
         self.on_change = on_change
         self.counter = 0  # server.number: the next prompt's number when the client gives none
         self.sequence = 0  # the order items were accepted in, whatever their numbers
+        self._unreported = False  # the running item was taken without its report yet (take(report=False))
 
     def reset(self) -> None:
         """Empty, with the counter at 0: a fresh ComfyUI's queue (not reported: nobody is told of a restart)."""
         self.pending, self.running = [], None
         self.counter = self.sequence = 0
+        self._unreported = False
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -142,16 +144,27 @@ class PromptQueue:
     def head(self) -> QueueItem | None:
         return self.pending[0] if self.pending else None
 
-    def take(self) -> QueueItem:
-        """The next item, now running (reported with it counted as running, like ComfyUI's get())."""
+    def take(self, *, report: bool = True) -> QueueItem:
+        """The next item, now running (reported with it counted as running, like ComfyUI's get()). With ``report``
+        false the report waits for :meth:`report_taken`, which the run calls as it starts the prompt."""
         item = heapq.heappop(self.pending)
         item.move(JobState.RUNNING)
         self.running = item
-        self._changed()
+        self._unreported = not report
+        if report:
+            self._changed()
         return item
+
+    def report_taken(self) -> None:
+        """The report of a :meth:`take` made without one, once (ComfyUI's get() reports the queue right before its
+        worker sends ``execution_start``, in every capture: a recorded start-up delay must not come between)."""
+        if self._unreported:
+            self._unreported = False
+            self._changed()
 
     def done(self, item: QueueItem, state: JobState) -> None:
         """The running item ended in ``state``; call after its history entry is written (task_done)."""
+        self.report_taken()  # a run that ended before it started still reported its take first
         item.move(state)
         if self.running is item:
             self.running = None
@@ -188,9 +201,13 @@ class PromptQueue:
 class History:
     """Finished prompts by prompt_id, oldest first; a re-used prompt_id keeps its place (prompt_options capture)."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, *, cached_needs_client: bool = False) -> None:
         self.entries: OrderedDict[str, HistoryEntry] = OrderedDict()
         self.limit = MAXIMUM_HISTORY_SIZE if limit is None else limit
+        # From 0.3.68 a prompt sent without client_id leaves its cached nodes out of its outputs and meta:
+        # execution.py execute() adds a cached node's ui to ui_outputs only for a client (seen on a live 0.8.0),
+        # until emit_cached_output adds it for everyone.
+        self.cached_needs_client = cached_needs_client
         # Each entry's JSON, made on its first request: clients poll /history, an entry never changes once written.
         self._texts: dict[str, str] = {}
 
@@ -200,8 +217,14 @@ class History:
     def __contains__(self, prompt_id: object) -> bool:
         return prompt_id in self.entries
 
-    def record(self, item: QueueItem, outputs: dict[str, Any], status: ExecutionStatus, meta: dict[str, Any]) -> HistoryEntry:
-        """Write ``item``'s entry; like task_done, the oldest goes first once the history is over its limit."""
+    def record(self, item: QueueItem, outputs: dict[str, Any], status: ExecutionStatus, meta: dict[str, Any],
+               cached: Iterable[str] = ()) -> HistoryEntry:
+        """Write ``item``'s entry (``cached``: the nodes its run took from the cache); like task_done, the oldest
+        goes first once the history is over its limit."""
+        if self.cached_needs_client and item.client_id is None and cached:
+            skipped = set(cached)
+            outputs = {node: part for node, part in outputs.items() if node not in skipped}
+            meta = {node: part for node, part in meta.items() if node not in skipped}
         while len(self.entries) > self.limit:
             self._texts.pop(self.entries.popitem(last=False)[0], None)
         self._texts.pop(item.prompt_id, None)

@@ -36,18 +36,23 @@ class Worker:
         self.journal = journal
         self.previews = previews  # whether synthetic plans draw step previews (--preview-method)
         self.per_prompt_previews = per_prompt_previews  # a prompt's extra_data.preview_method overrides it (0.5.0+)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set by wake() until the worker looks at the queue again
         self._task: asyncio.Task[None] | None = None
         self._current: JobRun | None = None  # the run in progress
-        self._waiting = False  # parked until woken, with nothing to run
+        # Resolved by wake() while the worker is parked with nothing to run. A future of the worker's loop, not
+        # Event.wait(): that looks the running loop up on every wait, a getpid() system call per job.
+        self._parked: asyncio.Future[None] | None = None
 
     @property
     def idle(self) -> bool:
         """Parked with nothing to run and not woken since: stopping it would cut nothing, and a reset may keep it."""
-        return self._waiting and not self._wake.is_set()
+        return self._parked is not None and not self._wake.is_set()
 
     def wake(self) -> None:
         self._wake.set()
+        parked = self._parked
+        if parked is not None and not parked.done():
+            parked.set_result(None)
 
     def start(self) -> None:
         if self._task is None:
@@ -63,7 +68,7 @@ class Worker:
         return cut
 
     async def _work(self) -> None:
-        context = self.context
+        context, loop = self.context, asyncio.get_running_loop()
         queue, clock = context.queue, context.clock
         context.pacing.restart()  # the budget counts this thread's CPU time: start it here, on the loop's thread
         while True:
@@ -74,11 +79,11 @@ class Worker:
             if head is None or head.answered is None:
                 # Nothing to run, or a job whose POST answer has not gone out: a client could not know of it yet.
                 self._wake.clear()
-                self._waiting = True
+                self._parked = loop.create_future()
                 try:
-                    await self._wake.wait()
+                    await self._parked
                 finally:
-                    self._waiting = False
+                    self._parked = None
                 context.pacing.restart()
                 continue
             if clock.holds and clock.holds_at(head.prompt_id, "queued"):
@@ -110,8 +115,9 @@ class Worker:
             if context.queue.head() is not item:
                 return None  # deleted, or overtaken by a prompt sent to the front: look again
         # Taken by the worker: /queue shows it running through the recorded start-up delay too, and an
-        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt).
-        context.queue.take()
+        # interrupt from then on counts (ComfyUI clears the flag as it takes the prompt). The status that reports
+        # it waits for the run's start: ComfyUI sends it right before execution_start.
+        context.queue.take(report=False)
         context.running.interrupt_requested = False
         context.running.last_client = item.client_id
         return JobRun(context, item, plan, binding)
@@ -136,9 +142,9 @@ class Worker:
     def plan(self, item: QueueItem) -> planning.Plan:
         """The recorded job that answers ``item``, else a plan made from its graph."""
         order, sigs = item.order, item.signatures
-        # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async).
-        runs = set(order)
-        cached = [node for node in item.workflow if node in runs and sigs.get(node) in self.context.cache]
+        # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async), every
+        # node the cache holds, also one no output needs (a branch that failed validation, one partial targets skip).
+        cached = [node for node in item.workflow if sigs.get(node) in self.context.cache]
         has_client = item.client_id is not None
         job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape,
                                 outputs=item.outputs_to_execute)
