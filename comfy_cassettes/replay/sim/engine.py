@@ -24,8 +24,8 @@ from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import (
-    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
-    request_json, uuid4_text,
+    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, dumps,
+    is_canonical_uuid, request_json, uuid4_text,
 )
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body
@@ -260,10 +260,11 @@ class ReplayEngine:
         self.queue.sequence += 1
         item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
                          self.queue.sequence, shape=shape)
-        item.faults = self.faults.for_job(workflow)
+        if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
+            item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
         self.worker.wake()
-        answer = Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
