@@ -157,3 +157,29 @@ def test_bad_ini_values_are_usage_errors_too(pytester: pytest.Pytester, ini: str
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = [line for line in result.errlines if line.strip()]
     assert line.startswith("ERROR: comfy-cassettes: ") and option in line
+
+
+WITHOUT_RECORDING = '''
+import httpx
+import pytest
+
+
+def test_comfy_needs_no_vcr(comfy):
+    assert httpx.get(f"{comfy.url}/system_stats").json()["system"]["comfyui_version"]
+
+
+@pytest.mark.comfy_vcr
+def test_comfy_vcr_without_pytest_recording():
+    raise AssertionError("must not run: it would reach the network")
+'''
+
+
+def test_without_pytest_recording_the_fixtures_work_and_a_comfy_vcr_test_says_what_to_install(pytester: pytest.Pytester) -> None:
+    # vcrpy and pytest-recording are the `vcr` extra (a project on pytest-vcr cannot have pytest-recording loaded):
+    # `-p no:recording` is such a project's session.
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(WITHOUT_RECORDING)
+    result = pytester.runpytest_subprocess("-p", "no:recording")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "@pytest.mark.comfy_vcr needs pytest-recording, which is not loaded: pip install 'comfy-cassettes[vcr]'" in result.stdout.str()
+    assert "must not run" not in result.stdout.str()
