@@ -119,6 +119,7 @@ class ReplayEngine:
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
+        self._last_create_time = 0  # ms: each queued prompt's create_time is later than the one before
         self._plans: ValidationPlans | None = None  # validation's per-structure findings, for the catalogue's NodeSpecs
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
@@ -327,7 +328,10 @@ class ReplayEngine:
             for key in SENSITIVE_EXTRA_DATA_KEYS:
                 extra_data.pop(key, None)
         if profile.stamps_create_time:
-            extra_data["create_time"] = int(time.time() * 1000)
+            # Never the previous prompt's millisecond: ComfyUI's validation outlasts one, so /api/jobs' sort by
+            # create_time keeps the order prompts were sent in, which equal times would leave to the listing.
+            self._last_create_time = max(int(time.time() * 1000), self._last_create_time + 1)
+            extra_data["create_time"] = self._last_create_time
         return extra_data
 
     # ------------------------------------------------------------ queue / history
