@@ -55,12 +55,14 @@ class Prepared(Response):
 
     def __init__(self, body: bytes, status: int, headers: Mapping[str, str], *, sent: Callable[[], None] | None = None) -> None:
         self.status_code, self.body, self.background, self._sent = status, body, None, sent
-        if headers == _JSON_ONLY:
+        json_only = headers == _JSON_ONLY
+        if json_only:
             lines = [_JSON_LINE]
         else:
             lines = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        if status >= 200 and status not in (204, 304) and all(name != b"content-length" for name, _ in lines):
-            lines.append((b"content-length", str(len(body)).encode("latin-1")))
+        # A JSON-only answer has no Content-Length of its own: spared the search.
+        if status >= 200 and status not in (204, 304) and (json_only or all(name != b"content-length" for name, _ in lines)):
+            lines.append((b"content-length", b"%d" % len(body)))
         self.raw_headers = lines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
