@@ -12,6 +12,7 @@ import httpx
 
 from .contract import bodies as m
 from .contract.routes import ROUTES_BY_NAME, documents
+from .direct_transport import DirectTransport
 from .errors import AdminRequestError, ClockError, FaultSpecError
 from .replay.options import ADMIN_TOKEN_ENV
 
@@ -45,7 +46,9 @@ class ReplayControl:
         assert control.journal(method="POST", path="/prompt")
 
     ``token``: the server's admin token (needed when it is bound to an address other than loopback); default
-    ``$COMFY_CASSETTES_ADMIN_TOKEN``. ``transport``: an httpx transport to reach it by (an app served in-process). A request the server refuses (400) raises
+    ``$COMFY_CASSETTES_ADMIN_TOKEN``. ``transport``: an httpx transport to reach it by (an app served in-process); by
+default a plain-HTTP server is reached by :class:`~comfy_cassettes.direct_transport.DirectTransport`, which a test's HTTP
+mocks (pytest-httpx, respx, vcrpy) neither intercept nor record. A request the server refuses (400) raises
     :class:`~comfy_cassettes.errors.AdminRequestError` with its message (the bad key and the accepted ones).
     """
 
@@ -56,6 +59,8 @@ class ReplayControl:
         token = token if token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._transport = transport  # e.g. httpx.ASGITransport for an app run in-process
+        # Requests handed to the transport itself, not through the client: vcrpy 7 patches httpx.Client's sending.
+        self._direct = DirectTransport() if transport is None and self.url.startswith("http://") else None
         self._http = self._client()
 
     def _client(self) -> httpx.Client:
@@ -77,13 +82,17 @@ class ReplayControl:
         server's explanation."""
         route = ROUTES_BY_NAME[route_name]
         path = route.full_path.format(**{k: quote(v, safe="") for k, v in (path_params or {}).items()})
-        response = self._http.request(route.method, path, **kwargs)
+        response = self._request(route.method, path, **kwargs)
         if response.status_code == 400:
             refusal = response.json()
             raise AdminRequestError(refusal.get("error", response.text), problems=refusal.get("problems"), accepted=refusal.get("accepted"))
         if response.status_code not in ok:
             response.raise_for_status()
         return response
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        request = self._http.build_request(method, path, **kwargs)
+        return self._http.send(request) if self._direct is None else self._direct.handle_request(request)
 
     def _admin(self, route_name: str, **kwargs: Any) -> Any:
         return self._call(route_name, **kwargs).json()
@@ -331,7 +340,7 @@ class ReplayControl:
         """Poll /history/{prompt_id} until the job is finished; returns its history entry."""
         deadline = time.monotonic() + timeout
         while True:
-            entry = self._http.get(f"/history/{quote(prompt_id, safe='')}").json().get(prompt_id)
+            entry = self._request("GET", f"/history/{quote(prompt_id, safe='')}").json().get(prompt_id)
             if entry is not None:
                 return dict(entry)
             if time.monotonic() > deadline:

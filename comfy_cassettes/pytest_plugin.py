@@ -57,6 +57,8 @@ _INI: list[tuple[str, str, str | None, Any]] = [
     ("comfy_cassettes_env_var", f"environment variable set to the replay server URL (default {DEFAULT_ENV_VAR}).", None, DEFAULT_ENV_VAR),
     *((o.ini, o.help, "linelist" if o.repeatable else None, [] if o.repeatable else "") for o in PYTEST_OPTIONS if o.ini),
 ]
+# vcrpy and pytest-recording are an extra, not dependencies: installing us must not add a pytest plugin to a suite.
+_VCR_EXTRA = "pip install 'comfy-cassettes[vcr]' (vcrpy and pytest-recording)"
 # The `vcr` fixture's request while pytest-recording sets it up: pytest_recording_configure is given no test.
 _VCR_REQUEST = pytest.StashKey["pytest.FixtureRequest"]()
 # A comfy cassette is YAML with a top-level `comfy:` key; a key at column 0 can only be a top-level one.
@@ -129,13 +131,20 @@ def _is_comfy_cassette(path: Path) -> bool:
         return False  # not there yet (a test about to record), or not readable: pytest-recording decides
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A ``comfy_vcr`` test without pytest-recording would silently reach the network: fail it, saying what to install."""
+    if item.get_closest_marker(VCR_MARKER) is not None and not item.config.pluginmanager.has_plugin("recording"):
+        pytest.fail(f"@pytest.mark.{VCR_MARKER} needs pytest-recording, which is not loaded: {_VCR_EXTRA}", pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A vcr playback miss names the cassette files that were really searched, not only vcrpy's default path."""
+    """A vcr playback miss of ours names the cassette files that were really searched, not only vcrpy's default path."""
     try:
         return (yield)
     except Exception as error:
-        if type(error).__name__ == "CannotOverwriteExistingCassetteException":
+        persister = getattr(getattr(error, "cassette", None), "_persister", None)
+        if type(persister).__name__ == "ComfyPersister":  # another suite's miss loads nothing of ours
             from .vcr import explain_miss
 
             explain_miss(error)
@@ -201,6 +210,9 @@ def comfy_dynamic(request: pytest.FixtureRequest, comfy_servers: ComfyServers, m
 @pytest.fixture
 def comfy_vcr_config() -> dict[str, Any]:
     """Our vcrpy settings (matchers, filters), to merge into a ``vcr_config`` fixture you override."""
-    from .vcr import vcr_config
+    try:
+        from .vcr import vcr_config
+    except ModuleNotFoundError as error:
+        pytest.fail(f"comfy_vcr_config needs vcrpy ({error}): {_VCR_EXTRA}", pytrace=False)
 
     return vcr_config()

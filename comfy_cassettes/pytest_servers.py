@@ -151,7 +151,7 @@ class ComfyHandle(ReplayControl):
         body: dict[str, Any] = {"prompt": workflow, **fields}
         if client_id is not None:
             body["client_id"] = client_id
-        response = self._http.post("/prompt", json=body)
+        response = self._request("POST", "/prompt", json=body)
         if response.status_code != 200:
             raise AssertionError(f"POST /prompt answered {response.status_code}: {response.text[:2000]}")
         return str(response.json()["prompt_id"])

@@ -201,6 +201,20 @@ def test_a_cached_rerun_without_client_id_lists_its_outputs_up_to_0_3_67(tmp_pat
     assert again == (first if cached_listed else {})
 
 
+def test_a_job_recorded_without_client_id_has_its_files_when_polled(tmp_path: Path) -> None:
+    # A prompt sent without client_id replays a job recorded so, whose recording has no `executed` (ComfyUI sends
+    # it to nobody): its history's images are made then, and /view answers them (it once answered 404).
+    workflow = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 43690}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "anon"}}}
+    with serve_imported(tmp_path, har_path("no_client_id")) as url:
+        outputs = within(30, lambda: polled_outputs(url.rstrip("/"), workflow))
+        [image] = outputs["3"]["images"]
+        with urllib.request.urlopen(f"{url.rstrip('/')}/view?{urllib.parse.urlencode(image)}") as response:
+            picture = response.read()
+    assert image["filename"] == "anon_00001_.png" and sizes([picture]) == [(64, 64)]
+
+
 # ---------------------------------------------------------------- clients from PyPI
 
 def test_comfy_api_simplified_gets_its_images(default_url: str, session_url: str) -> None:

@@ -174,3 +174,16 @@ def test_hold_a_job_then_let_it_fail_there(control: ReplayControl, server: AnySe
         assert control.advance(prompt_id)["to"] == "done"
         error = next(e["data"] for e in drain(ws) if e["type"] == "execution_error")
     assert (error["node_id"], error["node_type"], error["exception_message"]) == ("2", "ImageInvert", "out of memory")
+
+
+def test_the_clock_keeps_the_latest_finished_jobs_only() -> None:
+    """A server up for days finishes millions of jobs: the clock remembers the newest FINISHED_KEPT for advance()."""
+    from comfy_cassettes.replay.harness.clock import FINISHED_KEPT, Clock
+
+    clock = Clock()
+    for n in range(FINISHED_KEPT + 5):
+        clock.job_finished(f"p{n}", "success")
+    clock.job_finished("p2", "deleted")  # a re-used prompt_id counts as the newest
+    assert len(clock.finished) == FINISHED_KEPT
+    assert "p5" not in clock.finished and clock.finished["p2"] == "deleted"
+    assert list(clock.finished)[-2:] == [f"p{FINISHED_KEPT + 4}", "p2"]

@@ -3,6 +3,7 @@ suite, the README renders on the package index, and the changelog starts at the 
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -55,6 +56,21 @@ def test_wheel_metadata_has_spdx_licence_classifiers_urls_and_keywords(dist: Pat
     assert "Framework :: Pytest" in metadata.get_all("Classifier", [])
     assert {url.split(",")[0] for url in metadata.get_all("Project-URL", [])} >= {"Documentation", "Source", "Changelog"}
     assert "comfyui" in metadata["Keywords"]
+
+
+def test_installing_the_wheel_adds_no_pytest_plugin_and_no_vcrpy(dist: Path) -> None:
+    # pytest autoloads every installed pytest11 plugin: a dependency that is one changes every suite of the project we
+    # are installed into (pytest-recording refuses to run beside pytest-vcr). vcrpy's floor would upgrade a pinned vcrpy.
+    [wheel] = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = Parser().parsestr(archive.read(f"comfy_cassettes-{__version__}.dist-info/METADATA").decode())
+    requirements = metadata.get_all("Requires-Dist", [])
+    core = [re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] for r in requirements if "extra ==" not in r]
+    assert core and "vcrpy" not in core and "pytest" in core
+    plugins = [name for name in core if name != "pytest" and importlib.metadata.distribution(name).entry_points.select(group="pytest11")]
+    assert plugins == []
+    vcr_extra = [r for r in requirements if re.search(r"extra == .vcr.", r)]
+    assert sorted(r.split(">=")[0] for r in vcr_extra) == ["pytest-recording", "vcrpy"]
 
 
 def test_twine_accepts_both(dist: Path) -> None:

@@ -157,3 +157,72 @@ def test_bad_ini_values_are_usage_errors_too(pytester: pytest.Pytester, ini: str
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = [line for line in result.errlines if line.strip()]
     assert line.startswith("ERROR: comfy-cassettes: ") and option in line
+
+
+WITHOUT_RECORDING = '''
+import httpx
+import pytest
+
+
+def test_comfy_needs_no_vcr(comfy):
+    assert httpx.get(f"{comfy.url}/system_stats").json()["system"]["comfyui_version"]
+
+
+@pytest.mark.comfy_vcr
+def test_comfy_vcr_without_pytest_recording():
+    raise AssertionError("must not run: it would reach the network")
+'''
+
+
+def test_without_pytest_recording_the_fixtures_work_and_a_comfy_vcr_test_says_what_to_install(pytester: pytest.Pytester) -> None:
+    # vcrpy and pytest-recording are the `vcr` extra (a project on pytest-vcr cannot have pytest-recording loaded):
+    # `-p no:recording` is such a project's session.
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(WITHOUT_RECORDING)
+    result = pytester.runpytest_subprocess("-p", "no:recording")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "@pytest.mark.comfy_vcr needs pytest-recording, which is not loaded: pip install 'comfy-cassettes[vcr]'" in result.stdout.str()
+    assert "must not run" not in result.stdout.str()
+
+
+BESIDE_HTTP_MOCKS = '''
+import httpx
+import pytest
+import respx
+
+GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16744448}},
+         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
+
+
+def test_respx_mocks_everything_yet_the_handle_works(comfy, respx_mock):
+    respx_mock.get("https://api.example.invalid/x").respond(json={"a": 1})
+    assert httpx.get("https://api.example.invalid/x").json() == {"a": 1}
+    assert comfy.run(GRAPH)["status"]["completed"]
+    assert comfy.count(method="POST", path="/prompt") == 1
+
+
+@pytest.mark.vcr
+def test_their_cassette_never_sees_our_calls(comfy):
+    assert httpx.get("https://api.example.invalid/x").json() == {"a": 1}
+    comfy.fail("/system_stats", 503)
+    assert comfy.run(GRAPH)["status"]["completed"]
+    assert comfy.journal(method="POST", path="/prompt")
+'''
+
+
+def test_the_comfy_handle_works_beside_a_tests_http_mocks_and_stays_out_of_its_cassette(pytester: pytest.Pytester) -> None:
+    # respx and vcrpy patch httpx's transports (or httpcore) for the whole test: the handle's calls to its own server,
+    # admin or not, must not be refused as unmocked nor written into (or looked up in) another suite's cassette.
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(test_mocks=BESIDE_HTTP_MOCKS)
+    cassette = pytester.path / "cassettes" / "test_mocks" / "test_their_cassette_never_sees_our_calls.yaml"
+    cassette.parent.mkdir(parents=True)
+    plain = _plain_cassette()
+    plain["interactions"] = [{**plain["interactions"][0], "request": {**plain["interactions"][0]["request"],  # type: ignore[index]
+                                                                       "uri": "https://api.example.invalid/x"}}]
+    plain["interactions"][0]["response"]["body"]["string"] = '{"a": 1}'  # type: ignore[index]
+    cassette.write_text(yaml.safe_dump(plain))
+    before = cassette.read_text()
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
+    pytester.runpytest_subprocess("--record-mode=new_episodes").assert_outcomes(passed=2)
+    assert cassette.read_text() == before

@@ -4,7 +4,8 @@ jobs of several bundled cassettes (cached re-runs, a batch, an error, an interru
 previews, several save nodes) are run unobserved; with a clock hold on a prompt that never comes (no socket, yet
 the clock could hold the run); with a socket that receives the jobs' messages; with only another client's socket
 (which hears the queue's status broadcasts), with and without a hold. History, /queue and every output file must
-agree, and so must what the other client's socket received."""
+agree, and so must what the other client's socket received; in instant timing static and dynamic, in floor timing,
+and for a newer ComfyUI whose outputs carry image metadata and asset ids."""
 
 from __future__ import annotations
 
@@ -33,12 +34,15 @@ def _submissions() -> list[tuple[dict[str, Any], str | None]]:
     return once + once
 
 
-def _timeless(value: Any) -> Any:
-    """``value`` with its message timestamps (the clock's reading as the message was made) set to 0."""
+def _timeless(value: Any, ids: dict[str, str] | None = None) -> Any:
+    """``value`` with its times (a message's timestamp, a prompt's create_time: the clock's reading then) set to 0 and
+    its asset ids (random UUIDs) numbered in the order they appear."""
+    ids = {} if ids is None else ids
     if isinstance(value, dict):
-        return {k: 0 if k == "timestamp" else _timeless(v) for k, v in value.items()}
+        return {k: 0 if k in ("timestamp", "create_time") else ids.setdefault(v, f"asset-{len(ids)}") if k in ("id", "preview_id") else _timeless(v, ids)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_timeless(v) for v in value]
+        return [_timeless(v, ids) for v in value]
     return value
 
 
@@ -63,14 +67,16 @@ def _session(server: AnyServer, parts: tuple[str, ...]) -> dict[str, Any]:
             control.hold("finished", prompt_id="never-submitted")
         files: dict[str, bytes] = {}
         for number, (graph, client) in enumerate(_submissions()):
-            body: dict[str, Any] = {"prompt": graph, "prompt_id": f"job-{number}", **({"client_id": client} if client else {})}
+            prompt_id = f"00000000-0000-4000-8000-{number:012d}"  # (newer versions take canonical UUIDs only)
+            body: dict[str, Any] = {"prompt": graph, "prompt_id": prompt_id, **({"client_id": client} if client else {})}
             answer = http.post("/prompt", json=body)
             assert answer.status_code == 200, answer.text
-            entry = finished(http, f"job-{number}")
+            entry = finished(http, prompt_id)
             for output in entry["outputs"].values():
                 for image in output.get("images", []):
-                    view = http.get("/view", params={k: image[k] for k in ("filename", "subfolder", "type")})
-                    files[json.dumps(image, sort_keys=True)] = view.content if view.status_code == 200 else bytes(view.status_code)
+                    where = {k: image[k] for k in ("filename", "subfolder", "type")}
+                    view = http.get("/view", params=where)
+                    files[json.dumps(where)] = view.content if view.status_code == 200 else bytes(view.status_code)
         # (an error names the server's own output folder: each server has one)
         history = json.loads(http.get("/history").text.replace(str(server.config.output_dir), "<output>"))
         seen = {"history": _timeless(history), "queue": http.get("/queue").json(), "files": files}
@@ -81,14 +87,20 @@ def _session(server: AnyServer, parts: tuple[str, ...]) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
-def test_an_unobserved_run_leaves_what_a_watched_one_does(dynamic: bool, start_app: Callable[..., AnyServer]) -> None:
+@pytest.mark.parametrize(("options"), [
+    {"timing": "instant"}, {"timing": "instant", "dynamic": True},
+    {"timing": "floor"},  # the fixtures' default
+    {"timing": "instant", "comfyui_version": "0.38", "assets": True},  # outputs enriched: image metadata, asset ids
+], ids=["instant-static", "instant-dynamic", "floor-static", "instant-0.38-assets"])
+def test_an_unobserved_run_leaves_what_a_watched_one_does(options: dict[str, Any], start_app: Callable[..., AnyServer]) -> None:
     cassettes = [bundled(name) for name in CASSETTES]
-    seen = {mode: _session(start_app(*cassettes, timing="instant", dynamic=dynamic), parts) for mode, parts in MODES.items()}
+    seen = {mode: _session(start_app(*cassettes, **options), parts) for mode, parts in MODES.items()}
     history = seen["unobserved"]["history"]
     assert len(history) == len(_submissions())
     assert {e["status"]["status_str"] for e in history.values()} >= {"success", "error"}
     assert any(re.search(r"_temp_", json.dumps(e["outputs"])) for e in history.values())  # previews' temp files too
+    if options.get("assets"):
+        assert any('"preview_id"' in json.dumps(e["outputs"]) for e in history.values())
     for mode in list(MODES)[1:]:
         for key in ("history", "queue", "files"):
             assert seen[mode][key] == seen["unobserved"][key], f"{mode}: {key} differs"
@@ -97,7 +109,7 @@ def test_an_unobserved_run_leaves_what_a_watched_one_does(dynamic: bool, start_a
     assert sum(frame.get("type") == "status" for frame in heard) >= 2 * len(history)  # each job's take and end
     for entry in history.values():  # the jobs of a failed run keep their error message, the rest their outputs' files
         assert entry["status"]["status_str"] == "error" or all(
-            seen["unobserved"]["files"][json.dumps(image, sort_keys=True)][:4] == b"\x89PNG"
+            seen["unobserved"]["files"][json.dumps({k: image[k] for k in ("filename", "subfolder", "type")})][:4] == b"\x89PNG"
             for output in entry["outputs"].values() for image in output.get("images", []))
 
 

@@ -34,6 +34,13 @@ def _load_image(image: Any) -> dict[str, Any]:
             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
 
 
+def _scaled(method: Any, width: Any = 8) -> dict[str, Any]:
+    scale = {"image": ["1", 0], "upscale_method": method, "width": width, "height": 8, "crop": "disabled"}
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+            "3": {"class_type": "ImageScale", "inputs": scale},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
+
+
 # Each starts from a valid prompt of its structure, so the variant meets a kept plan when its structure is the same.
 VARIANTS: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (_empty_image(), _empty_image(width=512, color=7)),
@@ -47,6 +54,10 @@ VARIANTS: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (_empty_image(), {**_empty_image(), "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0.0], "filename_prefix": 5}}}),
     (_empty_image(), {**_empty_image(), "2": {"class_type": "SaveImage", "inputs": {"images": ["1", True], "filename_prefix": "y"}}}),
     (_empty_image(), {**_empty_image(), "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": {"__value__": 5}}}}),
+    (_scaled("area"), _scaled("bicubic", width="16")),
+    (_scaled("area"), _scaled("bogus")),
+    (_scaled("area"), _scaled({"__value__": "area"}, width=20000)),
+    (_scaled("area"), _scaled(["area"])),
     (_load_image("here.png"), _load_image("there.png")),
     (_load_image("here.png"), _load_image({"__value__": "here.png"})),
     (_load_image("here.png"), _load_image({"__value__": {"__value__": "here.png"}})),

@@ -92,6 +92,18 @@ def dumps(value: Any) -> str:
     return _PLAIN.dumps(value)
 
 
+def accepted_json(prompt_id: str, number: int | float, node_errors: dict[str, Any]) -> bytes:
+    r"""POST /prompt's 200 body, ``dumps({"prompt_id": ..., "number": ..., "node_errors": ...}).encode()``: written out
+    for the usual answer (an int number, no node errors), a string format being a third of the encoder's cost.
+
+    >>> accepted_json("\u00e9", 3, {}) == dumps({"prompt_id": "\u00e9", "number": 3, "node_errors": {}}).encode()
+    True
+    """
+    if type(number) is not int or node_errors:
+        return dumps({"prompt_id": prompt_id, "number": number, "node_errors": node_errors}).encode()
+    return f'{{"prompt_id": {json.encoder.encode_basestring_ascii(prompt_id)}, "number": {number}, "node_errors": {{}}}}'.encode()
+
+
 _C_ENCODER: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
 
 

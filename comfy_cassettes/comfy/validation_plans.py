@@ -13,8 +13,10 @@ from .nodes import FILE_CHECKED_INPUTS
 from .profiles import Profile
 from .validation import ValidationResult, Validator, output_nodes, validate_prompt
 
-# One constant input to convert and check: name, input type, options, conversion, whether the checks apply.
-_Constant = tuple[str, Any, Any, "type | None", bool]
+# One constant input to convert and check: name, conversion, and its checks: None (none apply), a (min, max) range
+# (_ABSENT for a bound not given), or the (input type, options) Validator.check_value is asked about.
+_Constant = tuple[str, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None"]
+_ABSENT = object()
 # One node the outputs reach: its id, class, file input (LoadImage's) and its constants.
 _Node = tuple[str, str, "str | None", tuple[_Constant, ...]]
 
@@ -79,15 +81,25 @@ class ValidationPlans:
             seen.add(node_id)
             class_type, inputs = prompt[node_id]["class_type"], prompt[node_id]["inputs"]
             constants: list[_Constant] = []
+            file_input = FILE_CHECKED_INPUTS.get(class_type)
             for name, _, input_type, extra_info, conversion, checked in self.specs.inputs(class_type):
                 if name not in inputs:
                     continue
                 if type(inputs[name]) is list:
                     stack.append(inputs[name][0])
+                elif name == file_input or not checked:
+                    constants.append((name, conversion, None, None))
                 else:
-                    constants.append((name, input_type, extra_info, conversion, checked))
-            nodes.append((node_id, class_type, FILE_CHECKED_INPUTS.get(class_type), tuple(constants)))
+                    constants.append((name, conversion, *self._checks(input_type, extra_info)))
+            nodes.append((node_id, class_type, file_input, tuple(constants)))
         return tuple(nodes)
+
+    def _checks(self, input_type: Any, extra_info: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None]:
+        """A constant's checks: the plain range check_value makes of a min and max alone, else check_value's own."""
+        combo = input_type == "COMBO" and self.profile.validates_combo_options
+        if type(extra_info) is dict and not isinstance(input_type, list) and not combo:
+            return (extra_info.get("min", _ABSENT), extra_info.get("max", _ABSENT)), None
+        return None, (input_type, extra_info)
 
 
 def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
@@ -128,7 +140,7 @@ def _constants_pass(validator: Validator, plan: _Plan) -> bool:
         for node_id, class_type, file_input, constants in plan.nodes:
             inputs = prompt[node_id]["inputs"]
             first = len(writes)
-            for name, input_type, extra_info, conversion, checked in constants:
+            for name, conversion, bounds, general in constants:
                 val = original = inputs[name]
                 if isinstance(val, dict) and "__value__" in val:
                     val = val["__value__"]
@@ -136,7 +148,11 @@ def _constants_pass(validator: Validator, plan: _Plan) -> bool:
                     val = conversion(val)
                 if val is not original:
                     writes.append((inputs, name, val))
-                if name != file_input and checked and validator.check_value(name, val, input_type, extra_info) is not None:
+                if bounds is not None:
+                    low, high = bounds  # check_value's first two tests, made as it makes them
+                    if (low is not _ABSENT and val < low) or (high is not _ABSENT and val > high):
+                        return False
+                elif general is not None and validator.check_value(name, val, *general) is not None:
                     return False
             if file_input is not None:
                 written = {name: val for _, name, val in writes[first:]}

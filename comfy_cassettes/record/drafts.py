@@ -149,16 +149,44 @@ def _history_entry(session: RawSession, pid: str) -> dict[str, Any] | None:
     return entry
 
 
+def _removed(session: RawSession, same: list[JobDraft]) -> set[int]:
+    """Which of a re-used prompt_id's submissions (``same``, in order) a POST /queue took out before they ran:
+    ComfyUI clears every queued item, then deletes one queued item per listed id, the heap's first (the lowest
+    number). Submissions run in order, so those that started by then are the first ones not taken out."""
+    pid = same[0].prompt_id
+    starts = [f.t for s in session.sockets for f in s.frames if not f.sent and _is_start(f, pid or "")]
+    removed: set[int] = set()
+    for x in session.exchanges:
+        body = x.request_json() if x.method == "POST" and is_route(x.path, "/queue") and x.status == 200 else None
+        if not isinstance(body, dict):
+            continue
+        ran = sum(1 for t in starts if t < x.t)
+        queued = [d for d in same if d.exchange.t < x.t and d.index not in removed][ran:]
+        if body.get("clear"):
+            removed.update(d.index for d in queued)
+            queued = []
+        for _ in range(list(body.get("delete") or []).count(pid)):
+            if queued:
+                first = min(queued, key=lambda d: d.number if isinstance(d.number, (int, float)) else float("inf"))
+                removed.add(first.index)
+                queued.remove(first)
+    return removed
+
+
 def collect(
     session: RawSession, draft: JobDraft, drafts_before: list[JobDraft], drafts_after: list[JobDraft]
 ) -> tuple[list[WsFrame], dict[str, Any] | None]:
     """First pass over one job: its frames, history entry and every image it reported (cached ones too)."""
     if draft.prompt_id is None:
         return [], None
-    occurrence = sum(1 for d in drafts_before if d.prompt_id == draft.prompt_id)
+    same = [d for d in (*drafts_before, draft, *drafts_after) if d.prompt_id == draft.prompt_id]
+    removed = _removed(session, same) if len(same) > 1 else set()
+    if draft.index in removed:
+        return [], None  # taken out of the queue before it ran (prompt_edge capture: a re-used id deleted once)
+    occurrence = sum(1 for d in drafts_before if d.prompt_id == draft.prompt_id and d.index not in removed)
     frames = _job_frames(session, draft.prompt_id, occurrence)
     # A re-used prompt_id's history entry is replaced in place: it only describes the last run.
-    later = any(d.prompt_id == draft.prompt_id for d in drafts_after)
+    later = any(d.prompt_id == draft.prompt_id and d.index not in removed for d in drafts_after)
     history = None if later else _history_entry(session, draft.prompt_id)
     for frame in frames:
         m = frame.json()

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...comfy.protocol import MAXIMUM_HISTORY_SIZE
 from ...errors import ClockError
 
 POINTS = ("queued", "node:<id>", "node:*", "step:<id>:<k>", "step:<id>:*", "finished")
@@ -69,6 +70,9 @@ class Held:
 
     def as_dict(self) -> dict[str, Any]:
         return {"prompt_id": self.prompt_id, "at": self.at, "held_for": round(time.monotonic() - self.since, 3)}
+
+
+FINISHED_KEPT = MAXIMUM_HISTORY_SIZE  # finished jobs the clock remembers for advance(): as many as history keeps
 
 
 class Clock:
@@ -143,8 +147,13 @@ class Clock:
         return held.permit.is_set()
 
     def job_finished(self, prompt_id: str, state: str) -> None:
-        """The engine finished (or deleted) a job: waiters on it can return."""
-        self.finished[prompt_id] = state
+        """The engine finished (or deleted) a job: waiters on it can return. Only the latest FINISHED_KEPT are
+        kept: a waiter asks within seconds of the end, and a server up for days runs millions of jobs."""
+        finished = self.finished
+        finished.pop(prompt_id, None)  # a re-used prompt_id goes to the end, with the newest
+        finished[prompt_id] = state
+        if len(finished) > FINISHED_KEPT:
+            del finished[next(iter(finished))]
         self.held.pop(prompt_id, None)  # a deleted job is no longer waiting, even before the worker notices
         self._notify()
 

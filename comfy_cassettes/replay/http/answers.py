@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -55,12 +55,14 @@ class Prepared(Response):
 
     def __init__(self, body: bytes, status: int, headers: Mapping[str, str], *, sent: Callable[[], None] | None = None) -> None:
         self.status_code, self.body, self.background, self._sent = status, body, None, sent
-        if headers == _JSON_ONLY:
+        json_only = headers == _JSON_ONLY
+        if json_only:
             lines = [_JSON_LINE]
         else:
             lines = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        if status >= 200 and status not in (204, 304) and all(name != b"content-length" for name, _ in lines):
-            lines.append((b"content-length", str(len(body)).encode("latin-1")))
+        # A JSON-only answer has no Content-Length of its own: spared the search.
+        if status >= 200 and status not in (204, 304) and (json_only or all(name != b"content-length" for name, _ in lines)):
+            lines.append((b"content-length", b"%d" % len(body)))
         self.raw_headers = lines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,11 +75,40 @@ class Prepared(Response):
             self._sent()
 
 
+async def read_body(request: Request) -> bytes:
+    """``await request.body()`` for a handler that reads its body once: the same bytes and ClientDisconnect, read
+    from the request's ASGI receive without Starlette's stream generator (a tenth of POST /prompt's CPU). The
+    receive is the middleware's, which keeps the body for the journal and raises BodyTooLarge past MAX_BODY."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
+
+
+def header_values(connection: HTTPConnection, *names: bytes) -> dict[str, str]:
+    """The named headers (lower-case, as ASGI gives names) in one pass over the request's: the first of each, as
+    ``request.headers.get`` answers, without building Starlette's Headers."""
+    found: dict[str, str] = {}
+    for name, value in connection.scope["headers"]:
+        if name in names:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
 async def body_json(request: Request) -> Any:
     """The body as ComfyUI's handlers read it (protocol.request_json); None when empty or not JSON."""
-    raw = await request.body()
+    raw = await read_body(request)
     try:
-        return request_json(raw, request.headers.get("content-type")) if raw else None
+        return request_json(raw, header_values(request, b"content-type").get("content-type")) if raw else None
     except (ValueError, LookupError, RecursionError):
         return None
 

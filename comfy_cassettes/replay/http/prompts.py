@@ -8,12 +8,15 @@ from starlette.responses import Response
 from ...comfy.protocol import request_json
 from ..sim.engine import Reply
 from . import jobs_api as jobs
-from .answers import Handler, body_json, engine_of, json_text, query_of, reply
+from .answers import Handler, body_json, engine_of, header_values, json_text, query_of, read_body, reply
+
+# What POST /prompt reads of the request's headers (the usage source only in the versions that read it).
+_PROMPT_HEADERS = (b"content-type", b"comfy-usage-source")
 
 
 async def post_prompt(request: Request) -> Response:
     engine = engine_of(request)
-    return reply(engine.submit(await request.body(), request.headers))
+    return reply(engine.submit(await read_body(request), header_values(request, *_PROMPT_HEADERS)))
 
 
 async def get_prompt(request: Request) -> Response:

@@ -24,8 +24,8 @@ from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import (
-    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, dumps, is_canonical_uuid,
-    request_json, uuid4_text,
+    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, dumps,
+    is_canonical_uuid, request_json, uuid4_text,
 )
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body
@@ -119,6 +119,7 @@ class ReplayEngine:
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
+        self._last_create_time = 0  # ms: each queued prompt's create_time is later than the one before
         self._plans: ValidationPlans | None = None  # validation's per-structure findings, for the catalogue's NodeSpecs
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
@@ -259,10 +260,11 @@ class ReplayEngine:
         self.queue.sequence += 1
         item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
                          self.queue.sequence, shape=shape)
-        item.faults = self.faults.for_job(workflow)
+        if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
+            item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
         self.worker.wake()
-        answer = Reply.json({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
@@ -326,7 +328,10 @@ class ReplayEngine:
             for key in SENSITIVE_EXTRA_DATA_KEYS:
                 extra_data.pop(key, None)
         if profile.stamps_create_time:
-            extra_data["create_time"] = int(time.time() * 1000)
+            # Never the previous prompt's millisecond: ComfyUI's validation outlasts one, so /api/jobs' sort by
+            # create_time keeps the order prompts were sent in, which equal times would leave to the listing.
+            self._last_create_time = max(int(time.time() * 1000), self._last_create_time + 1)
+            extra_data["create_time"] = self._last_create_time
         return extra_data
 
     # ------------------------------------------------------------ queue / history

@@ -39,6 +39,16 @@ class JobFiles:
         self.files.materialize(output, plan.images_of(node), self.cassette_of(plan.job), png_metadata,
                                seed=plan.seeds.get(node), wrote=self.namer.wrote)
 
+    def from_history(self, plan: Plan, outputs: Mapping[str, Any], png_metadata: Callable[[], Mapping[str, str]],
+                     prompt_id: str) -> dict[str, Any]:
+        """A run's outputs taken from its recorded history (a job sent to nobody has no ``executed`` to make them):
+        each node's images made answerable by /view, then enriched, as ``executed`` would have."""
+        made = {}
+        for node, output in outputs.items():
+            self.materialize(plan, node, output, png_metadata)
+            made[node] = self.enrich(output, prompt_id)
+        return made
+
     def enrich(self, output: Any, prompt_id: str) -> Any:
         return self.enricher.enrich(output, prompt_id) if self.enricher is not None else output
 

@@ -337,7 +337,7 @@ class JobRun:
             parts = ("meta",) if outputs else ("outputs", "meta")
             recorded_entry = context.recorded_history(job, self.bindings, parts) if job is not None and job.history else None
             if recorded_entry and isinstance(recorded_entry.get("outputs"), dict) and not outputs:
-                outputs = recorded_entry["outputs"]
+                outputs = context.files.from_history(plan, recorded_entry["outputs"], self.png_metadata, item.prompt_id)
             meta = recorded_entry["meta"] if recorded_entry and isinstance(recorded_entry.get("meta"), dict) else history_meta(list(outputs))
         status: ExecutionStatus = {"status_str": "success" if success else "error", "completed": success, "messages": self.messages}
         context.history.record(item, outputs if success else {}, status, meta, plan.cached)
