@@ -68,8 +68,9 @@ def bind_job(
     for image in images:
         by_node.setdefault(image.node, []).append(image)
     for node, slots in by_node.items():
-        slots.sort(key=lambda s: s.index)
-        names = list((known or {}).get(node) or ())
+        if len(slots) > 1:
+            slots.sort(key=lambda s: s.index)
+        names = list(known.get(node) or ()) if known else []
         if not names:
             if namer is None:
                 continue

@@ -68,7 +68,8 @@ class OutputNamer:
         # are added (wrote()), so a server writing every output (dynamic mode) still lists each folder once.
         self._listings: dict[str, _Listing] = {}
         self._next: dict[tuple[str, str], int] = {}
-        self._root_texts: dict[Path, tuple[str, bool]] = {}  # a root's text and whether it is absolute (asked per name)
+        # Each named folder's text and whether it is absolute (asked per name; a Path hashes in Python).
+        self._root_texts = {"output": (str(roots.output), roots.output.is_absolute()), "temp": (str(roots.temp), roots.temp.is_absolute())}
 
     def save_names(
         self, filename_prefix: str, *, width: int, height: int, count: int
@@ -77,7 +78,7 @@ class OutputNamer:
 
         Raises ValueError with ComfyUI's message when the prefix leads outside the output directory.
         """
-        return self._allocate(self._roots.output, "output", filename_prefix, width, height, count)
+        return self._allocate("output", filename_prefix, width, height, count)
 
     def temp_names(
         self, *, width: int, height: int, count: int, prefix: str = "ComfyUI"
@@ -85,7 +86,7 @@ class OutputNamer:
         """Names for `count` images of one PreviewImage run: `ComfyUI_temp_<5 letters>_00001_.png`, ..."""
         with self._lock:
             letters = "".join(self._rng.choice(TEMP_ALPHABET) for _ in range(5))
-        return self._allocate(self._roots.temp, "temp", f"{prefix}_temp_{letters}", width, height, count)
+        return self._allocate("temp", f"{prefix}_temp_{letters}", width, height, count)
 
     def reset(self, rng: random.Random | None = None) -> None:
         """Forget the names handed out so far (and draw temp names from ``rng`` when given); files on disk still
@@ -109,24 +110,23 @@ class OutputNamer:
             if listing is not None and listing.mtime == before:
                 listing.add(name, after)
 
-    def _allocate(
-        self, root: Path, type_name: str, prefix: str, width: int, height: int, count: int
-    ) -> list[OutputName]:
+    def _allocate(self, type_name: str, prefix: str, width: int, height: int, count: int) -> list[OutputName]:
         if "%" in prefix:
             prefix = _compute_vars(prefix, width, height)
         # A relative root depends on the working directory: only an absolute one's answers are kept.
-        text, absolute = self._root_texts.get(root) or self._root_texts.setdefault(root, (str(root), root.is_absolute()))
+        text, absolute = self._root_texts[type_name]
         subfolder, basename, folder = (_place if absolute else _place.__wrapped__)(text, prefix)
+        # %batch_num% is replaced after the counter was computed, so such files never match the basename and the
+        # counter restarts at 1 on every run, overwriting (ComfyUI does this).
+        per_batch = "%batch_num%" in basename
         with self._lock:
             counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
             names = []
             for batch_number in range(count):
-                # %batch_num% is replaced after the counter was computed, so such files never match
-                # the basename and the counter restarts at 1 on every run, overwriting (ComfyUI does this).
-                filename = f"{basename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-                names.append(OutputName(filename, subfolder, type_name))
+                stem = basename.replace("%batch_num%", str(batch_number)) if per_batch else basename
+                names.append(OutputName(f"{stem}_{counter:05}_.png", subfolder, type_name))
                 counter += 1
-            if "%batch_num%" not in basename:
+            if not per_batch:
                 self._next[(folder, basename)] = counter
         return names
 

@@ -68,7 +68,23 @@ def request_json(raw: bytes, content_type: str | None = None) -> Any:
     Traceback (most recent call last):
     json.decoder.JSONDecodeError: Unexpected UTF-8 BOM (decode using utf-8-sig): line 1 column 1 (char 0)
     """
-    return json.loads(raw.decode(_charset(content_type) or "utf-8"))
+    text = raw.decode((_charset(content_type) if content_type else None) or "utf-8")
+    # json.loads(text) for the usual body, a JSON object with nothing around it: its scanner alone, without the
+    # checks and whitespace matching loads makes around it (a fifth of the parse). Anything else, or a failure,
+    # goes through json.loads, which raises what it raises.
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            value, end = _SCAN(text, 0)
+        except (ValueError, StopIteration):
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(text)
+
+
+# json.loads' own scanner (json.scanner.make_scanner of a default decoder; typeshed leaves the attribute out).
+_SCAN: Callable[[str, int], tuple[Any, int]] = getattr(json.decoder.JSONDecoder(), "scan_once")
 
 
 @functools.lru_cache(maxsize=64)

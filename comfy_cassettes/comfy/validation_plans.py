@@ -51,8 +51,7 @@ class ValidationPlans:
         key = _key(prompt, partial_execution_targets)
         plan = self._plans.get(key) if key is not None else None
         if plan is not None:
-            validator = Validator(prompt, self.specs, input_file_exists, self.profile)
-            if _constants_pass(validator, plan):
+            if _constants_pass(prompt, plan, lambda: Validator(prompt, self.specs, input_file_exists, self.profile)):
                 return ValidationResult(200, None, {}, list(plan.outputs)), plan.shape
         result = validate_prompt(prompt, self.specs, input_file_exists=input_file_exists,
                                  partial_execution_targets=partial_execution_targets, profile=self.profile)
@@ -131,10 +130,11 @@ def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
     return tuple(parts)
 
 
-def _constants_pass(validator: Validator, plan: _Plan) -> bool:
+def _constants_pass(prompt: dict[str, Any], plan: _Plan, validator_of: Callable[[], Validator]) -> bool:
     """Convert and check each constant as Validator._validate_node does; True (and the converted values written
-    back, as ComfyUI writes them) when all pass. Nothing is written otherwise: the full validation starts over."""
-    prompt = validator.prompt
+    back, as ComfyUI writes them) when all pass. Nothing is written otherwise: the full validation starts over.
+    ``validator_of``: the prompt's Validator, made only when a check needs it (a file, an option list)."""
+    validator: Validator | None = None
     writes: list[tuple[dict[str, Any], str, Any]] = []
     try:
         for node_id, class_type, file_input, constants in plan.nodes:
@@ -152,9 +152,12 @@ def _constants_pass(validator: Validator, plan: _Plan) -> bool:
                     low, high = bounds  # check_value's first two tests, made as it makes them
                     if (low is not _ABSENT and val < low) or (high is not _ABSENT and val > high):
                         return False
-                elif general is not None and validator.check_value(name, val, *general) is not None:
-                    return False
+                elif general is not None:
+                    validator = validator or validator_of()
+                    if validator.check_value(name, val, *general) is not None:
+                        return False
             if file_input is not None:
+                validator = validator or validator_of()
                 written = {name: val for _, name, val in writes[first:]}
                 if validator.check_file(class_type, file_input, {**inputs, **written} if written else inputs):
                     return False

@@ -75,7 +75,7 @@ class _Candidates:
         self._finished = [int(job.status != "interrupted") for job, _ in jobs]  # an interrupted recording knows half the run
         self._rests = [(facts.with_bytes, int(job.has_client == has_client), len(job.ws)) for job, facts in jobs]
         self._places = [-i for i in range(len(jobs))]  # the first of equal scores wins
-        self._errors = [i for i, (job, _) in enumerate(jobs) if job.status == "error"]
+        self._errors = {i for i, (job, _) in enumerate(jobs) if job.status == "error"}
         # By node and input: value -> the jobs holding it; the values no lookup can find, compared one by one; the
         # jobs that have the input at all.
         self._holders: dict[str, dict[str, dict[Any, list[int]]]] = {}
@@ -93,56 +93,83 @@ class _Candidates:
                 for value, held in by_value.items():
                     if len(held) == len(jobs):
                         by_value[value] = _EVERY
+        # The inputs whose values tell the jobs apart: at any other (every job holds the same one value, or no job
+        # has the input) a submission's value adds the same to every job's count, and the best job stays the best.
+        self._telling = [(node, key) for (node, key), present in self._present.items() if key not in VOLATILE_INPUTS
+                         and not (len(present) == len(jobs) and (node, key) not in self._odd and len(self._holders[node][key]) == 1)]
 
     def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
         """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:
         the submission's decisive values when each job must still be compared with them."""
         if not self.jobs:
             return None
-        shared = self.shared(workflow)
+        excluded = [] if decisive is None else [i for i, facts in enumerate(self._facts) if decisive != facts.decisive]
+        # The inputs that tell the jobs apart rank them as all their values do.
+        score = self._best(self._telling_counts(workflow), excluded)
+        if score[0] >= 0 and -score[3] in self._errors:
+            # The best is a failed recording, which replays only its own values: that takes the exact counts.
+            shared = self.shared(workflow)
+            excluded += [i for i in self._errors if shared[i] != self._facts[i].own_values]
+            score = self._best(shared, excluded)
+        return self.jobs[-score[3]] if score[0] >= 0 else None
+
+    def _best(self, shared: Sequence[int], excluded: Sequence[int]) -> tuple[int, int, tuple[int, int, int], int]:
+        """The highest score of a job not ``excluded``, as (finished, shared, rests, -place); finished -1: none."""
         finished = self._finished
-        excluded = [i for i in self._errors if shared[i] != self._facts[i].own_values]  # a failure replays only its values
-        if decisive is not None:
-            excluded += [i for i, facts in enumerate(self._facts) if decisive != facts.decisive]
         if excluded:
             finished = list(finished)
             for i in excluded:
                 finished[i] = -1
-        score = max(zip(finished, shared, self._rests, self._places))
-        return self.jobs[-score[3]] if score[0] >= 0 else None
+        return max(zip(finished, shared, self._rests, self._places))
 
     def shared(self, workflow: Mapping[str, Any]) -> list[int]:
         """For each job, how many of ``workflow``'s widget values (:func:`widget_values`) it has too (:func:`_shared`:
         equal by ``==``), read from the graph itself."""
         counts = [0] * len(self.jobs)
         every = 0  # the values every job holds
-        holders, odd = self._holders, self._odd
         for node_id, node in workflow.items():
-            held_here = holders.get(node_id, {})
-            for key, value in node.get("inputs", {}).items():
+            for key, value in _node_inputs(node).items():
                 if key in VOLATILE_INPUTS or isinstance(value, list) and is_link(value):
                     continue
-                held = held_here.get(key)
-                if held is not None:
-                    # Equal values are found by lookup (the holders hold no NaN, the one value a lookup finds unequal);
-                    # an unhashable value equals none of them.
-                    try:
-                        found = held.get(value, ())
-                    except TypeError:
-                        found = ()
-                    if found is _EVERY:
-                        every += 1
-                    for i in found:
-                        counts[i] += 1
-                if odd and (node_id, key) in odd:
-                    for i, theirs in odd[(node_id, key)]:
-                        if theirs == value:
-                            counts[i] += 1
-                if value is None:  # a job without the input shares a None too (_shared: inputs.get(key) == value)
-                    present = self._present.get((node_id, key), set())
-                    for i in range(len(counts)):
-                        counts[i] += i not in present
+                every += self._count(counts, node_id, key, value)
         return [count + every for count in counts] if every else counts
+
+    def _telling_counts(self, workflow: Mapping[str, Any]) -> list[int]:
+        """:meth:`shared` less what every job shares alike (the same for each): the counts at the inputs that tell
+        the jobs apart."""
+        counts = [0] * len(self.jobs)
+        for node_id, key in self._telling:
+            inputs = _node_inputs(workflow.get(node_id))
+            if key in inputs and not (isinstance(value := inputs[key], list) and is_link(value)):
+                self._count(counts, node_id, key, value)
+        return counts
+
+    def _count(self, counts: list[int], node_id: str, key: str, value: Any) -> int:
+        """Add one to the count of each job that shares ``value`` at the input; returns 1 when every job holds it
+        (for the caller to add once), else 0."""
+        held = self._holders.get(node_id, {}).get(key)
+        every = 0
+        if held is not None:
+            # Equal values are found by lookup (the holders hold no NaN, the one value a lookup finds unequal);
+            # an unhashable value equals none of them.
+            try:
+                found = held.get(value, ())
+            except TypeError:
+                found = ()
+            if found is _EVERY:
+                every = 1
+            for i in found:
+                counts[i] += 1
+        odd = self._odd.get((node_id, key)) if self._odd else None
+        if odd:
+            for i, theirs in odd:
+                if theirs == value:
+                    counts[i] += 1
+        if value is None:  # a job without the input shares a None too (_shared: inputs.get(key) == value)
+            present = self._present.get((node_id, key), set())
+            for i in range(len(counts)):
+                counts[i] += i not in present
+        return every
 
 
 class Kind:
