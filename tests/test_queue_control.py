@@ -271,3 +271,18 @@ def test_journal_verification_over_plain_http(http: httpx.Client) -> None:
     bad = http.post(f"{ADMIN}/journal/count", json={"verb": "GET"})
     assert bad.status_code == 400 and "verb" in bad.json()["error"]
     assert http.post(f"{ADMIN}/journal/assert", json={"path": "/queue", "count": -1}).status_code == 400
+
+
+def test_a_take_reported_at_the_run_start_counts_the_queue_as_it_was_taken() -> None:
+    # ComfyUI's worker reports the queue as it takes a prompt; a replay sends that report when the run starts, after
+    # the recorded start-up delay. A prompt queued within that delay (more_sessions_0.8/two_clients: 4 ms apart)
+    # is reported after the take, and the take's count does not include it: 1, 1, 2 as the live server sent them.
+    from comfy_cassettes.replay.sim.state import PromptQueue, QueueItem
+
+    heard: list[int] = []
+    queue = PromptQueue(on_change=heard.append)
+    queue.put(QueueItem(0, "a", {}, {}, ["2"], None, 1))
+    queue.take(report=False)
+    queue.put(QueueItem(1, "b", {}, {}, ["2"], None, 2))
+    queue.report_taken()  # the run starts: nothing left to report
+    assert heard == [1, 1, 2]

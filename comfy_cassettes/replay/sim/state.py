@@ -121,15 +121,16 @@ class PromptQueue:
         self.on_change = on_change
         self.counter = 0  # server.number: the next prompt's number when the client gives none
         self.sequence = 0  # the order items were accepted in, whatever their numbers
-        self._unreported = False  # the running item was taken without its report yet (take(report=False))
+        self._unreported: int | None = None  # the count a take(report=False) still has to report
 
     def reset(self) -> None:
         """Empty, with the counter at 0: a fresh ComfyUI's queue (not reported: nobody is told of a restart)."""
         self.pending, self.running = [], None
         self.counter = self.sequence = 0
-        self._unreported = False
+        self._unreported = None
 
     def _changed(self) -> None:
+        self.report_taken()  # ComfyUI reported the take as it happened: before any later change (two_clients)
         if self.on_change is not None:
             self.on_change(self.remaining())
 
@@ -150,17 +151,19 @@ class PromptQueue:
         item = heapq.heappop(self.pending)
         item.move(JobState.RUNNING)
         self.running = item
-        self._unreported = not report
         if report:
             self._changed()
+        else:
+            self._unreported = self.remaining()  # counted now, as ComfyUI's get() counts it
         return item
 
     def report_taken(self) -> None:
         """The report of a :meth:`take` made without one, once (ComfyUI's get() reports the queue right before its
-        worker sends ``execution_start``, in every capture: a recorded start-up delay must not come between)."""
-        if self._unreported:
-            self._unreported = False
-            self._changed()
+        worker sends ``execution_start``, in every capture: a recorded start-up delay must not come between), with
+        the count at the take; sooner when the queue changes first (a prompt queued during the delay)."""
+        count, self._unreported = self._unreported, None
+        if count is not None and self.on_change is not None:
+            self.on_change(count)
 
     def done(self, item: QueueItem, state: JobState) -> None:
         """The running item ended in ``state``; call after its history entry is written (task_done)."""
