@@ -174,7 +174,9 @@ def test_hostile_paths_and_bodies(served: str) -> None:
             for path in ("/prompt", "/queue", "/history", "/interrupt", "/free", f"{ADMIN_PREFIX}/journal/find", f"{ADMIN_PREFIX}/faults"):
                 response = http.post(path, content=body)
                 _count(response.status_code)
-                assert response.status_code < 500 or (path == "/prompt" and response.status_code == 500), (path, body[:20], response.status_code)
+                # ComfyUI's own handlers crash on a body request.json() cannot read: its plain 500, never ours.
+                crashes = not path.startswith(ADMIN_PREFIX) and response.text == "500 Internal Server Error\n\nServer got itself in trouble"
+                assert response.status_code < 500 or crashes, (path, body[:20], response.status_code)
         multipart = http.post("/upload/image", files={"image": ("../../escape.png", b"\x89PNG\r\n\x1a\n")}, data={"subfolder": "../../.."})
         _count(multipart.status_code)
         assert multipart.status_code in (200, 400, 403)

@@ -191,7 +191,10 @@ def test_request_bodies_are_decoded_as_aiohttp_decodes_them_for_comfyui(start_ap
                                    (text.encode("latin-1"), "application/json"), (text.encode(), "application/json; charset=no-such")):
             answer = http.post("/prompt", content=body, headers={"Content-Type": content_type})
             assert (answer.status_code, answer.text) == (500, crash), (body[:8], content_type)
-            assert http.post("/interrupt", content=body, headers={"Content-Type": content_type}).status_code == 200
+            # /interrupt catches only json.loads' error (a byte order mark: a global interrupt); decoding fails first
+            # for the others, and aiohttp answers that with its 500 (as a live 0.8.0 did).
+            expected = 200 if body.startswith(b"\xef\xbb\xbf") else 500
+            assert http.post("/interrupt", content=body, headers={"Content-Type": content_type}).status_code == expected
         for body, content_type in ((text.encode(), "application/json"), (text.encode("latin-1"), 'application/json; charset="ISO-8859-1"')):
             answer = http.post("/prompt", content=body, headers={"Content-Type": content_type})
             assert answer.status_code == 200 and answer.json()["node_errors"] == {}, content_type

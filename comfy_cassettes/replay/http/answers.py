@@ -11,7 +11,7 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ...comfy.protocol import JSON_CONTENT_TYPE, request_json
+from ...comfy.protocol import JSON_CONTENT_TYPE
 from ..sim.engine import ReplayEngine, Reply
 from .static import empty_streamed, http_error
 
@@ -104,15 +104,6 @@ def header_values(connection: HTTPConnection, *names: bytes) -> dict[str, str]:
     return found
 
 
-async def body_json(request: Request) -> Any:
-    """The body as ComfyUI's handlers read it (protocol.request_json); None when empty or not JSON."""
-    raw = await read_body(request)
-    try:
-        return request_json(raw, header_values(request, b"content-type").get("content-type")) if raw else None
-    except (ValueError, LookupError, RecursionError):
-        return None
-
-
 def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
     engine = engine_of(request)
     rec = engine.interactions.find(request.method, request.url.path, list(request.query_params.multi_items()))
@@ -120,6 +111,15 @@ def recorded_or(request: Request, fallback: Callable[[], Reply]) -> Response:
         answer = engine.interactions.answer(rec)
         return Response(answer.body, answer.status, headers=answer.headers)
     return reply(fallback())
+
+
+def one_segment(request: Request, name: str, after: str) -> str | None:
+    """Path parameter ``name`` (a ``{name:path}`` route's, which follows the literal segment ``after``) as
+    aiohttp's ``{name}`` takes it: one non-empty segment of the raw path (an encoded ``%2F`` stays inside it);
+    None where aiohttp has no route for the path."""
+    value = request.path_params[name]
+    raw = (request.scope.get("raw_path") or b"").decode("latin-1").split(f"/{after}/", 1)[-1]
+    return value if value and "/" not in raw else None
 
 
 async def recorded(request: Request) -> Response:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...comfy.protocol import request_json
 from ..sim.engine import Reply
 from . import jobs_api as jobs
-from .answers import Handler, body_json, engine_of, header_values, json_text, query_of, read_body, reply
+from .answers import Handler, engine_of, one_segment, recorded, header_values, json_text, query_of, read_body, reply
 
 # What POST /prompt reads of the request's headers (the usage source only in the versions that read it).
 _PROMPT_HEADERS = (b"content-type", b"comfy-usage-source")
@@ -30,12 +34,7 @@ async def get_queue(request: Request) -> Response:
 
 
 async def post_queue(request: Request) -> Response:
-    engine = engine_of(request)
-    try:
-        engine.delete_from_queue(await body_json(request))
-    except (TypeError, AttributeError):
-        return reply(Reply.crash())  # ComfyUI's handler iterates and hashes what it is given: its own 500
-    return Response(status_code=200)
+    return await _acting(request, lambda body: engine_of(request).delete_from_queue(body))
 
 
 async def get_history(request: Request) -> Response:
@@ -52,27 +51,42 @@ async def get_history(request: Request) -> Response:
 
 async def get_history_item(request: Request) -> Response:
     engine = engine_of(request)
-    return json_text(engine.history.item_json(request.path_params["prompt_id"]))
+    prompt_id = one_segment(request, "prompt_id", "history")
+    if prompt_id is None:
+        return await recorded(request)
+    return json_text(engine.history.item_json(prompt_id))
 
 
 async def post_history(request: Request) -> Response:
-    engine = engine_of(request)
-    try:
-        engine.delete_history(await body_json(request))
-    except (TypeError, AttributeError):
-        return reply(Reply.crash())  # as post_queue: ComfyUI's own 500 for a non-list or unhashable delete
-    return Response(status_code=200)
+    return await _acting(request, lambda body: engine_of(request).delete_history(body))
 
 
 async def post_interrupt(request: Request) -> Response:
-    engine = engine_of(request)
-    engine.interrupt(await body_json(request))
-    return Response(status_code=200)
+    return await _acting(request, lambda body: engine_of(request).interrupt(body), not_json={})
 
 
 async def post_free(request: Request) -> Response:
-    engine = engine_of(request)
-    engine.free(await body_json(request))
+    return await _acting(request, lambda body: engine_of(request).free(body))
+
+
+# What ComfyUI's handlers raise on a body they cannot read: request.json()'s decoding and parsing, then the
+# handler's own unchecked ``in``, indexing, iteration and ``.get``. aiohttp answers each with its plain 500.
+_UNREADABLE = (ValueError, LookupError, TypeError, AttributeError, RecursionError)
+
+
+async def _acting(request: Request, act: Callable[[Any], None], *, not_json: Any = None) -> Response:
+    """Run ``act`` on the body as server.py's handler reads it (``request.json()``, empty 200); ``not_json``:
+    what a handler that catches JSONDecodeError uses instead (post_interrupt: ``{}``), else that is its 500."""
+    try:
+        try:
+            body = request_json(await read_body(request), header_values(request, b"content-type").get("content-type"))
+        except json.JSONDecodeError:
+            if not_json is None:
+                raise
+            body = not_json
+        act(body)
+    except _UNREADABLE:
+        return reply(Reply.crash())
     return Response(status_code=200)
 
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from ...comfy.nodes import NODE_REPLACEMENTS
 from ..sim.engine import Reply
-from .answers import Handler, engine_of, json_text, recorded, recorded_or, reply
+from .answers import Handler, engine_of, json_text, one_segment, recorded, recorded_or, reply
 
 
 async def get_features(request: Request) -> Response:
@@ -37,9 +37,9 @@ async def get_object_info(request: Request) -> Response:
 async def get_object_info_class(request: Request) -> Response:
     engine = engine_of(request)
     catalogue = engine.catalogue.object_info()
-    if catalogue is None:
+    name = one_segment(request, "node_class", "object_info")
+    if catalogue is None or name is None:
         return await recorded(request)
-    name = request.path_params["node_class"]
     return reply(Reply.json(engine.catalogue.live_object_info({name: catalogue[name]}) if name in catalogue else {}))
 
 

@@ -328,8 +328,7 @@ class ReplayEngine:
             for key in SENSITIVE_EXTRA_DATA_KEYS:
                 extra_data.pop(key, None)
         if profile.stamps_create_time:
-            # Never the previous prompt's millisecond: ComfyUI's validation outlasts one, so /api/jobs' sort by
-            # create_time keeps the order prompts were sent in, which equal times would leave to the listing.
+            # Never the previous prompt's ms (ComfyUI's validation outlasts one): /api/jobs sorts as prompts were sent.
             self._last_create_time = max(int(time.time() * 1000), self._last_create_time + 1)
             extra_data["create_time"] = self._last_create_time
         return extra_data
@@ -342,37 +341,39 @@ class ReplayEngine:
     def queue_view(self) -> QueueListing:
         return self.queue.listing()
 
+    # POST /queue, /history, /interrupt and /free bodies are read with server.py's own operations: what its
+    # handlers cannot read raises as there (the caller's 500).
     def delete_from_queue(self, body: Any) -> None:
         """POST /queue: ``clear`` empties the queue, ``delete`` removes pending prompts by id."""
-        if not isinstance(body, dict):
-            return
-        removed = self.queue.wipe() if body.get("clear") else []
-        if "delete" in body:
-            removed += self.queue.delete(body.get("delete") or [])
-        for item in removed:
-            self.clock.job_finished(item.prompt_id, JobState.DELETED.value)
-        self.worker.wake()  # a job held at "queued" may no longer be the head
+        removed = self.queue.wipe() if "clear" in body and body["clear"] else []
+        try:
+            if "delete" in body:
+                removed += self.queue.delete(iter(body["delete"]))
+        finally:
+            for item in removed:
+                self.clock.job_finished(item.prompt_id, JobState.DELETED.value)
+            self.worker.wake()  # a job held at "queued" may no longer be the head
 
     def delete_history(self, body: Any) -> None:
-        if not isinstance(body, dict):
-            return
-        if body.get("clear"):
+        if "clear" in body and body["clear"]:
             self.history.clear()
-        self.history.delete(body.get("delete", []) or [])
+        if "delete" in body:
+            self.history.delete(iter(body["delete"]))
 
     def interrupt(self, body: Any) -> None:
-        """Global interrupt, or only when the named prompt is the running one (queue_and_history_ops)."""
-        target = body.get("prompt_id") if isinstance(body, dict) else None
+        """Global interrupt (a falsy prompt_id too), or only when the named prompt runs (queue_and_history_ops)."""
+        target = body.get("prompt_id")
         running = self.queue.running
         if running is None:
             return
-        if target is None or target == running.prompt_id:
+        if not target or target == running.prompt_id:
             self.running.interrupt_requested = True
 
     def free(self, body: Any) -> None:
         """POST /free: ``free_memory`` drops the execution cache; ``unload_models`` alone keeps it. Like main.py's
         worker, the flag is applied between prompts: at once when idle, after the running one otherwise."""
-        if isinstance(body, dict) and body.get("free_memory"):
+        body.get("unload_models", False)
+        if body.get("free_memory", False):
             self.running.free_memory = True
             self.worker.wake()
 

@@ -65,10 +65,10 @@ class InteractionIndex:
 
     @staticmethod
     def _indexed(cassette: Cassette, item: Interaction) -> Recorded:
-        return Recorded(item.method, normalize(item.path), tuple(sorted(item.query)), cassette, item)
+        return Recorded(item.method, route_key(item.path), tuple(sorted(item.query)), cassette, item)
 
     def find(self, method: str, path: str, query: Sequence[tuple[str, str]]) -> Recorded | None:
-        key = (method.upper(), normalize(path), tuple(sorted(query)))
+        key = (method.upper(), route_key(path), tuple(sorted(query)))
         for table in (self._exact, self._base):
             found = table.get(key)
             if found is None and query:
@@ -114,6 +114,13 @@ class InteractionIndex:
             scored.append((score, {"request": rec.describe(), "differences": differences}))
         scored.sort(key=lambda s: -s[0])
         return [item for _, item in scored[:limit]]
+
+
+def route_key(path: str) -> str:
+    """A recorded or requested path as the interactions are keyed: the route (``/api/x`` is ``/x``), with a trailing
+    slash kept, for aiohttp routes ``/x`` and ``/x/`` apart (``GET /system_stats/`` is its 404)."""
+    route = normalize(path)
+    return route + "/" if path.endswith("/") and route != "/" else route
 
 
 def _rendered(body: bytes) -> bytes:
