@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from comfy_cassettes.comfy import validation_plans
 from comfy_cassettes.comfy.graph import structure
 from comfy_cassettes.comfy.profiles import DEFAULT, profile
 from comfy_cassettes.comfy.validation import NodeSpecs, validate_prompt
@@ -68,21 +69,29 @@ VARIANTS: list[tuple[dict[str, Any], dict[str, Any]]] = [
 @pytest.mark.parametrize("version", [None, "0.8.0"])
 @pytest.mark.parametrize(("first", "then"), VARIANTS, ids=[str(i) for i in range(len(VARIANTS))])
 def test_a_kept_structure_answers_as_validate_prompt(first: dict[str, Any], then: dict[str, Any], version: str | None,
-                                                      object_info: dict[str, Any]) -> None:
+                                                      object_info: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     rules = profile(version)
     plans = ValidationPlans(NodeSpecs(object_info), rules)
     exists = {"here.png"}.__contains__
     accepted, shape = plans.validate(copy.deepcopy(first), input_file_exists=exists)
-    assert (accepted.status, accepted.node_errors, shape) == (200, {}, None)  # the first of its structure: in full
+    assert (accepted.status, accepted.node_errors, shape) == (200, {}, structure(first))  # the first: in full, kept
+    in_full: list[Any] = []
+    monkeypatch.setattr(validation_plans, "validate_prompt", lambda *a, **k: in_full.append(a) or validate_prompt(*a, **k))
+    full_runs = []
     for _ in range(2):
         ours, theirs = copy.deepcopy(then), copy.deepcopy(then)
+        before = len(in_full)
         result, shape = plans.validate(ours, input_file_exists=exists)
+        full_runs.append(len(in_full) - before)
         expected = validate_prompt(theirs, object_info, input_file_exists=exists, profile=rules)
         assert json.dumps([result.status, result.body, result.node_errors, result.outputs_to_execute, ours]) == json.dumps(
             [expected.status, expected.body, expected.node_errors, expected.outputs_to_execute, theirs])
         assert shape is None or shape == structure(then)
-    same_structure = _key_types(first) == _key_types(then)
-    assert (shape is not None) == (same_structure and expected.status == 200 and not expected.node_errors)
+    whole = expected.status == 200 and not expected.node_errors
+    assert (shape is not None) == whole
+    # A prompt accepted whole is answered from its structure's plan without a full validation: at once when the
+    # first prompt's structure is its own, else from the second time. Any other is validated in full each time.
+    assert full_runs == ([0, 0] if whole and _key_types(first) == _key_types(then) else [1, 0] if whole else [1, 1])
 
 
 def _key_types(prompt: dict[str, Any]) -> list[Any]:
@@ -98,7 +107,8 @@ def test_partial_targets_and_catalogues_are_part_of_the_key(object_info: dict[st
     result, shape = plans.validate(copy.deepcopy(graph), partial_execution_targets=["3"])
     assert (result.outputs_to_execute, shape) == (["3"], structure(graph))
     result, shape = plans.validate(copy.deepcopy(graph))
-    assert (result.outputs_to_execute, shape) == (["2", "3"], None)
+    assert (result.outputs_to_execute, shape) == (["2", "3"], structure(graph))  # validated in full, then kept
+    assert plans.validate(copy.deepcopy(graph))[1] == structure(graph)
     result, shape = plans.validate(copy.deepcopy(graph), partial_execution_targets=["1"])
     assert result.body is not None and result.body["error"]["type"] == "prompt_no_outputs"
 

@@ -47,7 +47,7 @@ class ValidationPlans:
 
     def validate(self, prompt: Any, *, input_file_exists: Callable[[str], bool] | None = None,
                  partial_execution_targets: Any = None) -> tuple[ValidationResult, str | None]:
-        """validate_prompt's result, and ``graph.structure(prompt)`` when it was known already (else None)."""
+        """validate_prompt's result, and ``graph.structure(prompt)`` when a plan has it (else None)."""
         key = _key(prompt, partial_execution_targets)
         plan = self._plans.get(key) if key is not None else None
         if plan is not None:
@@ -56,16 +56,19 @@ class ValidationPlans:
         result = validate_prompt(prompt, self.specs, input_file_exists=input_file_exists,
                                  partial_execution_targets=partial_execution_targets, profile=self.profile)
         if key is not None and plan is None and result.status == 200 and not result.node_errors:
-            self._remember(key, prompt, partial_execution_targets, result)
+            return result, self._remember(key, prompt, partial_execution_targets, result)
         return result, None
 
-    def _remember(self, key: tuple[Any, ...], prompt: dict[str, Any], partial: Any, result: ValidationResult) -> None:
+    def _remember(self, key: tuple[Any, ...], prompt: dict[str, Any], partial: Any, result: ValidationResult) -> str | None:
+        """Keep the plan of a prompt accepted whole; its structure, made for the plan (None when not kept)."""
         outputs = output_nodes(prompt, self.specs.object_info, partial, self.profile)
         if result.outputs_to_execute != outputs:
-            return  # an output failed without a reason (a cycle): not a structure every value passes
+            return None  # an output failed without a reason (a cycle): not a structure every value passes
         if len(self._plans) >= _KEPT:
             self._plans.pop(next(iter(self._plans)))  # the oldest
-        self._plans[key] = _Plan(self._reached(prompt, outputs), tuple(outputs), structure(prompt))
+        shape = structure(prompt)
+        self._plans[key] = _Plan(self._reached(prompt, outputs), tuple(outputs), shape)
+        return shape
 
     def _reached(self, prompt: dict[str, Any], outputs: list[str]) -> tuple[_Node, ...]:
         """The nodes validation visits from ``outputs`` (through declared inputs that are links), with the
