@@ -80,16 +80,8 @@ class ReplayServer:
         return f"http://{host}:{self.port}"
 
     def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves.
-
-        The process is the server's (``serve``), so what it holds by now (the modules, the engine, its cassettes)
-        lives as long as it does: frozen out of the cyclic garbage collector, which otherwise walked all of it again
-        in every full collection. Those come ten times less often too: the history grows by design, and each one
-        walked all of it (68 ms, a third of the collector's time, three times in 10,000 jobs) to find nothing; the
-        cycles a request leaves are collected young."""
-        gc.freeze()
-        young, middle, full = gc.get_threshold()
-        gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))
+        """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
+        collect_as_a_server()
         if on_ready is not None:
             threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
         threading.Thread(target=self._exit_when_stuck, daemon=True, name="comfy-cassettes-shutdown").start()
@@ -231,3 +223,14 @@ class UvicornListener:
         return functools.partial(
             config.http_protocol_class, config=config, server_state=self.server.server_state, app_state=self.server.lifespan.state
         )
+
+
+def collect_as_a_server() -> None:
+    """The process is the server's (``serve``), so what it holds by now (the modules, the engine, its cassettes)
+    lives as long as it does: frozen out of the cyclic garbage collector, which otherwise walked all of it again
+    in every full collection. Those come ten times less often too: the history grows by design, and each one
+    walked all of it (68 ms, a third of the collector's time, three times in 10,000 jobs) to find nothing; the
+    cycles a request leaves are collected young. (bench/bench_inprocess.py measures with the same settings.)"""
+    gc.freeze()
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))
