@@ -11,7 +11,7 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ...comfy.protocol import JSON_CONTENT_TYPE
+from ...comfy.protocol import JSON_CONTENT_TYPE, request_json
 from ..sim.engine import ReplayEngine, Reply
 from .static import empty_streamed, http_error
 
@@ -92,6 +92,12 @@ async def read_body(request: Request) -> bytes:
                 return b"".join(chunks)
         elif kind == "http.disconnect":
             raise ClientDisconnect()
+
+
+async def json_body(request: Request) -> Any:
+    """The body as ComfyUI's handlers read it, aiohttp's ``await request.json()`` (protocol.request_json): any JSON
+    value; raises what that raises (ValueError, LookupError for an unknown charset, RecursionError)."""
+    return request_json(await request.body(), request.headers.get("content-type"))
 
 
 def header_values(connection: HTTPConnection, *names: bytes) -> dict[str, str]:

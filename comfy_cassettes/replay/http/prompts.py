@@ -9,10 +9,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...comfy.protocol import request_json
 from ..sim.engine import Reply
 from . import jobs_api as jobs
-from .answers import Handler, engine_of, one_segment, recorded, header_values, json_text, query_of, read_body, reply
+from .answers import Handler, engine_of, header_values, json_body, json_text, one_segment, query_of, read_body, recorded, reply
 
 # What POST /prompt reads of the request's headers (the usage source only in the versions that read it).
 _PROMPT_HEADERS = (b"content-type", b"comfy-usage-source")
@@ -79,7 +78,7 @@ async def _acting(request: Request, act: Callable[[Any], None], *, not_json: Any
     what a handler that catches JSONDecodeError uses instead (post_interrupt: ``{}``), else that is its 500."""
     try:
         try:
-            body = request_json(await read_body(request), header_values(request, b"content-type").get("content-type"))
+            body = await json_body(request)
         except json.JSONDecodeError:
             if not_json is None:
                 raise
@@ -112,7 +111,7 @@ async def post_job_cancel(request: Request) -> Response:
 async def post_jobs_cancel(request: Request) -> Response:
     engine = engine_of(request)
     try:
-        body = request_json(await request.body(), request.headers.get("content-type"))
+        body = await json_body(request)
     except (ValueError, LookupError, RecursionError):
         return reply(Reply.json({"error": "Request body must be valid JSON"}, 400))
     try:

@@ -21,10 +21,10 @@ from starlette.routing import BaseRoute, Route
 
 from ...comfy.frontend import user_file_headers
 from ...comfy.profiles import Profile
-from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, request_json
+from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ...comfy.routes import aliases
 from ..sim.user_folder import UserFolder
-from .answers import Handler, engine_of, query_of, recorded
+from .answers import Handler, engine_of, json_body, query_of, recorded
 from .static import file_response, json_response, with_cache_control
 
 # What ComfyUI's own handlers raise on bad input (no guard): aiohttp answers each with its 500.
@@ -64,11 +64,6 @@ def _segments(request: Request, route: str) -> list[str] | None:
     return [unquote(p) for p in parts[1:]]
 
 
-async def _json_body(request: Request) -> Any:
-    """aiohttp's ``request.json()`` (protocol.request_json): any JSON value; raises ValueError on bad JSON."""
-    return request_json(await request.body(), request.headers.get("content-type"))
-
-
 async def get_users(request: Request) -> Response:
     folder = engine_of(request).user_folder
     return json_response({"storage": "server", "migrated": os.path.exists(folder.user_root)})
@@ -76,7 +71,7 @@ async def get_users(request: Request) -> Response:
 
 async def post_users(request: Request) -> Response:
     folder = engine_of(request).user_folder
-    username = (await _json_body(request))["username"]
+    username = (await json_body(request))["username"]
     if username in folder.users.values():
         return json_response({"error": "Duplicate username."}, 400)
     return json_response(folder.add_user(username))
@@ -90,7 +85,7 @@ async def get_settings(request: Request) -> Response:
 async def post_settings(request: Request) -> Response:
     folder = engine_of(request).user_folder
     settings = folder.settings()
-    folder.save_settings({**settings, **await _json_body(request)})
+    folder.save_settings({**settings, **await json_body(request)})
     return Response(status_code=200)
 
 
@@ -102,7 +97,7 @@ async def setting(request: Request) -> Response:
     setting_id = parts[0]
     settings = folder.settings()
     if request.method == "POST":
-        settings[setting_id] = await _json_body(request)
+        settings[setting_id] = await json_body(request)
         folder.save_settings(settings)
         return Response(status_code=200)
     return json_response(settings[setting_id] if setting_id in settings else None)
