@@ -345,7 +345,7 @@ class JobRun:
         # success every node an output needed. A node no output needed is never run, so never newly cached.
         sigs, cache = item.signatures, context.cache
         done = {*plan.cached, *(item.order if success else self.executed)}
-        context.cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
+        cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)
             context.sockets.emit(item.client_id, _EXECUTING, executing(None, item.prompt_id))

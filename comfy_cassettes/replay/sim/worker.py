@@ -141,7 +141,7 @@ class Worker:
 
     def plan(self, item: QueueItem) -> planning.Plan:
         """The recorded job that answers ``item``, else a plan made from its graph."""
-        order, sigs = item.order, item.signatures
+        sigs = item.signatures
         # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async), every
         # node the cache holds, also one no output needs (a branch that failed validation, one partial targets skip).
         cached = [node for node in item.workflow if sigs.get(node) in self.context.cache]
@@ -154,7 +154,7 @@ class Worker:
         # (at the recording's pace when timing is recorded), or one no cassette has.
         timed = self.context.pacing.recorded
         pace = planning.recorded_pace(job) if job is not None else self.index.pace(item.workflow, has_client=has_client, shape=item.shape) if timed else None
-        synthetic = planning.synthesize(item.workflow, order, item.outputs_to_execute, cached=cached, input_size=self.inputs.size,
+        synthetic = planning.synthesize(item.workflow, item.order, item.outputs_to_execute, cached=cached, input_size=self.inputs.size,
                                         previews=self.previews_for(item), pace=pace, prompt_id=item.prompt_id)
         return planning.resume_interrupted(job, synthetic) if job is not None else synthetic
 
