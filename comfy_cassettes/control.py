@@ -47,8 +47,8 @@ class ReplayControl:
 
     ``token``: the server's admin token (needed when it is bound to an address other than loopback); default
     ``$COMFY_CASSETTES_ADMIN_TOKEN``. ``transport``: an httpx transport to reach it by (an app served in-process); by
-default a plain-HTTP server is reached by :class:`~comfy_cassettes.direct_transport.DirectTransport`, which a test's HTTP
-mocks (pytest-httpx, respx, vcrpy) neither intercept nor record. A request the server refuses (400) raises
+    default a plain-HTTP server is reached by :class:`~comfy_cassettes.direct_transport.DirectTransport`, which a test's
+    HTTP mocks (pytest-httpx, respx, vcrpy) neither intercept nor record. A request the server refuses (400) raises
     :class:`~comfy_cassettes.errors.AdminRequestError` with its message (the bad key and the accepted ones).
     """
 
