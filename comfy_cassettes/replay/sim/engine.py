@@ -20,12 +20,11 @@ from typing import Any, Protocol
 
 from ...cassette.model import Cassette, Job
 from ...comfy import profiles
-from ...comfy.prompt_body import client_of, given_extra_data, given_prompt_id, without_secrets
 from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.graph import structure
 from ...comfy.nodes import OUTPUT_CLASSES
 from ...comfy.protocol import (
-    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, accepted_json, dumps,
+    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, dumps,
     is_canonical_uuid, request_json, uuid4_text,
 )
 from ...comfy.shapes import QueueListing
@@ -239,7 +238,8 @@ class ReplayEngine:
             body = request_json(raw, (headers or {}).get("content-type"))
         except (ValueError, LookupError, RecursionError):  # UnicodeDecodeError is a ValueError
             return Reply.crash()
-        body = body if isinstance(body, dict) else {}
+        if not isinstance(body, dict):
+            body = {}
         # The number is taken before "prompt" is even looked at (error_invalid_prompt: first accepted got 14).
         number = self._number(body)
         if number is None:
@@ -250,20 +250,16 @@ class ReplayEngine:
         if self.profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
             return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
         checked = self._validate(workflow, body.get("partial_execution_targets"))
-        try:  # written into whatever validation found (server.py), kept only for an accepted prompt
-            extra_data = given_extra_data(body)
-            if isinstance(checked, Reply):
-                return checked
-            extra_data = self._extra_data(extra_data, headers or {})
-        except TypeError:
-            return Reply.crash()
+        if isinstance(checked, Reply):
+            return checked
         outputs, node_errors, shape = checked
         shape = shape if shape is not None else structure(workflow)
         outputs = self.index.output_order(workflow, outputs, shape)
-        given_id = given_prompt_id(body, must_be_uuid=self.profile.prompt_id_must_be_uuid)
-        prompt_id = self.new_prompt_id() if given_id is None else given_id
+        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
+        client_id = body.get("client_id")
         self.queue.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, client_of(extra_data), self.queue.sequence, shape=shape)
+        item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
+                         self.queue.sequence, shape=shape)
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
         self.queue.put(item)
@@ -318,15 +314,19 @@ class ReplayEngine:
         accepted = self.index.acceptance(workflow)  # (node_errors, outputs) as a recording answered them
         return (accepted[1], accepted[0], None) if accepted is not None else (outputs, {}, None)
 
-    def _extra_data(self, extra_data: Any, headers: Mapping[str, str]) -> Any:
-        """An accepted prompt's extra_data as the profile's ComfyUI keeps it (a TypeError: the handler's 500)."""
+    def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        """The queue item's extra_data as the profile's ComfyUI keeps it."""
         profile = self.profile
+        extra_data = dict(body.get("extra_data") or {})
+        if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
+            extra_data["client_id"] = body["client_id"]
         # The header is looked up only for a version that reads it (a request's headers are searched, not indexed).
         usage_source = headers.get("comfy-usage-source") if profile.usage_source_header else None
         if usage_source and "comfy_usage_source" not in extra_data:
             extra_data["comfy_usage_source"] = usage_source
         if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
-            extra_data = without_secrets(extra_data)
+            for key in SENSITIVE_EXTRA_DATA_KEYS:
+                extra_data.pop(key, None)
         if profile.stamps_create_time:
             # Never the previous prompt's ms (ComfyUI's validation outlasts one): /api/jobs sorts as prompts were sent.
             self._last_create_time = max(int(time.time() * 1000), self._last_create_time + 1)

@@ -383,7 +383,7 @@ class JobRun:
         for every image the run saves, so encoded once (a prompt can be large and have several save nodes)."""
         if self._png_text is None:
             metadata = {"prompt": json.dumps(self.item.workflow)}
-            extra = self.item.extra_data.get("extra_pnginfo") if isinstance(self.item.extra_data, dict) else None
+            extra = self.item.extra_data.get("extra_pnginfo")
             if isinstance(extra, dict):
                 metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
             self._png_text = metadata

@@ -62,7 +62,7 @@ class QueueItem:
     number: int | float
     prompt_id: str
     workflow: dict[str, Any]
-    extra_data: Any  # an object; 0.3.64 queues anything else the client sent as it is (comfy/prompt_body.py)
+    extra_data: dict[str, Any]
     outputs_to_execute: list[str]
     client_id: str | None
     seq: int
@@ -232,8 +232,7 @@ class History:
             self._texts.pop(self.entries.popitem(last=False)[0], None)
         self._texts.pop(item.prompt_id, None)
         prompt = item.as_list()
-        if isinstance(item.extra_data, dict):
-            prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
+        prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
         entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
         self.entries[item.prompt_id] = entry
         return entry

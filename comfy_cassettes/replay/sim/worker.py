@@ -161,7 +161,7 @@ class Worker:
     def previews_for(self, item: QueueItem) -> bool:
         """Whether ``item``'s samplers send previews: ComfyUI 0.5.0+ sets the method per prompt from
         extra_data.preview_method when it names one (latent_preview.set_preview_method), else --preview-method's."""
-        method = item.extra_data.get("preview_method") if self.per_prompt_previews and isinstance(item.extra_data, dict) else None
+        method = item.extra_data.get("preview_method") if self.per_prompt_previews else None
         return method != "none" if method in PREVIEW_METHODS else self.previews
 
     def abort(self, item: QueueItem, exc: Exception) -> None:
