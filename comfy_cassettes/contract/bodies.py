@@ -116,6 +116,9 @@ class JournalEntry(Answer):
     status: int = Field(description="the status answered (101 for a WebSocket, 0 when the connection was dropped)")
     matched: str = Field(description="what answered: a route, a recording, a fault")
     client: str = Field(description="the client's address:port")
+    answer: Any = Field(description="the body of an error answer (status 400 and up), e.g. POST /prompt's {error, "
+                                    "node_errors}: JSON when it is JSON, else text (over 64 KiB: its first 64 KiB and size); "
+                                    "null for any other answer")
 
 
 class JournalAnswer(Answer):
