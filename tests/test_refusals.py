@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import httpx
+import pytest
 
 from comfy_cassettes import ReplayControl
 from comfy_cassettes.replay.harness.journal import ANSWER_KEPT, ANSWERS_KEPT, Journal
@@ -67,3 +68,78 @@ def test_find_lists_the_answer_too(start_server: Callable[..., ReplayServer]) ->
         http.post("/api/prompt", json={"prompt": REFUSED})
         [found] = control.find(path="/prompt", status=400)
     assert found["answer"]["error"]["type"] == "prompt_outputs_failed_validation"
+
+
+# A user's suite whose client, like many, raises a bare "400 Bad Request" and throws ComfyUI's answer away.
+BARE_CLIENT_SUITE = '''
+import os
+
+import httpx
+import pytest
+import pytest
+
+REFUSED = %r
+
+
+def queue(workflow):
+    answer = httpx.post(os.environ["COMFYUI_URL"] + "/prompt", json={"prompt": workflow})
+    if answer.status_code != 200:
+        raise RuntimeError(f"HTTP {answer.status_code}")  # the body, and ComfyUI's reason, are gone
+    return answer.json()["prompt_id"]
+
+
+@pytest.mark.comfy_cassette("basic_save")
+def test_generate(comfy):
+    queue(REFUSED)
+
+
+@pytest.mark.comfy_cassette("basic_save")
+def test_a_refusal_the_test_expects_passes(comfy):
+    with pytest.raises(RuntimeError):
+        queue(REFUSED)
+
+
+@pytest.mark.comfy_cassette("basic_save")
+def test_a_teardown_failure_names_the_refused_prompt_too(comfy):
+    with pytest.raises(RuntimeError):
+        queue(REFUSED)
+    httpx.get(comfy.url + "/sytem_stats")
+''' % (REFUSED,)
+
+
+def test_a_failed_test_shows_why_its_prompt_was_refused(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_bare=BARE_CLIENT_SUITE)
+    result = suite.runpytest()
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_generate _*",
+        "*RuntimeError: HTTP 400",
+        "*- comfy-cassettes: error answers -*",
+        "the replay server answered 1 request(s) with an error:",
+        "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation",
+        "    * EmptyImage 1:",
+        "      - Failed to convert an input value to a INT value: color, red, invalid literal for int() with base 10: 'red'",
+        "    closest recorded prompt: job0 of basic_save.yaml, which differs in:",
+        "      node 1 EmptyImage color: sent 'red', recorded 16744448",
+    ])
+    # The teardown's report (an unmatched request) names the refused prompt as well.
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_a_teardown_failure_names_the_refused_prompt_too*",
+        "*unmatched request: GET /sytem_stats (no recording answers it)",
+        "*POST /prompt -> 400: invalid prompt: Prompt outputs failed validation",
+    ])
+    assert result.stdout.str().count("- comfy-cassettes: error answers -") == 1  # only the failed test has the section
+
+
+def test_check_names_the_refused_prompts(start_server: Callable[..., ReplayServer]) -> None:
+    server = start_server("basic_save")
+    with httpx.Client(base_url=server.url, timeout=10) as http, ReplayControl(server.url) as control:
+        assert http.post("/prompt", json={"prompt": REFUSED}).status_code == 400
+        control.check()  # a refusal alone is no problem: ComfyUI refuses the same prompt
+        http.get("/sytem_stats")
+        with pytest.raises(AssertionError) as failed:
+            control.check()
+    message = str(failed.value)
+    assert "unmatched request: GET /sytem_stats" in message
+    assert "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation" in message
+    assert "- Failed to convert an input value to a INT value: color, red" in message
