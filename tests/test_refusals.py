@@ -72,6 +72,15 @@ def test_find_lists_the_answer_too(start_server: Callable[..., ReplayServer]) ->
     assert found["answer"]["error"]["type"] == "prompt_outputs_failed_validation"
 
 
+def test_a_failed_journal_assertion_says_why_a_prompt_was_refused(start_server: Callable[..., ReplayServer]) -> None:
+    server = start_server("basic_save")
+    with httpx.Client(base_url=server.url, timeout=10) as http, ReplayControl(server.url) as control:
+        http.post("/prompt", json={"prompt": REFUSED})
+        with pytest.raises(AssertionError) as failed:
+            control.assert_requested(method="POST", path="/prompt", status=200)
+    assert "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation" in str(failed.value)
+
+
 # A user's suite whose client, like many, raises a bare "400 Bad Request" and throws ComfyUI's answer away.
 BARE_CLIENT_SUITE = '''
 import os
