@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import urlencode
+
+from .comfy.refusals import is_refusal, node_error_lines, refusal_message
 
 SHOWN = 10  # error answers a report lists (the journal has them all)
 TEXT_SHOWN = 500  # characters shown of a body that is not ComfyUI's refusal
@@ -36,7 +38,7 @@ def _described(entry: Mapping[str, Any], recorded: Sequence[tuple[str, Any]]) ->
     head = f"{entry.get('method')} {entry.get('path')}{'?' + urlencode(query) if query else ''} -> {entry.get('status')}"
     answer = entry.get("answer")
     if is_refusal(answer):
-        lines = [f"{head}: invalid prompt: {refusal_message(answer)}", *node_error_lines(answer["node_errors"])]
+        lines = [f"{head}: invalid prompt: {refusal_message(answer)}", *(f"    {line}" for line in node_error_lines(answer["node_errors"]))]
         if entry.get("method") == "POST" and entry.get("path") in PROMPT_PATHS:
             lines += _closest_lines(_sent_workflow(str(entry.get("body") or "")), recorded)
         return lines
@@ -44,30 +46,6 @@ def _described(entry: Mapping[str, Any], recorded: Sequence[tuple[str, Any]]) ->
         return [f"{head} (no body)"]
     text = answer if isinstance(answer, str) else json.dumps(answer)
     return [f"{head}: {text[:TEXT_SHOWN]}{'...' if len(text) > TEXT_SHOWN else ''}"]
-
-
-def is_refusal(answer: Any) -> TypeGuard[dict[str, Any]]:
-    """Whether an answer is ComfyUI's refused prompt: ``{"error": {...}, "node_errors": {...}}`` (server.py)."""
-    return isinstance(answer, dict) and isinstance(answer.get("error"), dict) and isinstance(answer.get("node_errors"), dict)
-
-
-def refusal_message(answer: Mapping[str, Any]) -> str:
-    """The refusal's error as one line: its message, and its details when it has any."""
-    error = answer["error"]
-    details = str(error.get("details") or "").replace("\n", "; ")
-    return f"{error.get('message')}{': ' + details if details else ''}"
-
-
-def node_error_lines(node_errors: Mapping[str, Any]) -> list[str]:
-    """Each node error as execution.py logs it: ``* class_type node_id:`` then ``- message: details``."""
-    lines = []
-    for node_id, info in node_errors.items():
-        info = info if isinstance(info, Mapping) else {}
-        lines.append(f"    * {info.get('class_type')} {node_id}:")
-        for reason in info.get("errors") or []:
-            reason = reason if isinstance(reason, Mapping) else {"message": reason}
-            lines.append(f"      - {reason.get('message')}: {reason.get('details', '')}")
-    return lines
 
 
 def _sent_workflow(body: str) -> Any:

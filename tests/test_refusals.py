@@ -11,6 +11,8 @@ import pytest
 from comfy_cassettes import ReplayControl
 from comfy_cassettes.replay.harness.journal import ANSWER_KEPT, ANSWERS_KEPT, Journal
 from comfy_cassettes.replay.server import ReplayServer
+from helpers import bundled
+from serve_process import start_serve
 
 # basic_save's graph with a colour no INT input takes: ComfyUI refuses it with node_errors for node 1.
 REFUSED = {
@@ -68,6 +70,15 @@ def test_find_lists_the_answer_too(start_server: Callable[..., ReplayServer]) ->
         http.post("/api/prompt", json={"prompt": REFUSED})
         [found] = control.find(path="/prompt", status=400)
     assert found["answer"]["error"]["type"] == "prompt_outputs_failed_validation"
+
+
+def test_a_failed_journal_assertion_says_why_a_prompt_was_refused(start_server: Callable[..., ReplayServer]) -> None:
+    server = start_server("basic_save")
+    with httpx.Client(base_url=server.url, timeout=10) as http, ReplayControl(server.url) as control:
+        http.post("/prompt", json={"prompt": REFUSED})
+        with pytest.raises(AssertionError) as failed:
+            control.assert_requested(method="POST", path="/prompt", status=200)
+    assert "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation" in str(failed.value)
 
 
 # A user's suite whose client, like many, raises a bare "400 Bad Request" and throws ComfyUI's answer away.
@@ -143,3 +154,21 @@ def test_check_names_the_refused_prompts(start_server: Callable[..., ReplayServe
     assert "unmatched request: GET /sytem_stats" in message
     assert "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation" in message
     assert "- Failed to convert an input value to a INT value: color, red" in message
+
+
+def test_serve_logs_a_refused_prompt_on_one_line_as_comfyui_does() -> None:
+    process, url = start_serve(str(bundled("basic_save")), "--timing", "instant")
+    try:
+        assert httpx.post(url + "/prompt", json={"prompt": REFUSED}, timeout=10).status_code == 400
+        assert httpx.post(url + "/prompt", json={"no": "prompt"}, timeout=10).status_code == 400  # ComfyUI says nothing
+        assert httpx.post(url + "/prompt", json={"prompt": ACCEPTED}, timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=15)
+    logged = [line for line in output.splitlines() if "invalid prompt" in line]
+    # server.py: logging.warning("invalid prompt: {}".format(valid[1])), in serve's (uvicorn's) log format, and
+    # the node errors execution.py logs before it.
+    assert logged == ["WARNING:  invalid prompt: {'type': 'prompt_outputs_failed_validation', 'message': "
+                      "'Prompt outputs failed validation', 'details': '', 'extra_info': {}} (node errors: * EmptyImage 1: "
+                      "  - Failed to convert an input value to a INT value: color, red, invalid literal for int() with "
+                      "base 10: 'red')"], output

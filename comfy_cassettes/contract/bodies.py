@@ -144,7 +144,8 @@ class Verdict(Answer):
     expected: str = Field(description="the expectation in words, e.g. 'exactly 3'")
     pattern: dict[str, Any] = Field(description="the pattern applied")
     message: str | None = None
-    received: list[str] | None = Field(None, description="the last 50 requests received, 'METHOD /path?query -> status'")
+    received: list[str] | None = Field(None, description="the last 50 requests received, 'METHOD /path?query -> status' "
+                                                 "(a refused prompt: '... -> 400: invalid prompt: ComfyUI's message')")
 
 
 class Unmatched(Answer):
