@@ -230,11 +230,13 @@ class ReplayEngine:
         outputs, node_errors, shape = checked
         if foreign and raises_on(body, self.profile):
             return Reply.crash()
-        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
-        client_id = body.get("client_id")
+        # str() of what was given, as ComfyUI does (a null one is "None": more_sessions_0.3/extra_edge); else drawn.
+        given = "prompt_id" in body and (body["prompt_id"] is not None or not self.profile.prompt_id_must_be_uuid)
+        prompt_id = str(body["prompt_id"]) if given else self.new_prompt_id()
+        extra_data = self._extra_data(body, headers or {})
         self.queue.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
-                         self.queue.sequence, shape=shape)
+        # The job's messages go to extra_data's client_id (execution.py), the body's or one sent inside extra_data.
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape)
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
         if foreign and body["extra_data"] is not None:
