@@ -130,7 +130,8 @@ class PromptQueue:
         self._unreported = None
 
     def _changed(self) -> None:
-        self.report_taken()  # ComfyUI reported the take as it happened: before any later change (two_clients)
+        if self._unreported is not None:  # (the call spared when there is nothing to report: most changes)
+            self.report_taken()  # ComfyUI reported the take as it happened: before any later change (two_clients)
         if self.on_change is not None:
             self.on_change(self.remaining())
 
