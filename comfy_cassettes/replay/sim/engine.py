@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ...cassette.model import Cassette, Job
 from ...comfy import profiles
+from ...comfy.extra_data import raises_on
 from ...comfy.folders import FileRoots, OutputNamer
 from ...comfy.protocol import INVALID_PROMPT_ID, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, is_canonical_uuid, request_json, uuid4_text
 from ...comfy.shapes import QueueListing
@@ -33,6 +34,7 @@ from .admission import Admission
 from .asset_store import Assets
 from .catalogue import Catalogue
 from .enrichment import OutputEnricher
+from .foreign_extra import queue_as_sent
 from .inputs import InputFiles
 from .interactions import InteractionIndex
 from .job_files import JobFiles
@@ -217,19 +219,28 @@ class ReplayEngine:
         if "prompt" not in body:
             return Reply.json(no_prompt_body(), 400)
         workflow = body["prompt"]
+        foreign = "extra_data" in body and not isinstance(body["extra_data"], dict)
+        if foreign and "client_id" in body:
+            return Reply.crash()  # extra_data["client_id"] = ... on a list: before the verdict is even looked at
         if self.profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
             return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
         checked = self.admission.judge(workflow, body.get("partial_execution_targets"))
         if isinstance(checked, Reply):
             return checked
         outputs, node_errors, shape = checked
-        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
-        client_id = body.get("client_id")
+        if foreign and raises_on(body, self.profile):
+            return Reply.crash()
+        # str() of what was given, as ComfyUI does (a null one is "None": more_sessions_0.3/extra_edge); else drawn.
+        given = "prompt_id" in body and (body["prompt_id"] is not None or not self.profile.prompt_id_must_be_uuid)
+        prompt_id = str(body["prompt_id"]) if given else self.new_prompt_id()
+        extra_data = self._extra_data(body, headers or {})
         self.queue.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
-                         self.queue.sequence, shape=shape)
+        # The job's messages go to extra_data's client_id (execution.py), the body's or one sent inside extra_data.
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape)
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
+        if foreign and body["extra_data"] is not None:
+            queue_as_sent(item, body["extra_data"], self.catalogue.object_info())
         self.queue.put(item)
         self.worker.wake()
         answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
@@ -259,7 +270,8 @@ class ReplayEngine:
     def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
         """The queue item's extra_data as the profile's ComfyUI keeps it."""
         profile = self.profile
-        extra_data = dict(body.get("extra_data") or {})
+        sent = body.get("extra_data")
+        extra_data = dict(sent) if isinstance(sent, dict) else {}  # (no object: queued as sent, foreign_extra.py)
         if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
             extra_data["client_id"] = body["client_id"]
         # The header is looked up only for a version that reads it (a request's headers are searched, not indexed).

@@ -73,6 +73,7 @@ class QueueItem:
     finished: float | None = None
     shape: str | None = None  # graph.structure(workflow), worked out once at submit
     answered: float | None = None  # time.monotonic() when its POST /prompt answer went out; None: not yet
+    extra_data_sent: Any = None  # an extra_data that is no object, listed as sent (0.3.64 queues a list as it is)
 
     @functools.cached_property
     def signatures(self) -> dict[str, str]:
@@ -109,7 +110,8 @@ class QueueItem:
 
     def as_list(self) -> list[Any]:
         """The 5-element item ComfyUI shows in /queue and history ``prompt``."""
-        return [self.number, self.prompt_id, self.workflow, self.extra_data, self.outputs_to_execute]
+        extra_data = self.extra_data if self.extra_data_sent is None else self.extra_data_sent
+        return [self.number, self.prompt_id, self.workflow, extra_data, self.outputs_to_execute]
 
 
 class PromptQueue:
@@ -233,7 +235,8 @@ class History:
             self._texts.pop(self.entries.popitem(last=False)[0], None)
         self._texts.pop(item.prompt_id, None)
         prompt = item.as_list()
-        prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
+        if item.extra_data_sent is None:
+            prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
         entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
         self.entries[item.prompt_id] = entry
         return entry
