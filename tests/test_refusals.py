@@ -137,7 +137,9 @@ def test_a_failed_test_shows_why_its_prompt_was_refused(suite: pytest.Pytester) 
     result.stdout.fnmatch_lines([
         "*ERROR at teardown of test_a_teardown_failure_names_the_refused_prompt_too*",
         "*unmatched request: GET /sytem_stats (no recording answers it)",
-        "*POST /prompt -> 400: invalid prompt: Prompt outputs failed validation",
+        "and it refused 1 prompt(s):",
+        "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation",
+        "*closest recorded prompt: job0 of basic_save.yaml, which differs in:",
     ])
     assert result.stdout.str().count("- comfy-cassettes: error answers -") == 1  # only the failed test has the section
 
