@@ -71,12 +71,10 @@ class OutputNamer:
         self._next: dict[tuple[str, str], int] = {}
         # Each named folder's text and whether it is absolute (asked per name; a Path hashes in Python).
         self._root_texts = {"output": (str(roots.output), roots.output.is_absolute()), "temp": (str(roots.temp), roots.temp.is_absolute())}
-        # settle_on's loop and its thread; the folders found current during the loop's running callback, and the
-        # names handed out from them since, as (type, subfolder, filename): none of them is on disk.
+        # settle_on's loop and its thread; the folders found current during the loop's running callback.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._checked: set[str] = set()
-        self.fresh: set[tuple[str, str, str]] = set()
         self._forgetting = False  # a callback that forgets them is scheduled
 
     def settle_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -118,7 +116,6 @@ class OutputNamer:
             self._listings.clear()
             self._next.clear()
             self._checked.clear()
-            self.fresh.clear()
 
     def wrote(self, path: str | Path, before: int | None) -> None:
         """The replay created ``path``; ``before``: its folder's mtime_ns just before (None: the folder was new).
@@ -158,8 +155,6 @@ class OutputNamer:
             else:
                 names = [f"{basename}_{counter + batch:05}_.png" for batch in range(count)]
                 self._next[(folder, basename)] = counter + count
-                if on_loop:  # above every counter on disk and handed out: none of them exists
-                    self.fresh.update((type_name, subfolder, name) for name in names)
         return subfolder, names
 
     def _disk_next(self, folder: str, basename: str, on_loop: bool) -> int:
@@ -188,7 +183,6 @@ class OutputNamer:
     def _forget(self) -> None:
         """The loop's callback ended: its folders may change before the next (held: the namer's lock)."""
         self._checked.clear()
-        self.fresh.clear()
         self._forgetting = False
 
 

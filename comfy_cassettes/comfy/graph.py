@@ -135,9 +135,10 @@ class _Step:
                         values[position] = done[source]
             except KeyError:
                 values = None
-        if values is None or not _REPR_TYPES.issuperset(map(type, values)):
+        kinds = set(map(type, values)) if values is not None else None
+        if kinds is None or not kinds <= _REPR_TYPES:
             return _signature(self.class_type, inputs, done)
-        text = self.form % tuple(values)
+        text = self.form % (tuple(map(_equal, values)) if kinds & _MERGED_TYPES else tuple(values))  # (_signature's)
         if self.changes:
             text += f";changed {next(_CHANGED)}"
         return _digest(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -197,9 +198,12 @@ def _resolved(workflow: Mapping[str, Any], order: Iterable[str]) -> bool:
 # json.dumps(..., sort_keys=True, default=str) made once: dumps builds a new encoder per call given options.
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
 _digest = hashlib.blake2b
-# Values written as their repr: each type's repr tells its values apart and apart from the other types' (1, 1.0,
-# True, '1'), as their JSON does, at a fraction of an encoder's cost; any other value is written as JSON.
+# Values written as their repr: each type's repr tells its values apart and apart from the other types' ('1'
+# from 1), as their JSON does, at a fraction of an encoder's cost; any other value is written as JSON. Numbers
+# Python finds equal are first made one (_equal): ComfyUI's key (caching.py to_hashable) keeps 1, 1.0 and True,
+# which are equal with equal hashes, so one key.
 _REPR_TYPES = frozenset({str, int, float, bool, type(None)})
+_MERGED_TYPES = frozenset({float, bool})
 # By (class, input names in the node's order): a getter of the values in name order, and the texts they fill in (_form).
 _Form = tuple[Callable[[Mapping[str, Any]], tuple[Any, ...]], str, str]
 _FORMS: dict[tuple[str, tuple[Any, ...]], _Form] = {}
@@ -218,10 +222,11 @@ def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, st
     known = _FORMS.get((class_type, names)) if type(class_type) is str else None
     values_of, form, written = known if known is not None else _form(class_type, names)
     values = values_of(inputs)
-    if set(map(type, values)) <= _REPR_TYPES:
-        text = form % values
+    kinds = set(map(type, values))
+    if kinds <= _REPR_TYPES:
+        text = form % (tuple(map(_equal, values)) if kinds & _MERGED_TYPES else values)
     else:  # a link or a JSON value: its mark, and every other value's repr
-        text = written % tuple([repr(value) if type(value) in _REPR_TYPES else _mark(value, done) for value in values])
+        text = written % tuple([repr(_equal(value)) if type(value) in _REPR_TYPES else _mark(value, done) for value in values])
     if class_type in NEVER_CACHED:
         text += f";changed {next(_CHANGED)}"
     return _digest(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -261,7 +266,20 @@ def _mark(value: Any, done: Mapping[str, str]) -> str:
     if is_link(value):
         source = done.get(value[0])
         return f"L{source}#{value[1]!r}" if source is not None else f"M{value[0]!r}#{value[1]!r}"
-    return f"J{_KEY_ENCODER.encode(value)}"
+    return f"J{_KEY_ENCODER.encode(_equal(value))}"
+
+
+def _equal(value: Any) -> Any:
+    """``value`` with every bool and whole float made the int Python finds it equal to (True == 1 == 1.0, and
+    so in ComfyUI's cache key), inside lists and objects too."""
+    kind = type(value)
+    if kind is bool or kind is float and value.is_integer():
+        return int(value)
+    if kind is list:
+        return [_equal(item) for item in value]
+    if kind is dict:
+        return {key: _equal(item) for key, item in value.items()}
+    return value
 
 
 def _term(value: Any) -> str:

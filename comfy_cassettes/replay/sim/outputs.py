@@ -8,7 +8,7 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
@@ -47,9 +47,10 @@ _SPLIT_KEPT = 32
 # A new file only; not inherited by child processes (os.open's default, PEP 446); no newline translation where
 # there is any (Windows' O_BINARY, which open() adds by itself).
 _CREATE_NEW: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_REPLACE: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+_SPILLED_KEPT = 64  # generated images whose private file is remembered (the latest few)
 _FOLDERS_KEPT = 256  # output folders whose joined path is kept (a prompt's prefix may name a new one each time)
-_SIZES_KEPT = 256
-_SPILLED_KEPT = 64  # generated images whose private file is remembered (the latest few)  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
+_SIZES_KEPT = 256  # written files whose size is remembered (the latest: a job's entries are enriched as it ends)
 _splits: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}  # id(png) -> (png, its pieces): the same source image for many jobs
 
 
@@ -180,14 +181,16 @@ class OutputFiles:
     def materialize(
         self, output: Any, recorded: Mapping[int, OutputImage], cassette: Cassette | None,
         metadata: Callable[[], Mapping[str, str]] | None = None, *, seed: int | None = None,
-        wrote: Callable[[str, int | None], None] | None = None, fresh: Container[tuple[str, str, str]] = (),
+        wrote: Callable[[str, int | None], None] | None = None, ran: bool = False,
     ) -> None:
         """Make every image of one node's ``output`` viewable; ``recorded`` maps image index to its recording.
         Written files carry ``metadata()`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``; asked
         for only when a file is written). An image
         no recording has bytes for is drawn from the ``seed`` of the sampler that made it, else plain grey.
-        ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote). ``fresh``:
-        (type, subfolder, filename) of names known to be on no disk yet (OutputNamer.fresh), not looked for."""
+        ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote). ``ran``: the
+        node ran in this job (not cached), so its files are new even under a name handed out before (a
+        ``%batch_num%`` prefix restarts its counter on every run): they replace the earlier run's, as ComfyUI's
+        SaveImage overwrites them; a cached node's ``executed`` reports the files it wrote before."""
         images = output.get("images", []) if isinstance(output, dict) else []
         if metadata is not None and len(images) > 1:
             metadata = functools.cache(metadata)  # the same text for every image of the batch: encoded once
@@ -195,12 +198,12 @@ class OutputFiles:
             if not isinstance(image, dict) or "filename" not in image:
                 continue
             kind, subfolder, filename = image.get("type", "output"), image.get("subfolder", ""), image["filename"]
-            if (kind, subfolder, filename) in self.virtual:
+            if not ran and (kind, subfolder, filename) in self.virtual:
                 continue  # a cached re-run reports files that already exist
             folder, path = self._path(kind, subfolder, filename)
             if self.dynamic or kind == "temp":
-                self._write(path, folder, self._source(recorded.get(index), cassette, seed, index), metadata, wrote)
-            elif (kind, subfolder, filename) in fresh or not _exists(path):
+                self._write(path, folder, self._source(recorded.get(index), cassette, seed, index), metadata, wrote, ran)
+            elif ran or not _exists(path):
                 source = self._source(recorded.get(index), cassette, seed, index)
                 self.virtual[(kind, subfolder, filename)] = source if isinstance(source, Path) else self._spill(source)
 
@@ -219,18 +222,19 @@ class OutputFiles:
         return known[1], known[0] + filename
 
     def _write(self, path: str, folder: str, source: Path | bytes, metadata: Callable[[], Mapping[str, str]] | None,
-               wrote: Callable[[str, int | None], None] | None) -> None:
+               wrote: Callable[[str, int | None], None] | None, replace: bool = False) -> None:
         """Create ``path`` with the image's bytes, unless it exists (a cached re-run reports files it wrote before).
         Written in place, as PIL's save in ComfyUI's SaveImage does: a failed write (a full disk) removes the
         file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
         meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
         place: one directory entry made instead of two changes. The bytes are made once the file is known to be
-        new: a cached re-run's files cost one failed open. ``folder``: the path's dirname."""
+        new: a cached re-run's files cost one failed open. ``folder``: the path's dirname; ``replace``: an existing
+        file is written over (a node that ran again under a name handed out before)."""
         before = _mtime(folder)
         if before is None:
             os.makedirs(folder, exist_ok=True)
         try:
-            descriptor = os.open(path, _CREATE_NEW, 0o666)
+            descriptor = os.open(path, _REPLACE if replace else _CREATE_NEW, 0o666)
         except FileExistsError:
             return
         try:

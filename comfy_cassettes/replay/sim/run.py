@@ -296,7 +296,7 @@ class JobRun:
         ran = [str(e.data["node"]) for e in self.plan.events
                if e.type == Event.EXECUTING.value and isinstance(e.data, dict) and e.data.get("node") is not None]
         targets: dict[str, _Target] = {}
-        for fault in faults:
+        for fault in (f for f in faults if not (f.if_run and f.node in self.plan.cached)):  # (a cached node reads nothing)
             default = (ran[0] if fault.kind == "ws_disconnect" else ran[-1]) if ran else None
             targets[fault.kind] = _Target(fault, fault.node or default)
         return targets

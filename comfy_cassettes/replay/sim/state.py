@@ -100,6 +100,7 @@ class QueueItem:
     finished: float | None = None
     shape: str | None = None  # graph.structure(workflow), worked out once at submit
     answered: float | None = None  # time.monotonic() when its POST /prompt answer went out; None: not yet
+    extra_data_sent: Any = None  # an extra_data that is no object, listed as sent (0.3.64 queues a list as it is)
     # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id. Made once: the heap
     # compares it a few times per push and pop.
     sort_key: tuple[int | float, str, int] = field(init=False, repr=False)
@@ -141,7 +142,8 @@ class QueueItem:
 
     def as_list(self) -> list[Any]:
         """The 5-element item ComfyUI shows in /queue and history ``prompt``."""
-        return [self.number, self.prompt_id, self.workflow, self.extra_data, self.outputs_to_execute]
+        extra_data = self.extra_data if self.extra_data_sent is None else self.extra_data_sent
+        return [self.number, self.prompt_id, self.workflow, extra_data, self.outputs_to_execute]
 
 
 class PromptQueue:
@@ -263,10 +265,10 @@ class History:
         while len(self.entries) > self.limit:
             self._texts.pop(self.entries.popitem(last=False)[0], None)
         self._texts.pop(item.prompt_id, None)
+        prompt = item.as_list()
         extra = item.extra_data  # (no prompt's extra_data changes once queued: shared unless a secret is left out)
-        if not _SENSITIVE.isdisjoint(extra):
-            extra = {k: v for k, v in extra.items() if k not in _SENSITIVE}
-        prompt = [item.number, item.prompt_id, item.workflow, extra, item.outputs_to_execute]
+        if item.extra_data_sent is None and not _SENSITIVE.isdisjoint(extra):
+            prompt[3] = {k: v for k, v in extra.items() if k not in _SENSITIVE}
         entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
         self.entries[item.prompt_id] = entry
         return entry
