@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -19,9 +19,10 @@ from .replay.options import ADMIN_TOKEN_ENV
 
 
 def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = False,
-                    refused: Iterable[Mapping[str, Any]] = ()) -> str:
+                    refused: Iterable[Mapping[str, Any]] = (), recorded: Sequence[tuple[str, Any]] = ()) -> str:
     """A readable account of a server's engine errors and unmatched requests ("" when there is nothing to say); with
-    it, the ``refused`` prompts (journal entries), each with ComfyUI's reason."""
+    it, the ``refused`` prompts (journal entries), each with ComfyUI's reason and, given the ``recorded`` prompts
+    (name, workflow), the closest of them."""
     lines: list[str] = []
     for error in problems.get("errors") or []:
         lines.append(f"engine error: {error}")
@@ -34,7 +35,7 @@ def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = Fals
         lines.append(f"... and {dropped} more problem(s), not kept")
     if not lines:
         return ""
-    refusals = errors_report(refused, heading="and it refused {} prompt(s):")
+    refusals = errors_report(refused, recorded, heading="and it refused {} prompt(s):")
     if refusals:
         lines.append(refusals)
     hint = "" if allow_unmatched else "\n(expected unmatched requests? mark the test comfy_cassette(allow_unmatched=True))"

@@ -142,6 +142,11 @@ class ComfyHandle(ReplayControl):
         """The journal's refused prompts (POST /prompt answered 400), read from the journal directly."""
         return [e.as_dict() for e in self.server.engine.journal if e.status == 400 and e.path in PROMPT_PATHS]
 
+    def recorded_prompts(self) -> list[tuple[str, Any]]:
+        """Each recorded prompt as (``job0 of basic_save.yaml``, its workflow): what a refused one is compared with."""
+        return [(f"{job.name} of {c.path.name if c.path else 'a cassette'}", job.workflow)
+                for c in self.server.engine.cassettes for job in c.jobs]
+
     def up(self) -> bool:
         """End a down period early (``down()``); False when the server was not down."""
         return self.server.end_down()
@@ -240,10 +245,8 @@ def errors_section(handles: Sequence[ComfyHandle]) -> str:
     the closest recorded prompt); "" when nothing."""
     parts = []
     for handle in dict.fromkeys(handles):
-        engine = handle.server.engine
-        entries = [entry.as_dict() for entry in engine.journal if entry.status >= 400]
-        recorded = [(f"{job.name} of {c.path.name if c.path else 'a cassette'}", job.workflow) for c in engine.cassettes for job in c.jobs]
-        parts.append(errors_report(entries, recorded))
+        entries = [entry.as_dict() for entry in handle.server.engine.journal if entry.status >= 400]
+        parts.append(errors_report(entries, handle.recorded_prompts()))
     return "\n".join(part for part in parts if part)
 
 
@@ -285,7 +288,8 @@ def serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: py
     if engine.faults.down_scheduled:
         handle.server.end_down()
     if engine.journal.has_problems:
-        report = problems_report(handle.problems(), allow_unmatched=allow_unmatched, refused=handle.refused())
+        report = problems_report(handle.problems(), allow_unmatched=allow_unmatched, refused=handle.refused(),
+                                 recorded=handle.recorded_prompts())
         if report:
             pytest.fail(report, pytrace=False)
 

@@ -52,13 +52,13 @@ def test_a_reset_forgets_the_answers_and_only_the_latest_are_kept() -> None:
     journal = Journal()
     for n in range(ANSWERS_KEPT + 2):
         receipt = journal.receive()
-        journal.answer(receipt, [b'{"n": ', str(n).encode(), b"}"], 8)
+        journal.answer(receipt, [b'{"n": ', str(n).encode(), b"}"])
         journal.add("POST", "/prompt", "", b"{}", 400, receipt=receipt)
     answers = [entry.answer for entry in journal]
     assert answers[:2] == [None, None] and answers[2] == {"n": 2} and answers[-1] == {"n": ANSWERS_KEPT + 1}
     stale = journal.receive()
     journal.clear()
-    journal.answer(stale, [b"late"], 4)  # answered after the reset: belongs to the test that is over
+    journal.answer(stale, [b"late"])  # answered after the reset: belongs to the test that is over
     receipt = journal.receive()
     journal.add("GET", "/queue", "", b"", 200, receipt=receipt)
     assert [entry.answer for entry in journal] == [None]
@@ -137,7 +137,9 @@ def test_a_failed_test_shows_why_its_prompt_was_refused(suite: pytest.Pytester) 
     result.stdout.fnmatch_lines([
         "*ERROR at teardown of test_a_teardown_failure_names_the_refused_prompt_too*",
         "*unmatched request: GET /sytem_stats (no recording answers it)",
-        "*POST /prompt -> 400: invalid prompt: Prompt outputs failed validation",
+        "and it refused 1 prompt(s):",
+        "POST /prompt -> 400: invalid prompt: Prompt outputs failed validation",
+        "*closest recorded prompt: job0 of basic_save.yaml, which differs in:",
     ])
     assert result.stdout.str().count("- comfy-cassettes: error answers -") == 1  # only the failed test has the section
 

@@ -160,10 +160,11 @@ class Journal:
                 place -= 1
             entries.insert(place, entry)
 
-    def answer(self, receipt: Receipt, chunks: list[bytes], size: int) -> None:
-        """The body of the error answer (status 400 and up) to the request of ``receipt``: ``chunks`` its first
-        bytes, ``size`` its whole size. Only the latest ANSWERS_KEPT are kept."""
-        head = b"".join(chunks)[:ANSWER_KEPT]
+    def answer(self, receipt: Receipt, chunks: list[bytes]) -> None:
+        """The body of the error answer (status 400 and up) to the request of ``receipt``, in the ``chunks`` it
+        was sent in: its first ANSWER_KEPT bytes and its size are kept, for the latest ANSWERS_KEPT answers."""
+        body = b"".join(chunks)
+        head, size = body[:ANSWER_KEPT], len(body)
         with self._lock:
             if receipt[2] != self._generation:
                 return

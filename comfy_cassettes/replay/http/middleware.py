@@ -15,7 +15,6 @@ from starlette.websockets import WebSocket
 
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ..config import ADMIN_PREFIX, is_loopback
-from ..harness.journal import ANSWER_KEPT
 from ..sim.engine import ReplayEngine
 from .limits import MAX_BODY, BodyTooLarge, too_large
 
@@ -121,8 +120,8 @@ class ReplayMiddleware:
             else:
                 await self._answer(scope, exchange.receive, exchange.send, exchange)
         finally:
-            if exchange.answer is not None:  # an error answer: its body tells a test why
-                journal.answer(receipt, exchange.answer, exchange.answer_size)
+            if exchange.status >= 400:  # an error answer: its body tells a test why
+                journal.answer(receipt, exchange.answer)
             client = scope.get("client") or ("", 0)
             journal.add(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(exchange.chunks),
@@ -212,7 +211,8 @@ class _Exchange:
     it passes MAX_BODY, for a body sent without Content-Length), whether, and with what status, it was answered, and
     the body of an error answer (status 400 and up: the journal keeps why a request was refused)."""
 
-    __slots__ = ("_receive", "_send", "chunks", "size", "status", "started", "answer", "answer_size")
+    __slots__ = ("_receive", "_send", "chunks", "size", "status", "started", "answer")
+    answer: list[bytes]
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive, self._send = receive, send
@@ -220,8 +220,7 @@ class _Exchange:
         self.size = 0
         self.status = 0
         self.started = False
-        self.answer: list[bytes] | None = None  # an error answer's first ANSWER_KEPT bytes; None for any other
-        self.answer_size = 0
+        # ``answer``, an error answer's body (its chunks), is set only once the status says error: nothing else pays.
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -236,19 +235,15 @@ class _Exchange:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            self.status, self.started = int(message["status"]), True
-            if self.status >= 400:
+            self.status = status = int(message["status"])
+            self.started = True
+            if status >= 400:
                 self.answer = []
         elif kind == "websocket.accept":
             self.started = True
-        elif self.answer is not None and kind == "http.response.body":
-            self._keep_answer(message.get("body", b""))
+        elif self.status >= 400 and kind == "http.response.body":
+            self.answer.append(message.get("body", b""))
         await self._send(message)
-
-    def _keep_answer(self, chunk: bytes) -> None:
-        if self.answer is not None and self.answer_size < ANSWER_KEPT:
-            self.answer.append(chunk)
-        self.answer_size += len(chunk)
 
 
 def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None, int | None]:
