@@ -22,14 +22,17 @@ from .limits import MAX_BODY, BodyTooLarge, too_large
 def foreign_origin(host: str | None, origin: str | None) -> bool:
     """True when ComfyUI would refuse: both headers present, Host on loopback, and the host names differ
     (ports compared only when both sides carry one)."""
-    if not host or not origin:
+    if not host or not origin or not is_loopback(urlsplit("//" + host.lower()).hostname):
         return False
+    return _differ(host, origin)
+
+
+def _differ(host: str, origin: str) -> bool:
+    """Whether ``origin`` names another server than ``host`` (ports compared only when both carry one)."""
     host_domain = host.lower()
     parsed = urlsplit(origin)
     origin_domain = parsed.netloc.lower()
     host_parts = urlsplit("//" + host_domain)
-    if not is_loopback(host_parts.hostname):
-        return False
     try:
         origin_port, host_port = parsed.port, host_parts.port
     except ValueError:
@@ -47,15 +50,19 @@ FAULT_SCOPE_KEY = "comfy_cassettes.fault"
 class ReplayMiddleware:
     """In front of the routes: ComfyUI's origin_only_middleware (on a loopback Host, another Origin gets an empty
     403, snapshots capture; with ``refuse_cross_site``, ComfyUI 0.19+, so does ``Sec-Fetch-Site: cross-site``;
-    OPTIONS is answered empty), then for everything but the admin API the fault rules
+    OPTIONS is answered empty), where the address the cassettes were recorded at (``recorded_hosts``) is this
+    server's too: the replay stands in for that server, on another port, for clients that name it as their
+    origin (a page of the recorded server, more_sessions_0.3/v064_gates); then for everything but the admin API the fault rules
     (faults.py: delays, error statuses, dropped connections, "down") and the journal entry of each HTTP request
     (method, path, query, body, status). A handler that raises is answered like aiohttp answers a crash, and its
     traceback goes to the journal, where the test hears of it."""
 
-    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False) -> None:
+    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False,
+                 recorded_hosts: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.engine = engine
         self.refuse_cross_site = refuse_cross_site
+        self.recorded_hosts = recorded_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -108,7 +115,9 @@ class ReplayMiddleware:
         return None
 
     def _refused(self, host: str | None, origin: str | None, fetch_site: str | None) -> bool:
-        return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
+        if self.refuse_cross_site and fetch_site == "cross-site":
+            return True
+        return foreign_origin(host, origin) and all(_differ(recorded, str(origin)) for recorded in self.recorded_hosts)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         journal = self.engine.journal
