@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -12,13 +12,17 @@ import httpx
 
 from .contract import bodies as m
 from .contract.routes import ROUTES_BY_NAME, documents
+from .diagnosis import errors_report
 from .direct_transport import DirectTransport
 from .errors import AdminRequestError, ClockError, FaultSpecError
 from .replay.options import ADMIN_TOKEN_ENV
 
 
-def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = False) -> str:
-    """A readable account of a server's engine errors and unmatched requests ("" when there is nothing to say)."""
+def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = False,
+                    refused: Iterable[Mapping[str, Any]] = (), recorded: Sequence[tuple[str, Any]] = ()) -> str:
+    """A readable account of a server's engine errors and unmatched requests ("" when there is nothing to say); with
+    it, the ``refused`` prompts (journal entries), each with ComfyUI's reason and, given the ``recorded`` prompts
+    (name, workflow), the closest of them."""
     lines: list[str] = []
     for error in problems.get("errors") or []:
         lines.append(f"engine error: {error}")
@@ -31,6 +35,9 @@ def problems_report(problems: Mapping[str, Any], *, allow_unmatched: bool = Fals
         lines.append(f"... and {dropped} more problem(s), not kept")
     if not lines:
         return ""
+    refusals = errors_report(refused, recorded, heading="and it refused {} prompt(s):")
+    if refusals:
+        lines.append(refusals)
     hint = "" if allow_unmatched else "\n(expected unmatched requests? mark the test comfy_cassette(allow_unmatched=True))"
     return "the replay server reported problems during this test:\n" + "\n".join(lines) + hint
 
@@ -129,13 +136,15 @@ class ReplayControl:
 
     def check(self, *, allow_unmatched: bool = False) -> None:
         """Raise AssertionError when the server logged an engine error, or (unless ``allow_unmatched``) answered a
-        request that nothing recorded matches; the message lists each, with the closest recorded requests.
+        request that nothing recorded matches; the message lists each, with the closest recorded requests, and the
+        prompts the server refused with ComfyUI's reasons.
 
         Call it at the end of a test, as pytest-httpserver's ``check_assertions()``: the pytest fixtures do.
         """
-        report = problems_report(self.problems(), allow_unmatched=allow_unmatched)
-        if report:
-            raise AssertionError(report)
+        problems = self.problems()
+        if problems_report(problems, allow_unmatched=allow_unmatched):  # told with the refused prompts, which a
+            refused = self.journal(path="/prompt", status=400)  # client raising a bare 400 hides
+            raise AssertionError(problems_report(problems, allow_unmatched=allow_unmatched, refused=refused))
 
     @documents("openapi")
     def openapi(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .pytest_names import DEFAULT_ENV_VAR, MARKER, VCR_MARKER, option_dest
+from .pytest_names import DEFAULT_ENV_VAR, HANDLES, MARKER, VCR_MARKER, option_dest
 from .replay.options import MARKER_OPTIONS, PYTEST_OPTIONS
 
 if TYPE_CHECKING:
@@ -149,6 +149,21 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
             explain_miss(error)
         raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that used a comfy fixture shows what its server answered with an error, and why: ComfyUI's
+    refusal of a prompt (error, node_errors), which a client raising a bare "400 Bad Request" hides."""
+    report = yield
+    handles = item.stash.get(HANDLES, None) if report.when == "call" and report.failed else None
+    if handles:
+        from .pytest_servers import errors_section
+
+        text = errors_section(handles)
+        if text:
+            report.sections.append(("comfy-cassettes: error answers", text))
+    return report
 
 
 @pytest.fixture(scope="session")

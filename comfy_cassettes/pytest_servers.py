@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Optional
 import pytest
 
 from .control import ReplayControl, problems_report
+from .diagnosis import PROMPT_PATHS, errors_report
 from .comfy.profiles import profile
 from .errors import ConfigError
-from .pytest_names import DEFAULT_ENV_VAR, MARKER, option_dest
+from .pytest_names import DEFAULT_ENV_VAR, HANDLES, MARKER, option_dest
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
 from .replay.harness.kept_files import empty
 from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
@@ -137,6 +138,15 @@ class ComfyHandle(ReplayControl):
         found: dict[str, Any] = json.loads(json.dumps(self.server.engine.journal.problems()))
         return found
 
+    def refused(self) -> list[dict[str, Any]]:
+        """The journal's refused prompts (POST /prompt answered 400), read from the journal directly."""
+        return [e.as_dict() for e in self.server.engine.journal if e.status == 400 and e.path in PROMPT_PATHS]
+
+    def recorded_prompts(self) -> list[tuple[str, Any]]:
+        """Each recorded prompt as (``job0 of basic_save.yaml``, its workflow): what a refused one is compared with."""
+        return [(f"{job.name} of {c.path.name if c.path else 'a cassette'}", job.workflow)
+                for c in self.server.engine.cassettes for job in c.jobs]
+
     def up(self) -> bool:
         """End a down period early (``down()``); False when the server was not down."""
         return self.server.end_down()
@@ -230,6 +240,16 @@ class ComfyServers:
                 shutil.rmtree(handle.root, ignore_errors=True)
 
 
+def errors_section(handles: Sequence[ComfyHandle]) -> str:
+    """What the servers of a failed test answered with an error (each refused prompt with ComfyUI's node errors and
+    the closest recorded prompt); "" when nothing."""
+    parts = []
+    for handle in dict.fromkeys(handles):
+        entries = [entry.as_dict() for entry in handle.server.engine.journal if entry.status >= 400]
+        parts.append(errors_report(entries, handle.recorded_prompts()))
+    return "\n".join(part for part in parts if part)
+
+
 def _parsed(option: Option, raw: Any, where: str) -> Any:
     """A value for ``option`` from the command line, an ini file or a marker, as its type; a usage error naming
     ``where`` when it is not one."""
@@ -261,13 +281,15 @@ async def fresh(engine: ReplayEngine, *, end_down: bool) -> None:
 def serve(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch: pytest.MonkeyPatch, *, dynamic: bool | None) -> Iterator[ComfyHandle]:
     """The comfy fixtures' body: a reset server per the test's markers; at teardown, fail on the problems it saw."""
     handle, allow_unmatched = _prepare(request, servers, monkeypatch, dynamic=dynamic)
+    request.node.stash.setdefault(HANDLES, []).append(handle)
     yield handle
     engine = handle.server.engine
     # Both read from this thread without a call into the server's loop: most tests have nothing to end or report.
     if engine.faults.down_scheduled:
         handle.server.end_down()
     if engine.journal.has_problems:
-        report = problems_report(handle.problems(), allow_unmatched=allow_unmatched)
+        report = problems_report(handle.problems(), allow_unmatched=allow_unmatched, refused=handle.refused(),
+                                 recorded=handle.recorded_prompts())
         if report:
             pytest.fail(report, pytrace=False)
 

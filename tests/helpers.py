@@ -46,6 +46,9 @@ SCENARIOS_08 = sorted(f"{SESSIONS_08.name}/{p.name}" for p in SESSIONS_08.iterdi
 # Further 0.8.0 captures of scenarios the shared set lacks, recorded here through `record --proxy` (their README).
 MORE_08 = DATA / "more_sessions_0.8"
 SCENARIOS_MORE_08 = sorted(f"{MORE_08.name}/{p.name}" for p in MORE_08.iterdir() if (p / "session.har").is_file())
+# The same for ComfyUI 0.3.64 (their README): what the shared 0.3.64 captures do not show.
+MORE_03 = DATA / "more_sessions_0.3"
+SCENARIOS_MORE_03 = sorted(f"{MORE_03.name}/{p.name}" for p in MORE_03.iterdir() if (p / "session.har").is_file())
 
 
 def har_path(scenario: str) -> Path:
@@ -620,7 +623,8 @@ async def replay_session(scenario: str, base_url: str, *, sync_timeout: float = 
                     body = base64.b64decode(text) if post.get("_encoding") == "base64" else remap(text).encode()
                 headers = {h["name"]: h["value"] for h in request["headers"] if h["name"].lower() in ("content-type", "origin")}
                 if "Origin" in headers:
-                    headers["Host"] = next(h["value"] for h in request["headers"] if h["name"] == "Host")
+                    # (a capture that left Host out sent its URL's, as every HTTP client does)
+                    headers["Host"] = next((h["value"] for h in request["headers"] if h["name"].lower() == "host"), url.netloc)
                 path = url.path + ("?" + url.query if url.query else "")
                 response = await client.request(request["method"], path, content=body, headers=headers)
                 captured_json = _json(step.entry["response"]["content"].get("text"))

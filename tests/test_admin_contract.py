@@ -242,7 +242,9 @@ def test_every_answer_has_the_documented_shape(http: httpx.Client, server: Repla
     _check("remove_fault", http.delete(f"{admin}/faults/nope"))  # 404
     _check("clear_faults", http.delete(f"{admin}/faults"))
     http.get("/no/such/route")
+    http.post("/prompt", json={"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}})  # refused: its answer kept
     _check("journal", http.get(f"{admin}/journal", params={"status": "404"}))
+    assert _check("journal", http.get(f"{admin}/journal", params={"status": "400"})).entries[0].answer["node_errors"] == {}
     _check("journal_find", http.post(f"{admin}/journal/find", json={"path": "/prompt"}))
     _check("journal_count", http.post(f"{admin}/journal/count", json={}))
     _check("journal_assert", http.post(f"{admin}/journal/assert", json={"path": "/prompt"}))

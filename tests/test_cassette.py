@@ -24,7 +24,7 @@ from comfy_cassettes.record.session import RawSession
 from comfy_cassettes.cassette.templating import Templater, dumps_templated, render_text, render_value
 from comfy_cassettes.vcr import ComfyPersister
 from comfy_cassettes.replay.config import BUNDLED_DIR as CASSETTES
-from helpers import SCENARIOS, SESSIONS, load_har
+from helpers import MORE_08, SCENARIOS, SESSIONS, load_har
 
 CLI = [sys.executable, "-m", "comfy_cassettes"]
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -242,6 +242,27 @@ def test_import_scrubs_headers_keys_and_extra_headers(tmp_path: Path) -> None:
     assert "Cookie" not in text and "Authorization" not in text and "X-Team-Token" not in text
     prompts = [i for i in load(out).interactions if i.uri.endswith("/prompt")]
     assert prompts and all(json.loads(i.request_body)["extra_data"]["api_key_comfy_org"] == "<scrubbed>" for i in prompts)
+
+
+def test_import_templates_a_prompt_id_only_where_it_is_the_prompt_id(tmp_path: Path) -> None:
+    # prompt_edge: a client chose prompt_id 42 (ComfyUI answers "42") for a graph saving under the prefix "n42".
+    # The id is templated where it is the whole value (a JSON string, a key, a path segment), never inside "n42".
+    out = tmp_path / "c.yaml"
+    done = subprocess.run([*CLI, "import", str(MORE_08 / "prompt_edge" / "session.har"), "-o", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    cassette = load(out)
+    posted = next(i for i in cassette.interactions if i.uri.endswith("/prompt") and '"prompt_id": 42' in (i.request_body or ""))
+    assert '"filename_prefix": "n42"' in str(posted.request_body)
+    queued = next(i for i in cassette.interactions if i.uri.endswith("/queue") and i.method == "GET").body
+    assert re.search(r'\[\{\{job\.(\d+)\.number\}\}, "\{\{job\.\1\.prompt_id\}\}", \{"1": \{"class_type": "EmptyImage", '
+                     r'"inputs": \{"width": 64, "height": 64, "batch_size": 1, "color": 1\}\}, "2": \{"class_type": "SaveImage", '
+                     r'"inputs": \{"images": \["1", 0\], "filename_prefix": "n42"\}\}\}', queued)
+    assert "n{{" not in out.read_text()
+    assert any(re.search(r"/api/jobs/\{\{(job\.\d+\.)?prompt_id\}\}$", i.uri) for i in cassette.interactions)
+    templater = Templater()
+    templater.add("42", "prompt_id", whole=True)
+    assert [templater.text("n42"), templater.text("42"), templater.path("/history/42"), templater.path("/view/n42")] == [
+        "n42", "{{prompt_id}}", "/history/{{prompt_id}}", "/view/n42"]
 
 
 def test_import_api_scrubs_by_default(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from comfy_cassettes.importer import import_har
-from helpers import SCENARIOS, SCENARIOS_08, SCENARIOS_MORE_08, har_path, load_har, replay_session, response_bytes, response_headers
+from helpers import (
+    SCENARIOS, SCENARIOS_08, SCENARIOS_MORE_03, SCENARIOS_MORE_08, har_path, load_har, replay_session, response_bytes, response_headers,
+)
 from value_compare import ValueComparer
 
 # Every session replays with its recorded timing, sped up to keep CI short; an interrupt inside the sampler needs
@@ -20,12 +22,13 @@ from value_compare import ValueComparer
 # loaded machine may answer slowly (prompt_edge).
 SPEED = 8.0
 SLOWER = {"txt2img_interrupt": 4.0, "prompt_edge": 2.0}
+ALL = SCENARIOS + SCENARIOS_08 + SCENARIOS_MORE_08 + SCENARIOS_MORE_03
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("imported")
-    return {name: import_har([har_path(name)], folder / f"{name.replace('/', '-')}.yaml") for name in SCENARIOS + SCENARIOS_08 + SCENARIOS_MORE_08}
+    return {name: import_har([har_path(name)], folder / f"{name.replace('/', '-')}.yaml") for name in ALL}
 
 
 def captured_frames(scenario: str) -> dict[int, list[tuple[float, str | bytes]]]:
@@ -36,7 +39,7 @@ def captured_frames(scenario: str) -> dict[int, list[tuple[float, str | bytes]]]
             for index, entry in enumerate(sockets)}
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS + SCENARIOS_08 + SCENARIOS_MORE_08)
+@pytest.mark.parametrize("scenario", ALL)
 def test_replay_answers_as_the_real_server_did(scenario: str, imported: dict[str, Path], start_server, tmp_path: Path) -> None:
     # Its informational answers come from the bundled base, as `serve SESSION.yaml` gives them; its input folder
     # starts empty, as the capture's server did (by default a replay starts with the files the session uploaded).

@@ -1,11 +1,13 @@
 """The worker's per-job shortcuts choose what the plain rules would: JobIndex.choose (kinds of submission worked out
 once, values indexed) against a scan of every recording by the documented rule, and cache signatures that tell
-apart every value JSON tells apart."""
+apart the values ComfyUI's cache key tells apart."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +77,34 @@ def test_choose_picks_what_a_scan_of_every_recording_picks() -> None:
     assert picked > 300  # the draws reach recordings, not only misses
 
 
-def test_signatures_tell_apart_every_value_json_does() -> None:
-    values: list[Any] = [*VALUES, -0.0, "a;b=c", "'1'", "\ud800", [1, 2.0], {"a": True}]
+def to_hashable(obj: Any) -> Any:
+    """comfy_execution/caching.py's to_hashable (0.3.64 and 0.8.0), for the JSON values a prompt holds."""
+    if isinstance(obj, (int, float, str, bool, type(None))):
+        return obj
+    if isinstance(obj, Mapping):
+        return frozenset([(to_hashable(k), to_hashable(v)) for k, v in sorted(obj.items())])
+    assert isinstance(obj, Sequence)
+    return frozenset(zip(itertools.count(), [to_hashable(i) for i in obj]))
+
+
+def test_signatures_of_a_kept_walk_are_the_walked_ones() -> None:
+    """A structure's kept walk (each node's text made ready) signs as the walk does: whatever the values, also ones
+    it cannot write as a repr, and inputs named otherwise (a structure fixes the links only)."""
+    rng = random.Random(7)
+    values: list[Any] = [*VALUES, -0.0, 1.0, True, "a;b=c", "%s", [1, 2.0], {"a": True}]
+    for _ in range(200):
+        named = rng.choice(["color", "colour"])
+        graph = {"1": {"class_type": "EmptyImage", "inputs": {named: rng.choice(values), "width": rng.choice(values)}},
+                 "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": rng.choice(values)}}}
+        assert signatures(graph, structure(graph)) == signatures(graph)
+
+
+def test_signatures_tell_apart_the_values_comfyuis_key_does() -> None:
+    # 1, 1.0 and True are one key there (equal, with equal hashes), as are [1, 2] and [1, 2.0]; "1" is not 1.
+    values: list[Any] = [*VALUES, -0.0, "a;b=c", "'1'", "\ud800", [1, 2.0], {"a": True}, [True, 2], 1e300, 0.5]
     keys = [signatures({"1": {"class_type": "EmptyImage", "inputs": {"color": value}}})["1"] for value in values]
-    assert len(set(keys)) == len(values)
+    for (a, key_a), (b, key_b) in itertools.combinations(zip(values, keys), 2):
+        assert (key_a == key_b) == (to_hashable(a) == to_hashable(b)), (a, b)
     linked: dict[str, Any] = {"1": {"class_type": "EmptyImage", "inputs": {"color": 0}}, "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
     again = copy.deepcopy(linked)
     assert signatures(again) == signatures(linked)  # the same graph, the same keys

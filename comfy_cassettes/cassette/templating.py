@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ..comfy.events import WsEvent
 
@@ -211,24 +211,38 @@ def parse_templated(text: str) -> Any:
 
 
 class Templater:
-    """Replaces known volatile strings by placeholders, longest first, in text and in structures."""
+    """Replaces known volatile strings by placeholders, longest first, in text and in structures.
+
+    A value added ``whole`` (a prompt_id, a client id) is an identifier: it is replaced only where a string is
+    exactly that value (a JSON string or key, a URL path segment, a query value), never inside another string (a
+    client's prompt_id ``42`` leaves the filename prefix ``n42`` as it is). Other values (output file names) are
+    replaced wherever they occur, since ComfyUI writes them inside longer strings (``name.png [output]``).
+    """
 
     def __init__(self) -> None:
         self._strings: dict[str, str] = {}
+        self._whole: dict[str, str] = {}
         self._pattern: re.Pattern[str] | None = None
 
-    def add(self, value: str, name: str) -> None:
-        """Map every occurrence of ``value`` to ``{{name}}`` (the first mapping of a value wins)."""
-        if value and value not in self._strings:
+    def add(self, value: str, name: str, *, whole: bool = False) -> None:
+        """Map ``value`` to ``{{name}}``: every occurrence, or with ``whole`` only a string that is exactly
+        ``value`` (the first mapping of a value wins)."""
+        if not value or value in self._strings or value in self._whole:
+            return
+        if whole:
+            self._whole[value] = placeholder(name)
+        else:
             self._strings[value] = placeholder(name)
             self._pattern = None
 
     def name_of(self, value: str) -> str | None:
         """The placeholder that replaces exactly ``value``, if any."""
-        return self._strings.get(value)
+        return self._whole.get(value) or self._strings.get(value)
 
     def text(self, text: str) -> str:
         """Replace every known value inside recorded ``text`` (after escaping what collides with our names)."""
+        if text in self._whole:
+            return self._whole[text]
         text = escape_literal(text)
         if not self._strings:
             return text
@@ -236,6 +250,10 @@ class Templater:
             keys = sorted(self._strings, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(k) for k in keys))
         return self._pattern.sub(lambda m: self._strings[m.group(0)], text)
+
+    def path(self, path: str) -> str:
+        """A URL path with each segment replaced as :meth:`text` replaces a string (``/history/{{prompt_id}}``)."""
+        return "/".join(self._whole.get(unquote(segment)) or self.text(segment) for segment in path.split("/"))
 
     def value(self, value: Any) -> Any:
         """Replace known values in a JSON-like structure (keys included)."""

@@ -39,8 +39,10 @@ class Event(str, Enum):
 TERMINAL = (Event.EXECUTION_SUCCESS.value, Event.EXECUTION_ERROR.value, Event.EXECUTION_INTERRUPTED.value)
 STATUS_OF_TERMINAL = {"execution_success": "success", "execution_error": "error", "execution_interrupted": "interrupted"}
 
-# Without a client_id ComfyUI only broadcasts these (no_client_id capture); the rest goes to nobody.
-BROADCAST_TYPES = frozenset({Event.STATUS.value, Event.PROGRESS_STATE.value, Event.EXECUTION_INTERRUPTED.value})
+# Without a client_id ComfyUI only broadcasts these (no_client_id capture); the rest goes to nobody. ``progress``
+# and binary previews come from main.py's progress hook, which sends them to server.client_id unasked: None is
+# every socket (more_sessions_0.3/extra_edge, a SaveImageWebsocket job queued without a client).
+BROADCAST_TYPES = frozenset({Event.STATUS.value, Event.PROGRESS_STATE.value, Event.PROGRESS.value, Event.EXECUTION_INTERRUPTED.value})
 
 # The start-of-run messages history keeps with the terminal one (history status.messages).
 HISTORY_TYPES = frozenset({Event.EXECUTION_START.value, Event.EXECUTION_CACHED.value, *TERMINAL})

@@ -4,6 +4,7 @@ validation once, and each later prompt of that structure only has its constants 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +15,10 @@ from .profiles import Profile
 from .validation import ValidationResult, Validator, output_nodes, validate_prompt
 
 # One constant input to convert and check: name, conversion, and its checks: None (none apply), a (min, max) range
-# (_ABSENT for a bound not given), or the (input type, options) Validator.check_value is asked about.
-_Constant = tuple[str, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None"]
-_ABSENT = object()
+# (an infinity for a bound not given: a value it cannot be compared with fails to the full validation), or the
+# (input type, options) Validator.check_value is asked about, with the option list's strings as a set when that
+# list is all check_value looks at (a string in it passes without the call; any other value asks check_value).
+_Constant = tuple[str, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None", "frozenset[str] | None"]
 # One node the outputs reach: its id, class, file input (LoadImage's) and its constants.
 _Node = tuple[str, str, "str | None", tuple[_Constant, ...]]
 
@@ -39,15 +41,28 @@ class ValidationPlans:
     A prompt whose structure (node ids, classes, input names, links, partial targets) was accepted before, with
     every output valid and no node error, gets the same answer when its constants pass the same conversions and
     checks; any other prompt, or a constant that fails, is validated in full, so every refusal is ComfyUI's own.
-    Keep one per :class:`NodeSpecs` (a new catalogue needs new plans)."""
+    Keep one per :class:`NodeSpecs` (a new catalogue needs new plans). ``order(prompt, outputs, shape)``: the
+    caller's order of a structure's outputs, kept with its plan (a function of the structure and outputs alone)."""
 
-    def __init__(self, specs: NodeSpecs, profile: Profile) -> None:
-        self.specs, self.profile = specs, profile
+    def __init__(self, specs: NodeSpecs, profile: Profile, *, order: Callable[[Any, list[str], str], list[str]] | None = None) -> None:
+        self.specs, self.profile, self._order = specs, profile, order
         self._plans: dict[tuple[Any, ...], _Plan] = {}
+
+    def accepted(self, prompt: Any, partial_execution_targets: Any = None, input_file_exists: Callable[[str], bool] | None = None,
+                 ) -> tuple[list[str], str] | None:
+        """The outputs to execute (in the caller's order) and ``graph.structure(prompt)`` of a prompt a kept plan
+        accepts whole, its constants converted in place as validate_prompt converts them; None when it takes a
+        full validation (:meth:`validate`). The common case of a replay, without the full answer's objects."""
+        key = _key(prompt, partial_execution_targets)
+        plan = self._plans.get(key) if key is not None else None
+        if plan is not None and _constants_pass(prompt, plan, lambda: Validator(prompt, self.specs, input_file_exists, self.profile)):
+            return list(plan.outputs), plan.shape
+        return None
 
     def validate(self, prompt: Any, *, input_file_exists: Callable[[str], bool] | None = None,
                  partial_execution_targets: Any = None) -> tuple[ValidationResult, str | None]:
-        """validate_prompt's result, and ``graph.structure(prompt)`` when a plan has it (else None)."""
+        """validate_prompt's result (outputs in the caller's order when a plan answers), and
+        ``graph.structure(prompt)`` when a plan has it (else None)."""
         key = _key(prompt, partial_execution_targets)
         plan = self._plans.get(key) if key is not None else None
         if plan is not None:
@@ -67,7 +82,8 @@ class ValidationPlans:
         if len(self._plans) >= _KEPT:
             self._plans.pop(next(iter(self._plans)))  # the oldest
         shape = structure(prompt)
-        self._plans[key] = _Plan(self._reached(prompt, outputs), tuple(outputs), shape)
+        ordered = self._order(prompt, outputs, shape) if self._order is not None else outputs
+        self._plans[key] = _Plan(self._reached(prompt, outputs), tuple(ordered), shape)
         return shape
 
     def _reached(self, prompt: dict[str, Any], outputs: list[str]) -> tuple[_Node, ...]:
@@ -90,18 +106,24 @@ class ValidationPlans:
                 if type(inputs[name]) is list:
                     stack.append(inputs[name][0])
                 elif name == file_input or not checked:
-                    constants.append((name, conversion, None, None))
+                    constants.append((name, conversion, None, None, None))
                 else:
                     constants.append((name, conversion, *self._checks(input_type, extra_info)))
             nodes.append((node_id, class_type, file_input, tuple(constants)))
         return tuple(nodes)
 
-    def _checks(self, input_type: Any, extra_info: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None]:
-        """A constant's checks: the plain range check_value makes of a min and max alone, else check_value's own."""
+    def _checks(self, input_type: Any, extra_info: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None, frozenset[str] | None]:
+        """A constant's checks: the plain range check_value makes of a min and max alone, else check_value's own
+        (with the strings of its option list when it checks nothing else: an option list of a combo, no range)."""
         combo = input_type == "COMBO" and self.profile.validates_combo_options
         if type(extra_info) is dict and not isinstance(input_type, list) and not combo:
-            return (extra_info.get("min", _ABSENT), extra_info.get("max", _ABSENT)), None
-        return None, (input_type, extra_info)
+            return (extra_info.get("min", -math.inf), extra_info.get("max", math.inf)), None, None
+        members = None
+        if type(extra_info) is dict and "min" not in extra_info and "max" not in extra_info:
+            options = extra_info.get("options", []) if combo else input_type
+            if type(options) is list:
+                members = frozenset(o for o in options if type(o) is str)
+        return None, (input_type, extra_info), members
 
 
 def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
@@ -121,15 +143,12 @@ def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
             return None
         append(node_id)
         append(class_type)
-        append(len(inputs))
+        append(tuple(inputs))  # the input names, in order; then the links, each with its input's name
         for name, value in inputs.items():
-            append(name)
             if type(value) is list:
                 if len(value) != 2 or type(value[0]) is not str or type(value[1]) is not int:
                     return None
-                append((value[0], value[1]))
-            else:
-                append(None)
+                append((name, value[0], value[1]))
     return tuple(parts)
 
 
@@ -143,19 +162,23 @@ def _constants_pass(prompt: dict[str, Any], plan: _Plan, validator_of: Callable[
         for node_id, class_type, file_input, constants in plan.nodes:
             inputs = prompt[node_id]["inputs"]
             first = len(writes)
-            for name, conversion, bounds, general in constants:
-                val = original = inputs[name]
-                if isinstance(val, dict) and "__value__" in val:
-                    val = val["__value__"]
-                if conversion is not None and type(val) is not conversion:
-                    val = conversion(val)
-                if val is not original:
-                    writes.append((inputs, name, val))
+            for name, conversion, bounds, general, members in constants:
+                val = inputs[name]
+                if type(val) is not conversion:  # (a value of the converted type is kept as it is: most are)
+                    original = val
+                    if isinstance(val, dict) and "__value__" in val:
+                        val = val["__value__"]
+                    if conversion is not None and type(val) is not conversion:
+                        val = conversion(val)
+                    if val is not original:
+                        writes.append((inputs, name, val))
                 if bounds is not None:
                     low, high = bounds  # check_value's first two tests, made as it makes them
-                    if (low is not _ABSENT and val < low) or (high is not _ABSENT and val > high):
+                    if val < low or val > high:
                         return False
                 elif general is not None:
+                    if members is not None and type(val) is str and val in members:
+                        continue  # (in the option list: check_value finds nothing else to say)
                     validator = validator or validator_of()
                     if validator.check_value(name, val, *general) is not None:
                         return False

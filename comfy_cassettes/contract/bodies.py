@@ -116,6 +116,9 @@ class JournalEntry(Answer):
     status: int = Field(description="the status answered (101 for a WebSocket, 0 when the connection was dropped)")
     matched: str = Field(description="what answered: a route, a recording, a fault")
     client: str = Field(description="the client's address:port")
+    answer: Any = Field(description="the body of an error answer (status 400 and up), e.g. POST /prompt's {error, "
+                                    "node_errors}: JSON when it is JSON, else text (over 64 KiB: its first 64 KiB and size); "
+                                    "null for any other answer")
 
 
 class JournalAnswer(Answer):
@@ -141,7 +144,8 @@ class Verdict(Answer):
     expected: str = Field(description="the expectation in words, e.g. 'exactly 3'")
     pattern: dict[str, Any] = Field(description="the pattern applied")
     message: str | None = None
-    received: list[str] | None = Field(None, description="the last 50 requests received, 'METHOD /path?query -> status'")
+    received: list[str] | None = Field(None, description="the last 50 requests received, 'METHOD /path?query -> status' "
+                                                 "(a refused prompt: '... -> 400: invalid prompt: ComfyUI's message')")
 
 
 class Unmatched(Answer):

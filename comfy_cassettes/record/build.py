@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from ..cassette.load import INLINE_LIMIT
 from ..cassette.model import FORMAT, Cassette, Interaction, Job, OutputImage
@@ -199,16 +199,16 @@ def _templater_for(own: JobDraft | None, drafts: list[JobDraft], client_ids: dic
     templater = Templater()
     if own is not None:
         if own.prompt_id:
-            templater.add(own.prompt_id, "prompt_id")
+            templater.add(own.prompt_id, "prompt_id", whole=True)
         for node, i, image in own.images:
             templater.add(image["filename"], f"out.{node}.{i}.filename")
     for draft in drafts:
         if draft.prompt_id and draft is not own:
-            templater.add(draft.prompt_id, f"job.{draft.index}.prompt_id")
+            templater.add(draft.prompt_id, f"job.{draft.index}.prompt_id", whole=True)
             for node, i, image in draft.images:
                 templater.add(image["filename"], f"job.{draft.index}.out.{node}.{i}.filename")
     for value, name in client_ids.items():
-        templater.add(value, name)
+        templater.add(value, name, whole=True)
     return templater
 
 
@@ -264,14 +264,11 @@ def _template_json_text(body: bytes, templater: Templater, own: JobDraft | None,
 
 def _owner(x: HttpExchange, drafts: list[JobDraft]) -> JobDraft | None:
     """The job an exchange belongs to: the one whose prompt_id or output file it names, else the latest before it."""
-    haystack = x.url + x.request_body.decode("utf-8", "replace")[:4096]
-    if x.response_body[:1] in (b"{", b"["):
-        haystack += x.response_body[:4096].decode("utf-8", "replace")
     for draft in drafts:
         if draft.exchange is x:
             return draft
     for draft in drafts:
-        if draft.prompt_id and draft.prompt_id in x.url:
+        if draft.prompt_id and _names(x, draft.prompt_id):
             return draft
     for draft in drafts:
         if any(image["filename"] in x.url for _, _, image in draft.images):
@@ -280,13 +277,18 @@ def _owner(x: HttpExchange, drafts: list[JobDraft]) -> JobDraft | None:
     return before[-1] if before else None
 
 
+def _names(x: HttpExchange, prompt_id: str) -> bool:
+    """True when the request names ``prompt_id`` as ComfyUI's routes do: a path segment or a query value."""
+    return prompt_id in (unquote(segment) for segment in urlsplit(x.url).path.split("/")) or any(v == prompt_id for _, v in x.query)
+
+
 def _interaction(x: HttpExchange, drafts: list[JobDraft], clients: dict[str, str], blobs: BlobStore) -> Interaction:
     """One vcrpy interaction, templated in the context of the job it belongs to."""
     own = _owner(x, drafts)
     templater = _templater_for(own, drafts, clients)
     parts = urlsplit(x.url)
     query = [(k, _template_query_value(k, v, x, templater, own)) for k, v in x.query]
-    uri = urlunsplit((parts.scheme, parts.netloc, templater.text(parts.path), urlencode(query, safe="{}"), ""))
+    uri = urlunsplit((parts.scheme, parts.netloc, templater.path(parts.path), urlencode(query, safe="{}"), ""))
     request_body: str | bytes | None
     if not x.request_body:
         request_body = None

@@ -90,6 +90,19 @@ def _socket_for(session: RawSession, pid: str) -> WsConnection | None:
     return None
 
 
+def _broadcast_frames(frames: list[WsFrame], pid: str) -> list[WsFrame]:
+    """What one socket heard of a job sent without client_id: its frames naming it, but status, and the binary
+    previews between them, which name no prompt (the progress hook broadcasts them: more_sessions_0.3/extra_edge).
+    One job runs at a time, so a preview among a job's frames is that job's."""
+    def names_job(frame: WsFrame) -> bool:
+        m = frame.json()
+        return isinstance(m, dict) and (m.get("data") or {}).get("prompt_id") == pid and m.get("type") != "status"
+    marked = [i for i, frame in enumerate(frames) if names_job(frame)]
+    if not marked:
+        return []
+    return [f for f in frames[marked[0]:marked[-1] + 1] if names_job(f) or (isinstance(f.data, bytes) and not f.sent)]
+
+
 def _job_frames(session: RawSession, pid: str, occurrence: int = 0) -> list[WsFrame]:
     """The frames of one job from execution_start to its terminal event, on the socket that saw them.
 
@@ -98,15 +111,11 @@ def _job_frames(session: RawSession, pid: str, occurrence: int = 0) -> list[WsFr
     socket = _socket_for(session, pid)
     if socket is None:
         # No client saw execution_start (prompt sent without client_id): keep the broadcast events.
-        frames = []
         for s in session.sockets:
-            for f in s.frames:
-                m = f.json()
-                if isinstance(m, dict) and (m.get("data") or {}).get("prompt_id") == pid and m.get("type") != "status":
-                    frames.append(f)
+            frames = _broadcast_frames(s.frames, pid)
             if frames:
-                break
-        return frames
+                return frames
+        return []
     # A client that reconnects with the same clientId continues the same stream (ws_reconnect capture).
     same = [s for s in session.sockets if s is socket or (s.client_id and s.client_id == socket.client_id)]
     merged = sorted((f for s in same for f in s.frames), key=lambda f: f.t)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import logging
 import os
 import sys
 import threading
@@ -14,6 +15,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import uvicorn
+import uvicorn.config
+import uvicorn.logging
 
 from ..cassette import load as cassette_io
 from ..errors import ConfigError
@@ -27,6 +30,20 @@ T = TypeVar("T")
 SHUTDOWN_LIMIT = 8.0  # seconds `serve` may take to stop once signalled before it exits regardless
 # `serve` runs the cyclic GC's full collections after this many middle ones (CPython's default: 10); see run().
 FULL_COLLECTION_THRESHOLD = 100
+
+
+def log_to_console(level: str | int | None) -> None:
+    """The replay's own log lines (a refused prompt's ``invalid prompt: ...``, as ComfyUI logs it) on the console
+    beside uvicorn's, in its format and at the same level (``serve --log-level``). Only ``serve`` does this: under
+    pytest they go to the root logger, which the test's report shows."""
+    logger = logging.getLogger("comfy_cassettes")
+    if logger.handlers:  # a second run() in one process
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(uvicorn.logging.DefaultFormatter("%(levelprefix)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(uvicorn.config.LOG_LEVELS.get(level, logging.WARNING) if isinstance(level, str) else level or logging.WARNING)
+    logger.propagate = False
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -82,6 +99,7 @@ class ReplayServer:
     def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         """Serve in the foreground until Ctrl-C; ``on_ready`` is called (from another thread) once it serves."""
         collect_as_a_server()
+        log_to_console(self._server.config.log_level)
         if on_ready is not None:
             threading.Thread(target=self._when_started, args=(on_ready,), daemon=True, name="comfy-cassettes-ready").start()
         threading.Thread(target=self._exit_when_stuck, daemon=True, name="comfy-cassettes-shutdown").start()

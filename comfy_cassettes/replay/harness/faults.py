@@ -165,6 +165,7 @@ class JobFault:
     kind: str
     node: str | None
     rule: FaultRule
+    if_run: bool = False  # fires only if its node runs (not if cached): what fails is the node reading its inputs
 
     def error_payload(
         self, prompt_id: str, node_id: str | None, workflow: Mapping[str, Any], executed: Sequence[str],

@@ -8,6 +8,7 @@ in the journal after it.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import deque
@@ -18,6 +19,10 @@ from urllib.parse import parse_qsl
 
 
 _KEPT_BODY = 64 * 1024  # bytes of a request body the journal keeps
+ANSWER_KEPT = 64 * 1024  # bytes of an error answer's body the journal keeps
+# Error answers (status 400 and up) whose bodies the journal keeps, the latest: each says why a request was refused
+# (POST /prompt's node_errors), which a client that raises a bare "400 Bad Request" never shows.
+ANSWERS_KEPT = 1_000
 SETTLE_TIMEOUT = 1.0  # seconds a reset waits for the requests in flight to be answered
 # Engine errors, and unmatched requests, kept for a test (the first ones: they name the cause); 20,000 failing
 # requests once made a 47 MB answer.
@@ -28,7 +33,8 @@ class JournalEntry:
     """One received request and what the server answered. The query and the body are decoded when a test
     asks for them: every request is journaled, few are ever looked at."""
 
-    __slots__ = ("seq", "t", "method", "path", "raw_query", "raw_body", "status", "matched", "client", "_query", "_body")
+    __slots__ = ("seq", "t", "method", "path", "raw_query", "raw_body", "status", "matched", "client", "_query", "_body",
+                 "raw_answer")
 
     def __init__(self, seq: int, t: float, method: str, path: str, raw_query: str, raw_body: bytes, status: int,
                  matched: str = "", client: str = "") -> None:
@@ -36,6 +42,7 @@ class JournalEntry:
         self.raw_query, self.raw_body, self.status, self.matched, self.client = raw_query, raw_body, status, matched, client
         self._query: dict[str, str] | None = None
         self._body: str | None = None
+        self.raw_answer: Answered | None = None  # an error answer's body, as :meth:`Journal.answer` kept it
         if len(raw_body) > _KEPT_BODY:  # an upload: the journal says how big, and does not hold on to it
             self.raw_body, self._body = b"", f"<{len(raw_body)} bytes>"
 
@@ -61,15 +68,34 @@ class JournalEntry:
             self._body = self.raw_body.decode("utf-8", "replace")
         return self._body
 
+    @property
+    def answer(self) -> Any:
+        """The body of an error answer (status 400 and up) as JSON when it is JSON, else as text; over ANSWER_KEPT
+        its first ANSWER_KEPT bytes as text and its size. None for any other answer, or one no longer kept."""
+        if self.raw_answer is None:
+            return None
+        head, size = self.raw_answer
+        if size > len(head):
+            return f"{head.decode('utf-8', 'replace')}... <{size} bytes in all>"
+        try:
+            return json.loads(head)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return head.decode("utf-8", "replace")
+
     def as_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "t": self.t, "method": self.method, "path": self.path, "query": self.query,
-                "body": self.body, "status": self.status, "matched": self.matched, "client": self.client}
+                "body": self.body, "status": self.status, "matched": self.matched, "client": self.client,
+                "answer": self.answer}
 
 
 # An entry as the journal keeps it: JournalEntry's arguments in a plain tuple of strings and numbers, which the
 # cyclic garbage collector stops tracking (an object per request, kept by the ten thousand, made every full
 # collection longer). A body over _KEPT_BODY is kept as its size.
 _Kept = tuple[int, float, str, str, str, "bytes | int", int, str, str]
+
+
+# An error answer's body as the journal keeps it: its first ANSWER_KEPT bytes and its whole size.
+Answered = tuple[bytes, int]
 
 
 # When a request arrived: its place in the journal (seq), the time, and the journal's generation. A plain tuple:
@@ -94,6 +120,8 @@ class Journal:
         self._seq = 0
         self._generation = 0
         self._in_flight = 0  # requests of this generation received and not yet answered
+        # Error answers' bodies by seq, oldest first: beside the entries, so an answer that is no error costs nothing.
+        self._answers: dict[int, Answered] = {}
 
     def receive(self) -> Receipt:
         """A request has arrived: its number and time. Every receipt is closed by :meth:`add` (answered or not)."""
@@ -131,6 +159,19 @@ class Journal:
                 entries.popleft()
                 place -= 1
             entries.insert(place, entry)
+
+    def answer(self, receipt: Receipt, chunks: list[bytes]) -> None:
+        """The body of the error answer (status 400 and up) to the request of ``receipt``, in the ``chunks`` it
+        was sent in: its first ANSWER_KEPT bytes and its size are kept, for the latest ANSWERS_KEPT answers."""
+        body = b"".join(chunks)
+        head, size = body[:ANSWER_KEPT], len(body)
+        with self._lock:
+            if receipt[2] != self._generation:
+                return
+            answers = self._answers
+            answers[receipt[0]] = (head, size)
+            if len(answers) > ANSWERS_KEPT:
+                del answers[next(iter(answers))]
 
     @property
     def in_flight(self) -> int:
@@ -182,6 +223,7 @@ class Journal:
             self._generation += 1
             self._in_flight = 0
             self.entries.clear()
+            self._answers.clear()
             self.errors.clear()
             self.unmatched.clear()
             self.dropped = 0
@@ -191,7 +233,15 @@ class Journal:
     def __iter__(self) -> Iterator[JournalEntry]:
         with self._lock:
             kept = list(self.entries)
-        return map(JournalEntry.of, kept)
+            answers = dict(self._answers) if self._answers else None
+        if answers is None:
+            return map(JournalEntry.of, kept)
+        return (_with_answer(JournalEntry.of(k), answers) for k in kept)
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def _with_answer(entry: JournalEntry, answers: dict[int, Answered]) -> JournalEntry:
+    entry.raw_answer = answers.get(entry.seq)
+    return entry

@@ -25,14 +25,17 @@ from .routing import IndexedRouter
 def foreign_origin(host: str | None, origin: str | None) -> bool:
     """True when ComfyUI would refuse: both headers present, Host on loopback, and the host names differ
     (ports compared only when both sides carry one)."""
-    if not host or not origin:
+    if not host or not origin or not is_loopback(urlsplit("//" + host.lower()).hostname):
         return False
+    return _differ(host, origin)
+
+
+def _differ(host: str, origin: str) -> bool:
+    """Whether ``origin`` names another server than ``host`` (ports compared only when both carry one)."""
     host_domain = host.lower()
     parsed = urlsplit(origin)
     origin_domain = parsed.netloc.lower()
     host_parts = urlsplit("//" + host_domain)
-    if not is_loopback(host_parts.hostname):
-        return False
     try:
         origin_port, host_port = parsed.port, host_parts.port
     except ValueError:
@@ -50,17 +53,21 @@ FAULT_SCOPE_KEY = "comfy_cassettes.fault"
 class ReplayMiddleware:
     """In front of the routes: ComfyUI's origin_only_middleware (on a loopback Host, another Origin gets an empty
     403, snapshots capture; with ``refuse_cross_site``, ComfyUI 0.19+, so does ``Sec-Fetch-Site: cross-site``;
-    OPTIONS is answered empty), then for everything but the admin API the fault rules
+    OPTIONS is answered empty), where the address the cassettes were recorded at (``recorded_hosts``) is this
+    server's too: the replay stands in for that server, on another port, for clients that name it as their
+    origin (a page of the recorded server, more_sessions_0.3/v064_gates); then for everything but the admin API the fault rules
     (faults.py: delays, error statuses, dropped connections, "down") and the journal entry of each HTTP request
     (method, path, query, body, status). A handler that raises is answered like aiohttp answers a crash, and its
     traceback goes to the journal, where the test hears of it."""
 
-    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False) -> None:
+    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False,
+                 recorded_hosts: frozenset[str] = frozenset()) -> None:
         self.app = app
         # The router whose plain handlers the middleware awaits itself (see _route).
         self.router = app if isinstance(app, IndexedRouter) else None
         self.engine = engine
         self.refuse_cross_site = refuse_cross_site
+        self.recorded_hosts = recorded_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -110,7 +117,9 @@ class ReplayMiddleware:
         return None
 
     def _refused(self, host: str | None, origin: str | None, fetch_site: str | None) -> bool:
-        return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
+        if self.refuse_cross_site and fetch_site == "cross-site":
+            return True
+        return foreign_origin(host, origin) and all(_differ(recorded, str(origin)) for recorded in self.recorded_hosts)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         journal = self.engine.journal
@@ -123,6 +132,8 @@ class ReplayMiddleware:
             else:
                 await self._answer(scope, exchange.receive, exchange.send, exchange)
         finally:
+            if exchange.status >= 400:  # an error answer: its body tells a test why
+                journal.answer(receipt, exchange.answer)
             client = scope.get("client") or ("", 0)
             journal.add(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(exchange.chunks),
@@ -187,9 +198,12 @@ class ReplayMiddleware:
             if prepared is None and (type(response) is not Response or response.background is not None):
                 await response(scope, receive, send)
                 return
-            exchange.status, exchange.started = response.status_code, True
+            status = exchange.status = response.status_code
+            exchange.started = True
+            if status >= 400:
+                exchange.answer = [response.body]  # what exchange.send keeps of an error answer
             try:
-                await exchange.raw_send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+                await exchange.raw_send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
                 await exchange.raw_send({"type": "http.response.body", "body": response.body})
             finally:
                 if prepared is not None:
@@ -232,9 +246,11 @@ class ReplayMiddleware:
 
 class _Exchange:
     """One request's messages on their way through: the body as received (kept for the journal; BodyTooLarge once
-    it passes MAX_BODY, for a body sent without Content-Length) and whether, and with what status, it was answered."""
+    it passes MAX_BODY, for a body sent without Content-Length), whether, and with what status, it was answered, and
+    the body of an error answer (status 400 and up: the journal keeps why a request was refused)."""
 
-    __slots__ = ("_receive", "raw_send", "chunks", "size", "status", "started")
+    __slots__ = ("_receive", "raw_send", "chunks", "size", "status", "started", "answer")
+    answer: list[bytes]
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -243,6 +259,7 @@ class _Exchange:
         self.size = 0
         self.status = 0
         self.started = False
+        # ``answer``, an error answer's body (its chunks), is set only once the status says error: nothing else pays.
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -257,9 +274,14 @@ class _Exchange:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            self.status, self.started = int(message["status"]), True
+            self.status = status = int(message["status"])
+            self.started = True
+            if status >= 400:
+                self.answer = []
         elif kind == "websocket.accept":
             self.started = True
+        elif self.status >= 400 and kind == "http.response.body":
+            self.answer.append(message.get("body", b""))
         await self.raw_send(message)
 
 

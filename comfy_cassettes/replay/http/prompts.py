@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...comfy.refusals import log_line
 from ..sim.engine import Reply
 from . import jobs_api as jobs
 from .answers import Handler, engine_of, header_values, json_body, json_text, one_segment, query_of, read_body, recorded, reply
 
 # What POST /prompt reads of the request's headers (the usage source only in the versions that read it).
 _PROMPT_HEADERS = (b"content-type", b"comfy-usage-source")
+log = logging.getLogger("comfy_cassettes.replay")  # serve's console (server.log_to_console); pytest's report
 
 
 async def post_prompt(request: Request) -> Response:
     engine = engine_of(request)
-    return reply(engine.submit(await read_body(request), header_values(request, *_PROMPT_HEADERS)))
+    answer = engine.submit(await read_body(request), header_values(request, *_PROMPT_HEADERS))
+    if answer.status == 400:
+        log_refusal(answer.body)
+    return reply(answer)
+
+
+def log_refusal(body: bytes) -> None:
+    """Log a refused prompt on one line, as ComfyUI's console tells of it (comfy/refusals.py), for a user whose
+    client hides the 400's body."""
+    try:
+        line = log_line(json.loads(body))
+    except ValueError:
+        return
+    if line is not None:
+        log.warning("%s", line)
 
 
 async def get_prompt(request: Request) -> Response:

@@ -14,41 +14,38 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...cassette.model import Cassette, Job
 from ...comfy import profiles
+from ...comfy.extra_data import raises_on
 from ...comfy.folders import FileRoots, OutputNamer
-from ...comfy.graph import structure
-from ...comfy.nodes import OUTPUT_CLASSES
-from ...comfy.protocol import (
-    CRASH_BODY, CRASH_HEADERS, INVALID_PROMPT_ID, JSON_CONTENT_TYPE, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, dumps,
-    is_canonical_uuid, request_json, uuid4_text,
-)
+from ...comfy.protocol import INVALID_PROMPT_ID, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, is_canonical_uuid, request_json, uuid4_text
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body
-from ...comfy.validation_plans import ValidationPlans
 from ...errors import ConfigError
 from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
 from . import plan as planning
+from .admission import Admission
 from .asset_store import Assets
 from .catalogue import Catalogue
 from .enrichment import OutputEnricher
+from .foreign_extra import queue_as_sent
 from .inputs import InputFiles
 from .interactions import InteractionIndex
 from .job_files import JobFiles
 from .outputs import OutputFiles
 from .recorded_inputs import RecordedInputs
+from .reply import Reply as Reply  # the handlers take it from here
 from .pacing import Pacing
 from .run import RunContext
 from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
-from .user_folder import UserFolder
+from .user_folder import UserFolder, recorded_user_ids
 from .worker import STOP_TIMEOUT, Worker
 
 
@@ -56,31 +53,6 @@ class Resettable(Protocol):
     """A part of the simulated server that knows how to start over."""
 
     def reset(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP answer: status, body bytes, headers (Content-Type included when the body has one)."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    sent: Callable[[], None] | None = None  # to call once the answer has gone out (or failed to): POST /prompt's
-
-    @classmethod
-    def json(cls, value: Any, status: int = 200) -> Reply:
-        # aiohttp's json_response: json.dumps defaults, utf-8
-        return cls.json_text(dumps(value).encode(), status)
-
-    @classmethod
-    def json_text(cls, body: bytes, status: int = 200) -> Reply:
-        """A JSON answer whose text is already made (kept history entries, recorded bodies)."""
-        return cls(status, body, {"Content-Type": JSON_CONTENT_TYPE})
-
-    @classmethod
-    def crash(cls) -> Reply:
-        """aiohttp's answer when a handler raises (malformed JSON, prompts ComfyUI cannot even validate)."""
-        return cls(500, CRASH_BODY, dict(CRASH_HEADERS))
 
 
 class ReplayEngine:
@@ -106,13 +78,15 @@ class ReplayEngine:
         recorded = config.recorded_inputs
         self.recorded_inputs = RecordedInputs(self.cassettes if recorded else (), self.jobs if recorded else (), self.roots.input)
         self.recorded_inputs.reset()
-        self.user_folder = UserFolder(self._dir(config.user_dir, "user"))  # settings and files the web page writes
+        recorded_users = recorded_user_ids(i for c in self.cassettes for i in c.interactions)
+        self.user_folder = UserFolder(self._dir(config.user_dir, "user"), recorded_users)  # settings and files the page writes
         self.journal = Journal(config.journal_limit)
         self.assets = Assets(config.assets)
         self.interactions = InteractionIndex(self.cassettes, base)
         self.catalogue = Catalogue(self.interactions, self.base, self.jobs, config, self.profile, self.recorded_version,
                                    input_folder=self.roots.input)
         self.sockets = Sockets(self.features)
+        self.admission = Admission(self.catalogue, self.index, self.inputs, self.profile)
         self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine runs on, once started
@@ -120,7 +94,6 @@ class ReplayEngine:
         self.clock = Clock()
         self._ids = random.Random(config.seed)
         self._last_create_time = 0  # ms: each queued prompt's create_time is later than the one before
-        self._plans: ValidationPlans | None = None  # validation's per-structure findings, for the catalogue's NodeSpecs
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
@@ -247,28 +220,35 @@ class ReplayEngine:
         if "prompt" not in body:
             return Reply.json(no_prompt_body(), 400)
         workflow = body["prompt"]
+        foreign = "extra_data" in body and not isinstance(body["extra_data"], dict)
+        if foreign and "client_id" in body:
+            return Reply.crash()  # extra_data["client_id"] = ... on a list: before the verdict is even looked at
         if self.profile.prompt_id_must_be_uuid and body.get("prompt_id") is not None and not is_canonical_uuid(body["prompt_id"]):
             return Reply.json({"error": INVALID_PROMPT_ID, "node_errors": {}}, 400)
-        checked = self._validate(workflow, body.get("partial_execution_targets"))
+        checked = self.admission.judge(workflow, body.get("partial_execution_targets"))
         if isinstance(checked, Reply):
             return checked
         outputs, node_errors, shape = checked
-        shape = shape if shape is not None else structure(workflow)
-        outputs = self.index.output_order(workflow, outputs, shape)
-        prompt_id = str(body["prompt_id"]) if body.get("prompt_id") is not None else self.new_prompt_id()
-        client_id = body.get("client_id")
+        if foreign and raises_on(body, self.profile):
+            return Reply.crash()
+        # str() of what was given, as ComfyUI does (a null one is "None": more_sessions_0.3/extra_edge); else drawn.
+        given = "prompt_id" in body and (body["prompt_id"] is not None or not self.profile.prompt_id_must_be_uuid)
+        prompt_id = str(body["prompt_id"]) if given else self.new_prompt_id()
+        extra_data = self._extra_data(body, headers or {})
         self.queue.sequence += 1
-        item = QueueItem(number, prompt_id, workflow, self._extra_data(body, headers or {}), outputs, client_id,
-                         self.queue.sequence, shape=shape)
+        # The job's messages go to extra_data's client_id (execution.py), the body's or one sent inside extra_data.
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape)
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
+        if foreign and body["extra_data"] is not None:
+            queue_as_sent(item, body["extra_data"], self.catalogue.object_info())
         self.queue.put(item)
         self.worker.wake()
         answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
-        return replace(answer, sent=lambda: self.answered(item))
+        return answer._replace(sent=lambda: self.answered(item))
 
     def answered(self, item: QueueItem) -> None:
         """The POST /prompt answer that queued ``item`` has gone out: from now on the worker may run it."""
@@ -288,36 +268,11 @@ class ReplayEngine:
         self.queue.counter += 1
         return -number if body.get("front") else number
 
-    def _validate(self, workflow: Any, partial: Any) -> Reply | tuple[list[str], dict[str, Any], str | None]:
-        """ComfyUI's validation with the catalogue's object_info; without one, what the recordings answered.
-        The outputs to execute, the node errors and the graph's structure when known already; or the refusal."""
-        specs = self.catalogue.node_specs()
-        if specs is not None:
-            if self._plans is None or self._plans.specs is not specs:  # a new catalogue: what the old one accepted is moot
-                self._plans = ValidationPlans(specs, self.profile)
-            result, shape = self._plans.validate(workflow, input_file_exists=self.inputs.exists, partial_execution_targets=partial)
-            if result.status == 500 or result.body is None and result.status != 200:
-                return Reply.crash()
-            recorded = self.index.recorded_verdict(workflow, result.status, result.node_errors) if result.node_errors else None
-            if result.status != 200:
-                return Reply.json(recorded or result.body, result.status)
-            return list(result.outputs_to_execute), (recorded or {}).get("node_errors") or result.node_errors, shape
-        rejection = self.index.rejection(workflow) if isinstance(workflow, dict) else None
-        if rejection is not None:
-            return Reply.json_text(rejection.response_body.encode(), rejection.response_status)
-        if not isinstance(workflow, dict):
-            error = {"type": "invalid_prompt", "message": "Cannot execute because the prompt is not a dict", "details": "", "extra_info": {}}
-            return Reply.json({"error": error, "node_errors": {}}, 400)
-        outputs = [n for n, node in workflow.items() if isinstance(node, dict) and node.get("class_type") in OUTPUT_CLASSES]
-        if partial:
-            outputs = [n for n in outputs if n in partial]
-        accepted = self.index.acceptance(workflow)  # (node_errors, outputs) as a recording answered them
-        return (accepted[1], accepted[0], None) if accepted is not None else (outputs, {}, None)
-
     def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
         """The queue item's extra_data as the profile's ComfyUI keeps it."""
         profile = self.profile
-        extra_data = dict(body.get("extra_data") or {})
+        sent = body.get("extra_data")
+        extra_data = dict(sent) if isinstance(sent, dict) else {}  # (no object: queued as sent, foreign_extra.py)
         if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
             extra_data["client_id"] = body["client_id"]
         # The header is looked up only for a version that reads it (a request's headers are searched, not indexed).

@@ -37,7 +37,7 @@ class JobFiles:
         """Make one node's output images answerable by /view (written in dynamic mode). On the loop, not a thread:
         jobs run one at a time, so a thread's round trip held up the queue (measured: half the jobs/s)."""
         self.files.materialize(output, plan.images_of(node), self.cassette_of(plan.job), png_metadata,
-                               seed=plan.seeds.get(node), wrote=self.namer.wrote)
+                               seed=plan.seeds.get(node), wrote=self.namer.wrote, ran=node not in plan.cached)
 
     def from_history(self, plan: Plan, outputs: Mapping[str, Any], png_metadata: Callable[[], Mapping[str, str]],
                      prompt_id: str) -> dict[str, Any]:

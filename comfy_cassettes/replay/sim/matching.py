@@ -43,8 +43,14 @@ def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, st
 
 def decisive_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """The values in a graph that decide what a client sees (behaviours.DECISIVE_INPUTS)."""
-    return {(str(n), k): v for n, node in workflow.items() for k, v in _node_inputs(node).items()
-            if k in DECISIVE_INPUTS and not is_link(v)}
+    found = {}
+    for n, node in workflow.items():  # (_node_inputs inline: this runs for every submission)
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, dict):
+            for k in DECISIVE_INPUTS.intersection(inputs):
+                if not is_link(value := inputs[k]):
+                    found[(str(n), k)] = value
+    return found
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,10 @@ class _Candidates:
                         by_value[value] = _EVERY
         # The inputs whose values tell the jobs apart: at any other (every job holds the same one value, or no job
         # has the input) a submission's value adds the same to every job's count, and the best job stays the best.
+        # Nor do the links: a submission has the jobs' structure, so the same ones, which _telling_counts skips.
         self._telling = [(node, key) for (node, key), present in self._present.items() if key not in VOLATILE_INPUTS
-                         and not (len(present) == len(jobs) and (node, key) not in self._odd and len(self._holders[node][key]) == 1)]
+                         and not (len(present) == len(jobs) and (node, key) not in self._odd and len(self._holders[node][key]) == 1)
+                         and not (len(present) == len(jobs) and all(is_link(v) for _, v in self._odd.get((node, key), [(0, None)])))]
 
     def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
         """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:

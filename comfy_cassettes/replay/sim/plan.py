@@ -180,10 +180,12 @@ class JobIndex:
 
 def _same_errors(recorded: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
     """Whether two ``node_errors`` name the same nodes with the same kinds of error (tracebacks and the outputs
-    charged aside: the former name the recording machine's files, the latter follow the set order)."""
-    def kinds(errors: Any) -> list[tuple[Any, Any]]:
+    charged aside: the former name the recording machine's files, the latter follow the set order). A node's errors
+    are compared in any order: validate_inputs walks a set of input names, in the recorded process's hash order."""
+    def kinds(errors: Any) -> list[tuple[str, str]]:
         entries = errors.get("errors") if isinstance(errors, dict) else None
-        return [(e.get("type"), e.get("details")) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        found = [(repr(e.get("type")), repr(e.get("details"))) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        return sorted(found)
     return recorded.keys() == found.keys() and all(kinds(recorded[n]) == kinds(found[n]) for n in found)
 
 

@@ -54,7 +54,7 @@ class _Text:
 
 @dataclass(frozen=True)
 class _Preview:
-    client_id: str
+    client_id: str | None  # None: every socket, none of them told metadata
     image: bytes
     image_format: int | None
     metadata: dict[str, Any] | None
@@ -132,8 +132,9 @@ class Sockets:
     # ------------------------------------------------------------ queued messages
 
     def listening(self, client_id: str | None) -> bool:
-        """Whether a job's binary frames would reach anyone: its client is connected (previews go to it alone)."""
-        return client_id is not None and client_id in self.clients
+        """Whether a job's binary frames would reach anyone: its client is connected (previews go to it alone), or
+        for a prompt sent without client_id any socket (the progress hook sends them to every one)."""
+        return client_id in self.clients if client_id is not None else bool(self.clients)
 
     def status(self, queue_remaining: int) -> None:
         """The queue-size broadcast every socket gets, with the size at this moment."""
@@ -158,8 +159,9 @@ class Sockets:
         return self.reaches(client_id, Event.PROGRESS_STATE.value)
 
     def emit_preview(self, client_id: str | None, image: bytes, *, image_format: int | None, metadata: dict[str, Any] | None) -> None:
-        """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support)."""
-        if client_id is not None and self.listening(client_id):
+        """A binary preview, framed for the client when it is sent (type 4 if it announced metadata support; to
+        every socket in the legacy framing when the prompt named no client: feature_flags.supports_feature(None))."""
+        if self.listening(client_id):
             self._outbox.put_nowait(_Preview(client_id, image, image_format, metadata))
 
     def cut(self, client_id: str | None, code: int | None) -> None:
@@ -183,10 +185,9 @@ class Sockets:
             for client in self._targets(item.client_id):
                 self._queue(client, item.text)
         elif isinstance(item, _Preview):
-            receiver = self.clients.get(item.client_id)
-            if receiver is not None:
-                frame = encode_preview(item.image, metadata=item.metadata, image_format=item.image_format, with_metadata=receiver.preview_metadata)
-                self._queue(receiver, frame)
+            for receiver in self._targets(item.client_id):
+                with_metadata = receiver.preview_metadata and item.client_id is not None
+                self._queue(receiver, encode_preview(item.image, metadata=item.metadata, image_format=item.image_format, with_metadata=with_metadata))
         else:
             for client in self._targets(item.client_id):
                 if self.clients.get(client.sid) is client:
