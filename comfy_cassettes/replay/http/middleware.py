@@ -201,7 +201,7 @@ class ReplayMiddleware:
             status = exchange.status = response.status_code
             exchange.started = True
             if status >= 400:
-                exchange.answer = [response.body]  # what exchange.send keeps of an error answer
+                exchange.answer = [bytes(response.body)]  # what exchange.send keeps of an error answer
             try:
                 await exchange.raw_send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
                 await exchange.raw_send({"type": "http.response.body", "body": response.body})
