@@ -623,7 +623,8 @@ async def replay_session(scenario: str, base_url: str, *, sync_timeout: float = 
                     body = base64.b64decode(text) if post.get("_encoding") == "base64" else remap(text).encode()
                 headers = {h["name"]: h["value"] for h in request["headers"] if h["name"].lower() in ("content-type", "origin")}
                 if "Origin" in headers:
-                    headers["Host"] = next(h["value"] for h in request["headers"] if h["name"] == "Host")
+                    # (a capture that left Host out sent its URL's, as every HTTP client does)
+                    headers["Host"] = next((h["value"] for h in request["headers"] if h["name"].lower() == "host"), url.netloc)
                 path = url.path + ("?" + url.query if url.query else "")
                 response = await client.request(request["method"], path, content=body, headers=headers)
                 captured_json = _json(step.entry["response"]["content"].get("text"))
