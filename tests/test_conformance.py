@@ -42,17 +42,22 @@ def captured_frames(scenario: str) -> dict[int, list[tuple[float, str | bytes]]]
 def client_late(captured: list[tuple[float, str | bytes]], outcome: Outcome, index: int, speed: float) -> ClientLate:
     """Judges a status broadcast our replay sent later than the real server did: the server paces a job by its
     recorded times from the job's start, the client sends when it gets the CPU, so a starved client's request
-    (and the status echoing it) legitimately follows frames the server was due to send before our client sent it.
-    A frame is due at its job's execution_start here plus the capture's interval since, at the replay's speed."""
-    real = [(t, frame_kind(f)) for t, f in captured if frame_kind(f) != "status"]
-    ours = [at for f, at in zip(outcome.replayed_ws.get(index, []), outcome.replayed_at.get(index, [])) if frame_kind(f) != "status"]
+    (and the status echoing it) legitimately follows frames the server was due to send before the request got
+    there. A frame is due at its job's start (its execution_start's server-side "timestamp") plus the capture's
+    interval since, at the replay's speed. The server took the request before its answer came back: if that was
+    before the crossed frames were due, the server sent them early, and that is still caught."""
+    real = [(t, f) for t, f in captured if frame_kind(f) != "status"]
+    ours = [f for f in outcome.replayed_ws.get(index, []) if frame_kind(f) != "status"]
+
+    def started(frame: str | bytes) -> float:
+        return float(json.loads(frame)["data"]["timestamp"]) / 1000
 
     def due(i: int) -> float:
-        start = next((j for j in range(i, -1, -1) if real[j][1] == "execution_start"), None)
-        return float("inf") if start is None or start >= len(ours) else ours[start] + (real[i][0] - real[start][0]) / speed
+        start = next((j for j in range(i, -1, -1) if frame_kind(real[j][1]) == "execution_start"), None)
+        return float("inf") if start is None else started(ours[start]) + (real[i][0] - started(real[start][1])) / speed
 
     def late(status_time: float, crossed: range) -> bool:
-        behind = [ours_sent for captured_sent, ours_sent in outcome.sent if captured_sent <= status_time]
+        behind = [ours_answered for captured_sent, ours_answered in outcome.answered if captured_sent <= status_time]
         return bool(behind) and all(due(i) <= behind[-1] for i in crossed)
     return late
 
