@@ -246,8 +246,8 @@ class History:
         # execution.py execute() adds a cached node's ui to ui_outputs only for a client (seen on a live 0.8.0),
         # until emit_cached_output adds it for everyone.
         self.cached_needs_client = cached_needs_client
-        # Each entry's JSON, made on its first request: clients poll /history, an entry never changes once written.
-        self._texts: dict[str, str] = {}
+        # Each entry's item_json, made on its first request: clients poll /history, an entry never changes once written.
+        self._texts: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -288,20 +288,17 @@ class History:
 
     def view_json(self, max_items: int | None = None, offset: int = -1) -> bytes:
         """:meth:`view` as ComfyUI's json.dumps writes it, from each entry's kept JSON."""
-        return self._json(self.view(max_items, offset))
+        return b"{" + b", ".join([self.item_json(prompt_id)[1:-1] for prompt_id in self.view(max_items, offset)]) + b"}"
 
     def item_json(self, prompt_id: str) -> bytes:
-        """:meth:`item` as ComfyUI's json.dumps writes it."""
-        return self._json(self.item(prompt_id))
-
-    def _json(self, entries: dict[str, HistoryEntry]) -> bytes:
-        parts = []
-        for prompt_id, entry in entries.items():
-            text = self._texts.get(prompt_id)
-            if text is None:
-                text = self._texts[prompt_id] = dumps(entry)
-            parts.append(f"{dumps(prompt_id)}: {text}")
-        return ("{" + ", ".join(parts) + "}").encode()
+        """:meth:`item` as ComfyUI's json.dumps writes it (kept: clients poll for it)."""
+        text = self._texts.get(prompt_id)
+        if text is None:
+            entry = self.entries.get(prompt_id)
+            if entry is None:
+                return b"{}"
+            text = self._texts[prompt_id] = f"{{{dumps(prompt_id)}: {dumps(entry)}}}".encode()
+        return text
 
     def delete(self, prompt_ids: Iterable[str]) -> None:
         for prompt_id in prompt_ids:
