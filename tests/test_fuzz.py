@@ -78,11 +78,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cwd.mkdir()
     ready = root / "ready.json"
     folders = {name: root / name for name in ("output", "input", "temp", "user")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "comfy_cassettes", "serve", "--port", "0", "--ready-file", str(ready),
-         *(arg for name, path in folders.items() if name != "user" for arg in (f"--{name}-dir", str(path)))],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    # Its log to a file, not a pipe read only at the end: every refused prompt logs a line, and a full pipe would
+    # stop the server mid-run.
+    log = root / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "comfy_cassettes", "serve", "--port", "0", "--ready-file", str(ready),
+             *(arg for name, path in folders.items() if name != "user" for arg in (f"--{name}-dir", str(path)))],
+            cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )
     deadline = time.monotonic() + 30
     while not ready.exists():
         assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
@@ -96,12 +100,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         problems = httpx.get(f"{url}{ADMIN_PREFIX}/problems", timeout=5).json()
         assert not problems["errors"], problems["errors"]
         written = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                         if p != ready and p != cwd and not any(p == f or f in p.parents for f in folders.values()))
+                         if p not in (ready, cwd, log) and not any(p == f or f in p.parents for f in folders.values()))
         assert written == [], f"the server wrote outside its folders: {written}"
         print(f"\nfuzz: {SENT['requests']} requests, statuses {dict(sorted(SENT['by_status'].items()))}")
     finally:
         process.terminate()
-        _, errors = process.communicate(timeout=10)
+        process.wait(timeout=10)
+        errors = log.read_text()
         assert "Traceback" not in errors, errors
 
 
