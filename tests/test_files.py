@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -180,6 +181,24 @@ def test_the_replays_own_writes_keep_the_listing_and_anyone_elses_are_seen(roots
     (roots.output / "ComfyUI_00040_.png").unlink()
     namer.reset()
     assert namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename == "ComfyUI_00004_.png"
+
+
+def test_on_the_loop_a_folder_is_looked_at_once_per_callback(roots: FileRoots, namer: OutputNamer) -> None:
+    async def scenario() -> list[str]:
+        namer.settle_on(asyncio.get_running_loop())
+        names = [namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename]
+        time.sleep(0.01)
+        (roots.output / "ComfyUI_00040_.png").write_bytes(b"")  # another process, racing the callback naming
+        names.append(namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename)
+        await asyncio.sleep(0)  # the loop runs another callback: whatever it did is seen
+        names.append(namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename)
+        time.sleep(0.01)
+        (roots.output / "ComfyUI_00050_.png").write_bytes(b"")  # seen by a thread: it looks every time
+        await asyncio.to_thread(lambda: names.append(namer.save_names("ComfyUI", width=8, height=8, count=1)[0].filename))
+        namer.settle_on(None)
+        return names
+
+    assert asyncio.run(scenario()) == ["ComfyUI_00001_.png", "ComfyUI_00002_.png", "ComfyUI_00041_.png", "ComfyUI_00051_.png"]
 
 
 def test_concurrent_allocation_gives_distinct_names(namer: OutputNamer) -> None:

@@ -87,6 +87,18 @@ def to_hashable(obj: Any) -> Any:
     return frozenset(zip(itertools.count(), [to_hashable(i) for i in obj]))
 
 
+def test_signatures_of_a_kept_walk_are_the_walked_ones() -> None:
+    """A structure's kept walk (each node's text made ready) signs as the walk does: whatever the values, also ones
+    it cannot write as a repr, and inputs named otherwise (a structure fixes the links only)."""
+    rng = random.Random(7)
+    values: list[Any] = [*VALUES, -0.0, 1.0, True, "a;b=c", "%s", [1, 2.0], {"a": True}]
+    for _ in range(200):
+        named = rng.choice(["color", "colour"])
+        graph = {"1": {"class_type": "EmptyImage", "inputs": {named: rng.choice(values), "width": rng.choice(values)}},
+                 "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": rng.choice(values)}}}
+        assert signatures(graph, structure(graph)) == signatures(graph)
+
+
 def test_signatures_tell_apart_the_values_comfyuis_key_does() -> None:
     # 1, 1.0 and True are one key there (equal, with equal hashes), as are [1, 2] and [1, 2.0]; "1" is not 1.
     values: list[Any] = [*VALUES, -0.0, "a;b=c", "'1'", "\ud800", [1, 2.0], {"a": True}, [True, 2], 1e300, 0.5]

@@ -422,6 +422,16 @@ def test_origin_check_follows_comfyui(start_app, host: str, origin: str, refused
     assert (answer.status_code == 403) is refused
 
 
+@pytest.mark.parametrize(("origin", "refused"), [("http://127.0.0.1:8189", False), ("http://127.0.0.1:8190", True)])
+def test_origin_of_the_recorded_server_is_this_one(start_server, origin: str, refused: bool) -> None:
+    # basic_save was recorded at 127.0.0.1:8189: a page of that server is one of the replay's, on whatever port it
+    # listens (a real 0.3.64 answered such a request 200: more_sessions_0.3/v064_gates); any other port is foreign.
+    server = start_server("basic_save")
+    with httpx.Client(base_url=server.url) as http:
+        answer = http.get("/queue", headers={"Origin": origin})
+    assert (answer.status_code == 403) is refused
+
+
 def test_origin_check_covers_the_websocket_upgrade(start_server) -> None:
     server = start_server("basic_save")  # a real socket: the refusal is what websockets' own client sees
     with pytest.raises(websockets.InvalidStatus) as refused:

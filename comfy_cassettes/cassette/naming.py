@@ -70,33 +70,40 @@ def bind_job(
     for node, slots in by_node.items():
         if len(slots) > 1:
             slots.sort(key=lambda s: s.index)
-        names = list(known.get(node) or ()) if known else []
-        if not names:
-            if namer is None:
-                continue
-            try:
-                names = _allocate(namer, workflow, node, slots, refuse_outside)
-            except ValueError as refusal:
-                refused[node] = str(refusal)
-                continue
-        for slot, (filename, subfolder) in zip(slots, names):
+        named = known.get(node) if known else None
+        if named:
+            for slot, (filename, subfolder) in zip(slots, named):
+                values[out_name(node, slot.index)] = filename
+                values[out_name(node, slot.index, "subfolder")] = subfolder
+            continue
+        if namer is None:
+            continue
+        try:
+            subfolder, filenames = _allocate(namer, workflow, node, slots, refuse_outside)
+        except ValueError as refusal:
+            refused[node] = str(refusal)
+            continue
+        for slot, filename in zip(slots, filenames):
             values[out_name(node, slot.index)] = filename
             values[out_name(node, slot.index, "subfolder")] = subfolder
     return JobBinding(values, refused)
 
 
-def _allocate(namer: OutputNamer, workflow: Mapping[str, Any], node: str, slots: Sequence[ImageSlot], refuse_outside: bool) -> list[tuple[str, str]]:
+def _allocate(namer: OutputNamer, workflow: Mapping[str, Any], node: str, slots: Sequence[ImageSlot], refuse_outside: bool) -> tuple[str, list[str]]:
+    """One node's images' subfolder and file names."""
     first = slots[0]
     width, height = first.width or 512, first.height or 512
     if first.kind == "temp":
         named = namer.temp_names(width=width, height=height, count=len(slots))
-    else:
-        prefix = (workflow.get(node) or {}).get("inputs", {}).get("filename_prefix", "ComfyUI")
-        prefix = prefix if isinstance(prefix, str) else "ComfyUI"
-        try:
-            named = namer.save_names(prefix, width=width, height=height, count=len(slots))
-        except ValueError:
-            if refuse_outside:
-                raise
-            named = namer.save_names("ComfyUI", width=width, height=height, count=len(slots))
-    return [(n.filename, n.subfolder) for n in named]
+        return named[0].subfolder, [n.filename for n in named]
+    node_data = workflow.get(node)
+    inputs = node_data.get("inputs") if isinstance(node_data, dict) else None
+    prefix = inputs.get("filename_prefix", "ComfyUI") if isinstance(inputs, dict) else "ComfyUI"
+    prefix = prefix if isinstance(prefix, str) else "ComfyUI"
+    try:
+        subfolder, names = namer.allocate("output", prefix, width, height, len(slots))
+    except ValueError:
+        if refuse_outside:
+            raise
+        subfolder, names = namer.allocate("output", "ComfyUI", width, height, len(slots))
+    return subfolder, names

@@ -6,6 +6,7 @@ every layer that names or finds a file (replay, vcr, verify) uses this one copy.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import random
@@ -70,6 +71,24 @@ class OutputNamer:
         self._next: dict[tuple[str, str], int] = {}
         # Each named folder's text and whether it is absolute (asked per name; a Path hashes in Python).
         self._root_texts = {"output": (str(roots.output), roots.output.is_absolute()), "temp": (str(roots.temp), roots.temp.is_absolute())}
+        # settle_on's loop and its thread; the folders found current during the loop's running callback.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._checked: set[str] = set()
+        self._forgetting = False  # a callback that forgets them is scheduled
+
+    def settle_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Name on ``loop``'s thread looking at each folder once per callback of the loop, not once per name.
+
+        A callback is a stretch of the loop's work nothing else on the loop interrupts: the worker naming the jobs
+        of a pass. A folder listed current in it stays so until the callback ends, but for another process writing
+        into it at that very moment, a race the real server runs too: ComfyUI lists the folder as it saves, and
+        either order may win. Whatever a client did before its prompt reached the loop (a file written, an upload,
+        a reset) comes first: the callback that forgets the folders is scheduled before the worker can yield to any
+        of it. None: look at the folder for every name (another thread, a server without a loop)."""
+        with self._lock:
+            self._loop, self._loop_thread = loop, threading.get_ident() if loop is not None else 0
+            self._forget()
 
     def save_names(
         self, filename_prefix: str, *, width: int, height: int, count: int
@@ -96,6 +115,7 @@ class OutputNamer:
                 self._rng = rng
             self._listings.clear()
             self._next.clear()
+            self._checked.clear()
 
     def wrote(self, path: str | Path, before: int | None) -> None:
         """The replay created ``path``; ``before``: its folder's mtime_ns just before (None: the folder was new).
@@ -109,8 +129,16 @@ class OutputNamer:
             listing = self._listings.get(folder)
             if listing is not None and listing.mtime == before:
                 listing.add(name, after)
+            else:
+                self._checked.discard(folder)  # someone else changed it meanwhile: look again
 
     def _allocate(self, type_name: str, prefix: str, width: int, height: int, count: int) -> list[OutputName]:
+        subfolder, names = self.allocate(type_name, prefix, width, height, count)
+        return [OutputName(name, subfolder, type_name) for name in names]
+
+    def allocate(self, type_name: str, prefix: str, width: int, height: int, count: int) -> tuple[str, list[str]]:
+        """:meth:`save_names` (``type_name`` "output") or a PreviewImage's names with its ``prefix`` ("temp"),
+        as their subfolder and file names."""
         if "%" in prefix:
             prefix = _compute_vars(prefix, width, height)
         # A relative root depends on the working directory: only an absolute one's answers are kept.
@@ -120,26 +148,42 @@ class OutputNamer:
         # counter restarts at 1 on every run, overwriting (ComfyUI does this).
         per_batch = "%batch_num%" in basename
         with self._lock:
-            counter = max(self._disk_next(folder, basename), self._next.get((folder, basename), 1))
-            names = []
-            for batch_number in range(count):
-                stem = basename.replace("%batch_num%", str(batch_number)) if per_batch else basename
-                names.append(OutputName(f"{stem}_{counter:05}_.png", subfolder, type_name))
-                counter += 1
-            if not per_batch:
-                self._next[(folder, basename)] = counter
-        return names
+            on_loop = self._loop is not None and threading.get_ident() == self._loop_thread
+            counter = max(self._disk_next(folder, basename, on_loop), self._next.get((folder, basename), 1))
+            if per_batch:
+                names = [f"{basename.replace('%batch_num%', str(batch))}_{counter + batch:05}_.png" for batch in range(count)]
+            else:
+                names = [f"{basename}_{counter + batch:05}_.png" for batch in range(count)]
+                self._next[(folder, basename)] = counter + count
+        return subfolder, names
 
-    def _disk_next(self, folder: str, basename: str) -> int:
-        """1 + the highest counter on disk for ``basename``, listed again only when someone else changed the folder."""
+    def _disk_next(self, folder: str, basename: str, on_loop: bool) -> int:
+        """1 + the highest counter on disk for ``basename``, listed again only when someone else changed the folder
+        (its mtime moved), looked at once per loop callback ``on_loop`` (settle_on)."""
+        listing = self._listings.get(folder)
+        if listing is not None and on_loop and folder in self._checked:
+            return listing.next_counter(basename)
         try:
             mtime = os.stat(folder).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
             return 1
-        listing = self._listings.get(folder)
         if listing is None or listing.mtime != mtime:
             listing = self._listings[folder] = _Listing(mtime, _list_dir(folder))
+        if on_loop and self._loop is not None:
+            self._checked.add(folder)
+            if not self._forgetting:
+                self._forgetting = True
+                self._loop.call_soon(self._forget_locked)
         return listing.next_counter(basename)
+
+    def _forget_locked(self) -> None:
+        with self._lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        """The loop's callback ended: its folders may change before the next (held: the namer's lock)."""
+        self._checked.clear()
+        self._forgetting = False
 
 
 class _Listing:

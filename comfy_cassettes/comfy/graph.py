@@ -76,29 +76,78 @@ def signatures(workflow: Mapping[str, Any], shape: str | None = None) -> dict[st
     A signature is a digest, so a node's key costs the same at any depth (an ancestor's key is never escaped
     again inside its descendants'), and the walk is iterative, so a long chain needs no deep recursion. A link
     to a node that is absent, or that closes a cycle, counts as ``missing:<id>``. ``shape``, the workflow's
-    :func:`structure` when known: the walk depends on it alone, so it is made once per structure.
+    :func:`structure` when known: the walk depends on it alone, so it is made once per structure, with each
+    node's text ready to fill in (:class:`_Step`).
     """
     walk = _WALKS.get(shape) if shape is not None else None
     if walk is not None:
         done: dict[str, str] = {}
-        for node_id in walk:
-            node = workflow.get(node_id)
-            if isinstance(node, dict):
-                done[node_id] = _signature(node.get("class_type"), node.get("inputs", {}), done)
+        for step in walk:
+            key = step.sign(workflow, done)
+            if key is not None:
+                done[step.node_id] = key
         if len(done) == len(workflow):
             return done
     done = _walked(workflow)
     if shape is not None and len(done) == len(workflow) <= _WALKS_UP_TO_NODES and _resolved(workflow, done):
         if len(_WALKS) >= _WALKS_KEPT:
             _WALKS.pop(next(iter(_WALKS)))  # the oldest: a few graphs are the common case
-        _WALKS[shape] = tuple(done)
+        _WALKS[shape] = tuple(_Step(node_id, workflow[node_id]) for node_id in done)
     return done
+
+
+class _Step:
+    """One node of a kept walk: its key's text made ready for the inputs it had when the walk was made (a structure
+    fixes the classes and links, not the names of the values), so that a node with the same inputs is signed with
+    one ``%``: each value's repr, each link's source key. Any other node is signed as :func:`_signature` signs it,
+    which gives the same key."""
+
+    __slots__ = ("node_id", "class_type", "count", "values_of", "links", "form", "changes")
+
+    def __init__(self, node_id: str, node: Mapping[str, Any]) -> None:
+        self.node_id = node_id
+        self.class_type = node.get("class_type")
+        inputs = node.get("inputs", {})
+        names = sorted(inputs)
+        self.count = len(names)
+        self.values_of = _getter(names)
+        # (position, source node) of each link, whose place in the text takes the source's key.
+        self.links = tuple((i, inputs[name][0]) for i, name in enumerate(names) if is_link(inputs[name]))
+        linked = dict(self.links)
+        slots = [f"L%s#{inputs[name][1]!r}" if i in linked else "%r" for i, name in enumerate(names)]
+        terms = [_term(term).replace("%", "%%") for term in (self.class_type, *names)]
+        self.form = ";".join([terms[0], *(f"{name}={slot}" for name, slot in zip(terms[1:], slots))])
+        self.changes = self.class_type in NEVER_CACHED
+
+    def sign(self, workflow: Mapping[str, Any], done: Mapping[str, str]) -> str | None:
+        """The node's key in ``workflow`` (of the walk's structure), None when it is no node."""
+        node = workflow.get(self.node_id)
+        if not isinstance(node, dict):
+            return None
+        inputs = node.get("inputs", {})
+        values: Any = None
+        if type(inputs) is dict and len(inputs) == self.count:
+            try:
+                values = self.values_of(inputs)  # every name the step has, as many as it has: the same names
+                if self.links:
+                    values = list(values)
+                    for position, source in self.links:
+                        values[position] = done[source]
+            except KeyError:
+                values = None
+        kinds = set(map(type, values)) if values is not None else None
+        if kinds is None or not kinds <= _REPR_TYPES:
+            return _signature(self.class_type, inputs, done)
+        text = self.form % (tuple(map(_equal, values)) if kinds & _MERGED_TYPES else tuple(values))  # (_signature's)
+        if self.changes:
+            text += f";changed {next(_CHANGED)}"
+        return _digest(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 # An order signatures' walk signs a structure's nodes in, every link's source before the link: kept only for a
 # graph without a missing link or a cycle, whose keys any such order gives (which link closes a cycle depends on
 # the inputs' order, which a structure leaves out). A bounded few, of graphs whose key is cheap to keep.
-_WALKS: dict[str, tuple[str, ...]] = {}
+_WALKS: dict[str, tuple[_Step, ...]] = {}
 _WALKS_KEPT = 64
 _WALKS_UP_TO_NODES = 256
 
@@ -148,6 +197,7 @@ def _resolved(workflow: Mapping[str, Any], order: Iterable[str]) -> bool:
 
 # json.dumps(..., sort_keys=True, default=str) made once: dumps builds a new encoder per call given options.
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+_digest = hashlib.blake2b
 # Values written as their repr: each type's repr tells its values apart and apart from the other types' ('1'
 # from 1), as their JSON does, at a fraction of an encoder's cost; any other value is written as JSON. Numbers
 # Python finds equal are first made one (_equal): ComfyUI's key (caching.py to_hashable) keeps 1, 1.0 and True,
@@ -179,18 +229,14 @@ def _signature(class_type: Any, inputs: Mapping[str, Any], done: Mapping[str, st
         text = written % tuple([repr(_equal(value)) if type(value) in _REPR_TYPES else _mark(value, done) for value in values])
     if class_type in NEVER_CACHED:
         text += f";changed {next(_CHANGED)}"
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return _digest(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _form(class_type: Any, names: tuple[Any, ...]) -> _Form:
     """How :func:`_signature` writes a node of ``class_type`` with inputs ``names``: a getter of its values in name
     order, the ``%`` text their reprs fill in, and the same text to fill with texts (kept for a class given by name)."""
     ordered = sorted(names)
-    values_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    if len(ordered) > 1:
-        values_of = operator.itemgetter(*ordered)
-    else:  # itemgetter of one name gives the value itself, and of none is refused
-        values_of = (lambda inputs: (inputs[ordered[0]],)) if ordered else (lambda inputs: ())
+    values_of = _getter(ordered)
     terms = [_term(term).replace("%", "%%") for term in (class_type, *ordered)]
     found = values_of, _joined(terms, "%r"), _joined(terms, "%s")
     if type(class_type) is str:
@@ -198,6 +244,16 @@ def _form(class_type: Any, names: tuple[Any, ...]) -> _Form:
             _FORMS.clear()  # (a bounded few: the classes a server sees, with their inputs)
         _FORMS[(class_type, names)] = found
     return found
+
+
+def _getter(names: Sequence[Any]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A getter of the values of ``names``, in their order, as a tuple."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    if names:  # itemgetter of one name gives the value itself, and of none is refused
+        name = names[0]
+        return lambda inputs: (inputs[name],)
+    return lambda inputs: ()
 
 
 def _joined(terms: Sequence[str], slot: str) -> str:

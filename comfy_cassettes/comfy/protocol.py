@@ -52,9 +52,13 @@ def uuid4_text(bits: int) -> str:
     >>> uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
     True
     """
-    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
-    text = f"{bits:032x}"
+    text = (bits & _UUID4_KEPT | _UUID4_SET).to_bytes(16, "big").hex()  # (to_bytes: a 128-bit value, as UUID checks)
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# UUID(version=4): the variant bits (62-63) set to 10, the version bits (76-79) to 0100; the rest kept.
+_UUID4_KEPT = ~(0xC000 << 48 | 0xF000 << 64)
+_UUID4_SET = 0x8000 << 48 | 4 << 76
 
 
 def request_json(raw: bytes, content_type: str | None = None) -> Any:

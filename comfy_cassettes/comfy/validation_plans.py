@@ -16,8 +16,9 @@ from .validation import ValidationResult, Validator, output_nodes, validate_prom
 
 # One constant input to convert and check: name, conversion, and its checks: None (none apply), a (min, max) range
 # (an infinity for a bound not given: a value it cannot be compared with fails to the full validation), or the
-# (input type, options) Validator.check_value is asked about.
-_Constant = tuple[str, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None"]
+# (input type, options) Validator.check_value is asked about, with the option list's strings as a set when that
+# list is all check_value looks at (a string in it passes without the call; any other value asks check_value).
+_Constant = tuple[str, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None", "frozenset[str] | None"]
 # One node the outputs reach: its id, class, file input (LoadImage's) and its constants.
 _Node = tuple[str, str, "str | None", tuple[_Constant, ...]]
 
@@ -105,18 +106,24 @@ class ValidationPlans:
                 if type(inputs[name]) is list:
                     stack.append(inputs[name][0])
                 elif name == file_input or not checked:
-                    constants.append((name, conversion, None, None))
+                    constants.append((name, conversion, None, None, None))
                 else:
                     constants.append((name, conversion, *self._checks(input_type, extra_info)))
             nodes.append((node_id, class_type, file_input, tuple(constants)))
         return tuple(nodes)
 
-    def _checks(self, input_type: Any, extra_info: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None]:
-        """A constant's checks: the plain range check_value makes of a min and max alone, else check_value's own."""
+    def _checks(self, input_type: Any, extra_info: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None, frozenset[str] | None]:
+        """A constant's checks: the plain range check_value makes of a min and max alone, else check_value's own
+        (with the strings of its option list when it checks nothing else: an option list of a combo, no range)."""
         combo = input_type == "COMBO" and self.profile.validates_combo_options
         if type(extra_info) is dict and not isinstance(input_type, list) and not combo:
-            return (extra_info.get("min", -math.inf), extra_info.get("max", math.inf)), None
-        return None, (input_type, extra_info)
+            return (extra_info.get("min", -math.inf), extra_info.get("max", math.inf)), None, None
+        members = None
+        if type(extra_info) is dict and "min" not in extra_info and "max" not in extra_info:
+            options = extra_info.get("options", []) if combo else input_type
+            if type(options) is list:
+                members = frozenset(o for o in options if type(o) is str)
+        return None, (input_type, extra_info), members
 
 
 def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
@@ -155,7 +162,7 @@ def _constants_pass(prompt: dict[str, Any], plan: _Plan, validator_of: Callable[
         for node_id, class_type, file_input, constants in plan.nodes:
             inputs = prompt[node_id]["inputs"]
             first = len(writes)
-            for name, conversion, bounds, general in constants:
+            for name, conversion, bounds, general, members in constants:
                 val = inputs[name]
                 if type(val) is not conversion:  # (a value of the converted type is kept as it is: most are)
                     original = val
@@ -170,6 +177,8 @@ def _constants_pass(prompt: dict[str, Any], plan: _Plan, validator_of: Callable[
                     if val < low or val > high:
                         return False
                 elif general is not None:
+                    if members is not None and type(val) is str and val in members:
+                        continue  # (in the option list: check_value finds nothing else to say)
                     validator = validator or validator_of()
                     if validator.check_value(name, val, *general) is not None:
                         return False

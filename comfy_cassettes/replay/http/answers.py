@@ -20,7 +20,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def engine_of(connection: HTTPConnection) -> ReplayEngine:
     """The engine a request or socket reaches, kept in the app's state when the app was built."""
-    engine: ReplayEngine = connection.app.state.engine
+    engine: ReplayEngine = connection.scope["app"].state.engine
     return engine
 
 
@@ -28,9 +28,16 @@ def query_of(connection: HTTPConnection) -> dict[str, str]:
     """The query string as ComfyUI's handlers read it: aiohttp's MultiDict answers a repeated key with its first
     value (Starlette's with its last)."""
     query: dict[str, str] = {}
-    # Parsed as Starlette's QueryParams parses it, without building the multi-dict a handler would read once.
-    for key, value in parse_qsl(connection.scope["query_string"].decode("latin-1"), keep_blank_values=True):
-        query.setdefault(key, value)
+    text = connection.scope["query_string"].decode("latin-1")
+    if "%" in text or "+" in text:
+        # Parsed as Starlette's QueryParams parses it, without building the multi-dict a handler would read once.
+        for key, value in parse_qsl(text, keep_blank_values=True):
+            query.setdefault(key, value)
+        return query
+    for pair in text.split("&"):  # nothing to unquote: what parse_qsl does with it, without its generality
+        if pair:
+            key, _, value = pair.partition("=")
+            query.setdefault(key, value)
     return query
 
 
@@ -40,39 +47,53 @@ def reply(r: Reply) -> Response:
 
 def json_text(body: bytes, status: int = 200) -> Response:
     """A JSON answer whose text is made already (kept history entries): ``reply(Reply.json_text(body))``."""
-    return Prepared(body, status, _JSON_ONLY)
+    if status != 200:
+        return Prepared(body, status, _JSON_ONLY)
+    answer = Prepared.__new__(Prepared)  # Prepared(body, 200, _JSON_ONLY) without its checks: a poll's answer
+    answer.status_code, answer.body, answer.background, answer._sent = 200, body, None, None
+    answer.raw_headers = [_JSON_LINE, (b"content-length", b"%d" % len(body))]
+    return answer
 
 
 _JSON_ONLY = {"Content-Type": JSON_CONTENT_TYPE}
 _JSON_LINE = (b"content-type", JSON_CONTENT_TYPE.encode("latin-1"))
+# Header names as sent (lower-cased, latin-1), by the names handlers give: the same few on every answer.
+_LINE_NAMES: dict[str, bytes] = {}
+_LINE_NAMES_KEPT = 256
 
 
 class Prepared(Response):
     """A Response for ``body`` and ``headers`` with the header lines Starlette's would send (names lower-cased,
-    Content-Length added), made without its general path: most answers are JSON, whose one line is made once.
+    Content-Length added), made without its general path.
     ``sent``: to call once the answer has gone out, or failed to (POST /prompt: the job it queued may run from
     then on, so no event of it reaches a client that cannot know its prompt_id yet)."""
 
     def __init__(self, body: bytes, status: int, headers: Mapping[str, str], *, sent: Callable[[], None] | None = None) -> None:
         self.status_code, self.body, self.background, self._sent = status, body, None, sent
-        json_only = headers == _JSON_ONLY
-        if json_only:
-            lines = [_JSON_LINE]
-        else:
-            lines = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        # A JSON-only answer has no Content-Length of its own: spared the search.
-        if status >= 200 and status not in (204, 304) and (json_only or all(name != b"content-length" for name, _ in lines)):
+        lines = []
+        has_length = False
+        for name, value in headers.items():
+            line_name = _LINE_NAMES.get(name)
+            if line_name is None:
+                line_name = name.lower().encode("latin-1")
+                if len(_LINE_NAMES) < _LINE_NAMES_KEPT:
+                    _LINE_NAMES[name] = line_name
+            has_length = has_length or line_name == b"content-length"
+            lines.append((line_name, value.encode("latin-1")))
+        if not has_length and status >= 200 and status not in (204, 304):
             lines.append((b"content-length", b"%d" % len(body)))
         self.raw_headers = lines
 
+    def gone(self) -> None:
+        """The answer went out, or failed to: tell ``sent``."""
+        if self._sent is not None:
+            self._sent()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._sent is None:
-            await super().__call__(scope, receive, send)
-            return
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._sent()
+            self.gone()
 
 
 async def read_body(request: Request) -> bytes:

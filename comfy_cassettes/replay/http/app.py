@@ -4,6 +4,7 @@ API, in front of a ReplayEngine that every handler reaches through ``request.app
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 from typing import Any, AsyncIterator
 
 from starlette.datastructures import State
@@ -78,4 +79,5 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
     engine.files.written.append(bodies.wrote)  # a job's files are served from the bytes written, not read back
     state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": bodies})
     router = IndexedRouter(routes, state=state, lifespan=lifespan)
-    return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site)
+    recorded_hosts = frozenset(urlsplit(i.uri).netloc.lower() for c in engine.cassettes for i in c.interactions)
+    return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site, recorded_hosts=recorded_hosts)

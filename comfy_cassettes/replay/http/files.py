@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from stat import S_ISREG
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,9 +43,9 @@ _NAME_DEPENDENT = frozenset({"", *mimetypes.encodings_map, *mimetypes.suffix_map
 _UPLOAD_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True)
-class ViewResult:
-    """What GET /view resolved to: a status and, for 200, the file to serve and the name to show."""
+class ViewResult(NamedTuple):
+    """What GET /view resolved to: a status and, for 200, the file to serve and the name to show. (A tuple: one is
+    made per request, and a frozen dataclass's constructor cost as much as the lookup.)"""
 
     status: int
     path: Path | None
@@ -89,7 +89,10 @@ def resolve_view(
     """
     if "filename" not in query:
         return _status_only(404)
-    filename, type_name = split_annotation(query["filename"])
+    filename = query["filename"]
+    type_name = None
+    if filename[-1:] == "]":  # every annotation ends so: most names are spared the search
+        filename, type_name = split_annotation(filename)
     if not filename:
         return _status_only(400)
     if filename[0] == "/" or ".." in filename:
@@ -99,8 +102,7 @@ def resolve_view(
     root = dir_for_type(roots, type_name)
     if root is None:
         return _status_only(400)
-    base_dir = os.path.abspath(root)
-    found = _folder(base_dir, query.get("subfolder"))
+    found = _folder(_absolute(root), query.get("subfolder"))
     if found is None:
         return _status_only(403)
     folder, subfolder = found
@@ -118,6 +120,16 @@ def resolve_view(
     except (OSError, ValueError):
         return _status_only(404)
     return ViewResult(200, Path(path), content_type, name, stat) if S_ISREG(stat.st_mode) else _status_only(404)
+
+
+def _absolute(root: Path) -> str:
+    """``os.path.abspath(root)``, worked out once for an absolute root (a relative one depends on the cwd)."""
+    return _absolute_of(root) if root.is_absolute() else os.path.abspath(root)
+
+
+@functools.lru_cache(maxsize=64)
+def _absolute_of(root: Path) -> str:
+    return os.path.abspath(root)
 
 
 @functools.lru_cache(maxsize=256)
@@ -336,4 +348,7 @@ def _headers(disposition: str, content_type: str, body: bytes) -> dict[str, str]
 
 
 def _status_only(status: int) -> ViewResult:
-    return ViewResult(status, None, None, None)
+    return _STATUS_ONLY.get(status) or ViewResult(status, None, None, None)
+
+
+_STATUS_ONLY = {status: ViewResult(status, None, None, None) for status in (400, 403, 404)}

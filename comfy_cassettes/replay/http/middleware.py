@@ -9,6 +9,7 @@ import traceback
 from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -16,20 +17,25 @@ from starlette.websockets import WebSocket
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
 from ..config import ADMIN_PREFIX, is_loopback
 from ..sim.engine import ReplayEngine
+from .answers import Prepared
 from .limits import MAX_BODY, BodyTooLarge, too_large
+from .routing import IndexedRouter
 
 
 def foreign_origin(host: str | None, origin: str | None) -> bool:
     """True when ComfyUI would refuse: both headers present, Host on loopback, and the host names differ
     (ports compared only when both sides carry one)."""
-    if not host or not origin:
+    if not host or not origin or not is_loopback(urlsplit("//" + host.lower()).hostname):
         return False
+    return _differ(host, origin)
+
+
+def _differ(host: str, origin: str) -> bool:
+    """Whether ``origin`` names another server than ``host`` (ports compared only when both carry one)."""
     host_domain = host.lower()
     parsed = urlsplit(origin)
     origin_domain = parsed.netloc.lower()
     host_parts = urlsplit("//" + host_domain)
-    if not is_loopback(host_parts.hostname):
-        return False
     try:
         origin_port, host_port = parsed.port, host_parts.port
     except ValueError:
@@ -47,25 +53,42 @@ FAULT_SCOPE_KEY = "comfy_cassettes.fault"
 class ReplayMiddleware:
     """In front of the routes: ComfyUI's origin_only_middleware (on a loopback Host, another Origin gets an empty
     403, snapshots capture; with ``refuse_cross_site``, ComfyUI 0.19+, so does ``Sec-Fetch-Site: cross-site``;
-    OPTIONS is answered empty), then for everything but the admin API the fault rules
+    OPTIONS is answered empty), where the address the cassettes were recorded at (``recorded_hosts``) is this
+    server's too: the replay stands in for that server, on another port, for clients that name it as their
+    origin (a page of the recorded server, more_sessions_0.3/v064_gates); then for everything but the admin API the fault rules
     (faults.py: delays, error statuses, dropped connections, "down") and the journal entry of each HTTP request
     (method, path, query, body, status). A handler that raises is answered like aiohttp answers a crash, and its
     traceback goes to the journal, where the test hears of it."""
 
-    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False) -> None:
+    def __init__(self, app: ASGIApp, engine: ReplayEngine, *, refuse_cross_site: bool = False,
+                 recorded_hosts: frozenset[str] = frozenset()) -> None:
         self.app = app
+        # The router whose plain handlers the middleware awaits itself (see _route).
+        self.router = app if isinstance(app, IndexedRouter) else None
         self.engine = engine
         self.refuse_cross_site = refuse_cross_site
+        self.recorded_hosts = recorded_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            scope["app"] = self.app  # Starlette's routes raise HTTPException (a 405) when they run inside an app
+            host, origin, fetch_site, length = _request_headers(scope)
+            if (origin is not None or fetch_site is not None) and self._refused(host, origin, fetch_site):
+                await Response(status_code=403)(scope, receive, send)
+            elif scope["method"] == "OPTIONS":
+                await Response(status_code=200)(scope, receive, send)
+            elif length is not None and length > MAX_BODY:
+                await too_large(length)(scope, receive, send)
+            elif scope["path"].startswith(ADMIN_PREFIX):
+                await self._admin(scope, _Exchange(receive, send).receive, send, host, origin)
+            else:
+                await self._journaled(scope, receive, send)
             return
         if kind != "websocket":
             await self.app(scope, receive, send)
             return
-        scope["app"] = self.app  # Starlette's routes raise HTTPException (a 405) when they run inside an app
+        scope["app"] = self.app
         host, origin, fetch_site, _ = _request_headers(scope)
         if self._refused(host, origin, fetch_site):
             await WebSocket(scope, receive, send).send_denial_response(Response(status_code=403))
@@ -73,20 +96,6 @@ class ReplayMiddleware:
             await self._admin(scope, receive, send, host, origin)
         else:
             await self._faulted(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self.app
-        host, origin, fetch_site, length = _request_headers(scope)
-        if self._refused(host, origin, fetch_site):
-            await Response(status_code=403)(scope, receive, send)
-        elif scope["method"] == "OPTIONS":
-            await Response(status_code=200)(scope, receive, send)
-        elif length is not None and length > MAX_BODY:
-            await too_large(length)(scope, receive, send)
-        elif scope["path"].startswith(ADMIN_PREFIX):
-            await self._admin(scope, _Exchange(receive, send).receive, send, host, origin)
-        else:
-            await self._journaled(scope, receive, send)
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send, host: str | None, origin: str | None) -> None:
         refusal = self._admin_refusal(host, origin)
@@ -108,14 +117,17 @@ class ReplayMiddleware:
         return None
 
     def _refused(self, host: str | None, origin: str | None, fetch_site: str | None) -> bool:
-        return (self.refuse_cross_site and fetch_site == "cross-site") or foreign_origin(host, origin)
+        if self.refuse_cross_site and fetch_site == "cross-site":
+            return True
+        return foreign_origin(host, origin) and all(_differ(recorded, str(origin)) for recorded in self.recorded_hosts)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         journal = self.engine.journal
         receipt = journal.receive()  # listed in the order received, whenever it is answered
         exchange = _Exchange(receive, send)
+        faults = self.engine.faults
         try:
-            if self.engine.faults.is_down or self.engine.faults.rules:
+            if faults.rules or (faults.down_until and faults.is_down):
                 await self._faulted(scope, exchange.receive, exchange.send)
             else:
                 await self._answer(scope, exchange.receive, exchange.send, exchange)
@@ -125,7 +137,7 @@ class ReplayMiddleware:
             client = scope.get("client") or ("", 0)
             journal.add(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(exchange.chunks),
-                exchange.status, matched=str(scope.get(FAULT_SCOPE_KEY, "")), client=f"{client[0]}:{client[1]}",
+                exchange.status, matched=scope.get(FAULT_SCOPE_KEY, ""), client=f"{client[0]}:{client[1]}",
                 receipt=receipt,
             )
 
@@ -164,12 +176,38 @@ class ReplayMiddleware:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange | None = None) -> None:
         """The route's answer; an exception becomes Starlette's answer to an HTTPException or aiohttp's crash.
-        ``exchange``: the request's, when ``send`` is its ``send`` (it knows whether the answer has started)."""
+        ``exchange``: the request's, when ``send`` is its ``send`` (it knows whether the answer has started).
+
+        An HTTP request to a plain handler is dispatched here, and its answer, when Response's own ``__call__`` would
+        only send its two messages, goes to the request's ``send`` directly: the layers in between (the router's
+        call, the response's, the exchange's send) cost as much as the hot handlers themselves."""
         if exchange is None:
             exchange = _Exchange(receive, send)
             send = exchange.send
+        router = self.router
         try:
-            await self.app(scope, receive, send)
+            if router is None or scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            route, handler = router.enter(scope)
+            if handler is None:
+                await router.follow(route, scope, receive, send)
+                return
+            response = await handler(Request(scope, receive, send))
+            prepared = response if type(response) is Prepared else None
+            if prepared is None and (type(response) is not Response or response.background is not None):
+                await response(scope, receive, send)
+                return
+            status = exchange.status = response.status_code
+            exchange.started = True
+            if status >= 400:
+                exchange.answer = [bytes(response.body)]  # what exchange.send keeps of an error answer
+            try:
+                await exchange.raw_send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+                await exchange.raw_send({"type": "http.response.body", "body": response.body})
+            finally:
+                if prepared is not None:
+                    prepared.gone()
         except HTTPException as exc:
             if exchange.started or scope["type"] != "http":
                 raise
@@ -211,11 +249,12 @@ class _Exchange:
     it passes MAX_BODY, for a body sent without Content-Length), whether, and with what status, it was answered, and
     the body of an error answer (status 400 and up: the journal keeps why a request was refused)."""
 
-    __slots__ = ("_receive", "_send", "chunks", "size", "status", "started", "answer")
+    __slots__ = ("_receive", "raw_send", "chunks", "size", "status", "started", "answer")
     answer: list[bytes]
 
     def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive, self._send = receive, send
+        self._receive = receive
+        self.raw_send = send  # the request's own: for a caller that records the status itself
         self.chunks: list[bytes] = []
         self.size = 0
         self.status = 0
@@ -243,7 +282,7 @@ class _Exchange:
             self.started = True
         elif self.status >= 400 and kind == "http.response.body":
             self.answer.append(message.get("body", b""))
-        await self._send(message)
+        await self.raw_send(message)
 
 
 def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None, int | None]:

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from .answers import Handler
 
 _API = "api"  # ComfyUI's alias prefix: the second segment tells routes apart
+_COUNTS_KEPT = 16  # candidates are kept per path length up to this many parts (longer paths: one list)
 _BARE_APP = f"{request_response.__qualname__}.<locals>.app"  # the app Route makes of a function, with no middleware
 
 
@@ -85,16 +86,13 @@ class _Plain:
                 return None
         return cls(route, segments, rest)
 
-    def match(self, path: str) -> dict[str, Any] | None:
-        """The path parameters when ``path`` matches, else None."""
-        parts = path.split("/")
-        if parts[0] != "":
-            return None
-        count = len(self.segments)
-        if self.rest is None:
-            if len(parts) != count + 1:
-                return None
-        elif len(parts) < count + 2:
+    def fits(self, count: int) -> bool:
+        """Whether a path of ``count`` "/"-separated parts can match (a cheap test before :meth:`match`)."""
+        return count == len(self.segments) + 1 if self.rest is None else count >= len(self.segments) + 2
+
+    def match(self, parts: list[str]) -> dict[str, Any] | None:
+        """The path parameters when the path split at "/" into ``parts`` matches, else None."""
+        if parts[0] != "" or not self.fits(len(parts)):
             return None
         params: dict[str, Any] = {}
         for segment, part in zip(self.segments, parts[1:]):
@@ -106,7 +104,7 @@ class _Plain:
             else:
                 params[segment[0]] = part
         if self.rest is not None:
-            params[self.rest] = "/".join(parts[count + 1:])
+            params[self.rest] = "/".join(parts[len(self.segments) + 1:])
         return params
 
 
@@ -119,19 +117,26 @@ class IndexedRouter(Router):
         self._starts = [(_literal_start(route), route) for route in self.routes]
         self._known = {start[0] for start, _ in self._starts if start}
         self._known_api = {start[1] for start, _ in self._starts if len(start) > 1 and start[0] == _API}
-        self._candidates: dict[tuple[str, ...], list[BaseRoute]] = {}
+        self._candidates: dict[tuple[tuple[str, ...], int | None], list[BaseRoute]] = {}
         self._plain = {id(route): _Plain.of(route) for route in self.routes}
 
-    def candidates(self, path: str) -> list[BaseRoute]:
-        """The routes that could match ``path``, in the router's order (cached per known first segments)."""
+    def candidates(self, path: str, count: int | None = None) -> list[BaseRoute]:
+        """The routes that could match ``path``, in the router's order (cached per known first segments); with
+        ``count``, the path's number of "/"-separated parts, only the segment-matched routes that fit it."""
         key = _key(path)
         if len(key) > 1 and key[1] not in self._known_api:
             key = key[:1]  # /api/<a name no route has>: the routes under /api/{...} and the catch-alls
         if key and key[0] not in self._known:
             key = ()  # a start no route names: only routes without a literal start can match
-        found = self._candidates.get(key)
+        if count is not None and count > _COUNTS_KEPT:
+            count = None
+        found = self._candidates.get((key, count))
         if found is None:
-            found = self._candidates[key] = [route for start, route in self._starts if _agrees(start, key)]
+            plain = self._plain
+            found = self._candidates[(key, count)] = [
+                route for start, route in self._starts if _agrees(start, key)
+                and (count is None or (fitting := plain[id(route)]) is None or fitting.fits(count))
+            ]
         return found
 
     def resolve(self, scope: Scope) -> tuple[BaseRoute | None, Scope, Handler | None]:
@@ -139,13 +144,14 @@ class IndexedRouter(Router):
         path but not the method: its 405; None: no route), the scope entries it adds, and the handler function to
         await directly when Starlette would only wrap it."""
         partial: tuple[BaseRoute, Scope] | None = None
-        path = scope["path"] if scope["type"] == "http" and not scope.get("root_path") else None  # else: the regex
-        for route in self.candidates(scope["path"]):
-            plain = self._plain[id(route)] if path is not None else None
+        path = scope["path"]
+        parts = path.split("/") if scope["type"] == "http" and not scope.get("root_path") else None  # else: the regex
+        for route in self.candidates(path, None if parts is None else len(parts)):
+            plain = self._plain[id(route)] if parts is not None else None
             if plain is None:
                 match, child_scope = route.matches(scope)
             else:
-                params = plain.match(path)  # type: ignore[arg-type]
+                params = plain.match(parts)  # type: ignore[arg-type]
                 if params is None:
                     continue
                 child_scope = {"endpoint": plain.route.endpoint, "path_params": {**scope.get("path_params", {}), **params}}
@@ -158,22 +164,33 @@ class IndexedRouter(Router):
                 partial = (route, child_scope)
         return (partial[0], partial[1], None) if partial is not None else (None, {}, None)
 
+    def enter(self, scope: Scope) -> tuple[BaseRoute | None, Handler | None]:
+        """Resolve ``scope`` as Router.app does, adding the router, route and path parameters to it: the route (None:
+        none, the default answers) and the handler to await directly (None: :meth:`follow` the route)."""
+        scope.setdefault("router", self)
+        route, child_scope, handler = self.resolve(scope)
+        if route is not None:
+            scope["route"] = route
+            scope.update(child_scope)
+        return route, handler
+
+    async def follow(self, route: BaseRoute | None, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand an :meth:`enter`-ed request to its route's own app (or, for None, the router's default)."""
+        if route is None:
+            await self.default(scope, receive, send)
+        else:
+            await route.handle(scope, receive, send)
+
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await super().app(scope, receive, send)
             return
-        scope.setdefault("router", self)
-        route, child_scope, handler = self.resolve(scope)
-        if route is None:
-            await self.default(scope, receive, send)
-            return
-        scope["route"] = route
-        scope.update(child_scope)
+        route, handler = self.enter(scope)
         if handler is not None:
             response = await handler(Request(scope, receive, send))
             await response(scope, receive, send)
         else:
-            await route.handle(scope, receive, send)
+            await self.follow(route, scope, receive, send)
 
 
 def _agrees(start: tuple[str, ...], key: tuple[str, ...]) -> bool:

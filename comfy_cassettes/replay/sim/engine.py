@@ -45,7 +45,7 @@ from .pacing import Pacing
 from .run import RunContext
 from .sockets import Client, Close, Send, Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
-from .user_folder import UserFolder
+from .user_folder import UserFolder, recorded_user_ids
 from .worker import STOP_TIMEOUT, Worker
 
 
@@ -78,7 +78,8 @@ class ReplayEngine:
         recorded = config.recorded_inputs
         self.recorded_inputs = RecordedInputs(self.cassettes if recorded else (), self.jobs if recorded else (), self.roots.input)
         self.recorded_inputs.reset()
-        self.user_folder = UserFolder(self._dir(config.user_dir, "user"))  # settings and files the web page writes
+        recorded_users = recorded_user_ids(i for c in self.cassettes for i in c.interactions)
+        self.user_folder = UserFolder(self._dir(config.user_dir, "user"), recorded_users)  # settings and files the page writes
         self.journal = Journal(config.journal_limit)
         self.assets = Assets(config.assets)
         self.interactions = InteractionIndex(self.cassettes, base)

@@ -43,8 +43,14 @@ def _shared(values: Mapping[tuple[str, str], Any], inputs: Mapping[tuple[str, st
 
 def decisive_values(workflow: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """The values in a graph that decide what a client sees (behaviours.DECISIVE_INPUTS)."""
-    return {(str(n), k): v for n, node in workflow.items() for k, v in _node_inputs(node).items()
-            if k in DECISIVE_INPUTS and not is_link(v)}
+    found = {}
+    for n, node in workflow.items():  # (_node_inputs inline: this runs for every submission)
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, dict):
+            for k in DECISIVE_INPUTS.intersection(inputs):
+                if not (isinstance(value := inputs[k], list) and is_link(value)):
+                    found[(str(n), k)] = value
+    return found
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,12 @@ class _Candidates:
         self._facts = [facts for _, facts in jobs]
         # The parts of each job's score that do not depend on the submission (JobIndex.choose), and its place.
         self._finished = [int(job.status != "interrupted") for job, _ in jobs]  # an interrupted recording knows half the run
-        self._rests = [(facts.with_bytes, int(job.has_client == has_client), len(job.ws)) for job, facts in jobs]
-        self._places = [-i for i in range(len(jobs))]  # the first of equal scores wins
+        rests = [(facts.with_bytes, int(job.has_client == has_client), len(job.ws), -i) for i, (job, facts) in enumerate(jobs)]
+        # Each job's rank by those (the first of equal ones wins), an int that _best compares faster than the tuple.
+        self._by_rank = sorted(range(len(jobs)), key=rests.__getitem__)
+        self._ranks = [0] * len(jobs)
+        for rank, i in enumerate(self._by_rank):
+            self._ranks[i] = rank
         self._errors = {i for i, (job, _) in enumerate(jobs) if job.status == "error"}
         # By node and input: value -> the jobs holding it; the values no lookup can find, compared one by one; the
         # jobs that have the input at all.
@@ -95,8 +105,10 @@ class _Candidates:
                         by_value[value] = _EVERY
         # The inputs whose values tell the jobs apart: at any other (every job holds the same one value, or no job
         # has the input) a submission's value adds the same to every job's count, and the best job stays the best.
+        # Nor do the links: a submission has the jobs' structure, so the same ones, which _telling_counts skips.
         self._telling = [(node, key) for (node, key), present in self._present.items() if key not in VOLATILE_INPUTS
-                         and not (len(present) == len(jobs) and (node, key) not in self._odd and len(self._holders[node][key]) == 1)]
+                         and not (len(present) == len(jobs) and (node, key) not in self._odd and len(self._holders[node][key]) == 1)
+                         and not (len(present) == len(jobs) and all(is_link(v) for _, v in self._odd.get((node, key), [(0, None)])))]
 
     def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
         """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:
@@ -105,22 +117,24 @@ class _Candidates:
             return None
         excluded = [] if decisive is None else [i for i, facts in enumerate(self._facts) if decisive != facts.decisive]
         # The inputs that tell the jobs apart rank them as all their values do.
-        score = self._best(self._telling_counts(workflow), excluded)
-        if score[0] >= 0 and -score[3] in self._errors:
+        best = self._best(self._telling_counts(workflow), excluded)
+        if best is not None and best in self._errors:
             # The best is a failed recording, which replays only its own values: that takes the exact counts.
             shared = self.shared(workflow)
             excluded += [i for i in self._errors if shared[i] != self._facts[i].own_values]
-            score = self._best(shared, excluded)
-        return self.jobs[-score[3]] if score[0] >= 0 else None
+            best = self._best(shared, excluded)
+        return self.jobs[best] if best is not None else None
 
-    def _best(self, shared: Sequence[int], excluded: Sequence[int]) -> tuple[int, int, tuple[int, int, int], int]:
-        """The highest score of a job not ``excluded``, as (finished, shared, rests, -place); finished -1: none."""
+    def _best(self, shared: Sequence[int], excluded: Sequence[int]) -> int | None:
+        """The place of the job not ``excluded`` with the highest score (finished, shared, then the rest of its
+        facts and its place: its rank), None when every job is excluded."""
         finished = self._finished
         if excluded:
             finished = list(finished)
             for i in excluded:
                 finished[i] = -1
-        return max(zip(finished, shared, self._rests, self._places))
+        score = max(zip(finished, shared, self._ranks))
+        return self._by_rank[score[2]] if score[0] >= 0 else None
 
     def shared(self, workflow: Mapping[str, Any]) -> list[int]:
         """For each job, how many of ``workflow``'s widget values (:func:`widget_values`) it has too (:func:`_shared`:
@@ -139,8 +153,9 @@ class _Candidates:
         the jobs apart."""
         counts = [0] * len(self.jobs)
         for node_id, key in self._telling:
-            inputs = _node_inputs(workflow.get(node_id))
-            if key in inputs and not (isinstance(value := inputs[key], list) and is_link(value)):
+            node = workflow.get(node_id)  # (_node_inputs inline)
+            inputs = node.get("inputs") if isinstance(node, dict) else None
+            if isinstance(inputs, dict) and key in inputs and not (isinstance(value := inputs[key], list) and is_link(value)):
                 self._count(counts, node_id, key, value)
         return counts
 

@@ -30,7 +30,7 @@ from .pixels import output_png
 from .pacing import Pacing
 from .planned import as_recorded, is_preview_event, paired, reads_plain
 from .plan import Plan
-from .run_script import RunScript, Starts, script_of
+from .run_script import ENDED, RunScript, Starts, script_of, unseen
 from .sockets import Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
 
@@ -73,7 +73,7 @@ class JobRun:
         self.context = context
         self.item = item
         self.plan = plan
-        self.bindings: dict[str, Any] = dict(binding.values)
+        self.bindings: dict[str, Any] = binding.values  # (the job's own: made for this run, filled in as it goes)
         self.executed: dict[str, None] = {}  # nodes that ran, in order (a dict: looked up per message)
         self.outputs: dict[str, Any] = {}
         self.messages: list[list[Any]] = []  # what history keeps: start, cached, the terminal message
@@ -88,12 +88,11 @@ class JobRun:
         self._recorded_events = job is not None and plan.events is job.ws
         # Sent to nobody: no client_id (no_client_id capture), or one whose socket was gone (more_sessions_0.8/ws_edge).
         # (Looked for from the end, where a run's terminal message is.)
-        self._unseen = (job is not None and job.status in STATUS_OF_TERMINAL.values()
-                        and not any(e.type in TERMINAL for e in reversed(plan.events)))
+        self._unseen = job is not None and job.status in ENDED and unseen(job, plan.events)
         if self._unseen and job is not None:
             self.status = JobState(job.status)  # the recording says how it ended
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
-        self._pending = self._targets([*item.faults, *refusals])
+        self._pending = self._targets([*item.faults, *refusals]) if item.faults or refusals else {}  # (most jobs: none)
         self._png_text: Mapping[str, str] | None = None  # png_metadata's, made on the first save
 
     # ------------------------------------------------------------ the run
@@ -344,7 +343,8 @@ class JobRun:
         # What the cache keeps: the prompt's nodes it held already (ComfyUI drops the rest), and those that ran; on
         # success every node an output needed. A node no output needed is never run, so never newly cached.
         sigs, cache = item.signatures, context.cache
-        done = {*plan.cached, *(item.order if success else self.executed)}
+        ran = item.order if success else self.executed
+        done = {*plan.cached, *ran} if plan.cached else ran
         cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)

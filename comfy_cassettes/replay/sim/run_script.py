@@ -18,6 +18,18 @@ from .state import JobState
 
 _PROGRESS_STATE, _EXECUTING, _EXECUTED = Event.PROGRESS_STATE.value, Event.EXECUTING.value, Event.EXECUTED.value
 _KEPT = HISTORY_TYPES | {_EXECUTED}  # the messages whose rendered data a run keeps (history, outputs)
+ENDED = frozenset(STATUS_OF_TERMINAL.values())  # the statuses a recording ends with, had its stream a terminal message
+
+
+def unseen(job: Job, events: tuple[WsEvent, ...]) -> bool:
+    """Whether a run's stream holds no terminal message (looked for from the end, where it is); kept on the job for
+    its recorded stream, replayed again and again (a Job never changes once loaded)."""
+    if events is not job.ws:
+        return not any(e.type in TERMINAL for e in reversed(events))
+    found: bool | None = job.__dict__.get("_unseen")
+    if found is None:
+        found = job.__dict__["_unseen"] = not any(e.type in TERMINAL for e in reversed(events))
+    return found
 
 
 class Starts:

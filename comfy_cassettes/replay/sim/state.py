@@ -7,14 +7,13 @@ as ComfyUI's queue_updated() does under the queue's lock.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ...comfy.graph import execution_order, signatures
 from ...comfy.protocol import MAXIMUM_HISTORY_SIZE, SENSITIVE_EXTRA_DATA_KEYS, dumps
@@ -45,8 +44,36 @@ _ALLOWED: dict[JobState, frozenset[JobState]] = {
 }
 
 
+T = TypeVar("T")
+_SENSITIVE = frozenset(SENSITIVE_EXTRA_DATA_KEYS)
+
+
 class InvalidTransition(RuntimeError):
     """Raised when a job is moved to a state it cannot reach from where it is (an engine bug, never user input)."""
+
+
+class _kept(Generic[T]):
+    """functools.cached_property without its lock (which 3.11's takes on every first read, one per job for each
+    property): a queue item is read by the loop's thread, or by the one thread it plans in while the worker
+    waits, never by two at once."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _kept[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | _kept[T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)  # found in the instance from now on
+        return value
 
 
 # Execution orders by (graph.structure, outputs): a bounded few, of graphs small enough that their key is cheap to keep.
@@ -74,29 +101,34 @@ class QueueItem:
     shape: str | None = None  # graph.structure(workflow), worked out once at submit
     answered: float | None = None  # time.monotonic() when its POST /prompt answer went out; None: not yet
     extra_data_sent: Any = None  # an extra_data that is no object, listed as sent (0.3.64 queues a list as it is)
+    # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id. Made once: the heap
+    # compares it a few times per push and pop.
+    sort_key: tuple[int | float, str, int] = field(init=False, repr=False)
 
-    @functools.cached_property
+    def __post_init__(self) -> None:
+        self.sort_key = (self.number, self.prompt_id, self.seq)
+
+    @_kept
     def signatures(self) -> dict[str, str]:
         """Each node's cache signature (graph.signatures): asked when the job is planned, named and finished."""
         return signatures(self.workflow, self.shape if len(self.workflow) <= _ORDERS_UP_TO_NODES else None)
 
-    @functools.cached_property
-    def order(self) -> list[str]:
+    @_kept
+    def order(self) -> tuple[str, ...]:
         """The nodes ComfyUI runs for this prompt, in its execution order: a function of its structure and outputs
         alone, so worked out once for the many prompts of one graph (a queue's prompts mostly share a few)."""
         if self.shape is None or len(self.workflow) > _ORDERS_UP_TO_NODES:
-            return execution_order(self.workflow, self.outputs_to_execute)
+            return tuple(execution_order(self.workflow, self.outputs_to_execute))
         key = (self.shape, tuple(self.outputs_to_execute))
         known = _ORDERS.get(key)
         if known is None:
             if len(_ORDERS) >= _ORDERS_KEPT:
                 _ORDERS.pop(next(iter(_ORDERS)))  # the oldest: a few graphs are the common case
             known = _ORDERS[key] = tuple(execution_order(self.workflow, self.outputs_to_execute))
-        return list(known)
+        return known
 
     def __lt__(self, other: QueueItem) -> bool:
-        # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id.
-        return (self.number, self.prompt_id, self.seq) < (other.number, other.prompt_id, other.seq)
+        return self.sort_key < other.sort_key
 
     def move(self, to: JobState) -> None:
         """Change state; refuses a transition ComfyUI cannot make (a finished job never runs again)."""
@@ -132,7 +164,8 @@ class PromptQueue:
         self._unreported = None
 
     def _changed(self) -> None:
-        self.report_taken()  # ComfyUI reported the take as it happened: before any later change (two_clients)
+        if self._unreported is not None:  # (the call spared when there is nothing to report: most changes)
+            self.report_taken()  # ComfyUI reported the take as it happened: before any later change (two_clients)
         if self.on_change is not None:
             self.on_change(self.remaining())
 
@@ -213,8 +246,8 @@ class History:
         # execution.py execute() adds a cached node's ui to ui_outputs only for a client (seen on a live 0.8.0),
         # until emit_cached_output adds it for everyone.
         self.cached_needs_client = cached_needs_client
-        # Each entry's JSON, made on its first request: clients poll /history, an entry never changes once written.
-        self._texts: dict[str, str] = {}
+        # Each entry's item_json, made on its first request: clients poll /history, an entry never changes once written.
+        self._texts: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -234,8 +267,9 @@ class History:
             self._texts.pop(self.entries.popitem(last=False)[0], None)
         self._texts.pop(item.prompt_id, None)
         prompt = item.as_list()
-        if item.extra_data_sent is None:
-            prompt[3] = {k: v for k, v in item.extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
+        extra = item.extra_data  # (no prompt's extra_data changes once queued: shared unless a secret is left out)
+        if item.extra_data_sent is None and not _SENSITIVE.isdisjoint(extra):
+            prompt[3] = {k: v for k, v in extra.items() if k not in _SENSITIVE}
         entry: HistoryEntry = {"prompt": prompt, "outputs": outputs, "status": status, "meta": meta}
         self.entries[item.prompt_id] = entry
         return entry
@@ -254,20 +288,17 @@ class History:
 
     def view_json(self, max_items: int | None = None, offset: int = -1) -> bytes:
         """:meth:`view` as ComfyUI's json.dumps writes it, from each entry's kept JSON."""
-        return self._json(self.view(max_items, offset))
+        return b"{" + b", ".join([self.item_json(prompt_id)[1:-1] for prompt_id in self.view(max_items, offset)]) + b"}"
 
     def item_json(self, prompt_id: str) -> bytes:
-        """:meth:`item` as ComfyUI's json.dumps writes it."""
-        return self._json(self.item(prompt_id))
-
-    def _json(self, entries: dict[str, HistoryEntry]) -> bytes:
-        parts = []
-        for prompt_id, entry in entries.items():
-            text = self._texts.get(prompt_id)
-            if text is None:
-                text = self._texts[prompt_id] = dumps(entry)
-            parts.append(f"{dumps(prompt_id)}: {text}")
-        return ("{" + ", ".join(parts) + "}").encode()
+        """:meth:`item` as ComfyUI's json.dumps writes it (kept: clients poll for it)."""
+        text = self._texts.get(prompt_id)
+        if text is None:
+            entry = self.entries.get(prompt_id)
+            if entry is None:
+                return b"{}"
+            text = self._texts[prompt_id] = f"{{{dumps(prompt_id)}: {dumps(entry)}}}".encode()
+        return text
 
     def delete(self, prompt_ids: Iterable[str]) -> None:
         for prompt_id in prompt_ids:

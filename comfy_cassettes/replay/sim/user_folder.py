@@ -7,10 +7,12 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from ...cassette.model import Interaction
 from ..harness.kept_files import KeptFiles
 
 DEFAULT_USER = "default"  # single-user mode (user_manager.py:47)
@@ -20,11 +22,13 @@ USERS_FILE = "users.json"
 class UserFolder:
     """ComfyUI's user directory, with what it held at start kept so a reset can put it back."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, recorded_ids: Iterable[tuple[str, str]] = ()) -> None:
         self.root = Path(os.path.abspath(root))
         self.root.mkdir(parents=True, exist_ok=True)
         self._kept = KeptFiles(self.root, *self._snapshot())
         self.users: dict[str, str] = {DEFAULT_USER: DEFAULT_USER}
+        # (name, id) each POST /users of the recordings answered, in order: the ids a replay hands out again
+        self._recorded_ids = list(recorded_ids)
 
     def _snapshot(self) -> tuple[dict[str, bytes], list[str]]:
         """Every file under the root (relative POSIX path -> its bytes) and every folder."""
@@ -86,8 +90,25 @@ class UserFolder:
         name = name.strip()
         if not name:
             raise ValueError("username not provided")
-        user_id = re.sub("[^a-zA-Z0-9-_]+", "-", name) + "_" + str(uuid.uuid4())
+        # The id ends in a random UUID; a recording's answer for this name, not handed out yet, is the replay's.
+        recorded = (known for recorded_name, known in self._recorded_ids if recorded_name == name and known not in self.users)
+        user_id = next(recorded, None) or re.sub("[^a-zA-Z0-9-_]+", "-", name) + "_" + str(uuid.uuid4())
         self.users[user_id] = name
         with open(self.root / USERS_FILE, "w") as f:
             json.dump(self.users, f)
         return user_id
+
+
+def recorded_user_ids(interactions: Iterable[Interaction]) -> list[tuple[str, str]]:
+    """(name, id) of each recorded POST /users that made a user: its body's stripped username, the id it answered."""
+    found = []
+    for item in interactions:
+        if item.method != "POST" or item.path.rstrip("/") not in ("/users", "/api/users") or item.status != 200:
+            continue
+        try:
+            sent, answered = json.loads(item.request_body or ""), json.loads(item.body)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(sent, dict) and isinstance(sent.get("username"), str) and isinstance(answered, str):
+            found.append((sent["username"].strip(), answered))
+    return found

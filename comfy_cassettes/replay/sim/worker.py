@@ -56,6 +56,7 @@ class Worker:
 
     def start(self) -> None:
         if self._task is None:
+            self.namer.settle_on(asyncio.get_running_loop())  # names a pass's jobs with one look at each folder
             self._task = asyncio.create_task(self._work(), name="comfy-cassettes-worker")
 
     async def stop(self) -> JobRun | None:
