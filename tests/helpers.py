@@ -532,6 +532,10 @@ class Outcome:
     http: list[tuple[str, dict[str, Any], httpx.Response | None]] = field(default_factory=list)
     captured_ws: dict[int, list[str | bytes]] = field(default_factory=dict)
     replayed_ws: dict[int, list[str | bytes]] = field(default_factory=dict)
+    # When each replayed frame arrived and each request went out (the event loop's clock), next to the capture's
+    # send time: a CPU-starved client sends late, and what a server sent meanwhile legitimately precedes its echo.
+    replayed_at: dict[int, list[float]] = field(default_factory=dict)
+    sent: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _steps(har: dict[str, Any]) -> tuple[list[Step], dict[int, list[str | bytes]]]:
@@ -588,6 +592,7 @@ async def replay_session(scenario: str, base_url: str, *, sync_timeout: float = 
         try:
             async for message in ws:
                 outcome.replayed_ws[index].append(message)
+                outcome.replayed_at[index].append(asyncio.get_running_loop().time())
         except websockets.ConnectionClosed:
             pass
 
@@ -603,7 +608,7 @@ async def replay_session(scenario: str, base_url: str, *, sync_timeout: float = 
             await wait_for(step.received_before)
             if step.kind == "ws_open":
                 url = urlsplit(step.entry["request"]["url"])
-                outcome.replayed_ws[step.socket] = []
+                outcome.replayed_ws[step.socket], outcome.replayed_at[step.socket] = [], []
                 ws = await websockets.connect(f"{ws_base}{url.path}{'?' + url.query if url.query else ''}", max_size=None)
                 sockets[step.socket] = ws
                 readers[step.socket] = asyncio.create_task(read(step.socket, ws))
@@ -626,6 +631,7 @@ async def replay_session(scenario: str, base_url: str, *, sync_timeout: float = 
                     # (a capture that left Host out sent its URL's, as every HTTP client does)
                     headers["Host"] = next((h["value"] for h in request["headers"] if h["name"].lower() == "host"), url.netloc)
                 path = url.path + ("?" + url.query if url.query else "")
+                outcome.sent.append((step.t, asyncio.get_running_loop().time()))
                 response = await client.request(request["method"], path, content=body, headers=headers)
                 captured_json = _json(step.entry["response"]["content"].get("text"))
                 if "/history/" in path and captured_json and response.json() == {}:

@@ -37,3 +37,16 @@ def test_a_socket_needs_the_same_messages_in_the_same_order() -> None:
     assert comparer.problems == []
     comparer.compare_socket("0", captured, [same[0], same[2], same[1]])
     assert comparer.problems and "message types differ" in comparer.problems[0]
+
+
+def test_a_status_may_follow_frames_sent_before_a_late_client_asked_for_it() -> None:
+    frame = lambda kind, **data: json.dumps({"type": kind, "data": data})  # noqa: E731
+    captured = [(0.0, frame("execution_start", prompt_id=PID)), (0.1, frame("status", queue_remaining=2)),
+                (0.3, frame("executing", node=None, prompt_id=PID))]
+    ours = [captured[0][1], captured[2][1], captured[1][1]]
+    seen: list[tuple[float, range]] = []
+    for late, problems in ((True, 0), (False, 1)):
+        comparer = ValueComparer()
+        comparer.compare_socket("0", captured, ours, lambda at, crossed: seen.append((at, crossed)) is None and late)
+        assert len(comparer.problems) == problems
+    assert seen[0] == (0.1, range(1, 2))

@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+# Whether our client sent the request behind a status broadcast (the real one sent at the given capture time) only
+# after the server was due to send the given non-status frames (indices among the socket's non-status frames).
+ClientLate = Callable[[float, range], bool]
 
 VOLATILE = re.compile(
     r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}|.*\.(png|jpg|jpeg|webp)"
@@ -97,16 +101,18 @@ class ValueComparer:
         elif self.sub(rec) != got:
             self.problems.append(f"{path}: {got[:80]!r} != {rec[:80]!r}")
 
-    def compare_socket(self, name: str, captured: list[tuple[float, str | bytes]], replayed: list[str | bytes]) -> None:
+    def compare_socket(self, name: str, captured: list[tuple[float, str | bytes]], replayed: list[str | bytes],
+                       client_late: ClientLate | None = None) -> None:
         """One socket's frames: the same message types in the same order (status broadcasts may trade places
-        with frames the real server sent within STATUS_SLACK of them), then each text frame by value."""
-        rec_types, got_types = [_kind(f) for _, f in captured], [_kind(f) for f in replayed]
-        rec_types, got_types = _status_aligned([t for t, _ in captured], rec_types, got_types)
+        with frames the real server sent within STATUS_SLACK of them, or that a late client's request let the
+        server send first: see ``client_late``), then each text frame by value."""
+        rec_types, got_types = [frame_kind(f) for _, f in captured], [frame_kind(f) for f in replayed]
+        rec_types, got_types = _status_aligned([t for t, _ in captured], rec_types, got_types, client_late)
         if rec_types != got_types:
             self.problems.append(f"ws {name}: message types differ:\n   real  {rec_types}\n   ours  {got_types}")
             return
-        statuses = lambda frames: [f for f in frames if _kind(f) == "status"]  # noqa: E731
-        others = lambda frames: [f for f in frames if _kind(f) != "status"]  # noqa: E731
+        statuses = lambda frames: [f for f in frames if frame_kind(f) == "status"]  # noqa: E731
+        others = lambda frames: [f for f in frames if frame_kind(f) != "status"]  # noqa: E731
         frames = [f for _, f in captured]
         for rec, got in [*zip(statuses(frames), statuses(replayed)), *zip(others(frames), others(replayed))]:
             if isinstance(rec, str) and isinstance(got, str):
@@ -114,13 +120,15 @@ class ValueComparer:
                 self.compare(parsed, json.loads(got), f"ws {name} {parsed['type']}")
 
 
-def _kind(frame: str | bytes) -> str:
+def frame_kind(frame: str | bytes) -> str:
     return "binary" if isinstance(frame, bytes) else str(json.loads(frame).get("type"))
 
 
-def _status_aligned(times: list[float], rec_types: list[str], got_types: list[str]) -> tuple[list[str], list[str]]:
+def _status_aligned(times: list[float], rec_types: list[str], got_types: list[str],
+                    client_late: ClientLate | None = None) -> tuple[list[str], list[str]]:
     """Move each of our status frames to the real one's position when only frames the real server sent within
-    STATUS_SLACK seconds of that status lie between the two positions; returns (rec_types, ours reordered)."""
+    STATUS_SLACK seconds of that status lie between the two positions, or when ours comes later only because our
+    client sent the request behind it after those frames were due; returns (rec_types, ours reordered)."""
     if [t for t in rec_types if t != "status"] != [t for t in got_types if t != "status"] or rec_types.count("status") != got_types.count("status"):
         return rec_types, got_types
 
@@ -136,6 +144,8 @@ def _status_aligned(times: list[float], rec_types: list[str], got_types: list[st
     non_status_t = [t for t, kind in zip(times, rec_types) if kind != "status"]
     status_t = [t for t, kind in zip(times, rec_types) if kind == "status"]
     for k, (a, b) in enumerate(zip(positions(rec_types), positions(got_types))):
-        if a != b and any(abs(non_status_t[i] - status_t[k]) > STATUS_SLACK for i in range(min(a, b), max(a, b))):
+        crossed = range(min(a, b), max(a, b))
+        if any(abs(non_status_t[i] - status_t[k]) > STATUS_SLACK for i in crossed) and not (
+                b > a and client_late is not None and client_late(status_t[k], crossed)):
             return rec_types, got_types
     return rec_types, list(rec_types)
