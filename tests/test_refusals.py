@@ -4,11 +4,16 @@ when a test fails. Driven through a real server on 127.0.0.1 and a user's suite 
 
 from __future__ import annotations
 
+import re
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 import httpx
 import pytest
 
 from comfy_cassettes import ReplayControl
+from comfy_cassettes.console import QUEUE_LIMIT
 from comfy_cassettes.replay.harness.journal import ANSWER_KEPT, ANSWERS_KEPT, Journal
 from comfy_cassettes.replay.server import ReplayServer
 from helpers import bundled
@@ -19,6 +24,8 @@ REFUSED = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": "red"}},
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}},
 }
+# How a logged refusal past a kilobyte ends: the 100,000-character class_type's line, cut short.
+CUT = re.compile(r"\.\.\. \(100,\d{3} characters\)$")
 ACCEPTED = {**REFUSED, "1": {**REFUSED["1"], "inputs": {**REFUSED["1"]["inputs"], "color": 0}}}
 
 
@@ -174,3 +181,41 @@ def test_serve_logs_a_refused_prompt_on_one_line_as_comfyui_does() -> None:
                       "'Prompt outputs failed validation', 'details': '', 'extra_info': {}} (node errors: * EmptyImage 1: "
                       "  - Failed to convert an input value to a INT value: color, red, invalid literal for int() with "
                       "base 10: 'red')"], output
+
+
+def test_serve_answers_on_while_nobody_reads_its_console() -> None:
+    # A harness that pipes serve's output and never reads it (Node's spawn, Ruby's Open3): the pipe's 64 KiB fill,
+    # the console's writer thread waits, later lines are dropped, and every request is still answered. Each
+    # refusal's line is cut to about a kilobyte; 400 of them are more than the pipe and the queue hold.
+    process, url = start_serve(str(bundled("basic_save")), "--timing", "instant")
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.extend(process.stdout or []), daemon=True)
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            for n in range(QUEUE_LIMIT + 150):
+                assert http.post("/prompt", json={"prompt": {"1": {"class_type": f"{n:05d}" + "x" * 2000}}}).status_code == 400
+            assert http.post("/prompt", json={"prompt": ACCEPTED}).status_code == 200
+            reader.start()
+            # Once the console is read again, the next line says how many were dropped; a huge one is cut short.
+            # (What the pipe and queue hold is written in milliseconds once read; 30 s is for a machine under load.)
+            deadline = time.monotonic() + 30
+            while not any(CUT.search(line) for line in read) and time.monotonic() < deadline:
+                assert http.post("/prompt", json={"prompt": {"1": {"class_type": "y" * 100_000}}}).status_code == 400
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:  # (a server stuck writing to the pipe does not stop on SIGTERM)
+            process.kill()
+            process.wait()
+        if reader.ident is not None:
+            reader.join(5)
+        if process.stdout is not None:
+            process.stdout.close()
+    dropped = [line for line in read if "log lines dropped" in line]
+    assert dropped and int(dropped[0].split()[1]) > 0, read[-5:]
+    huge = next(line.rstrip() for line in read if "y" * 100 in line)
+    assert len(huge) < 1100 and CUT.search(huge), huge[-80:]
+    # (the lines written before the pipe filled came in order, the first refusal first)
+    assert "00000x" in next(line for line in read if "invalid prompt" in line)

@@ -10,6 +10,9 @@ from typing import Any, TypeGuard
 # The 400s post_prompt answers without logging: those its validation did not give (a body without "prompt"; in
 # the versions that check it, a prompt_id that is no UUID).
 SILENT_REFUSALS = ("no_prompt", "invalid_prompt_id")
+# A logged refusal keeps this many characters: enough for the error and the first node errors, and a console (or a
+# pipe a test harness reads late) is not flooded by a prompt that echoes a huge value back.
+LOG_LINE_LIMIT = 1000
 
 
 def is_refusal(answer: Any) -> TypeGuard[dict[str, Any]]:
@@ -43,8 +46,9 @@ def node_error_lines(node_errors: Mapping[str, Any]) -> list[str]:
 def log_line(answer: Any) -> str | None:
     """What a console logs of a refused prompt, on one line: server.py's ``invalid prompt: {error}`` (the dict as
     Python prints it) and then, as execution.py logs them before it, the node errors; None for a 400 ComfyUI does
-    not log."""
+    not log. A line past LOG_LINE_LIMIT characters (a 100 KB class_type) keeps its start and says how long it was."""
     if not is_refusal(answer) or answer["error"].get("type") in SILENT_REFUSALS:
         return None
     node_errors = node_error_lines(answer["node_errors"])
-    return f"invalid prompt: {answer['error']}" + (f" (node errors: {' '.join(node_errors)})" if node_errors else "")
+    line = f"invalid prompt: {answer['error']}" + (f" (node errors: {' '.join(node_errors)})" if node_errors else "")
+    return line if len(line) <= LOG_LINE_LIMIT else f"{line[:LOG_LINE_LIMIT]}... ({len(line):,} characters)"

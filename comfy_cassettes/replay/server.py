@@ -18,6 +18,7 @@ import uvicorn
 import uvicorn.config
 import uvicorn.logging
 
+from ..console import drain as drain_console, unblock as unblock_console
 from ..cassette import load as cassette_io
 from ..errors import ConfigError
 from ..listening import bind_socket
@@ -35,15 +36,17 @@ FULL_COLLECTION_THRESHOLD = 100
 def log_to_console(level: str | int | None) -> None:
     """The replay's own log lines (a refused prompt's ``invalid prompt: ...``, as ComfyUI logs it) on the console
     beside uvicorn's, in its format and at the same level (``serve --log-level``). Only ``serve`` does this: under
-    pytest they go to the root logger, which the test's report shows."""
+    pytest they go to the root logger, which the test's report shows. Every console line, uvicorn's too, is
+    written by a thread of its own (console.py): a pipe nobody reads must never stop the event loop."""
     logger = logging.getLogger("comfy_cassettes")
-    if logger.handlers:  # a second run() in one process
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(uvicorn.logging.DefaultFormatter("%(levelprefix)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(uvicorn.config.LOG_LEVELS.get(level, logging.WARNING) if isinstance(level, str) else level or logging.WARNING)
-    logger.propagate = False
+    if not logger.handlers:  # (a second run() in one process has it already)
+        handler = logging.StreamHandler()
+        handler.setFormatter(uvicorn.logging.DefaultFormatter("%(levelprefix)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(uvicorn.config.LOG_LEVELS.get(level, logging.WARNING) if isinstance(level, str) else level or logging.WARNING)
+        logger.propagate = False
+    for name in ("comfy_cassettes", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        unblock_console(logging.getLogger(name))
 
 
 def build_engine(config: ReplayConfig) -> ReplayEngine:
@@ -109,6 +112,7 @@ class ReplayServer:
             self._finished.set()
             self.socket.close()
             self.engine.remove_owned_dirs()
+            drain_console()
         if self._ready_error is not None:
             raise self._ready_error
 
