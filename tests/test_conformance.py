@@ -18,10 +18,10 @@ from helpers import (
 from value_compare import ClientLate, ValueComparer, frame_kind
 
 # Every session replays with its recorded timing, sped up to keep CI short; an interrupt inside the sampler needs
-# the steps slower than that to land where the capture's did, and so does one sent after five requests that a
-# loaded machine may answer slowly (prompt_edge).
+# the steps slower than that to land where the capture's did, and more_sessions_0.8/prompt_edge's eight POSTs must
+# land inside the holder's first node (0.23 s recorded), which a loaded machine missed at twice the speed.
 SPEED = 8.0
-SLOWER = {"txt2img_interrupt": 4.0, "prompt_edge": 2.0}
+SLOWER = {"txt2img_interrupt": 4.0, "prompt_edge": 1.0}
 ALL = SCENARIOS + SCENARIOS_08 + SCENARIOS_MORE_08 + SCENARIOS_MORE_03
 
 

@@ -3,6 +3,7 @@ its ``out.<node>.<i>.*`` placeholders take (templating fills them in)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,12 @@ class ImageSlot(Protocol):
 def out_name(node: str, index: int, part: str = "filename") -> str:
     """The placeholder name of one output image's ``filename`` or ``subfolder``."""
     return f"out.{node}.{index}.{part}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _out_keys(node: str, index: int) -> tuple[str, str]:
+    """One output image's two placeholder names, made once: every job of a graph names the same outputs."""
+    return out_name(node, index), out_name(node, index, "subfolder")
 
 
 @dataclass
@@ -84,8 +91,9 @@ def bind_job(
             refused[node] = str(refusal)
             continue
         for slot, filename in zip(slots, filenames):
-            values[out_name(node, slot.index)] = filename
-            values[out_name(node, slot.index, "subfolder")] = subfolder
+            name_key, subfolder_key = _out_keys(node, slot.index)
+            values[name_key] = filename
+            values[subfolder_key] = subfolder
     return JobBinding(values, refused)
 
 

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from .answers import Handler
 
 _API = "api"  # ComfyUI's alias prefix: the second segment tells routes apart
+_RESOLVED_KEPT = 512  # parameterless paths resolved kept (the page's files, the API's fixed routes)
 _COUNTS_KEPT = 16  # candidates are kept per path length up to this many parts (longer paths: one list)
 _BARE_APP = f"{request_response.__qualname__}.<locals>.app"  # the app Route makes of a function, with no middleware
 
@@ -119,6 +120,8 @@ class IndexedRouter(Router):
         self._known_api = {start[1] for start, _ in self._starts if len(start) > 1 and start[0] == _API}
         self._candidates: dict[tuple[tuple[str, ...], int | None], list[BaseRoute]] = {}
         self._plain = {id(route): _Plain.of(route) for route in self.routes}
+        # (path, method) -> route, endpoint, handler: resolved requests whose route takes no path parameters.
+        self._resolved: dict[tuple[str, str], tuple[BaseRoute, Any, Handler | None]] = {}
 
     def candidates(self, path: str, count: int | None = None) -> list[BaseRoute]:
         """The routes that could match ``path``, in the router's order (cached per known first segments); with
@@ -142,7 +145,21 @@ class IndexedRouter(Router):
     def resolve(self, scope: Scope) -> tuple[BaseRoute | None, Scope, Handler | None]:
         """The route Starlette's Router would hand ``scope`` to (the first full match, else the first route for the
         path but not the method: its 405; None: no route), the scope entries it adds, and the handler function to
-        await directly when Starlette would only wrap it."""
+        await directly when Starlette would only wrap it. An HTTP path resolved to a route without path parameters
+        is answered from :attr:`_resolved` the next time (a function of the path and method alone there)."""
+        key = None
+        if scope["type"] == "http" and not scope.get("root_path") and not scope.get("path_params"):
+            key = (scope["path"], scope["method"])
+            known = self._resolved.get(key)
+            if known is not None:
+                return known[0], {"endpoint": known[1], "path_params": {}}, known[2]
+        route, child_scope, handler = found = self._resolve(scope)
+        if (key is not None and route is not None and len(self._resolved) < _RESOLVED_KEPT
+                and child_scope.keys() == {"endpoint", "path_params"} and not child_scope["path_params"]):
+            self._resolved[key] = (route, child_scope["endpoint"], handler)
+        return found
+
+    def _resolve(self, scope: Scope) -> tuple[BaseRoute | None, Scope, Handler | None]:
         partial: tuple[BaseRoute, Scope] | None = None
         path = scope["path"]
         parts = path.split("/") if scope["type"] == "http" and not scope.get("root_path") else None  # else: the regex
