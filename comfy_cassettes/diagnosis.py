@@ -10,11 +10,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .comfy.refusals import is_refusal, node_error_lines, refusal_message
+from .comfy.routes import aliases
 
 SHOWN = 10  # error answers a report lists (the journal has them all)
 TEXT_SHOWN = 500  # characters shown of a body that is not ComfyUI's refusal
 DIFFERENCES_SHOWN = 6  # differences shown from the closest recorded prompt
-PROMPT_PATHS = ("/prompt", "/api/prompt")
+PROMPT_PATHS = aliases("/prompt")
 
 
 def errors_report(entries: Iterable[Mapping[str, Any]], recorded: Sequence[tuple[str, Any]] = (), *,

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ...cassette.model import Interaction
+from ...comfy.routes import is_route
 from ..harness.kept_files import KeptFiles
 
 DEFAULT_USER = "default"  # single-user mode (user_manager.py:47)
@@ -103,7 +104,7 @@ def recorded_user_ids(interactions: Iterable[Interaction]) -> list[tuple[str, st
     """(name, id) of each recorded POST /users that made a user: its body's stripped username, the id it answered."""
     found = []
     for item in interactions:
-        if item.method != "POST" or item.path.rstrip("/") not in ("/users", "/api/users") or item.status != 200:
+        if item.method != "POST" or not is_route(item.path, "/users") or item.status != 200:
             continue
         try:
             sent, answered = json.loads(item.request_body or ""), json.loads(item.body)
