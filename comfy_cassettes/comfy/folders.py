@@ -117,9 +117,10 @@ class OutputNamer:
             self._next.clear()
             self._checked.clear()
 
-    def wrote(self, path: str | Path, before: int | None) -> None:
-        """The replay created ``path``; ``before``: its folder's mtime_ns just before (None: the folder was new).
-        A listing that was current then stays current with the new name, so the next name needs no rescan."""
+    def wrote(self, path: str | Path, before: int | None = None) -> None:
+        """The replay created ``path``; ``before``: its folder's mtime_ns just before (-1: the folder was new; None:
+        not looked at, so a listing found current in this loop callback (settle_on) is taken as current then). A
+        listing that was current then stays current with the new name, so the next name needs no rescan."""
         head, name = os.path.split(path)
         folder = _absolute_folder(head) if name not in ("", ".", "..") else None  # (a file's name: abspath keeps it)
         if folder is None:
@@ -130,7 +131,11 @@ class OutputNamer:
             return
         with self._lock:
             listing = self._listings.get(folder)
-            if listing is not None and listing.mtime == before:
+            if before is None:
+                current = folder in self._checked and self._loop is not None and threading.get_ident() == self._loop_thread
+            else:
+                current = listing is not None and listing.mtime == before
+            if listing is not None and current:
                 listing.add(name, after)
             else:
                 self._checked.discard(folder)  # someone else changed it meanwhile: look again
