@@ -226,3 +226,29 @@ def test_the_comfy_handle_works_beside_a_tests_http_mocks_and_stays_out_of_its_c
     pytester.runpytest_subprocess().assert_outcomes(passed=2)
     pytester.runpytest_subprocess("--record-mode=new_episodes").assert_outcomes(passed=2)
     assert cassette.read_text() == before
+
+
+BLOCKED_NETWORK = '''
+import httpx
+import pytest
+
+GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16744448}},
+         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the socket httpcore leaves to the guard
+def test_the_handle_passes_the_guard_the_code_under_test_does_not(comfy):
+    comfy.fail("/system_stats", 503)
+    assert comfy.run(GRAPH)["status"]["completed"]
+    with pytest.raises(RuntimeError, match="Network is disabled"):
+        httpx.get(comfy.url + "/system_stats")
+    assert comfy.count(path="/system_stats") == 0
+'''
+
+
+def test_the_handle_reaches_its_server_under_block_network(pytester: pytest.Pytester) -> None:
+    # pytest-recording's --block-network guards the code under test; the handle's own calls (reset, fail, run...) go
+    # to the server the plugin started, as the docs promise, without --allowed-hosts.
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(test_blocked=BLOCKED_NETWORK)
+    pytester.runpytest_subprocess("--block-network").assert_outcomes(passed=1)
