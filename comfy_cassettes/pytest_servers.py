@@ -21,7 +21,7 @@ from .diagnosis import PROMPT_PATHS, errors_report
 from .comfy.profiles import profile
 from .errors import ConfigError
 from .pytest_names import DEFAULT_ENV_VAR, HANDLES, MARKER, option_dest
-from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
+from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig, is_loopback
 from .replay.harness.kept_files import empty
 from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
 
@@ -215,6 +215,10 @@ class ComfyServers:
         if key not in self._running:
             self._running[key] = self._start(key)
         return self._running[key]
+
+    def serves(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` reaches one of these servers (they listen on 127.0.0.1, which loopback names reach)."""
+        return is_loopback(host) and any(handle.server.port == port for handle in self._running.values())
 
     def _start(self, key: ServerKey) -> ComfyHandle:
         from .replay.config import ReplayConfig
