@@ -159,6 +159,25 @@ def test_bad_ini_values_are_usage_errors_too(pytester: pytest.Pytester, ini: str
     assert line.startswith("ERROR: comfy-cassettes: ") and option in line
 
 
+def test_a_cassette_folder_whose_cassettes_sit_one_level_down_names_the_setting_and_them(pytester: pytest.Pytester) -> None:
+    # pytest-recording keeps cassettes in cassettes/<module>/<test>.yaml, so `comfy_cassettes = tests/cassettes` is the
+    # first thing a user writes: the error names the ini key that set the folder and the subfolders to name instead.
+    for below in ("test_payments/test_charge.yaml", "comfy/render.yaml"):
+        (pytester.path / "tests" / "cassettes" / below).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / "tests" / "cassettes" / below).write_text("version: 1\ninteractions: []\n")
+    pytester.makeini(SUITE_INI + "comfy_cassettes = tests/cassettes\n")
+    pytester.makepyfile("def test_one(comfy):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = [line for line in result.errlines if line.strip()]
+    folder = pytester.path / "tests" / "cassettes"
+    assert line == (f"ERROR: comfy-cassettes: comfy_cassettes {folder}: folder holds no *.yaml cassette of its own "
+                    "(subfolders are not searched; name the one to replay: comfy, test_payments hold *.yaml)")
+    served = subprocess.run([sys.executable, "-m", "comfy_cassettes", "serve", str(folder), "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert served.returncode == 1 and served.stderr == line.replace("ERROR: comfy-cassettes: comfy_cassettes ", "error: ") + "\n"
+
+
 WITHOUT_RECORDING = '''
 import httpx
 import pytest
