@@ -329,8 +329,7 @@ class JobRun:
             self.bindings["now_ms"] = _now_ms()
             recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
-        success = self.status is JobState.SUCCESS
-        outputs = self.outputs
+        success, outputs = self.status is JobState.SUCCESS, self.outputs
         meta: dict[str, Any] = {}
         if success:
             # The recorded outputs are taken only when the run saw none (its own are the replay's files).
@@ -347,6 +346,7 @@ class JobRun:
         ran = item.order if success else self.executed
         done = {*plan.cached, *ran} if plan.cached else ran
         cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
+        context.running.last_node = None  # execution.py execute_async: a client joining the next job is told no stale node
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)
             context.sockets.emit(item.client_id, _EXECUTING, executing(None, item.prompt_id))
