@@ -14,8 +14,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ...cassette.model import Cassette, Job
 from ...comfy import profiles
@@ -29,24 +30,22 @@ from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
-from . import plan as planning
-from .admission import Admission
 from .asset_store import Assets
 from .catalogue import Catalogue
-from .enrichment import OutputEnricher
-from .foreign_extra import queue_as_sent
 from .inputs import InputFiles
 from .interactions import InteractionIndex
-from .job_files import JobFiles
 from .outputs import OutputFiles
 from .recorded_inputs import RecordedInputs
 from .reply import Reply as Reply  # the handlers take it from here
 from .pacing import Pacing
-from .run import RunContext
 from .sockets import Client, Close, Send, Sockets
-from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
+from .state import STOP_TIMEOUT, History, JobState, NodeCache, PromptQueue, QueueItem, Running
 from .user_folder import UserFolder, recorded_user_ids
-from .worker import STOP_TIMEOUT, Worker
+
+if TYPE_CHECKING:
+    from .admission import Admission
+    from .plan import JobIndex
+    from .worker import Worker
 
 
 class Resettable(Protocol):
@@ -66,7 +65,6 @@ class ReplayEngine:
         self.profile = profiles.profile(config.comfyui_version or self.recorded_version)  # the ComfyUI version to be
         self.features = self.profile.feature_flags(assets=config.assets)
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
-        self.index = planning.JobIndex(self.jobs)
         self._owned_dirs: list[Path] = []
         self.roots = FileRoots(
             output=self._dir(config.output_dir, "output"),
@@ -86,10 +84,10 @@ class ReplayEngine:
         self.catalogue = Catalogue(self.interactions, self.base, self.jobs, config, self.profile, self.recorded_version,
                                    input_folder=self.roots.input)
         self.sockets = Sockets(self.features)
-        self.admission = Admission(self.catalogue, self.index, self.inputs, self.profile)
         self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine runs on, once started
+        self._serving = False  # between start() and stop(): a worker built now starts at once
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
@@ -101,16 +99,55 @@ class ReplayEngine:
         self.running = Running()
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
-        enricher = OutputEnricher(self.files, self.assets) if self.profile.output_metadata else None
-        job_files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
         self.pacing = Pacing(config.timing, config.speed, backlog=self.queue.remaining)
-        context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
-                             files=job_files, pacing=self.pacing, running=self.running, recorded_history=self.index.rendered_history)
-        self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none",
-                             per_prompt_previews=self.profile.preview_method_per_prompt)
         self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
         self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
+
+    # ------------------------------------------------------------ the job side, built on first use
+    # Matching, validation and the run are only needed once a prompt comes: `serve` answers its first request
+    # without importing or building them (they were a sixth of its start-up). The first prompt pays once.
+
+    @cached_property
+    def index(self) -> JobIndex:
+        """The recorded jobs grouped for matching a submission."""
+        from .plan import JobIndex
+
+        return JobIndex(self.jobs)
+
+    @cached_property
+    def admission(self) -> Admission:
+        """What judges a submitted graph."""
+        from .admission import Admission
+
+        return Admission(self.catalogue, self.index, self.inputs, self.profile)
+
+    @cached_property
+    def worker(self) -> Worker:
+        """The prompt worker, working from the moment it is built if the engine serves."""
+        from .enrichment import OutputEnricher
+        from .job_files import JobFiles
+        from .run import RunContext
+        from .worker import Worker
+
+        config, profile = self.config, self.profile
+        enricher = OutputEnricher(self.files, self.assets) if profile.output_metadata else None
+        files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
+        context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
+                             files=files, pacing=self.pacing, running=self.running, recorded_history=self.index.rendered_history)
+        worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none",
+                        per_prompt_previews=profile.preview_method_per_prompt)
+        if self._serving and self.loop is not None:
+            if asyncio._get_running_loop() is self.loop:
+                worker.start()
+            else:  # a test reaching in from its own thread
+                self.loop.call_soon_threadsafe(worker.start)
+        return worker
+
+    @property
+    def _built_worker(self) -> Worker | None:
+        """The worker if a prompt needed one (else nothing to start, stop or wait for)."""
+        return cast("Worker | None", self.__dict__.get("worker"))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -145,14 +182,18 @@ class ReplayEngine:
     async def start(self) -> None:
         """Start the worker that executes queued prompts and the publisher that sends /ws messages."""
         self.loop = asyncio.get_running_loop()
-        self.worker.start()
+        self._serving = True
+        if (worker := self._built_worker) is not None:
+            worker.start()
         if not any(t.get_name() == "comfy-cassettes-publisher" for t in self._tasks):
             self.spawn(self.sockets.publish()).set_name("comfy-cassettes-publisher")
 
     async def stop(self) -> None:
         """Stop the worker, the sockets' writers and every background task, and remove the folders this engine
         created. Bounded: a task that does not end within STOP_TIMEOUT of its cancel is left behind."""
-        await self.worker.stop()
+        self._serving = False
+        if (worker := self._built_worker) is not None:
+            await worker.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -174,7 +215,8 @@ class ReplayEngine:
 
         A request still held by a delay fault is let go first and answered from the state its test left (the file
         it asks for still there), then forgotten with that test's journal: it never lands in the next test's."""
-        if not self.worker.idle and (cut := await self.worker.stop()) is not None:  # an idle worker is kept as it is
+        worker = self._built_worker
+        if worker is not None and not worker.idle and (cut := await worker.stop()) is not None:  # an idle worker is kept
             cut.end_by_reset()
         self.faults.reset()
         await self.journal.settle()
@@ -195,7 +237,8 @@ class ReplayEngine:
     async def restart(self) -> None:
         """What a restarted ComfyUI forgets: queue, history, caches, the counter (a ``down`` fault with
         ``restart``). Faults, holds and the journal are the test's and stay; ids never repeat."""
-        await self.worker.stop()
+        if (worker := self._built_worker) is not None:
+            await worker.stop()
         self._forget()
         await self.start()
 
@@ -241,6 +284,8 @@ class ReplayEngine:
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
         if foreign and body["extra_data"] is not None:
+            from .foreign_extra import queue_as_sent  # (rare: only an extra_data that is no object)
+
             queue_as_sent(item, body["extra_data"], self.catalogue.object_info())
         self.queue.put(item)
         self.worker.wake()
