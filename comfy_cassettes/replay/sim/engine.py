@@ -31,6 +31,7 @@ from ..harness.faults import Faults
 from ..harness.journal import Journal
 from . import plan as planning
 from .admission import Admission
+from .answer_hold import AnswerHold
 from .asset_store import Assets
 from .catalogue import Catalogue
 from .enrichment import OutputEnricher
@@ -108,7 +109,8 @@ class ReplayEngine:
                              files=job_files, pacing=self.pacing, running=self.running, recorded_history=self.index.rendered_history)
         self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none",
                              per_prompt_previews=self.profile.preview_method_per_prompt)
-        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
+        self.answer_hold = AnswerHold(self.index, self.pacing)
+        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files, self.answer_hold]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
         self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
 
@@ -206,7 +208,23 @@ class ReplayEngine:
     # ------------------------------------------------------------ POST /prompt
 
     def submit(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
-        """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt) of the profile's version."""
+        """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt) of the profile's version, at
+        once (:meth:`submit_held` keeps its recorded validation time)."""
+        accepted = self._accept(raw, headers)
+        return accepted if isinstance(accepted, Reply) else self._queue(*accepted)
+
+    async def submit_held(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
+        """:meth:`submit`, the prompt queued (its ``status`` sent, its answer made) as long after the request as
+        its recording's took, behind the prompts that came before it (``answer_hold.active``)."""
+        accepted = self._accept(raw, headers)
+        if isinstance(accepted, Reply):
+            return accepted
+        item = accepted[0]
+        item.held = self.answer_hold.seconds(item.workflow, item.shape)
+        return await self.answer_hold.after(item.held, lambda: self._queue(*accepted))
+
+    def _accept(self, raw: bytes, headers: Mapping[str, str] | None) -> Reply | tuple[QueueItem, dict[str, Any]]:
+        """The prompt's queue item and node errors, or the refusal to answer with."""
         try:
             body = request_json(raw, (headers or {}).get("content-type"))
         except (ValueError, LookupError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -242,9 +260,13 @@ class ReplayEngine:
             item.faults = self.faults.for_job(workflow)
         if foreign and body["extra_data"] is not None:
             queue_as_sent(item, body["extra_data"], self.catalogue.object_info())
+        return item, node_errors
+
+    def _queue(self, item: QueueItem, node_errors: dict[str, Any]) -> Reply:
+        """Put an accepted prompt in the queue (ComfyUI's ``status`` goes out) and make its answer."""
         self.queue.put(item)
         self.worker.wake()
-        answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
+        answer = Reply.json_text(accepted_json(item.prompt_id, item.number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
