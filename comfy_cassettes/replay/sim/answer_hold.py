@@ -6,11 +6,15 @@ messages went out first). Timings that keep recorded delays hold each accepted p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ...cassette.model import Job
 from .pacing import Pacing
-from .plan import JobIndex
+from .state import QueueItem
+
+if TYPE_CHECKING:
+    from .plan import JobIndex
 
 T = TypeVar("T")
 
@@ -20,10 +24,10 @@ class AnswerHold:
     validates without letting the event loop run another, so prompts are queued one after the other, in the order
     they came, each its validation time after the one before (or after it came, when later)."""
 
-    def __init__(self, index: JobIndex, pacing: Pacing) -> None:
-        self.index = index
+    def __init__(self, jobs: Sequence[Job], pacing: Pacing, index: Callable[[], JobIndex]) -> None:
         self.pacing = pacing
-        self.active = pacing.recorded and any(job.took for job in index.jobs)
+        self._index = index  # the engine's, built on the first prompt
+        self.active = pacing.recorded and any(job.took for job in jobs)
         self._lane = asyncio.Lock()
         self._used: dict[int, int] = {}  # recordings' key -> how many submissions took their times so far
 
@@ -36,16 +40,18 @@ class AnswerHold:
         one's past them); 0 for a graph no recording timed."""
         if not isinstance(workflow, dict):
             return 0.0
-        key, times = self.index.answer_times(workflow, shape)
+        key, times = self._index().answer_times(workflow, shape)
         if not times:
             return 0.0
         used = self._used.get(key, 0)
         self._used[key] = used + 1
         return times[min(used, len(times) - 1)]
 
-    async def after(self, seconds: float, queue: Callable[[], T]) -> T:
-        """``queue()``, once the prompts that came before are queued and ``seconds`` of recorded time have passed."""
+    async def after(self, item: QueueItem, queue: Callable[[], T]) -> T:
+        """``queue()``, once the prompts that came before are queued and ``item``'s recorded time has passed (kept
+        on it as ``held``: its job's recorded start-up delay counts from the POST)."""
         async with self._lane:
-            if seconds > 0:
-                await asyncio.sleep(seconds * self.pacing.scale)
+            item.held = self.seconds(item.workflow, item.shape)
+            if item.held > 0:
+                await asyncio.sleep(item.held * self.pacing.scale)
             return queue()

@@ -22,6 +22,7 @@ from ...comfy.shapes import ExecutionStatus, HistoryEntry, QueueListing
 if TYPE_CHECKING:
     from ..harness.faults import JobFault
 
+STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (the worker's at a reset, the server's shutdown)
 
 class JobState(str, Enum):
     """Where a prompt is in its life."""
