@@ -156,7 +156,7 @@ def inspect(
         raise _fail(exc) from None
     console = Console()
     recorded = loaded.recorded
-    console.print(f"[bold]{cassette}[/bold]  {_version_line(recorded)}  recorded {recorded.get('at') or '?'}")
+    console.print(f"[bold]{cassette}[/bold]  {_version_line(recorded)}  recorded {recorded.get('at') or '?'}", soft_wrap=True)
     jobs = Table("#", "nodes", "status", "outputs", "cached", "events", title="jobs")
     for i, job in enumerate(loaded.jobs):
         classes = " → ".join(str(n.get("class_type")) for n in job.workflow.values() if isinstance(n, dict))
