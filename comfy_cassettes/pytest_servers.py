@@ -21,7 +21,7 @@ from .diagnosis import PROMPT_PATHS, errors_report
 from .comfy.profiles import profile
 from .errors import ConfigError
 from .pytest_names import DEFAULT_ENV_VAR, HANDLES, MARKER, option_dest
-from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
+from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig, is_loopback
 from .replay.harness.kept_files import empty
 from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
 
@@ -37,10 +37,12 @@ class Settings:
     cassettes: tuple[Path, ...]
     env_var: str
     values: Mapping[str, Any] = field(default_factory=dict)
+    cassettes_from: str = ""  # the option or ini key that named the cassettes, for its errors
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         given = config.getoption("comfy_cassettes")
+        cassettes_from = "--comfy-cassette-dir" if given else "comfy_cassettes" if config.getini("comfy_cassettes") else ""
         cassettes = tuple(Path(p).expanduser().resolve() for p in given) if given else tuple(Path(p) for p in config.getini("comfy_cassettes"))
         values: dict[str, Any] = {}
         for option in PYTEST_OPTIONS:
@@ -54,6 +56,7 @@ class Settings:
             cassettes=tuple(p.resolve() for p in cassettes) or (DEFAULT_CASSETTE,),
             env_var=config.getoption("comfy_env_var") or config.getini("comfy_cassettes_env_var") or DEFAULT_ENV_VAR,
             values=values,
+            cassettes_from=cassettes_from,
         )
 
     def value(self, name: str) -> Any:
@@ -80,6 +83,8 @@ class Settings:
             ReplayConfig(cassettes=self.cassettes, port=0, **self.values).validated()
         except ConfigError as exc:
             message = str(exc)
+            if self.cassettes_from and any(message.startswith(f"{path}:") for path in self.cassettes):
+                message = f"{self.cassettes_from} {message}"
             for option in PYTEST_OPTIONS:  # serve's flag in ReplayConfig's message -> the pytest option that set it
                 if option.pytest_flag and message.startswith(option.cli_flag + " "):
                     message = option.pytest_flag + message[len(option.cli_flag):]
@@ -210,6 +215,10 @@ class ComfyServers:
         if key not in self._running:
             self._running[key] = self._start(key)
         return self._running[key]
+
+    def serves(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` reaches one of these servers (they listen on 127.0.0.1, which loopback names reach)."""
+        return is_loopback(host) and any(handle.server.port == port for handle in self._running.values())
 
     def _start(self, key: ServerKey) -> ComfyHandle:
         from .replay.config import ReplayConfig

@@ -272,7 +272,9 @@ def collect_as_a_server() -> None:
     lives as long as it does: frozen out of the cyclic garbage collector, which otherwise walked all of it again
     in every full collection. Those come ten times less often too: the history grows by design, and each one
     walked all of it (68 ms, a third of the collector's time, three times in 10,000 jobs) to find nothing; the
-    cycles a request leaves are collected young. (bench/bench_inprocess.py measures with the same settings.)"""
+    cycles a request leaves are collected young. (bench/bench_inprocess.py measures with the same settings.) The
+    collector is on from here: `serve` started without it (cli.main)."""
     gc.freeze()
+    gc.enable()
     young, middle, full = gc.get_threshold()
     gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))
