@@ -51,11 +51,16 @@ class Job:
     outputs: tuple[OutputImage, ...] = ()
     queued_for: float = 0.0  # seconds between POST /prompt and execution_start in the recording
     name: str = ""
+    # Seconds the recorded POST /prompt took to be answered: ComfyUI validates the prompt before it queues it and
+    # announces the queue's ``status`` (0: not recorded, cassettes before it was).
+    took: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The job as stored under ``comfy.jobs``."""
         out: dict[str, Any] = {"name": self.name, "workflow": self.workflow, "has_client": self.has_client,
                                "status": self.status, "response": {"status": self.response_status, "body": self.response_body}}
+        if self.took:
+            out["response"]["took"] = self.took
         if self.status == "rejected":
             return out
         if self.outputs_to_execute:

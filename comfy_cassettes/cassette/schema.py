@@ -63,6 +63,9 @@ class Checker:
         code = response.get("status", 200)
         if not isinstance(code, int):
             self.fail(f"{key}.response.status", "not an integer")
+        took = response.get("took", 0.0)
+        if not isinstance(took, (int, float)) or isinstance(took, bool) or not 0 <= took < float("inf"):
+            self.fail(f"{key}.response.took", f"expected seconds >= 0, got {took!r}")
         return Job(
             workflow=workflow,
             status=status,
@@ -76,6 +79,7 @@ class Checker:
             outputs=images,
             queued_for=float(raw.get("queued_for", 0.0)),
             name=str(raw.get("name", "")),
+            took=float(took),
         )
 
     def event(self, raw: Any, key: str) -> WsEvent:

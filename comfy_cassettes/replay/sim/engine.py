@@ -22,7 +22,7 @@ from ...cassette.model import Cassette, Job
 from ...comfy import profiles
 from ...comfy.extra_data import raises_on
 from ...comfy.folders import FileRoots, OutputNamer
-from ...comfy.protocol import INVALID_PROMPT_ID, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, is_canonical_uuid, request_json, uuid4_text
+from ...comfy.protocol import INVALID_PROMPT_ID, accepted_json, is_canonical_uuid, request_json, uuid4_text
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body
 from ...errors import ConfigError
@@ -30,6 +30,7 @@ from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
+from .answer_hold import AnswerHold
 from .asset_store import Assets
 from .catalogue import Catalogue
 from .inputs import InputFiles
@@ -38,6 +39,7 @@ from .outputs import OutputFiles
 from .recorded_inputs import RecordedInputs
 from .reply import Reply as Reply  # the handlers take it from here
 from .pacing import Pacing
+from .queued_extra import QueuedExtra
 from .sockets import Client, Close, Send, Sockets
 from .state import STOP_TIMEOUT, History, JobState, NodeCache, PromptQueue, QueueItem, Running
 from .user_folder import UserFolder, recorded_user_ids
@@ -91,7 +93,7 @@ class ReplayEngine:
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
-        self._last_create_time = 0  # ms: each queued prompt's create_time is later than the one before
+        self.extra_data = QueuedExtra(self.profile)
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
@@ -100,7 +102,8 @@ class ReplayEngine:
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
         self.pacing = Pacing(config.timing, config.speed, backlog=self.queue.remaining)
-        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
+        self.answer_hold = AnswerHold(self.jobs, self.pacing, lambda: self.index)
+        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files, self.answer_hold]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
         self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
 
@@ -250,6 +253,18 @@ class ReplayEngine:
 
     def submit(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
         """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt) of the profile's version."""
+        accepted = self._accept(raw, headers)
+        return accepted if isinstance(accepted, Reply) else self._queue(*accepted)
+
+    async def submit_held(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
+        """:meth:`submit`, the prompt queued as long after it came as its recording's took (answer_hold.py)."""
+        accepted = self._accept(raw, headers)
+        if isinstance(accepted, Reply):
+            return accepted
+        return await self.answer_hold.after(accepted[0], lambda: self._queue(*accepted))
+
+    def _accept(self, raw: bytes, headers: Mapping[str, str] | None) -> Reply | tuple[QueueItem, dict[str, Any]]:
+        """The prompt's queue item and node errors, or the refusal to answer with."""
         try:
             body = request_json(raw, (headers or {}).get("content-type"))
         except (ValueError, LookupError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -277,7 +292,7 @@ class ReplayEngine:
         # str() of what was given, as ComfyUI does (a null one is "None": more_sessions_0.3/extra_edge); else drawn.
         given = "prompt_id" in body and (body["prompt_id"] is not None or not self.profile.prompt_id_must_be_uuid)
         prompt_id = str(body["prompt_id"]) if given else self.new_prompt_id()
-        extra_data = self._extra_data(body, headers or {})
+        extra_data = self.extra_data.of(body, headers or {})
         self.queue.sequence += 1
         # The job's messages go to extra_data's client_id (execution.py), the body's or one sent inside extra_data.
         item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape)
@@ -287,9 +302,13 @@ class ReplayEngine:
             from .foreign_extra import queue_as_sent  # (rare: only an extra_data that is no object)
 
             queue_as_sent(item, body["extra_data"], self.catalogue.object_info())
+        return item, node_errors
+
+    def _queue(self, item: QueueItem, node_errors: dict[str, Any]) -> Reply:
+        """Put an accepted prompt in the queue (ComfyUI's ``status`` goes out) and make its answer."""
         self.queue.put(item)
         self.worker.wake()
-        answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
+        answer = Reply.json_text(accepted_json(item.prompt_id, item.number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
@@ -312,26 +331,6 @@ class ReplayEngine:
         number = self.queue.counter
         self.queue.counter += 1
         return -number if body.get("front") else number
-
-    def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
-        """The queue item's extra_data as the profile's ComfyUI keeps it."""
-        profile = self.profile
-        sent = body.get("extra_data")
-        extra_data = dict(sent) if isinstance(sent, dict) else {}  # (no object: queued as sent, foreign_extra.py)
-        if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
-            extra_data["client_id"] = body["client_id"]
-        # The header is looked up only for a version that reads it (a request's headers are searched, not indexed).
-        usage_source = headers.get("comfy-usage-source") if profile.usage_source_header else None
-        if usage_source and "comfy_usage_source" not in extra_data:
-            extra_data["comfy_usage_source"] = usage_source
-        if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
-            for key in SENSITIVE_EXTRA_DATA_KEYS:
-                extra_data.pop(key, None)
-        if profile.stamps_create_time:
-            # Never the previous prompt's ms (ComfyUI's validation outlasts one): /api/jobs sorts as prompts were sent.
-            self._last_create_time = max(int(time.time() * 1000), self._last_create_time + 1)
-            extra_data["create_time"] = self._last_create_time
-        return extra_data
 
     # ------------------------------------------------------------ queue / history
 
