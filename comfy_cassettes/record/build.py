@@ -117,7 +117,7 @@ def _job(
     response_body = _template_json_text(x.response_body, templater, draft, drafts)
     workflow = escape_literals(draft.body["prompt"])
     common = {"name": f"job{draft.index}", "workflow": workflow, "has_client": bool(draft.client_id),
-              "response_status": x.status, "response_body": response_body}
+              "response_status": x.status, "response_body": response_body, "took": round(max(0.0, x.duration), 6)}
     if x.status != 200 or draft.prompt_id is None:
         return Job(status="rejected", **common)
     start_t = frames[0].t if frames else x.t
