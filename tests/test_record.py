@@ -494,6 +494,20 @@ def test_proxy_with_nothing_recorded_writes_nothing(start_server: StartServer, p
     assert code == 0 and "left as it was" in stdout and not out.exists()
 
 
+def test_proxy_writes_a_ready_file_as_serve_does(start_server: StartServer, proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
+    # A recording script in any language starts the proxy on --port 0 and waits for the file, not for a line to parse.
+    ready = tmp_path / "proxy.json"
+    proxy = proxies(start_server().url, tmp_path / "session.yaml", "--ready-file", str(ready))
+    written = json.loads(ready.read_text())
+    assert written == {"url": proxy.url, "port": int(proxy.url.rsplit(":", 1)[1]), "pid": proxy.process.pid}
+    assert httpx.get(written["url"] + "/system_stats", trust_env=False).status_code == 200
+    assert proxy.stop()[0] == 0
+
+    nowhere = tmp_path / "no" / "such" / "proxy.json"
+    refused = cli("record", "--proxy", "--port", "0", "-o", tmp_path / "other.yaml", "--ready-file", nowhere)
+    assert refused.exit_code == 1 and f"--ready-file {nowhere}: no folder {nowhere.parent}" in refused.output
+
+
 def test_proxy_recorded_cassette_takes_the_proxys_pages_as_its_own(start_server: StartServer, proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
     # Through the proxy, ComfyUI sees the client's Host and Origin, both the proxy's: a real 0.3.64 behind a proxy
     # answered a page of the proxy 200, and the same Origin sent to it directly 403. So the proxy's address is the

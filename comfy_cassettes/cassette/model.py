@@ -183,6 +183,11 @@ class Cassette:
             checked[ref] = path
         return path
 
+    def checked_blob(self, ref: str, path: Path) -> None:
+        """Note that ``ref`` was found inside the folder at ``path`` (the loader checks every blob): blob_path need
+        not resolve it again."""
+        self.__dict__.setdefault("_checked_blobs", {})[ref] = path
+
     def read_blob(self, ref: str) -> bytes:
         """The bytes of a blob reference."""
         return self.blob_path(ref).read_bytes()
@@ -214,9 +219,10 @@ class Cassette:
 # ---------------------------------------------------------------- loading
 
 
-def blob_inside(root: Path, path: Path) -> bool:
-    """Whether ``path``, links resolved, is inside ``root``, links resolved."""
+def blob_inside(root: Path, path: Path, *, resolved_root: Path | None = None) -> bool:
+    """Whether ``path``, links resolved, is inside ``root``, links resolved (``resolved_root``: that, when the caller
+    resolved it once for many blobs)."""
     try:
-        return path.resolve().is_relative_to(root.resolve())
+        return path.resolve().is_relative_to(resolved_root or root.resolve())
     except (OSError, RuntimeError):  # a link loop
         return False
