@@ -54,6 +54,9 @@ class Job:
     # Seconds the recorded POST /prompt took to be answered: ComfyUI validates the prompt before it queues it and
     # announces the queue's ``status`` (0: not recorded, cassettes before it was).
     took: float = 0.0
+    # The first group of the prompt_id ComfyUI drew for it, kept when another prompt had the same number: its heap
+    # runs tied prompts in the order of their ids, and a replay's drawn id starts with this one ("": not kept).
+    id_head: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The job as stored under ``comfy.jobs``."""
@@ -61,6 +64,8 @@ class Job:
                                "status": self.status, "response": {"status": self.response_status, "body": self.response_body}}
         if self.took:
             out["response"]["took"] = self.took
+        if self.id_head:
+            out["id_head"] = self.id_head
         if self.status == "rejected":
             return out
         if self.outputs_to_execute:

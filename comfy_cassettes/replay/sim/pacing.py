@@ -104,7 +104,7 @@ class Pacing:
     def start_delay(self, created: float, answered: float | None, recorded: float, held: float = 0.0) -> float:
         """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds, for a job
         whose POST came at wall-clock time ``created`` and whose answer went out at ``answered``
-        (time.monotonic()), ``held`` recorded seconds after it came (answer_hold.py): time it already spent counts
+        (time.monotonic()), ``held`` recorded seconds after it came (recorded_posts.py): time it already spent counts
         towards it. Faithful timing counts from the answer instead: a client reading it on a busy machine still has
         the recorded delay to note the prompt_id, at the cost of our own answer time (under a millisecond) over the
         recording; and it leaves out what the recording spent queued behind its other prompts (comfy/latency.py)."""
