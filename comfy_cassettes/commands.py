@@ -156,7 +156,7 @@ def inspect(
         raise _fail(exc) from None
     console = Console()
     recorded = loaded.recorded
-    console.print(f"[bold]{cassette}[/bold]  {_version_line(recorded)}  recorded {recorded.get('at') or '?'}")
+    console.print(f"[bold]{cassette}[/bold]  {_version_line(recorded)}  recorded {recorded.get('at') or '?'}", soft_wrap=True)
     jobs = Table("#", "nodes", "status", "outputs", "cached", "events", title="jobs")
     for i, job in enumerate(loaded.jobs):
         classes = " → ".join(str(n.get("class_type")) for n in job.workflow.values() if isinstance(n, dict))
@@ -187,6 +187,7 @@ def record(
     host: Annotated[str, typer.Option(help="With --proxy: address to bind.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="With --proxy: port to listen on (0 picks a free one).")] = DEFAULT_PORT,
     record_static: Annotated[bool, typer.Option("--record-static", help="With --proxy: also record the web page's JS/CSS/fonts.")] = False,
+    ready_file: Annotated[Optional[Path], typer.Option(help="With --proxy: once listening, write {\"url\", \"port\", \"pid\"} to this file (atomically), as serve does, for a script that starts it on --port 0.")] = None,
 ) -> None:
     """Record a live ComfyUI into a cassette: run a workflow, or proxy any client (--proxy)."""
     from .record.scrub import Scrubber
@@ -194,7 +195,8 @@ def record(
     scrubber = Scrubber().with_extra(scrub_header or (), scrub_key or ())
     try:
         if proxy:
-            _record_proxy(target=target, output=output, host=host, port=port, mode=record_mode, scrubber=scrubber, record_static=record_static)
+            _record_proxy(target=target, output=output, host=host, port=port, mode=record_mode, scrubber=scrubber, record_static=record_static,
+                          ready_file=ready_file)
         else:
             _record_workflow(workflows=workflows or [], output=output, server=server, repeat=repeat, uploads=upload or [],
                              with_object_info=with_object_info, mode=record_mode, scrubber=scrubber, timeout=timeout)
@@ -219,12 +221,19 @@ def _record_workflow(*, workflows: list[Path], output: Path, server: str, repeat
                f"ComfyUI {result.comfyui_version or '?'}")
 
 
-def _record_proxy(*, target: str, output: Path, host: str, port: int, mode: str, scrubber: Any, record_static: bool) -> None:
+def _record_proxy(*, target: str, output: Path, host: str, port: int, mode: str, scrubber: Any, record_static: bool,
+                  ready_file: Path | None) -> None:
     from .record.proxy import SAVE_PATH, RecordingProxy, run_proxy
+    from .replay.config import check_file_target
+    from .serve_command import write_ready_file
 
+    if ready_file is not None:
+        check_file_target("--ready-file", ready_file)  # before binding, as serve does
     recorder = RecordingProxy(target, output, mode=mode, scrubber=scrubber, record_static=record_static)
 
     def ready(url: str) -> None:
+        if ready_file is not None:
+            write_ready_file(ready_file, url, int(url.rsplit(":", 1)[1]))
         typer.echo(f"recording proxy listening on {url} -> {recorder.target}", err=False)
         typer.echo(f"Ctrl-C (or POST {url}{SAVE_PATH}) saves {output}")
 

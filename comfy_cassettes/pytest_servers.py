@@ -6,6 +6,7 @@ this module (and the server stack under it) is imported only when a test asks fo
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -21,9 +22,12 @@ from .diagnosis import PROMPT_PATHS, errors_report
 from .comfy.profiles import profile
 from .errors import ConfigError
 from .pytest_names import DEFAULT_ENV_VAR, HANDLES, MARKER, option_dest
-from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig
+from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig, is_loopback
 from .replay.harness.kept_files import empty
 from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
+
+# What ReplayControl.configure takes: the marker passes its other keywords there, for the test only.
+CONFIGURE_KEYWORDS = tuple(p.name for p in inspect.signature(ReplayControl.configure).parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 if TYPE_CHECKING:
     from .replay.server import ReplayServer
@@ -216,6 +220,10 @@ class ComfyServers:
             self._running[key] = self._start(key)
         return self._running[key]
 
+    def serves(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` reaches one of these servers (they listen on 127.0.0.1, which loopback names reach)."""
+        return is_loopback(host) and any(handle.server.port == port for handle in self._running.values())
+
     def _start(self, key: ServerKey) -> ComfyHandle:
         from .replay.config import ReplayConfig
         from .replay.server import ReplayServer
@@ -307,14 +315,36 @@ def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch:
         options.update(mark.kwargs)
     allow_unmatched = bool(options.pop("allow_unmatched", False))
     known = {o.name: options.pop(o.name) for o in MARKER_OPTIONS if o.name in options}
+    _refuse_unknown(options)
     if dynamic is not None:
         known["dynamic"] = dynamic
     cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]
-    handle = servers.get(cassettes=cassettes or None, **known)
+    handle = _server(servers, cassettes, known)
     handle.server.call(fresh(handle.server.engine, end_down=True))
     handle.configure(**options)
     monkeypatch.setenv(servers.settings.env_var, handle.url)
     return handle, allow_unmatched
+
+
+def _server(servers: ComfyServers, cassettes: list[Path], options: dict[str, Any]) -> ComfyHandle:
+    """The marker's server; a bad marker value fails the test with one line naming it, not the plugin's traceback."""
+    try:
+        return servers.get(cassettes=cassettes or None, **options)
+    except (ValueError, ConfigError) as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
+
+
+def _refuse_unknown(options: Mapping[str, Any]) -> None:
+    """Fail the test on a misspelt marker keyword, naming the ones the marker takes (and the closest)."""
+    import difflib
+
+    accepted = [*(o.name for o in MARKER_OPTIONS), "allow_unmatched", *CONFIGURE_KEYWORDS]
+    unknown = sorted(set(options) - set(CONFIGURE_KEYWORDS))
+    if unknown:
+        close = [f"{name!r} (did you mean {match[0]!r}?)" if (match := difflib.get_close_matches(name, accepted, 1)) else repr(name)
+                 for name in unknown]
+        pytest.fail(f"{MARKER}: unknown keyword {', '.join(close)}; it takes {', '.join(accepted)}", pytrace=False)
 
 
 def _resolve(name: Any, test_dir: Path, settings: Settings) -> Path:

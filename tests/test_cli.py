@@ -66,6 +66,8 @@ def test_import_then_inspect_then_serve(tmp_path: Path) -> None:
 
     shown = subprocess.run([*CLI, "inspect", str(target)], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert shown.returncode == 0 and "EmptyImage" in shown.stdout and "success" in shown.stdout
+    narrow = subprocess.run([*CLI, "inspect", str(target)], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "60"})
+    assert narrow.stdout.splitlines()[0].startswith(f"{target}  ComfyUI 0.3.64") and " recorded 20" in narrow.stdout.splitlines()[0]
 
     process, url = start_serve(str(target))
     try:

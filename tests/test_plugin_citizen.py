@@ -226,6 +226,14 @@ def test_their_cassette_never_sees_our_calls(comfy):
     comfy.fail("/system_stats", 503)
     assert comfy.run(GRAPH)["status"]["completed"]
     assert comfy.journal(method="POST", path="/prompt")
+
+
+@pytest.mark.vcr
+def test_the_code_under_tests_calls_to_comfy_pass_their_cassette(comfy):
+    assert httpx.get("https://api.example.invalid/x").json() == {"a": 1}
+    with httpx.Client(base_url=comfy.url.replace("127.0.0.1", "localhost")) as http:
+        prompt_id = http.post("/prompt", json={"prompt": GRAPH}).json()["prompt_id"]
+    assert comfy.wait_for_job(prompt_id)["status"]["completed"]
 '''
 
 
@@ -234,17 +242,22 @@ def test_the_comfy_handle_works_beside_a_tests_http_mocks_and_stays_out_of_its_c
     # admin or not, must not be refused as unmocked nor written into (or looked up in) another suite's cassette.
     pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_mocks=BESIDE_HTTP_MOCKS)
-    cassette = pytester.path / "cassettes" / "test_mocks" / "test_their_cassette_never_sees_our_calls.yaml"
-    cassette.parent.mkdir(parents=True)
+    # The code under test's own calls to comfy.url pass their cassette too: recorded on a port drawn for this run, they
+    # could never be played back.
+    folder = pytester.path / "cassettes" / "test_mocks"
+    folder.mkdir(parents=True)
     plain = _plain_cassette()
     plain["interactions"] = [{**plain["interactions"][0], "request": {**plain["interactions"][0]["request"],  # type: ignore[index]
                                                                        "uri": "https://api.example.invalid/x"}}]
     plain["interactions"][0]["response"]["body"]["string"] = '{"a": 1}'  # type: ignore[index]
-    cassette.write_text(yaml.safe_dump(plain))
-    before = cassette.read_text()
-    pytester.runpytest_subprocess().assert_outcomes(passed=2)
-    pytester.runpytest_subprocess("--record-mode=new_episodes").assert_outcomes(passed=2)
-    assert cassette.read_text() == before
+    cassettes = [folder / f"{name}.yaml" for name in ("test_their_cassette_never_sees_our_calls",
+                                                     "test_the_code_under_tests_calls_to_comfy_pass_their_cassette")]
+    for cassette in cassettes:
+        cassette.write_text(yaml.safe_dump(plain))
+    before = [cassette.read_text() for cassette in cassettes]
+    pytester.runpytest_subprocess().assert_outcomes(passed=3)
+    pytester.runpytest_subprocess("--record-mode=new_episodes").assert_outcomes(passed=3)
+    assert [cassette.read_text() for cassette in cassettes] == before
 
 
 BLOCKED_NETWORK = '''

@@ -494,6 +494,20 @@ def test_proxy_with_nothing_recorded_writes_nothing(start_server: StartServer, p
     assert code == 0 and "left as it was" in stdout and not out.exists()
 
 
+def test_proxy_writes_a_ready_file_as_serve_does(start_server: StartServer, proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
+    # A recording script in any language starts the proxy on --port 0 and waits for the file, not for a line to parse.
+    ready = tmp_path / "proxy.json"
+    proxy = proxies(start_server().url, tmp_path / "session.yaml", "--ready-file", str(ready))
+    written = json.loads(ready.read_text())
+    assert written == {"url": proxy.url, "port": int(proxy.url.rsplit(":", 1)[1]), "pid": proxy.process.pid}
+    assert httpx.get(written["url"] + "/system_stats", trust_env=False).status_code == 200
+    assert proxy.stop()[0] == 0
+
+    nowhere = tmp_path / "no" / "such" / "proxy.json"
+    refused = cli("record", "--proxy", "--port", "0", "-o", tmp_path / "other.yaml", "--ready-file", nowhere)
+    assert refused.exit_code == 1 and f"--ready-file {nowhere}: no folder {nowhere.parent}" in refused.output
+
+
 def test_proxy_recorded_cassette_takes_the_proxys_pages_as_its_own(start_server: StartServer, proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
     # Through the proxy, ComfyUI sees the client's Host and Origin, both the proxy's: a real 0.3.64 behind a proxy
     # answered a page of the proxy 200, and the same Origin sent to it directly 403. So the proxy's address is the
@@ -504,6 +518,8 @@ def test_proxy_recorded_cassette_takes_the_proxys_pages_as_its_own(start_server:
     drive(proxy.url, BASIC, runs=1, headers={"Origin": proxy.url})
     assert proxy.stop()[0] == 0
     assert {i.uri.split("/")[2] for i in load(out).interactions} == {proxy.url.split("/")[2]}
+
+    assert load(out).jobs[0].took > 0  # the time POST /prompt took, as the proxy timed it
 
     replayed = start_server(out)
     elsewhere = f"http://127.0.0.1:{int(proxy.url.rsplit(':', 1)[1]) % 65535 + 1}"
@@ -560,6 +576,26 @@ def test_proxy_passes_and_records_answer_headers_as_comfyui_sent_them(proxies: C
     assert cli("import", har, "-o", imported).exit_code == 0
     view = next(i for i in load(imported).interactions if "/view" in i.uri)
     assert list(recorded) == list(view.response_headers) == ["Content-Disposition", "Content-Type", "Accept-Ranges", "Server"]
+
+
+def test_post_prompt_time_is_kept_and_older_cassettes_still_load(tmp_path: Path) -> None:
+    # The time each POST /prompt took (ComfyUI validates before it queues and announces the status): the HAR's.
+    har = Path(__file__).parent / "data" / "real_sessions" / "basic_save" / "session.har"
+    entries = json.loads(har.read_text())["log"]["entries"]
+    posted = [round(e["time"] / 1000, 6) for e in entries if e["request"]["method"] == "POST" and e["request"]["url"].endswith("/prompt")]
+    out = tmp_path / "c.yaml"
+    assert cli("import", har, "-o", out).exit_code == 0
+    assert [job.took for job in load(out).jobs] == posted and all(posted)
+
+    document = yaml.safe_load(out.read_text())
+    for job in document["comfy"]["jobs"]:
+        del job["response"]["took"]  # a cassette from before the time was kept
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(document))
+    assert [job.took for job in load(tmp_path / "old.yaml").jobs] == [0.0, 0.0]
+    document["comfy"]["jobs"][1]["response"]["took"] = "slow"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(document))
+    result = cli("inspect", tmp_path / "bad.yaml")
+    assert result.exit_code != 0 and "comfy.jobs[1].response.took" in result.output, result.output
 
 
 # ---------------------------------------------------------------- a real ComfyUI (opt-in)

@@ -51,11 +51,21 @@ class Job:
     outputs: tuple[OutputImage, ...] = ()
     queued_for: float = 0.0  # seconds between POST /prompt and execution_start in the recording
     name: str = ""
+    # Seconds the recorded POST /prompt took to be answered: ComfyUI validates the prompt before it queues it and
+    # announces the queue's ``status`` (0: not recorded, cassettes before it was).
+    took: float = 0.0
+    # The first group of the prompt_id ComfyUI drew for it, kept when another prompt had the same number: its heap
+    # runs tied prompts in the order of their ids, and a replay's drawn id starts with this one ("": not kept).
+    id_head: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The job as stored under ``comfy.jobs``."""
         out: dict[str, Any] = {"name": self.name, "workflow": self.workflow, "has_client": self.has_client,
                                "status": self.status, "response": {"status": self.response_status, "body": self.response_body}}
+        if self.took:
+            out["response"]["took"] = self.took
+        if self.id_head:
+            out["id_head"] = self.id_head
         if self.status == "rejected":
             return out
         if self.outputs_to_execute:
@@ -173,6 +183,11 @@ class Cassette:
             checked[ref] = path
         return path
 
+    def checked_blob(self, ref: str, path: Path) -> None:
+        """Note that ``ref`` was found inside the folder at ``path`` (the loader checks every blob): blob_path need
+        not resolve it again."""
+        self.__dict__.setdefault("_checked_blobs", {})[ref] = path
+
     def read_blob(self, ref: str) -> bytes:
         """The bytes of a blob reference."""
         return self.blob_path(ref).read_bytes()
@@ -204,9 +219,10 @@ class Cassette:
 # ---------------------------------------------------------------- loading
 
 
-def blob_inside(root: Path, path: Path) -> bool:
-    """Whether ``path``, links resolved, is inside ``root``, links resolved."""
+def blob_inside(root: Path, path: Path, *, resolved_root: Path | None = None) -> bool:
+    """Whether ``path``, links resolved, is inside ``root``, links resolved (``resolved_root``: that, when the caller
+    resolved it once for many blobs)."""
     try:
-        return path.resolve().is_relative_to(root.resolve())
+        return path.resolve().is_relative_to(resolved_root or root.resolve())
     except (OSError, RuntimeError):  # a link loop
         return False

@@ -285,4 +285,13 @@ def admin_app(token: str | None) -> Router:
     return Router([
         Route(route.path, _endpoint(route), methods=[route.method], middleware=None if route.path == OPENAPI_PATH else guarded)
         for route in ADMIN_ROUTES
-    ])
+    ], default=_no_such_route)
+
+
+async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:
+    """A misspelt admin path (``/fault`` for ``/faults``) is a 404 that lists the routes, not a bare "Not Found" a
+    harness in another language shows as is."""
+    request = Request(scope)
+    routes = [route.label for route in ADMIN_ROUTES]
+    error = f"{request.method} {request.url.path}: no such admin route; the admin routes are {', '.join(routes)}"
+    await _answer({"error": error, "routes": routes}, 404)(scope, receive, send)

@@ -104,7 +104,7 @@ class JobRun:
             return
         context, pacing = self.context, self.context.pacing
         self._starts = Starts(self.item.client_id is not None, self.executed)
-        await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
+        await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for, self.item.held))
         context.queue.report_taken()  # ComfyUI reports the taken prompt right before execution_start, no delay between
         events = self.plan.events
         previous_t, i = 0.0, 0
