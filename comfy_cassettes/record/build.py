@@ -21,7 +21,7 @@ from ..cassette.load import INLINE_LIMIT
 from ..cassette.model import FORMAT, Cassette, Interaction, Job, OutputImage
 from ..cassette.storage import BlobStore
 from ..comfy.events import STATUS_OF_TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
-from ..comfy.timeline import from_history
+from ..comfy.timeline import cached_in_history, from_history
 from ..cassette.templating import Templater, dumps_templated, escape_literals, placeholder
 from .drafts import JobDraft, client_ids, collect, find_jobs, view_bodies
 from ..errors import ConfigError
@@ -138,6 +138,8 @@ def _job(
         if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
             cached = tuple(str(n) for n in data.get("nodes", []))
         ws.append(WsEvent(t, str(kind), _template_structure(data, templater, draft, drafts)))
+    if history is not None and not any(e.type == Event.EXECUTION_CACHED.value for e in ws):
+        cached = tuple(cached_in_history(history))  # sent to nobody (no client_id) or before the socket joined
     if not ended:
         # No terminal frame: a prompt sent without client_id (ComfyUI sends its outcome to nobody, no_client_id
         # capture), deleted from the queue before it ran, or a recording that stopped first. History says how it ended.
