@@ -3,6 +3,7 @@ typer app in commands.py (its import and option reading were a third of `serve`'
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Any
@@ -10,11 +11,16 @@ from typing import Any
 
 def main() -> None:
     """Entry point of the ``comfy-cassettes`` script."""
+    # No cyclic collections while `serve` starts: what it imports and builds lives as long as the process, and the
+    # collector walked it all again and again for nothing (a twentieth of the start-up). Serving turns it back on
+    # (replay/server.py collect_as_a_server); any other command at once.
+    gc.disable()
     from . import serve_command
     from .errors import ComfyCassettesError
 
     values = serve_command.read_plain(sys.argv[1:], os.environ)
     if values is None:
+        gc.enable()
         from .commands import app
 
         app()

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
-from .comfy.refusals import is_refusal, node_error_lines, refusal_message
+from .comfy.refusals import is_refusal, node_error_lines, request_line
 from .comfy.routes import aliases
 
 SHOWN = 10  # error answers a report lists (the journal has them all)
@@ -35,11 +34,10 @@ def errors_report(entries: Iterable[Mapping[str, Any]], recorded: Sequence[tuple
 
 
 def _described(entry: Mapping[str, Any], recorded: Sequence[tuple[str, Any]]) -> list[str]:
-    query = entry.get("query") or {}
-    head = f"{entry.get('method')} {entry.get('path')}{'?' + urlencode(query) if query else ''} -> {entry.get('status')}"
     answer = entry.get("answer")
+    head = request_line(entry.get("method"), entry.get("path"), entry.get("query"), entry.get("status"), answer)
     if is_refusal(answer):
-        lines = [f"{head}: invalid prompt: {refusal_message(answer)}", *(f"    {line}" for line in node_error_lines(answer["node_errors"]))]
+        lines = [head, *(f"    {line}" for line in node_error_lines(answer["node_errors"]))]
         if entry.get("method") == "POST" and entry.get("path") in PROMPT_PATHS:
             lines += _closest_lines(_sent_workflow(str(entry.get("body") or "")), recorded)
         return lines

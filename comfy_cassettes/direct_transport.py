@@ -1,10 +1,14 @@
 """An httpx transport that HTTP mocks cannot see, for the admin client: a test that mocks HTTP (pytest-httpx,
 respx, a vcrpy cassette) must still reach its replay server's admin API, and must not find our calls in its mock's
 account or its cassette. Those libraries patch httpx's own transports and httpcore's pools; this one speaks
-HTTP/1.1 with h11 (httpcore's parser, so always installed with httpx) over a socket of its own."""
+HTTP/1.1 with h11 (httpcore's parser, so always installed with httpx) over a socket of its own. That socket is the C
+type's, so a network guard (pytest-recording's --block-network, pytest-socket), which patches the Python ``socket.socket``,
+keeps guarding the code under test and never the handle's calls to its own server."""
 
 from __future__ import annotations
 
+import _socket
+import contextlib
 import socket
 
 import h11
@@ -17,10 +21,10 @@ class DirectTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
         try:
-            sock = socket.create_connection((request.url.host, request.url.port or 80), timeout=timeouts.get("connect"))
+            sock = _connect(request.url.host, request.url.port or 80, timeouts.get("connect"))
         except OSError as error:
             raise httpx.ConnectError(str(error), request=request) from error
-        with sock:
+        with contextlib.closing(sock):
             sock.settimeout(timeouts.get("read"))
             try:
                 return _exchange(sock, request)
@@ -32,7 +36,22 @@ class DirectTransport(httpx.BaseTransport):
                 raise httpx.ReadError(str(error), request=request) from error
 
 
-def _exchange(sock: socket.socket, request: httpx.Request) -> httpx.Response:
+def _connect(host: str, port: int, timeout: float | None) -> _socket.socket:
+    """``socket.create_connection`` on ``_socket.socket``, whose ``connect`` no test patches."""
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as failure:
+            sock.close()
+            error = failure
+    raise error
+
+
+def _exchange(sock: _socket.socket, request: httpx.Request) -> httpx.Response:
     connection = h11.Connection(h11.CLIENT)
     headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"connection"] + [(b"Connection", b"close")]
     body = request.read()

@@ -211,7 +211,7 @@ def render_report(report: VerifyReport) -> None:
                 table.add_row(mark, left[n] if n < len(left) else "", right[n] if n < len(right) else "")
         console.print(table)
     for note in sorted(set(report.notes)):
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"[dim]note: {note}[/dim]", soft_wrap=True)
     for line in version_rows(report.recorded_version, report.comfyui_version) if report.differences else []:
         console.print(line, markup=False, soft_wrap=True)
     console.print("[green]no differences[/green]" if report.ok else f"[red]{len(report.differences)} difference(s)[/red]")

@@ -106,12 +106,25 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
     """pytest-recording built a VCR for a ``@pytest.mark.vcr`` test: if the test is ours, teach it our cassettes and
     matchers; any other test keeps pytest-recording's VCR untouched."""
     request = config.stash.get(_VCR_REQUEST, None)
-    if request is None or not is_ours(request, vcr):
+    if request is None:
+        return
+    if not is_ours(request, vcr):
+        if "comfy_servers" in request.fixturenames:  # a test of theirs that also uses our servers
+            _pass_to_our_servers(vcr, request.getfixturevalue("comfy_servers"))
         return
     from .pytest_servers import Settings
     from .vcr import configure_vcr
 
     configure_vcr(vcr, seed=Settings.from_config(config).seed)
+
+
+def _pass_to_our_servers(vcr: Any, servers: ComfyServers) -> None:
+    """Requests to the session's replay servers go to them, never into (or looked up in) the test's own cassette: they
+    are on a port drawn for this run, so a recording of them could never be played back. vcrpy lets through a request
+    its ``before_record_request`` drops; the test's own filter (vcr_config's, the marker's) replaces this one."""
+    own = vcr.before_record_request
+    vcr.before_record_request = [lambda request: None if servers.serves(request.host, request.port) else request,
+                                 *(own if isinstance(own, (list, tuple)) else [own] if own else [])]
 
 
 def is_ours(request: pytest.FixtureRequest, vcr: Any) -> bool:

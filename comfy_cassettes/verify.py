@@ -164,7 +164,7 @@ class _Driver:
             # A server that already ran this graph serves it from its cache: drop the cache first, as the recorded
             # run had none (ComfyUI applies the flag before its next prompt).
             await self.client.request("POST", "/free", json_body={"free_memory": True})
-            self.report.notes.append(f"POST /free {{free_memory: true}} before job {recorded_job}: it ran uncached in the recording, so it must live")
+            self.report.notes.append(f"POST /free {{free_memory: true}} before job {recorded_job}: the recording ran it uncached, so the live server's node cache was emptied first")
         run = await self.client.submit_job(body, headers=headers)
         self.pairs.append((i, run.response))
         if recorded_job is None:

@@ -431,3 +431,13 @@ def test_an_interrupt_while_held_at_the_node_before_lands_on_the_next_node(serve
         entry = control.wait_for_job(prompt_id)
         kind, data = entry["status"]["messages"][-1]
         assert (kind, data["node_id"], entry["status"]["status_str"]) == ("execution_interrupted", "2", "error")
+
+
+def test_a_misspelt_admin_path_is_a_404_listing_the_routes(http: httpx.Client) -> None:
+    # A harness in another language prints the answer as it is: a bare "Not Found" does not say what to call.
+    answer = http.post(f"{ADMIN_PREFIX}/fault", json={"kind": "status"})
+    assert answer.status_code == 404
+    routes = [route.label for route in ADMIN_ROUTES]
+    assert answer.json() == {"error": f"POST {ADMIN_PREFIX}/fault: no such admin route; the admin routes are {', '.join(routes)}",
+                             "routes": routes}
+    assert f"POST {ADMIN_PREFIX}/faults" in routes

@@ -66,6 +66,8 @@ def test_import_then_inspect_then_serve(tmp_path: Path) -> None:
 
     shown = subprocess.run([*CLI, "inspect", str(target)], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert shown.returncode == 0 and "EmptyImage" in shown.stdout and "success" in shown.stdout
+    narrow = subprocess.run([*CLI, "inspect", str(target)], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "60"})
+    assert narrow.stdout.splitlines()[0].startswith(f"{target}  ComfyUI 0.3.64") and " recorded 20" in narrow.stdout.splitlines()[0]
 
     process, url = start_serve(str(target))
     try:
@@ -81,6 +83,18 @@ def test_top_level_cli_py_launches_the_same_app() -> None:
     assert result.returncode == 0
     for command in ("serve", "import", "inspect"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["record"], ["import"], ["inspect"]], ids=lambda c: " ".join(c) or "top")
+def test_help_shows_flags_as_flags_and_options_with_their_metavar(command: list[str]) -> None:
+    # typer 0.2x prints a flag's type, `--proxy <bool>`, which reads as an option taking true or false.
+    result = subprocess.run([*CLI, *command, "--help"], capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0
+    typers_own = ("--help", "--install-completion", "--show-completion")
+    rows = [line for line in result.stdout.splitlines() if "--" in line and not any(flag in line for flag in typers_own)]
+    assert rows and not [row for row in rows if "<bool>" in row]
+    if command == ["serve"]:
+        assert [row for row in rows if "--timing" in row and "MODE" in row]  # the options table's metavar
 
 
 SCRIPT = shutil.which("comfy-cassettes", path=str(Path(sys.executable).parent))

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from comfy_cassettes.control import ReplayControl
-from helpers import AnyServer, open_ws
+from helpers import AnyServer, job_messages, open_ws
 
 ADMIN = "/__cassettes__"
 _colors = itertools.count(1)
@@ -187,3 +187,23 @@ def test_the_clock_keeps_the_latest_finished_jobs_only() -> None:
     assert len(clock.finished) == FINISHED_KEPT
     assert "p5" not in clock.finished and clock.finished["p2"] == "deleted"
     assert list(clock.finished)[-2:] == [f"p{FINISHED_KEPT + 4}", "p2"]
+
+
+@pytest.mark.real_server
+def test_a_client_joining_a_job_that_announced_no_node_is_told_none(control: ReplayControl, server: AnyServer, http: httpx.Client) -> None:
+    """ComfyUI clears last_node_id when a prompt ends (execution.py execute_async), and tells a joining client of the
+    running job its last node only when there is one (server.py websocket_handler). A fully cached re-run announces
+    no node: its client, connecting while the re-run is held, hears only the status (the replay once told it the
+    previous job's last node, which comfyui-utils took for a node running)."""
+    prompt = workflow()
+    with open_ws(server, "first") as ws:
+        first = http.post("/prompt", json={"prompt": prompt, "client_id": "first"}).json()["prompt_id"]
+        ran = [m for m in job_messages(ws, first) if isinstance(m, dict) and m["type"] == "executing"]
+    assert [m["data"]["node"] for m in ran][-1] is None and len(ran) > 1  # it ran its nodes
+    control.hold("finished")
+    again = http.post("/prompt", json={"prompt": prompt, "client_id": "again"}).json()["prompt_id"]
+    assert control.wait_held(again)["at"] == "finished"
+    with open_ws(server, "again") as ws:
+        assert [e["type"] for e in drain(ws, 0.3)] == []
+        control.release()
+        assert [e["data"]["node"] for e in drain(ws) if e["type"] == "executing"] == [None]

@@ -159,6 +159,25 @@ def test_bad_ini_values_are_usage_errors_too(pytester: pytest.Pytester, ini: str
     assert line.startswith("ERROR: comfy-cassettes: ") and option in line
 
 
+def test_a_cassette_folder_whose_cassettes_sit_one_level_down_names_the_setting_and_them(pytester: pytest.Pytester) -> None:
+    # pytest-recording keeps cassettes in cassettes/<module>/<test>.yaml, so `comfy_cassettes = tests/cassettes` is the
+    # first thing a user writes: the error names the ini key that set the folder and the subfolders to name instead.
+    for below in ("test_payments/test_charge.yaml", "comfy/render.yaml"):
+        (pytester.path / "tests" / "cassettes" / below).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / "tests" / "cassettes" / below).write_text("version: 1\ninteractions: []\n")
+    pytester.makeini(SUITE_INI + "comfy_cassettes = tests/cassettes\n")
+    pytester.makepyfile("def test_one(comfy):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = [line for line in result.errlines if line.strip()]
+    folder = pytester.path / "tests" / "cassettes"
+    assert line == (f"ERROR: comfy-cassettes: comfy_cassettes {folder}: folder holds no *.yaml cassette of its own "
+                    "(subfolders are not searched; name the one to replay: comfy, test_payments hold *.yaml)")
+    served = subprocess.run([sys.executable, "-m", "comfy_cassettes", "serve", str(folder), "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert served.returncode == 1 and served.stderr == line.replace("ERROR: comfy-cassettes: comfy_cassettes ", "error: ") + "\n"
+
+
 WITHOUT_RECORDING = '''
 import httpx
 import pytest
@@ -207,6 +226,14 @@ def test_their_cassette_never_sees_our_calls(comfy):
     comfy.fail("/system_stats", 503)
     assert comfy.run(GRAPH)["status"]["completed"]
     assert comfy.journal(method="POST", path="/prompt")
+
+
+@pytest.mark.vcr
+def test_the_code_under_tests_calls_to_comfy_pass_their_cassette(comfy):
+    assert httpx.get("https://api.example.invalid/x").json() == {"a": 1}
+    with httpx.Client(base_url=comfy.url.replace("127.0.0.1", "localhost")) as http:
+        prompt_id = http.post("/prompt", json={"prompt": GRAPH}).json()["prompt_id"]
+    assert comfy.wait_for_job(prompt_id)["status"]["completed"]
 '''
 
 
@@ -215,14 +242,78 @@ def test_the_comfy_handle_works_beside_a_tests_http_mocks_and_stays_out_of_its_c
     # admin or not, must not be refused as unmocked nor written into (or looked up in) another suite's cassette.
     pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_mocks=BESIDE_HTTP_MOCKS)
-    cassette = pytester.path / "cassettes" / "test_mocks" / "test_their_cassette_never_sees_our_calls.yaml"
-    cassette.parent.mkdir(parents=True)
+    # The code under test's own calls to comfy.url pass their cassette too: recorded on a port drawn for this run, they
+    # could never be played back.
+    folder = pytester.path / "cassettes" / "test_mocks"
+    folder.mkdir(parents=True)
     plain = _plain_cassette()
     plain["interactions"] = [{**plain["interactions"][0], "request": {**plain["interactions"][0]["request"],  # type: ignore[index]
                                                                        "uri": "https://api.example.invalid/x"}}]
     plain["interactions"][0]["response"]["body"]["string"] = '{"a": 1}'  # type: ignore[index]
-    cassette.write_text(yaml.safe_dump(plain))
-    before = cassette.read_text()
-    pytester.runpytest_subprocess().assert_outcomes(passed=2)
-    pytester.runpytest_subprocess("--record-mode=new_episodes").assert_outcomes(passed=2)
-    assert cassette.read_text() == before
+    cassettes = [folder / f"{name}.yaml" for name in ("test_their_cassette_never_sees_our_calls",
+                                                     "test_the_code_under_tests_calls_to_comfy_pass_their_cassette")]
+    for cassette in cassettes:
+        cassette.write_text(yaml.safe_dump(plain))
+    before = [cassette.read_text() for cassette in cassettes]
+    pytester.runpytest_subprocess().assert_outcomes(passed=3)
+    pytester.runpytest_subprocess("--record-mode=new_episodes").assert_outcomes(passed=3)
+    assert [cassette.read_text() for cassette in cassettes] == before
+
+
+BLOCKED_NETWORK = '''
+import httpx
+import pytest
+
+GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 16744448}},
+         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the socket httpcore leaves to the guard
+def test_the_handle_passes_the_guard_the_code_under_test_does_not(comfy):
+    comfy.fail("/system_stats", 503)
+    assert comfy.run(GRAPH)["status"]["completed"]
+    with pytest.raises(RuntimeError, match="Network is disabled"):
+        httpx.get(comfy.url + "/system_stats")
+    assert comfy.count(path="/system_stats") == 0
+'''
+
+
+def test_the_handle_reaches_its_server_under_block_network(pytester: pytest.Pytester) -> None:
+    # pytest-recording's --block-network guards the code under test; the handle's own calls (reset, fail, run...) go
+    # to the server the plugin started, as the docs promise, without --allowed-hosts.
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(test_blocked=BLOCKED_NETWORK)
+    pytester.runpytest_subprocess("--block-network").assert_outcomes(passed=1)
+
+
+def test_cassettes_of_another_service_are_refused_in_pytest_and_named_by_serve(pytester: pytest.Pytester) -> None:
+    # Pointing the plugin at the folder of the suite's own vcr cassettes (a payments API) passed every test on the base's
+    # synthetic answers alone: no cassette replayed anything.
+    folder = pytester.path / "cassettes" / "test_payments"
+    folder.mkdir(parents=True)
+    (folder / "test_charge.yaml").write_text(yaml.safe_dump(_plain_cassette()))
+    pytester.makeini(SUITE_INI + "comfy_cassettes = cassettes/test_payments\n")
+    pytester.makepyfile("def test_one(comfy):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = [line for line in result.errlines if line.strip()]
+    assert line == (f"ERROR: comfy-cassettes: comfy_cassettes {folder}: none of these cassettes recorded "
+                    "a ComfyUI request (cassettes of another service?)")
+    # serve, beside cassettes of ComfyUI, names each foreign one on stderr before it listens
+    from comfy_cassettes.replay.config import BUNDLED_DIR
+
+    served = subprocess.Popen([sys.executable, "-m", "comfy_cassettes", "serve", str(folder), str(BUNDLED_DIR / "basic_save.yaml"),
+                               "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert served.stdout is not None
+        lines = []
+        for text in served.stdout:
+            lines.append(text.rstrip("\n"))
+            if text.startswith("listening on"):
+                break
+    finally:
+        served.kill()
+        served.communicate(timeout=10)
+    assert [text for text in lines if text.startswith("warning:")] == [
+        f"warning: {folder / 'test_charge.yaml'}: none of its 3 request(s) is to ComfyUI (a cassette of another service?); "
+        "it answers nothing here"]

@@ -3,6 +3,7 @@ record modes, scrubbing, atomic saves under SIGKILL, and an opt-in recording fro
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -14,6 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +492,110 @@ def test_proxy_with_nothing_recorded_writes_nothing(start_server: StartServer, p
         "saved": False, "path": None, "jobs": 0, "interactions": 0, "reason": "nothing recorded yet"}
     code, stdout, _ = proxy.stop()
     assert code == 0 and "left as it was" in stdout and not out.exists()
+
+
+def test_proxy_writes_a_ready_file_as_serve_does(start_server: StartServer, proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
+    # A recording script in any language starts the proxy on --port 0 and waits for the file, not for a line to parse.
+    ready = tmp_path / "proxy.json"
+    proxy = proxies(start_server().url, tmp_path / "session.yaml", "--ready-file", str(ready))
+    written = json.loads(ready.read_text())
+    assert written == {"url": proxy.url, "port": int(proxy.url.rsplit(":", 1)[1]), "pid": proxy.process.pid}
+    assert httpx.get(written["url"] + "/system_stats", trust_env=False).status_code == 200
+    assert proxy.stop()[0] == 0
+
+    nowhere = tmp_path / "no" / "such" / "proxy.json"
+    refused = cli("record", "--proxy", "--port", "0", "-o", tmp_path / "other.yaml", "--ready-file", nowhere)
+    assert refused.exit_code == 1 and f"--ready-file {nowhere}: no folder {nowhere.parent}" in refused.output
+
+
+def test_proxy_recorded_cassette_takes_the_proxys_pages_as_its_own(start_server: StartServer, proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
+    # Through the proxy, ComfyUI sees the client's Host and Origin, both the proxy's: a real 0.3.64 behind a proxy
+    # answered a page of the proxy 200, and the same Origin sent to it directly 403. So the proxy's address is the
+    # recorded server's, as in a browser's HAR of that session, and a replay on any port takes its pages as its own.
+    upstream = start_server()
+    out = tmp_path / "proxied.yaml"
+    proxy = proxies(upstream.url, out)
+    drive(proxy.url, BASIC, runs=1, headers={"Origin": proxy.url})
+    assert proxy.stop()[0] == 0
+    assert {i.uri.split("/")[2] for i in load(out).interactions} == {proxy.url.split("/")[2]}
+
+    assert load(out).jobs[0].took > 0  # the time POST /prompt took, as the proxy timed it
+
+    replayed = start_server(out)
+    elsewhere = f"http://127.0.0.1:{int(proxy.url.rsplit(':', 1)[1]) % 65535 + 1}"
+    with httpx.Client(base_url=replayed.url, trust_env=False) as http:
+        assert http.get("/queue", headers={"Origin": proxy.url}).status_code == 200
+        assert http.get("/queue", headers={"Origin": elsewhere}).status_code == 403
+    assert "execution_success" in drive(replayed.url, BASIC, runs=1, headers={"Origin": proxy.url})[0]["ws"]
+
+
+class RecordedAnswer(BaseHTTPRequestHandler):
+    """Answers the one exchange it is given with its captured status line, headers (names, order) and body."""
+
+    protocol_version = "HTTP/1.1"
+    exchange: dict[str, Any] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        request, response = self.exchange["request"], self.exchange["response"]
+        if self.path != request["url"].split("/", 3)[3].join(("/", "")):
+            self.send_error(404)
+            return
+        self.send_response_only(response["status"], response["statusText"])
+        for header in response["headers"]:
+            self.send_header(header["name"], header["value"])
+        self.end_headers()
+        self.wfile.write(base64.b64decode(response["content"]["text"]))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_proxy_passes_and_records_answer_headers_as_comfyui_sent_them(proxies: Callable[..., ProxyProcess], tmp_path: Path) -> None:
+    # A /view answer of a real 0.3.64 (basic_save): aiohttp's eight headers, in aiohttp's order and spelling.
+    har = Path(__file__).parent / "data" / "real_sessions" / "basic_save" / "session.har"
+    exchange = json.loads(har.read_text())["log"]["entries"][3]
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), type("Answer", (RecordedAnswer,), {"exchange": exchange}))
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "view.yaml"
+        proxy = proxies(f"http://127.0.0.1:{upstream.server_port}", out)
+        path = exchange["request"]["url"].split("/", 3)[3]
+        host, port = proxy.url.split("/")[2].split(":")
+        connection = HTTPConnection(host, int(port), timeout=10)
+        connection.request("GET", "/" + path)
+        answer = connection.getresponse()
+        assert answer.read() == base64.b64decode(exchange["response"]["content"]["text"])
+        connection.close()
+        assert answer.getheaders() == [(h["name"], h["value"]) for h in exchange["response"]["headers"]]
+        assert proxy.stop()[0] == 0
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+    recorded = load(out).interactions[0].response_headers
+    imported = tmp_path / "imported.yaml"
+    assert cli("import", har, "-o", imported).exit_code == 0
+    view = next(i for i in load(imported).interactions if "/view" in i.uri)
+    assert list(recorded) == list(view.response_headers) == ["Content-Disposition", "Content-Type", "Accept-Ranges", "Server"]
+
+
+def test_post_prompt_time_is_kept_and_older_cassettes_still_load(tmp_path: Path) -> None:
+    # The time each POST /prompt took (ComfyUI validates before it queues and announces the status): the HAR's.
+    har = Path(__file__).parent / "data" / "real_sessions" / "basic_save" / "session.har"
+    entries = json.loads(har.read_text())["log"]["entries"]
+    posted = [round(e["time"] / 1000, 6) for e in entries if e["request"]["method"] == "POST" and e["request"]["url"].endswith("/prompt")]
+    out = tmp_path / "c.yaml"
+    assert cli("import", har, "-o", out).exit_code == 0
+    assert [job.took for job in load(out).jobs] == posted and all(posted)
+
+    document = yaml.safe_load(out.read_text())
+    for job in document["comfy"]["jobs"]:
+        del job["response"]["took"]  # a cassette from before the time was kept
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(document))
+    assert [job.took for job in load(tmp_path / "old.yaml").jobs] == [0.0, 0.0]
+    document["comfy"]["jobs"][1]["response"]["took"] = "slow"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(document))
+    result = cli("inspect", tmp_path / "bad.yaml")
+    assert result.exit_code != 0 and "comfy.jobs[1].response.took" in result.output, result.output
 
 
 # ---------------------------------------------------------------- a real ComfyUI (opt-in)

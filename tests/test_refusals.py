@@ -94,13 +94,12 @@ import os
 
 import httpx
 import pytest
-import pytest
 
 REFUSED = %r
 
 
 def queue(workflow):
-    answer = httpx.post(os.environ["COMFYUI_URL"] + "/prompt", json={"prompt": workflow})
+    answer = httpx.post(os.environ["COMFYUI_URL"] + "/prompt", json={"prompt": workflow}, timeout=30)
     if answer.status_code != 200:
         raise RuntimeError(f"HTTP {answer.status_code}")  # the body, and ComfyUI's reason, are gone
     return answer.json()["prompt_id"]
@@ -121,7 +120,7 @@ def test_a_refusal_the_test_expects_passes(comfy):
 def test_a_teardown_failure_names_the_refused_prompt_too(comfy):
     with pytest.raises(RuntimeError):
         queue(REFUSED)
-    httpx.get(comfy.url + "/sytem_stats")
+    httpx.get(comfy.url + "/sytem_stats", timeout=30)
 ''' % (REFUSED,)
 
 

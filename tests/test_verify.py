@@ -151,3 +151,18 @@ def test_verify_against_a_newer_version_names_the_known_differences(start_server
     assert "known differences between ComfyUI 0.3.64 and 0.8.0: serve with --comfyui-version 0.8.0" in result.output
     assert "since 0.3.69: extra_data.create_time (ms) in queue items and history" in result.output
     assert "since 0.12.0" not in result.output  # newer than the server
+
+
+def test_cli_notes_are_whole_lines_on_a_narrow_terminal(start_server: StartServer) -> None:
+    # rich wraps at the terminal's width (80 when piped): a note cut mid-sentence read as two unrelated lines.
+    import os
+    import subprocess
+    import sys
+
+    url = start_server("basic_save").url
+    result = subprocess.run([sys.executable, "-m", "comfy_cassettes", "verify", str(BUNDLED_DIR / "basic_save.yaml"), "--server", url],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "60"})
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: POST /free {{free_memory: true}} before job {job}: the recording ran it uncached, so the live "
+                     "server's node cache was emptied first" for job in (0, 1)]

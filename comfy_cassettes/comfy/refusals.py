@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, TypeGuard
+from urllib.parse import urlencode
 
 # The 400s post_prompt answers without logging: those its validation did not give (a body without "prompt"; in
 # the versions that check it, a prompt_id that is no UUID).
@@ -25,6 +26,17 @@ def refusal_message(answer: Mapping[str, Any]) -> str:
     error = answer["error"]
     details = str(error.get("details") or "").replace("\n", "; ")
     return f"{error.get('message')}{': ' + details if details else ''}"
+
+
+def request_line(method: Any, path: Any, query: Mapping[str, Any] | None, status: Any, answer: Any) -> str:
+    """A journaled request as one line, ``METHOD /path?query -> status``; for a refused prompt, with ComfyUI's reason
+    (its client may have shown only "400 Bad Request").
+
+    >>> request_line("POST", "/prompt", {}, 400, {"error": {"message": "Bad"}, "node_errors": {}})
+    'POST /prompt -> 400: invalid prompt: Bad'
+    """
+    head = f"{method} {path}{'?' + urlencode(query) if query else ''} -> {status}"
+    return f"{head}: invalid prompt: {refusal_message(answer)}" if is_refusal(answer) else head
 
 
 def node_error_lines(node_errors: Mapping[str, Any]) -> list[str]:

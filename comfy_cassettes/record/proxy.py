@@ -183,9 +183,8 @@ class RecordingProxy:
         if path.startswith(f"{ADMIN_PREFIX}/record/"):
             await self._admin(scope, send)
             return
-        raw_path = scope.get("raw_path") or path.encode()
-        query = scope.get("query_string", b"")
-        url = self.target + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        target = _path_and_query(scope)
+        url = self.target + target
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         # Host is kept as the client sent it: ComfyUI answers 403 when Origin and Host disagree.
         forward = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "accept-encoding"]
@@ -197,14 +196,18 @@ class RecordingProxy:
             text = f"comfy-cassettes proxy: upstream {self.target} did not answer: {exc!r}".encode()
             await _respond(send, 502, [(b"content-type", b"text/plain; charset=utf-8")], text)
             return
-        answer_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw if k.lower().decode("latin-1") not in _HOP_BY_HOP]
+        duration = time.time() - started
+        answer_headers = _as_sent(response.headers.raw, len(response.content))
         if self.record_static or not _is_static(path, response.headers.get("content-type", "")):
+            # The URL the client asked for: a page of the proxy names it as its Origin, which a replay must take
+            # for its own, as it does for a browser's HAR (ComfyUI itself saw Host and Origin both the proxy's).
             self.session.exchanges.append(HttpExchange(
-                t=started, method=scope["method"], url=url, request_headers=headers, request_body=body,
-                status=response.status_code, reason=response.reason_phrase, response_headers=answer_headers,
-                response_body=response.content, duration=time.time() - started,
+                t=started, method=scope["method"], url=_client_base(scope) + target, request_headers=headers,
+                request_body=body, status=response.status_code, reason=response.reason_phrase,
+                response_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer_headers],
+                response_body=response.content, duration=duration,
             ))
-        await _respond(send, response.status_code, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer_headers], response.content)
+        await _respond(send, response.status_code, answer_headers, response.content, length_given=True)
 
     async def _admin(self, scope: Scope, send: Send) -> None:
         if scope["path"] == SAVE_PATH and scope["method"] == "POST":
@@ -225,8 +228,7 @@ class RecordingProxy:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        query = scope.get("query_string", b"").decode("latin-1")
-        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1") + ("?" + query if query else "")
+        path = _path_and_query(scope)
         try:
             upstream = await connect(self.ws_target + path, max_size=None, compression=None, proxy=None, open_timeout=10,
                                      subprotocols=scope.get("subprotocols") or None, ping_interval=None)
@@ -235,7 +237,7 @@ class RecordingProxy:
             await send({"type": "websocket.close", "code": 1011})
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-        record = WsConnection(t=time.time(), url=self.target + path)
+        record = WsConnection(t=time.time(), url=_client_base(scope) + path)
         self.session.sockets.append(record)
         to_upstream = asyncio.create_task(self._client_to_upstream(receive, upstream, record))
         to_client = asyncio.create_task(self._upstream_to_client(upstream, send, record))
@@ -280,9 +282,41 @@ def _is_static(path: str, content_type: str) -> bool:
     return any(t in content_type for t in _STATIC_TYPES) or path.lower().endswith(_STATIC_SUFFIXES)
 
 
-async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    start: Message = {"type": "http.response.start", "status": status,
-                      "headers": headers + [(b"content-length", str(len(body)).encode())]}
+def _path_and_query(scope: Scope) -> str:
+    """The request's path and query as the client sent them (not re-encoded)."""
+    query: str = scope.get("query_string", b"").decode("latin-1")
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    return path.decode("latin-1") + ("?" + query if query else "")
+
+
+def _client_base(scope: Scope) -> str:
+    """The address the client used, ``http://host:port`` (``ws://`` for a socket): its Host header, else the
+    proxy's own socket."""
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 0)
+        host = f"[{server[0]}]:{server[1]}" if ":" in server[0] else f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def _as_sent(raw: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
+    """The upstream's answer headers with their names and order as sent, hop-by-hop ones left out; Content-Length
+    stays where it was, giving the length of the (decoded) body, or comes last when the upstream sent none."""
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in raw:
+        lower = name.lower().decode("latin-1")
+        if lower == "content-length":
+            kept.append((name, str(length).encode()))
+        elif lower not in _HOP_BY_HOP:
+            kept.append((name, value))
+    if not any(name.lower() == b"content-length" for name, _ in kept):
+        kept.append((b"Content-Length", str(length).encode()))
+    return kept
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, length_given: bool = False) -> None:
+    given = headers if length_given else headers + [(b"content-length", str(len(body)).encode())]
+    start: Message = {"type": "http.response.start", "status": status, "headers": given}
     await send(start)
     await send({"type": "http.response.body", "body": body})
 
@@ -320,7 +354,8 @@ def run_proxy(
     sock = bind_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(proxy, log_level=log_level, lifespan="on", server_header=False, date_header=False,
+    # h11, not httptools: uvicorn's httptools protocol lowercases every header name it sends, h11 keeps them.
+    config = uvicorn.Config(proxy, log_level=log_level, lifespan="on", server_header=False, date_header=False, http="h11",
                             ws="websockets-sansio", ws_max_size=64 * 1024 * 1024, ws_ping_interval=None,
                             timeout_graceful_shutdown=3)
     server = _SavingServer(config, (lambda: on_ready(url)) if on_ready is not None else None)

@@ -161,13 +161,23 @@ def expand_cassettes(paths: tuple[Path, ...]) -> tuple[Path, ...]:
         if path.is_dir():
             found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
             if not found:
-                raise ConfigError(f"{path}: folder holds no *.yaml cassette")
+                raise ConfigError(f"{path}: folder holds no *.yaml cassette{_subfolders_hint(path)}")
             expanded.extend(found)
         elif not path.exists():
             raise ConfigError(f"{path}: no such cassette")
         else:
             expanded.append(path)
     return tuple(expanded)
+
+
+def _subfolders_hint(path: Path) -> str:
+    """Where the cassettes are when they sit one level down (pytest-recording's cassettes/<module>/<test>.yaml): a
+    folder stands for its own files only, so its subfolders must be named."""
+    below = sorted({found.parent.name for pattern in ("*/*.yaml", "*/*.yml") for found in path.glob(pattern)})
+    if not below:
+        return ""
+    more = f" and {len(below) - 5} more" if len(below) > 5 else ""
+    return f" of its own (subfolders are not searched; name the one to replay: {', '.join(below[:5])}{more} hold *.yaml)"
 
 
 def check_folder(flag: str, path: Path) -> None:

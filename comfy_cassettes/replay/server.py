@@ -88,7 +88,7 @@ class ReplayServer:
             ws_ping_interval=None, ws_ping_timeout=None, timeout_keep_alive=75, http=BoundedHeadersProtocol,
             access_log=log_level in ("info", "debug", "trace"), proxy_headers=False,
         )
-        self._server = uvicorn.Server(uv_config)
+        self._server = _Server(uv_config)
         self.engine.faults.listener = UvicornListener(self._server, self.config.host, self.port)
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()  # run() returned
@@ -110,6 +110,7 @@ class ReplayServer:
             self._server.run(sockets=[self.socket])
         finally:
             self._finished.set()
+            self._server.exiting.set()  # (a server that failed to start was never asked to stop: the thread ends)
             self.socket.close()
             self.engine.remove_owned_dirs()
             drain_console()
@@ -118,10 +119,9 @@ class ReplayServer:
 
     def _exit_when_stuck(self) -> None:
         """Bound the shutdown a signal asks for: past SHUTDOWN_LIMIT seconds (a client that never lets go, a
-        loop kept busy), remove the folders and end the process anyway."""
-        while not self._server.should_exit:
-            if self._finished.wait(0.05):
-                return
+        loop kept busy), remove the folders and end the process anyway. Asleep until then: a thread that woke to
+        look would take the interpreter from the event loop each time."""
+        self._server.exiting.wait()
         if self._finished.wait(SHUTDOWN_LIMIT):
             return
         self.engine.remove_owned_dirs()
@@ -191,6 +191,26 @@ class ReplayServer:
         self.stop()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's Server, whose ``should_exit`` (set by its signal handlers, and by this module) is also an Event a
+    thread can wait on."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self.exiting = threading.Event()
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self.exiting.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self.exiting.set()
+        else:
+            self.exiting.clear()
+
+
 class UvicornListener:
     """Listener for a uvicorn.Server serving on one socket: closes and reopens the listening socket on the
     same address, and aborts connections through uvicorn's ``server_state``."""
@@ -252,7 +272,9 @@ def collect_as_a_server() -> None:
     lives as long as it does: frozen out of the cyclic garbage collector, which otherwise walked all of it again
     in every full collection. Those come ten times less often too: the history grows by design, and each one
     walked all of it (68 ms, a third of the collector's time, three times in 10,000 jobs) to find nothing; the
-    cycles a request leaves are collected young. (bench/bench_inprocess.py measures with the same settings.)"""
+    cycles a request leaves are collected young. (bench/bench_inprocess.py measures with the same settings.) The
+    collector is on from here: `serve` started without it (cli.main)."""
     gc.freeze()
+    gc.enable()
     young, middle, full = gc.get_threshold()
     gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))

@@ -8,6 +8,7 @@ in the journal after it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -50,6 +51,8 @@ class JournalEntry:
     def of(cls, kept: _Kept) -> JournalEntry:
         """The entry a journal keeps as a tuple (``_Kept``)."""
         seq, t, method, path, raw_query, body, status, matched, client = kept
+        if not isinstance(client, str):
+            client = f"{client[0]}:{client[1]}"
         if isinstance(body, int):
             entry = cls(seq, t, method, path, raw_query, b"", status, matched, client)
             entry._body = f"<{body} bytes>"
@@ -90,66 +93,75 @@ class JournalEntry:
 
 # An entry as the journal keeps it: JournalEntry's arguments in a plain tuple of strings and numbers, which the
 # cyclic garbage collector stops tracking (an object per request, kept by the ten thousand, made every full
-# collection longer). A body over _KEPT_BODY is kept as its size.
-_Kept = tuple[int, float, str, str, str, "bytes | int", int, str, str]
+# collection longer). A body over _KEPT_BODY is kept as its size, the client's address as the server gave it.
+_Kept = tuple[int, float, str, str, str, "bytes | int", int, str, "str | tuple[str, int]"]
 
 
 # An error answer's body as the journal keeps it: its first ANSWER_KEPT bytes and its whole size.
 Answered = tuple[bytes, int]
 
 
-# When a request arrived: its place in the journal (seq), the time, and the journal's generation. A plain tuple:
-# one is made per request, and a NamedTuple's constructor cost eight times as much.
-Receipt = tuple[int, float, int]
+class _Generation:
+    """The journal between two clears: its entries, its error answers' bodies by seq (oldest first: beside the
+    entries, so an answer that is no error costs nothing), and how many of its requests were received and answered.
+    A clear starts another, so a request received before it is answered into one nobody lists any more: no check
+    and no lock needed, whichever thread cleared."""
+
+    __slots__ = ("entries", "answers", "received", "answered")
+
+    def __init__(self, limit: int) -> None:
+        self.entries: deque[_Kept] = deque(maxlen=limit)
+        self.answers: dict[int, Answered] = {}
+        self.received = 0
+        self.answered = 0
+
+
+# When a request arrived: its place in the journal (seq), the time, and the journal's generation then. A plain
+# tuple: one is made per request, and a NamedTuple's constructor cost eight times as much.
+Receipt = tuple[int, float, _Generation]
 
 
 @dataclass
 class Journal:
-    """A bounded, thread-safe list of JournalEntry, plus what a test should hear about: errors inside the engine
-    and requests nothing recorded could answer (each with its closest recordings)."""
+    """A bounded list of JournalEntry, plus what a test should hear about: errors inside the engine and requests
+    nothing recorded could answer (each with its closest recordings). Requests are received and added by one
+    thread, the server's event loop, without a lock (two lock round trips were a tenth of the middleware's own
+    cost per request); any thread may read, clear and report problems."""
 
     limit: int = 10_000
-    entries: deque[_Kept] = field(init=False)
     errors: list[str] = field(default_factory=list)
     unmatched: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0  # problems past the first PROBLEMS_KEPT of their kind, counted and not kept
 
     def __post_init__(self) -> None:
-        self.entries = deque(maxlen=self.limit)
-        self._lock = threading.Lock()
-        self._seq = 0
-        self._generation = 0
-        self._in_flight = 0  # requests of this generation received and not yet answered
-        # Error answers' bodies by seq, oldest first: beside the entries, so an answer that is no error costs nothing.
-        self._answers: dict[int, Answered] = {}
+        self._lock = threading.Lock()  # clear, the reads, the problems, an entry answered out of order
+        self._seqs = itertools.count(1)  # (next() is atomic: receive needs no lock)
+        self._current = _Generation(self.limit)
+
+    @property
+    def entries(self) -> deque[_Kept]:
+        """The entries kept since the last clear, as tuples (``_Kept``), in the order received."""
+        return self._current.entries
 
     def receive(self) -> Receipt:
         """A request has arrived: its number and time. Every receipt is closed by :meth:`add` (answered or not)."""
-        with self._lock:
-            self._seq += 1
-            self._in_flight += 1
-            return (self._seq, time.time(), self._generation)
+        generation = self._current
+        generation.received += 1
+        return (next(self._seqs), time.time(), generation)
 
-    def add(self, method: str, path: str, query: str, body: bytes, status: int, matched: str = "", client: str = "",
-            *, receipt: Receipt | None = None) -> None:
+    def add(self, method: str, path: str, query: str, body: bytes, status: int, matched: str = "",
+            client: str | tuple[str, int] = "", *, receipt: Receipt | None = None) -> None:
         """One answered request (``receipt``: from :meth:`receive` when it arrived; None: arrived just now), listed
-        in the order received; dropped when the journal was cleared since it arrived. ``query`` is its raw query
-        string, decoded when asked for."""
-        with self._lock:
-            if receipt is None:
-                self._seq += 1
-                receipt = (self._seq, time.time(), self._generation)
-            elif receipt[2] == self._generation:
-                self._in_flight -= 1
-            seq, received, generation = receipt
-            if generation != self._generation:
-                return  # received before a reset: the test it belonged to is over
-            entry = (seq, received, method, path, query, body if len(body) <= _KEPT_BODY else len(body), status, matched, client)
-            entries = self.entries
-            if not entries or entries[-1][0] < seq:
-                entries.append(entry)
-                return
-            # Answered after requests that arrived later (a delay fault held it): back to where it arrived.
+        in the order received; not listed when the journal was cleared since it arrived. ``query`` is its raw query
+        string, decoded when asked for; ``client``: its address, or its (host, port), joined when asked for."""
+        seq, received, generation = receipt if receipt is not None else self.receive()
+        generation.answered += 1
+        entry = (seq, received, method, path, query, body if len(body) <= _KEPT_BODY else len(body), status, matched, client)
+        entries = generation.entries
+        if not entries or entries[-1][0] < seq:
+            entries.append(entry)
+            return
+        with self._lock:  # answered after requests that arrived later (a delay fault held it): back to where it arrived
             place = len(entries)
             while place > 0 and entries[place - 1][0] > seq:
                 place -= 1
@@ -166,9 +178,7 @@ class Journal:
         body = b"".join(chunks)
         head, size = body[:ANSWER_KEPT], len(body)
         with self._lock:
-            if receipt[2] != self._generation:
-                return
-            answers = self._answers
+            answers = receipt[2].answers
             answers[receipt[0]] = (head, size)
             if len(answers) > ANSWERS_KEPT:
                 del answers[next(iter(answers))]
@@ -176,13 +186,14 @@ class Journal:
     @property
     def in_flight(self) -> int:
         """Requests received since the last clear and not answered yet."""
-        return self._in_flight
+        generation = self._current
+        return generation.received - generation.answered
 
     async def settle(self, timeout: float = SETTLE_TIMEOUT) -> bool:
         """Wait up to ``timeout`` seconds for every request received to be answered; True when none is left (a
         reset waits so; one still going then is left out of every journal)."""
         deadline = time.monotonic() + timeout
-        while self._in_flight > 0:
+        while self.in_flight > 0:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.001)
@@ -220,10 +231,7 @@ class Journal:
     def clear(self) -> None:
         """Forget every entry and problem; requests still in flight will not be listed (a new generation)."""
         with self._lock:
-            self._generation += 1
-            self._in_flight = 0
-            self.entries.clear()
-            self._answers.clear()
+            self._current = _Generation(self.limit)
             self.errors.clear()
             self.unmatched.clear()
             self.dropped = 0
@@ -232,14 +240,15 @@ class Journal:
 
     def __iter__(self) -> Iterator[JournalEntry]:
         with self._lock:
-            kept = list(self.entries)
-            answers = dict(self._answers) if self._answers else None
+            generation = self._current
+            kept = list(generation.entries)
+            answers = dict(generation.answers) if generation.answers else None
         if answers is None:
             return map(JournalEntry.of, kept)
         return (_with_answer(JournalEntry.of(k), answers) for k in kept)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._current.entries)
 
 
 def _with_answer(entry: JournalEntry, answers: dict[int, Answered]) -> JournalEntry:

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ...comfy.refusals import is_refusal, refusal_message
+from ...comfy.refusals import request_line
 from ...comfy.routes import route_matches
 from ...contract import bodies as m
 from ...contract.routes import ADMIN_ROUTES, OPENAPI_PATH, AdminRoute, parse_body, parse_query
@@ -85,18 +85,10 @@ def verify(engine: ReplayEngine, expectation: m.JournalExpectation) -> tuple[boo
     described = " ".join(f"{k}={v!r}" for k, v in pattern.items()) or "any request"
     result: dict[str, Any] = {"ok": ok, "count": count, "expected": expected, "pattern": pattern}
     if not ok:
-        received = [_received(e) for e in engine.journal]
+        received = [request_line(e.method, e.path, e.query, e.status, e.answer) for e in engine.journal]
         result["message"] = f"expected {expected} request(s) matching {described}, received {count}"
         result["received"] = received[-50:]
     return ok, result
-
-
-def _received(entry: JournalEntry) -> str:
-    """``METHOD /path?query -> status``; for a refused prompt, with ComfyUI's reason (a client may have hidden it)."""
-    query = "?" + "&".join(f"{k}={v}" for k, v in entry.query.items()) if entry.query else ""
-    answer = entry.answer
-    reason = f": invalid prompt: {refusal_message(answer)}" if is_refusal(answer) else ""
-    return f"{entry.method} {entry.path}{query} -> {entry.status}{reason}"
 
 
 class AdminAuth:
@@ -293,4 +285,13 @@ def admin_app(token: str | None) -> Router:
     return Router([
         Route(route.path, _endpoint(route), methods=[route.method], middleware=None if route.path == OPENAPI_PATH else guarded)
         for route in ADMIN_ROUTES
-    ])
+    ], default=_no_such_route)
+
+
+async def _no_such_route(scope: Scope, receive: Receive, send: Send) -> None:
+    """A misspelt admin path (``/fault`` for ``/faults``) is a 404 that lists the routes, not a bare "Not Found" a
+    harness in another language shows as is."""
+    request = Request(scope)
+    routes = [route.label for route in ADMIN_ROUTES]
+    error = f"{request.method} {request.url.path}: no such admin route; the admin routes are {', '.join(routes)}"
+    await _answer({"error": error, "routes": routes}, 404)(scope, receive, send)

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 from typing import Any, AsyncIterator
 
-from starlette.datastructures import State
 from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,7 +20,7 @@ from .file_bodies import FileBodies
 from .frontend import WebRoots
 from .middleware import ReplayMiddleware
 from .page import page_routes
-from .routing import IndexedRouter
+from .routing import AppState, IndexedRouter
 from .userdata import userdata_routes
 from .websocket import websocket
 
@@ -77,7 +76,7 @@ def create_app(engine: ReplayEngine) -> ASGIApp:
 
     bodies = FileBodies()
     engine.files.written.append(bodies.wrote)  # a job's files are served from the bytes written, not read back
-    state = State({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": bodies})
+    state = AppState({"engine": engine, "web_roots": WebRoots.for_engine(engine), "file_bodies": bodies})
     router = IndexedRouter(routes, state=state, lifespan=lifespan)
     recorded_hosts = frozenset(urlsplit(i.uri).netloc.lower() for c in engine.cassettes for i in c.interactions)
     return ReplayMiddleware(router, engine, refuse_cross_site=engine.profile.refuses_cross_site, recorded_hosts=recorded_hosts)

@@ -48,6 +48,7 @@ def _differ(host: str, origin: str) -> bool:
 
 
 FAULT_SCOPE_KEY = "comfy_cassettes.fault"
+_NO_CLIENT = ("", 0)  # the journal's client for a scope without one (":0")
 
 
 class ReplayMiddleware:
@@ -134,10 +135,9 @@ class ReplayMiddleware:
         finally:
             if exchange.status >= 400:  # an error answer: its body tells a test why
                 journal.answer(receipt, exchange.answer)
-            client = scope.get("client") or ("", 0)
             journal.add(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), b"".join(exchange.chunks),
-                exchange.status, matched=scope.get(FAULT_SCOPE_KEY, ""), client=f"{client[0]}:{client[1]}",
+                exchange.status, matched=scope.get(FAULT_SCOPE_KEY, ""), client=scope.get("client") or _NO_CLIENT,
                 receipt=receipt,
             )
 

@@ -109,12 +109,35 @@ class _Plain:
         return params
 
 
+class AppState(State):
+    """``request.app.state`` whose values are plain attributes too: Starlette's State answers each read through
+    ``__getattr__``, a Python call, and every handler reads the engine so (``engine_of``)."""
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        super().__init__(state)
+        self.__dict__.update(self._state)
+
+    def __setattr__(self, key: Any, value: Any) -> None:
+        super().__setattr__(key, value)
+        self.__dict__[key] = value
+
+    def __delattr__(self, key: Any) -> None:
+        super().__delattr__(key)
+        self.__dict__.pop(key, None)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.__setattr__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.__delattr__(key)
+
+
 class IndexedRouter(Router):
     """A Router whose http and websocket dispatch tries only the routes that can match the request's path."""
 
     def __init__(self, routes: Sequence[BaseRoute], state: State | None = None, **options: Any) -> None:
         super().__init__(routes=routes, **options)
-        self.state = state or State()  # request.app.state, as in a Starlette app: how module-level handlers find the engine
+        self.state = state if state is not None else AppState()  # request.app.state, as in a Starlette app: how module-level handlers find the engine
         self._starts = [(_literal_start(route), route) for route in self.routes]
         self._known = {start[0] for start, _ in self._starts if start}
         self._known_api = {start[1] for start, _ in self._starts if len(start) > 1 and start[0] == _API}

@@ -14,14 +14,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ...cassette.model import Cassette, Job
 from ...comfy import profiles
 from ...comfy.extra_data import raises_on
 from ...comfy.folders import FileRoots, OutputNamer
-from ...comfy.protocol import INVALID_PROMPT_ID, SENSITIVE_EXTRA_DATA_KEYS, accepted_json, is_canonical_uuid, request_json, uuid4_text
+from ...comfy.protocol import INVALID_PROMPT_ID, accepted_json, is_canonical_uuid, request_json, uuid4_text
 from ...comfy.shapes import QueueListing
 from ...comfy.validation import no_prompt_body
 from ...errors import ConfigError
@@ -29,24 +30,24 @@ from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
-from . import plan as planning
-from .admission import Admission
+from .recorded_posts import RecordedPosts
 from .asset_store import Assets
 from .catalogue import Catalogue
-from .enrichment import OutputEnricher
-from .foreign_extra import queue_as_sent
 from .inputs import InputFiles
 from .interactions import InteractionIndex
-from .job_files import JobFiles
 from .outputs import OutputFiles
 from .recorded_inputs import RecordedInputs
 from .reply import Reply as Reply  # the handlers take it from here
 from .pacing import Pacing
-from .run import RunContext
+from .queued_extra import QueuedExtra
 from .sockets import Client, Close, Send, Sockets
-from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
+from .state import STOP_TIMEOUT, History, JobState, NodeCache, PromptQueue, QueueItem, Running
 from .user_folder import UserFolder, recorded_user_ids
-from .worker import STOP_TIMEOUT, Worker
+
+if TYPE_CHECKING:
+    from .admission import Admission
+    from .plan import JobIndex
+    from .worker import Worker
 
 
 class Resettable(Protocol):
@@ -66,7 +67,6 @@ class ReplayEngine:
         self.profile = profiles.profile(config.comfyui_version or self.recorded_version)  # the ComfyUI version to be
         self.features = self.profile.feature_flags(assets=config.assets)
         self.jobs: list[Job] = [job for c in cassettes for job in c.jobs]
-        self.index = planning.JobIndex(self.jobs)
         self._owned_dirs: list[Path] = []
         self.roots = FileRoots(
             output=self._dir(config.output_dir, "output"),
@@ -86,14 +86,14 @@ class ReplayEngine:
         self.catalogue = Catalogue(self.interactions, self.base, self.jobs, config, self.profile, self.recorded_version,
                                    input_folder=self.roots.input)
         self.sockets = Sockets(self.features)
-        self.admission = Admission(self.catalogue, self.index, self.inputs, self.profile)
         self.files = OutputFiles(self.roots, dynamic=config.dynamic, source_image=config.source_image, make_dir=lambda kind: self._dir(None, kind))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine runs on, once started
+        self._serving = False  # between start() and stop(): a worker built now starts at once
         self.faults = Faults(config.seed, on_restart=self.restart, on_error=self.journal.error, spawn=self.spawn)
         self.clock = Clock()
         self._ids = random.Random(config.seed)
-        self._last_create_time = 0  # ms: each queued prompt's create_time is later than the one before
+        self.extra_data = QueuedExtra(self.profile)
         self._resets = 0  # how many times reset() ran: each reset draws ids from a sequence of its own
         # What a fresh ComfyUI holds, and forgets when it restarts: queue, history, cache, handed-out names.
         self.queue = PromptQueue(on_change=self.sockets.status)
@@ -101,16 +101,56 @@ class ReplayEngine:
         self.running = Running()
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
-        enricher = OutputEnricher(self.files, self.assets) if self.profile.output_metadata else None
-        job_files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
         self.pacing = Pacing(config.timing, config.speed, backlog=self.queue.remaining)
-        context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
-                             files=job_files, pacing=self.pacing, running=self.running, recorded_history=self.index.rendered_history)
-        self.worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none",
-                             per_prompt_previews=self.profile.preview_method_per_prompt)
-        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files]
+        self.recorded_posts = RecordedPosts(self.jobs, self.pacing, lambda: self.index)
+        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files, self.recorded_posts]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
         self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
+
+    # ------------------------------------------------------------ the job side, built on first use
+    # Matching, validation and the run are only needed once a prompt comes: `serve` answers its first request
+    # without importing or building them (they were a sixth of its start-up). The first prompt pays once.
+
+    @cached_property
+    def index(self) -> JobIndex:
+        """The recorded jobs grouped for matching a submission."""
+        from .plan import JobIndex
+
+        return JobIndex(self.jobs)
+
+    @cached_property
+    def admission(self) -> Admission:
+        """What judges a submitted graph."""
+        from .admission import Admission
+
+        return Admission(self.catalogue, self.index, self.inputs, self.profile)
+
+    @cached_property
+    def worker(self) -> Worker:
+        """The prompt worker, working from the moment it is built if the engine serves."""
+        from .enrichment import OutputEnricher
+        from .job_files import JobFiles
+        from .run import RunContext
+        from .worker import Worker
+
+        config, profile = self.config, self.profile
+        enricher = OutputEnricher(self.files, self.assets) if profile.output_metadata else None
+        files = JobFiles(self.files, self.namer, self.inputs, self.cassettes, enricher=enricher, preview_size=config.preview_size)
+        context = RunContext(queue=self.queue, history=self.history, cache=self.node_cache, sockets=self.sockets, clock=self.clock,
+                             files=files, pacing=self.pacing, running=self.running, recorded_history=self.index.rendered_history)
+        worker = Worker(context, self.index, self.namer, self.inputs, self.journal, previews=config.preview_method != "none",
+                        per_prompt_previews=profile.preview_method_per_prompt)
+        if self._serving and self.loop is not None:
+            if asyncio._get_running_loop() is self.loop:
+                worker.start()
+            else:  # a test reaching in from its own thread
+                self.loop.call_soon_threadsafe(worker.start)
+        return worker
+
+    @property
+    def _built_worker(self) -> Worker | None:
+        """The worker if a prompt needed one (else nothing to start, stop or wait for)."""
+        return cast("Worker | None", self.__dict__.get("worker"))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -145,14 +185,18 @@ class ReplayEngine:
     async def start(self) -> None:
         """Start the worker that executes queued prompts and the publisher that sends /ws messages."""
         self.loop = asyncio.get_running_loop()
-        self.worker.start()
+        self._serving = True
+        if (worker := self._built_worker) is not None:
+            worker.start()
         if not any(t.get_name() == "comfy-cassettes-publisher" for t in self._tasks):
             self.spawn(self.sockets.publish()).set_name("comfy-cassettes-publisher")
 
     async def stop(self) -> None:
         """Stop the worker, the sockets' writers and every background task, and remove the folders this engine
         created. Bounded: a task that does not end within STOP_TIMEOUT of its cancel is left behind."""
-        await self.worker.stop()
+        self._serving = False
+        if (worker := self._built_worker) is not None:
+            await worker.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -174,7 +218,8 @@ class ReplayEngine:
 
         A request still held by a delay fault is let go first and answered from the state its test left (the file
         it asks for still there), then forgotten with that test's journal: it never lands in the next test's."""
-        if not self.worker.idle and (cut := await self.worker.stop()) is not None:  # an idle worker is kept as it is
+        worker = self._built_worker
+        if worker is not None and not worker.idle and (cut := await worker.stop()) is not None:  # an idle worker is kept
             cut.end_by_reset()
         self.faults.reset()
         await self.journal.settle()
@@ -195,7 +240,8 @@ class ReplayEngine:
     async def restart(self) -> None:
         """What a restarted ComfyUI forgets: queue, history, caches, the counter (a ``down`` fault with
         ``restart``). Faults, holds and the journal are the test's and stay; ids never repeat."""
-        await self.worker.stop()
+        if (worker := self._built_worker) is not None:
+            await worker.stop()
         self._forget()
         await self.start()
 
@@ -207,6 +253,16 @@ class ReplayEngine:
 
     def submit(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
         """Queue a prompt like ComfyUI's POST /prompt handler (server.py post_prompt) of the profile's version."""
+        accepted = self._accept(raw, headers)
+        return accepted if isinstance(accepted, Reply) else self._queue(*accepted)
+
+    async def submit_held(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
+        """:meth:`submit`, the prompt queued as long after it came as its recording's took (recorded_posts.py)."""
+        accepted = self._accept(raw, headers)
+        return accepted if isinstance(accepted, Reply) else await self.recorded_posts.after(accepted[0], lambda: self._queue(*accepted))
+
+    def _accept(self, raw: bytes, headers: Mapping[str, str] | None) -> Reply | tuple[QueueItem, dict[str, Any]]:
+        """The prompt's queue item and node errors, or the refusal to answer with."""
         try:
             body = request_json(raw, (headers or {}).get("content-type"))
         except (ValueError, LookupError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -233,18 +289,27 @@ class ReplayEngine:
             return Reply.crash()
         # str() of what was given, as ComfyUI does (a null one is "None": more_sessions_0.3/extra_edge); else drawn.
         given = "prompt_id" in body and (body["prompt_id"] is not None or not self.profile.prompt_id_must_be_uuid)
-        prompt_id = str(body["prompt_id"]) if given else self.new_prompt_id()
-        extra_data = self._extra_data(body, headers or {})
+        prompt_id, held = str(body["prompt_id"]) if given else self.new_prompt_id(), 0.0
+        if self.recorded_posts.active:  # the recording's time and, for a drawn id that was tied, its order
+            prompt_id, held = self.recorded_posts.stand_in(workflow, shape, prompt_id, drawn=not given)
+        extra_data = self.extra_data.of(body, headers or {})
         self.queue.sequence += 1
         # The job's messages go to extra_data's client_id (execution.py), the body's or one sent inside extra_data.
-        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape)
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape,
+                         held=held)
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
         if foreign and body["extra_data"] is not None:
+            from .foreign_extra import queue_as_sent  # (rare: only an extra_data that is no object)
+
             queue_as_sent(item, body["extra_data"], self.catalogue.object_info())
+        return item, node_errors
+
+    def _queue(self, item: QueueItem, node_errors: dict[str, Any]) -> Reply:
+        """Put an accepted prompt in the queue (ComfyUI's ``status`` goes out) and make its answer."""
         self.queue.put(item)
         self.worker.wake()
-        answer = Reply.json_text(accepted_json(prompt_id, number, node_errors))
+        answer = Reply.json_text(accepted_json(item.prompt_id, item.number, node_errors))
         if not self.pacing.faithful:
             item.answered = time.monotonic()  # zero latency: the job may run while its answer is on the way
             return answer
@@ -267,26 +332,6 @@ class ReplayEngine:
         number = self.queue.counter
         self.queue.counter += 1
         return -number if body.get("front") else number
-
-    def _extra_data(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
-        """The queue item's extra_data as the profile's ComfyUI keeps it."""
-        profile = self.profile
-        sent = body.get("extra_data")
-        extra_data = dict(sent) if isinstance(sent, dict) else {}  # (no object: queued as sent, foreign_extra.py)
-        if "client_id" in body:  # a null one too: server.py copies the key whenever it is there
-            extra_data["client_id"] = body["client_id"]
-        # The header is looked up only for a version that reads it (a request's headers are searched, not indexed).
-        usage_source = headers.get("comfy-usage-source") if profile.usage_source_header else None
-        if usage_source and "comfy_usage_source" not in extra_data:
-            extra_data["comfy_usage_source"] = usage_source
-        if profile.hides_secrets:  # held beside the queue item, never shown (server.py post_prompt since 0.3.68)
-            for key in SENSITIVE_EXTRA_DATA_KEYS:
-                extra_data.pop(key, None)
-        if profile.stamps_create_time:
-            # Never the previous prompt's ms (ComfyUI's validation outlasts one): /api/jobs sorts as prompts were sent.
-            self._last_create_time = max(int(time.time() * 1000), self._last_create_time + 1)
-            extra_data["create_time"] = self._last_create_time
-        return extra_data
 
     # ------------------------------------------------------------ queue / history
 

@@ -86,6 +86,11 @@ class Pacing:
         return bool(self._scale and seconds > 0) or time.perf_counter() >= self._wall_due and self._spent()
 
     @property
+    def scale(self) -> float:
+        """Seconds waited per recorded second (0: recorded delays are not waited)."""
+        return self._scale
+
+    @property
     def recorded(self) -> bool:
         """Whether recorded delays are kept (``faithful`` and ``recorded``): a graph the cassettes recorded with
         other values runs at the recording's pace too."""
@@ -109,17 +114,17 @@ class Pacing:
                 return
         await self.spend()
 
-    def start_delay(self, created: float, answered: float | None, recorded: float) -> float:
+    def start_delay(self, created: float, answered: float | None, recorded: float, held: float = 0.0) -> float:
         """What is left of a recorded delay from POST /prompt to ``execution_start``, in recorded seconds, for a job
-        queued at wall-clock time ``created`` whose answer went out at ``answered`` (time.monotonic()): time it
-        already spent queued counts towards it. Faithful timing counts from the answer instead: a client reading
-        it on a busy machine still has the recorded delay to note the prompt_id, at the cost of our own answer
-        time (under a millisecond) over the recording; and it leaves out what the recording spent queued behind
-        its other prompts (comfy/latency.py)."""
+        whose POST came at wall-clock time ``created`` and whose answer went out at ``answered``
+        (time.monotonic()), ``held`` recorded seconds after it came (recorded_posts.py): time it already spent counts
+        towards it. Faithful timing counts from the answer instead: a client reading it on a busy machine still has
+        the recorded delay to note the prompt_id, at the cost of our own answer time (under a millisecond) over the
+        recording; and it leaves out what the recording spent queued behind its other prompts (comfy/latency.py)."""
         if not self._scale:
             return 0.0
         if self.timing == "faithful" and answered is not None:
-            return max(0.0, min(recorded, LONGEST_IDLE_START) - (time.monotonic() - answered))
+            return max(0.0, min(recorded, LONGEST_IDLE_START) - held - (time.monotonic() - answered))
         return max(0.0, recorded - (time.time() - created) / self._scale)
 
     async def keep_floor(self, answered: float | None, *, watched: bool = True) -> None:

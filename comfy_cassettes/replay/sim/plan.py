@@ -156,6 +156,14 @@ class JobIndex:
                 return (errors if isinstance(errors, dict) else {}), list(job.outputs_to_execute)
         return None
 
+    def recordings(self, workflow: Mapping[str, Any], shape: str | None = None) -> tuple[int, tuple[Job, ...], bool]:
+        """The accepted recordings of this very workflow in recorded order (True), else the first of its structure
+        (False), with a key for them (recorded_posts.py counts the submissions each set stood for)."""
+        same = [j for j in self._same_shape(workflow, shape) if j.status != "rejected"]
+        exact = [j for j in same if j.workflow == workflow]
+        found = exact or same[:1]
+        return (id(found[0]) if found else -1), tuple(found), bool(exact)
+
     def recorded_verdict(self, workflow: Mapping[str, Any], status: int, node_errors: Mapping[str, Any]) -> dict[str, Any] | None:
         """The answer recorded for exactly this workflow when ComfyUI found the same errors in the same nodes: the
         order of its details lines and the outputs each node error names follow a set of output ids, whose order

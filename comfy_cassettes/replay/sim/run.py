@@ -30,7 +30,7 @@ from .pixels import output_png
 from .pacing import Pacing
 from .planned import as_recorded, is_preview_event, paired, reads_plain
 from .plan import Plan
-from .run_script import ENDED, RunScript, Starts, script_of, unseen
+from .run_script import ENDED, RunScript, Starts, joined_late, script_of, unseen
 from .sockets import Sockets
 from .state import History, JobState, NodeCache, PromptQueue, QueueItem, Running
 
@@ -91,6 +91,7 @@ class JobRun:
         self._unseen = job is not None and job.status in ENDED and unseen(job, plan.events)
         if self._unseen and job is not None:
             self.status = JobState(job.status)  # the recording says how it ended
+        self._from_history = job is not None and (self._unseen or not job.has_client or joined_late(job, plan.events))  # (_finish)
         refusals = [JobFault("execution_error", node, _save_refusal(message)) for node, message in binding.refused.items()]
         self._pending = self._targets([*item.faults, *refusals]) if item.faults or refusals else {}  # (most jobs: none)
         self._png_text: Mapping[str, str] | None = None  # png_metadata's, made on the first save
@@ -103,7 +104,7 @@ class JobRun:
             return
         context, pacing = self.context, self.context.pacing
         self._starts = Starts(self.item.client_id is not None, self.executed)
-        await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for))
+        await pacing.pause(pacing.start_delay(self.item.created, self.item.answered, self.plan.queued_for, self.item.held))
         context.queue.report_taken()  # ComfyUI reports the taken prompt right before execution_start, no delay between
         events = self.plan.events
         previous_t, i = 0.0, 0
@@ -322,14 +323,13 @@ class JobRun:
         """History, cache and queue after the run; then the status and ComfyUI's end-of-prompt ``executing``."""
         context, item, plan = self.context, self.item, self.plan
         job = plan.job
-        if job is not None and (self._unseen or not job.has_client) and job.history and self.status.value == job.status:
-            # Sent to nobody (only a no-client job's execution_interrupted is broadcast), yet ComfyUI keeps these in
-            # history: take them from the recording.
+        if job is not None and self._from_history and job.history and self.status.value == job.status:
+            # Sent to nobody (only a no-client job's execution_interrupted is broadcast), or before the recording's
+            # socket joined, yet ComfyUI keeps these in history: take them from the recording.
             self.bindings["now_ms"] = _now_ms()
             recorded = render_value((job.history.get("status") or {}).get("messages") or [], self.bindings)
             self.messages = recorded or self.messages
-        success = self.status is JobState.SUCCESS
-        outputs = self.outputs
+        success, outputs = self.status is JobState.SUCCESS, self.outputs
         meta: dict[str, Any] = {}
         if success:
             # The recorded outputs are taken only when the run saw none (its own are the replay's files).
@@ -346,6 +346,7 @@ class JobRun:
         ran = item.order if success else self.executed
         done = {*plan.cached, *ran} if plan.cached else ran
         cache.store({sigs[n]: outputs[n] if n in outputs else cache.get(sigs[n]) for n in done if n in sigs})
+        context.running.last_node = None  # execution.py execute_async: a client joining the next job is told no stale node
         context.queue.done(item, self.status)  # reports the queue size: the status before `executing null` (basic_save)
         if context.sockets.reaches(item.client_id, _EXECUTING):  # (made for a receiver only)
             context.sockets.emit(item.client_id, _EXECUTING, executing(None, item.prompt_id))

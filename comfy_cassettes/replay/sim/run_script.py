@@ -17,6 +17,7 @@ from .planned import reads_plain
 from .state import JobState
 
 _PROGRESS_STATE, _EXECUTING, _EXECUTED = Event.PROGRESS_STATE.value, Event.EXECUTING.value, Event.EXECUTED.value
+_EXECUTION_START = Event.EXECUTION_START.value
 _KEPT = HISTORY_TYPES | {_EXECUTED}  # the messages whose rendered data a run keeps (history, outputs)
 ENDED = frozenset(STATUS_OF_TERMINAL.values())  # the statuses a recording ends with, had its stream a terminal message
 
@@ -29,6 +30,18 @@ def unseen(job: Job, events: tuple[WsEvent, ...]) -> bool:
     found: bool | None = job.__dict__.get("_unseen")
     if found is None:
         found = job.__dict__["_unseen"] = not any(e.type in TERMINAL for e in reversed(events))
+    return found
+
+
+def joined_late(job: Job, events: tuple[WsEvent, ...]) -> bool:
+    """Whether a recorded stream lacks its ``execution_start``: the client's /ws connected after the job began (a
+    client that connects after its POST /prompt, such as comfy-api-simplified), so the stream holds only the job's
+    end and history's start and cached messages are in the recorded history alone. Kept on the job."""
+    if events is not job.ws:
+        return False
+    found: bool | None = job.__dict__.get("_joined_late")
+    if found is None:
+        found = job.__dict__["_joined_late"] = bool(events) and all(e.type != _EXECUTION_START for e in events)
     return found
 
 

@@ -22,6 +22,7 @@ from ...comfy.shapes import ExecutionStatus, HistoryEntry, QueueListing
 if TYPE_CHECKING:
     from ..harness.faults import JobFault
 
+STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (the worker's at a reset, the server's shutdown)
 
 class JobState(str, Enum):
     """Where a prompt is in its life."""
@@ -100,6 +101,7 @@ class QueueItem:
     finished: float | None = None
     shape: str | None = None  # graph.structure(workflow), worked out once at submit
     answered: float | None = None  # time.monotonic() when its POST /prompt answer went out; None: not yet
+    held: float = 0.0  # recorded seconds its POST /prompt was held before it was queued (recorded_posts.py)
     extra_data_sent: Any = None  # an extra_data that is no object, listed as sent (0.3.64 queues a list as it is)
     # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id; then the order they
     # came in (PromptQueue's heap entries start with these).

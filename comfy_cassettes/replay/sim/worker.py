@@ -15,9 +15,7 @@ from ..options import PREVIEW_METHODS
 from . import plan as planning
 from .inputs import InputFiles
 from .run import JobRun, RunContext
-from .state import JobState, QueueItem
-
-STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (a reset, the server's shutdown)
+from .state import STOP_TIMEOUT, JobState, QueueItem
 # A prompt of more nodes is planned in a thread: planning is linear in the graph, yet 10,000 nodes take most of a
 # second that the handlers must not wait. A smaller one (most prompts: txt2img has 7) is planned inline, where it
 # costs less than a thread's round trip.
