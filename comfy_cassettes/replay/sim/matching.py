@@ -109,6 +109,8 @@ class _Candidates:
         self._telling = [(node, key) for (node, key), present in self._present.items() if key not in VOLATILE_INPUTS
                          and not (len(present) == len(jobs) and (node, key) not in self._odd and len(self._holders[node][key]) == 1)
                          and not (len(present) == len(jobs) and all(is_link(v) for _, v in self._odd.get((node, key), [(0, None)])))]
+        # The best for a submission that shares no telling value with any job (a new seed, a new prompt text).
+        self._unshared = self._best([0] * len(jobs), ()) if jobs else None
 
     def best(self, workflow: Mapping[str, Any], decisive: Mapping[tuple[str, str], Any] | None) -> Job | None:
         """The job that best matches a submission of ``workflow`` (JobIndex.choose's rule), or None; ``decisive``:
@@ -117,7 +119,8 @@ class _Candidates:
             return None
         excluded = [] if decisive is None else [i for i, facts in enumerate(self._facts) if decisive != facts.decisive]
         # The inputs that tell the jobs apart rank them as all their values do.
-        best = self._best(self._telling_counts(workflow), excluded)
+        counts = self._telling_counts(workflow)
+        best = self._best(counts, excluded) if excluded or any(counts) else self._unshared
         if best is not None and best in self._errors:
             # The best is a failed recording, which replays only its own values: that takes the exact counts.
             shared = self.shared(workflow)
@@ -205,15 +208,18 @@ class Kind:
                     grouped.append((facts.decisive, group))
                 group.append((job, facts))
             self.groups = [(decisive, _Candidates(members, has_client)) for decisive, members in grouped]
+        # The groups by their values' items (dicts are equal when their items are; hashable, as _findable values are).
+        self._by_values = {frozenset(decisive.items()): candidates for decisive, candidates in self.groups or ()}
 
     def matching(self, decisive: Mapping[tuple[str, str], Any]) -> tuple[_Candidates, bool]:
         """The candidates for a submission's decisive values, and whether each must still be compared with them."""
         if self.groups is None:
             return self.all, True
-        for theirs, candidates in self.groups:
-            if decisive == theirs:
-                return candidates, False
-        return NO_CANDIDATES, False
+        try:
+            found = self._by_values.get(frozenset(decisive.items()))
+        except TypeError:  # an unhashable value, which no group's equals
+            found = None
+        return (found if found is not None else NO_CANDIDATES), False
 
 
 _EVERY: list[int] = []  # stands for the list of every candidate (_Candidates.shared counts it once, for all)

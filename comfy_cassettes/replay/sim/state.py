@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -359,6 +359,12 @@ class NodeCache:
 
     def get(self, signature: str) -> dict[str, Any] | None:
         return self.results.get(signature)
+
+    def holding(self, signatures: Mapping[str, str], nodes: Iterable[str]) -> list[str]:
+        """The ``nodes`` whose signature the cache holds, in their order (one lookup each, not a call of
+        ``__contains__`` each)."""
+        results = self.results
+        return [node for node in nodes if signatures.get(node) in results]
 
     def store(self, results: dict[str, dict[str, Any] | None]) -> None:
         """What one prompt's run leaves cached."""

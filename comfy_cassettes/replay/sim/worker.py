@@ -143,7 +143,7 @@ class Worker:
         sigs = item.signatures
         # execution_cached lists the prompt's nodes in the prompt's own order (execution.py execute_async), every
         # node the cache holds, also one no output needs (a branch that failed validation, one partial targets skip).
-        cached = [node for node in item.workflow if sigs.get(node) in self.context.cache]
+        cached = self.context.cache.holding(sigs, item.workflow)
         has_client = item.client_id is not None
         job = self.index.choose(item.workflow, has_client=has_client, cached=cached, shape=item.shape,
                                 outputs=item.outputs_to_execute)
