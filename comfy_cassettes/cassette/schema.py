@@ -80,7 +80,14 @@ class Checker:
             queued_for=float(raw.get("queued_for", 0.0)),
             name=str(raw.get("name", "")),
             took=float(took),
+            id_head=self.id_head(raw.get("id_head", ""), f"{key}.id_head"),
         )
+
+    def id_head(self, raw: Any, key: str) -> str:
+        """A recorded prompt_id's first group: up to 8 lowercase hex digits."""
+        if not isinstance(raw, str) or len(raw) > 8 or raw.strip("0123456789abcdef"):
+            self.fail(key, f"expected the first group of a prompt_id (up to 8 hex digits), got {raw!r}")
+        return str(raw)
 
     def event(self, raw: Any, key: str) -> WsEvent:
         self.type(raw, dict, key)
