@@ -26,6 +26,10 @@ app = typer.Typer(
 )
 
 
+# A flag's metavar: nothing, where typer 0.2x would print `<bool>` as if the flag took a value.
+FLAG = ""
+
+
 def _fail(exc: ComfyCassettesError) -> typer.Exit:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
@@ -39,7 +43,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", metavar=FLAG, callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Record real ComfyUI sessions into YAML cassettes and replay them as a live ComfyUI."""
 
@@ -63,7 +67,7 @@ def _serve_signature() -> Signature:
         kind, default = _cli_type(option.type), option.default
         if isinstance(default, tuple):
             default = None  # a repeatable option: typer's list, None when not given
-        info = typer.Option(option.cli_flag, help=option.help, envvar=option.envvar, show_envvar=option.envvar is not None,
+        info = typer.Option(option.cli_flag, help=option.help, metavar=FLAG if kind is bool else option.metavar, envvar=option.envvar, show_envvar=option.envvar is not None,
                             show_default=option.shown_default if option.shown_default is not None else True)
         parameters.append(Parameter(option.name, Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]))
     return Signature(parameters, return_annotation=None)
@@ -103,7 +107,7 @@ def openapi(
 def import_(
     sources: Annotated[list[Path], typer.Argument(help="HAR files exported from a browser or a recorder.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Cassette to write (blobs go beside it).")],
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing cassette.")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar=FLAG, help="Replace an existing cassette.")] = False,
     scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
     scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
     comfyui_version: Annotated[Optional[str], typer.Option(help="The ComfyUI version the sessions were recorded from (default: their /system_stats, else what their traffic shows).")] = None,
@@ -136,7 +140,7 @@ def _version_line(recorded: dict[str, Any]) -> str:
 def inspect(
     cassette: Annotated[Path, typer.Argument(help="Cassette to summarise.")],
     base: Annotated[Path, typer.Option(help="The cassette `serve` takes the routes this one lacks from.", show_default=BY_NAME["base"].shown_default)] = DEFAULT_BASE,
-    no_base: Annotated[bool, typer.Option("--no-base", help="Serve with no base cassette.")] = False,
+    no_base: Annotated[bool, typer.Option("--no-base", metavar=FLAG, help="Serve with no base cassette.")] = False,
 ) -> None:
     """Validate a cassette and list its jobs, its recorded requests and what `serve` answers from the base."""
     from rich.console import Console
@@ -177,16 +181,16 @@ def record(
     server: Annotated[str, typer.Option(help="The ComfyUI to record from.")] = "http://127.0.0.1:8188",
     repeat: Annotated[int, typer.Option(help="Run the workflow this many times (cached re-runs, counter progression).")] = 1,
     upload: Annotated[Optional[list[Path]], typer.Option(help="Image to POST /upload/image first (repeatable), for LoadImage.")] = None,
-    with_object_info: Annotated[bool, typer.Option("--with-object-info", help="Also record /object_info (lets replay validate prompts).")] = False,
+    with_object_info: Annotated[bool, typer.Option("--with-object-info", metavar=FLAG, help="Also record /object_info (lets replay validate prompts).")] = False,
     record_mode: Annotated[str, typer.Option(help="once | new_episodes | all | none: what to do when the cassette exists.")] = "once",
     scrub_header: Annotated[Optional[list[str]], typer.Option(help="Another header to remove (repeatable); Authorization, Cookie, Set-Cookie and API-key headers always are.")] = None,
     scrub_key: Annotated[Optional[list[str]], typer.Option(help="Another JSON key whose value to blank (repeatable); api_key_comfy_org and the like always are.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one job.")] = 600.0,
-    proxy: Annotated[bool, typer.Option("--proxy", help="Run a recording reverse proxy instead of a workflow.")] = False,
+    proxy: Annotated[bool, typer.Option("--proxy", metavar=FLAG, help="Run a recording reverse proxy instead of a workflow.")] = False,
     target: Annotated[str, typer.Option(help="With --proxy: the ComfyUI to forward to.")] = "http://127.0.0.1:8188",
     host: Annotated[str, typer.Option(help="With --proxy: address to bind.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="With --proxy: port to listen on (0 picks a free one).")] = DEFAULT_PORT,
-    record_static: Annotated[bool, typer.Option("--record-static", help="With --proxy: also record the web page's JS/CSS/fonts.")] = False,
+    record_static: Annotated[bool, typer.Option("--record-static", metavar=FLAG, help="With --proxy: also record the web page's JS/CSS/fonts.")] = False,
     ready_file: Annotated[Optional[Path], typer.Option(help="With --proxy: once listening, write {\"url\", \"port\", \"pid\"} to this file (atomically), as serve does, for a script that starts it on --port 0.")] = None,
 ) -> None:
     """Record a live ComfyUI into a cassette: run a workflow, or proxy any client (--proxy)."""

@@ -6,6 +6,7 @@ this module (and the server stack under it) is imported only when a test asks fo
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -24,6 +25,9 @@ from .pytest_names import DEFAULT_ENV_VAR, HANDLES, MARKER, option_dest
 from .replay.config import BUNDLED_DIR, DEFAULT_CASSETTE, TIMING_MODES, ReplayConfig, is_loopback
 from .replay.harness.kept_files import empty
 from .replay.options import BY_NAME, MARKER_OPTIONS, PYTEST_OPTIONS, Option
+
+# What ReplayControl.configure takes: the marker passes its other keywords there, for the test only.
+CONFIGURE_KEYWORDS = tuple(p.name for p in inspect.signature(ReplayControl.configure).parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 if TYPE_CHECKING:
     from .replay.server import ReplayServer
@@ -80,7 +84,8 @@ class Settings:
                     profile(version)
                 except ConfigError as exc:  # its message names the version, not the option
                     raise ConfigError(f"{BY_NAME['comfyui_version'].cli_flag} {version!r}: {exc}") from None
-            ReplayConfig(cassettes=self.cassettes, port=0, **self.values).validated()
+            config = ReplayConfig(cassettes=self.cassettes, port=0, **self.values).validated()
+            _refuse_foreign(self.cassettes, config.cassettes)
         except ConfigError as exc:
             message = str(exc)
             if self.cassettes_from and any(message.startswith(f"{path}:") for path in self.cassettes):
@@ -311,14 +316,51 @@ def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch:
         options.update(mark.kwargs)
     allow_unmatched = bool(options.pop("allow_unmatched", False))
     known = {o.name: options.pop(o.name) for o in MARKER_OPTIONS if o.name in options}
+    _refuse_unknown(options)
     if dynamic is not None:
         known["dynamic"] = dynamic
     cassettes = [_resolve(name, request.path.parent, servers.settings) for name in names]
-    handle = servers.get(cassettes=cassettes or None, **known)
+    handle = _server(servers, cassettes, known)
     handle.server.call(fresh(handle.server.engine, end_down=True))
     handle.configure(**options)
     monkeypatch.setenv(servers.settings.env_var, handle.url)
     return handle, allow_unmatched
+
+
+def _refuse_foreign(named: Sequence[Path], paths: Sequence[Path]) -> None:
+    """ConfigError, naming the configured paths, when none of the cassettes they hold recorded ComfyUI (a folder of
+    another service's vcr cassettes): every test would pass on the base's synthetic answers alone."""
+    from .cassette.load import load
+    from .errors import CassetteError
+
+    try:
+        foreign = bool(paths) and all(load(path).foreign for path in paths)
+    except CassetteError:
+        return  # a broken cassette is the server's error to report, as before this check
+    if foreign:
+        raise ConfigError(f"{', '.join(map(str, named))}: none of these cassettes recorded a ComfyUI request (cassettes of "
+                          "another service?)")
+
+
+def _server(servers: ComfyServers, cassettes: list[Path], options: dict[str, Any]) -> ComfyHandle:
+    """The marker's server; a bad marker value fails the test with one line naming it, not the plugin's traceback."""
+    try:
+        return servers.get(cassettes=cassettes or None, **options)
+    except (ValueError, ConfigError) as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
+
+
+def _refuse_unknown(options: Mapping[str, Any]) -> None:
+    """Fail the test on a misspelt marker keyword, naming the ones the marker takes (and the closest)."""
+    import difflib
+
+    accepted = [*(o.name for o in MARKER_OPTIONS), "allow_unmatched", *CONFIGURE_KEYWORDS]
+    unknown = sorted(set(options) - set(CONFIGURE_KEYWORDS))
+    if unknown:
+        close = [f"{name!r} (did you mean {match[0]!r}?)" if (match := difflib.get_close_matches(name, accepted, 1)) else repr(name)
+                 for name in unknown]
+        pytest.fail(f"{MARKER}: unknown keyword {', '.join(close)}; it takes {', '.join(accepted)}", pytrace=False)
 
 
 def _resolve(name: Any, test_dir: Path, settings: Settings) -> Path:

@@ -85,6 +85,18 @@ def test_top_level_cli_py_launches_the_same_app() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.parametrize("command", [[], ["serve"], ["record"], ["import"], ["inspect"]], ids=lambda c: " ".join(c) or "top")
+def test_help_shows_flags_as_flags_and_options_with_their_metavar(command: list[str]) -> None:
+    # typer 0.2x prints a flag's type, `--proxy <bool>`, which reads as an option taking true or false.
+    result = subprocess.run([*CLI, *command, "--help"], capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0
+    typers_own = ("--help", "--install-completion", "--show-completion")
+    rows = [line for line in result.stdout.splitlines() if "--" in line and not any(flag in line for flag in typers_own)]
+    assert rows and not [row for row in rows if "<bool>" in row]
+    if command == ["serve"]:
+        assert [row for row in rows if "--timing" in row and "MODE" in row]  # the options table's metavar
+
+
 SCRIPT = shutil.which("comfy-cassettes", path=str(Path(sys.executable).parent))
 
 

@@ -180,13 +180,18 @@ def test_the_status_of_a_job_taken_comes_with_its_execution_start(tmp_path: Path
 def polled_outputs(url: str, prompt: dict[str, Any]) -> dict[str, Any]:
     """comfyui-xy's ComfyUiClient.process_workflow: POST only the prompt (no client_id, no socket), poll
     /history/{id} until the id is listed, and take its outputs."""
+    return cast(dict[str, Any], polled_entry(url, prompt)["outputs"])
+
+
+def polled_entry(url: str, prompt: dict[str, Any]) -> dict[str, Any]:
+    """The history entry of ``prompt`` sent without client_id, polled for as comfyui-xy and comfy-catapult do."""
     body = json.dumps({"prompt": prompt}).encode()
     prompt_id = json.loads(urllib.request.urlopen(urllib.request.Request(f"{url}/prompt", data=body)).read())["prompt_id"]
     while True:
         with urllib.request.urlopen(f"{url}/history/{prompt_id}") as response:
             history = json.loads(response.read())
         if prompt_id in history:
-            return cast(dict[str, Any], history[prompt_id]["outputs"])
+            return cast(dict[str, Any], history[prompt_id])
         time.sleep(0.05)
 
 
@@ -213,6 +218,22 @@ def test_a_job_recorded_without_client_id_has_its_files_when_polled(tmp_path: Pa
         with urllib.request.urlopen(f"{url.rstrip('/')}/view?{urllib.parse.urlencode(image)}") as response:
             picture = response.read()
     assert image["filename"] == "anon_00001_.png" and sizes([picture]) == [(64, 64)]
+
+
+def test_a_job_recorded_without_client_id_is_matched_by_the_nodes_its_history_says_were_cached(tmp_path: Path) -> None:
+    # ComfyUI sends execution_cached to nobody for a prompt without client_id; its history keeps the message. The
+    # v064_gates capture ran its `nc` prompt without client_id after other prompts had cached its EmptyImage, then
+    # again all cached: on a fresh replay the first run caches nothing and must not take either recording's history
+    # (comfy-catapult's own session showed an error, a run and its re-run: the run said both nodes were cached).
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 255}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "nc"}}}
+
+    def cached(entry: dict[str, Any]) -> list[str]:
+        return next(data["nodes"] for kind, data in entry["status"]["messages"] if kind == "execution_cached")
+
+    with serve_imported(tmp_path, har_path("more_sessions_0.3/v064_gates")) as url:
+        first, again = (within(30, lambda: polled_entry(url.rstrip("/"), prompt)) for _ in range(2))
+    assert (cached(first), cached(again)) == ([], ["1", "2"])
 
 
 # ---------------------------------------------------------------- clients from PyPI

@@ -1,6 +1,7 @@
 """The TypeScript and Ruby examples pass against `comfy-cassettes serve`, each starting it the way a harness in
 its language would (``--port 0 --ready-file``). Outside CI a missing toolchain skips with the command that installs
-it; in CI (``CI=true``, where ``.ci/run`` installs them) it fails."""
+it; in CI (``CI=true``, where ``.ci/run`` installs them) it fails. The Python example is a team's own suite (its
+pytest.ini, a pytest-recording cassette of another API) using the plugin's fixtures."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ def test_ruby_example_passes() -> None:
     env = {**os.environ, "COMFY_CASSETTES_CMD": SERVE_COMMAND}
     out = _run([ruby, str(RUBY / "comfy_client_test.rb")], RUBY, env)
     assert "4 runs" in out and "0 failures, 0 errors" in out, out
+
+
+def test_python_service_example_passes_beside_its_own_vcr_cassette() -> None:
+    # A team's suite as it is: its own pytest.ini, a pytest-recording cassette of another API, the comfy fixture over a
+    # cassette recorded from a real ComfyUI 0.8.0. Run as the team runs it, in its folder, and under --block-network.
+    folder = EXAMPLES / "python"
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = _run([sys.executable, "-m", "pytest", "-q"], folder, env)
+    assert "5 passed" in out, out
+    out = _run([sys.executable, "-m", "pytest", "-q", "--block-network", "--allowed-hosts=127.0.0.1"], folder, env)
+    assert "5 passed" in out, out
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts) == before

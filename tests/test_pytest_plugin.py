@@ -196,15 +196,23 @@ def test_bad_timing(comfy):
 @pytest.mark.comfy_cassette(no_such_option=1)
 def test_typo(comfy):
     pass
+
+
+@pytest.mark.comfy_cassette(seeds=3)
+def test_close_to_a_keyword(comfy):
+    pass
 '''
     )
     result = suite.runpytest()
-    result.assert_outcomes(errors=3)
+    result.assert_outcomes(errors=4)
+    takes = "it takes dynamic, timing, speed, seed, models, preview_method, preview_size, comfyui_version, assets, allow_unmatched, faults, hold"
     result.stdout.fnmatch_lines([
         "*comfy_cassette: no cassette 'no_such_cassette' (looked in *",
-        "*timing must be one of faithful, floor, instant, recorded*",
-        "*unknown replay option(s): no_such_option*",
+        "comfy_cassette: timing must be one of faithful, floor, instant, recorded, got 'sometimes'",
+        f"comfy_cassette: unknown keyword 'no_such_option'; {takes}",
+        f"comfy_cassette: unknown keyword 'seeds' (did you mean 'seed'?); {takes}",
     ])
+    assert "Traceback" not in result.stdout.str() and "pytest_servers.py" not in result.stdout.str()  # one line each
 
 
 def test_app_client_reads_the_url_from_a_configured_env_var_and_journal_shows_its_calls(suite: pytest.Pytester) -> None:

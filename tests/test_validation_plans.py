@@ -139,3 +139,25 @@ def _parses(entry: dict[str, Any]) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_structures_with_the_same_node_ids_are_told_apart(object_info: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans are found by node ids, then compared node by node: graphs sharing their ids each keep their own plan,
+    and a link where a kept structure has a value (in a node no output reaches) is another structure."""
+    spare = {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}
+    graphs = [_empty_image(), _load_image("here.png"), {**_empty_image(), "3": spare},
+              {**_empty_image(), "3": {**spare, "inputs": {**spare["inputs"], "width": ["1", 0]}}}]
+    plans = ValidationPlans(NodeSpecs(object_info), DEFAULT)
+    exists = {"here.png"}.__contains__
+    in_full: list[Any] = []
+    monkeypatch.setattr(validation_plans, "validate_prompt", lambda *a, **k: in_full.append(a) or validate_prompt(*a, **k))
+    for _ in range(3):
+        for graph in graphs:
+            ours, theirs = copy.deepcopy(graph), copy.deepcopy(graph)
+            result, shape = plans.validate(ours, input_file_exists=exists)
+            expected = validate_prompt(theirs, object_info, input_file_exists=exists)
+            assert [result.status, result.node_errors, result.outputs_to_execute, ours] == [
+                expected.status, expected.node_errors, expected.outputs_to_execute, theirs]
+            assert shape == structure(graph)
+            assert plans.accepted(copy.deepcopy(graph), None, exists) == (expected.outputs_to_execute, structure(graph))
+    assert len(in_full) == len(graphs)  # each validated in full once, then answered by its plan

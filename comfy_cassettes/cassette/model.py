@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..comfy.events import WsEvent
+from ..comfy.routes import is_comfy_path
 from ..errors import CassetteError
 
 FORMAT = 1
@@ -54,6 +55,9 @@ class Job:
     # Seconds the recorded POST /prompt took to be answered: ComfyUI validates the prompt before it queues it and
     # announces the queue's ``status`` (0: not recorded, cassettes before it was).
     took: float = 0.0
+    # The first group of the prompt_id ComfyUI drew for it, kept when another prompt had the same number: its heap
+    # runs tied prompts in the order of their ids, and a replay's drawn id starts with this one ("": not kept).
+    id_head: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The job as stored under ``comfy.jobs``."""
@@ -61,6 +65,8 @@ class Job:
                                "status": self.status, "response": {"status": self.response_status, "body": self.response_body}}
         if self.took:
             out["response"]["took"] = self.took
+        if self.id_head:
+            out["id_head"] = self.id_head
         if self.status == "rejected":
             return out
         if self.outputs_to_execute:
@@ -162,6 +168,12 @@ class Cassette:
     metadata: dict[str, Any] | None = None  # vcrpy's optional cassette metadata, kept as it was
 
     @property
+    def foreign(self) -> bool:
+        """Whether it recorded requests, none of them to ComfyUI, and no job: a cassette of another service (a
+        pytest-recording cassette of a payments API), which answers nothing a ComfyUI client asks."""
+        return not self.jobs and bool(self.interactions) and not any(is_comfy_path(i.path) for i in self.interactions)
+
+    @property
     def root(self) -> Path:
         """The folder blob references are relative to."""
         return self.path.parent if self.path is not None else Path.cwd()
@@ -177,6 +189,11 @@ class Cassette:
                 raise CassetteError(self.path, None, f"blob {ref!r} leads outside the cassette folder {self.root} (a link?)")
             checked[ref] = path
         return path
+
+    def checked_blob(self, ref: str, path: Path) -> None:
+        """Note that ``ref`` was found inside the folder at ``path`` (the loader checks every blob): blob_path need
+        not resolve it again."""
+        self.__dict__.setdefault("_checked_blobs", {})[ref] = path
 
     def read_blob(self, ref: str) -> bytes:
         """The bytes of a blob reference."""
@@ -209,9 +226,10 @@ class Cassette:
 # ---------------------------------------------------------------- loading
 
 
-def blob_inside(root: Path, path: Path) -> bool:
-    """Whether ``path``, links resolved, is inside ``root``, links resolved."""
+def blob_inside(root: Path, path: Path, *, resolved_root: Path | None = None) -> bool:
+    """Whether ``path``, links resolved, is inside ``root``, links resolved (``resolved_root``: that, when the caller
+    resolved it once for many blobs)."""
     try:
-        return path.resolve().is_relative_to(root.resolve())
+        return path.resolve().is_relative_to(resolved_root or root.resolve())
     except (OSError, RuntimeError):  # a link loop
         return False

@@ -80,7 +80,14 @@ class Checker:
             queued_for=float(raw.get("queued_for", 0.0)),
             name=str(raw.get("name", "")),
             took=float(took),
+            id_head=self.id_head(raw.get("id_head", ""), f"{key}.id_head"),
         )
+
+    def id_head(self, raw: Any, key: str) -> str:
+        """A recorded prompt_id's first group: up to 8 lowercase hex digits."""
+        if not isinstance(raw, str) or len(raw) > 8 or raw.strip("0123456789abcdef"):
+            self.fail(key, f"expected the first group of a prompt_id (up to 8 hex digits), got {raw!r}")
+        return str(raw)
 
     def event(self, raw: Any, key: str) -> WsEvent:
         self.type(raw, dict, key)
@@ -126,11 +133,17 @@ class Checker:
                     self.fail(key, f"unknown placeholder {{{{{name}}}}} ({{{{...}}}} starting with {'/'.join(ROOTS)} must use a documented name)")
 
     def blobs(self, cassette: Cassette) -> None:
+        root = cassette.root
+        try:
+            resolved_root = root.resolve() if self.refs else None  # once, not per blob (a bundled cassette has ~50)
+        except (OSError, RuntimeError):
+            resolved_root = None
         for key, ref in self.refs:
             if ".." in Path(ref).parts or Path(ref).is_absolute():
                 self.fail(key, f"blob reference {ref!r} must stay inside the cassette folder")
-            path = cassette.root / ref
-            if not blob_inside(cassette.root, path):
+            path = root / ref
+            if not blob_inside(root, path, resolved_root=resolved_root):
                 self.fail(key, f"blob {ref!r} leads outside the cassette folder (a link?); copy the file in instead")
             if not path.is_file():
                 self.fail(key, f"blob {ref!r} is missing next to the cassette")
+            cassette.checked_blob(ref, path)

@@ -200,18 +200,30 @@ def _executed(t: float, node: str, output: Any, prompt_id: str) -> WsEvent:
     return WsEvent(t, Event.EXECUTED.value, {"node": node, "display_node": node, "output": output, "prompt_id": prompt_id})
 
 
+def _messages(history: Mapping[str, Any]) -> list[list[Any]]:
+    return [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
+
+
+def cached_in_history(history: Mapping[str, Any]) -> list[str]:
+    """The nodes a history entry's ``execution_cached`` message names (ComfyUI keeps the message in history
+    whoever its stream reached), in its order."""
+    found: list[str] = []
+    for kind, data in _messages(history):
+        if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
+            found += [str(n) for n in data.get("nodes") or [] if str(n) not in found]
+    return found
+
+
 def from_history(
     workflow: Mapping[str, Any], outputs_to_execute: Sequence[str], history: Mapping[str, Any], *,
     cached: Sequence[str] = (), prompt_id: str, timestamp: Any,
 ) -> tuple[list[WsEvent], list[str]]:
     """The events a client with the prompt's client_id would have had, rebuilt from the prompt's history entry
     (for recordings that kept no stream of it); also the cached nodes the history names."""
-    messages = [m for m in (history.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
+    messages = _messages(history)
     outputs = history.get("outputs") or {}
     known = list(cached)
-    for kind, data in messages:
-        if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
-            known += [str(n) for n in data.get("nodes") or [] if str(n) not in known]
+    known += [n for n in cached_in_history(history) if n not in known]
     try:
         order = execution_order(workflow, list(outputs_to_execute or outputs))
     except Exception:  # noqa: BLE001 - a workflow we cannot order still replays its outputs

@@ -14,25 +14,29 @@ from .nodes import FILE_CHECKED_INPUTS
 from .profiles import Profile
 from .validation import ValidationResult, Validator, output_nodes, validate_prompt
 
-# One constant input to convert and check: name, conversion, and its checks: None (none apply), a (min, max) range
-# (an infinity for a bound not given: a value it cannot be compared with fails to the full validation), or the
-# (input type, options) Validator.check_value is asked about, with the option list's strings as a set when that
-# list is all check_value looks at (a string in it passes without the call; any other value asks check_value).
-_Constant = tuple[str, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None", "frozenset[str] | None"]
-# One node the outputs reach: its id, class, file input (LoadImage's) and its constants.
-_Node = tuple[str, str, "str | None", tuple[_Constant, ...]]
+# One constant input to convert and check: name, the type a value keeps as it is (the conversion's; a string without
+# one: an option), conversion, and its checks: None (none apply), a (min, max) range (an infinity for a bound not
+# given: a value it cannot be compared with fails to the full validation), or the (input type, options)
+# Validator.check_value is asked about, with the option list's strings as a set when that list is all check_value
+# looks at (a string in it passes without the call; any other value asks check_value).
+_Constant = tuple[str, type, "type | None", "tuple[Any, Any] | None", "tuple[Any, Any] | None", "frozenset[str] | None"]
+# One node of the structure, in the prompt's order: its id, class, input names (in order), links (name and the
+# [node id, slot] list), the constants validation converts and checks (those of a node the outputs reach), the names
+# of the other inputs (no link either), and its file input (LoadImage's, when the outputs reach it).
+_Node = tuple[str, str, tuple[str, ...], tuple[tuple[str, list[Any]], ...], tuple[_Constant, ...], tuple[str, ...], "str | None"]
 
 _KEPT = 64  # structures kept: a test suite's prompts mostly share a few graphs
 _UP_TO_NODES = 256  # larger graphs are validated in full: their key would cost what it saves
 
 
 class _Plan:
-    """What a fully valid prompt of one structure needs checked again: its reachable nodes' constants."""
+    """What a fully valid prompt of one structure needs checked again: the structure itself, node by node, and the
+    constants of the nodes its outputs reach."""
 
-    __slots__ = ("nodes", "outputs", "shape")
+    __slots__ = ("key", "nodes", "outputs", "shape")
 
-    def __init__(self, nodes: tuple[_Node, ...], outputs: tuple[str, ...], shape: str) -> None:
-        self.nodes, self.outputs, self.shape = nodes, outputs, shape
+    def __init__(self, key: tuple[Any, ...], nodes: tuple[_Node, ...], outputs: tuple[str, ...], shape: str) -> None:
+        self.key, self.nodes, self.outputs, self.shape = key, nodes, outputs, shape
 
 
 class ValidationPlans:
@@ -46,57 +50,85 @@ class ValidationPlans:
 
     def __init__(self, specs: NodeSpecs, profile: Profile, *, order: Callable[[Any, list[str], str], list[str]] | None = None) -> None:
         self.specs, self.profile, self._order = specs, profile, order
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._kept: dict[tuple[Any, ...], _Plan] = {}  # by _key, oldest first
+        # The kept plans by node ids and partial targets: a prompt is compared with these alone, node by node, as its
+        # constants are checked (one walk, no key to build and hash).
+        self._by_ids: dict[tuple[Any, ...], list[_Plan]] = {}
 
     def accepted(self, prompt: Any, partial_execution_targets: Any = None, input_file_exists: Callable[[str], bool] | None = None,
                  ) -> tuple[list[str], str] | None:
         """The outputs to execute (in the caller's order) and ``graph.structure(prompt)`` of a prompt a kept plan
         accepts whole, its constants converted in place as validate_prompt converts them; None when it takes a
         full validation (:meth:`validate`). The common case of a replay, without the full answer's objects."""
-        key = _key(prompt, partial_execution_targets)
-        plan = self._plans.get(key) if key is not None else None
-        if plan is not None and _constants_pass(prompt, plan, lambda: Validator(prompt, self.specs, input_file_exists, self.profile)):
-            return list(plan.outputs), plan.shape
-        return None
+        plan = self._passing(prompt, partial_execution_targets, input_file_exists)
+        return None if plan is None else (list(plan.outputs), plan.shape)
 
     def validate(self, prompt: Any, *, input_file_exists: Callable[[str], bool] | None = None,
                  partial_execution_targets: Any = None) -> tuple[ValidationResult, str | None]:
         """validate_prompt's result (outputs in the caller's order when a plan answers), and
         ``graph.structure(prompt)`` when a plan has it (else None)."""
-        key = _key(prompt, partial_execution_targets)
-        plan = self._plans.get(key) if key is not None else None
+        plan = self._passing(prompt, partial_execution_targets, input_file_exists)
         if plan is not None:
-            if _constants_pass(prompt, plan, lambda: Validator(prompt, self.specs, input_file_exists, self.profile)):
-                return ValidationResult(200, None, {}, list(plan.outputs)), plan.shape
+            return ValidationResult(200, None, {}, list(plan.outputs)), plan.shape
         result = validate_prompt(prompt, self.specs, input_file_exists=input_file_exists,
                                  partial_execution_targets=partial_execution_targets, profile=self.profile)
-        if key is not None and plan is None and result.status == 200 and not result.node_errors:
-            return result, self._remember(key, prompt, partial_execution_targets, result)
+        if result.status == 200 and not result.node_errors:
+            key = _key(prompt, partial_execution_targets)
+            if key is not None and key not in self._kept:
+                return result, self._remember(key, prompt, partial_execution_targets, result)
         return result, None
+
+    def _passing(self, prompt: Any, partial: Any, input_file_exists: Callable[[str], bool] | None) -> _Plan | None:
+        """The kept plan of the prompt's structure when its constants pass (converted in place), else None."""
+        if type(prompt) is not dict or (partial is not None and not _targets(partial)):
+            return None
+        plans = self._by_ids.get((tuple(prompt), None if partial is None else tuple(partial)))
+        if plans is not None:
+            for plan in plans:
+                if _passes(prompt, plan.nodes, (self.specs, input_file_exists, self.profile)):
+                    return plan
+        return None
 
     def _remember(self, key: tuple[Any, ...], prompt: dict[str, Any], partial: Any, result: ValidationResult) -> str | None:
         """Keep the plan of a prompt accepted whole; its structure, made for the plan (None when not kept)."""
         outputs = output_nodes(prompt, self.specs.object_info, partial, self.profile)
         if result.outputs_to_execute != outputs:
             return None  # an output failed without a reason (a cycle): not a structure every value passes
-        if len(self._plans) >= _KEPT:
-            self._plans.pop(next(iter(self._plans)))  # the oldest
+        if len(self._kept) >= _KEPT:
+            oldest = self._kept.pop(next(iter(self._kept)))
+            alike = self._by_ids[oldest.key[0]]
+            alike.remove(oldest)
+            if not alike:
+                del self._by_ids[oldest.key[0]]
         shape = structure(prompt)
         ordered = self._order(prompt, outputs, shape) if self._order is not None else outputs
-        self._plans[key] = _Plan(self._reached(prompt, outputs), tuple(ordered), shape)
+        plan = self._kept[key] = _Plan(key, self._nodes(prompt, outputs), tuple(ordered), shape)
+        self._by_ids.setdefault(key[0], []).append(plan)
         return shape
 
-    def _reached(self, prompt: dict[str, Any], outputs: list[str]) -> tuple[_Node, ...]:
-        """The nodes validation visits from ``outputs`` (through declared inputs that are links), with the
-        constants it converts and checks in each."""
+    def _nodes(self, prompt: dict[str, Any], outputs: list[str]) -> tuple[_Node, ...]:
+        """The prompt's nodes as a plan compares them: each with its links and other inputs, and the constants
+        validation converts and checks in the nodes it reaches from ``outputs``."""
+        reached = self._reached(prompt, outputs)
         nodes: list[_Node] = []
-        seen: set[str] = set()
+        for node_id, node in prompt.items():
+            inputs = node["inputs"]
+            file_input, constants = reached.get(node_id, (None, ()))
+            named = {constant[0] for constant in constants}
+            links = tuple((name, list(value)) for name, value in inputs.items() if type(value) is list)
+            plain = tuple(name for name, value in inputs.items() if type(value) is not list and name not in named)
+            nodes.append((node_id, node["class_type"], tuple(inputs), links, constants, plain, file_input))
+        return tuple(nodes)
+
+    def _reached(self, prompt: dict[str, Any], outputs: list[str]) -> dict[str, tuple[str | None, tuple[_Constant, ...]]]:
+        """The nodes validation visits from ``outputs`` (through declared inputs that are links), each with its file
+        input and the constants it converts and checks in it."""
+        reached: dict[str, tuple[str | None, tuple[_Constant, ...]]] = {}
         stack = list(outputs)
         while stack:
             node_id = stack.pop()
-            if node_id in seen:
+            if node_id in reached:
                 continue
-            seen.add(node_id)
             class_type, inputs = prompt[node_id]["class_type"], prompt[node_id]["inputs"]
             constants: list[_Constant] = []
             file_input = FILE_CHECKED_INPUTS.get(class_type)
@@ -106,11 +138,11 @@ class ValidationPlans:
                 if type(inputs[name]) is list:
                     stack.append(inputs[name][0])
                 elif name == file_input or not checked:
-                    constants.append((name, conversion, None, None, None))
+                    constants.append((name, conversion or str, conversion, None, None, None))
                 else:
-                    constants.append((name, conversion, *self._checks(input_type, extra_info)))
-            nodes.append((node_id, class_type, file_input, tuple(constants)))
-        return tuple(nodes)
+                    constants.append((name, conversion or str, conversion, *self._checks(input_type, extra_info)))
+            reached[node_id] = (file_input, tuple(constants))
+        return reached
 
     def _checks(self, input_type: Any, extra_info: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None, frozenset[str] | None]:
         """A constant's checks: the plain range check_value makes of a min and max alone, else check_value's own
@@ -126,14 +158,18 @@ class ValidationPlans:
         return None, (input_type, extra_info), members
 
 
+def _targets(partial: Any) -> bool:
+    """Partial execution targets in the common shape: a list of node ids."""
+    return type(partial) is list and all(type(t) is str for t in partial)
+
+
 def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
-    """What validation's outcome depends on besides the constants' values; None for a prompt outside the common
-    shape (exact types only: a slot of 0.0 or True must not share the key of a slot 0)."""
-    if type(prompt) is not dict or len(prompt) > _UP_TO_NODES:
+    """What validation's outcome depends on besides the constants' values, led by the node ids and partial targets
+    (a kept plan is looked up by these); None for a prompt outside the common shape (exact types only: a slot of 0.0
+    or True must not share the key of a slot 0). Made once per structure kept: a prompt is matched by :func:`_passes`."""
+    if type(prompt) is not dict or len(prompt) > _UP_TO_NODES or (partial is not None and not _targets(partial)):
         return None
-    if partial is not None and not (type(partial) is list and all(type(t) is str for t in partial)):
-        return None
-    parts: list[Any] = [None if partial is None else tuple(partial)]
+    parts: list[Any] = [(tuple(prompt), None if partial is None else tuple(partial))]
     append = parts.append
     for node_id, node in prompt.items():
         if type(node) is not dict:
@@ -141,7 +177,6 @@ def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
         class_type, inputs = node.get("class_type"), node.get("inputs")
         if type(class_type) is not str or type(inputs) is not dict:
             return None
-        append(node_id)
         append(class_type)
         append(tuple(inputs))  # the input names, in order; then the links, each with its input's name
         for name, value in inputs.items():
@@ -152,19 +187,36 @@ def _key(prompt: Any, partial: Any) -> tuple[Any, ...] | None:
     return tuple(parts)
 
 
-def _constants_pass(prompt: dict[str, Any], plan: _Plan, validator_of: Callable[[], Validator]) -> bool:
-    """Convert and check each constant as Validator._validate_node does; True (and the converted values written
-    back, as ComfyUI writes them) when all pass. Nothing is written otherwise: the full validation starts over.
-    ``validator_of``: the prompt's Validator, made only when a check needs it (a file, an option list)."""
+def _passes(prompt: dict[str, Any], nodes: tuple[_Node, ...], context: tuple[NodeSpecs, Callable[[str], bool] | None, Profile]) -> bool:
+    """Whether the prompt has the structure of ``nodes`` (their ids matched already), node by node as :func:`_key`
+    keys it, and each constant converts and passes its checks as Validator._validate_node does; when it does, the
+    converted values are written back, as ComfyUI writes them. Nothing is written otherwise: the full validation
+    starts over. ``context``: the rest of the prompt's Validator, made only when a check needs it (a file, an option
+    list)."""
     validator: Validator | None = None
     writes: list[tuple[dict[str, Any], str, Any]] = []
     try:
-        for node_id, class_type, file_input, constants in plan.nodes:
-            inputs = prompt[node_id]["inputs"]
+        for node_id, class_type, names, links, constants, plain, file_input in nodes:
+            node = prompt[node_id]
+            if type(node) is not dict:
+                return False
+            inputs = node["inputs"]
+            if type(inputs) is not dict or node["class_type"] != class_type or tuple(inputs) != names:
+                return False
+            for name, link in links:
+                value = inputs[name]  # [node id, slot]: equal, a slot of int type (1.0 and True equal 1)
+                if value != link or type(value[1]) is not int:
+                    return False
+            if plain:
+                for name in plain:
+                    if type(inputs[name]) is list:
+                        return False  # a link where the structure has a value
             first = len(writes)
-            for name, conversion, bounds, general, members in constants:
+            for name, kept, conversion, bounds, general, members in constants:
                 val = inputs[name]
-                if type(val) is not conversion:  # (a value of the converted type is kept as it is: most are)
+                if type(val) is not kept:  # (a value of the type it keeps is not converted: most are)
+                    if type(val) is list:
+                        return False  # a link where the structure has a value
                     original = val
                     if isinstance(val, dict) and "__value__" in val:
                         val = val["__value__"]
@@ -179,11 +231,11 @@ def _constants_pass(prompt: dict[str, Any], plan: _Plan, validator_of: Callable[
                 elif general is not None:
                     if members is not None and type(val) is str and val in members:
                         continue  # (in the option list: check_value finds nothing else to say)
-                    validator = validator or validator_of()
+                    validator = validator or Validator(prompt, *context)
                     if validator.check_value(name, val, *general) is not None:
                         return False
             if file_input is not None:
-                validator = validator or validator_of()
+                validator = validator or Validator(prompt, *context)
                 written = {name: val for _, name, val in writes[first:]}
                 if validator.check_file(class_type, file_input, {**inputs, **written} if written else inputs):
                     return False

@@ -21,7 +21,7 @@ from ..cassette.load import INLINE_LIMIT
 from ..cassette.model import FORMAT, Cassette, Interaction, Job, OutputImage
 from ..cassette.storage import BlobStore
 from ..comfy.events import STATUS_OF_TERMINAL, BinaryFrame, Event, WsEvent, decode_frame
-from ..comfy.timeline import from_history
+from ..comfy.timeline import cached_in_history, from_history
 from ..cassette.templating import Templater, dumps_templated, escape_literals, placeholder
 from .drafts import JobDraft, client_ids, collect, find_jobs, view_bodies
 from ..errors import ConfigError
@@ -50,6 +50,7 @@ def build_cassette(
     views = view_bodies(session)
     collected = [collect(session, d, drafts[:i], drafts[i + 1 :]) for i, d in enumerate(drafts)]
     jobs = [_job(d, c, drafts, clients, views, blobs) for d, c in zip(drafts, collected)]
+    jobs = [replace(job, id_head=head) if (head := _tied_id_head(d, drafts)) else job for d, job in zip(drafts, jobs)]
     meta: dict[str, Any] = {"comfyui_version": _comfyui_version(session), "source": Path(session.source).name or "session"}
     if not session.sockets and any(job.history for job in jobs):
         jobs = [_with_timeline(job) for job in jobs]
@@ -137,6 +138,8 @@ def _job(
         if kind == Event.EXECUTION_CACHED.value and isinstance(data, dict):
             cached = tuple(str(n) for n in data.get("nodes", []))
         ws.append(WsEvent(t, str(kind), _template_structure(data, templater, draft, drafts)))
+    if history is not None and not any(e.type == Event.EXECUTION_CACHED.value for e in ws):
+        cached = tuple(cached_in_history(history))  # sent to nobody (no client_id) or before the socket joined
     if not ended:
         # No terminal frame: a prompt sent without client_id (ComfyUI sends its outcome to nobody, no_client_id
         # capture), deleted from the queue before it ran, or a recording that stopped first. History says how it ended.
@@ -160,6 +163,17 @@ def _job(
         status=status, outputs_to_execute=outputs_to_execute, history=templated_history, cached=cached,
         queued_for=round(max(0.0, start_t - x.t), 6) if frames else 0.0, outputs=tuple(outputs), ws=tuple(ws), **common,
     )
+
+
+def _tied_id_head(draft: JobDraft, drafts: list[JobDraft]) -> str:
+    """The first group of the prompt_id ComfyUI drew for an accepted prompt that another one's number tied (its
+    queue runs ties in id order: recorded_posts.py); "" when the client gave the id or nothing tied."""
+    pid, number = draft.prompt_id, draft.number
+    if not isinstance(pid, str) or "prompt_id" in draft.body or isinstance(number, bool) or not isinstance(number, (int, float)):
+        return ""
+    tied = any(other is not draft and other.prompt_id and other.number == number for other in drafts)
+    head = pid.split("-")[0].lower()
+    return head if tied and len(head) == 8 and not head.strip("0123456789abcdef") else ""
 
 
 def _with_timeline(job: Job) -> Job:

@@ -23,7 +23,7 @@ log = logging.getLogger("comfy_cassettes.replay")  # serve's console (server.log
 async def post_prompt(request: Request) -> Response:
     engine = engine_of(request)
     body, headers = await read_body(request), header_values(request, *_PROMPT_HEADERS)
-    answer = await engine.submit_held(body, headers) if engine.answer_hold.active else engine.submit(body, headers)
+    answer = await engine.submit_held(body, headers) if engine.recorded_posts.holds else engine.submit(body, headers)
     if answer.status == 400:
         log_refusal(answer.body)
     return reply(answer)

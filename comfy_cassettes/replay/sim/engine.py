@@ -30,7 +30,7 @@ from ..config import ReplayConfig, recorded_version
 from ..harness.clock import Clock
 from ..harness.faults import Faults
 from ..harness.journal import Journal
-from .answer_hold import AnswerHold
+from .recorded_posts import RecordedPosts
 from .asset_store import Assets
 from .catalogue import Catalogue
 from .inputs import InputFiles
@@ -102,8 +102,8 @@ class ReplayEngine:
         self.node_cache = NodeCache(keeps_earlier=self.profile.keeps_earlier_results)
         self.namer = OutputNamer(self.roots, rng=self._namer_rng())
         self.pacing = Pacing(config.timing, config.speed, backlog=self.queue.remaining)
-        self.answer_hold = AnswerHold(self.jobs, self.pacing, lambda: self.index)
-        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files, self.answer_hold]
+        self.recorded_posts = RecordedPosts(self.jobs, self.pacing, lambda: self.index)
+        self._server_parts: list[Resettable] = [self.queue, self.history, self.running, self.node_cache, self.files, self.recorded_posts]
         # The test's instruments and what the test wrote: reset between tests, kept across a `down` restart.
         self._test_parts: list[Resettable] = [self.faults, self.clock, self.assets, self.user_folder, self.journal]
 
@@ -257,11 +257,9 @@ class ReplayEngine:
         return accepted if isinstance(accepted, Reply) else self._queue(*accepted)
 
     async def submit_held(self, raw: bytes, headers: Mapping[str, str] | None = None) -> Reply:
-        """:meth:`submit`, the prompt queued as long after it came as its recording's took (answer_hold.py)."""
+        """:meth:`submit`, the prompt queued as long after it came as its recording's took (recorded_posts.py)."""
         accepted = self._accept(raw, headers)
-        if isinstance(accepted, Reply):
-            return accepted
-        return await self.answer_hold.after(accepted[0], lambda: self._queue(*accepted))
+        return accepted if isinstance(accepted, Reply) else await self.recorded_posts.after(accepted[0], lambda: self._queue(*accepted))
 
     def _accept(self, raw: bytes, headers: Mapping[str, str] | None) -> Reply | tuple[QueueItem, dict[str, Any]]:
         """The prompt's queue item and node errors, or the refusal to answer with."""
@@ -291,11 +289,14 @@ class ReplayEngine:
             return Reply.crash()
         # str() of what was given, as ComfyUI does (a null one is "None": more_sessions_0.3/extra_edge); else drawn.
         given = "prompt_id" in body and (body["prompt_id"] is not None or not self.profile.prompt_id_must_be_uuid)
-        prompt_id = str(body["prompt_id"]) if given else self.new_prompt_id()
+        prompt_id, held = str(body["prompt_id"]) if given else self.new_prompt_id(), 0.0
+        if self.recorded_posts.active:  # the recording's time and, for a drawn id that was tied, its order
+            prompt_id, held = self.recorded_posts.stand_in(workflow, shape, prompt_id, drawn=not given)
         extra_data = self.extra_data.of(body, headers or {})
         self.queue.sequence += 1
         # The job's messages go to extra_data's client_id (execution.py), the body's or one sent inside extra_data.
-        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape)
+        item = QueueItem(number, prompt_id, workflow, extra_data, outputs, extra_data.get("client_id"), self.queue.sequence, shape=shape,
+                         held=held)
         if self.faults.rules:  # most prompts meet no rule: spared the call and its pruning
             item.faults = self.faults.for_job(workflow)
         if foreign and body["extra_data"] is not None:

@@ -156,13 +156,13 @@ class JobIndex:
                 return (errors if isinstance(errors, dict) else {}), list(job.outputs_to_execute)
         return None
 
-    def answer_times(self, workflow: Mapping[str, Any], shape: str | None = None) -> tuple[int, tuple[float, ...]]:
-        """How long the recorded POST /prompt took to accept this graph (seconds, ``Job.took``), each recording of this
-        very workflow in recorded order, else the first of its structure; with a key for the recordings found (the
-        n-th submission of a graph takes the n-th recording's). ``(-1, ())`` when none was timed."""
-        same = [j for j in self._same_shape(workflow, shape) if j.status != "rejected" and j.took]
-        exact = [j for j in same if j.workflow == workflow] or same[:1]
-        return (id(exact[0]), tuple(j.took for j in exact)) if exact else (-1, ())
+    def recordings(self, workflow: Mapping[str, Any], shape: str | None = None) -> tuple[int, tuple[Job, ...], bool]:
+        """The accepted recordings of this very workflow in recorded order (True), else the first of its structure
+        (False), with a key for them (recorded_posts.py counts the submissions each set stood for)."""
+        same = [j for j in self._same_shape(workflow, shape) if j.status != "rejected"]
+        exact = [j for j in same if j.workflow == workflow]
+        found = exact or same[:1]
+        return (id(found[0]) if found else -1), tuple(found), bool(exact)
 
     def recorded_verdict(self, workflow: Mapping[str, Any], status: int, node_errors: Mapping[str, Any]) -> dict[str, Any] | None:
         """The answer recorded for exactly this workflow when ComfyUI found the same errors in the same nodes: the
