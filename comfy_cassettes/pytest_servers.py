@@ -84,7 +84,8 @@ class Settings:
                     profile(version)
                 except ConfigError as exc:  # its message names the version, not the option
                     raise ConfigError(f"{BY_NAME['comfyui_version'].cli_flag} {version!r}: {exc}") from None
-            ReplayConfig(cassettes=self.cassettes, port=0, **self.values).validated()
+            config = ReplayConfig(cassettes=self.cassettes, port=0, **self.values).validated()
+            _refuse_foreign(self.cassettes, config.cassettes)
         except ConfigError as exc:
             message = str(exc)
             if self.cassettes_from and any(message.startswith(f"{path}:") for path in self.cassettes):
@@ -324,6 +325,21 @@ def _prepare(request: pytest.FixtureRequest, servers: ComfyServers, monkeypatch:
     handle.configure(**options)
     monkeypatch.setenv(servers.settings.env_var, handle.url)
     return handle, allow_unmatched
+
+
+def _refuse_foreign(named: Sequence[Path], paths: Sequence[Path]) -> None:
+    """ConfigError, naming the configured paths, when none of the cassettes they hold recorded ComfyUI (a folder of
+    another service's vcr cassettes): every test would pass on the base's synthetic answers alone."""
+    from .cassette.load import load
+    from .errors import CassetteError
+
+    try:
+        foreign = bool(paths) and all(load(path).foreign for path in paths)
+    except CassetteError:
+        return  # a broken cassette is the server's error to report, as before this check
+    if foreign:
+        raise ConfigError(f"{', '.join(map(str, named))}: none of these cassettes recorded a ComfyUI request (cassettes of "
+                          "another service?)")
 
 
 def _server(servers: ComfyServers, cassettes: list[Path], options: dict[str, Any]) -> ComfyHandle:

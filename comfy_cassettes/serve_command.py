@@ -87,6 +87,10 @@ def announce(server: ReplayServer) -> None:
          f"{engine.config.timing} timing, as ComfyUI {engine.profile.version}")
     if engine.profile.notice:
         echo(f"warning: {engine.profile.notice}", err=True)
+    for cassette in engine.cassettes:
+        if cassette.foreign:
+            echo(f"warning: {cassette.path}: none of its {len(cassette.interactions)} request(s) is to ComfyUI (a cassette of "
+                 "another service?); it answers nothing here", err=True)
     if engine.catalogue.declared:
         echo("declared models: " + ", ".join(f"{folder}/{name}" for folder, names in engine.catalogue.declared.items() for name in names))
     echo(f"output folder: {engine.roots.output}")

@@ -284,3 +284,36 @@ def test_the_handle_reaches_its_server_under_block_network(pytester: pytest.Pyte
     pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_blocked=BLOCKED_NETWORK)
     pytester.runpytest_subprocess("--block-network").assert_outcomes(passed=1)
+
+
+def test_cassettes_of_another_service_are_refused_in_pytest_and_named_by_serve(pytester: pytest.Pytester) -> None:
+    # Pointing the plugin at the folder of the suite's own vcr cassettes (a payments API) passed every test on the base's
+    # synthetic answers alone: no cassette replayed anything.
+    folder = pytester.path / "cassettes" / "test_payments"
+    folder.mkdir(parents=True)
+    (folder / "test_charge.yaml").write_text(yaml.safe_dump(_plain_cassette()))
+    pytester.makeini(SUITE_INI + "comfy_cassettes = cassettes/test_payments\n")
+    pytester.makepyfile("def test_one(comfy):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [line] = [line for line in result.errlines if line.strip()]
+    assert line == (f"ERROR: comfy-cassettes: comfy_cassettes {folder}: none of these cassettes recorded "
+                    "a ComfyUI request (cassettes of another service?)")
+    # serve, beside cassettes of ComfyUI, names each foreign one on stderr before it listens
+    from comfy_cassettes.replay.config import BUNDLED_DIR
+
+    served = subprocess.Popen([sys.executable, "-m", "comfy_cassettes", "serve", str(folder), str(BUNDLED_DIR / "basic_save.yaml"),
+                               "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert served.stdout is not None
+        lines = []
+        for text in served.stdout:
+            lines.append(text.rstrip("\n"))
+            if text.startswith("listening on"):
+                break
+    finally:
+        served.kill()
+        served.communicate(timeout=10)
+    assert [text for text in lines if text.startswith("warning:")] == [
+        f"warning: {folder / 'test_charge.yaml'}: none of its 3 request(s) is to ComfyUI (a cassette of another service?); "
+        "it answers nothing here"]

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..comfy.events import WsEvent
+from ..comfy.routes import is_comfy_path
 from ..errors import CassetteError
 
 FORMAT = 1
@@ -165,6 +166,12 @@ class Cassette:
     jobs: tuple[Job, ...] = ()
     recorded: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] | None = None  # vcrpy's optional cassette metadata, kept as it was
+
+    @property
+    def foreign(self) -> bool:
+        """Whether it recorded requests, none of them to ComfyUI, and no job: a cassette of another service (a
+        pytest-recording cassette of a payments API), which answers nothing a ComfyUI client asks."""
+        return not self.jobs and bool(self.interactions) and not any(is_comfy_path(i.path) for i in self.interactions)
 
     @property
     def root(self) -> Path:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .graph import is_link
 
@@ -25,8 +24,7 @@ DEFAULT_SIZE: Size = (512, 512, 1)
 FLOW_INPUTS = ("images", "image", "samples", "latent_image", "pixels", "latent")
 
 
-@dataclass(frozen=True)
-class Behaviour:
+class Behaviour(NamedTuple):
     """One family's observable behaviour; a missing rule means "as the upstream node"."""
 
     family: str

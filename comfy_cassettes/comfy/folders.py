@@ -117,17 +117,25 @@ class OutputNamer:
             self._next.clear()
             self._checked.clear()
 
-    def wrote(self, path: str | Path, before: int | None) -> None:
-        """The replay created ``path``; ``before``: its folder's mtime_ns just before (None: the folder was new).
-        A listing that was current then stays current with the new name, so the next name needs no rescan."""
-        folder, name = os.path.split(os.path.abspath(path))
+    def wrote(self, path: str | Path, before: int | None = None) -> None:
+        """The replay created ``path``; ``before``: its folder's mtime_ns just before (-1: the folder was new; None:
+        not looked at, so a listing found current in this loop callback (settle_on) is taken as current then). A
+        listing that was current then stays current with the new name, so the next name needs no rescan."""
+        head, name = os.path.split(path)
+        folder = _absolute_folder(head) if name not in ("", ".", "..") else None  # (a file's name: abspath keeps it)
+        if folder is None:
+            folder, name = os.path.split(os.path.abspath(path))
         try:
             after = os.stat(folder).st_mtime_ns
         except OSError:
             return
         with self._lock:
             listing = self._listings.get(folder)
-            if listing is not None and listing.mtime == before:
+            if before is None:
+                current = folder in self._checked and self._loop is not None and threading.get_ident() == self._loop_thread
+            else:
+                current = listing is not None and listing.mtime == before
+            if listing is not None and current:
                 listing.add(name, after)
             else:
                 self._checked.discard(folder)  # someone else changed it meanwhile: look again
@@ -212,6 +220,13 @@ class _Listing:
                 except ValueError:
                     value = 0
                 self.counters[basename] = max(counter, value + 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute_folder(folder: str) -> str | None:
+    """``os.path.abspath(folder)`` of an absolute ``folder`` (a relative one's depends on the working directory: None),
+    kept: every file the replay writes in a folder asks for it."""
+    return os.path.abspath(folder) if os.path.isabs(folder) else None
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,9 +16,9 @@ import math
 import mimetypes
 import os
 import posixpath
-from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = [
     "FRONTEND", "CURRENT_FRONTEND", "DOCS", "TEMPLATES", "INSTALL_HINT", "WebPackage",
@@ -26,8 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class WebPackage:
+class WebPackage(NamedTuple):
     """A pip package whose folder ComfyUI serves under a URL prefix."""
 
     distribution: str
@@ -63,7 +62,7 @@ FRONTEND = WebPackage("comfyui-frontend-package", "comfyui_frontend_package", "s
 # users upgrade the frontend past the pin, and the newest is the one that reads the 0.38 routes (/api/jobs,
 # /node_replacements, /global_subgraphs). Same distribution as FRONTEND, so it is never installed beside it:
 # its wheel's static folder is served with --front-end-root.
-CURRENT_FRONTEND = replace(FRONTEND, version="1.58.1")
+CURRENT_FRONTEND = FRONTEND._replace(version="1.58.1")
 TEMPLATES = WebPackage("comfyui-workflow-templates", "comfyui_workflow_templates", "templates", "/templates", "0.1.95")
 DOCS = WebPackage("comfyui-embedded-docs", "comfyui_embedded_docs", "docs", "/docs", "0.2.6")
 

@@ -6,8 +6,8 @@ is the one place that knows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 API_PREFIX = "/api"
 
@@ -41,8 +41,7 @@ def route_matches(pattern: str, path: str) -> bool:
     return any(fnmatchcase(p, pattern) for p in candidates)
 
 
-@dataclass(frozen=True)
-class ComfyRoute:
+class ComfyRoute(NamedTuple):
     """One route of ComfyUI's API: ``path`` in Starlette's template syntax, ``name`` the handler that serves it."""
 
     method: str

@@ -6,8 +6,7 @@ import contextlib
 import copy
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # ComfyUI's validate_inputs recurses one frame per link; ours takes three (node, link, memo): room for a chain
 # ComfyUI validates (real 0.3.64 runs 600 nodes), bounded so that Python 3.10, whose frames use the C stack,
@@ -31,8 +30,7 @@ _Error = dict[str, Any]
 _Outcome = tuple[bool, list[_Error], Any]  # ComfyUI's (valid, reasons, node id)
 
 
-@dataclass(frozen=True)
-class ValidationResult:
+class ValidationResult(NamedTuple):
     """What POST /prompt answers for a prompt.
 
     ``status`` is 200 when at least one output validates, 400 when ComfyUI rejects the prompt, and 500

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ...comfy.events import execution_error
 from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS
@@ -149,8 +149,7 @@ def _cli_int(value: str, text: str, flag: str) -> int:
 # ---------------------------------------------------------------- what a rule does to a request or a job
 
 
-@dataclass(frozen=True)
-class HttpFault:
+class HttpFault(NamedTuple):
     """What the fault middleware does to one request: wait ``delay`` seconds, then answer normally, with an
     error ``status`` rule, or by dropping the connection."""
 
@@ -158,8 +157,7 @@ class HttpFault:
     rule: FaultRule | None = None  # a "status" or "drop" rule, already counted
 
 
-@dataclass(frozen=True)
-class JobFault:
+class JobFault(NamedTuple):
     """A job rule taken by one accepted prompt; ``node`` None means the engine's default node for the kind."""
 
     kind: str

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from ...comfy.protocol import JSON_CONTENT_TYPE, request_json
 from ..sim.engine import ReplayEngine, Reply
+from ..sim.reply import JSON_HEADERS
 from .static import empty_streamed, http_error
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -42,10 +43,14 @@ def query_of(connection: HTTPConnection) -> dict[str, str]:
 
 
 def reply(r: Reply) -> Response:
+    if r.headers is JSON_HEADERS and r.status == 200:  # (most answers: their header lines are known)
+        answer = json_text(r.body)
+        answer._sent = r.sent
+        return answer
     return Prepared(r.body, r.status, r.headers, sent=r.sent)
 
 
-def json_text(body: bytes, status: int = 200) -> Response:
+def json_text(body: bytes, status: int = 200) -> Prepared:
     """A JSON answer whose text is made already (kept history entries): ``reply(Reply.json_text(body))``."""
     if status != 200:
         return Prepared(body, status, _JSON_ONLY)

@@ -8,7 +8,6 @@ import mimetypes
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from stat import S_ISREG
@@ -54,8 +53,7 @@ class ViewResult(NamedTuple):
     stat: os.stat_result | None = None  # the file's, when the lookup took one: the body is read against it
 
 
-@dataclass(frozen=True)
-class UploadResult:
+class UploadResult(NamedTuple):
     """POST /upload/image's answer: 200 with `{"name", "subfolder", "type"}`, else an empty-bodied status."""
 
     status: int

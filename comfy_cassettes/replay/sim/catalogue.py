@@ -76,11 +76,9 @@ class Catalogue:
         """What validation reads from :meth:`object_info`, kept with it (the catalogue is built once and never
         changed: the live input listing only enters GET /object_info's answer, and LoadImage's check looks at the
         folder itself)."""
-        object_info = self.object_info()
-        if object_info is None:
-            return None
-        if self._specs is None or self._specs.object_info is not object_info:
-            self._specs = NodeSpecs(object_info)
+        if self._specs is None:  # (then kept: every POST /prompt asks)
+            object_info = self.object_info()
+            self._specs = NodeSpecs(object_info) if object_info is not None else None
         return self._specs
 
     def model_folders(self) -> list[str]:

@@ -4,7 +4,6 @@ shown as sent in /queue and history, and failing where ComfyUI's run first reads
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ...comfy.extra_data import read_error, reading_node
@@ -14,7 +13,6 @@ from .state import QueueItem
 __all__ = ["queue_as_sent"]
 
 
-@dataclass(frozen=True)
 class _BeforeInputs(JobFault):
     """An execution_error raised while the node's inputs were gathered: ComfyUI reports no current_inputs (its
     input_data_all was never made)."""

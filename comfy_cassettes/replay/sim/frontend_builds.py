@@ -15,8 +15,8 @@ import sys
 import tempfile
 import threading
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ...comfy.frontend import FRONTEND, WebPackage
 from ...errors import ComfyCassettesError
@@ -32,8 +32,7 @@ class FrontendFetchError(ComfyCassettesError):
     """A frontend version could not be fetched; the message is one line naming the requirement and the cause."""
 
 
-@dataclass(frozen=True)
-class ServedBuild:
+class ServedBuild(NamedTuple):
     """The frontend build served for a wanted version: its static folder and version (None: no frontend at all),
     and one line when it is not the version wanted."""
 

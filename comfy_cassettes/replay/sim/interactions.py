@@ -5,9 +5,8 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...cassette.model import Cassette, Interaction
 from ...comfy.routes import is_base_route, normalize
@@ -16,8 +15,7 @@ from ...cassette.templating import render_text
 _SKIP_HEADERS = {"content-length", "date", "server", "transfer-encoding", "connection"}
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
     """One recorded request, indexed for matching."""
 
     method: str
@@ -31,8 +29,7 @@ class Recorded:
         return f"{self.method} {self.path}{'?' + query if query else ''}"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     status: int
     body: bytes
     headers: dict[str, str]

@@ -135,13 +135,6 @@ def _version(stat: os.stat_result) -> tuple[int, int, int, int]:
     return stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino
 
 
-def _mtime(folder: str) -> int | None:
-    try:
-        return os.stat(folder).st_mtime_ns
-    except OSError:
-        return None
-
-
 class OutputFiles:
     """Where each handed-out output name's bytes come from, and whether they are written.
 
@@ -187,7 +180,7 @@ class OutputFiles:
         Written files carry ``metadata()`` as PNG text chunks (the job's ``prompt`` and ``extra_pnginfo``; asked
         for only when a file is written). An image
         no recording has bytes for is drawn from the ``seed`` of the sampler that made it, else plain grey.
-        ``wrote`` is told of each file created, with its folder's mtime_ns before (OutputNamer.wrote). ``ran``: the
+        ``wrote`` is told of each file created (OutputNamer.wrote: its folder was not looked at before). ``ran``: the
         node ran in this job (not cached), so its files are new even under a name handed out before (a
         ``%batch_num%`` prefix restarts its counter on every run): they replace the earlier run's, as ComfyUI's
         SaveImage overwrites them; a cached node's ``executed`` reports the files it wrote before."""
@@ -228,13 +221,17 @@ class OutputFiles:
         file, so none is left empty or cut off; the name was handed out by the namer, so nothing else writes it
         meanwhile, and the loop runs nothing else while it is written. Cheaper than a hidden file renamed into
         place: one directory entry made instead of two changes. The bytes are made once the file is known to be
-        new: a cached re-run's files cost one failed open. ``folder``: the path's dirname; ``replace``: an existing
-        file is written over (a node that ran again under a name handed out before)."""
-        before = _mtime(folder)
-        if before is None:
-            os.makedirs(folder, exist_ok=True)
+        new: a cached re-run's files cost one failed open. ``folder``: the path's dirname, made when missing (found
+        so by the open itself: a look at it first was a stat per file); ``replace``: an existing file is written
+        over (a node that ran again under a name handed out before)."""
+        before: int | None = None  # (not looked at: OutputNamer.wrote)
         try:
-            descriptor = os.open(path, _REPLACE if replace else _CREATE_NEW, 0o666)
+            try:
+                descriptor = os.open(path, _REPLACE if replace else _CREATE_NEW, 0o666)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                before = -1  # a new folder
+                descriptor = os.open(path, _REPLACE if replace else _CREATE_NEW, 0o666)
         except FileExistsError:
             return
         try:

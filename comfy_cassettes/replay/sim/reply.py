@@ -11,7 +11,8 @@ from ...comfy.protocol import CRASH_BODY, CRASH_HEADERS, JSON_CONTENT_TYPE, dump
 
 # A Reply without headers (no body, or a body of no declared type): one shared, read-only.
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
-_JSON_HEADERS: Mapping[str, str] = MappingProxyType({"Content-Type": JSON_CONTENT_TYPE})
+# A JSON answer's headers: one shared, read-only (the handlers know its header lines by it).
+JSON_HEADERS: Mapping[str, str] = MappingProxyType({"Content-Type": JSON_CONTENT_TYPE})
 
 
 class Reply(NamedTuple):
@@ -31,9 +32,12 @@ class Reply(NamedTuple):
     @classmethod
     def json_text(cls, body: bytes, status: int = 200) -> Reply:
         """A JSON answer whose text is already made (kept history entries, recorded bodies)."""
-        return cls(status, body, _JSON_HEADERS)
+        return _new_tuple(cls, (status, body, JSON_HEADERS, None))  # (the named tuple's __new__ without its frame)
 
     @classmethod
     def crash(cls) -> Reply:
         """aiohttp's answer when a handler raises (malformed JSON, prompts ComfyUI cannot even validate)."""
         return cls(500, CRASH_BODY, dict(CRASH_HEADERS))
+
+
+_new_tuple = tuple.__new__

@@ -9,7 +9,6 @@ fire at them.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ...cassette.model import Job
 from ...cassette.naming import JobBinding
 from ...cassette.templating import event_renderer, render_value
 from ...comfy.shapes import ExecutionStatus
+from ...comfy.protocol import dumps
 from ..harness.clock import Clock
 from ..harness.faults import FaultRule, JobFault
 from .job_files import JobFiles
@@ -383,10 +383,10 @@ class JobRun:
         """SaveImage/PreviewImage's PNG text chunks: the prompt, then one per extra_pnginfo key, each JSON. The same
         for every image the run saves, so encoded once (a prompt can be large and have several save nodes)."""
         if self._png_text is None:
-            metadata = {"prompt": json.dumps(self.item.workflow)}
+            metadata = {"prompt": self.item.workflow_json}  # (its history entry takes the same text)
             extra = self.item.extra_data.get("extra_pnginfo")
             if isinstance(extra, dict):
-                metadata.update({str(k): json.dumps(v) for k, v in extra.items()})
+                metadata.update({str(k): dumps(v) for k, v in extra.items()})
             self._png_text = metadata
         return self._png_text
 

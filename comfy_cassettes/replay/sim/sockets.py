@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...comfy.events import BROADCAST_TYPES, Event, encode_preview, message
 from ...comfy.events import status as status_data
@@ -27,8 +27,9 @@ SEND_TIMEOUT = float(os.environ.get("COMFY_CASSETTES_WS_SEND_TIMEOUT", "5"))
 CLIENT_BACKLOG = 4096  # messages waiting for one socket before it counts as stalled and is cut
 
 
-@dataclass(frozen=True)
-class _Closing:
+# The outbox's records are NamedTuples, not frozen dataclasses: made per message, and a dataclass's generated
+# methods are compiled when the module is imported (serve's start-up).
+class _Closing(NamedTuple):
     code: int | None  # None: cut the connection; else a close frame
 
 
@@ -46,22 +47,19 @@ class Client:
     first_message: bool = True  # no JSON object read from it yet: only then is feature_flags answered
 
 
-@dataclass(frozen=True)
-class _Text:
+class _Text(NamedTuple):
     client_id: str | None  # None: every socket
     text: str
 
 
-@dataclass(frozen=True)
-class _Preview:
+class _Preview(NamedTuple):
     client_id: str | None  # None: every socket, none of them told metadata
     image: bytes
     image_format: int | None
     metadata: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
-class _Cut:
+class _Cut(NamedTuple):
     client_id: str | None  # None: every socket
     code: int | None
 

@@ -103,8 +103,8 @@ class QueueItem:
     answered: float | None = None  # time.monotonic() when its POST /prompt answer went out; None: not yet
     held: float = 0.0  # recorded seconds its POST /prompt was held before it was queued (recorded_posts.py)
     extra_data_sent: Any = None  # an extra_data that is no object, listed as sent (0.3.64 queues a list as it is)
-    # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id. Made once: the heap
-    # compares it a few times per push and pop.
+    # ComfyUI's heap holds (number, prompt_id, ...) tuples: ties in number go by prompt_id; then the order they
+    # came in (PromptQueue's heap entries start with these).
     sort_key: tuple[int | float, str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +114,12 @@ class QueueItem:
     def signatures(self) -> dict[str, str]:
         """Each node's cache signature (graph.signatures): asked when the job is planned, named and finished."""
         return signatures(self.workflow, self.shape if len(self.workflow) <= _ORDERS_UP_TO_NODES else None)
+
+    @_kept
+    def workflow_json(self) -> str:
+        """``json.dumps`` of the workflow: the ``prompt`` text of the images the job saves (dynamic mode), which its
+        history entry then takes as it is instead of encoding the graph again."""
+        return dumps(self.workflow)
 
     @_kept
     def order(self) -> tuple[str, ...]:
@@ -128,9 +134,6 @@ class QueueItem:
                 _ORDERS.pop(next(iter(_ORDERS)))  # the oldest: a few graphs are the common case
             known = _ORDERS[key] = tuple(execution_order(self.workflow, self.outputs_to_execute))
         return known
-
-    def __lt__(self, other: QueueItem) -> bool:
-        return self.sort_key < other.sort_key
 
     def move(self, to: JobState) -> None:
         """Change state; refuses a transition ComfyUI cannot make (a finished job never runs again)."""
@@ -152,7 +155,9 @@ class PromptQueue:
     """Pending items in a heap and the one running item; ``on_change(remaining)`` hears every change."""
 
     def __init__(self, on_change: Callable[[int], None] | None = None) -> None:
-        self.pending: list[QueueItem] = []
+        # The heap holds each item behind its sort key's parts, so that the heap compares tuples in C, not items
+        # through a Python __lt__ (the sequence number is unique: no two entries ever get as far as their items).
+        self._heap: list[tuple[int | float, str, int, QueueItem]] = []
         self.running: QueueItem | None = None
         self.on_change = on_change
         self.counter = 0  # server.number: the next prompt's number when the client gives none
@@ -161,7 +166,7 @@ class PromptQueue:
 
     def reset(self) -> None:
         """Empty, with the counter at 0: a fresh ComfyUI's queue (not reported: nobody is told of a restart)."""
-        self.pending, self.running = [], None
+        self._heap, self.running = [], None
         self.counter = self.sequence = 0
         self._unreported = None
 
@@ -171,21 +176,26 @@ class PromptQueue:
         if self.on_change is not None:
             self.on_change(self.remaining())
 
+    @property
+    def pending(self) -> list[QueueItem]:
+        """The pending items, in heap order (as ComfyUI's queue lists them)."""
+        return [entry[3] for entry in self._heap]
+
     def remaining(self) -> int:
         """Pending plus running, what ``status`` frames and GET /prompt report."""
-        return len(self.pending) + (1 if self.running is not None else 0)
+        return len(self._heap) + (1 if self.running is not None else 0)
 
     def put(self, item: QueueItem) -> None:
-        heapq.heappush(self.pending, item)
+        heapq.heappush(self._heap, (*item.sort_key, item))
         self._changed()
 
     def head(self) -> QueueItem | None:
-        return self.pending[0] if self.pending else None
+        return self._heap[0][3] if self._heap else None
 
     def take(self, *, report: bool = True) -> QueueItem:
         """The next item, now running (reported with it counted as running, like ComfyUI's get()). With ``report``
         false the report waits for :meth:`report_taken`, which the run calls as it starts the prompt."""
-        item = heapq.heappop(self.pending)
+        item = heapq.heappop(self._heap)[3]
         item.move(JobState.RUNNING)
         self.running = item
         if report:
@@ -214,11 +224,11 @@ class PromptQueue:
         """Remove pending items by prompt_id, one report per item removed (POST /queue ``delete``)."""
         removed = []
         for prompt_id in prompt_ids:
-            found = next((item for item in self.pending if item.prompt_id == prompt_id), None)
-            if found is None:
+            place = next((i for i, entry in enumerate(self._heap) if entry[3].prompt_id == prompt_id), None)
+            if place is None:
                 continue
-            self.pending.remove(found)
-            heapq.heapify(self.pending)
+            found = self._heap.pop(place)[3]
+            heapq.heapify(self._heap)
             found.move(JobState.DELETED)
             removed.append(found)
             self._changed()
@@ -226,7 +236,7 @@ class PromptQueue:
 
     def wipe(self) -> list[QueueItem]:
         """Remove every pending item, one report even when there was none (POST /queue ``clear``)."""
-        removed, self.pending = self.pending, []
+        removed, self._heap = self.pending, []
         for item in removed:
             item.move(JobState.DELETED)
         self._changed()
@@ -250,6 +260,7 @@ class History:
         self.cached_needs_client = cached_needs_client
         # Each entry's item_json, made on its first request: clients poll /history, an entry never changes once written.
         self._texts: dict[str, bytes] = {}
+        self._workflows: dict[str, str] = {}  # an entry's workflow as JSON, when its job encoded it (workflow_json)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -266,8 +277,15 @@ class History:
             outputs = {node: part for node, part in outputs.items() if node not in skipped}
             meta = {node: part for node, part in meta.items() if node not in skipped}
         while len(self.entries) > self.limit:
-            self._texts.pop(self.entries.popitem(last=False)[0], None)
+            oldest = self.entries.popitem(last=False)[0]
+            self._texts.pop(oldest, None)
+            self._workflows.pop(oldest, None)
         self._texts.pop(item.prompt_id, None)
+        encoded = item.__dict__.get("workflow_json")  # (made only by a job that saved an image with it)
+        if encoded is not None:
+            self._workflows[item.prompt_id] = encoded
+        elif self._workflows:
+            self._workflows.pop(item.prompt_id, None)
         prompt = item.as_list()
         extra = item.extra_data  # (no prompt's extra_data changes once queued: shared unless a secret is left out)
         if item.extra_data_sent is None and not _SENSITIVE.isdisjoint(extra):
@@ -299,19 +317,33 @@ class History:
             entry = self.entries.get(prompt_id)
             if entry is None:
                 return b"{}"
-            text = self._texts[prompt_id] = f"{{{dumps(prompt_id)}: {dumps(entry)}}}".encode()
+            workflow = self._workflows.pop(prompt_id, None) if self._workflows else None
+            body = dumps(entry) if workflow is None else _with_workflow(entry, workflow)
+            text = self._texts[prompt_id] = f"{{{dumps(prompt_id)}: {body}}}".encode()
         return text
+
 
     def delete(self, prompt_ids: Iterable[str]) -> None:
         for prompt_id in prompt_ids:
             self.entries.pop(prompt_id, None)
             self._texts.pop(prompt_id, None)
+            self._workflows.pop(prompt_id, None)
 
     def clear(self) -> None:
         self.entries.clear()
         self._texts.clear()
+        self._workflows.clear()
 
     reset = clear
+
+
+def _with_workflow(entry: HistoryEntry, workflow: str) -> str:
+    """``dumps(entry)`` with its prompt's ``workflow`` already encoded put in place instead of encoded again: the entry
+    is encoded with a 0 there, which starts right after the prompt's number and id (record() writes "prompt" first)."""
+    prompt = entry["prompt"]
+    text = dumps({**entry, "prompt": [prompt[0], prompt[1], 0, *prompt[3:]]})
+    start = len('{"prompt": ') + len(dumps(prompt[:2])) + 1  # '[<number>, <id>' and ', '
+    return text[:start] + workflow + text[start + 1 :]
 
 
 class NodeCache:
