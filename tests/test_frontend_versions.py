@@ -92,6 +92,21 @@ def test_the_version_the_comfyui_requires_is_served_from_the_cache(tmp_path: Pat
         assert http.get("/api/extensions").json() == ["/extensions/core/new.js", "/extensions/my_node/widget.js"]
 
 
+def test_offline_without_a_frontend_the_banner_says_both_on_web_frontend_lines(tmp_path: Path) -> None:
+    # A user who installed no [frontend] extra, offline: the fetch failure is a `web frontend:` line like every other
+    # word about the page, then how to get one. A package of that name with no build folder hides an installed one.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hidden" / facts.FRONTEND.module).mkdir(parents=True)
+    (tmp_path / "hidden" / facts.FRONTEND.module / "__init__.py").write_text("")
+    env = {**offline_env(tmp_path / "cache", tmp_path / "empty"), "PYTHONPATH": str(tmp_path / "hidden")}
+    with serve(tmp_path, env=env) as (url, banner):
+        said = [line for line in banner if "frontend" in line]
+        assert said[0].startswith("web frontend: could not fetch comfyui-frontend-package==1.27.10: ")
+        assert said[0].endswith("; no frontend installed to serve instead")
+        assert said[1:] == [facts.INSTALL_HINT]
+        assert "comfy-cassettes[frontend]" in httpx.get(url + "/", timeout=10).text  # so does GET /
+
+
 @installed
 def test_offline_it_says_so_in_one_line_and_names_the_version_served(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()

@@ -92,7 +92,7 @@ class WebRoots:
             return "\n".join([*lines, f"web frontend: {self.custom}"])
         served = self.served()
         if served.folder is None:
-            return "\n".join([*lines, *([served.note] if served.note else []), INSTALL_HINT])
+            return "\n".join([*lines, *([f"web frontend: {served.note}"] if served.note else []), INSTALL_HINT])
         where = "installed" if served.folder == FRONTEND.installed() else f"from {served.folder}"
         lines.append(f"web frontend: {served.note}" if served.note else f"web frontend: {FRONTEND.distribution} {served.version} ({where})")
         return "\n".join(lines)
