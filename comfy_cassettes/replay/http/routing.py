@@ -54,12 +54,15 @@ class _Plain:
     """A Route matched by its segments: literal text, ``{name}`` (str: one non-empty segment) or a last
     ``{name:path}`` (the rest of the path), with its function when Starlette would only wrap it."""
 
-    __slots__ = ("route", "segments", "rest", "methods", "endpoint")
+    __slots__ = ("route", "segments", "rest", "methods", "endpoint", "_literal", "_named")
 
     def __init__(self, route: Route, segments: list[str | tuple[str]], rest: str | None) -> None:
         self.route = route
         self.segments = segments  # a str is literal, a 1-tuple names a parameter
         self.rest = rest  # the final path parameter's name
+        # Where in a split path each literal and each parameter is: compared and read without walking the segments.
+        self._literal = [(at, segment) for at, segment in enumerate(segments, 1) if isinstance(segment, str)]
+        self._named = [(at, segment[0]) for at, segment in enumerate(segments, 1) if not isinstance(segment, str)]
         self.methods = route.methods
         bare = getattr(route.app, "__qualname__", None) == _BARE_APP and inspect.iscoroutinefunction(route.endpoint)
         self.endpoint: Handler | None = route.endpoint if bare else None
@@ -93,19 +96,20 @@ class _Plain:
 
     def match(self, parts: list[str]) -> dict[str, Any] | None:
         """The path parameters when the path split at "/" into ``parts`` matches, else None."""
-        if parts[0] != "" or not self.fits(len(parts)):
-            return None
-        params: dict[str, Any] = {}
-        for segment, part in zip(self.segments, parts[1:]):
-            if isinstance(segment, str):
-                if segment != part:
-                    return None
-            elif not part:
+        size = len(self.segments)
+        if parts[0] != "" or (len(parts) != size + 1 if self.rest is None else len(parts) < size + 2):
+            return None  # (what fits() says)
+        for at, text in self._literal:
+            if parts[at] != text:
                 return None
-            else:
-                params[segment[0]] = part
+        params: dict[str, Any] = {}
+        for at, name in self._named:
+            part = parts[at]
+            if not part:
+                return None
+            params[name] = part
         if self.rest is not None:
-            params[self.rest] = "/".join(parts[len(self.segments) + 1:])
+            params[self.rest] = "/".join(parts[size + 1:])
         return params
 
 
@@ -141,15 +145,38 @@ class IndexedRouter(Router):
         self._starts = [(_literal_start(route), route) for route in self.routes]
         self._known = {start[0] for start, _ in self._starts if start}
         self._known_api = {start[1] for start, _ in self._starts if len(start) > 1 and start[0] == _API}
-        self._candidates: dict[tuple[tuple[str, ...], int | None], list[BaseRoute]] = {}
+        # (literal start, parts or None) -> the routes that could match, each with its segment matcher (or None)
+        self._candidates: dict[tuple[tuple[str, ...], int | None], list[tuple[BaseRoute, _Plain | None]]] = {}
         self._plain = {id(route): _Plain.of(route) for route in self.routes}
+        # _by_start's: by (under /api) segment, then number of parts
+        self._starting: dict[bool, dict[str, dict[int, list[tuple[BaseRoute, _Plain | None]]]]] = {False: {}, True: {}}
         # (path, method) -> route, endpoint, handler: resolved requests whose route takes no path parameters.
         self._resolved: dict[tuple[str, str], tuple[BaseRoute, Any, Handler | None]] = {}
 
     def candidates(self, path: str, count: int | None = None) -> list[BaseRoute]:
         """The routes that could match ``path``, in the router's order (cached per known first segments); with
         ``count``, the path's number of "/"-separated parts, only the segment-matched routes that fit it."""
-        key = _key(path)
+        return [route for route, _ in self._pairs(_key(path), count)]
+
+    def _by_start(self, parts: list[str]) -> list[tuple[BaseRoute, _Plain | None]]:
+        """:meth:`_pairs` for a path split at "/" into ``parts``, kept by its first segment (the second under /api)
+        and number of parts when a route names that segment: lookups by a string and an int, not a tuple hashed."""
+        count = len(parts)
+        first = parts[1] if count > 1 else ""
+        api = first == _API and count > 2
+        name = parts[2] if api else first
+        table = self._starting[api]
+        by_count = table.get(name)
+        found = by_count.get(count) if by_count is not None else None
+        if found is None:
+            found = self._pairs(tuple(parts[1:3]) if first == _API else tuple(parts[1:2]), count)
+            if (name in self._known_api if api else name in self._known and first != _API) and count <= _COUNTS_KEPT:
+                table.setdefault(name, {})[count] = found
+        return found
+
+    def _pairs(self, key: tuple[str, ...], count: int | None) -> list[tuple[BaseRoute, _Plain | None]]:
+        """:meth:`candidates` for a path whose first segments (first two under /api) are ``key``, each with its
+        segment matcher (None: only its regex can say)."""
         if len(key) > 1 and key[1] not in self._known_api:
             key = key[:1]  # /api/<a name no route has>: the routes under /api/{...} and the catch-alls
         if key and key[0] not in self._known:
@@ -160,7 +187,7 @@ class IndexedRouter(Router):
         if found is None:
             plain = self._plain
             found = self._candidates[(key, count)] = [
-                route for start, route in self._starts if _agrees(start, key)
+                (route, plain[id(route)]) for start, route in self._starts if _agrees(start, key)
                 and (count is None or (fitting := plain[id(route)]) is None or fitting.fits(count))
             ]
         return found
@@ -185,16 +212,20 @@ class IndexedRouter(Router):
     def _resolve(self, scope: Scope) -> tuple[BaseRoute | None, Scope, Handler | None]:
         partial: tuple[BaseRoute, Scope] | None = None
         path = scope["path"]
-        parts = path.split("/") if scope["type"] == "http" and not scope.get("root_path") else None  # else: the regex
-        for route in self.candidates(path, None if parts is None else len(parts)):
-            plain = self._plain[id(route)] if parts is not None else None
+        if scope["type"] == "http" and not scope.get("root_path"):
+            parts = path.split("/")  # (its [1:3] is what _key splits off)
+            pairs = self._by_start(parts)
+        else:  # the regex of every route
+            parts, pairs = [], [(route, None) for route in self.candidates(path)]
+        for route, plain in pairs:
             if plain is None:
                 match, child_scope = route.matches(scope)
             else:
-                params = plain.match(parts)  # type: ignore[arg-type]
+                params = plain.match(parts)
                 if params is None:
                     continue
-                child_scope = {"endpoint": plain.route.endpoint, "path_params": {**scope.get("path_params", {}), **params}}
+                inherited = scope.get("path_params")
+                child_scope = {"endpoint": plain.route.endpoint, "path_params": {**inherited, **params} if inherited else params}
                 if not plain.methods or scope["method"] in plain.methods:
                     return route, child_scope, plain.endpoint
                 match = Match.PARTIAL
