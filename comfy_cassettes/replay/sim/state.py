@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 STOP_TIMEOUT = 2.0  # seconds a cancelled task gets to end (the worker's at a reset, the server's shutdown)
 
+
 class JobState(str, Enum):
     """Where a prompt is in its life."""
 
@@ -321,7 +322,6 @@ class History:
             body = dumps(entry) if workflow is None else _with_workflow(entry, workflow)
             text = self._texts[prompt_id] = f"{{{dumps(prompt_id)}: {body}}}".encode()
         return text
-
 
     def delete(self, prompt_ids: Iterable[str]) -> None:
         for prompt_id in prompt_ids:
