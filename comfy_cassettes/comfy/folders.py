@@ -122,9 +122,10 @@ class OutputNamer:
         not looked at, so a listing found current in this loop callback (settle_on) is taken as current then). A
         listing that was current then stays current with the new name, so the next name needs no rescan."""
         head, name = os.path.split(path)
-        folder = _absolute_folder(head) if name not in ("", ".", "..") else None  # (a file's name: abspath keeps it)
-        if folder is None:
+        if name in ("", ".", ".."):
             folder, name = os.path.split(os.path.abspath(path))
+        else:
+            folder = absolute_path(head)  # (a file's name: abspath keeps it)
         try:
             after = os.stat(folder).st_mtime_ns
         except OSError:
@@ -222,11 +223,15 @@ class _Listing:
                 self.counters[basename] = max(counter, value + 1)
 
 
+def absolute_path(path: str | Path) -> str:
+    """``os.path.abspath(path)``, kept for an absolute ``path`` (a relative one's depends on the working directory):
+    every file the replay writes in a folder, and every GET /view of a root, asks for it."""
+    return _absolute_of(path) if os.path.isabs(path) else os.path.abspath(path)
+
+
 @functools.lru_cache(maxsize=256)
-def _absolute_folder(folder: str) -> str | None:
-    """``os.path.abspath(folder)`` of an absolute ``folder`` (a relative one's depends on the working directory: None),
-    kept: every file the replay writes in a folder asks for it."""
-    return os.path.abspath(folder) if os.path.isabs(folder) else None
+def _absolute_of(path: str | Path) -> str:
+    return os.path.abspath(path)
 
 
 @functools.lru_cache(maxsize=256)

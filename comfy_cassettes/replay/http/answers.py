@@ -53,14 +53,13 @@ def reply(r: Reply) -> Response:
 def json_text(body: bytes, status: int = 200) -> Prepared:
     """A JSON answer whose text is made already (kept history entries): ``reply(Reply.json_text(body))``."""
     if status != 200:
-        return Prepared(body, status, _JSON_ONLY)
-    answer = Prepared.__new__(Prepared)  # Prepared(body, 200, _JSON_ONLY) without its checks: a poll's answer
+        return Prepared(body, status, JSON_HEADERS)
+    answer = Prepared.__new__(Prepared)  # Prepared(body, 200, JSON_HEADERS) without its checks: a poll's answer
     answer.status_code, answer.body, answer.background, answer._sent = 200, body, None, None
     answer.raw_headers = [_JSON_LINE, (b"content-length", b"%d" % len(body))]
     return answer
 
 
-_JSON_ONLY = {"Content-Type": JSON_CONTENT_TYPE}
 _JSON_LINE = (b"content-type", JSON_CONTENT_TYPE.encode("latin-1"))
 # Header names as sent (lower-cased, latin-1), by the names handlers give: the same few on every answer.
 _LINE_NAMES: dict[str, bytes] = {}

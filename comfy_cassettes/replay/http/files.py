@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-from ...comfy.folders import FileRoots, dir_for_type, split_annotation, write_whole
+from ...comfy.folders import FileRoots, absolute_path, dir_for_type, split_annotation, write_whole
 from ..sim.recorded_inputs import composite_mask
 from .file_bodies import FileBodies, read_once
 
@@ -100,7 +100,7 @@ def resolve_view(
     root = dir_for_type(roots, type_name)
     if root is None:
         return _status_only(400)
-    found = _folder(_absolute(root), query.get("subfolder"))
+    found = _folder(absolute_path(root), query.get("subfolder"))
     if found is None:
         return _status_only(403)
     folder, subfolder = found
@@ -118,16 +118,6 @@ def resolve_view(
     except (OSError, ValueError):
         return _status_only(404)
     return ViewResult(200, Path(path), content_type, name, stat) if S_ISREG(stat.st_mode) else _status_only(404)
-
-
-def _absolute(root: Path) -> str:
-    """``os.path.abspath(root)``, worked out once for an absolute root (a relative one depends on the cwd)."""
-    return _absolute_of(root) if root.is_absolute() else os.path.abspath(root)
-
-
-@functools.lru_cache(maxsize=64)
-def _absolute_of(root: Path) -> str:
-    return os.path.abspath(root)
 
 
 @functools.lru_cache(maxsize=256)

@@ -153,10 +153,9 @@ class IndexedRouter(Router):
         # (path, method) -> route, endpoint, handler: resolved requests whose route takes no path parameters.
         self._resolved: dict[tuple[str, str], tuple[BaseRoute, Any, Handler | None]] = {}
 
-    def candidates(self, path: str, count: int | None = None) -> list[BaseRoute]:
-        """The routes that could match ``path``, in the router's order (cached per known first segments); with
-        ``count``, the path's number of "/"-separated parts, only the segment-matched routes that fit it."""
-        return [route for route, _ in self._pairs(_key(path), count)]
+    def candidates(self, path: str) -> list[BaseRoute]:
+        """The routes that could match ``path``, in the router's order (cached per known first segments)."""
+        return [route for route, _ in self._pairs(_key(path), None)]
 
     def _by_start(self, parts: list[str]) -> list[tuple[BaseRoute, _Plain | None]]:
         """:meth:`_pairs` for a path split at "/" into ``parts``, kept by its first segment (the second under /api)
